@@ -1,0 +1,114 @@
+/* medinfer engine: load an ONNX network and run it on the CPU.
+ *
+ * Conventions
+ * - Every fallible call returns a mi_status* (see medinfer/status.h).
+ * - Handles are opaque.  Objects returned through an out-parameter belong to
+ *   the caller, who frees them with the matching *_free function.
+ * - A mi_model may be used by one thread at a time; run it from several
+ *   threads by loading it once per thread.
+ */
+#ifndef MEDINFER_ENGINE_H
+#define MEDINFER_ENGINE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "medinfer/status.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---- tensors ----------------------------------------------------------- */
+/* Element types, numbered as ONNX's TensorProto.DataType. */
+typedef enum mi_dtype {
+  MI_UNDEFINED = 0,
+  MI_FLOAT = 1,
+  MI_UINT8 = 2,
+  MI_INT8 = 3,
+  MI_UINT16 = 4,
+  MI_INT16 = 5,
+  MI_INT32 = 6,
+  MI_INT64 = 7,
+  MI_BOOL = 9,
+  MI_DOUBLE = 11,
+  MI_UINT32 = 12,
+  MI_UINT64 = 13
+} mi_dtype;
+
+#define MI_MAX_DIMS 8
+
+typedef struct mi_tensor mi_tensor;
+
+/* New zero-filled tensor owning its data.  ndim may be 0 (a scalar). */
+mi_status *mi_tensor_create(mi_dtype dtype, int ndim, const int64_t *dims, mi_tensor **out);
+/* Tensor viewing caller memory; the caller keeps `data` alive and frees it. */
+mi_status *mi_tensor_wrap(mi_dtype dtype, int ndim, const int64_t *dims, void *data,
+                          mi_tensor **out);
+/* Parse a serialized onnx.TensorProto (as in the ONNX test data sets). */
+mi_status *mi_tensor_load_pb(const char *path, mi_tensor **out);
+void mi_tensor_free(mi_tensor *t); /* accepts NULL; never frees wrapped data */
+
+mi_dtype mi_tensor_dtype(const mi_tensor *t);
+int mi_tensor_ndim(const mi_tensor *t);
+const int64_t *mi_tensor_dims(const mi_tensor *t);
+int64_t mi_tensor_numel(const mi_tensor *t);
+void *mi_tensor_data(mi_tensor *t);
+const void *mi_tensor_cdata(const mi_tensor *t);
+const char *mi_dtype_name(mi_dtype dt);
+size_t mi_dtype_size(mi_dtype dt);
+
+/* ---- models ------------------------------------------------------------ */
+typedef struct mi_model mi_model;
+
+typedef struct mi_options {
+  int threads;           /* 0: all online cores                            */
+  int optimize;          /* 1 (default via mi_options_default): graph passes */
+  size_t max_tensor_bytes; /* refuse any tensor larger (0: 3/4 of RAM)     */
+} mi_options;
+
+void mi_options_default(mi_options *opt);
+
+/* `opt` may be NULL for defaults.  External-data files are resolved beside
+ * `path`.  An unsupported operator anywhere in the graph fails the load with
+ * a message naming every such operator. */
+mi_status *mi_model_load_file(const char *path, const mi_options *opt, mi_model **out);
+/* `base_dir` locates external-data files (NULL: none allowed).  `name` is used
+ * in messages (NULL: "<buffer>").  The buffer may be freed after the call. */
+mi_status *mi_model_load_buffer(const void *data, size_t size, const char *base_dir,
+                                const char *name, const mi_options *opt, mi_model **out);
+void mi_model_free(mi_model *m); /* accepts NULL */
+
+mi_status *mi_model_set_threads(mi_model *m, int threads);
+
+/* Description of a graph input or output.  Strings and arrays are owned by
+ * the model and stay valid until mi_model_free.  dims[i] < 0 means unknown;
+ * dim_names[i] is the symbolic name or NULL. */
+typedef struct mi_io_info {
+  const char *name;
+  mi_dtype dtype;
+  int ndim; /* -1: rank unknown */
+  const int64_t *dims;
+  const char *const *dim_names;
+} mi_io_info;
+
+int mi_model_num_inputs(const mi_model *m);
+int mi_model_num_outputs(const mi_model *m);
+mi_status *mi_model_input_info(const mi_model *m, int index, mi_io_info *out);
+mi_status *mi_model_output_info(const mi_model *m, int index, mi_io_info *out);
+
+/* Run the graph.  `inputs` are in graph-input order (n_inputs must equal
+ * mi_model_num_inputs).  On success outputs[0..num_outputs-1] receive new
+ * tensors the caller frees.  Shapes may change between calls. */
+mi_status *mi_model_run(mi_model *m, mi_tensor *const *inputs, int n_inputs,
+                        mi_tensor **outputs, int n_outputs);
+
+/* Bytes of the activation arena planned for the last run (0 before one). */
+size_t mi_model_arena_bytes(const mi_model *m);
+
+const char *mi_engine_version(void);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,66 @@
+/* Graph lookups and node attribute accessors. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+int mi_graph_find_value(const mi_graph *g, const char *name) {
+  for (int i = 0; i < g->n_values; i++)
+    if (strcmp(g->values[i].name, name) == 0) return i;
+  return -1;
+}
+
+const mi_attr *mi_node_attr(const mi_node *n, const char *name) {
+  for (int i = 0; i < n->n_attr; i++)
+    if (strcmp(n->attr[i].name, name) == 0) return &n->attr[i];
+  return NULL;
+}
+
+int64_t mi_attr_int(const mi_node *n, const char *name, int64_t def) {
+  const mi_attr *a = mi_node_attr(n, name);
+  return a && a->type == MI_ATTR_INT ? a->i : def;
+}
+
+float mi_attr_float(const mi_node *n, const char *name, float def) {
+  const mi_attr *a = mi_node_attr(n, name);
+  if (!a) return def;
+  if (a->type == MI_ATTR_FLOAT) return a->f;
+  if (a->type == MI_ATTR_INT) return (float)a->i;
+  return def;
+}
+
+const char *mi_attr_string(const mi_node *n, const char *name, const char *def) {
+  const mi_attr *a = mi_node_attr(n, name);
+  return a && a->type == MI_ATTR_STRING ? a->s : def;
+}
+
+size_t mi_attr_ints(const mi_node *n, const char *name, const int64_t **vals) {
+  const mi_attr *a = mi_node_attr(n, name);
+  if (!a || a->type != MI_ATTR_INTS) {
+    *vals = NULL;
+    return 0;
+  }
+  *vals = a->ints;
+  return a->n;
+}
+
+size_t mi_attr_floats(const mi_node *n, const char *name, const float **vals) {
+  const mi_attr *a = mi_node_attr(n, name);
+  if (!a || a->type != MI_ATTR_FLOATS) {
+    *vals = NULL;
+    return 0;
+  }
+  *vals = a->floats;
+  return a->n;
+}
+
+mi_status *mi_node_error(const mi_node *n, mi_code code, const char *fmt, ...) {
+  char msg[512];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof msg, fmt, ap);
+  va_end(ap);
+  return mi_error(code, "node '%s' (%s): %s", n->name && n->name[0] ? n->name : "<unnamed>",
+                  n->op_type, msg);
+}

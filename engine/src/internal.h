@@ -1,0 +1,187 @@
+/* Engine internals shared by the loader, planner, executor and operators. */
+#ifndef MEDINFER_ENGINE_INTERNAL_H
+#define MEDINFER_ENGINE_INTERNAL_H
+
+#include "medinfer/engine.h"
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* ---- tensors ----------------------------------------------------------- */
+struct mi_tensor {
+  mi_dtype dtype;
+  int ndim;
+  int64_t dims[MI_MAX_DIMS];
+  void *data;
+  bool owns_data;
+};
+
+int64_t mi_numel(int ndim, const int64_t *dims);
+/* Set shape/dtype only (data untouched). */
+void mi_tensor_set_shape(mi_tensor *t, mi_dtype dt, int ndim, const int64_t *dims);
+size_t mi_tensor_nbytes(const mi_tensor *t);
+/* Allocate owned storage for t's current shape (fails over the size limit). */
+mi_status *mi_tensor_alloc(mi_tensor *t, size_t max_bytes);
+/* Read element i of an integer or float tensor as int64 / double. */
+int64_t mi_tensor_get_i64(const mi_tensor *t, int64_t i);
+double mi_tensor_get_f64(const mi_tensor *t, int64_t i);
+void mi_tensor_set_f64(mi_tensor *t, int64_t i, double v);
+/* Format dims as "1x3x224x224" into buf. */
+const char *mi_shape_str(const mi_tensor *t, char *buf, size_t n);
+/* Numpy broadcasting of a and b shapes into out. */
+mi_status *mi_broadcast_shape(int na, const int64_t *a, int nb, const int64_t *b, int *nout,
+                              int64_t *out);
+
+/* ---- attributes -------------------------------------------------------- */
+typedef enum mi_attr_type {
+  MI_ATTR_FLOAT = 1, MI_ATTR_INT = 2, MI_ATTR_STRING = 3, MI_ATTR_TENSOR = 4,
+  MI_ATTR_GRAPH = 5, MI_ATTR_FLOATS = 6, MI_ATTR_INTS = 7, MI_ATTR_STRINGS = 8
+} mi_attr_type;
+
+typedef struct mi_attr {
+  char *name;
+  mi_attr_type type;
+  float f;
+  int64_t i;
+  char *s;           /* STRING (NUL-terminated copy) */
+  float *floats;     /* FLOATS */
+  int64_t *ints;     /* INTS   */
+  char **strings;    /* STRINGS */
+  size_t n;          /* element count of floats/ints/strings */
+  mi_tensor *t;      /* TENSOR (owned) */
+} mi_attr;
+
+/* ---- graph ------------------------------------------------------------- */
+typedef struct mi_node mi_node;
+typedef struct mi_exec mi_exec;
+
+/* A value is an edge of the graph: an input, initializer or node output. */
+typedef struct mi_value {
+  char *name;
+  mi_tensor t;          /* shape/dtype once planned; data set at run time */
+  bool is_const;        /* initializer, Constant or folded: t.data valid  */
+  bool is_input;
+  bool is_output;
+  int producer;         /* node index, -1 for inputs and constants */
+  int last_use;         /* last consuming node index in the plan */
+  int n_uses;
+  /* declared type from the model (graph inputs/outputs, value_info) */
+  mi_dtype decl_dtype;
+  int decl_ndim;        /* -1 unknown */
+  int64_t decl_dims[MI_MAX_DIMS];
+  char *decl_dim_names[MI_MAX_DIMS];
+  /* planning */
+  int64_t arena_offset; /* -1: not in arena */
+  int alias_of;         /* value index sharing its buffer (in place), -1 */
+} mi_value;
+
+/* Fused epilogue an operator applies to its output (set by graph passes). */
+typedef enum mi_act_kind {
+  MI_ACT_NONE = 0, MI_ACT_RELU, MI_ACT_LEAKY_RELU, MI_ACT_CLIP, MI_ACT_SIGMOID, MI_ACT_TANH
+} mi_act_kind;
+typedef struct mi_activation {
+  mi_act_kind kind;
+  float alpha, beta; /* LeakyRelu: alpha; Clip: [alpha, beta] */
+} mi_activation;
+void mi_activation_apply(const mi_activation *a, float *x, int64_t n);
+
+typedef struct mi_op_def mi_op_def;
+
+struct mi_node {
+  char *name;
+  char *op_type;
+  char *domain;
+  int opset;            /* opset version of the node's domain */
+  int n_in, n_out;
+  int *in;              /* value indices; -1 for an omitted optional input */
+  int *out;
+  int n_attr;
+  mi_attr *attr;
+  const mi_op_def *op;
+  void *priv;           /* operator state (parsed attributes, packed weights) */
+  mi_activation act;    /* fused activation (only ops flagged MI_OP_FUSE_ACT) */
+  int fused_add;        /* value index of a residual added before act, or -1 */
+  bool dead;            /* removed by a graph pass */
+};
+
+typedef struct mi_graph {
+  mi_value *values;
+  int n_values, cap_values;
+  mi_node *nodes;
+  int n_nodes, cap_nodes;
+  int *inputs;  int n_inputs;   /* graph inputs that are not initializers */
+  int *outputs; int n_outputs;
+  int opset;    /* default-domain opset */
+  char *name;   /* model file name for messages */
+} mi_graph;
+
+int mi_graph_find_value(const mi_graph *g, const char *name); /* -1 if absent */
+const mi_attr *mi_node_attr(const mi_node *n, const char *name);
+int64_t mi_attr_int(const mi_node *n, const char *name, int64_t def);
+float mi_attr_float(const mi_node *n, const char *name, float def);
+const char *mi_attr_string(const mi_node *n, const char *name, const char *def);
+/* INTS attribute: returns count (0 if absent) and sets *vals (not owned). */
+size_t mi_attr_ints(const mi_node *n, const char *name, const int64_t **vals);
+size_t mi_attr_floats(const mi_node *n, const char *name, const float **vals);
+/* Error naming the node: "node 'name' (Op): <message>". */
+mi_status *mi_node_error(const mi_node *n, mi_code code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* ---- operators --------------------------------------------------------- */
+enum {
+  MI_OP_INPLACE = 1u << 0,   /* output 0 may reuse input 0's buffer          */
+  MI_OP_FUSE_ACT = 1u << 1,  /* honours node->act and node->fused_add        */
+};
+
+/* Operators see tensors only.  in[i] is NULL for an omitted optional input.
+ * During planning `infer` is called with input shapes (and data for constant
+ * inputs; data == NULL otherwise) and must set every output's dtype and
+ * dims.  `run` computes outputs into preallocated out[i]->data.  An operator
+ * whose inputs are all constant is run once at plan time (constant folding). */
+struct mi_op_def {
+  const char *op_type;
+  int min_opset;          /* first opset (default domain) the kernel implements */
+  unsigned flags;
+  /* Once at load: validate attributes, cache them in n->priv.  May be NULL. */
+  mi_status *(*init)(mi_node *n, mi_graph *g);
+  mi_status *(*infer)(mi_node *n, mi_tensor *const *in, mi_tensor **out);
+  mi_status *(*run)(mi_node *n, mi_exec *ex, mi_tensor *const *in, mi_tensor **out);
+  void (*destroy)(mi_node *n); /* free n->priv; may be NULL (then free()) */
+};
+
+const mi_op_def *mi_op_find(const char *op_type, const char *domain);
+
+/* ---- execution context ------------------------------------------------- */
+/* Scratch memory and threads for kernels during a run. */
+struct mi_exec {
+  int threads;
+  size_t max_tensor_bytes;
+  struct mi_threadpool *pool;
+};
+
+/* Scratch buffer valid until the kernel returns; NULL on failure. */
+void *mi_exec_scratch(mi_exec *ex, size_t bytes);
+void mi_exec_scratch_release(mi_exec *ex, void *p);
+
+/* Run fn(ctx, begin, end) over [0, n) split into chunks across the pool's
+ * threads.  grain: minimum items per chunk. */
+typedef void (*mi_range_fn)(void *ctx, int64_t begin, int64_t end);
+void mi_parallel_for(mi_exec *ex, int64_t n, int64_t grain, mi_range_fn fn, void *ctx);
+
+/* ---- threads ----------------------------------------------------------- */
+typedef struct mi_threadpool mi_threadpool;
+mi_threadpool *mi_threadpool_create(int threads);
+void mi_threadpool_free(mi_threadpool *p);
+int mi_threadpool_size(const mi_threadpool *p);
+void mi_threadpool_run(mi_threadpool *p, int64_t n, int64_t grain, mi_range_fn fn, void *ctx);
+
+/* ---- BLAS -------------------------------------------------------------- */
+/* Row-major C[M,N] = alpha*op(A)*op(B) + beta*C. */
+void mi_sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
+              const float *A, int64_t lda, const float *B, int64_t ldb, float beta, float *C,
+              int64_t ldc);
+void mi_blas_set_threads(int threads);
+
+#endif

@@ -1,0 +1,5 @@
+#include "ops.h"
+
+const mi_op_def mi_ops_rnn[] = {
+    {NULL},
+};
