@@ -102,7 +102,9 @@ struct mi_node {
   const mi_op_def *op;
   void *priv;           /* operator state (parsed attributes, packed weights) */
   mi_activation act;    /* fused activation (only ops flagged MI_OP_FUSE_ACT) */
-  int fused_add;        /* value index of a residual added before act, or -1 */
+  int fused_add;        /* value index of a residual added before act, or -1.
+                         * The executor passes its tensor as in[n_in] (one past
+                         * the node's own inputs). */
   bool dead;            /* removed by a graph pass */
 };
 
