@@ -1,5 +1,545 @@
+/* Conv and ConvTranspose (1D/2D/3D, float).
+ *
+ * Both are lowered to GEMM per group:
+ *   Conv:          Y_g[Mg, P]      = W_g[Mg, Cg*k] * col[Cg*k, P]   (im2col)
+ *   ConvTranspose: col[Mg*k, P]    = W_g^T[Mg*k, Cg] * X_g[Cg, P]   (col2im)
+ * The column buffer only ever holds a tile of P spatial positions so that a
+ * large 3D volume never materialises its full im2col matrix (COL_BUDGET).
+ * Spatial geometry is normalised to 3 dims (leading dims of size 1), so one
+ * code path serves 1D, 2D and 3D.  OpenBLAS threads the GEMM itself; the
+ * im2col/col2im/epilogue loops are split with mi_parallel_for. */
+#include <stdlib.h>
+#include <string.h>
+
 #include "ops.h"
 
+#define COL_BUDGET ((int64_t)32 << 20) /* bytes of column buffer per tile    */
+#define OUT_BLOCK ((int64_t)4 << 20)   /* output bytes per tile: epilogue hot */
+
+enum { PAD_NOTSET, PAD_SAME_UPPER, PAD_SAME_LOWER, PAD_VALID };
+
+typedef struct conv_attr {
+  int auto_pad;
+  int64_t group;
+  size_t n_kernel, n_strides, n_dilations, n_pads, n_out_pad, n_out_shape;
+  int64_t kernel[3], strides[3], dilations[3], pads[6], out_pad[3], out_shape[5];
+  bool transpose;
+} conv_attr;
+
+/* Geometry normalised to 3 spatial dims (z, y, x). */
+typedef struct geom {
+  int64_t in[3], k[3], s[3], d[3], pb[3], out[3];
+  int64_t in_sz, out_sz, k_sz;
+} geom;
+
+static int64_t floordiv(int64_t a, int64_t b) { /* b > 0 */
+  return a >= 0 ? a / b : -((-a + b - 1) / b);
+}
+static int64_t clamp64(int64_t v, int64_t lo, int64_t hi) { return v < lo ? lo : (v > hi ? hi : v); }
+
+/* Range [lo, hi) of o in [0, n) with 0 <= o*s + off < in. */
+static void valid_range(int64_t n, int64_t s, int64_t off, int64_t in, int64_t *lo, int64_t *hi) {
+  int64_t l = -floordiv(off, s);
+  if (l < 0) l = 0;
+  int64_t h = floordiv(in - 1 - off, s) + 1;
+  if (h > n) h = n;
+  if (h < l) h = l;
+  *lo = l;
+  *hi = h;
+}
+
+static mi_status *read_ints(mi_node *n, const char *name, size_t maxn, int64_t *dst, size_t *cnt,
+                            int64_t minval) {
+  const int64_t *v;
+  size_t k = mi_attr_ints(n, name, &v);
+  if (k > maxn)
+    return mi_node_error(n, MI_ERR_UNSUPPORTED, "'%s' has %zu values; at most 3 spatial dims are supported",
+                         name, k);
+  for (size_t i = 0; i < k; i++) {
+    if (v[i] < minval)
+      return mi_node_error(n, MI_ERR_INVALID_MODEL, "'%s'[%zu] = %lld must be >= %lld", name, i,
+                           (long long)v[i], (long long)minval);
+    dst[i] = v[i];
+  }
+  *cnt = k;
+  return NULL;
+}
+
+static mi_status *conv_init_common(mi_node *n, bool transpose) {
+  conv_attr *a = calloc(1, sizeof *a);
+  if (!a) return mi_node_error(n, MI_ERR_NO_MEMORY, "out of memory");
+  n->priv = a;
+  a->transpose = transpose;
+  const char *ap = mi_attr_string(n, "auto_pad", "NOTSET");
+  if (!strcmp(ap, "NOTSET") || !ap[0]) a->auto_pad = PAD_NOTSET;
+  else if (!strcmp(ap, "SAME_UPPER")) a->auto_pad = PAD_SAME_UPPER;
+  else if (!strcmp(ap, "SAME_LOWER")) a->auto_pad = PAD_SAME_LOWER;
+  else if (!strcmp(ap, "VALID")) a->auto_pad = PAD_VALID;
+  else return mi_node_error(n, MI_ERR_INVALID_MODEL, "unknown auto_pad '%s'", ap);
+  a->group = mi_attr_int(n, "group", 1);
+  if (a->group < 1) return mi_node_error(n, MI_ERR_INVALID_MODEL, "group %lld must be >= 1", (long long)a->group);
+  MI_TRY(read_ints(n, "kernel_shape", 3, a->kernel, &a->n_kernel, 1));
+  MI_TRY(read_ints(n, "strides", 3, a->strides, &a->n_strides, 1));
+  MI_TRY(read_ints(n, "dilations", 3, a->dilations, &a->n_dilations, 1));
+  MI_TRY(read_ints(n, "pads", 6, a->pads, &a->n_pads, 0));
+  if (a->n_pads % 2) return mi_node_error(n, MI_ERR_INVALID_MODEL, "'pads' needs an even count, has %zu", a->n_pads);
+  if (transpose) {
+    MI_TRY(read_ints(n, "output_padding", 3, a->out_pad, &a->n_out_pad, 0));
+    MI_TRY(read_ints(n, "output_shape", 5, a->out_shape, &a->n_out_shape, 1));
+  }
+  return NULL;
+}
+
+static mi_status *conv_init(mi_node *n, mi_graph *g) { return conv_init_common(n, false); }
+static mi_status *convt_init(mi_node *n, mi_graph *g) { return conv_init_common(n, true); }
+
+/* Shared validation: X [N,C,spatial], W [.., .., kernel], attribute lengths. */
+static mi_status *check_common(const mi_node *n, const conv_attr *a, mi_tensor *const *in, int *nsp) {
+  const mi_tensor *x = in[0], *w = in[1];
+  if (!x || !w) return mi_node_error(n, MI_ERR_INVALID_MODEL, "needs inputs X and W");
+  if (x->dtype != MI_FLOAT || w->dtype != MI_FLOAT)
+    return mi_node_error(n, MI_ERR_UNSUPPORTED, "only float32 X and W are supported (got %s, %s)",
+                         mi_dtype_name(x->dtype), mi_dtype_name(w->dtype));
+  if (x->ndim < 3 || x->ndim > 5)
+    return mi_node_error(n, MI_ERR_SHAPE, "X must have 3..5 dims (N, C, 1-3 spatial), has %d", x->ndim);
+  if (w->ndim != x->ndim)
+    return mi_node_error(n, MI_ERR_SHAPE, "W has %d dims but X has %d", w->ndim, x->ndim);
+  int s = x->ndim - 2;
+  *nsp = s;
+  if (a->n_kernel && a->n_kernel != (size_t)s)
+    return mi_node_error(n, MI_ERR_SHAPE, "kernel_shape has %zu values for %d spatial dims", a->n_kernel, s);
+  for (int i = 0; i < (int)a->n_kernel; i++)
+    if (a->kernel[i] != w->dims[2 + i])
+      return mi_node_error(n, MI_ERR_SHAPE, "kernel_shape[%d] = %lld but W has %lld", i,
+                           (long long)a->kernel[i], (long long)w->dims[2 + i]);
+  if (a->n_strides && a->n_strides != (size_t)s)
+    return mi_node_error(n, MI_ERR_SHAPE, "strides has %zu values for %d spatial dims", a->n_strides, s);
+  if (a->n_dilations && a->n_dilations != (size_t)s)
+    return mi_node_error(n, MI_ERR_SHAPE, "dilations has %zu values for %d spatial dims", a->n_dilations, s);
+  if (a->n_pads && a->n_pads != (size_t)(2 * s))
+    return mi_node_error(n, MI_ERR_SHAPE, "pads has %zu values for %d spatial dims", a->n_pads, s);
+  for (int i = 0; i < x->ndim; i++)
+    if (x->dims[i] < 0 || w->dims[i] < 1)
+      return mi_node_error(n, MI_ERR_SHAPE, "invalid X or W dims");
+  if (x->dims[1] % a->group)
+    return mi_node_error(n, MI_ERR_SHAPE, "channels %lld not divisible by group %lld",
+                         (long long)x->dims[1], (long long)a->group);
+  return NULL;
+}
+
+/* Fill g (3D-normalised) for a forward Conv; returns an error for empty outputs. */
+static mi_status *conv_geom(const mi_node *n, const conv_attr *a, const mi_tensor *x, const mi_tensor *w,
+                            geom *g) {
+  int s = x->ndim - 2, off = 3 - s;
+  for (int j = 0; j < 3; j++) {
+    g->in[j] = g->k[j] = g->s[j] = g->d[j] = g->out[j] = 1;
+    g->pb[j] = 0;
+  }
+  for (int i = 0; i < s; i++) {
+    int j = off + i;
+    int64_t in = x->dims[2 + i], k = w->dims[2 + i];
+    int64_t st = a->n_strides ? a->strides[i] : 1, dl = a->n_dilations ? a->dilations[i] : 1;
+    int64_t dk = (k - 1) * dl + 1, pb = 0, pe = 0, out;
+    if (a->auto_pad == PAD_SAME_UPPER || a->auto_pad == PAD_SAME_LOWER) {
+      out = (in + st - 1) / st;
+      int64_t total = (out - 1) * st + dk - in;
+      if (total < 0) total = 0;
+      pb = a->auto_pad == PAD_SAME_UPPER ? total / 2 : total - total / 2;
+    } else if (a->auto_pad == PAD_VALID) {
+      out = in >= dk ? (in - dk) / st + 1 : 0;
+    } else {
+      if (a->n_pads) { pb = a->pads[i]; pe = a->pads[s + i]; }
+      out = in + pb + pe >= dk ? (in + pb + pe - dk) / st + 1 : 0;
+    }
+    if (out < 1)
+      return mi_node_error(n, MI_ERR_SHAPE, "spatial dim %d: input %lld too small for dilated kernel %lld",
+                           i, (long long)in, (long long)dk);
+    g->in[j] = in; g->k[j] = k; g->s[j] = st; g->d[j] = dl; g->pb[j] = pb; g->out[j] = out;
+  }
+  g->in_sz = g->in[0] * g->in[1] * g->in[2];
+  g->out_sz = g->out[0] * g->out[1] * g->out[2];
+  g->k_sz = g->k[0] * g->k[1] * g->k[2];
+  return NULL;
+}
+
+/* ConvTranspose geometry: here g->in is X's spatial size, g->out Y's, and
+ * g->pb the begin padding removed from the full (un-cropped) output. */
+static mi_status *convt_geom(const mi_node *n, const conv_attr *a, const mi_tensor *x, const mi_tensor *w,
+                             geom *g) {
+  int s = x->ndim - 2, off = 3 - s;
+  if (a->n_out_pad && a->n_out_pad != (size_t)s)
+    return mi_node_error(n, MI_ERR_SHAPE, "output_padding has %zu values for %d spatial dims", a->n_out_pad, s);
+  const int64_t *os = NULL;
+  if (a->n_out_shape == (size_t)s) os = a->out_shape;
+  else if (a->n_out_shape == (size_t)s + 2) os = a->out_shape + 2; /* full N,C,... form */
+  else if (a->n_out_shape)
+    return mi_node_error(n, MI_ERR_SHAPE, "output_shape has %zu values for %d spatial dims", a->n_out_shape, s);
+  for (int j = 0; j < 3; j++) {
+    g->in[j] = g->k[j] = g->s[j] = g->d[j] = g->out[j] = 1;
+    g->pb[j] = 0;
+  }
+  for (int i = 0; i < s; i++) {
+    int j = off + i;
+    int64_t in = x->dims[2 + i], k = w->dims[2 + i];
+    int64_t st = a->n_strides ? a->strides[i] : 1, dl = a->n_dilations ? a->dilations[i] : 1;
+    int64_t op = a->n_out_pad ? a->out_pad[i] : 0;
+    int64_t full = st * (in - 1) + op + (k - 1) * dl + 1; /* output before cropping pads */
+    int64_t pb = 0, out;
+    if (os || a->auto_pad == PAD_SAME_UPPER || a->auto_pad == PAD_SAME_LOWER) {
+      out = os ? os[i] : in * st;
+      int64_t total = full - out; /* may be negative: output then extends with zeros */
+      int64_t half = floordiv(total, 2);
+      pb = a->auto_pad == PAD_SAME_UPPER ? half : total - half;
+    } else if (a->auto_pad == PAD_VALID) {
+      out = full;
+    } else {
+      if (a->n_pads) pb = a->pads[i];
+      out = full - pb - (a->n_pads ? a->pads[s + i] : 0);
+    }
+    if (out < 1)
+      return mi_node_error(n, MI_ERR_SHAPE, "spatial dim %d: output size %lld is not positive", i, (long long)out);
+    g->in[j] = in; g->k[j] = k; g->s[j] = st; g->d[j] = dl; g->pb[j] = pb; g->out[j] = out;
+  }
+  g->in_sz = g->in[0] * g->in[1] * g->in[2];
+  g->out_sz = g->out[0] * g->out[1] * g->out[2];
+  g->k_sz = g->k[0] * g->k[1] * g->k[2];
+  return NULL;
+}
+
+static mi_status *check_bias(const mi_node *n, mi_tensor *const *in, int64_t M) {
+  if (n->n_in < 3 || !in[2]) return NULL;
+  const mi_tensor *b = in[2];
+  if (b->dtype != MI_FLOAT) return mi_node_error(n, MI_ERR_UNSUPPORTED, "bias must be float32");
+  if (b->ndim != 1 || b->dims[0] != M)
+    return mi_node_error(n, MI_ERR_SHAPE, "bias must have shape [%lld]", (long long)M);
+  return NULL;
+}
+
+static mi_status *conv_infer(mi_node *n, mi_tensor *const *in, mi_tensor **out) {
+  const conv_attr *a = n->priv;
+  int s = 0;
+  MI_TRY(check_common(n, a, in, &s));
+  const mi_tensor *x = in[0], *w = in[1];
+  int64_t M = w->dims[0];
+  if (x->dims[1] != w->dims[1] * a->group)
+    return mi_node_error(n, MI_ERR_SHAPE, "X has %lld channels but W expects %lld x group %lld",
+                         (long long)x->dims[1], (long long)w->dims[1], (long long)a->group);
+  if (M % a->group)
+    return mi_node_error(n, MI_ERR_SHAPE, "output channels %lld not divisible by group %lld", (long long)M,
+                         (long long)a->group);
+  MI_TRY(check_bias(n, in, M));
+  geom g;
+  MI_TRY(conv_geom(n, a, x, w, &g));
+  int64_t dims[5] = {x->dims[0], M};
+  for (int i = 0; i < s; i++) dims[2 + i] = g.out[3 - s + i];
+  mi_tensor_set_shape(out[0], MI_FLOAT, x->ndim, dims);
+  return NULL;
+}
+
+static mi_status *convt_infer(mi_node *n, mi_tensor *const *in, mi_tensor **out) {
+  const conv_attr *a = n->priv;
+  int s = 0;
+  MI_TRY(check_common(n, a, in, &s));
+  const mi_tensor *x = in[0], *w = in[1];
+  if (w->dims[0] != x->dims[1])
+    return mi_node_error(n, MI_ERR_SHAPE, "W dim 0 (%lld) must equal X channels (%lld)",
+                         (long long)w->dims[0], (long long)x->dims[1]);
+  int64_t M = w->dims[1] * a->group;
+  MI_TRY(check_bias(n, in, M));
+  geom g;
+  MI_TRY(convt_geom(n, a, x, w, &g));
+  int64_t dims[5] = {x->dims[0], M};
+  for (int i = 0; i < s; i++) dims[2 + i] = g.out[3 - s + i];
+  mi_tensor_set_shape(out[0], MI_FLOAT, x->ndim, dims);
+  return NULL;
+}
+
+/* ---- epilogue: bias, fused residual, activation ------------------------ */
+typedef struct epi_ctx {
+  const mi_node *n;
+  float *y;            /* first row of the block (channel m0)            */
+  const float *bias;   /* per-row bias (NULL: none)                      */
+  const float *res;    /* residual aligned with y (NULL: none)           */
+  int64_t ld, len;     /* row stride and length of the block             */
+} epi_ctx;
+
+static void epi_rows(void *vctx, int64_t b, int64_t e) {
+  const epi_ctx *c = vctx;
+  for (int64_t m = b; m < e; m++) {
+    float *y = c->y + m * c->ld;
+    if (c->bias) {
+      float bv = c->bias[m];
+      for (int64_t i = 0; i < c->len; i++) y[i] += bv;
+    }
+    if (c->res) {
+      const float *r = c->res + m * c->ld;
+      for (int64_t i = 0; i < c->len; i++) y[i] += r[i];
+    }
+    mi_activation_apply(&c->n->act, y, c->len);
+  }
+}
+
+static void epilogue(mi_exec *ex, const mi_node *n, float *y, const float *bias, const float *res,
+                     int64_t rows, int64_t ld, int64_t len) {
+  if (!bias && !res && n->act.kind == MI_ACT_NONE) return;
+  epi_ctx c = {n, y, bias, res, ld, len};
+  int64_t grain = len >= 16384 ? 1 : 16384 / (len > 0 ? len : 1);
+  mi_parallel_for(ex, rows, grain, epi_rows, &c);
+}
+
+static mi_status *get_residual(const mi_node *n, mi_tensor *const *in, const mi_tensor *y, const float **res) {
+  *res = NULL;
+  if (n->fused_add < 0) return NULL;
+  const mi_tensor *r = in[n->n_in];
+  if (!r || r->dtype != MI_FLOAT || mi_numel(r->ndim, r->dims) != mi_numel(y->ndim, y->dims))
+    return mi_node_error(n, MI_ERR_SHAPE, "fused residual does not match the output shape");
+  *res = r->data;
+  return NULL;
+}
+
+/* ---- im2col over a range of output positions --------------------------- */
+typedef struct im2col_ctx {
+  const geom *g;
+  const float *x; /* Cg input planes */
+  float *col;     /* rows x P */
+  int64_t p0, p1;
+} im2col_ctx;
+
+static void im2col_rows(void *vctx, int64_t rb, int64_t re) {
+  const im2col_ctx *c = vctx;
+  const geom *g = c->g;
+  const int64_t P = c->p1 - c->p0, o1 = g->out[1], o2 = g->out[2];
+  for (int64_t r = rb; r < re; r++) {
+    int64_t ch = r / g->k_sz, kk = r % g->k_sz;
+    int64_t kz = kk / (g->k[1] * g->k[2]), ky = (kk / g->k[2]) % g->k[1], kx = kk % g->k[2];
+    int64_t offz = kz * g->d[0] - g->pb[0], offy = ky * g->d[1] - g->pb[1], offx = kx * g->d[2] - g->pb[2];
+    int64_t xlo, xhi;
+    valid_range(o2, g->s[2], offx, g->in[2], &xlo, &xhi);
+    const float *plane = c->x + ch * g->in_sz;
+    float *dst = c->col + r * P;
+    int64_t p = c->p0, oz = p / (o1 * o2), oy = (p / o2) % o1, ox = p % o2;
+    while (p < c->p1) {
+      int64_t L = o2 - ox < c->p1 - p ? o2 - ox : c->p1 - p;
+      int64_t iz = oz * g->s[0] + offz, iy = oy * g->s[1] + offy;
+      if (iz >= 0 && iz < g->in[0] && iy >= 0 && iy < g->in[1]) {
+        const float *row = plane + (iz * g->in[1] + iy) * g->in[2];
+        int64_t a = clamp64(xlo, ox, ox + L), b = clamp64(xhi, a, ox + L);
+        for (int64_t t = ox; t < a; t++) dst[t - ox] = 0.f;
+        if (g->s[2] == 1) {
+          memcpy(dst + (a - ox), row + a + offx, (size_t)(b - a) * sizeof(float));
+        } else {
+          const int64_t st = g->s[2];
+          for (int64_t t = a; t < b; t++) dst[t - ox] = row[t * st + offx];
+        }
+        for (int64_t t = b; t < ox + L; t++) dst[t - ox] = 0.f;
+      } else {
+        memset(dst, 0, (size_t)L * sizeof(float));
+      }
+      dst += L;
+      p += L;
+      ox = 0;
+      if (++oy == o1) { oy = 0; oz++; }
+    }
+  }
+}
+
+/* Positions per tile: column buffer within COL_BUDGET, output block within
+ * OUT_BLOCK (so the epilogue finds it in cache), at least one full row. */
+static int64_t tile_len(int64_t total, int64_t col_rows, int64_t out_rows, int64_t row_len) {
+  int64_t by_col = col_rows > 0 ? COL_BUDGET / (4 * col_rows) : total;
+  int64_t by_out = out_rows > 0 ? OUT_BLOCK / (4 * out_rows) : total;
+  int64_t p = by_col < by_out ? by_col : by_out;
+  if (p < row_len) p = row_len < by_col ? row_len : by_col;
+  else p -= p % row_len; /* whole rows: fewer partial lines in im2col */
+  if (p < 1) p = 1;
+  return p > total ? total : p;
+}
+
+/* ---- depthwise direct kernel (Cg == 1, group == C) ---------------------- */
+typedef struct dw_ctx {
+  const geom *g;
+  const mi_node *n;
+  const float *x, *w, *bias, *res;
+  float *y;
+  int64_t C, M, mult; /* mult = M / C output channels per input channel */
+} dw_ctx;
+
+static void dw_planes(void *vctx, int64_t b, int64_t e) {
+  const dw_ctx *c = vctx;
+  const geom *g = c->g;
+  for (int64_t pl = b; pl < e; pl++) {
+    int64_t n = pl / c->M, m = pl % c->M, ch = m / c->mult;
+    const float *xp = c->x + (n * c->C + ch) * g->in_sz;
+    const float *wk = c->w + m * g->k_sz;
+    float *yp = c->y + pl * g->out_sz;
+    float bv = c->bias ? c->bias[m] : 0.f;
+    for (int64_t i = 0; i < g->out_sz; i++) yp[i] = bv;
+    for (int64_t oz = 0; oz < g->out[0]; oz++)
+      for (int64_t oy = 0; oy < g->out[1]; oy++) {
+        float *yrow = yp + (oz * g->out[1] + oy) * g->out[2];
+        for (int64_t kz = 0; kz < g->k[0]; kz++) {
+          int64_t iz = oz * g->s[0] + kz * g->d[0] - g->pb[0];
+          if (iz < 0 || iz >= g->in[0]) continue;
+          for (int64_t ky = 0; ky < g->k[1]; ky++) {
+            int64_t iy = oy * g->s[1] + ky * g->d[1] - g->pb[1];
+            if (iy < 0 || iy >= g->in[1]) continue;
+            const float *xrow = xp + (iz * g->in[1] + iy) * g->in[2];
+            const float *wrow = wk + (kz * g->k[1] + ky) * g->k[2];
+            for (int64_t kx = 0; kx < g->k[2]; kx++) {
+              int64_t off = kx * g->d[2] - g->pb[2], lo, hi;
+              valid_range(g->out[2], g->s[2], off, g->in[2], &lo, &hi);
+              const float wv = wrow[kx];
+              const int64_t st = g->s[2];
+              if (st == 1)
+                for (int64_t ox = lo; ox < hi; ox++) yrow[ox] += wv * xrow[ox + off];
+              else
+                for (int64_t ox = lo; ox < hi; ox++) yrow[ox] += wv * xrow[ox * st + off];
+            }
+          }
+        }
+      }
+    if (c->res) {
+      const float *r = c->res + pl * g->out_sz;
+      for (int64_t i = 0; i < g->out_sz; i++) yp[i] += r[i];
+    }
+    mi_activation_apply(&c->n->act, yp, g->out_sz);
+  }
+}
+
+static mi_status *conv_run(mi_node *n, mi_exec *ex, mi_tensor *const *in, mi_tensor **out) {
+  const conv_attr *a = n->priv;
+  const mi_tensor *xt = in[0], *wt = in[1];
+  geom g;
+  MI_TRY(conv_geom(n, a, xt, wt, &g));
+  const float *x = xt->data, *w = wt->data;
+  const float *bias = n->n_in >= 3 && in[2] ? in[2]->data : NULL;
+  float *y = out[0]->data;
+  const float *res;
+  MI_TRY(get_residual(n, in, out[0], &res));
+  const int64_t N = xt->dims[0], C = xt->dims[1], M = wt->dims[0], G = a->group;
+  const int64_t Cg = C / G, Mg = M / G, K = Cg * g.k_sz;
+  if (N == 0 || g.out_sz == 0) return NULL;
+
+  if (Cg == 1 && G == C) { /* depthwise (optionally with a channel multiplier) */
+    dw_ctx c = {&g, n, x, w, bias, res, y, C, M, M / C};
+    mi_parallel_for(ex, N * M, 1, dw_planes, &c);
+    return NULL;
+  }
+
+  bool pointwise = true;
+  for (int j = 0; j < 3; j++)
+    if (g.k[j] != 1 || g.s[j] != 1 || g.pb[j] != 0 || g.in[j] != g.out[j]) pointwise = false;
+
+  const int64_t P = tile_len(g.out_sz, pointwise ? 0 : K, Mg, g.out[2]);
+  float *col = NULL;
+  if (!pointwise) {
+    col = mi_exec_scratch(ex, (size_t)(K * P) * sizeof(float));
+    if (!col) return mi_node_error(n, MI_ERR_NO_MEMORY, "cannot allocate %lld-byte column buffer",
+                                   (long long)(K * P * 4));
+  }
+  for (int64_t b = 0; b < N; b++)
+    for (int64_t gi = 0; gi < G; gi++) {
+      const float *xg = x + (b * C + gi * Cg) * g.in_sz;
+      const float *wg = w + gi * Mg * K;
+      float *yg = y + (b * M + gi * Mg) * g.out_sz;
+      const float *rg = res ? res + (b * M + gi * Mg) * g.out_sz : NULL;
+      for (int64_t p0 = 0; p0 < g.out_sz; p0 += P) {
+        int64_t p1 = p0 + P < g.out_sz ? p0 + P : g.out_sz, len = p1 - p0;
+        if (pointwise) {
+          /* 1x1, stride 1, unpadded: the input planes already are the B matrix. */
+          mi_sgemm(false, false, Mg, len, K, 1.f, wg, K, xg + p0, g.in_sz, 0.f, yg + p0, g.out_sz);
+        } else {
+          im2col_ctx ic = {&g, xg, col, p0, p1};
+          mi_parallel_for(ex, K, len >= 4096 ? 1 : 4096 / len, im2col_rows, &ic);
+          mi_sgemm(false, false, Mg, len, K, 1.f, wg, K, col, len, 0.f, yg + p0, g.out_sz);
+        }
+        epilogue(ex, n, yg + p0, bias ? bias + gi * Mg : NULL, rg ? rg + p0 : NULL, Mg, g.out_sz, len);
+      }
+    }
+  if (col) mi_exec_scratch_release(ex, col);
+  return NULL;
+}
+
+/* ---- ConvTranspose ------------------------------------------------------ */
+typedef struct col2im_ctx {
+  const geom *g;
+  const float *col; /* (Mg*k) x P, rows ordered (m, kz, ky, kx) */
+  float *y;         /* Mg output planes */
+  int64_t i0, i1;   /* input positions covered by the tile */
+} col2im_ctx;
+
+/* Scatter-add: output channel m only receives its own rows, so splitting over
+ * m is race-free. */
+static void col2im_channels(void *vctx, int64_t mb, int64_t me) {
+  const col2im_ctx *c = vctx;
+  const geom *g = c->g;
+  const int64_t P = c->i1 - c->i0, i1d = g->in[1], i2d = g->in[2];
+  for (int64_t m = mb; m < me; m++) {
+    float *yp = c->y + m * g->out_sz;
+    for (int64_t kk = 0; kk < g->k_sz; kk++) {
+      int64_t kz = kk / (g->k[1] * g->k[2]), ky = (kk / g->k[2]) % g->k[1], kx = kk % g->k[2];
+      int64_t offz = kz * g->d[0] - g->pb[0], offy = ky * g->d[1] - g->pb[1], offx = kx * g->d[2] - g->pb[2];
+      int64_t xlo, xhi; /* input x positions landing inside the output */
+      valid_range(i2d, g->s[2], offx, g->out[2], &xlo, &xhi);
+      const float *src = c->col + (m * g->k_sz + kk) * P;
+      int64_t p = c->i0, iz = p / (i1d * i2d), iy = (p / i2d) % i1d, ix = p % i2d;
+      while (p < c->i1) {
+        int64_t L = i2d - ix < c->i1 - p ? i2d - ix : c->i1 - p;
+        int64_t oz = iz * g->s[0] + offz, oy = iy * g->s[1] + offy;
+        if (oz >= 0 && oz < g->out[0] && oy >= 0 && oy < g->out[1]) {
+          float *row = yp + (oz * g->out[1] + oy) * g->out[2];
+          int64_t a = clamp64(xlo, ix, ix + L), b = clamp64(xhi, a, ix + L);
+          const int64_t st = g->s[2];
+          for (int64_t t = a; t < b; t++) row[t * st + offx] += src[t - ix];
+        }
+        src += L;
+        p += L;
+        ix = 0;
+        if (++iy == i1d) { iy = 0; iz++; }
+      }
+    }
+  }
+}
+
+static mi_status *convt_run(mi_node *n, mi_exec *ex, mi_tensor *const *in, mi_tensor **out) {
+  const conv_attr *a = n->priv;
+  const mi_tensor *xt = in[0], *wt = in[1];
+  geom g;
+  MI_TRY(convt_geom(n, a, xt, wt, &g));
+  const float *x = xt->data, *w = wt->data;
+  const float *bias = n->n_in >= 3 && in[2] ? in[2]->data : NULL;
+  float *y = out[0]->data;
+  const float *res;
+  MI_TRY(get_residual(n, in, out[0], &res));
+  const int64_t N = xt->dims[0], C = xt->dims[1], G = a->group;
+  const int64_t Cg = C / G, Mg = wt->dims[1], M = Mg * G, K2 = Mg * g.k_sz;
+  if (N == 0) return NULL;
+  memset(y, 0, (size_t)(N * M * g.out_sz) * sizeof(float));
+  const int64_t P = g.in_sz > 0 ? tile_len(g.in_sz, K2, 0, g.in[2]) : 1;
+  float *col = g.in_sz > 0 ? mi_exec_scratch(ex, (size_t)(K2 * P) * sizeof(float)) : NULL;
+  if (g.in_sz > 0 && !col)
+    return mi_node_error(n, MI_ERR_NO_MEMORY, "cannot allocate %lld-byte column buffer", (long long)(K2 * P * 4));
+  for (int64_t b = 0; b < N; b++)
+    for (int64_t gi = 0; gi < G; gi++) {
+      const float *xg = x + (b * C + gi * Cg) * g.in_sz;
+      const float *wg = w + gi * Cg * K2; /* W is [C, Mg, k]: rows of group gi */
+      float *yg = y + (b * M + gi * Mg) * g.out_sz;
+      for (int64_t i0 = 0; i0 < g.in_sz; i0 += P) {
+        int64_t i1 = i0 + P < g.in_sz ? i0 + P : g.in_sz, len = i1 - i0;
+        mi_sgemm(true, false, K2, len, Cg, 1.f, wg, K2, xg + i0, g.in_sz, 0.f, col, len);
+        col2im_ctx cc = {&g, col, yg, i0, i1};
+        mi_parallel_for(ex, Mg, 1, col2im_channels, &cc);
+      }
+      /* Output positions collect from every input tile: epilogue at the end. */
+      epilogue(ex, n, yg, bias ? bias + gi * Mg : NULL, res ? res + (b * M + gi * Mg) * g.out_sz : NULL, Mg,
+               g.out_sz, g.out_sz);
+    }
+  if (col) mi_exec_scratch_release(ex, col);
+  return NULL;
+}
+
 const mi_op_def mi_ops_conv[] = {
+    {"Conv", 1, MI_OP_FUSE_ACT, conv_init, conv_infer, conv_run, NULL},
+    {"ConvTranspose", 1, MI_OP_FUSE_ACT, convt_init, convt_infer, convt_run, NULL},
     {NULL},
 };

@@ -1,5 +1,348 @@
+/* MaxPool, AveragePool (1D/2D/3D) and GlobalAveragePool, GlobalMaxPool.
+ *
+ * Spatial geometry is normalised to 3 dims (leading dims of size 1) so one
+ * kernel serves 1D..3D.  Work is split over the N*C planes; per output the
+ * window is clipped analytically to the valid input range, so no padded copy
+ * of the input is made. */
+#include <float.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
 #include "ops.h"
 
+enum { PAD_NOTSET, PAD_SAME_UPPER, PAD_SAME_LOWER, PAD_VALID };
+enum { POOL_MAX, POOL_AVG };
+
+typedef struct pool_attr {
+  int kind, auto_pad;
+  size_t n_kernel, n_strides, n_dilations, n_pads;
+  int64_t kernel[3], strides[3], dilations[3], pads[6];
+  bool ceil_mode, count_include_pad, col_major;
+} pool_attr;
+
+typedef struct pgeom {
+  int64_t in[3], k[3], s[3], d[3], pb[3], pe[3], out[3];
+  int64_t in_sz, out_sz;
+} pgeom;
+
+static int64_t floordiv(int64_t a, int64_t b) { /* b > 0 */
+  return a >= 0 ? a / b : -((-a + b - 1) / b);
+}
+
+/* Range [lo, hi) of t in [0, n) with 0 <= start + t*d < in. */
+static void valid_range(int64_t n, int64_t d, int64_t start, int64_t in, int64_t *lo, int64_t *hi) {
+  int64_t l = -floordiv(start, d);
+  if (l < 0) l = 0;
+  int64_t h = floordiv(in - 1 - start, d) + 1;
+  if (h > n) h = n;
+  if (h < l) h = l;
+  *lo = l;
+  *hi = h;
+}
+
+static mi_status *read_ints(mi_node *n, const char *name, size_t maxn, int64_t *dst, size_t *cnt,
+                            int64_t minval) {
+  const int64_t *v;
+  size_t k = mi_attr_ints(n, name, &v);
+  if (k > maxn)
+    return mi_node_error(n, MI_ERR_UNSUPPORTED, "'%s' has %zu values; at most 3 spatial dims are supported",
+                         name, k);
+  for (size_t i = 0; i < k; i++) {
+    if (v[i] < minval)
+      return mi_node_error(n, MI_ERR_INVALID_MODEL, "'%s'[%zu] = %lld must be >= %lld", name, i,
+                           (long long)v[i], (long long)minval);
+    dst[i] = v[i];
+  }
+  *cnt = k;
+  return NULL;
+}
+
+static mi_status *pool_init_common(mi_node *n, int kind) {
+  pool_attr *a = calloc(1, sizeof *a);
+  if (!a) return mi_node_error(n, MI_ERR_NO_MEMORY, "out of memory");
+  n->priv = a;
+  a->kind = kind;
+  const char *ap = mi_attr_string(n, "auto_pad", "NOTSET");
+  if (!strcmp(ap, "NOTSET") || !ap[0]) a->auto_pad = PAD_NOTSET;
+  else if (!strcmp(ap, "SAME_UPPER")) a->auto_pad = PAD_SAME_UPPER;
+  else if (!strcmp(ap, "SAME_LOWER")) a->auto_pad = PAD_SAME_LOWER;
+  else if (!strcmp(ap, "VALID")) a->auto_pad = PAD_VALID;
+  else return mi_node_error(n, MI_ERR_INVALID_MODEL, "unknown auto_pad '%s'", ap);
+  MI_TRY(read_ints(n, "kernel_shape", 3, a->kernel, &a->n_kernel, 1));
+  if (!a->n_kernel) return mi_node_error(n, MI_ERR_INVALID_MODEL, "missing kernel_shape");
+  MI_TRY(read_ints(n, "strides", 3, a->strides, &a->n_strides, 1));
+  MI_TRY(read_ints(n, "dilations", 3, a->dilations, &a->n_dilations, 1));
+  MI_TRY(read_ints(n, "pads", 6, a->pads, &a->n_pads, 0));
+  int64_t ceil_mode = mi_attr_int(n, "ceil_mode", 0);
+  if (ceil_mode != 0 && ceil_mode != 1)
+    return mi_node_error(n, MI_ERR_INVALID_MODEL, "ceil_mode must be 0 or 1");
+  a->ceil_mode = ceil_mode == 1;
+  a->count_include_pad = mi_attr_int(n, "count_include_pad", 0) != 0;
+  int64_t so = mi_attr_int(n, "storage_order", 0);
+  if (so != 0 && so != 1) return mi_node_error(n, MI_ERR_INVALID_MODEL, "storage_order must be 0 or 1");
+  a->col_major = so == 1;
+  size_t s = a->n_kernel;
+  if ((a->n_strides && a->n_strides != s) || (a->n_dilations && a->n_dilations != s) ||
+      (a->n_pads && a->n_pads != 2 * s))
+    return mi_node_error(n, MI_ERR_INVALID_MODEL,
+                         "strides/dilations/pads lengths do not match kernel_shape (%zu dims)", s);
+  for (size_t i = 0; i < s && a->n_pads; i++)
+    if (a->pads[i] >= (a->kernel[i] - 1) * (a->n_dilations ? a->dilations[i] : 1) + 1 ||
+        a->pads[s + i] >= (a->kernel[i] - 1) * (a->n_dilations ? a->dilations[i] : 1) + 1)
+      return mi_node_error(n, MI_ERR_INVALID_MODEL, "pads along dim %zu must be smaller than the kernel", i);
+  return NULL;
+}
+
+static mi_status *maxpool_init(mi_node *n, mi_graph *g) { return pool_init_common(n, POOL_MAX); }
+static mi_status *avgpool_init(mi_node *n, mi_graph *g) { return pool_init_common(n, POOL_AVG); }
+
+static mi_status *pool_geom(const mi_node *n, const pool_attr *a, const mi_tensor *x, pgeom *g) {
+  int s = (int)a->n_kernel, off = 3 - s;
+  if (x->ndim != s + 2)
+    return mi_node_error(n, MI_ERR_SHAPE, "X has %d dims but kernel_shape has %d spatial dims", x->ndim, s);
+  for (int j = 0; j < 3; j++) {
+    g->in[j] = g->k[j] = g->s[j] = g->d[j] = g->out[j] = 1;
+    g->pb[j] = g->pe[j] = 0;
+  }
+  for (int i = 0; i < s; i++) {
+    int j = off + i;
+    int64_t in = x->dims[2 + i], k = a->kernel[i];
+    int64_t st = a->n_strides ? a->strides[i] : 1, dl = a->n_dilations ? a->dilations[i] : 1;
+    int64_t dk = (k - 1) * dl + 1, pb = 0, pe = 0, out;
+    if (a->auto_pad == PAD_SAME_UPPER || a->auto_pad == PAD_SAME_LOWER) {
+      out = (in + st - 1) / st;
+      int64_t total = (out - 1) * st + dk - in;
+      if (total < 0) total = 0;
+      pb = a->auto_pad == PAD_SAME_UPPER ? total / 2 : total - total / 2;
+      pe = total - pb;
+    } else if (a->auto_pad == PAD_VALID) {
+      out = in >= dk ? (in - dk) / st + 1 : 0;
+    } else {
+      if (a->n_pads) { pb = a->pads[i]; pe = a->pads[s + i]; }
+      int64_t span = in + pb + pe - dk;
+      if (span < 0) out = 0;
+      else if (a->ceil_mode) {
+        out = (span + st - 1) / st + 1;
+        /* The last window must start inside the input or the begin padding. */
+        if ((out - 1) * st >= in + pb) out--;
+      } else {
+        out = span / st + 1;
+      }
+    }
+    if (out < 1)
+      return mi_node_error(n, MI_ERR_SHAPE, "spatial dim %d: input %lld too small for dilated kernel %lld",
+                           i, (long long)in, (long long)dk);
+    g->in[j] = in; g->k[j] = k; g->s[j] = st; g->d[j] = dl; g->pb[j] = pb; g->pe[j] = pe; g->out[j] = out;
+  }
+  g->in_sz = g->in[0] * g->in[1] * g->in[2];
+  g->out_sz = g->out[0] * g->out[1] * g->out[2];
+  return NULL;
+}
+
+static mi_status *pool_infer(mi_node *n, mi_tensor *const *in, mi_tensor **out) {
+  const pool_attr *a = n->priv;
+  const mi_tensor *x = in[0];
+  if (!x) return mi_node_error(n, MI_ERR_INVALID_MODEL, "missing input X");
+  bool ok = x->dtype == MI_FLOAT || x->dtype == MI_DOUBLE ||
+            (a->kind == POOL_MAX && (x->dtype == MI_UINT8 || x->dtype == MI_INT8));
+  if (!ok) return mi_node_error(n, MI_ERR_UNSUPPORTED, "element type %s not supported", mi_dtype_name(x->dtype));
+  pgeom g;
+  MI_TRY(pool_geom(n, a, x, &g));
+  int s = (int)a->n_kernel;
+  int64_t dims[5] = {x->dims[0], x->dims[1]};
+  for (int i = 0; i < s; i++) dims[2 + i] = g.out[3 - s + i];
+  mi_tensor_set_shape(out[0], x->dtype, x->ndim, dims);
+  if (n->n_out > 1 && n->out[1] >= 0 && out[1]) {
+    if (a->kind != POOL_MAX) return mi_node_error(n, MI_ERR_INVALID_MODEL, "only MaxPool has a second output");
+    mi_tensor_set_shape(out[1], MI_INT64, x->ndim, dims);
+  }
+  return NULL;
+}
+
+typedef struct pool_ctx {
+  const pool_attr *a;
+  const pgeom *g;
+  const void *x;
+  void *y;
+  int64_t *idx; /* MaxPool Indices or NULL */
+} pool_ctx;
+
+/* One kernel per element type; the window loops are shared. */
+#define POOL_WINDOW_BEGIN(T)                                                            \
+  const pgeom *g = c->g;                                                                \
+  for (int64_t pl = b; pl < e; pl++) {                                                  \
+    const T *xp = (const T *)c->x + pl * g->in_sz;                                      \
+    T *yp = (T *)c->y + pl * g->out_sz;                                                 \
+    int64_t oi = 0;                                                                     \
+    for (int64_t oz = 0; oz < g->out[0]; oz++)                                          \
+      for (int64_t oy = 0; oy < g->out[1]; oy++)                                        \
+        for (int64_t ox = 0; ox < g->out[2]; ox++, oi++) {                              \
+          int64_t sz = oz * g->s[0] - g->pb[0], sy = oy * g->s[1] - g->pb[1],           \
+                  sx = ox * g->s[2] - g->pb[2];                                         \
+          int64_t zl, zh, yl, yh, xl, xh;                                               \
+          valid_range(g->k[0], g->d[0], sz, g->in[0], &zl, &zh);                        \
+          valid_range(g->k[1], g->d[1], sy, g->in[1], &yl, &yh);                        \
+          valid_range(g->k[2], g->d[2], sx, g->in[2], &xl, &xh);
+
+#define POOL_WINDOW_END \
+  }                     \
+  }
+
+#define DEF_MAXPOOL(NAME, T, LOWEST)                                                        \
+  static void NAME(void *vctx, int64_t b, int64_t e) {                                      \
+    const pool_ctx *c = vctx;                                                               \
+    const bool colmaj = c->a->col_major;                                                    \
+    POOL_WINDOW_BEGIN(T)                                                                    \
+    T best = LOWEST;                                                                        \
+    int64_t bi = -1;                                                                        \
+    for (int64_t kz = zl; kz < zh; kz++) {                                                  \
+      int64_t iz = sz + kz * g->d[0];                                                       \
+      for (int64_t ky = yl; ky < yh; ky++) {                                                \
+        int64_t iy = sy + ky * g->d[1];                                                     \
+        const T *row = xp + (iz * g->in[1] + iy) * g->in[2];                                \
+        for (int64_t kx = xl; kx < xh; kx++) {                                              \
+          int64_t ix = sx + kx * g->d[2];                                                   \
+          if (bi < 0 || row[ix] > best) {                                                   \
+            best = row[ix];                                                                 \
+            bi = colmaj ? iz + (iy + ix * g->in[1]) * g->in[0]                              \
+                        : (iz * g->in[1] + iy) * g->in[2] + ix;                             \
+          }                                                                                 \
+        }                                                                                   \
+      }                                                                                     \
+    }                                                                                       \
+    yp[oi] = best;                                                                          \
+    if (c->idx) c->idx[pl * g->out_sz + oi] = bi < 0 ? -1 : pl * g->in_sz + bi;             \
+    POOL_WINDOW_END                                                                         \
+  }
+
+DEF_MAXPOOL(maxpool_f32, float, -FLT_MAX)
+DEF_MAXPOOL(maxpool_f64, double, -DBL_MAX)
+DEF_MAXPOOL(maxpool_u8, uint8_t, 0)
+DEF_MAXPOOL(maxpool_i8, int8_t, INT8_MIN)
+
+#define DEF_AVGPOOL(NAME, T)                                                                \
+  static void NAME(void *vctx, int64_t b, int64_t e) {                                      \
+    const pool_ctx *c = vctx;                                                               \
+    const bool incl = c->a->count_include_pad;                                              \
+    POOL_WINDOW_BEGIN(T)                                                                    \
+    double sum = 0;                                                                         \
+    for (int64_t kz = zl; kz < zh; kz++) {                                                  \
+      int64_t iz = sz + kz * g->d[0];                                                       \
+      for (int64_t ky = yl; ky < yh; ky++) {                                                \
+        int64_t iy = sy + ky * g->d[1];                                                     \
+        const T *row = xp + (iz * g->in[1] + iy) * g->in[2];                                \
+        for (int64_t kx = xl; kx < xh; kx++) sum += row[sx + kx * g->d[2]];                 \
+      }                                                                                     \
+    }                                                                                       \
+    int64_t cnt;                                                                            \
+    if (incl) { /* taps inside the padded extent [-pb, in+pe) */                            \
+      int64_t z0, z1, y0, y1, x0, x1;                                                       \
+      valid_range(g->k[0], g->d[0], sz + g->pb[0], g->in[0] + g->pb[0] + g->pe[0], &z0, &z1); \
+      valid_range(g->k[1], g->d[1], sy + g->pb[1], g->in[1] + g->pb[1] + g->pe[1], &y0, &y1); \
+      valid_range(g->k[2], g->d[2], sx + g->pb[2], g->in[2] + g->pb[2] + g->pe[2], &x0, &x1); \
+      cnt = (z1 - z0) * (y1 - y0) * (x1 - x0);                                              \
+    } else {                                                                                \
+      cnt = (zh - zl) * (yh - yl) * (xh - xl);                                              \
+    }                                                                                       \
+    yp[oi] = cnt > 0 ? (T)(sum / (double)cnt) : (T)0;                                       \
+    POOL_WINDOW_END                                                                         \
+  }
+
+DEF_AVGPOOL(avgpool_f32, float)
+DEF_AVGPOOL(avgpool_f64, double)
+
+static mi_status *pool_run(mi_node *n, mi_exec *ex, mi_tensor *const *in, mi_tensor **out) {
+  const pool_attr *a = n->priv;
+  const mi_tensor *x = in[0];
+  pgeom g;
+  MI_TRY(pool_geom(n, a, x, &g));
+  int64_t planes = x->dims[0] * x->dims[1];
+  int64_t *idx = n->n_out > 1 && n->out[1] >= 0 && out[1] ? out[1]->data : NULL;
+  pool_ctx c = {a, &g, x->data, out[0]->data, idx};
+  mi_range_fn fn = NULL;
+  if (a->kind == POOL_MAX) {
+    switch (x->dtype) {
+      case MI_FLOAT: fn = maxpool_f32; break;
+      case MI_DOUBLE: fn = maxpool_f64; break;
+      case MI_UINT8: fn = maxpool_u8; break;
+      case MI_INT8: fn = maxpool_i8; break;
+      default: break;
+    }
+  } else {
+    if (x->dtype == MI_FLOAT) fn = avgpool_f32;
+    else if (x->dtype == MI_DOUBLE) fn = avgpool_f64;
+  }
+  if (!fn) return mi_node_error(n, MI_ERR_UNSUPPORTED, "element type %s not supported", mi_dtype_name(x->dtype));
+  int64_t work = g.out_sz * g.k[0] * g.k[1] * g.k[2];
+  mi_parallel_for(ex, planes, work >= 8192 ? 1 : 8192 / (work > 0 ? work : 1), fn, &c);
+  return NULL;
+}
+
+/* ---- global pooling ----------------------------------------------------- */
+static mi_status *gpool_infer(mi_node *n, mi_tensor *const *in, mi_tensor **out) {
+  const mi_tensor *x = in[0];
+  if (!x) return mi_node_error(n, MI_ERR_INVALID_MODEL, "missing input X");
+  if (x->dtype != MI_FLOAT && x->dtype != MI_DOUBLE)
+    return mi_node_error(n, MI_ERR_UNSUPPORTED, "element type %s not supported", mi_dtype_name(x->dtype));
+  if (x->ndim < 3) return mi_node_error(n, MI_ERR_SHAPE, "X must be N x C x spatial, has %d dims", x->ndim);
+  int64_t dims[MI_MAX_DIMS];
+  for (int i = 0; i < x->ndim; i++) dims[i] = i < 2 ? x->dims[i] : 1;
+  if (mi_numel(x->ndim - 2, x->dims + 2) == 0)
+    return mi_node_error(n, MI_ERR_SHAPE, "empty spatial extent");
+  mi_tensor_set_shape(out[0], x->dtype, x->ndim, dims);
+  return NULL;
+}
+
+typedef struct gpool_ctx {
+  const void *x;
+  void *y;
+  int64_t sp;
+  bool is_max, is_double;
+} gpool_ctx;
+
+static void gpool_planes(void *vctx, int64_t b, int64_t e) {
+  const gpool_ctx *c = vctx;
+  for (int64_t pl = b; pl < e; pl++) {
+    if (c->is_double) {
+      const double *x = (const double *)c->x + pl * c->sp;
+      double r = x[0];
+      if (c->is_max) for (int64_t i = 1; i < c->sp; i++) r = x[i] > r ? x[i] : r;
+      else { for (int64_t i = 1; i < c->sp; i++) r += x[i]; r /= (double)c->sp; }
+      ((double *)c->y)[pl] = r;
+    } else {
+      const float *x = (const float *)c->x + pl * c->sp;
+      if (c->is_max) {
+        float r = x[0];
+        for (int64_t i = 1; i < c->sp; i++) r = x[i] > r ? x[i] : r;
+        ((float *)c->y)[pl] = r;
+      } else {
+        double r = 0; /* double accumulation: large volumes stay accurate */
+        for (int64_t i = 0; i < c->sp; i++) r += x[i];
+        ((float *)c->y)[pl] = (float)(r / (double)c->sp);
+      }
+    }
+  }
+}
+
+static mi_status *gpool_run_kind(mi_node *n, mi_exec *ex, mi_tensor *const *in, mi_tensor **out, bool is_max) {
+  const mi_tensor *x = in[0];
+  gpool_ctx c = {x->data, out[0]->data, mi_numel(x->ndim - 2, x->dims + 2), is_max, x->dtype == MI_DOUBLE};
+  int64_t planes = x->dims[0] * x->dims[1];
+  mi_parallel_for(ex, planes, c.sp >= 8192 ? 1 : 8192 / c.sp, gpool_planes, &c);
+  return NULL;
+}
+static mi_status *gavg_run(mi_node *n, mi_exec *ex, mi_tensor *const *in, mi_tensor **out) {
+  return gpool_run_kind(n, ex, in, out, false);
+}
+static mi_status *gmax_run(mi_node *n, mi_exec *ex, mi_tensor *const *in, mi_tensor **out) {
+  return gpool_run_kind(n, ex, in, out, true);
+}
+
 const mi_op_def mi_ops_pool[] = {
+    {"MaxPool", 1, 0, maxpool_init, pool_infer, pool_run, NULL},
+    {"AveragePool", 1, 0, avgpool_init, pool_infer, pool_run, NULL},
+    {"GlobalAveragePool", 1, 0, NULL, gpool_infer, gavg_run, NULL},
+    {"GlobalMaxPool", 1, 0, NULL, gpool_infer, gmax_run, NULL},
     {NULL},
 };
