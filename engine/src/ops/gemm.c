@@ -1,5 +1,363 @@
+/* Gemm and MatMul.  float32 goes through mi_sgemm (OpenBLAS, which threads
+ * itself); float64 and integer types use plain row-parallel loops. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
 #include "ops.h"
 
+/* ---- shared helpers ------------------------------------------------------ */
+
+static bool gemm_dtype_ok(mi_dtype dt) {
+  return dt == MI_FLOAT || dt == MI_DOUBLE || dt == MI_INT32 || dt == MI_INT64 ||
+         dt == MI_UINT32 || dt == MI_UINT64;
+}
+
+/* Strides (in elements) of `t` viewed with numpy broadcasting against an
+ * output of rank `nd` and dims `od`: broadcast dims get stride 0. */
+static void broadcast_strides(const mi_tensor *t, int nd, const int64_t *od, int64_t *st) {
+  int64_t s = 1;
+  for (int i = nd - 1; i >= 0; i--) {
+    int ti = i - (nd - t->ndim);
+    if (ti < 0) {
+      st[i] = 0;
+      continue;
+    }
+    st[i] = t->dims[ti] == 1 && od[i] != 1 ? 0 : s;
+    s *= t->dims[ti];
+  }
+}
+
+/* Check `t` broadcasts unidirectionally to (nd, od). */
+static bool broadcasts_to(const mi_tensor *t, int nd, const int64_t *od) {
+  if (t->ndim > nd) return false;
+  for (int i = 0; i < t->ndim; i++) {
+    int64_t d = t->dims[i], o = od[nd - t->ndim + i];
+    if (d != 1 && d != o) return false;
+  }
+  return true;
+}
+
+/* out[i] += r[broadcast i] for a float32 output of rank nd. */
+static void add_broadcast_f32(float *out, int nd, const int64_t *od, const mi_tensor *r) {
+  int64_t n = mi_numel(nd, od);
+  const float *rp = r->data;
+  if (mi_numel(r->ndim, r->dims) == n) {
+    for (int64_t i = 0; i < n; i++) out[i] += rp[i];
+    return;
+  }
+  int64_t st[MI_MAX_DIMS], idx[MI_MAX_DIMS] = {0};
+  broadcast_strides(r, nd, od, st);
+  int64_t off = 0;
+  /* Odometer over all but the last dim; the last dim is the inner loop. */
+  int64_t last = nd ? od[nd - 1] : 1, ls = nd ? st[nd - 1] : 0;
+  for (int64_t i = 0; i < n; i += last) {
+    for (int64_t j = 0; j < last; j++) out[i + j] += rp[off + j * ls];
+    for (int d = nd - 2; d >= 0; d--) {
+      off += st[d];
+      if (++idx[d] < od[d]) break;
+      off -= st[d] * od[d];
+      idx[d] = 0;
+    }
+  }
+}
+
+/* Fused epilogue (graph passes): residual add then activation, float32. */
+static mi_status *apply_epilogue(mi_node *n, mi_tensor *const *in, mi_tensor *out) {
+  const mi_tensor *res = n->fused_add >= 0 ? in[n->n_in] : NULL;
+  if (!res && n->act.kind == MI_ACT_NONE) return NULL;
+  if (out->dtype != MI_FLOAT || (res && res->dtype != MI_FLOAT))
+    return mi_node_error(n, MI_ERR_INTERNAL, "fused epilogue supports float32 only");
+  if (res) {
+    if (!broadcasts_to(res, out->ndim, out->dims))
+      return mi_node_error(n, MI_ERR_SHAPE, "fused residual does not broadcast to the output");
+    add_broadcast_f32(out->data, out->ndim, out->dims, res);
+  }
+  mi_activation_apply(&n->act, out->data, mi_numel(out->ndim, out->dims));
+  return NULL;
+}
+
+/* Plain (non-BLAS) matrix product, rows [r0, r1): C[M,N] = A*B with element
+ * strides so that transposed operands need no copy.  i-k-j order keeps the
+ * inner loop contiguous over the C row (and B rows unless transposed).
+ * Integers accumulate in their own type: wrap-around matches a wider
+ * accumulator cast back. */
+#define DEF_MM(NAME, T)                                                                      \
+  static void NAME(const T *A, int64_t ars, int64_t acs, const T *B, int64_t brs,          \
+                   int64_t bcs, T *C, int64_t r0, int64_t r1, int64_t N, int64_t K) {      \
+    for (int64_t i = r0; i < r1; i++) {                                                    \
+      T *c = C + i * N;                                                                    \
+      for (int64_t j = 0; j < N; j++) c[j] = 0;                                            \
+      for (int64_t k = 0; k < K; k++) {                                                    \
+        T a = A[i * ars + k * acs];                                                        \
+        const T *b = B + k * brs;                                                          \
+        for (int64_t j = 0; j < N; j++) c[j] += a * b[j * bcs];                            \
+      }                                                                                    \
+    }                                                                                      \
+  }
+DEF_MM(mm_f64, double)
+DEF_MM(mm_i32, int32_t)
+DEF_MM(mm_i64, int64_t)
+DEF_MM(mm_u32, uint32_t)
+DEF_MM(mm_u64, uint64_t)
+
+/* A batch of plain products, parallelised over rows. */
+typedef struct mm_task {
+  mi_dtype dt;
+  const void *A, *B;
+  void *C;
+  int64_t ars, acs, brs, bcs, N, K;
+} mm_task;
+
+static void mm_rows(void *ctx, int64_t r0, int64_t r1) {
+  const mm_task *t = ctx;
+  switch (t->dt) {
+    case MI_DOUBLE: mm_f64(t->A, t->ars, t->acs, t->B, t->brs, t->bcs, t->C, r0, r1, t->N, t->K); break;
+    case MI_INT32: mm_i32(t->A, t->ars, t->acs, t->B, t->brs, t->bcs, t->C, r0, r1, t->N, t->K); break;
+    case MI_INT64: mm_i64(t->A, t->ars, t->acs, t->B, t->brs, t->bcs, t->C, r0, r1, t->N, t->K); break;
+    case MI_UINT32: mm_u32(t->A, t->ars, t->acs, t->B, t->brs, t->bcs, t->C, r0, r1, t->N, t->K); break;
+    case MI_UINT64: mm_u64(t->A, t->ars, t->acs, t->B, t->brs, t->bcs, t->C, r0, r1, t->N, t->K); break;
+    default: break;
+  }
+}
+
+/* ---- Gemm ---------------------------------------------------------------- */
+
+typedef struct gemm_attr {
+  bool ta, tb;
+  float alpha, beta;
+} gemm_attr;
+
+static mi_status *gemm_init(mi_node *n, mi_graph *g) {
+  (void)g;
+  gemm_attr *a = malloc(sizeof *a);
+  if (!a) return mi_node_error(n, MI_ERR_NO_MEMORY, "out of memory");
+  int64_t ta = mi_attr_int(n, "transA", 0), tb = mi_attr_int(n, "transB", 0);
+  a->ta = ta != 0;
+  a->tb = tb != 0;
+  a->alpha = mi_attr_float(n, "alpha", 1.f);
+  a->beta = mi_attr_float(n, "beta", 1.f);
+  /* Opset <7 `broadcast`: 0 demands an exact C shape, which broadcasting
+   * accepts too, so both values are handled by the broadcasting path. */
+  n->priv = a;
+  return NULL;
+}
+
+static mi_status *gemm_infer(mi_node *n, mi_tensor *const *in, mi_tensor **out) {
+  const gemm_attr *a = n->priv;
+  if (n->n_in < 2 || !in[0] || !in[1])
+    return mi_node_error(n, MI_ERR_INVALID_MODEL, "needs inputs A and B");
+  const mi_tensor *A = in[0], *B = in[1], *C = n->n_in > 2 ? in[2] : NULL;
+  if (!gemm_dtype_ok(A->dtype))
+    return mi_node_error(n, MI_ERR_UNSUPPORTED, "element type %s not supported",
+                         mi_dtype_name(A->dtype));
+  if (B->dtype != A->dtype || (C && C->dtype != A->dtype))
+    return mi_node_error(n, MI_ERR_INVALID_MODEL, "inputs have different element types");
+  if (A->ndim != 2 || B->ndim != 2)
+    return mi_node_error(n, MI_ERR_SHAPE, "A and B must be 2-D (got rank %d and %d)", A->ndim,
+                         B->ndim);
+  int64_t M = a->ta ? A->dims[1] : A->dims[0], K = a->ta ? A->dims[0] : A->dims[1];
+  int64_t Kb = a->tb ? B->dims[1] : B->dims[0], N = a->tb ? B->dims[0] : B->dims[1];
+  if (K != Kb)
+    return mi_node_error(n, MI_ERR_SHAPE, "inner dimensions differ (%lld vs %lld)",
+                         (long long)K, (long long)Kb);
+  int64_t od[2] = {M, N};
+  if (C && !broadcasts_to(C, 2, od)) {
+    char b[64];
+    return mi_node_error(n, MI_ERR_SHAPE, "C of shape %s does not broadcast to %lldx%lld",
+                         mi_shape_str(C, b, sizeof b), (long long)M, (long long)N);
+  }
+  mi_tensor_set_shape(out[0], A->dtype, 2, od);
+  return NULL;
+}
+
+/* Y = beta*C (broadcast) into out, in double then cast: used to seed the
+ * accumulation (float32) or to finish it (other types). */
+#define DEF_GEMM_FINISH(NAME, T)                                                             \
+  static void NAME(T *Y, const T *P, const mi_tensor *C, int64_t M, int64_t N, double alpha, \
+                   double beta) {                                                          \
+    int64_t st[2] = {0, 0};                                                                \
+    int64_t od[2] = {M, N};                                                                \
+    const T *c = C ? (const T *)C->data : NULL;                                            \
+    if (C) broadcast_strides(C, 2, od, st);                                                \
+    for (int64_t i = 0; i < M; i++)                                                        \
+      for (int64_t j = 0; j < N; j++) {                                                    \
+        double v = alpha * (double)P[i * N + j];                                           \
+        if (c && beta != 0.0) v += beta * (double)c[i * st[0] + j * st[1]];                \
+        Y[i * N + j] = (T)v;                                                               \
+      }                                                                                    \
+  }
+DEF_GEMM_FINISH(gfin_f64, double)
+DEF_GEMM_FINISH(gfin_i32, int32_t)
+DEF_GEMM_FINISH(gfin_i64, int64_t)
+DEF_GEMM_FINISH(gfin_u32, uint32_t)
+DEF_GEMM_FINISH(gfin_u64, uint64_t)
+
+static mi_status *gemm_run(mi_node *n, mi_exec *ex, mi_tensor *const *in, mi_tensor **out) {
+  const gemm_attr *a = n->priv;
+  const mi_tensor *A = in[0], *B = in[1], *C = n->n_in > 2 ? in[2] : NULL;
+  mi_tensor *Y = out[0];
+  int64_t M = Y->dims[0], N = Y->dims[1];
+  int64_t K = a->ta ? A->dims[0] : A->dims[1];
+  int64_t lda = A->dims[1], ldb = B->dims[1];
+  if (M == 0 || N == 0) return NULL;
+  if (Y->dtype == MI_FLOAT) {
+    float *y = Y->data;
+    float beta = 0.f;
+    if (C && a->beta != 0.f && mi_numel(C->ndim, C->dims) > 0) {
+      /* Seed Y with C (broadcast) and let sgemm scale it by beta. */
+      const float *c = C->data;
+      int64_t od[2] = {M, N}, st[2] = {0, 0};
+      broadcast_strides(C, 2, od, st);
+      for (int64_t i = 0; i < M; i++)
+        for (int64_t j = 0; j < N; j++) y[i * N + j] = c[i * st[0] + j * st[1]];
+      beta = a->beta;
+    }
+    mi_sgemm(a->ta, a->tb, M, N, K, a->alpha, A->data, lda, B->data, ldb, beta, y, N);
+    return apply_epilogue(n, in, Y);
+  }
+  /* Other types: plain product into a scratch, then alpha/beta/C. */
+  size_t es = mi_dtype_size(Y->dtype);
+  void *P = mi_exec_scratch(ex, (size_t)(M * N) * es);
+  if (!P) return mi_node_error(n, MI_ERR_NO_MEMORY, "out of memory");
+  mm_task t = {Y->dtype, A->data, B->data, P, a->ta ? 1 : lda, a->ta ? lda : 1,
+               a->tb ? 1 : ldb, a->tb ? ldb : 1, N, K};
+  mi_parallel_for(ex, M, 4, mm_rows, &t);
+  switch (Y->dtype) {
+    case MI_DOUBLE: gfin_f64(Y->data, P, C, M, N, a->alpha, a->beta); break;
+    case MI_INT32: gfin_i32(Y->data, P, C, M, N, a->alpha, a->beta); break;
+    case MI_INT64: gfin_i64(Y->data, P, C, M, N, a->alpha, a->beta); break;
+    case MI_UINT32: gfin_u32(Y->data, P, C, M, N, a->alpha, a->beta); break;
+    case MI_UINT64: gfin_u64(Y->data, P, C, M, N, a->alpha, a->beta); break;
+    default: break;
+  }
+  mi_exec_scratch_release(ex, P);
+  return apply_epilogue(n, in, Y);
+}
+
+/* ---- MatMul -------------------------------------------------------------- */
+
+/* Batch geometry shared by infer and run. */
+typedef struct mm_geom {
+  int nb;                    /* broadcast batch rank */
+  int64_t bd[MI_MAX_DIMS];   /* batch dims */
+  int64_t sa[MI_MAX_DIMS];   /* A batch strides (elements, 0 = broadcast) */
+  int64_t sb[MI_MAX_DIMS];
+  int64_t M, K, N, batch;
+  bool a1, b1;               /* 1-D operands */
+} mm_geom;
+
+static mi_status *mm_geometry(mi_node *n, const mi_tensor *A, const mi_tensor *B, mm_geom *g) {
+  if (A->ndim < 1 || B->ndim < 1)
+    return mi_node_error(n, MI_ERR_SHAPE, "operands must have rank >= 1");
+  g->a1 = A->ndim == 1;
+  g->b1 = B->ndim == 1;
+  g->M = g->a1 ? 1 : A->dims[A->ndim - 2];
+  g->K = A->dims[A->ndim - 1];
+  int64_t Kb = g->b1 ? B->dims[0] : B->dims[B->ndim - 2];
+  g->N = g->b1 ? 1 : B->dims[B->ndim - 1];
+  if (g->K != Kb) {
+    char b1[64], b2[64];
+    return mi_node_error(n, MI_ERR_SHAPE, "shapes %s and %s: inner dimensions differ",
+                         mi_shape_str(A, b1, sizeof b1), mi_shape_str(B, b2, sizeof b2));
+  }
+  int na = g->a1 ? 0 : A->ndim - 2, nbb = g->b1 ? 0 : B->ndim - 2;
+  mi_status *st = mi_broadcast_shape(na, A->dims, nbb, B->dims, &g->nb, g->bd);
+  if (st) {
+    mi_status_free(st);
+    char b1[64], b2[64];
+    return mi_node_error(n, MI_ERR_SHAPE, "batch dimensions of %s and %s do not broadcast",
+                         mi_shape_str(A, b1, sizeof b1), mi_shape_str(B, b2, sizeof b2));
+  }
+  int64_t s = g->M * g->K;
+  for (int i = g->nb - 1; i >= 0; i--) {
+    int ai = i - (g->nb - na);
+    g->sa[i] = ai < 0 || A->dims[ai] == 1 ? 0 : s;
+    if (ai >= 0) s *= A->dims[ai];
+  }
+  s = g->K * g->N;
+  for (int i = g->nb - 1; i >= 0; i--) {
+    int bi = i - (g->nb - nbb);
+    g->sb[i] = bi < 0 || B->dims[bi] == 1 ? 0 : s;
+    if (bi >= 0) s *= B->dims[bi];
+  }
+  g->batch = mi_numel(g->nb, g->bd);
+  return NULL;
+}
+
+static mi_status *matmul_infer(mi_node *n, mi_tensor *const *in, mi_tensor **out) {
+  if (n->n_in < 2 || !in[0] || !in[1])
+    return mi_node_error(n, MI_ERR_INVALID_MODEL, "needs inputs A and B");
+  const mi_tensor *A = in[0], *B = in[1];
+  if (!gemm_dtype_ok(A->dtype))
+    return mi_node_error(n, MI_ERR_UNSUPPORTED, "element type %s not supported",
+                         mi_dtype_name(A->dtype));
+  if (B->dtype != A->dtype)
+    return mi_node_error(n, MI_ERR_INVALID_MODEL, "inputs have different element types");
+  mm_geom g;
+  MI_TRY(mm_geometry(n, A, B, &g));
+  int64_t od[MI_MAX_DIMS + 2];
+  int nd = g.nb;
+  memcpy(od, g.bd, sizeof(int64_t) * (size_t)g.nb);
+  if (!g.a1) od[nd++] = g.M;
+  if (!g.b1) od[nd++] = g.N;
+  if (nd > MI_MAX_DIMS) return mi_node_error(n, MI_ERR_SHAPE, "output rank too large");
+  mi_tensor_set_shape(out[0], A->dtype, nd, od);
+  return NULL;
+}
+
+static mi_status *matmul_run(mi_node *n, mi_exec *ex, mi_tensor *const *in, mi_tensor **out) {
+  const mi_tensor *A = in[0], *B = in[1];
+  mi_tensor *Y = out[0];
+  mm_geom g;
+  MI_TRY(mm_geometry(n, A, B, &g));
+  int64_t M = g.M, K = g.K, N = g.N;
+  if (mi_numel(Y->ndim, Y->dims) == 0) return NULL;
+  size_t es = mi_dtype_size(Y->dtype);
+  if (K == 0) {
+    memset(Y->data, 0, (size_t)mi_numel(Y->ndim, Y->dims) * es);
+    return apply_epilogue(n, in, Y);
+  }
+  /* B shared by every batch and A batches contiguous: one tall product. */
+  bool b_shared = true, a_dense = true;
+  int64_t expect = M * K;
+  for (int i = g.nb - 1; i >= 0; i--) {
+    if (g.sb[i] != 0) b_shared = false;
+    if (g.bd[i] != 1 && g.sa[i] != expect) a_dense = false;
+    expect *= g.bd[i];
+  }
+  if (b_shared && a_dense) {
+    M *= g.batch;
+    g.batch = 1;
+    g.nb = 0;
+  }
+  int64_t idx[MI_MAX_DIMS] = {0}, oa = 0, ob = 0;
+  for (int64_t b = 0; b < g.batch; b++) {
+    const char *pa = (const char *)A->data + (size_t)oa * es;
+    const char *pb = (const char *)B->data + (size_t)ob * es;
+    char *py = (char *)Y->data + (size_t)(b * M * N) * es;
+    if (Y->dtype == MI_FLOAT) {
+      /* A 1-D B is a K x 1 column: lda/ldb stay row-major. */
+      mi_sgemm(false, false, M, N, K, 1.f, (const float *)pa, K, (const float *)pb, N, 0.f,
+               (float *)py, N);
+    } else {
+      mm_task t = {Y->dtype, pa, pb, py, K, 1, N, 1, N, K};
+      mi_parallel_for(ex, M, 4, mm_rows, &t);
+    }
+    for (int d = g.nb - 1; d >= 0; d--) {
+      oa += g.sa[d];
+      ob += g.sb[d];
+      if (++idx[d] < g.bd[d]) break;
+      oa -= g.sa[d] * g.bd[d];
+      ob -= g.sb[d] * g.bd[d];
+      idx[d] = 0;
+    }
+  }
+  return apply_epilogue(n, in, Y);
+}
+
 const mi_op_def mi_ops_gemm[] = {
+    {"Gemm", 1, MI_OP_FUSE_ACT, gemm_init, gemm_infer, gemm_run, NULL},
+    {"MatMul", 1, MI_OP_FUSE_ACT, NULL, matmul_infer, matmul_run, NULL},
     {NULL},
 };
