@@ -9,6 +9,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* Most inputs or outputs one node may have (checked at load). */
+#define MI_MAX_IO 256
+
 /* ---- tensors ----------------------------------------------------------- */
 struct mi_tensor {
   mi_dtype dtype;
@@ -61,7 +64,8 @@ typedef struct mi_exec mi_exec;
 typedef struct mi_value {
   char *name;
   mi_tensor t;          /* shape/dtype once planned; data set at run time */
-  bool is_const;        /* initializer, Constant or folded: t.data valid  */
+  bool is_const;        /* initializer, Constant or folded at load: t.data valid */
+  bool folded;          /* computed while planning for the current input shapes */
   bool is_input;
   bool is_output;
   int producer;         /* node index, -1 for inputs and constants */

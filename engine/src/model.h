@@ -1,0 +1,41 @@
+/* The model object: graph, options, and the plan for the current shapes. */
+#ifndef MEDINFER_MODEL_H
+#define MEDINFER_MODEL_H
+
+#include "internal.h"
+
+typedef struct mi_plan {
+  bool valid;
+  int64_t in_dims[64][MI_MAX_DIMS]; /* input shapes the plan was made for */
+  int in_ndim[64];
+  size_t arena_bytes;
+  void *arena;
+} mi_plan;
+
+struct mi_model {
+  mi_graph g;
+  mi_options opt;
+  mi_exec ex;
+  mi_plan plan;
+  mi_io_info *in_info, *out_info;
+};
+
+/* Build g from an ONNX model in memory (onnx_load.c). */
+mi_status *mi_onnx_build_graph(const uint8_t *data, size_t size, const char *base_dir,
+                               const char *name, size_t max_bytes, mi_graph *g);
+void mi_graph_free(mi_graph *g);
+/* Add a value; returns its index or -1 when out of memory. */
+int mi_graph_add_value(mi_graph *g, const char *name);
+/* Sort nodes topologically; fails naming a cycle or an undefined input. */
+mi_status *mi_graph_toposort(mi_graph *g);
+
+/* Graph passes (optimize.c): BatchNorm folding, activation fusion, identity removal. */
+mi_status *mi_graph_optimize(mi_graph *g, size_t max_bytes);
+
+/* Shape planning and memory planning for given input shapes (plan.c). */
+mi_status *mi_plan_build(mi_model *m, mi_tensor *const *inputs);
+/* Fold nodes whose inputs are all constants, once at load. */
+mi_status *mi_plan_fold_static(mi_model *m);
+void mi_plan_clear(mi_model *m);
+
+#endif

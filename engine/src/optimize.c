@@ -1,0 +1,198 @@
+/* Load-time graph passes: drop identities, fold BatchNormalization into the
+ * convolution before it, and fuse activations into the producing kernel. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "model.h"
+
+static bool is_op(const mi_node *n, const char *type) {
+  return !n->dead && strcmp(n->op_type, type) == 0 && (!n->domain[0] || !strcmp(n->domain, "ai.onnx"));
+}
+
+/* Number of live nodes (and graph outputs) reading each value. */
+static int *count_uses(const mi_graph *g) {
+  int *uses = calloc((size_t)g->n_values + 1, sizeof(int));
+  if (!uses) return NULL;
+  for (int k = 0; k < g->n_nodes; k++) {
+    const mi_node *n = &g->nodes[k];
+    if (n->dead) continue;
+    for (int i = 0; i < n->n_in; i++)
+      if (n->in[i] >= 0) uses[n->in[i]]++;
+    if (n->fused_add >= 0) uses[n->fused_add]++;
+  }
+  for (int i = 0; i < g->n_outputs; i++) uses[g->outputs[i]]++;
+  return uses;
+}
+
+static int consumer(const mi_graph *g, int v) {
+  for (int k = 0; k < g->n_nodes; k++) {
+    const mi_node *n = &g->nodes[k];
+    if (n->dead) continue;
+    for (int i = 0; i < n->n_in; i++)
+      if (n->in[i] == v) return k;
+  }
+  return -1;
+}
+
+static void replace_uses(mi_graph *g, int from, int to) {
+  for (int k = 0; k < g->n_nodes; k++) {
+    mi_node *n = &g->nodes[k];
+    for (int i = 0; i < n->n_in; i++)
+      if (n->in[i] == from) n->in[i] = to;
+    if (n->fused_add == from) n->fused_add = to;
+  }
+}
+
+static void drop_identities(mi_graph *g) {
+  for (int k = 0; k < g->n_nodes; k++) {
+    mi_node *n = &g->nodes[k];
+    bool ident = is_op(n, "Identity");
+    if (is_op(n, "Dropout")) /* inference: a copy, unless the mask is wanted */
+      ident = n->n_out == 1 || (n->n_out == 2 && n->out[1] < 0);
+    if (!ident || n->n_in < 1 || n->in[0] < 0 || n->out[0] < 0) continue;
+    if (g->values[n->out[0]].is_output) continue;
+    replace_uses(g, n->out[0], n->in[0]);
+    n->dead = true;
+  }
+}
+
+static const float *const_f32(const mi_graph *g, int v, int64_t numel) {
+  if (v < 0 || !g->values[v].is_const) return NULL;
+  const mi_tensor *t = &g->values[v].t;
+  if (t->dtype != MI_FLOAT || mi_numel(t->ndim, t->dims) != numel) return NULL;
+  return t->data;
+}
+
+/* Conv -> BatchNormalization  =>  Conv with W' = W*s, B' = (B-mean)*s + beta. */
+static mi_status *fold_batchnorm(mi_graph *g, size_t max_bytes) {
+  for (int k = 0; k < g->n_nodes; k++) {
+    mi_node *bn = &g->nodes[k];
+    if (!is_op(bn, "BatchNormalization") || bn->n_in != 5 || bn->in[0] < 0) continue;
+    if (bn->n_out > 1) {
+      bool extra = false;
+      for (int i = 1; i < bn->n_out; i++) extra |= bn->out[i] >= 0;
+      if (extra) continue;
+    }
+    if (mi_attr_int(bn, "training_mode", 0)) continue;
+    int x = bn->in[0];
+    int pk = g->values[x].producer;
+    if (pk < 0) continue;
+    mi_node *conv = &g->nodes[pk];
+    if (!is_op(conv, "Conv") || conv->n_in < 2 || conv->in[1] < 0 || conv->out[0] != x) continue;
+    int *uses = count_uses(g);
+    if (!uses) return mi_error(MI_ERR_NO_MEMORY, "out of memory");
+    bool single = uses[x] == 1 && !g->values[x].is_output;
+    int w_uses = uses[conv->in[1]];
+    int b_uses = conv->n_in > 2 && conv->in[2] >= 0 ? uses[conv->in[2]] : 0;
+    free(uses);
+    if (!single) continue;
+    mi_value *wv = &g->values[conv->in[1]];
+    if (!wv->is_const || wv->t.dtype != MI_FLOAT || wv->t.ndim < 3) continue;
+    int64_t M = wv->t.dims[0];
+    int64_t per = mi_numel(wv->t.ndim, wv->t.dims) / (M ? M : 1);
+    const float *scale = const_f32(g, bn->in[1], M), *beta = const_f32(g, bn->in[2], M);
+    const float *mean = const_f32(g, bn->in[3], M), *var = const_f32(g, bn->in[4], M);
+    const float *bias = conv->n_in > 2 && conv->in[2] >= 0 ? const_f32(g, conv->in[2], M) : NULL;
+    if (!scale || !beta || !mean || !var || (conv->n_in > 2 && conv->in[2] >= 0 && !bias)) continue;
+    float eps = mi_attr_float(bn, "epsilon", 1e-5f);
+
+    /* Shared weights get a private copy; otherwise rewrite in place. */
+    int wi = conv->in[1];
+    if (w_uses > 1) {
+      int nv = mi_graph_add_value(g, "bn_folded_weight");
+      if (nv < 0) return mi_error(MI_ERR_NO_MEMORY, "out of memory");
+      conv = &g->nodes[pk];
+      bn = &g->nodes[k];
+      mi_value *src = &g->values[wi], *dst = &g->values[nv];
+      mi_tensor_set_shape(&dst->t, MI_FLOAT, src->t.ndim, src->t.dims);
+      MI_TRY(mi_tensor_alloc(&dst->t, max_bytes));
+      memcpy(dst->t.data, src->t.data, mi_tensor_nbytes(&src->t));
+      dst->is_const = true;
+      wi = nv;
+      conv->in[1] = nv;
+    }
+    int bi = conv->n_in > 2 ? conv->in[2] : -1;
+    if (bi < 0 || b_uses > 1) {
+      int nv = mi_graph_add_value(g, "bn_folded_bias");
+      if (nv < 0) return mi_error(MI_ERR_NO_MEMORY, "out of memory");
+      conv = &g->nodes[pk];
+      bn = &g->nodes[k];
+      mi_value *dst = &g->values[nv];
+      mi_tensor_set_shape(&dst->t, MI_FLOAT, 1, &M);
+      MI_TRY(mi_tensor_alloc(&dst->t, max_bytes));
+      if (bi >= 0) memcpy(dst->t.data, g->values[bi].t.data, (size_t)M * sizeof(float));
+      dst->is_const = true;
+      if (conv->n_in < 3) { /* conv->in has room for 2 extra entries */
+        conv->in[2] = nv;
+        conv->n_in = 3;
+      } else {
+        conv->in[2] = nv;
+      }
+      bi = nv;
+    }
+    /* Re-read the BN parameters: adding values may have moved the array. */
+    scale = const_f32(g, bn->in[1], M);
+    beta = const_f32(g, bn->in[2], M);
+    mean = const_f32(g, bn->in[3], M);
+    var = const_f32(g, bn->in[4], M);
+    float *w = g->values[wi].t.data, *b = g->values[bi].t.data;
+    for (int64_t m = 0; m < M; m++) {
+      float s = scale[m] / sqrtf(var[m] + eps);
+      for (int64_t j = 0; j < per; j++) w[m * per + j] *= s;
+      b[m] = (b[m] - mean[m]) * s + beta[m];
+    }
+    conv->out[0] = bn->out[0];
+    g->values[bn->out[0]].producer = pk;
+    bn->dead = true;
+  }
+  return NULL;
+}
+
+/* Producer(MI_OP_FUSE_ACT) -> activation  =>  producer with an epilogue. */
+static void fuse_activations(mi_graph *g) {
+  for (int k = 0; k < g->n_nodes; k++) {
+    mi_node *a = &g->nodes[k];
+    if (a->dead || a->n_in < 1 || a->in[0] < 0 || a->n_out < 1 || a->out[0] < 0) continue;
+    mi_activation act = {MI_ACT_NONE, 0, 0};
+    if (is_op(a, "Relu")) act.kind = MI_ACT_RELU;
+    else if (is_op(a, "LeakyRelu")) act = (mi_activation){MI_ACT_LEAKY_RELU, mi_attr_float(a, "alpha", 0.01f), 0};
+    else if (is_op(a, "Sigmoid")) act.kind = MI_ACT_SIGMOID;
+    else if (is_op(a, "Tanh")) act.kind = MI_ACT_TANH;
+    else if (is_op(a, "Clip")) {
+      act = (mi_activation){MI_ACT_CLIP, -INFINITY, INFINITY};
+      if (a->opset < 11) {
+        act.alpha = mi_attr_float(a, "min", -INFINITY);
+        act.beta = mi_attr_float(a, "max", INFINITY);
+      } else {
+        const float *lo = a->n_in > 1 && a->in[1] >= 0 ? const_f32(g, a->in[1], 1) : NULL;
+        const float *hi = a->n_in > 2 && a->in[2] >= 0 ? const_f32(g, a->in[2], 1) : NULL;
+        if ((a->n_in > 1 && a->in[1] >= 0 && !lo) || (a->n_in > 2 && a->in[2] >= 0 && !hi)) continue;
+        if (lo) act.alpha = *lo;
+        if (hi) act.beta = *hi;
+      }
+    }
+    if (act.kind == MI_ACT_NONE) continue;
+    int x = a->in[0];
+    int pk = g->values[x].producer;
+    if (pk < 0) continue;
+    mi_node *p = &g->nodes[pk];
+    if (p->dead || !p->op || !(p->op->flags & MI_OP_FUSE_ACT) || p->act.kind != MI_ACT_NONE) continue;
+    if (p->out[0] != x || g->values[x].is_output || consumer(g, x) != k) continue;
+    int *uses = count_uses(g);
+    bool single = uses && uses[x] == 1;
+    free(uses);
+    if (!single) continue;
+    p->act = act;
+    p->out[0] = a->out[0];
+    g->values[a->out[0]].producer = pk;
+    a->dead = true;
+  }
+}
+
+mi_status *mi_graph_optimize(mi_graph *g, size_t max_bytes) {
+  drop_identities(g);
+  MI_TRY(fold_batchnorm(g, max_bytes));
+  fuse_activations(g);
+  return mi_graph_toposort(g);
+}

@@ -1,0 +1,271 @@
+/* Planning for a set of input shapes: infer every tensor's shape, fold what
+ * is computable from shapes and constants alone, and place the remaining
+ * intermediate tensors in one arena by their lifetimes. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "model.h"
+
+#define ARENA_ALIGN 64
+
+static bool known(const mi_value *v) { return v->is_const || v->folded; }
+
+/* Operators whose output depends only on their input's shape. */
+static bool shape_only(const mi_node *n) {
+  return strcmp(n->op_type, "Shape") == 0 || strcmp(n->op_type, "Size") == 0;
+}
+
+/* Tensor pointers for a node: in[] gets n_in (+1 for a fused residual). */
+static void gather(mi_graph *g, mi_node *n, mi_tensor **in, mi_tensor **out) {
+  for (int i = 0; i < n->n_in; i++) in[i] = n->in[i] >= 0 ? &g->values[n->in[i]].t : NULL;
+  in[n->n_in] = n->fused_add >= 0 ? &g->values[n->fused_add].t : NULL;
+  for (int i = 0; i < n->n_out; i++) out[i] = n->out[i] >= 0 ? &g->values[n->out[i]].t : NULL;
+}
+
+/* Outputs the kernel must write even when the graph ignores them. */
+static mi_status *bind_scratch_outputs(mi_node *n, mi_tensor **out, mi_tensor *scratch) {
+  for (int i = 0; i < n->n_out; i++)
+    if (!out[i]) out[i] = &scratch[i];
+  return NULL;
+}
+
+static mi_status *check_outputs(const mi_graph *g, const mi_node *n, mi_tensor **out,
+                                size_t max_bytes) {
+  for (int i = 0; i < n->n_out; i++) {
+    if (n->out[i] < 0) continue;
+    const mi_tensor *t = out[i];
+    if (!mi_dtype_size(t->dtype) || t->ndim < 0 || t->ndim > MI_MAX_DIMS)
+      return mi_node_error(n, MI_ERR_INTERNAL, "output %d has no valid type or rank", i);
+    unsigned __int128 bytes = mi_dtype_size(t->dtype);
+    for (int d = 0; d < t->ndim; d++) {
+      if (t->dims[d] < 0)
+        return mi_node_error(n, MI_ERR_SHAPE, "output '%s' would have a negative dimension",
+                             g->values[n->out[i]].name);
+      bytes *= (unsigned __int128)t->dims[d];
+      if (bytes > (unsigned __int128)1 << 62) bytes = (unsigned __int128)1 << 62;
+    }
+    if (max_bytes && bytes > max_bytes)
+      return mi_node_error(n, MI_ERR_NO_MEMORY,
+                           "output '%s' would need %.3g bytes, over the limit of %.3g bytes",
+                           g->values[n->out[i]].name, (double)bytes, (double)max_bytes);
+  }
+  return NULL;
+}
+
+/* Run node k now, on known inputs, storing owned outputs. */
+static mi_status *fold_node(mi_model *m, int k, bool is_static) {
+  mi_graph *g = &m->g;
+  mi_node *n = &g->nodes[k];
+  mi_tensor *in[MI_MAX_IO + 1], *out[MI_MAX_IO], scratch[MI_MAX_IO];
+  memset(scratch, 0, sizeof scratch);
+  gather(g, n, in, out);
+  bind_scratch_outputs(n, out, scratch);
+  MI_TRY(n->op->infer(n, in, out));
+  MI_TRY(check_outputs(g, n, out, m->opt.max_tensor_bytes));
+  mi_status *st = NULL;
+  for (int i = 0; i < n->n_out && !st; i++) st = mi_tensor_alloc(out[i], m->opt.max_tensor_bytes);
+  if (!st) st = n->op->run(n, &m->ex, in, out);
+  for (int i = 0; i < n->n_out; i++)
+    if (n->out[i] < 0 && scratch[i].owns_data) free(scratch[i].data);
+  if (st) return st;
+  for (int i = 0; i < n->n_out; i++) {
+    if (n->out[i] < 0) continue;
+    mi_value *v = &g->values[n->out[i]];
+    if (is_static) v->is_const = true;
+    else v->folded = true;
+  }
+  return NULL;
+}
+
+mi_status *mi_plan_fold_static(mi_model *m) {
+  mi_graph *g = &m->g;
+  for (int k = 0; k < g->n_nodes; k++) {
+    mi_node *n = &g->nodes[k];
+    bool all = n->n_in > 0 || n->n_out > 0;
+    for (int i = 0; i < n->n_in && all; i++) all = n->in[i] < 0 || g->values[n->in[i]].is_const;
+    if (n->fused_add >= 0) all = all && g->values[n->fused_add].is_const;
+    if (!all || n->n_in == 0) continue;
+    MI_TRY(fold_node(m, k, true));
+    n->dead = true;
+  }
+  /* Folded nodes leave the schedule. */
+  return mi_graph_toposort(g);
+}
+
+void mi_plan_clear(mi_model *m) {
+  mi_graph *g = &m->g;
+  for (int i = 0; i < g->n_values; i++) {
+    mi_value *v = &g->values[i];
+    if (v->folded) {
+      if (v->t.owns_data) free(v->t.data);
+      v->t.data = NULL;
+      v->t.owns_data = false;
+      v->folded = false;
+    }
+    if (!v->is_const) v->t.data = NULL;
+    v->arena_offset = -1;
+    v->alias_of = -1;
+  }
+  free(m->plan.arena);
+  m->plan.arena = NULL;
+  m->plan.arena_bytes = 0;
+  m->plan.valid = false;
+}
+
+typedef struct buffer {
+  size_t size;
+  int start, end; /* node indices, inclusive */
+  int64_t offset;
+} buffer;
+
+static int by_size_desc(const void *a, const void *b) {
+  const buffer *x = *(const buffer *const *)a, *y = *(const buffer *const *)b;
+  return x->size < y->size ? 1 : x->size > y->size ? -1 : x->start - y->start;
+}
+
+static size_t round_up(size_t x) { return (x + ARENA_ALIGN - 1) & ~(size_t)(ARENA_ALIGN - 1); }
+
+/* Greedy best-fit by decreasing size: each buffer goes at the lowest offset
+ * not used by a placed buffer whose lifetime overlaps. */
+static size_t place_buffers(buffer *bufs, int nb) {
+  buffer **order = malloc(sizeof(buffer *) * (size_t)(nb + 1));
+  buffer **placed = malloc(sizeof(buffer *) * (size_t)(nb + 1));
+  if (!order || !placed) {
+    free(order);
+    free(placed);
+    return (size_t)-1;
+  }
+  for (int i = 0; i < nb; i++) order[i] = &bufs[i];
+  qsort(order, (size_t)nb, sizeof *order, by_size_desc);
+  size_t total = 0;
+  int np = 0;
+  for (int i = 0; i < nb; i++) {
+    buffer *b = order[i];
+    size_t off = 0;
+    bool moved = true;
+    while (moved) { /* first fit among conflicts; repeat until stable */
+      moved = false;
+      for (int j = 0; j < np; j++) {
+        buffer *p = placed[j];
+        if (p->end < b->start || b->end < p->start) continue;
+        size_t ps = (size_t)p->offset, pe = ps + round_up(p->size);
+        if (off < pe && ps < off + round_up(b->size)) {
+          off = pe;
+          moved = true;
+        }
+      }
+    }
+    b->offset = (int64_t)off;
+    if (off + round_up(b->size) > total) total = off + round_up(b->size);
+    placed[np++] = b;
+  }
+  free(order);
+  free(placed);
+  return total;
+}
+
+mi_status *mi_plan_build(mi_model *m, mi_tensor *const *inputs) {
+  mi_graph *g = &m->g;
+  mi_plan_clear(m);
+  for (int i = 0; i < g->n_inputs; i++) {
+    mi_value *v = &g->values[g->inputs[i]];
+    mi_tensor_set_shape(&v->t, inputs[i]->dtype, inputs[i]->ndim, inputs[i]->dims);
+    v->t.data = NULL;
+    m->plan.in_ndim[i] = inputs[i]->ndim;
+    memcpy(m->plan.in_dims[i], inputs[i]->dims, sizeof(int64_t) * MI_MAX_DIMS);
+  }
+  /* Shapes, folding shape arithmetic on the way. */
+  for (int k = 0; k < g->n_nodes; k++) {
+    mi_node *n = &g->nodes[k];
+    bool all = true;
+    for (int i = 0; i < n->n_in && all; i++) all = n->in[i] < 0 || known(&g->values[n->in[i]]);
+    if (n->fused_add >= 0) all = all && known(&g->values[n->fused_add]);
+    mi_status *st;
+    if ((all && n->n_in > 0) || shape_only(n)) {
+      st = fold_node(m, k, false);
+    } else {
+      mi_tensor *in[MI_MAX_IO + 1], *out[MI_MAX_IO], scratch[MI_MAX_IO];
+      memset(scratch, 0, sizeof scratch);
+      gather(g, n, in, out);
+      bind_scratch_outputs(n, out, scratch);
+      st = n->op->infer(n, in, out);
+      if (!st) st = check_outputs(g, n, out, m->opt.max_tensor_bytes);
+    }
+    if (st) {
+      mi_plan_clear(m);
+      return mi_error_prefix(st, "'%s'", g->name);
+    }
+  }
+  /* Lifetimes. */
+  int nv = g->n_values;
+  int *buf_of = malloc(sizeof(int) * (size_t)(nv + 1));
+  buffer *bufs = calloc((size_t)nv + 1, sizeof *bufs);
+  if (!buf_of || !bufs) {
+    free(buf_of);
+    free(bufs);
+    return mi_error(MI_ERR_NO_MEMORY, "out of memory");
+  }
+  for (int v = 0; v < nv; v++) {
+    buf_of[v] = -1;
+    g->values[v].last_use = -1;
+    g->values[v].n_uses = 0;
+  }
+  for (int k = 0; k < g->n_nodes; k++) {
+    mi_node *n = &g->nodes[k];
+    for (int i = 0; i <= n->n_in; i++) {
+      int v = i < n->n_in ? n->in[i] : n->fused_add;
+      if (v < 0) continue;
+      g->values[v].last_use = k;
+      g->values[v].n_uses++;
+    }
+  }
+  int nb = 0;
+  for (int k = 0; k < g->n_nodes; k++) {
+    mi_node *n = &g->nodes[k];
+    for (int i = 0; i < n->n_out; i++) {
+      int v = n->out[i];
+      if (v < 0) continue;
+      mi_value *val = &g->values[v];
+      if (known(val) || val->is_output) continue;
+      int end = val->last_use > k ? val->last_use : k;
+      int a = i == 0 && (n->op->flags & MI_OP_INPLACE) && n->n_in > 0 ? n->in[0] : -1;
+      if (a >= 0 && buf_of[a] >= 0 && g->values[a].last_use == k &&
+          mi_tensor_nbytes(&g->values[a].t) == mi_tensor_nbytes(&val->t) && n->fused_add != a) {
+        buffer *b = &bufs[buf_of[a]];
+        if (b->end <= k) { /* nobody else still reads that buffer */
+          buf_of[v] = buf_of[a];
+          b->end = end;
+          val->alias_of = a;
+          continue;
+        }
+      }
+      buf_of[v] = nb;
+      bufs[nb].size = mi_tensor_nbytes(&val->t);
+      bufs[nb].start = k;
+      bufs[nb].end = end;
+      nb++;
+    }
+  }
+  size_t total = place_buffers(bufs, nb);
+  mi_status *st = NULL;
+  if (total == (size_t)-1) st = mi_error(MI_ERR_NO_MEMORY, "out of memory");
+  else if (m->opt.max_tensor_bytes && total > m->opt.max_tensor_bytes)
+    st = mi_error(MI_ERR_NO_MEMORY, "'%s': activations need %.3g bytes, over the limit of %.3g bytes",
+                  g->name, (double)total, (double)m->opt.max_tensor_bytes);
+  if (!st) {
+    m->plan.arena = total ? aligned_alloc(ARENA_ALIGN, total) : NULL;
+    if (total && !m->plan.arena)
+      st = mi_error(MI_ERR_NO_MEMORY, "'%s': cannot allocate %zu bytes for activations", g->name, total);
+  }
+  if (!st) {
+    for (int v = 0; v < nv; v++)
+      if (buf_of[v] >= 0) g->values[v].arena_offset = bufs[buf_of[v]].offset;
+    m->plan.arena_bytes = total;
+    m->plan.valid = true;
+  } else {
+    mi_plan_clear(m);
+  }
+  free(buf_of);
+  free(bufs);
+  return st;
+}

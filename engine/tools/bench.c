@@ -1,0 +1,136 @@
+/* medinfer-bench: median latency and peak memory of a model on random input. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+
+#include "medinfer/engine.h"
+
+static const char usage[] =
+    "usage: medinfer-bench MODEL [--shape 1x3x224x224]... [--threads N] [--runs N] [--warmup N]\n"
+    "Runs MODEL on random float32 input (one --shape per graph input, in order;\n"
+    "fixed declared shapes are used when omitted) and prints the median latency\n"
+    "and the process's peak resident memory.\n";
+
+static double now_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+static int cmp_d(const void *a, const void *b) {
+  double x = *(const double *)a, y = *(const double *)b;
+  return x < y ? -1 : x > y;
+}
+
+static int parse_shape(const char *s, int64_t *dims) {
+  int n = 0;
+  while (*s && n < MI_MAX_DIMS) {
+    char *end;
+    long long v = strtoll(s, &end, 10);
+    if (end == s || v < 0) return -1;
+    dims[n++] = v;
+    s = end;
+    if (*s == 'x' || *s == ',') s++;
+    else if (*s) return -1;
+  }
+  return n;
+}
+
+int main(int argc, char **argv) {
+  const char *model = NULL;
+  int threads = 0, runs = 10, warmup = 2, nshapes = 0;
+  int64_t shapes[16][MI_MAX_DIMS];
+  int ranks[16];
+  for (int i = 1; i < argc; i++) {
+    if (!strcmp(argv[i], "--help")) {
+      fputs(usage, stdout);
+      return 0;
+    } else if (!strcmp(argv[i], "--shape") && i + 1 < argc && nshapes < 16) {
+      ranks[nshapes] = parse_shape(argv[++i], shapes[nshapes]);
+      if (ranks[nshapes] < 0) {
+        fprintf(stderr, "medinfer-bench: bad shape '%s'\n", argv[i]);
+        return 2;
+      }
+      nshapes++;
+    } else if (!strcmp(argv[i], "--threads") && i + 1 < argc) threads = atoi(argv[++i]);
+    else if (!strcmp(argv[i], "--runs") && i + 1 < argc) runs = atoi(argv[++i]);
+    else if (!strcmp(argv[i], "--warmup") && i + 1 < argc) warmup = atoi(argv[++i]);
+    else if (argv[i][0] == '-' || model) {
+      fprintf(stderr, "medinfer-bench: unexpected argument '%s'\n%s", argv[i], usage);
+      return 2;
+    } else model = argv[i];
+  }
+  if (!model || runs < 1) {
+    fputs(usage, stderr);
+    return 2;
+  }
+  mi_options opt;
+  mi_options_default(&opt);
+  opt.threads = threads;
+  mi_model *m;
+  double t0 = now_ms();
+  mi_status *st = mi_model_load_file(model, &opt, &m);
+  double load_ms = now_ms() - t0;
+  if (st) {
+    fprintf(stderr, "medinfer-bench: %s\n", mi_status_message(st));
+    mi_status_free(st);
+    return 1;
+  }
+  int nin = mi_model_num_inputs(m), nout = mi_model_num_outputs(m);
+  mi_tensor *in[16] = {0}, *out[16] = {0};
+  if (nin > 16 || nout > 16) {
+    fprintf(stderr, "medinfer-bench: too many inputs or outputs\n");
+    return 1;
+  }
+  srand(1);
+  for (int i = 0; i < nin; i++) {
+    mi_io_info info;
+    mi_model_input_info(m, i, &info);
+    int64_t dims[MI_MAX_DIMS];
+    int rank;
+    if (i < nshapes) {
+      rank = ranks[i];
+      memcpy(dims, shapes[i], sizeof dims);
+    } else {
+      rank = info.ndim;
+      for (int d = 0; d < rank; d++) dims[d] = info.dims[d];
+      for (int d = 0; d < rank; d++)
+        if (dims[d] < 0) {
+          fprintf(stderr, "medinfer-bench: input '%s' has a free dimension: give --shape\n", info.name);
+          return 2;
+        }
+    }
+    st = mi_tensor_create(MI_FLOAT, rank, dims, &in[i]);
+    if (st) {
+      fprintf(stderr, "medinfer-bench: %s\n", mi_status_message(st));
+      return 1;
+    }
+    float *p = mi_tensor_data(in[i]);
+    for (int64_t k = 0; k < mi_tensor_numel(in[i]); k++) p[k] = (float)rand() / RAND_MAX * 2.f - 1.f;
+  }
+  double *times = malloc(sizeof(double) * (size_t)runs);
+  for (int r = -warmup; r < runs; r++) {
+    double s = now_ms();
+    st = mi_model_run(m, in, nin, out, nout);
+    double e = now_ms() - s;
+    if (st) {
+      fprintf(stderr, "medinfer-bench: %s\n", mi_status_message(st));
+      mi_status_free(st);
+      return 1;
+    }
+    for (int i = 0; i < nout; i++) mi_tensor_free(out[i]);
+    if (r >= 0) times[r] = e;
+  }
+  qsort(times, (size_t)runs, sizeof *times, cmp_d);
+  struct rusage ru;
+  getrusage(RUSAGE_SELF, &ru);
+  printf("model: %s\nload: %.1f ms\nmedian: %.3f ms\nmin: %.3f ms\nruns: %d\narena: %.1f MB\npeak_rss: %.1f MB\n",
+         model, load_ms, times[runs / 2], times[0], runs, mi_model_arena_bytes(m) / 1048576.0,
+         ru.ru_maxrss / 1024.0);
+  free(times);
+  for (int i = 0; i < nin; i++) mi_tensor_free(in[i]);
+  mi_model_free(m);
+  return 0;
+}
