@@ -1,0 +1,167 @@
+// Reads what a DICOM file says about its image planes, without pixel values.
+// Classic single-frame images keep geometry at the top level; Enhanced and
+// Legacy Converted Enhanced multi-frame images keep it in per-frame and shared
+// functional groups (per-frame wins).
+#include <dcmtk/config/osconfig.h>
+#include <dcmtk/dcmdata/dctk.h>
+
+#include "internal.h"
+
+namespace mi_dicom {
+namespace {
+
+std::string get_string(DcmItem &item, const DcmTagKey &tag) {
+  OFString v;
+  if (item.findAndGetOFStringArray(tag, v).good()) return std::string(v.c_str());
+  return std::string();
+}
+
+bool get_doubles(DcmItem &item, const DcmTagKey &tag, double *out, int n) {
+  for (int i = 0; i < n; ++i) {
+    Float64 v;
+    if (item.findAndGetFloat64(tag, v, i).bad()) return false;
+    out[i] = v;
+  }
+  return true;
+}
+
+int get_int(DcmItem &item, const DcmTagKey &tag, int dflt) {
+  Sint32 s;
+  if (item.findAndGetSint32(tag, s).good()) return s;
+  Uint16 u;
+  if (item.findAndGetUint16(tag, u).good()) return u;
+  OFString str;  // IS strings such as NumberOfFrames
+  if (item.findAndGetOFString(tag, str).good() && !str.empty()) return atoi(str.c_str());
+  return dflt;
+}
+
+// The item of functional-group macro `seq` for a frame: per-frame, else shared.
+DcmItem *group(DcmItem *per_frame, DcmItem *shared, const DcmTagKey &seq) {
+  DcmItem *it = nullptr;
+  if (per_frame && per_frame->findAndGetSequenceItem(seq, it, 0).good() && it) return it;
+  if (shared && shared->findAndGetSequenceItem(seq, it, 0).good() && it) return it;
+  return nullptr;
+}
+
+void read_functional_groups(DcmItem &ds, FileHeader &h) {
+  DcmItem *shared = nullptr;
+  ds.findAndGetSequenceItem(DCM_SharedFunctionalGroupsSequence, shared, 0);
+  for (int f = 0; f < h.frames; ++f) {
+    DcmItem *pf = nullptr;
+    ds.findAndGetSequenceItem(DCM_PerFrameFunctionalGroupsSequence, pf, f);
+    Plane p;
+    p.frame = f + 1;
+    if (DcmItem *g = group(pf, shared, DCM_PlanePositionSequence))
+      p.has_ipp = get_doubles(*g, DCM_ImagePositionPatient, p.ipp, 3);
+    if (DcmItem *g = group(pf, shared, DCM_PlaneOrientationSequence))
+      p.has_iop = get_doubles(*g, DCM_ImageOrientationPatient, p.iop, 6);
+    if (DcmItem *g = group(pf, shared, DCM_PixelMeasuresSequence)) {
+      get_doubles(*g, DCM_PixelSpacing, p.spacing, 2);
+      Float64 t;
+      if (f == 0 && g->findAndGetFloat64(DCM_SliceThickness, t).good()) h.slice_thickness = t;
+      if (f == 0 && g->findAndGetFloat64(DCM_SpacingBetweenSlices, t).good()) h.spacing_between_slices = t;
+    }
+    if (DcmItem *g = group(pf, shared, DCM_PixelValueTransformationSequence)) {
+      Float64 v;
+      if (g->findAndGetFloat64(DCM_RescaleSlope, v).good()) p.slope = v;
+      if (g->findAndGetFloat64(DCM_RescaleIntercept, v).good()) p.intercept = v;
+    }
+    h.planes.push_back(p);
+  }
+}
+
+}  // namespace
+
+std::string parse_header(DcmItem &ds, const std::string &xfer_uid, FileHeader &h) {
+  h.transfer_syntax = xfer_uid;
+  h.patient_id = get_string(ds, DCM_PatientID);
+  h.patient_name = get_string(ds, DCM_PatientName);
+  h.study_uid = get_string(ds, DCM_StudyInstanceUID);
+  h.study_date = get_string(ds, DCM_StudyDate);
+  h.study_description = get_string(ds, DCM_StudyDescription);
+  h.series_uid = get_string(ds, DCM_SeriesInstanceUID);
+  h.series_description = get_string(ds, DCM_SeriesDescription);
+  h.modality = get_string(ds, DCM_Modality);
+  h.sop_class_uid = get_string(ds, DCM_SOPClassUID);
+  h.sop_instance_uid = get_string(ds, DCM_SOPInstanceUID);
+  h.series_number = get_int(ds, DCM_SeriesNumber, 0);
+  // Any file parses as an implicit-VR dataset; real DICOM objects have UIDs.
+  if (h.sop_instance_uid.empty() || h.series_uid.empty())
+    return "not a DICOM object (no SOP Instance UID / Series Instance UID)";
+  h.rows = get_int(ds, DCM_Rows, 0);
+  h.cols = get_int(ds, DCM_Columns, 0);
+  h.frames = get_int(ds, DCM_NumberOfFrames, 1);
+  if (h.frames < 1) h.frames = 1;
+  h.samples = get_int(ds, DCM_SamplesPerPixel, 1);
+  h.bits_allocated = get_int(ds, DCM_BitsAllocated, 0);
+  h.bits_stored = get_int(ds, DCM_BitsStored, h.bits_allocated);
+  h.high_bit = get_int(ds, DCM_HighBit, h.bits_stored - 1);
+  h.pixel_representation = get_int(ds, DCM_PixelRepresentation, 0);
+  h.photometric = get_string(ds, DCM_PhotometricInterpretation);
+  h.has_pixel_data = ds.tagExists(DCM_PixelData);
+  Float64 t;
+  if (ds.findAndGetFloat64(DCM_SliceThickness, t).good()) h.slice_thickness = t;
+  if (ds.findAndGetFloat64(DCM_SpacingBetweenSlices, t).good()) h.spacing_between_slices = t;
+
+  if (ds.tagExists(DCM_PerFrameFunctionalGroupsSequence) || ds.tagExists(DCM_SharedFunctionalGroupsSequence)) {
+    read_functional_groups(ds, h);
+  } else {
+    Plane p;
+    p.frame = h.frames > 1 ? 1 : 0;
+    p.has_ipp = get_doubles(ds, DCM_ImagePositionPatient, p.ipp, 3);
+    p.has_iop = get_doubles(ds, DCM_ImageOrientationPatient, p.iop, 6);
+    if (!get_doubles(ds, DCM_PixelSpacing, p.spacing, 2)) get_doubles(ds, DCM_ImagerPixelSpacing, p.spacing, 2);
+    Float64 v;
+    if (ds.findAndGetFloat64(DCM_RescaleSlope, v).good()) p.slope = v;
+    if (ds.findAndGetFloat64(DCM_RescaleIntercept, v).good()) p.intercept = v;
+    h.planes.push_back(p);
+    // Old-style multi-frame (no functional groups) carries one position only.
+    if (h.frames > 1) return "multi-frame image without per-frame functional groups (no per-frame positions)";
+  }
+  return "";
+}
+
+std::string read_header_file(const std::string &path, FileHeader &out) {
+  DcmFileFormat ff;
+  // Values over 4 KiB (pixel data) stay on disk: headers of thousands of files
+  // can then be read in seconds.
+  OFCondition c = ff.loadFile(path.c_str(), EXS_Unknown, EGL_noChange, 4096, ERM_autoDetect);
+  if (c.bad()) return std::string("cannot read as DICOM (") + c.text() + ")";
+  DcmDataset *ds = ff.getDataset();
+  OFString xfer;
+  if (ff.getMetaInfo()->findAndGetOFString(DCM_TransferSyntaxUID, xfer).bad() || xfer.empty())
+    xfer = DcmXfer(ds->getOriginalXfer()).getXferID();
+  OFString msclass;
+  if (ff.getMetaInfo()->findAndGetOFString(DCM_MediaStorageSOPClassUID, msclass).good() &&
+      msclass == UID_MediaStorageDirectoryStorage)
+    return "DICOMDIR (directory record file, not an image)";
+  out.path = path;
+  return parse_header(*ds, xfer.c_str(), out);
+}
+
+std::string unsupported_transfer_syntax(const std::string &uid) {
+  DcmXfer x(uid.c_str());
+  switch (x.getXfer()) {
+    case EXS_JPEG2000LosslessOnly:
+    case EXS_JPEG2000:
+    case EXS_JPEG2000MulticomponentLosslessOnly:
+    case EXS_JPEG2000Multicomponent:
+      return "JPEG 2000 transfer syntax " + uid + " is not supported (DCMTK's free codecs lack JPEG 2000)";
+    case EXS_Unknown:
+      return "unknown transfer syntax " + uid;
+    default:
+      break;
+  }
+  if (x.isEncapsulated()) {
+    switch (x.getXfer()) {
+      case EXS_JPEGProcess1: case EXS_JPEGProcess2_4: case EXS_JPEGProcess14: case EXS_JPEGProcess14SV1:
+      case EXS_JPEGLSLossless: case EXS_JPEGLSLossy: case EXS_RLELossless:
+        break;
+      default:
+        return std::string("transfer syntax ") + x.getXferName() + " (" + uid + ") is not supported";
+    }
+  }
+  return "";
+}
+
+}  // namespace mi_dicom
