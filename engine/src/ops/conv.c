@@ -1,4 +1,4 @@
-/* Conv and ConvTranspose (1D/2D/3D, float).
+/* Conv and ConvTranspose (1D/2D/3D, float); ConvInteger (uint8/int8 -> int32).
  *
  * Both are lowered to GEMM per group:
  *   Conv:          Y_g[Mg, P]      = W_g[Mg, Cg*k] * col[Cg*k, P]   (im2col)
@@ -94,12 +94,15 @@ static mi_status *conv_init(mi_node *n, mi_graph *g) { return conv_init_common(n
 static mi_status *convt_init(mi_node *n, mi_graph *g) { return conv_init_common(n, true); }
 
 /* Shared validation: X [N,C,spatial], W [.., .., kernel], attribute lengths. */
-static mi_status *check_common(const mi_node *n, const conv_attr *a, mi_tensor *const *in, int *nsp) {
+static bool is_q8(mi_dtype t) { return t == MI_UINT8 || t == MI_INT8; }
+
+static mi_status *check_common(const mi_node *n, const conv_attr *a, mi_tensor *const *in, int *nsp,
+                               bool integer) {
   const mi_tensor *x = in[0], *w = in[1];
   if (!x || !w) return mi_node_error(n, MI_ERR_INVALID_MODEL, "needs inputs X and W");
-  if (x->dtype != MI_FLOAT || w->dtype != MI_FLOAT)
-    return mi_node_error(n, MI_ERR_UNSUPPORTED, "only float32 X and W are supported (got %s, %s)",
-                         mi_dtype_name(x->dtype), mi_dtype_name(w->dtype));
+  if (integer ? !is_q8(x->dtype) || !is_q8(w->dtype) : x->dtype != MI_FLOAT || w->dtype != MI_FLOAT)
+    return mi_node_error(n, MI_ERR_UNSUPPORTED, "only %s X and W are supported (got %s, %s)",
+                         integer ? "uint8/int8" : "float32", mi_dtype_name(x->dtype), mi_dtype_name(w->dtype));
   if (x->ndim < 3 || x->ndim > 5)
     return mi_node_error(n, MI_ERR_SHAPE, "X must have 3..5 dims (N, C, 1-3 spatial), has %d", x->ndim);
   if (w->ndim != x->ndim)
@@ -218,7 +221,7 @@ static mi_status *check_bias(const mi_node *n, mi_tensor *const *in, int64_t M) 
 static mi_status *conv_infer(mi_node *n, mi_tensor *const *in, mi_tensor **out) {
   const conv_attr *a = n->priv;
   int s = 0;
-  MI_TRY(check_common(n, a, in, &s));
+  MI_TRY(check_common(n, a, in, &s, false));
   const mi_tensor *x = in[0], *w = in[1];
   int64_t M = w->dims[0];
   if (x->dims[1] != w->dims[1] * a->group)
@@ -239,7 +242,7 @@ static mi_status *conv_infer(mi_node *n, mi_tensor *const *in, mi_tensor **out) 
 static mi_status *convt_infer(mi_node *n, mi_tensor *const *in, mi_tensor **out) {
   const conv_attr *a = n->priv;
   int s = 0;
-  MI_TRY(check_common(n, a, in, &s));
+  MI_TRY(check_common(n, a, in, &s, false));
   const mi_tensor *x = in[0], *w = in[1];
   if (w->dims[0] != x->dims[1])
     return mi_node_error(n, MI_ERR_SHAPE, "W dim 0 (%lld) must equal X channels (%lld)",
@@ -538,8 +541,112 @@ static mi_status *convt_run(mi_node *n, mi_exec *ex, mi_tensor *const *in, mi_te
   return NULL;
 }
 
+/* ---- ConvInteger (opset 10): int32 = sum (x - x_zp) * (w - w_zp) ---------
+ * Exact int32 arithmetic (a float GEMM would round once K > 258), so this is
+ * a direct kernel over (n, m) planes on zero-point-shifted int32 copies. */
+static mi_status *convint_init(mi_node *n, mi_graph *g) { return conv_init_common(n, false); }
+
+static mi_status *check_zp(const mi_node *n, const mi_tensor *zp, const mi_tensor *of, int64_t per_channel,
+                           const char *what) {
+  if (!zp) return NULL;
+  if (zp->dtype != of->dtype)
+    return mi_node_error(n, MI_ERR_INVALID_MODEL, "%s must have the element type of its input", what);
+  int64_t k = mi_numel(zp->ndim, zp->dims);
+  if (k != 1 && k != per_channel)
+    return mi_node_error(n, MI_ERR_UNSUPPORTED, "%s must be a scalar%s", what,
+                         per_channel > 1 ? " or have one value per output channel" : "");
+  return NULL;
+}
+
+static mi_status *convint_infer(mi_node *n, mi_tensor *const *in, mi_tensor **out) {
+  const conv_attr *a = n->priv;
+  int s = 0;
+  MI_TRY(check_common(n, a, in, &s, true));
+  const mi_tensor *x = in[0], *w = in[1];
+  int64_t M = w->dims[0];
+  if (x->dims[1] != w->dims[1] * a->group || M % a->group)
+    return mi_node_error(n, MI_ERR_SHAPE, "X channels %lld / W %lld x %lld do not fit group %lld",
+                         (long long)x->dims[1], (long long)M, (long long)w->dims[1], (long long)a->group);
+  MI_TRY(check_zp(n, n->n_in > 2 ? in[2] : NULL, x, 1, "x_zero_point"));
+  MI_TRY(check_zp(n, n->n_in > 3 ? in[3] : NULL, w, M, "w_zero_point"));
+  geom g;
+  MI_TRY(conv_geom(n, a, x, w, &g));
+  int64_t dims[5] = {x->dims[0], M};
+  for (int i = 0; i < s; i++) dims[2 + i] = g.out[3 - s + i];
+  mi_tensor_set_shape(out[0], MI_INT32, x->ndim, dims);
+  return NULL;
+}
+
+typedef struct cint_ctx {
+  const geom *g;
+  const int32_t *x, *w; /* zero-point-shifted copies */
+  int32_t *y;
+  int64_t C, M, Cg, Mg;
+} cint_ctx;
+
+static void cint_planes(void *vctx, int64_t b, int64_t e) {
+  const cint_ctx *c = vctx;
+  const geom *g = c->g;
+  for (int64_t pl = b; pl < e; pl++) {
+    int64_t n = pl / c->M, m = pl % c->M, gi = m / c->Mg;
+    int32_t *yp = c->y + pl * g->out_sz;
+    memset(yp, 0, (size_t)g->out_sz * sizeof(int32_t));
+    for (int64_t ch = 0; ch < c->Cg; ch++) {
+      const int32_t *xp = c->x + (n * c->C + gi * c->Cg + ch) * g->in_sz;
+      const int32_t *wk = c->w + (m * c->Cg + ch) * g->k_sz;
+      for (int64_t oz = 0; oz < g->out[0]; oz++)
+        for (int64_t oy = 0; oy < g->out[1]; oy++) {
+          int32_t *yrow = yp + (oz * g->out[1] + oy) * g->out[2];
+          for (int64_t kz = 0; kz < g->k[0]; kz++) {
+            int64_t iz = oz * g->s[0] + kz * g->d[0] - g->pb[0];
+            if (iz < 0 || iz >= g->in[0]) continue;
+            for (int64_t ky = 0; ky < g->k[1]; ky++) {
+              int64_t iy = oy * g->s[1] + ky * g->d[1] - g->pb[1];
+              if (iy < 0 || iy >= g->in[1]) continue;
+              const int32_t *xrow = xp + (iz * g->in[1] + iy) * g->in[2];
+              const int32_t *wrow = wk + (kz * g->k[1] + ky) * g->k[2];
+              for (int64_t kx = 0; kx < g->k[2]; kx++) {
+                int64_t off = kx * g->d[2] - g->pb[2], lo, hi;
+                valid_range(g->out[2], g->s[2], off, g->in[2], &lo, &hi);
+                const int32_t wv = wrow[kx];
+                for (int64_t ox = lo; ox < hi; ox++) yrow[ox] += wv * xrow[ox * g->s[2] + off];
+              }
+            }
+          }
+        }
+    }
+  }
+}
+
+static void shift_q8(const mi_tensor *t, const mi_tensor *zp, int64_t per, int32_t *dst) {
+  int64_t n = mi_numel(t->ndim, t->dims), nzp = zp ? mi_numel(zp->ndim, zp->dims) : 0;
+  for (int64_t i = 0; i < n; i++) {
+    int32_t z = nzp == 0 ? 0 : (int32_t)mi_tensor_get_i64(zp, nzp == 1 ? 0 : i / per);
+    int32_t v = t->dtype == MI_UINT8 ? ((const uint8_t *)t->data)[i] : ((const int8_t *)t->data)[i];
+    dst[i] = v - z;
+  }
+}
+
+static mi_status *convint_run(mi_node *n, mi_exec *ex, mi_tensor *const *in, mi_tensor **out) {
+  const conv_attr *a = n->priv;
+  const mi_tensor *xt = in[0], *wt = in[1];
+  geom g;
+  MI_TRY(conv_geom(n, a, xt, wt, &g));
+  const int64_t N = xt->dims[0], C = xt->dims[1], M = wt->dims[0];
+  int64_t nx = mi_numel(xt->ndim, xt->dims), nw = mi_numel(wt->ndim, wt->dims);
+  int32_t *buf = mi_exec_scratch(ex, (size_t)(nx + nw) * sizeof(int32_t));
+  if (!buf) return mi_node_error(n, MI_ERR_NO_MEMORY, "cannot allocate the shifted input copies");
+  shift_q8(xt, n->n_in > 2 ? in[2] : NULL, 1, buf);
+  shift_q8(wt, n->n_in > 3 ? in[3] : NULL, nw / M, buf + nx); /* per-channel zp: one per W row block */
+  cint_ctx c = {&g, buf, buf + nx, out[0]->data, C, M, C / a->group, M / a->group};
+  mi_parallel_for(ex, N * M, 1, cint_planes, &c);
+  mi_exec_scratch_release(ex, buf);
+  return NULL;
+}
+
 const mi_op_def mi_ops_conv[] = {
     {"Conv", 1, MI_OP_FUSE_ACT, conv_init, conv_infer, conv_run, NULL},
     {"ConvTranspose", 1, MI_OP_FUSE_ACT, convt_init, convt_infer, convt_run, NULL},
+    {"ConvInteger", 10, 0, convint_init, convint_infer, convint_run, NULL},
     {NULL},
 };
