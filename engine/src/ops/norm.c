@@ -10,8 +10,10 @@
 
 static bool is_float_type(mi_dtype dt) { return dt == MI_FLOAT || dt == MI_DOUBLE; }
 
+/* Optional outputs: the executor binds scratch for ones the graph drops, so
+ * infer must shape every output it is handed. */
 static bool has_output(const mi_node *n, mi_tensor **out, int i) {
-  return i < n->n_out && n->out[i] >= 0 && out[i];
+  return i < n->n_out && out[i];
 }
 
 /* Copy a float/double parameter tensor into a double array. */
@@ -75,6 +77,9 @@ static mi_status *bn_infer(mi_node *n, mi_tensor *const *in, mi_tensor **out) {
                            (long long)mi_numel(in[i]->ndim, in[i]->dims), (long long)expect);
   }
   mi_tensor_set_shape(out[0], X->dtype, X->ndim, X->dims);
+  /* Dropped training outputs (opset < 14 lists them as ""): shape only. */
+  for (int i = 1; i < n->n_out; i++)
+    if (out[i]) mi_tensor_set_shape(out[i], X->dtype, 1, &expect);
   return NULL;
 }
 
@@ -360,7 +365,7 @@ static mi_status *ln_run(mi_node *n, mi_exec *ex, mi_tensor *const *in, mi_tenso
   ln_task t = {X->data,
                out[0]->data,
                has_output(n, out, 1) ? out[1]->data : NULL,
-               has_output(n, out, 2) ? out[2]->data : NULL,
+               has_output(n, out, 2) ? out[2]->data : NULL, /* NULL data: not bound */
                buf,
                B ? buf + inner : NULL,
                inner,
