@@ -221,14 +221,18 @@ typedef struct {
 
 static double rs_source_coord(const rs_attrs *a, double x, int64_t in_len, int64_t out_len, double scale,
                               double r0, double r1) {
+  /* Like the ONNX reference, the resized length is in_len * scale before
+   * flooring (it differs from out_len when scales are given). */
+  double ol = (double)in_len * scale;
+  (void)out_len;
   switch (a->coord) {
     case CT_HALF_PIXEL: return (x + 0.5) / scale - 0.5;
-    case CT_PYTORCH_HALF_PIXEL: return out_len > 1 ? (x + 0.5) / scale - 0.5 : 0.0;
-    case CT_ALIGN_CORNERS: return out_len > 1 ? x * (double)(in_len - 1) / (double)(out_len - 1) : 0.0;
+    case CT_PYTORCH_HALF_PIXEL: return ol > 1 ? (x + 0.5) / scale - 0.5 : 0.0;
+    case CT_ALIGN_CORNERS: return ol > 1 ? x * (double)(in_len - 1) / (ol - 1) : 0.0;
     case CT_ASYMMETRIC: return x / scale;
     case CT_TF_HALF_PIXEL: return (x + 0.5) / scale;
     case CT_TF_CROP:
-      return out_len > 1 ? r0 * (double)(in_len - 1) + x * (r1 - r0) * (double)(in_len - 1) / (double)(out_len - 1)
+      return ol > 1 ? r0 * (double)(in_len - 1) + x * (r1 - r0) * (double)(in_len - 1) / (ol - 1)
                          : 0.5 * (r0 + r1) * (double)(in_len - 1);
     case CT_HALF_PIXEL_SYMMETRIC: break;
   }
