@@ -87,8 +87,8 @@ static mi_status *reduce_mask(mi_node *n, mi_tensor *const *in, int rank, unsign
     if (t) {
       if (!t->data)
         return mi_node_error(n, MI_ERR_UNSUPPORTED,
-                             "the axes input is not known while planning (computed at run "
-                             "time); output shape cannot be determined");
+                             "'axes' decides the output shape but its value is not known "
+                             "while planning (it must be a constant or computed from shapes)");
       if (t->dtype != MI_INT64 && t->dtype != MI_INT32)
         return mi_node_error(n, MI_ERR_INVALID_MODEL, "axes must be int64");
       int64_t cnt = mi_numel(t->ndim, t->dims);
