@@ -38,12 +38,12 @@ std::string phantom_temp_name(const std::string &path) {
   return folder + "." + base + ".tmp" + std::to_string((long)getpid()) + "-" + std::to_string(counter++);
 }
 
-mi_status *phantom_write_file_atomic(const std::string &path, const std::vector<std::string> &chunks) {
+mi_status *phantom_write_file_atomic(const std::string &path, const std::vector<PhantomChunk> &chunks) {
   const std::string tmp = phantom_temp_name(path);
   FILE *f = std::fopen(tmp.c_str(), "wb");
   if (!f) return mi_error(MI_ERR_IO, "%s: cannot write: %s", path.c_str(), std::strerror(errno));
   bool ok = true;
-  for (const auto &c : chunks) ok = ok && std::fwrite(c.data(), 1, c.size(), f) == c.size();
+  for (const auto &c : chunks) ok = ok && std::fwrite(c.data, 1, c.size, f) == c.size;
   const int err = errno;
   ok = (std::fclose(f) == 0) && ok;
   if (!ok) {

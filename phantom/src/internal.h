@@ -57,7 +57,11 @@ void phantom_rasterize(const PhantomAnatomy &a, const mi_phantom_options &o, con
 // --- file helpers ---
 mi_status *phantom_mkdirs(const std::string &dir);
 // Write bytes to path atomically (temp + rename); errors name the path.
-mi_status *phantom_write_file_atomic(const std::string &path, const std::vector<std::string> &chunks);
+struct PhantomChunk {
+  const void *data;
+  size_t size;
+};
+mi_status *phantom_write_file_atomic(const std::string &path, const std::vector<PhantomChunk> &chunks);
 std::string phantom_temp_name(const std::string &path);
 
 // DICOM DS value of at most 16 characters, as precise as fits.

@@ -101,13 +101,11 @@ mi_status *phantom_write_truth_files(const mi_phantom *p, const std::string &dir
   if (!little_endian()) return mi_error(MI_ERR_UNSUPPORTED, "%s: NRRD writer assumes a little-endian host", dir.c_str());
   const mi_geometry &g = p->geometry;
   const size_t n = (size_t)(g.size[0] * g.size[1] * g.size[2]);
-  MI_TRY(phantom_write_file_atomic(
-      dir + "/labels.nrrd",
-      {nrrd_header(g, "uint8", "medinfer phantom label volume (see labels.json)"),
-       std::string((const char *)p->labels, n)}));
-  MI_TRY(phantom_write_file_atomic(
-      dir + "/image.nrrd",
-      {nrrd_header(g, "int16", p->options.modality == MI_PHANTOM_MR ? "medinfer phantom MR signal" : "medinfer phantom CT in HU"),
-       std::string((const char *)p->values, n * sizeof(int16_t))}));
-  return phantom_write_file_atomic(dir + "/labels.json", {labels_json(p)});
+  const std::string lh = nrrd_header(g, "uint8", "medinfer phantom label volume (see labels.json)");
+  MI_TRY(phantom_write_file_atomic(dir + "/labels.nrrd", {{lh.data(), lh.size()}, {p->labels, n}}));
+  const std::string ih = nrrd_header(
+      g, "int16", p->options.modality == MI_PHANTOM_MR ? "medinfer phantom MR signal" : "medinfer phantom CT in HU");
+  MI_TRY(phantom_write_file_atomic(dir + "/image.nrrd", {{ih.data(), ih.size()}, {p->values, n * sizeof(int16_t)}}));
+  const std::string js = labels_json(p);
+  return phantom_write_file_atomic(dir + "/labels.json", {{js.data(), js.size()}});
 }
