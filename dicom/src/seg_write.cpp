@@ -44,6 +44,25 @@ std::string ds(double v) {
   return buf;
 }
 
+// BINARY frames are one continuous bit stream (PS3.5 8.1.1).  DCMTK 3.6.7
+// misaligns frames after the first when rows*columns is not a multiple of 8,
+// so for such sizes we keep our own stream and put it in place of DCMTK's.
+struct BitStream {
+  std::vector<Uint8> bytes;
+  size_t bits = 0;
+  void append(const Uint8 *frame, size_t n) {
+    bytes.resize((bits + n + 7) / 8 + 1, 0);
+    for (size_t i = 0; i < n; ++i, ++bits)
+      if (frame[i]) bytes[bits / 8] |= (Uint8)(1u << (bits % 8));
+  }
+  mi_status *replace(DcmDataset &ds, const std::string &out) {
+    bytes.resize(((bits + 7) / 8 + 1) / 2 * 2);  // even length
+    if (ds.putAndInsertUint8Array(DCM_PixelData, bytes.data(), bytes.size()).bad())
+      return mi_error(MI_ERR_INTERNAL, "dicom: %s: cannot store the packed frames", out.c_str());
+    return nullptr;
+  }
+};
+
 std::string new_uid() {
   char buf[100];
   dcmGenerateUniqueIdentifier(buf, SITE_INSTANCE_UID_ROOT);
@@ -155,7 +174,7 @@ mi_status *add_shared_groups(DcmSegmentation &seg, const mi_dicom_volume *src, c
 }
 
 mi_status *add_frames(DcmSegmentation &seg, const mi_dicom_volume *src, const FrameSource &frames, size_t n_segments,
-                      const std::string &out) {
+                      BitStream *stream, std::vector<int32_t> &source_frames, const std::string &out) {
   const mi_geometry &g = src->geometry;
   const size_t plane = (size_t)g.size[0] * (size_t)g.size[1];
   std::vector<Uint8> buf(plane);
@@ -169,23 +188,40 @@ mi_status *add_frames(DcmSegmentation &seg, const mi_dicom_volume *src, const Fr
       FGFrameContent content;
       content.setDimensionIndexValues((Uint32)s, 0);
       content.setDimensionIndexValues((Uint32)(k + 1), 1);
-      ImageSOPInstanceReferenceMacro *ref = nullptr;
-      OFVector<Uint16> frame_numbers;
-      if (sl.frame > 0) frame_numbers.push_back((Uint16)sl.frame);
-      MI_TRY(cond(ImageSOPInstanceReferenceMacro::create(sl.sop_class_uid.c_str(), sl.sop_instance_uid.c_str(),
-                                                          frame_numbers, ref),
-                  "referencing a source image", out));
-      OFVector<ImageSOPInstanceReferenceMacro> refs;
-      refs.push_back(*ref);
-      delete ref;
-      std::unique_ptr<FGDerivationImage> deriv(DcmSegmentation::createDerivationImageFG(refs, ""));
-      if (!deriv) return mi_error(MI_ERR_INTERNAL, "dicom: %s: cannot build the derivation image reference", out.c_str());
+      std::unique_ptr<FGDerivationImage> deriv(new FGDerivationImage);
+      DerivationImageItem *item = nullptr;
+      MI_TRY(cond(deriv->addDerivationImageItem(CodeSequenceMacro("113076", "DCM", "Segmentation"), "", item),
+                  "adding a derivation image item", out));
+      SourceImageItem *source = new SourceImageItem;
+      item->getSourceImageItems().push_back(source);
+      source->getPurposeOfReferenceCode().set("121322", "DCM", "Source image for image processing operation");
+      ImageSOPInstanceReferenceMacro &ref = source->getImageSOPInstanceReference();
+      ref.setReferencedSOPClassUID(sl.sop_class_uid.c_str());
+      ref.setReferencedSOPInstanceUID(sl.sop_instance_uid.c_str());
+      source_frames.push_back(sl.frame);
       OFVector<FGBase *> groups;
       groups.push_back(&pos);
       groups.push_back(&content);
       groups.push_back(deriv.get());
       MI_TRY(cond(seg.addFrame(buf.data(), (Uint16)s, groups), "adding a frame", out));
+      if (stream) stream->append(buf.data(), plane);
     }
+  }
+  return nullptr;
+}
+
+// Multi-frame sources are referenced per frame.  DCMTK 3.6.7 formats
+// ReferencedFrameNumber with a leading blank that its own IS check rejects,
+// so the numbers go into the encoded dataset directly.
+mi_status *add_frame_numbers(DcmDataset &ds, const std::vector<int32_t> &source_frames, const std::string &out) {
+  for (size_t i = 0; i < source_frames.size(); ++i) {
+    if (source_frames[i] <= 0) continue;
+    DcmItem *pf = nullptr, *deriv = nullptr, *src = nullptr;
+    if (ds.findAndGetSequenceItem(DCM_PerFrameFunctionalGroupsSequence, pf, (int)i).bad() ||
+        pf->findAndGetSequenceItem(DCM_DerivationImageSequence, deriv, 0).bad() ||
+        deriv->findAndGetSequenceItem(DCM_SourceImageSequence, src, 0).bad() ||
+        src->putAndInsertString(DCM_ReferencedFrameNumber, std::to_string(source_frames[i]).c_str()).bad())
+      return mi_error(MI_ERR_INTERNAL, "dicom: %s: cannot reference source frame of SEG frame %zu", out.c_str(), i + 1);
   }
   return nullptr;
 }
@@ -240,11 +276,18 @@ mi_status *write(const mi_dicom_volume *src, const FrameSource &frames, const mi
   MI_TRY(cond(seg->getDimensions().addDimensionIndex(DCM_ImagePositionPatient, dim_uid, DCM_PlanePositionSequence,
                                                      "ImagePositionPatient"),
               "adding the position dimension", out));
-  MI_TRY(add_frames(*seg, src, frames, n, out));
+  BitStream stream;
+  const bool own_packing = !o.fractional && ((size_t)g.size[0] * (size_t)g.size[1]) % 8 != 0;
+  std::vector<int32_t> source_frames;
+  MI_TRY(add_frames(*seg, src, frames, n, own_packing ? &stream : nullptr, source_frames, out));
 
   // Atomic: a reader never sees a half-written SEG, a failure leaves nothing.
+  DcmFileFormat ff;
+  MI_TRY(cond(seg->writeDataset(*ff.getDataset()), "encoding the segmentation", out));
+  if (own_packing) MI_TRY(stream.replace(*ff.getDataset(), out));
+  MI_TRY(add_frame_numbers(*ff.getDataset(), source_frames, out));
   const std::string tmp = temp_path_for(out);
-  c = seg->saveFile(tmp.c_str(), EXS_LittleEndianExplicit);
+  c = ff.saveFile(tmp.c_str(), EXS_LittleEndianExplicit);
   if (c.bad()) {
     std::remove(tmp.c_str());
     return mi_error(MI_ERR_IO, "dicom: %s: cannot write (%s)", out_path, c.text());
