@@ -245,15 +245,16 @@ static mi_status *rnn_run(mi_node *n, mi_exec *ex, mi_tensor *const *in, mi_tens
   /* Scratch: XW [seq*batch, GH], gates [batch, GH], h, c, tmp, tmp2 [batch, H],
    * bias [GH], rbh [H]; lens [batch]. */
   size_t nf = (size_t)(seq * batch * GH + batch * GH + 4 * batch * H + GH + H);
-  float *buf = mi_exec_scratch(ex, nf * sizeof(float) + (size_t)(batch + 1) * sizeof(int64_t));
-  if (!buf) return mi_node_error(n, MI_ERR_NO_MEMORY, "out of memory");
+  /* lens first: the scratch block is aligned for int64 at its start. */
+  int64_t *lens = mi_exec_scratch(ex, (size_t)(batch + 1) * sizeof(int64_t) + nf * sizeof(float));
+  if (!lens) return mi_node_error(n, MI_ERR_NO_MEMORY, "out of memory");
+  float *buf = (float *)(lens + batch + 1);
   float *XW = buf, *gates = XW + seq * batch * GH, *h = gates + batch * GH, *c = h + batch * H;
   float *tmp = c + batch * H, *tmp2 = tmp + batch * H, *bias = tmp2 + batch * H, *rbh = bias + GH;
-  int64_t *lens = (int64_t *)(buf + nf);
   for (int64_t b = 0; b < batch; b++) {
     lens[b] = SL ? mi_tensor_get_i64(SL, b) : seq;
     if (lens[b] < 0 || lens[b] > seq) {
-      mi_exec_scratch_release(ex, buf);
+      mi_exec_scratch_release(ex, lens);
       return mi_node_error(n, MI_ERR_INVALID_ARGUMENT, "sequence_lens[%lld]=%lld outside 0..%lld",
                            (long long)b, (long long)lens[b], (long long)seq);
     }
@@ -361,7 +362,7 @@ static mi_status *rnn_run(mi_node *n, mi_exec *ex, mi_tensor *const *in, mi_tens
       if (Yc) memcpy(Yc + so, c + b * H, sizeof(float) * (size_t)H);
     }
   }
-  mi_exec_scratch_release(ex, buf);
+  mi_exec_scratch_release(ex, lens);
   return NULL;
 }
 
