@@ -211,15 +211,26 @@ TEST(PhantomDicom, TransferSyntaxesAreAsRequestedAndLossless) {
   for (mi_phantom_transfer_syntax ts :
        {MI_PHANTOM_TS_IMPLICIT_LE, MI_PHANTOM_TS_EXPLICIT_BE, MI_PHANTOM_TS_DEFLATED, MI_PHANTOM_TS_RLE,
         MI_PHANTOM_TS_JPEG_LOSSLESS, MI_PHANTOM_TS_JPEGLS_LOSSLESS}) {
-    ScratchDir dir("ts" + std::to_string((int)ts));
-    mi_phantom_options o = small_options();
-    o.size[2] = 6;
-    o.transfer_syntax = ts;
-    Written w;
-    write_and_read(o, dir, w);
-    for (auto &f : w.files) {
-      EXPECT_EQ(f->transfer_syntax(), mi_phantom_transfer_syntax_uid(ts));
-      expect_slice_pixels(*f, w.p.get(), slice_of(w.p.get(), f->ds_values(DCM_ImagePositionPatient)));
+    for (int enhanced : {0, 1}) {
+      ScratchDir dir("ts" + std::to_string((int)ts) + "_" + std::to_string(enhanced));
+      mi_phantom_options o = small_options();
+      o.size[2] = 6;
+      o.transfer_syntax = ts;
+      o.enhanced = enhanced;
+      Written w;
+      write_and_read(o, dir, w);
+      const mi_phantom *p = w.p.get();
+      for (auto &f : w.files) {
+        EXPECT_EQ(f->transfer_syntax(), mi_phantom_transfer_syntax_uid(ts));
+        if (!enhanced) {
+          expect_slice_pixels(*f, p, slice_of(p, f->ds_values(DCM_ImagePositionPatient)));
+          continue;
+        }
+        const std::vector<uint16_t> px = f->pixels();
+        const size_t n = (size_t)(p->geometry.size[0] * p->geometry.size[1]);
+        ASSERT_EQ(px.size(), n * 6) << "ts " << ts;
+        for (int64_t k = 0; k < 6; k++) expect_slice_pixels(*f, p, k, px.data() + n * (size_t)k);
+      }
     }
   }
 }
@@ -309,4 +320,20 @@ TEST(PhantomDicom, FailedWriteLeavesNothingBehind) {
   EXPECT_NE(std::string(mi_status_message(st)).find("IM00005.dcm"), std::string::npos) << mi_status_message(st);
   mi_status_free(st);
   EXPECT_EQ(list_dir(dir.path), std::vector<std::string>{"IM00005.dcm"});
+}
+
+// The dciodvfy check above must be able to fail: break a valid file on purpose.
+TEST(PhantomDicom, DciodvfyCheckDetectsABrokenFile) {
+  ScratchDir dir("broken");
+  mi_phantom_options o = small_options();
+  o.size[2] = 3;
+  PhantomPtr p = make_phantom(o);
+  ASSERT_TRUE(p);
+  ASSERT_EQ(mi_phantom_write_dicom(p.get(), dir.path.c_str(), nullptr), nullptr);
+  const std::string path = dir.path + "/" + list_dir(dir.path)[0];
+  ASSERT_TRUE(dciodvfy_errors(path).empty());
+  auto f = read_dicom(path);
+  delete f->ds()->remove(DCM_ImageType);  // type 1 in the CT Image module
+  ASSERT_TRUE(f->ff.saveFile(path.c_str(), EXS_LittleEndianExplicit).good());
+  EXPECT_FALSE(dciodvfy_errors(path).empty());
 }
