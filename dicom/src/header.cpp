@@ -126,8 +126,15 @@ std::string read_header_file(const std::string &path, FileHeader &out) {
   // Values over 4 KiB (pixel data) stay on disk: headers of thousands of files
   // can then be read in seconds.
   OFCondition c = ff.loadFile(path.c_str(), EXS_Unknown, EGL_noChange, 4096, ERM_autoDetect);
-  if (c.bad()) return std::string("cannot read as DICOM (") + c.text() + ")";
   DcmDataset *ds = ff.getDataset();
+  if (c.bad()) {
+    // A truncated or corrupt DICOM file usually still names its series: keep
+    // that so the series is reported broken instead of silently thinner.
+    OFString uid;
+    if (ds->findAndGetOFString(DCM_SeriesInstanceUID, uid).good()) out.series_uid = uid.c_str();
+    return std::string(out.series_uid.empty() ? "cannot read as DICOM (" : "truncated or corrupt DICOM file (") +
+           c.text() + ")";
+  }
   OFString xfer;
   if (ff.getMetaInfo()->findAndGetOFString(DCM_TransferSyntaxUID, xfer).bad() || xfer.empty())
     xfer = DcmXfer(ds->getOriginalXfer()).getXferID();

@@ -17,6 +17,7 @@ namespace fs = std::filesystem;
 struct mi_dicom_index {
   struct Series {
     std::vector<FileHeader> files;
+    std::vector<std::string> broken;  // "<path>: <reason>" of unreadable files naming this series
     std::string orientation, reason;
     int64_t slices = 0;
     bool loadable = false;
@@ -78,6 +79,7 @@ void assess(mi_dicom_index::Series &s) {
   if (!planes.empty() && planes[0].has_iop) s.orientation = orientation_label(planes[0].iop);
   for (const Plane &p : planes)
     if (p.has_iop && orientation_label(p.iop) != s.orientation) s.orientation = "MIXED";
+  if (why.empty() && !s.broken.empty()) why = s.broken[0];
   s.loadable = why.empty();
   if (s.loadable) {
     s.slices = plan.geometry.size[2];
@@ -89,12 +91,17 @@ void assess(mi_dicom_index::Series &s) {
 
 }  // namespace
 
+std::string mi_dicom::index_series_broken(const mi_dicom_index *idx, size_t i) {
+  return idx && i < idx->series.size() && !idx->series[i].broken.empty() ? idx->series[i].broken[0] : "";
+}
+
 extern "C" {
 
 mi_status *mi_dicom_index_scan(const char *path, mi_dicom_index **out) {
   if (!out) return mi_error(MI_ERR_INVALID_ARGUMENT, "mi_dicom_index_scan: out is NULL");
   *out = nullptr;
   if (!path || !*path) return mi_error(MI_ERR_INVALID_ARGUMENT, "mi_dicom_index_scan: no path");
+  register_codecs();
   std::unique_ptr<mi_dicom_index> idx(new mi_dicom_index);
   std::vector<std::string> paths;
   std::error_code ec;
@@ -112,14 +119,17 @@ mi_status *mi_dicom_index_scan(const char *path, mi_dicom_index **out) {
 
     std::map<std::string, size_t> by_uid;
     for (size_t i = 0; i < paths.size(); ++i) {
-      if (!errs[i].empty()) {
-        idx->skipped.emplace_back(paths[i], errs[i]);
-        continue;
-      }
+      if (!errs[i].empty()) idx->skipped.emplace_back(paths[i], errs[i]);
+      if (!errs[i].empty() && headers[i].series_uid.empty()) continue;
       auto ins = by_uid.emplace(headers[i].series_uid, idx->series.size());
       if (ins.second) idx->series.emplace_back();
-      idx->series[ins.first->second].files.push_back(std::move(headers[i]));
+      if (errs[i].empty()) idx->series[ins.first->second].files.push_back(std::move(headers[i]));
+      else idx->series[ins.first->second].broken.push_back(paths[i] + ": " + errs[i]);
     }
+    // A series seen only through broken files has nothing to show.
+    idx->series.erase(std::remove_if(idx->series.begin(), idx->series.end(),
+                                     [](const mi_dicom_index::Series &s) { return s.files.empty(); }),
+                      idx->series.end());
     parallel_for(idx->series.size(), 2, [&](size_t i) { assess(idx->series[i]); });
     std::stable_sort(idx->series.begin(), idx->series.end(), [](const auto &a, const auto &b) {
       const FileHeader &x = a.files[0], &y = b.files[0];

@@ -71,6 +71,10 @@ std::string orientation_label(const double iop[6]);
 // Transfer syntaxes we cannot decode: "" if fine, else a reason.
 std::string unsupported_transfer_syntax(const std::string &uid);
 
+// First unreadable file that names series i of idx ("" if none), as
+// "<path>: <reason>".
+std::string index_series_broken(const mi_dicom_index *idx, size_t i);
+
 // Atomic write helpers: a temp path next to `path` and the final rename.
 std::string temp_path_for(const std::string &path);
 

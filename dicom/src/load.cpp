@@ -131,6 +131,8 @@ mi_status *mi_dicom_load_series(const mi_dicom_index *idx, size_t i, const mi_di
   *out = nullptr;
   if (!idx || i >= mi_dicom_index_series_count(idx))
     return mi_error(MI_ERR_INVALID_ARGUMENT, "mi_dicom_load_series: no series %zu", i);
+  const std::string broken = index_series_broken(idx, i);
+  if (!broken.empty()) return mi_error(MI_ERR_PARSE, "dicom: %s", broken.c_str());
   std::vector<const char *> paths;
   for (size_t j = 0; j < mi_dicom_index_series_file_count(idx, i); ++j)
     paths.push_back(mi_dicom_index_series_file(idx, i, j));

@@ -1,0 +1,207 @@
+// Bad input: every failure is an mi_status naming the file and the reason,
+// never a crash, and never a partially loaded volume.
+#include <gtest/gtest.h>
+
+#include <dcmtk/config/osconfig.h>
+#include <dcmtk/dcmdata/dctk.h>
+
+#include <filesystem>
+#include <fstream>
+#include <memory>
+
+#include "helpers.h"
+#include "series_builder.h"
+
+namespace fs = std::filesystem;
+using testdata::Spec;
+
+namespace {
+
+struct Scratch {
+  std::string dir;
+  testdata::Series s;
+  explicit Scratch(const char *tag, const Spec &spec = Spec()) {
+    dir = testdata::temp_dir(tag);
+    EXPECT_EQ(testdata::write_series(spec, dir, s), "");
+  }
+  ~Scratch() { fs::remove_all(dir); }
+};
+
+// Loads dir; returns the status text and code, and checks no volume came back.
+std::string load_error(const std::string &dir, mi_code *code = nullptr, const mi_dicom_load_options *o = nullptr) {
+  mi_dicom_volume *v = nullptr;
+  mi_status *st = mi_dicom_load_dir(dir.c_str(), nullptr, o, &v);
+  if (code) *code = mi_status_code(st);
+  EXPECT_TRUE(st == nullptr || v == nullptr);
+  mi_dicom_volume_free(v);
+  return take(st);
+}
+
+void edit(const std::string &path, void (*fn)(DcmDataset &)) {
+  DcmFileFormat ff;
+  ASSERT_TRUE(ff.loadFile(path.c_str()).good());
+  ff.loadAllDataIntoMemory();
+  fn(*ff.getDataset());
+  ASSERT_TRUE(ff.saveFile(path.c_str(), EXS_LittleEndianExplicit).good());
+}
+
+}  // namespace
+
+TEST(DicomBadInput, TruncatedPixelDataNamesTheFile) {
+  Scratch t("trunc");
+  const std::string victim = t.s.files[3];
+  fs::resize_file(victim, fs::file_size(victim) - 300);
+  mi_code code;
+  std::string err = load_error(t.dir, &code);
+  EXPECT_NE(err.find(victim), std::string::npos) << err;
+  EXPECT_EQ(code, MI_ERR_PARSE) << err;
+}
+
+TEST(DicomBadInput, TruncatedHeaderIsSkippedByTheIndexAndRejectedByTheLoader) {
+  Scratch t("trunchdr");
+  const std::string victim = t.s.files[2];
+  fs::resize_file(victim, 200);
+  mi_dicom_index *idx = nullptr;
+  ASSERT_EQ(take(mi_dicom_index_scan(t.dir.c_str(), &idx)), "");
+  bool skipped = false;
+  for (size_t i = 0; i < mi_dicom_index_skipped_count(idx); ++i)
+    skipped |= mi_dicom_index_skipped_path(idx, i) == victim;
+  EXPECT_TRUE(skipped);
+  mi_dicom_index_free(idx);
+  const char *files[1] = {victim.c_str()};
+  mi_dicom_volume *v = nullptr;
+  std::string err = take(mi_dicom_load_files(files, 1, nullptr, &v));
+  EXPECT_EQ(v, nullptr);
+  EXPECT_NE(err.find(victim), std::string::npos) << err;
+}
+
+TEST(DicomBadInput, SlicesDisagreeInSize) {
+  Scratch t("size");
+  Spec other;
+  other.rows = 21;
+  other.series_uid = t.s.series_uid;
+  other.origin[2] = 500;
+  testdata::Series s2;
+  ASSERT_EQ(testdata::write_series(other, t.dir + "/more", s2), "");
+  mi_code code;
+  std::string err = load_error(t.dir, &code);
+  EXPECT_NE(err.find("disagree in size"), std::string::npos) << err;
+  EXPECT_NE(err.find(t.dir), std::string::npos) << err;
+  EXPECT_EQ(code, MI_ERR_SHAPE);
+}
+
+TEST(DicomBadInput, SlicesDisagreeInOrientation) {
+  Scratch t("orient");
+  edit(t.s.files[4], [](DcmDataset &d) { d.putAndInsertString(DCM_ImageOrientationPatient, "1\\0\\0\\0\\0.9\\0.43589"); });
+  std::string err = load_error(t.dir);
+  EXPECT_NE(err.find("disagree in orientation"), std::string::npos) << err;
+  EXPECT_NE(err.find(t.s.files[4]), std::string::npos) << err;
+}
+
+TEST(DicomBadInput, MissingPixelData) {
+  Scratch t("nopixels");
+  edit(t.s.files[1], [](DcmDataset &d) { delete d.remove(DCM_PixelData); });
+  std::string err = load_error(t.dir);
+  EXPECT_NE(err.find(t.s.files[1] + ": no Pixel Data"), std::string::npos) << err;
+}
+
+TEST(DicomBadInput, Jpeg2000IsUnsupportedAndNamed) {
+  Spec s;
+  s.transfer_syntax = "1.2.840.10008.1.2.4.90";
+  Scratch t("j2k", s);
+  mi_code code;
+  std::string err = load_error(t.dir, &code);
+  EXPECT_EQ(code, MI_ERR_UNSUPPORTED) << err;
+  EXPECT_NE(err.find("JPEG 2000"), std::string::npos) << err;
+  EXPECT_NE(err.find(t.dir), std::string::npos) << err;
+  mi_dicom_index *idx = nullptr;
+  ASSERT_EQ(take(mi_dicom_index_scan(t.dir.c_str(), &idx)), "");
+  mi_dicom_series_info info;
+  ASSERT_EQ(take(mi_dicom_index_series(idx, 0, &info)), "");
+  EXPECT_FALSE(info.loadable);
+  EXPECT_NE(std::string(info.reason).find("JPEG 2000"), std::string::npos);
+  mi_dicom_index_free(idx);
+}
+
+TEST(DicomBadInput, MissingSliceIsRefusedUnlessAllowed) {
+  Scratch t("gap");
+  // the file holding ascending slice 4
+  fs::remove(t.s.files[4]);
+  mi_code code;
+  std::string err = load_error(t.dir, &code);
+  EXPECT_EQ(code, MI_ERR_SHAPE) << err;
+  EXPECT_NE(err.find("missing slice"), std::string::npos) << err;
+  mi_dicom_load_options o;
+  mi_dicom_load_options_init(&o);
+  o.allow_irregular = 1;
+  mi_dicom_volume *v = nullptr;
+  ASSERT_EQ(take(mi_dicom_load_dir(t.dir.c_str(), nullptr, &o, &v)), "");
+  EXPECT_TRUE(mi_dicom_volume_issues(v) & MI_DICOM_ISSUE_MISSING_SLICE);
+  EXPECT_EQ(mi_dicom_volume_geometry(v)->size[2], 9);
+  EXPECT_NEAR(mi_dicom_volume_geometry(v)->spacing[2], 2.5, 1e-6);
+  mi_dicom_volume_free(v);
+}
+
+TEST(DicomBadInput, UnevenSpacingIsRefused) {
+  Scratch t("uneven");
+  edit(t.s.files[9], [](DcmDataset &d) {
+    Float64 z;
+    d.findAndGetFloat64(DCM_ImagePositionPatient, z, 2);
+    std::string v = "-10.25\\20.5\\" + std::to_string(z - 0.7);
+    d.putAndInsertString(DCM_ImagePositionPatient, v.c_str());
+  });
+  std::string err = load_error(t.dir);
+  EXPECT_NE(err.find("uneven slice spacing"), std::string::npos) << err;
+}
+
+TEST(DicomBadInput, TwoImagesAtOnePositionAreRefused) {
+  Scratch t("dup");
+  const std::string copy = t.dir + "/COPY";
+  fs::copy_file(t.s.files[2], copy);
+  edit(copy, [](DcmDataset &d) {
+    char uid[100];
+    d.putAndInsertString(DCM_SOPInstanceUID, dcmGenerateUniqueIdentifier(uid));
+  });
+  std::string err = load_error(t.dir);
+  EXPECT_NE(err.find("duplicate slice position"), std::string::npos) << err;
+  EXPECT_NE(err.find(copy), std::string::npos) << err;
+}
+
+TEST(DicomBadInput, SameInstanceTwiceIsDroppedWithAWarning) {
+  Scratch t("dupsame");
+  fs::copy_file(t.s.files[2], t.dir + "/COPY");
+  mi_dicom_volume *v = nullptr;
+  ASSERT_EQ(take(mi_dicom_load_dir(t.dir.c_str(), nullptr, nullptr, &v)), "");
+  EXPECT_EQ(mi_dicom_volume_geometry(v)->size[2], 10);
+  EXPECT_TRUE(mi_dicom_volume_issues(v) & MI_DICOM_ISSUE_DUPLICATE);
+  mi_dicom_volume_free(v);
+}
+
+TEST(DicomBadInput, NotDicomAtAll) {
+  std::string dir = testdata::temp_dir("junk");
+  std::ofstream(dir + "/a.txt") << "hello, this is not DICOM\n";
+  const std::string f = dir + "/a.txt";
+  const char *files[1] = {f.c_str()};
+  mi_dicom_volume *v = nullptr;
+  std::string err = take(mi_dicom_load_files(files, 1, nullptr, &v));
+  EXPECT_NE(err.find(f), std::string::npos) << err;
+  err = load_error(dir);
+  EXPECT_NE(err.find("no DICOM image series"), std::string::npos) << err;
+  fs::remove_all(dir);
+}
+
+TEST(DicomBadInput, NoSuchFolder) {
+  mi_code code;
+  std::string err = load_error("/nonexistent/medinfer-folder", &code);
+  EXPECT_EQ(code, MI_ERR_IO);
+  EXPECT_NE(err.find("/nonexistent/medinfer-folder"), std::string::npos) << err;
+}
+
+TEST(DicomBadInput, NullArguments) {
+  mi_dicom_volume *v = nullptr;
+  EXPECT_NE(take(mi_dicom_load_files(nullptr, 0, nullptr, &v)), "");
+  EXPECT_NE(take(mi_dicom_load_dir(nullptr, nullptr, nullptr, &v)), "");
+  EXPECT_NE(take(mi_dicom_write_seg_labelmap(nullptr, nullptr, nullptr, 0, nullptr, "x")), "");
+  mi_dicom_index *idx = nullptr;
+  EXPECT_NE(take(mi_dicom_index_scan(nullptr, &idx)), "");
+}

@@ -1,0 +1,129 @@
+// Series index over folders (nested, mixed with non-DICOM files) and DICOMDIR.
+#include <gtest/gtest.h>
+
+#include <dcmtk/config/osconfig.h>
+#include <dcmtk/dcmdata/dcddirif.h>
+
+#include <filesystem>
+#include <fstream>
+#include <map>
+
+#include "helpers.h"
+#include "series_builder.h"
+
+namespace fs = std::filesystem;
+using testdata::Spec;
+
+namespace {
+
+struct Study {
+  std::string dir;
+  testdata::Series axial, coronal;
+  Study() {
+    dir = testdata::temp_dir("index");
+    Spec a;
+    EXPECT_EQ(testdata::write_series(a, dir + "/S1", axial), "");
+    Spec c;
+    c.study_uid = axial.study_uid;
+    const double iop[6] = {1, 0, 0, 0, 0, -1};
+    std::copy(iop, iop + 6, c.iop);
+    c.slices = 6;
+    c.enhanced = true;
+    EXPECT_EQ(testdata::write_series(c, dir + "/S2/DEEP", coronal), "");
+    std::ofstream(dir + "/README.txt") << "not dicom";
+    std::ofstream(dir + "/S1/empty");
+    std::ofstream junk(dir + "/S2/junk.bin", std::ios::binary);
+    for (int i = 0; i < 5000; ++i) junk.put((char)(i * 37));
+  }
+  ~Study() { fs::remove_all(dir); }
+};
+
+std::map<std::string, mi_dicom_series_info> by_uid(const mi_dicom_index *idx) {
+  std::map<std::string, mi_dicom_series_info> m;
+  for (size_t i = 0; i < mi_dicom_index_series_count(idx); ++i) {
+    mi_dicom_series_info info;
+    EXPECT_EQ(take(mi_dicom_index_series(idx, i, &info)), "");
+    m[info.series_uid] = info;
+  }
+  return m;
+}
+
+void expect_study(const mi_dicom_index *idx, const Study &s) {
+  auto m = by_uid(idx);
+  ASSERT_EQ(m.size(), 2u);
+  const mi_dicom_series_info &a = m.at(s.axial.series_uid), &c = m.at(s.coronal.series_uid);
+  EXPECT_EQ(std::string(a.modality), "CT");
+  EXPECT_EQ(std::string(a.orientation), "AXIAL");
+  EXPECT_EQ(a.instances, 10);
+  EXPECT_EQ(a.slices, 10);
+  EXPECT_EQ(a.rows, 20);
+  EXPECT_EQ(a.cols, 24);
+  EXPECT_TRUE(a.loadable) << a.reason;
+  EXPECT_EQ(std::string(a.patient_id), "MI-TEST-1");
+  EXPECT_EQ(std::string(c.orientation), "CORONAL");
+  EXPECT_EQ(c.instances, 1);
+  EXPECT_EQ(c.slices, 6);
+  EXPECT_TRUE(c.loadable) << c.reason;
+  EXPECT_EQ(std::string(a.study_uid), std::string(c.study_uid));
+}
+
+}  // namespace
+
+TEST(DicomIndex, FolderWithNonDicomFiles) {
+  Study s;
+  mi_dicom_index *idx = nullptr;
+  ASSERT_EQ(take(mi_dicom_index_scan(s.dir.c_str(), &idx)), "");
+  expect_study(idx, s);
+  EXPECT_EQ(mi_dicom_index_skipped_count(idx), 3u);
+  for (size_t i = 0; i < mi_dicom_index_skipped_count(idx); ++i)
+    EXPECT_STRNE(mi_dicom_index_skipped_reason(idx, i), "") << mi_dicom_index_skipped_path(idx, i);
+  // The index's series load.
+  for (size_t i = 0; i < mi_dicom_index_series_count(idx); ++i) {
+    mi_dicom_volume *v = nullptr;
+    EXPECT_EQ(take(mi_dicom_load_series(idx, i, nullptr, &v)), "");
+    mi_dicom_volume_free(v);
+  }
+  mi_dicom_index_free(idx);
+}
+
+TEST(DicomIndex, Dicomdir) {
+  Study s;
+  DicomDirInterface dd;
+  const std::string path = s.dir + "/DICOMDIR";
+  ASSERT_TRUE(dd.createNewDicomDir(DicomDirInterface::AP_GeneralPurpose, path.c_str(), "MEDINFER").good());
+  dd.disableConsistencyCheck(OFTrue);
+  for (const auto &f : s.axial.files)
+    ASSERT_TRUE(dd.addDicomFile(fs::relative(f, s.dir).c_str(), s.dir.c_str()).good()) << f;
+  ASSERT_TRUE(dd.writeDicomDir().good());
+  mi_dicom_index *idx = nullptr;
+  ASSERT_EQ(take(mi_dicom_index_scan(path.c_str(), &idx)), "");
+  ASSERT_EQ(mi_dicom_index_series_count(idx), 1u);
+  mi_dicom_series_info info;
+  ASSERT_EQ(take(mi_dicom_index_series(idx, 0, &info)), "");
+  EXPECT_EQ(std::string(info.series_uid), s.axial.series_uid);
+  EXPECT_EQ(info.instances, 10);
+  EXPECT_TRUE(info.loadable);
+  mi_dicom_index_free(idx);
+  // The folder scan skips the DICOMDIR itself with a reason.
+  ASSERT_EQ(take(mi_dicom_index_scan(s.dir.c_str(), &idx)), "");
+  bool seen = false;
+  for (size_t i = 0; i < mi_dicom_index_skipped_count(idx); ++i)
+    seen |= std::string(mi_dicom_index_skipped_reason(idx, i)).find("DICOMDIR") != std::string::npos;
+  EXPECT_TRUE(seen);
+  mi_dicom_index_free(idx);
+}
+
+TEST(DicomIndex, UnloadableSeriesSaysWhy) {
+  std::string dir = testdata::temp_dir("index-gap");
+  testdata::Series s;
+  ASSERT_EQ(testdata::write_series(Spec(), dir, s), "");
+  fs::remove(s.files[5]);
+  mi_dicom_index *idx = nullptr;
+  ASSERT_EQ(take(mi_dicom_index_scan(dir.c_str(), &idx)), "");
+  mi_dicom_series_info info;
+  ASSERT_EQ(take(mi_dicom_index_series(idx, 0, &info)), "");
+  EXPECT_FALSE(info.loadable);
+  EXPECT_NE(std::string(info.reason).find("missing slice"), std::string::npos) << info.reason;
+  mi_dicom_index_free(idx);
+  fs::remove_all(dir);
+}
