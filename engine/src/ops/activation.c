@@ -32,11 +32,23 @@ typedef struct act_priv {
       o[i] = (EXPR);                                                                    \
     }                                                                                   \
   }
+static inline float clamp01f(float v) {
+  v = v < 0 ? 0 : v;
+  return v > 1 ? 1 : v;
+}
+static inline double clamp01d(double v) {
+  v = v < 0 ? 0 : v;
+  return v > 1 ? 1 : v;
+}
+#define CLAMP01(v) _Generic((v), float: clamp01f, default: clamp01d)(v)
 #define X_ACT(dt, T, sfx, W, OP, EXPR) ACT_KERNEL(OP##_##sfx, T, EXPR)
 #define DEF_ACT(OP, EXPR) MI_EW_FLOAT(X_ACT, OP, EXPR)
 
 DEF_ACT(Relu, x < 0 ? 0 : x) /* NaN stays NaN */
-DEF_ACT(LeakyRelu, x < 0 ? alpha * x : x)
+/* Written as value selects feeding unconditional arithmetic: GCC does not
+ * if-convert a conditional float multiply (-ftrapping-math), which would keep
+ * the loop scalar.  Exact: one of the two terms is +0. */
+DEF_ACT(LeakyRelu, (x < 0 ? 0 : x) + alpha * (x < 0 ? x : 0))
 DEF_ACT(Sigmoid, 1 / (1 + MI_FM(exp, -x)))
 DEF_ACT(Tanh, MI_FM(tanh, x))
 /* expm1 keeps accuracy for small |x| where exp(x) - 1 cancels. */
@@ -46,8 +58,8 @@ DEF_ACT(Celu, x > 0 ? x : alpha * MI_FM(expm1, x / alpha))
 /* log(1 + exp(x)) without overflow for large x. */
 DEF_ACT(Softplus, x > 0 ? x + MI_FM(log1p, MI_FM(exp, -x)) : MI_FM(log1p, MI_FM(exp, x)))
 DEF_ACT(Softsign, x / (1 + MI_FM(fabs, x)))
-DEF_ACT(HardSigmoid, alpha * x + beta < 0 ? 0 : alpha * x + beta > 1 ? 1 : alpha * x + beta)
-DEF_ACT(HardSwish, x * (alpha * x + beta < 0 ? 0 : alpha * x + beta > 1 ? 1 : alpha * x + beta))
+DEF_ACT(HardSigmoid, CLAMP01(alpha * x + beta))
+DEF_ACT(HardSwish, x * CLAMP01(alpha * x + beta))
 DEF_ACT(ThresholdedRelu, x > alpha ? x : 0)
 /* Shrink: alpha = lambd, beta = bias. */
 DEF_ACT(Shrink, x < -alpha ? x + beta : x > alpha ? x - beta : 0)
@@ -172,7 +184,7 @@ static mi_status *act_run(mi_node *n, mi_exec *ex, mi_tensor *const *in, mi_tens
 
 /* ---- PRelu ------------------------------------------------------------- */
 #define X_PRELU_F(dt, T, sfx, W, _) \
-  MI_EW_BIN_KERNEL(PRelu_##sfx, T, W, 0, T, x < 0 ? y * x : x)
+  MI_EW_BIN_KERNEL(PRelu_##sfx, T, W, 0, T, (x < 0 ? 0 : x) + y * (x < 0 ? x : 0))
 #define X_PRELU_S(dt, T, sfx, W, _) \
   MI_EW_BIN_KERNEL(PRelu_##sfx, T, W, 1, T, x < 0 ? (T_)((W_)y * (W_)x) : x)
 #define X_PRELU_U(dt, T, sfx, W, _) MI_EW_BIN_KERNEL(PRelu_##sfx, T, W, 0, T, ((void)y, x)) /* x >= 0 */

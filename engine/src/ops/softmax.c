@@ -52,8 +52,9 @@ typedef struct sm_ctx {
       for (int64_t j = 0; j < n; j++) y[j] *= inv;                                           \
     } else {                                                                                 \
       for (int64_t j = 0; j < n; j++) s += MI_FM(exp, x[j] - m);                             \
-      const T off = m + (T)log(s);                                                           \
-      for (int64_t j = 0; j < n; j++) y[j] = x[j] - off;                                     \
+      /* (x - m) - log(s): x - m is exact near the maximum, keeping small results */        \
+      const T ls = (T)log(s);                                                                \
+      for (int64_t j = 0; j < n; j++) y[j] = (x[j] - m) - ls;                                \
     }                                                                                        \
   }                                                                                          \
   /* L (<= TILE) adjacent inner positions, each reduced over n at stride inner. */           \
@@ -99,10 +100,11 @@ typedef struct sm_ctx {
     } else {                                                                                 \
       for (int64_t j = 0; j < n; j++)                                                        \
         for (int64_t k = 0; k < L; k++) s[k] += MI_FM(exp, x[j * inner + k] - m[k]);         \
-      T off[TILE];                                                                           \
-      for (int64_t k = 0; k < L; k++) off[k] = m[k] + (T)log(s[k]);                          \
+      T ls[TILE];                                                                            \
+      for (int64_t k = 0; k < L; k++) ls[k] = (T)log(s[k]);                                  \
       for (int64_t j = 0; j < n; j++)                                                        \
-        for (int64_t k = 0; k < L; k++) y[j * inner + k] = x[j * inner + k] - off[k];        \
+        for (int64_t k = 0; k < L; k++)                                                      \
+          y[j * inner + k] = (x[j * inner + k] - m[k]) - ls[k];                              \
     }                                                                                        \
   }                                                                                          \
   /* Tasks [b, e): task t = (outer block t / ntile, tile t % ntile). */                      \
