@@ -57,6 +57,7 @@ static mi_status *plan_if_static(mi_model *m) {
       if (v->decl_dims[d] < 0) return NULL;
     memset(&tmp[i], 0, sizeof tmp[i]);
     mi_tensor_set_shape(&tmp[i], v->decl_dtype, v->decl_ndim, v->decl_dims);
+    if (mi_plan_input_is_value(&tmp[i])) return NULL; /* needs the values */
     ptr[i] = &tmp[i];
   }
   return mi_plan_build(m, ptr);
@@ -202,6 +203,8 @@ static bool plan_matches(const mi_model *m, mi_tensor *const *inputs) {
     if (inputs[i]->dtype != m->g.values[m->g.inputs[i]].t.dtype) return false;
     for (int d = 0; d < inputs[i]->ndim; d++)
       if (inputs[i]->dims[d] != m->plan.in_dims[i][d]) return false;
+    const mi_value *v = &m->g.values[m->g.inputs[i]];
+    if (v->folded && memcmp(v->t.data, inputs[i]->data, mi_tensor_nbytes(&v->t)) != 0) return false;
   }
   return true;
 }
@@ -220,7 +223,8 @@ mi_status *mi_model_run(mi_model *m, mi_tensor *const *inputs, int n_inputs, mi_
   mi_blas_set_threads(m->ex.threads);
 
   /* Bind buffers. */
-  for (int i = 0; i < g->n_inputs; i++) g->values[g->inputs[i]].t.data = inputs[i]->data;
+  for (int i = 0; i < g->n_inputs; i++)
+    if (!g->values[g->inputs[i]].folded) g->values[g->inputs[i]].t.data = inputs[i]->data;
   for (int v = 0; v < g->n_values; v++)
     if (g->values[v].arena_offset >= 0)
       g->values[v].t.data = (char *)m->plan.arena + g->values[v].arena_offset;
@@ -261,7 +265,8 @@ mi_status *mi_model_run(mi_model *m, mi_tensor *const *inputs, int n_inputs, mi_
       memcpy(outputs[i]->data, v->t.data, mi_tensor_nbytes(&v->t));
   }
   /* Leave no pointers to caller memory behind. */
-  for (int i = 0; i < g->n_inputs; i++) g->values[g->inputs[i]].t.data = NULL;
+  for (int i = 0; i < g->n_inputs; i++)
+    if (!g->values[g->inputs[i]].folded) g->values[g->inputs[i]].t.data = NULL;
   for (int i = 0; i < g->n_outputs; i++) {
     mi_value *v = &g->values[g->outputs[i]];
     if (!v->is_const && !v->folded) v->t.data = NULL;

@@ -37,5 +37,7 @@ mi_status *mi_plan_build(mi_model *m, mi_tensor *const *inputs);
 /* Fold nodes whose inputs are all constants, once at load. */
 mi_status *mi_plan_fold_static(mi_model *m);
 void mi_plan_clear(mi_model *m);
+/* Inputs whose values (not just shapes) the plan depends on. */
+bool mi_plan_input_is_value(const mi_tensor *t);
 
 #endif

@@ -360,21 +360,17 @@ static mi_status *resolve_ops(mi_graph *g) {
       n->dead = true;
       continue;
     }
+    if (!n->op_type[0]) return mi_node_error(n, MI_ERR_INVALID_MODEL, "node has no operator type");
     n->op = mi_op_find(n->op_type, n->domain);
     if (n->op) continue;
     char full[256];
     snprintf(full, sizeof full, "%s%s%s", n->domain[0] ? n->domain : "", n->domain[0] ? "." : "",
              n->op_type);
-    if (strstr(missing, full)) { /* list each op once */
-      const char *p = missing;
-      size_t fl = strlen(full);
-      bool dup = false;
-      while ((p = strstr(p, full))) {
-        if ((p == missing || p[-1] == ' ') && (p[fl] == ',' || p[fl] == 0)) dup = true;
-        p += fl;
-      }
-      if (dup) continue;
-    }
+    bool dup = false; /* list each op once */
+    for (int j = 0; j < k && !dup; j++)
+      dup = !g->nodes[j].op && !g->nodes[j].dead && strcmp(g->nodes[j].op_type, n->op_type) == 0 &&
+            strcmp(g->nodes[j].domain, n->domain) == 0;
+    if (dup) continue;
     if (off < sizeof missing - 1)
       off += (size_t)snprintf(missing + off, sizeof missing - off, "%s%s", n_missing ? ", " : "", full);
     n_missing++;

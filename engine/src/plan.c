@@ -92,6 +92,10 @@ mi_status *mi_plan_fold_static(mi_model *m) {
   return mi_graph_toposort(g);
 }
 
+bool mi_plan_input_is_value(const mi_tensor *t) {
+  return (t->dtype == MI_INT64 || t->dtype == MI_INT32) && mi_numel(t->ndim, t->dims) <= 64;
+}
+
 void mi_plan_clear(mi_model *m) {
   mi_graph *g = &m->g;
   for (int i = 0; i < g->n_values; i++) {
@@ -171,6 +175,14 @@ mi_status *mi_plan_build(mi_model *m, mi_tensor *const *inputs) {
     mi_value *v = &g->values[g->inputs[i]];
     mi_tensor_set_shape(&v->t, inputs[i]->dtype, inputs[i]->ndim, inputs[i]->dims);
     v->t.data = NULL;
+    /* Small integer inputs (shapes, axes, sizes) decide shapes: plan with
+     * their values; a run with other values plans again. */
+    if (mi_plan_input_is_value(&v->t)) {
+      mi_status *st = mi_tensor_alloc(&v->t, 0);
+      if (st) return st;
+      memcpy(v->t.data, inputs[i]->data, mi_tensor_nbytes(&v->t));
+      v->folded = true;
+    }
     m->plan.in_ndim[i] = inputs[i]->ndim;
     memcpy(m->plan.in_dims[i], inputs[i]->dims, sizeof(int64_t) * MI_MAX_DIMS);
   }

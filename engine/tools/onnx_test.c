@@ -345,6 +345,12 @@ int main(int argc, char **argv) {
     }
     fflush(stdout);
   }
+  for (size_t i = 0; i < cases.n; i++) free(cases.items[i]);
+  for (size_t i = 0; i < dirs.n; i++) free(dirs.items[i]);
+  for (size_t i = 0; i < known.n; i++) free(known.items[i]);
+  free(cases.items);
+  free(dirs.items);
+  free(known.items);
   if (skipped) printf("%d passed, %d failed, %d skipped\n", passed, failed, skipped);
   else printf("%d passed, %d failed\n", passed, failed);
   return failed ? 1 : 0;

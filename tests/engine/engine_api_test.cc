@@ -1,0 +1,390 @@
+// Engine API: loading, describing, running, and refusing bad models cleanly.
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <cmath>
+#include <cstdio>
+#include <fstream>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "medinfer/engine.h"
+#include "onnx_builder.h"
+
+using onnxb::Model;
+using onnxb::Node;
+
+namespace {
+
+struct StatusMsg {
+  mi_code code = MI_OK;
+  std::string msg;
+};
+
+StatusMsg take(mi_status *st) {
+  StatusMsg s;
+  s.code = mi_status_code(st);
+  s.msg = mi_status_message(st);
+  mi_status_free(st);
+  return s;
+}
+
+std::vector<float> random_floats(size_t n, unsigned seed) {
+  std::mt19937 rng(seed);
+  std::uniform_real_distribution<float> d(-1.f, 1.f);
+  std::vector<float> v(n);
+  for (auto &x : v) x = d(rng);
+  return v;
+}
+
+// Conv(1->2, 3x3, pad 1) -> Relu with batch dimension "N".
+Model conv_relu_model(const std::vector<float> &w, const std::vector<float> &b) {
+  Model m;
+  m.inputs.push_back({"x", 1, {-1, 1, 5, 5}});
+  m.outputs.push_back({"y", 1, {-1, 2, 5, 5}});
+  m.inits.push_back(onnxb::float_tensor("w", {2, 1, 3, 3}, w));
+  m.inits.push_back(onnxb::float_tensor("b", {2}, b));
+  m.nodes.push_back({"Conv", "conv", {"x", "w", "b"}, {"c"}, {onnxb::attr_ints("pads", {1, 1, 1, 1})}});
+  m.nodes.push_back({"Relu", "relu", {"c"}, {"y"}, {}});
+  return m;
+}
+
+std::vector<float> conv_relu_reference(const std::vector<float> &x, int batch, const std::vector<float> &w,
+                                       const std::vector<float> &b) {
+  std::vector<float> y(batch * 2 * 25);
+  for (int n = 0; n < batch; n++)
+    for (int m = 0; m < 2; m++)
+      for (int i = 0; i < 5; i++)
+        for (int j = 0; j < 5; j++) {
+          double s = b[m];
+          for (int ki = 0; ki < 3; ki++)
+            for (int kj = 0; kj < 3; kj++) {
+              int ii = i + ki - 1, jj = j + kj - 1;
+              if (ii < 0 || jj < 0 || ii >= 5 || jj >= 5) continue;
+              s += w[m * 9 + ki * 3 + kj] * x[n * 25 + ii * 5 + jj];
+            }
+          y[((n * 2 + m) * 5 + i) * 5 + j] = s > 0 ? (float)s : 0.f;
+        }
+  return y;
+}
+
+StatusMsg load(const std::vector<uint8_t> &buf, mi_model **m, const mi_options *opt = nullptr) {
+  return take(mi_model_load_buffer(buf.data(), buf.size(), nullptr, "test.onnx", opt, m));
+}
+
+// Runs a one-input one-output float model; returns the output values.
+StatusMsg run1(mi_model *m, std::vector<int64_t> dims, std::vector<float> &x, std::vector<float> *y,
+               std::vector<int64_t> *ydims = nullptr) {
+  mi_tensor *in = nullptr, *out = nullptr;
+  StatusMsg s = take(mi_tensor_wrap(MI_FLOAT, (int)dims.size(), dims.data(), x.data(), &in));
+  if (s.code) return s;
+  s = take(mi_model_run(m, &in, 1, &out, 1));
+  if (!s.code) {
+    const float *p = static_cast<const float *>(mi_tensor_cdata(out));
+    y->assign(p, p + mi_tensor_numel(out));
+    if (ydims) ydims->assign(mi_tensor_dims(out), mi_tensor_dims(out) + mi_tensor_ndim(out));
+  }
+  mi_tensor_free(in);
+  mi_tensor_free(out);
+  return s;
+}
+
+}  // namespace
+
+TEST(EngineApi, ConvReluMatchesReferenceForSeveralBatchSizes) {
+  auto w = random_floats(18, 1), b = random_floats(2, 2);
+  auto buf = conv_relu_model(w, b).serialize();
+  mi_model *m = nullptr;
+  ASSERT_EQ(load(buf, &m).code, MI_OK);
+  for (int batch : {1, 3, 2}) {
+    auto x = random_floats(batch * 25, 10 + batch);
+    std::vector<float> y;
+    std::vector<int64_t> yd;
+    auto s = run1(m, {batch, 1, 5, 5}, x, &y, &yd);
+    ASSERT_EQ(s.code, MI_OK) << s.msg;
+    EXPECT_EQ(yd, (std::vector<int64_t>{batch, 2, 5, 5}));
+    auto ref = conv_relu_reference(x, batch, w, b);
+    ASSERT_EQ(y.size(), ref.size());
+    for (size_t i = 0; i < y.size(); i++) EXPECT_NEAR(y[i], ref[i], 1e-5) << i;
+  }
+  mi_model_free(m);
+}
+
+TEST(EngineApi, DescribesInputsAndOutputsWithSymbolicDims) {
+  auto buf = conv_relu_model(random_floats(18, 1), random_floats(2, 2)).serialize();
+  mi_model *m = nullptr;
+  ASSERT_EQ(load(buf, &m).code, MI_OK);
+  ASSERT_EQ(mi_model_num_inputs(m), 1);
+  ASSERT_EQ(mi_model_num_outputs(m), 1);
+  mi_io_info info;
+  ASSERT_EQ(take(mi_model_input_info(m, 0, &info)).code, MI_OK);
+  EXPECT_STREQ(info.name, "x");
+  EXPECT_EQ(info.dtype, MI_FLOAT);
+  ASSERT_EQ(info.ndim, 4);
+  EXPECT_EQ(info.dims[0], -1);
+  ASSERT_NE(info.dim_names[0], nullptr);
+  EXPECT_STREQ(info.dim_names[0], "N");
+  EXPECT_EQ(info.dims[3], 5);
+  EXPECT_EQ(take(mi_model_output_info(m, 1, &info)).code, MI_ERR_INVALID_ARGUMENT);
+  mi_model_free(m);
+}
+
+TEST(EngineApi, BatchNormFoldingKeepsResults) {
+  Model md;
+  md.inputs.push_back({"x", 1, {1, 3, 6, 6}});
+  md.outputs.push_back({"y", 1, {1, 4, 6, 6}});
+  md.inits.push_back(onnxb::float_tensor("w", {4, 3, 3, 3}, random_floats(108, 3)));
+  md.inits.push_back(onnxb::float_tensor("scale", {4}, random_floats(4, 4)));
+  md.inits.push_back(onnxb::float_tensor("bias", {4}, random_floats(4, 5)));
+  md.inits.push_back(onnxb::float_tensor("mean", {4}, random_floats(4, 6)));
+  md.inits.push_back(onnxb::float_tensor("var", {4}, {0.5f, 1.5f, 2.f, 0.1f}));
+  md.nodes.push_back({"Conv", "conv", {"x", "w"}, {"c"}, {onnxb::attr_ints("pads", {1, 1, 1, 1})}});
+  md.nodes.push_back({"BatchNormalization", "bn", {"c", "scale", "bias", "mean", "var"}, {"d"}, {}});
+  md.nodes.push_back({"Relu", "relu", {"d"}, {"y"}, {}});
+  auto buf = md.serialize();
+  mi_options plain;
+  mi_options_default(&plain);
+  plain.optimize = 0;
+  mi_model *folded = nullptr, *unfolded = nullptr;
+  ASSERT_EQ(load(buf, &folded).code, MI_OK);
+  ASSERT_EQ(load(buf, &unfolded, &plain).code, MI_OK);
+  auto x = random_floats(108, 7);
+  std::vector<float> a, b;
+  ASSERT_EQ(run1(folded, {1, 3, 6, 6}, x, &a).code, MI_OK);
+  ASSERT_EQ(run1(unfolded, {1, 3, 6, 6}, x, &b).code, MI_OK);
+  ASSERT_EQ(a.size(), b.size());
+  for (size_t i = 0; i < a.size(); i++) EXPECT_NEAR(a[i], b[i], 1e-4 + 1e-4 * std::fabs(b[i]));
+  mi_model_free(folded);
+  mi_model_free(unfolded);
+}
+
+TEST(EngineApi, ThreadCountDoesNotChangeResults) {
+  auto w = random_floats(18, 1), b = random_floats(2, 2);
+  auto buf = conv_relu_model(w, b).serialize();
+  mi_model *m = nullptr;
+  ASSERT_EQ(load(buf, &m).code, MI_OK);
+  auto x = random_floats(4 * 25, 9);
+  std::vector<float> y1, y2;
+  ASSERT_EQ(take(mi_model_set_threads(m, 1)).code, MI_OK);
+  ASSERT_EQ(run1(m, {4, 1, 5, 5}, x, &y1).code, MI_OK);
+  ASSERT_EQ(take(mi_model_set_threads(m, 2)).code, MI_OK);
+  ASSERT_EQ(run1(m, {4, 1, 5, 5}, x, &y2).code, MI_OK);
+  EXPECT_EQ(y1, y2);
+  EXPECT_EQ(take(mi_model_set_threads(m, -1)).code, MI_ERR_INVALID_ARGUMENT);
+  mi_model_free(m);
+}
+
+TEST(EngineApi, ActivationsReuseMemory) {
+  // Ten chained Relus over 1 MB tensors: buffers must be recycled.
+  Model md;
+  md.inputs.push_back({"x", 1, {1, 64, 64, 64}});
+  md.outputs.push_back({"y", 1, {1, 64, 64, 64}});
+  md.nodes.push_back({"Sigmoid", "s0", {"x"}, {"t0"}, {}});
+  for (int i = 1; i < 10; i++)
+    md.nodes.push_back({"Relu", "r" + std::to_string(i), {"t" + std::to_string(i - 1)}, {"t" + std::to_string(i)}, {}});
+  md.nodes.push_back({"Neg", "neg", {"t9"}, {"y"}, {}});
+  mi_model *m = nullptr;
+  auto s = load(md.serialize(), &m);
+  ASSERT_EQ(s.code, MI_OK) << s.msg;
+  const size_t one = 64 * 64 * 64 * 4;
+  EXPECT_GT(mi_model_arena_bytes(m), 0u);
+  EXPECT_LE(mi_model_arena_bytes(m), 2 * one);
+  auto x = random_floats(64 * 64 * 64, 3);
+  std::vector<float> y;
+  ASSERT_EQ(run1(m, {1, 64, 64, 64}, x, &y).code, MI_OK);
+  for (size_t i = 0; i < y.size(); i += 997) EXPECT_NEAR(y[i], -1.f / (1.f + std::exp(-x[i])), 1e-6);
+  mi_model_free(m);
+}
+
+TEST(EngineApi, WrongInputsAtRunTimeAreNamed) {
+  auto buf = conv_relu_model(random_floats(18, 1), random_floats(2, 2)).serialize();
+  mi_model *m = nullptr;
+  ASSERT_EQ(load(buf, &m).code, MI_OK);
+  auto x = random_floats(2 * 25, 1);
+  std::vector<float> y;
+  auto s = run1(m, {1, 2, 5, 5}, x, &y);
+  EXPECT_EQ(s.code, MI_ERR_SHAPE);
+  EXPECT_NE(s.msg.find("input 'x'"), std::string::npos) << s.msg;
+  EXPECT_NE(s.msg.find("Nx1x5x5"), std::string::npos) << s.msg;
+  mi_tensor *out[2] = {nullptr, nullptr};
+  s = take(mi_model_run(m, nullptr, 0, out, 1));
+  EXPECT_EQ(s.code, MI_ERR_INVALID_ARGUMENT);
+  EXPECT_NE(s.msg.find("takes 1 input"), std::string::npos) << s.msg;
+  mi_model_free(m);
+}
+
+TEST(EngineBadInput, TruncatedModelsFailCleanly) {
+  auto buf = conv_relu_model(random_floats(18, 1), random_floats(2, 2)).serialize();
+  int failures = 0;
+  for (size_t len = 0; len < buf.size(); len += 7) {
+    std::vector<uint8_t> cut(buf.begin(), buf.begin() + len);
+    mi_model *m = nullptr;
+    auto s = load(cut, &m);
+    if (s.code != MI_OK) {
+      failures++;
+      EXPECT_NE(s.msg.find("test.onnx"), std::string::npos) << s.msg;
+    }
+    mi_model_free(m);
+  }
+  EXPECT_GT(failures, 0);
+}
+
+TEST(EngineBadInput, BitFlippedModelsNeverCrash) {
+  auto buf = conv_relu_model(random_floats(18, 1), random_floats(2, 2)).serialize();
+  std::mt19937 rng(42);
+  int loaded = 0, refused = 0;
+  for (int iter = 0; iter < 400; iter++) {
+    auto mut = buf;
+    for (int f = 0; f < 1 + iter % 4; f++) mut[rng() % mut.size()] ^= (uint8_t)(1u << (rng() % 8));
+    mi_model *m = nullptr;
+    auto s = load(mut, &m);
+    if (s.code != MI_OK) {
+      refused++;
+      EXPECT_FALSE(s.msg.empty());
+      continue;
+    }
+    loaded++;
+    auto x = random_floats(25, iter);
+    std::vector<float> y;
+    run1(m, {1, 1, 5, 5}, x, &y);  // may fail with a message; must not crash
+    mi_model_free(m);
+  }
+  EXPECT_GT(refused, 0);
+  EXPECT_GT(loaded + refused, 0);
+}
+
+TEST(EngineBadInput, InitializerSizeMismatch) {
+  Model md = conv_relu_model(random_floats(18, 1), random_floats(2, 2));
+  md.inits[0].raw.resize(17 * 4);
+  mi_model *m = nullptr;
+  auto s = load(md.serialize(), &m);
+  EXPECT_EQ(s.code, MI_ERR_PARSE);
+  EXPECT_NE(s.msg.find("initializer 'w'"), std::string::npos) << s.msg;
+  EXPECT_EQ(m, nullptr);
+}
+
+TEST(EngineBadInput, HugeDimensionsAreRefusedBeforeAllocating) {
+  Model md = conv_relu_model(random_floats(18, 1), random_floats(2, 2));
+  md.inits[0].dims = {1 << 20, 1 << 20, 1 << 20, 3};  // would be petabytes
+  mi_model *m = nullptr;
+  auto s = load(md.serialize(), &m);
+  EXPECT_EQ(s.code, MI_ERR_NO_MEMORY);
+  EXPECT_NE(s.msg.find("exceeds the limit"), std::string::npos) << s.msg;
+
+  Model big;
+  big.inputs.push_back({"x", 1, {100000, 100000, 1000}});
+  big.outputs.push_back({"y", 1, {100000, 100000, 1000}});
+  big.nodes.push_back({"Relu", "relu", {"x"}, {"y"}, {}});
+  s = load(big.serialize(), &m);
+  EXPECT_EQ(s.code, MI_ERR_NO_MEMORY) << s.msg;
+  EXPECT_NE(s.msg.find("relu"), std::string::npos) << s.msg;
+}
+
+TEST(EngineBadInput, CyclesAndUndefinedInputsAreNamed) {
+  Model cyc;
+  cyc.inputs.push_back({"x", 1, {1, 4}});
+  cyc.outputs.push_back({"b", 1, {1, 4}});
+  cyc.nodes.push_back({"Add", "first", {"x", "b"}, {"a"}, {}});
+  cyc.nodes.push_back({"Relu", "second", {"a"}, {"b"}, {}});
+  mi_model *m = nullptr;
+  auto s = load(cyc.serialize(), &m);
+  EXPECT_EQ(s.code, MI_ERR_INVALID_MODEL);
+  EXPECT_NE(s.msg.find("cycle"), std::string::npos) << s.msg;
+
+  Model undef;
+  undef.inputs.push_back({"x", 1, {1, 4}});
+  undef.outputs.push_back({"y", 1, {1, 4}});
+  undef.nodes.push_back({"Add", "adder", {"x", "ghost"}, {"y"}, {}});
+  s = load(undef.serialize(), &m);
+  EXPECT_EQ(s.code, MI_ERR_INVALID_MODEL);
+  EXPECT_NE(s.msg.find("'ghost'"), std::string::npos) << s.msg;
+  EXPECT_NE(s.msg.find("adder"), std::string::npos) << s.msg;
+}
+
+TEST(EngineBadInput, EveryUnsupportedOperatorIsListed) {
+  Model md;
+  md.inputs.push_back({"x", 1, {1, 4}});
+  md.outputs.push_back({"z", 1, {1, 4}});
+  md.nodes.push_back({"FrobnicateA", "", {"x"}, {"y"}, {}});
+  md.nodes.push_back({"Relu", "", {"y"}, {"y2"}, {}});
+  md.nodes.push_back({"FrobnicateB", "", {"y2"}, {"z"}, {}});
+  mi_model *m = nullptr;
+  auto s = load(md.serialize(), &m);
+  EXPECT_EQ(s.code, MI_ERR_UNSUPPORTED);
+  EXPECT_NE(s.msg.find("FrobnicateA"), std::string::npos) << s.msg;
+  EXPECT_NE(s.msg.find("FrobnicateB"), std::string::npos) << s.msg;
+}
+
+TEST(EngineBadInput, NotAnOnnxFile) {
+  const char text[] = "this is not a protobuf, just some text in a file named model.onnx";
+  std::vector<uint8_t> buf(text, text + sizeof text);
+  mi_model *m = nullptr;
+  auto s = load(buf, &m);
+  EXPECT_NE(s.code, MI_OK);
+  mi_model *m2 = nullptr;
+  s = take(mi_model_load_file("/nonexistent/dir/model.onnx", nullptr, &m2));
+  EXPECT_EQ(s.code, MI_ERR_IO);
+  EXPECT_NE(s.msg.find("/nonexistent/dir/model.onnx"), std::string::npos) << s.msg;
+}
+
+class ExternalData : public ::testing::Test {
+ protected:
+  std::string dir;
+  void SetUp() override {
+    char tmpl[] = "/tmp/medinfer-extXXXXXX";
+    ASSERT_NE(mkdtemp(tmpl), nullptr);
+    dir = tmpl;
+  }
+  void TearDown() override { (void)!system(("rm -rf '" + dir + "'").c_str()); }
+  void write(const std::string &name, const std::vector<uint8_t> &bytes) {
+    std::ofstream f(dir + "/" + name, std::ios::binary);
+    f.write(reinterpret_cast<const char *>(bytes.data()), (std::streamsize)bytes.size());
+  }
+};
+
+TEST_F(ExternalData, WeightsBesideTheModelAreRead) {
+  auto w = random_floats(18, 1), b = random_floats(2, 2);
+  Model md = conv_relu_model(w, b);
+  std::vector<uint8_t> blob(64, 0xEE);  // offset 64 exercises the offset key
+  blob.insert(blob.end(), md.inits[0].raw.begin(), md.inits[0].raw.end());
+  write("weights.bin", blob);
+  md.inits[0].external = true;
+  md.inits[0].location = "weights.bin";
+  md.inits[0].offset = 64;
+  md.inits[0].length = 72;
+  write("model.onnx", md.serialize());
+  mi_model *m = nullptr;
+  auto s = take(mi_model_load_file((dir + "/model.onnx").c_str(), nullptr, &m));
+  ASSERT_EQ(s.code, MI_OK) << s.msg;
+  auto x = random_floats(25, 5);
+  std::vector<float> y;
+  ASSERT_EQ(run1(m, {1, 1, 5, 5}, x, &y).code, MI_OK);
+  auto ref = conv_relu_reference(x, 1, w, b);
+  for (size_t i = 0; i < y.size(); i++) EXPECT_NEAR(y[i], ref[i], 1e-5);
+  mi_model_free(m);
+
+  // From memory without a folder, external data cannot be resolved.
+  auto buf = md.serialize();
+  s = load(buf, &m);
+  EXPECT_EQ(s.code, MI_ERR_INVALID_ARGUMENT);
+  EXPECT_NE(s.msg.find("weights.bin"), std::string::npos) << s.msg;
+}
+
+TEST_F(ExternalData, PathsOutsideTheFolderAndShortFilesAreRefused) {
+  Model md = conv_relu_model(random_floats(18, 1), random_floats(2, 2));
+  md.inits[0].external = true;
+  md.inits[0].location = "../../etc/passwd";
+  write("model.onnx", md.serialize());
+  mi_model *m = nullptr;
+  auto s = take(mi_model_load_file((dir + "/model.onnx").c_str(), nullptr, &m));
+  EXPECT_EQ(s.code, MI_ERR_PARSE);
+  EXPECT_NE(s.msg.find("leaves the model folder"), std::string::npos) << s.msg;
+
+  md.inits[0].location = "short.bin";
+  write("short.bin", std::vector<uint8_t>(10, 0));
+  write("model.onnx", md.serialize());
+  s = take(mi_model_load_file((dir + "/model.onnx").c_str(), nullptr, &m));
+  EXPECT_EQ(s.code, MI_ERR_IO);
+  EXPECT_NE(s.msg.find("short.bin"), std::string::npos) << s.msg;
+}
