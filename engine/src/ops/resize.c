@@ -344,6 +344,8 @@ static void rs_rows(void *p, int64_t b, int64_t e) {
   size_t es = c->es;
   int64_t coff[RS_MAX_COMBO];
   float cw[RS_MAX_COMBO];
+  int64_t prev_off = -1;
+  bool prev_outside = false;
   for (int64_t row = b; row < e; row++) {
     /* Tap products over the outer axes for this row. */
     int nc = 1;
@@ -371,6 +373,14 @@ static void rs_rows(void *p, int64_t b, int64_t e) {
     }
     char *dst = (char *)c->y->data + (size_t)(row * W) * es;
     if (c->a->mode == RM_NEAREST) {
+      /* Upsampling repeats whole rows: copy the previous one when it read
+       * the same input row. */
+      if (row > b && coff[0] == prev_off && outside == prev_outside) {
+        memcpy(dst, dst - (size_t)W * es, (size_t)W * es);
+        continue;
+      }
+      prev_off = coff[0];
+      prev_outside = outside;
       const char *src = (const char *)c->x->data + (size_t)coff[0] * es;
       if (outside) {
         for (int64_t o = 0; o < W; o++) {
