@@ -92,8 +92,12 @@ mi_status *mi_plan_fold_static(mi_model *m) {
   return mi_graph_toposort(g);
 }
 
+/* Scalars and short vectors are what shape-deciding inputs look like (Reshape
+ * shapes, Resize scales, axes, Range bounds). Image tensors never are; a tiny
+ * model fed such inputs only pays a re-plan when their values change. */
 bool mi_plan_input_is_value(const mi_tensor *t) {
-  return (t->dtype == MI_INT64 || t->dtype == MI_INT32) && mi_numel(t->ndim, t->dims) <= 64;
+  if (t->ndim > 1 || mi_numel(t->ndim, t->dims) > 64) return false;
+  return t->dtype == MI_INT64 || t->dtype == MI_INT32 || t->dtype == MI_FLOAT;
 }
 
 void mi_plan_clear(mi_model *m) {
