@@ -519,26 +519,41 @@ static mi_status *variadic_run(mi_node *n, mi_exec *ex, mi_tensor *const *in, mi
   const ew_priv *p = n->priv;
   mi_tensor *o = out[0];
   mi_ew_kernel k = p->d->tab[in[0]->dtype];
+  /* In place, a later input that is input 0 again (Sum(x, y, x)) shares
+   * out's buffer and would be read after the first step overwrote it: fold
+   * a copy of it instead. */
+  mi_tensor saved_t;
+  void *saved = NULL;
+  for (int i = 2; i < n->n_in && !saved; i++)
+    if (in[i]->data == o->data && mi_tensor_nbytes(in[i])) {
+      saved = mi_exec_scratch(ex, mi_tensor_nbytes(in[i]));
+      if (!saved) return mi_node_error(n, MI_ERR_NO_MEMORY, "out of scratch memory");
+      memcpy(saved, in[i]->data, mi_tensor_nbytes(in[i]));
+      saved_t = *in[i];
+      saved_t.data = saved;
+    }
+  mi_status *st = NULL;
   if (n->n_in == 1) {
     if (o->data != in[0]->data) memmove(o->data, in[0]->data, mi_tensor_nbytes(o));
   } else {
     const mi_tensor *t[2] = {in[0], in[1]};
-    if (!mi_ew_run(ex, o, 2, t, k, p, p->d->grain)) return run_error(n);
-    for (int i = 2; i < n->n_in; i++) {
-      const mi_tensor *u[2] = {o, in[i]};
-      if (!mi_ew_run(ex, o, 2, u, k, p, p->d->grain)) return run_error(n);
+    if (!mi_ew_run(ex, o, 2, t, k, p, p->d->grain)) st = run_error(n);
+    for (int i = 2; i < n->n_in && !st; i++) {
+      const mi_tensor *u[2] = {o, saved && in[i]->data == o->data ? &saved_t : in[i]};
+      if (!mi_ew_run(ex, o, 2, u, k, p, p->d->grain)) st = run_error(n);
     }
   }
-  if (strcmp(p->d->op_type, "Mean") == 0 && n->n_in > 1) {
+  if (saved) mi_exec_scratch_release(ex, saved);
+  if (!st && strcmp(p->d->op_type, "Mean") == 0 && n->n_in > 1) {
     const mi_tensor *u[1] = {o};
     float cf = (float)n->n_in;
     double cd = (double)n->n_in;
     bool f32 = o->dtype == MI_FLOAT;
     if (!mi_ew_run(ex, o, 1, u, f32 ? MeanDiv_f32 : MeanDiv_f64, f32 ? (const void *)&cf : &cd,
                    G_CHEAP))
-      return run_error(n);
+      st = run_error(n);
   }
-  return NULL;
+  return st;
 }
 
 /* ---- Where ------------------------------------------------------------- */
