@@ -35,6 +35,16 @@ extern "C" const char *mi_phantom_transfer_syntax_uid(mi_phantom_transfer_syntax
   return "";
 }
 
+// Enum fields come from C callers and may hold any int: read them as ints
+// (loading an out-of-range enum is undefined in C++).
+template <typename E>
+static unsigned raw_enum(const E &e) {
+  int v;
+  static_assert(sizeof(E) == sizeof(int), "enum is int-sized");
+  std::memcpy(&v, &e, sizeof v);
+  return (unsigned)v;
+}
+
 static mi_status *validate(mi_phantom_options &o) {
   static const char *axis[3] = {"columns", "rows", "slices"};
   for (int a = 0; a < 3; a++) {
@@ -47,12 +57,12 @@ static mi_status *validate(mi_phantom_options &o) {
   if (o.size[0] * o.size[1] * o.size[2] > (int64_t)1 << 30)
     return mi_error(MI_ERR_INVALID_ARGUMENT, "phantom: %lldx%lldx%lld voxels exceeds the 2^30 voxel limit",
                     (long long)o.size[0], (long long)o.size[1], (long long)o.size[2]);
-  if ((unsigned)o.orientation > MI_PHANTOM_OBLIQUE)
-    return mi_error(MI_ERR_INVALID_ARGUMENT, "phantom: unknown orientation %d", (int)o.orientation);
-  if ((unsigned)o.modality > MI_PHANTOM_MR)
-    return mi_error(MI_ERR_INVALID_ARGUMENT, "phantom: unknown modality %d", (int)o.modality);
-  if ((unsigned)o.transfer_syntax > MI_PHANTOM_TS_JPEGLS_LOSSLESS)
-    return mi_error(MI_ERR_INVALID_ARGUMENT, "phantom: unknown transfer syntax %d", (int)o.transfer_syntax);
+  if (raw_enum(o.orientation) > MI_PHANTOM_OBLIQUE)
+    return mi_error(MI_ERR_INVALID_ARGUMENT, "phantom: unknown orientation %d", (int)raw_enum(o.orientation));
+  if (raw_enum(o.modality) > MI_PHANTOM_MR)
+    return mi_error(MI_ERR_INVALID_ARGUMENT, "phantom: unknown modality %d", (int)raw_enum(o.modality));
+  if (raw_enum(o.transfer_syntax) > MI_PHANTOM_TS_JPEGLS_LOSSLESS)
+    return mi_error(MI_ERR_INVALID_ARGUMENT, "phantom: unknown transfer syntax %d", (int)raw_enum(o.transfer_syntax));
   if (!std::isfinite(o.gantry_tilt_deg) || std::fabs(o.gantry_tilt_deg) >= 45)
     return mi_error(MI_ERR_INVALID_ARGUMENT, "phantom: gantry tilt %g degrees is outside (-45, 45)", o.gantry_tilt_deg);
   if (!std::isfinite(o.oblique_deg[0]) || !std::isfinite(o.oblique_deg[1]))

@@ -34,6 +34,12 @@ mi_phantom_options medium_options(uint64_t seed) {
   return o;
 }
 
+// What a C caller can put in an enum field (C++ forbids forming the value directly).
+template <typename E>
+void set_raw(E &e, int v) {
+  std::memcpy(&e, &v, sizeof v);
+}
+
 int64_t voxel_count(const mi_phantom *p) { return p->geometry.size[0] * p->geometry.size[1] * p->geometry.size[2]; }
 
 }  // namespace
@@ -248,9 +254,9 @@ TEST(PhantomGenerate, BadOptionsGiveNamedErrors) {
       {"missing slice", [](mi_phantom_options &o) { o.missing_slice = 0; }, MI_ERR_INVALID_ARGUMENT},
       {"missing slice", [](mi_phantom_options &o) { o.missing_slice = o.size[2] - 1; }, MI_ERR_INVALID_ARGUMENT},
       {"lesions", [](mi_phantom_options &o) { o.lesions = 1000; }, MI_ERR_INVALID_ARGUMENT},
-      {"orientation", [](mi_phantom_options &o) { o.orientation = (mi_phantom_orientation)9; }, MI_ERR_INVALID_ARGUMENT},
-      {"transfer syntax", [](mi_phantom_options &o) { o.transfer_syntax = (mi_phantom_transfer_syntax)-2; },
-       MI_ERR_INVALID_ARGUMENT},
+      {"orientation", [](mi_phantom_options &o) { set_raw(o.orientation, 9); }, MI_ERR_INVALID_ARGUMENT},
+      {"transfer syntax", [](mi_phantom_options &o) { set_raw(o.transfer_syntax, -2); }, MI_ERR_INVALID_ARGUMENT},
+      {"modality", [](mi_phantom_options &o) { set_raw(o.modality, 7); }, MI_ERR_INVALID_ARGUMENT},
       {"CT only", [](mi_phantom_options &o) { o.enhanced = 1, o.modality = MI_PHANTOM_MR; }, MI_ERR_UNSUPPORTED},
   };
   for (const auto &c : cases) {
