@@ -245,6 +245,8 @@ mi_status *mi_plan_build(mi_model *m, mi_tensor *const *inputs) {
       if (known(val) || val->is_output) continue;
       int end = val->last_use > k ? val->last_use : k;
       int a = i == 0 && (n->op->flags & MI_OP_INPLACE) && n->n_in > 0 ? n->in[0] : -1;
+      for (int j = 1; a >= 0 && j < n->n_in; j++)
+        if (n->in[j] == a) a = -1; /* read again after the output is written */
       if (a >= 0 && buf_of[a] >= 0 && g->values[a].last_use == k &&
           mi_tensor_nbytes(&g->values[a].t) == mi_tensor_nbytes(&val->t) && n->fused_add != a) {
         buffer *b = &bufs[buf_of[a]];
