@@ -5,6 +5,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <mutex>
+#include <sys/mman.h>
 
 #include "internal.h"
 #include "parallel.h"
@@ -28,6 +29,15 @@ std::unique_ptr<DcmDataset> read_source_header(const std::string &path, std::str
   delete ds->remove(DCM_PerFrameFunctionalGroupsSequence);
   ds->loadAllDataIntoMemory();  // detach from the file
   return std::unique_ptr<DcmDataset>(ds);
+}
+
+// The volume is written once, page by page; with transparent huge pages the
+// first-touch page faults (a large share of load time on VMs) drop 512-fold.
+float *alloc_voxels(size_t n) {
+  const size_t huge = 2u << 20, bytes = (n * sizeof(float) + huge - 1) / huge * huge;
+  void *p = std::aligned_alloc(huge, bytes);
+  if (p) madvise(p, bytes, MADV_HUGEPAGE);
+  return static_cast<float *>(p);
 }
 
 int thread_count(const mi_dicom_load_options *o) { return (o && o->threads > 0) ? o->threads : 2; }
@@ -64,7 +74,7 @@ mi_status *load(std::vector<std::string> paths, const mi_dicom_load_options *opt
   v->warnings = plan.warnings;
   const size_t plane_size = (size_t)plan.geometry.size[0] * (size_t)plan.geometry.size[1];
   const size_t total = plane_size * plan.order.size();
-  v->data = static_cast<float *>(std::malloc(total * sizeof(float)));
+  v->data = alloc_voxels(total);
   if (!v->data) return mi_error(MI_ERR_NO_MEMORY, "dicom: cannot allocate %zu voxels", total);
 
   std::vector<std::vector<FrameTarget>> per_file(files.size());

@@ -10,28 +10,27 @@
 namespace mi_dicom {
 namespace {
 
+// Branch-free inner loops so the compiler vectorizes them: this conversion
+// touches every voxel of the volume.
 template <typename T>
-void convert(const T *src, size_t n, const FileHeader &h, const Plane &p, float *dst) {
+void convert(const T *__restrict src, size_t n, const FileHeader &h, const Plane &p, float *__restrict dst) {
   const float slope = (float)p.slope, icpt = (float)p.intercept;
-  const int bits = h.bits_stored, alloc = h.bits_allocated;
-  if (bits == alloc) {
-    if (h.pixel_representation) {
-      typedef typename std::make_signed<T>::type S;
-      const S *s = reinterpret_cast<const S *>(src);
-      for (size_t i = 0; i < n; ++i) dst[i] = (float)s[i] * slope + icpt;
-    } else {
-      for (size_t i = 0; i < n; ++i) dst[i] = (float)src[i] * slope + icpt;
+  const int bits = h.bits_stored;
+  if (h.pixel_representation) {
+    // Sign-extend from BitsStored: shift the sign bit to bit 31 and back.
+    // Bits above HighBit (overlays, garbage) fall off the top.
+    const int shift = 32 - bits;
+    for (size_t i = 0; i < n; ++i) {
+      const int32_t v = (int32_t)((uint32_t)src[i] << shift) >> shift;
+      dst[i] = (float)v * slope + icpt;
     }
-    return;
-  }
-  // BitsStored < BitsAllocated: bits above HighBit are not part of the value
-  // (they may hold overlays or garbage); sign-extend from the stored width.
-  const uint32_t mask = (uint32_t)((1ull << bits) - 1);
-  const int32_t sign = (int32_t)(1u << (bits - 1));
-  for (size_t i = 0; i < n; ++i) {
-    int32_t v = (int32_t)((uint32_t)src[i] & mask);
-    if (h.pixel_representation) v = (v ^ sign) - sign;
-    dst[i] = (float)v * slope + icpt;
+  } else {
+    const uint32_t mask = bits >= 32 ? 0xffffffffu : (uint32_t)((1ull << bits) - 1);
+    if (bits >= 32) {
+      for (size_t i = 0; i < n; ++i) dst[i] = (float)((uint32_t)src[i]) * slope + icpt;
+    } else {
+      for (size_t i = 0; i < n; ++i) dst[i] = (float)(int32_t)((uint32_t)src[i] & mask) * slope + icpt;
+    }
   }
 }
 
