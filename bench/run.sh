@@ -28,12 +28,13 @@ nets=(resnet50 densenet121 vgg16_bn unet3d)
 # --- medinfer-bench: always run make, so the bench measures the current tree;
 # if the tree does not build right now (colleagues mid-change) keep the old binary.
 bin=$build/engine/tools/medinfer-bench
+mkdir -p "$out"
 if [ ! -f "$build/CMakeCache.txt" ]; then
   cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release >/dev/null
 fi
-if ! make -C "$build" -j2 medinfer-bench >"$out.make.log" 2>&1; then
-  [ -x "$bin" ] || { echo "run.sh: cannot build medinfer-bench (see $out.make.log)" >&2; exit 1; }
-  echo "run.sh: warning: build failed, using the existing $bin (see $out.make.log)" >&2
+if ! make -C "$build" -j2 medinfer-bench >"$out/make.log" 2>&1; then
+  [ -x "$bin" ] || { echo "run.sh: cannot build medinfer-bench (see $out/make.log)" >&2; exit 1; }
+  echo "run.sh: warning: build failed, using the existing $bin (see $out/make.log)" >&2
 fi
 
 # --- ONNX Runtime from npm, version pinned by package-lock.json
@@ -42,7 +43,6 @@ if [ ! -d "$here/node_modules/onnxruntime-node" ]; then
 fi
 
 # --- models (torch lives in Debian's python, not the first python3 on PATH)
-mkdir -p "$out"
 need=()
 for n in "${nets[@]}"; do
   [ -f "$out/$n.onnx" ] && [ -f "$out/$n.json" ] || need+=("$n")
