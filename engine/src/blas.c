@@ -1,9 +1,26 @@
-/* GEMM on OpenBLAS. */
+/* GEMM: medinfer's own kernels (src/gemm/), OpenBLAS as the reference and
+ * for comparison (MEDINFER_GEMM=openblas). */
 #include <cblas.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
 
+#include "gemm/gemm.h"
 #include "internal.h"
 
 void openblas_set_num_threads(int);
+
+static atomic_int g_use_openblas = -1;
+
+static bool use_openblas(void) {
+  int v = atomic_load(&g_use_openblas);
+  if (v < 0) {
+    const char *e = getenv("MEDINFER_GEMM");
+    v = e && !strcmp(e, "openblas");
+    atomic_store(&g_use_openblas, v);
+  }
+  return v;
+}
 
 void mi_sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
               const float *A, int64_t lda, const float *B, int64_t ldb, float beta, float *C,
@@ -14,9 +31,20 @@ void mi_sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float
       for (int64_t j = 0; j < N; j++) C[i * ldc + j] = beta == 0.f ? 0.f : beta * C[i * ldc + j];
     return;
   }
-  cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans,
-              (blasint)M, (blasint)N, (blasint)K, alpha, A, (blasint)lda, B, (blasint)ldb, beta, C,
-              (blasint)ldc);
+  /* cblas takes int dimensions: larger problems always use our kernels. */
+  if (use_openblas() && M < INT32_MAX && N < INT32_MAX && K < INT32_MAX && lda < INT32_MAX &&
+      ldb < INT32_MAX && ldc < INT32_MAX) {
+    cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans,
+                trans_b ? CblasTrans : CblasNoTrans, (blasint)M, (blasint)N, (blasint)K, alpha, A,
+                (blasint)lda, B, (blasint)ldb, beta, C, (blasint)ldc);
+    return;
+  }
+  mi_gemm_sgemm_isa(mi_gemm_isa(), 0, trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C,
+                    ldc);
 }
 
-void mi_blas_set_threads(int threads) { openblas_set_num_threads(threads < 1 ? 1 : threads); }
+void mi_blas_set_threads(int threads) {
+  if (threads < 1) threads = 1;
+  openblas_set_num_threads(threads);
+  mi_gemm_set_threads(threads);
+}

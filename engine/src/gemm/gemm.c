@@ -1,0 +1,414 @@
+/* medinfer SGEMM driver, GotoBLAS/BLIS structure:
+ *
+ *   for jc in N step NC            B panel KC x NC packed (L3/L2)
+ *     for pc in K step KC
+ *       pack B panel into NR-wide micro-panels (zero-padded)
+ *       for ic in M step MC        A block MC x KC packed (L2)
+ *         pack A block into MR-tall micro-panels (zero-padded)
+ *         for jr in NC step NR     B micro-panel KC x NR stays in L1
+ *           for ir in MC step MR
+ *             micro-kernel: MR x NR tile of C in registers
+ *
+ * The micro-kernel (kernel_*.c) is picked from CPUID at run time.  When the
+ * problem's N is a poor fit for the tile width and M a better one (the 7x7
+ * layers of a CNN: N = 49), C^T = op(B)^T op(A)^T is computed instead into a
+ * scratch buffer and transposed back.  Threads: a static pool owned by this
+ * module (no thread creation per call); each thread computes its own
+ * rectangle of C, split along N in SIMD-width units (or along M in tile
+ * heights when N is narrow), with its own packing buffers. */
+#define _POSIX_C_SOURCE 200809L
+#include "gemm.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MAX_THREADS 64
+
+/* ---- ISA selection -------------------------------------------------------- */
+bool mi_gemm_isa_supported(mi_isa isa) {
+  switch (isa) {
+  case MI_ISA_GENERIC: return true;
+#ifdef MI_GEMM_X86
+  case MI_ISA_AVX2:
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  case MI_ISA_AVX512:
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("fma");
+#endif
+  default: return false;
+  }
+}
+
+const char *mi_gemm_isa_name(mi_isa isa) {
+  return isa == MI_ISA_AVX512 ? "avx512" : isa == MI_ISA_AVX2 ? "avx2" : "generic";
+}
+
+static atomic_int g_isa = -1;
+
+mi_isa mi_gemm_isa(void) {
+  int v = atomic_load(&g_isa);
+  if (v >= 0) return (mi_isa)v;
+  mi_isa best = mi_gemm_isa_supported(MI_ISA_AVX512) ? MI_ISA_AVX512
+                : mi_gemm_isa_supported(MI_ISA_AVX2) ? MI_ISA_AVX2
+                                                     : MI_ISA_GENERIC;
+  const char *e = getenv("MEDINFER_ISA");
+  if (e && *e) {
+    mi_isa want = best;
+    if (!strcmp(e, "generic")) want = MI_ISA_GENERIC;
+    else if (!strcmp(e, "avx2")) want = MI_ISA_AVX2;
+    else if (!strcmp(e, "avx512")) want = MI_ISA_AVX512;
+    if (want < best) best = want; /* never above what the CPU runs */
+  }
+  atomic_store(&g_isa, (int)best);
+  return best;
+}
+
+static const mi_gemm_kernel *kernel_for(mi_isa isa) {
+#ifdef MI_GEMM_X86
+  if (isa == MI_ISA_AVX512 && mi_gemm_isa_supported(isa)) return &mi_gemm_kernel_avx512;
+  if (isa >= MI_ISA_AVX2 && mi_gemm_isa_supported(MI_ISA_AVX2)) return &mi_gemm_kernel_avx2;
+#else
+  (void)isa;
+#endif
+  return &mi_gemm_kernel_generic;
+}
+
+/* ---- buffers ---------------------------------------------------------------- */
+typedef struct slot {
+  float *a, *b;
+  size_t na, nb; /* floats */
+} slot;
+
+static float *grow(float **p, size_t *have, size_t need) {
+  if (*have >= need) return *p;
+  free(*p);
+  *p = NULL;
+  *have = 0;
+  void *q = NULL;
+  if (posix_memalign(&q, 64, need * sizeof(float))) return NULL;
+  *p = q;
+  *have = need;
+  return *p;
+}
+
+static bool slot_reserve(slot *s, const mi_gemm_kernel *kd) {
+  size_t na = (size_t)((kd->mc + kd->mr - 1) / kd->mr * kd->mr) * (size_t)kd->kc;
+  size_t nb = (size_t)((kd->nc + kd->nr - 1) / kd->nr * kd->nr) * (size_t)kd->kc;
+  return grow(&s->a, &s->na, na) && grow(&s->b, &s->nb, nb);
+}
+
+static void slot_free(slot *s) {
+  free(s->a);
+  free(s->b);
+  memset(s, 0, sizeof *s);
+}
+
+/* ---- packing ------------------------------------------------------------------ */
+/* op(B) block kc x nc, element (k, j) at B[k*rsb + j*csb], into NR-wide
+ * micro-panels dst[panel][k][NR]. */
+static void pack_b(const mi_gemm_kernel *kd, int64_t kc, int64_t nc, const float *B, int64_t rsb,
+                   int64_t csb, float *dst) {
+  const int NR = kd->nr;
+  for (int64_t jr = 0; jr < nc; jr += NR, dst += kc * NR) {
+    const int nr = nc - jr < NR ? (int)(nc - jr) : NR;
+    const float *src = B + jr * csb;
+    if (csb == 1) {
+      for (int64_t k = 0; k < kc; k++) {
+        float *d = dst + k * NR;
+        memcpy(d, src + k * rsb, (size_t)nr * sizeof(float));
+        for (int j = nr; j < NR; j++) d[j] = 0.f;
+      }
+    } else {
+      if (nr < NR)
+        for (int64_t k = 0; k < kc; k++)
+          for (int j = nr; j < NR; j++) dst[k * NR + j] = 0.f;
+      /* Transposed B: 4 source columns at a time, each read contiguously when rsb == 1. */
+      int j = 0;
+      for (; j + 4 <= nr; j += 4) {
+        const float *s0 = src + j * csb, *s1 = s0 + csb, *s2 = s1 + csb, *s3 = s2 + csb;
+        float *d = dst + j;
+        for (int64_t k = 0; k < kc; k++, d += NR) {
+          d[0] = s0[k * rsb];
+          d[1] = s1[k * rsb];
+          d[2] = s2[k * rsb];
+          d[3] = s3[k * rsb];
+        }
+      }
+      for (; j < nr; j++) {
+        const float *s = src + j * csb;
+        for (int64_t k = 0; k < kc; k++) dst[k * NR + j] = s[k * rsb];
+      }
+    }
+  }
+}
+
+/* op(A) block mc x kc, element (i, k) at A[i*rsa + k*csa], into MR-tall
+ * micro-panels dst[panel][k][MR]. */
+static void pack_a(const mi_gemm_kernel *kd, int64_t mc, int64_t kc, const float *A, int64_t rsa,
+                   int64_t csa, float *dst) {
+  const int MR = kd->mr;
+  for (int64_t ir = 0; ir < mc; ir += MR, dst += kc * MR) {
+    const int mr = mc - ir < MR ? (int)(mc - ir) : MR;
+    const float *src = A + ir * rsa;
+    if (rsa == 1) {
+      for (int64_t k = 0; k < kc; k++) {
+        float *d = dst + k * MR;
+        const float *s = src + k * csa;
+        for (int i = 0; i < mr; i++) d[i] = s[i];
+        for (int i = mr; i < MR; i++) d[i] = 0.f;
+      }
+    } else {
+      if (mr < MR)
+        for (int64_t k = 0; k < kc; k++)
+          for (int i = mr; i < MR; i++) dst[k * MR + i] = 0.f;
+      int i = 0;
+      for (; i + 4 <= mr; i += 4) {
+        const float *s0 = src + i * rsa, *s1 = s0 + rsa, *s2 = s1 + rsa, *s3 = s2 + rsa;
+        float *d = dst + i;
+        for (int64_t k = 0; k < kc; k++, d += MR) {
+          d[0] = s0[k * csa];
+          d[1] = s1[k * csa];
+          d[2] = s2[k * csa];
+          d[3] = s3[k * csa];
+        }
+      }
+      for (; i < mr; i++) {
+        const float *s = src + i * rsa;
+        for (int64_t k = 0; k < kc; k++) dst[k * MR + i] = s[k * csa];
+      }
+    }
+  }
+}
+
+/* ---- one thread's rectangle --------------------------------------------------- */
+typedef struct problem {
+  const mi_gemm_kernel *kd;
+  int64_t M, N, K;
+  float alpha, beta;
+  const float *A;
+  int64_t rsa, csa;
+  const float *B;
+  int64_t rsb, csb;
+  float *C; /* row-major, unit column stride */
+  int64_t ldc;
+  /* thread split */
+  int nt;
+  bool split_n;
+  int64_t unit, units;
+} problem;
+
+static void gemm_rect(const problem *p, slot *s, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
+  const mi_gemm_kernel *kd = p->kd;
+  const int MR = kd->mr, NR = kd->nr;
+  const int64_t KC = kd->kc, MC = kd->mc, NC = kd->nc;
+  for (int64_t jc = n0; jc < n1; jc += NC) {
+    const int64_t nc = n1 - jc < NC ? n1 - jc : NC;
+    for (int64_t pc = 0; pc < p->K; pc += KC) {
+      const int64_t kc = p->K - pc < KC ? p->K - pc : KC;
+      const float beta = pc == 0 ? p->beta : 1.f;
+      pack_b(kd, kc, nc, p->B + pc * p->rsb + jc * p->csb, p->rsb, p->csb, s->b);
+      for (int64_t ic = m0; ic < m1; ic += MC) {
+        const int64_t mc = m1 - ic < MC ? m1 - ic : MC;
+        pack_a(kd, mc, kc, p->A + ic * p->rsa + pc * p->csa, p->rsa, p->csa, s->a);
+        for (int64_t jr = 0; jr < nc; jr += NR) {
+          const int nr = nc - jr < NR ? (int)(nc - jr) : NR;
+          const float *pb = s->b + (jr / NR) * kc * NR;
+          float *cc = p->C + ic * p->ldc + jc + jr;
+          for (int64_t ir = 0; ir < mc; ir += MR) {
+            const int mr = mc - ir < MR ? (int)(mc - ir) : MR;
+            kd->kern(kc, s->a + (ir / MR) * kc * MR, pb, cc + ir * p->ldc, p->ldc, mr, nr, p->alpha,
+                     beta);
+          }
+        }
+      }
+    }
+  }
+}
+
+static void run_part(const problem *p, slot *s, int tid) {
+  int64_t u0 = p->units * tid / p->nt, u1 = p->units * (tid + 1) / p->nt;
+  if (u0 >= u1) return;
+  if (p->split_n) {
+    int64_t n0 = u0 * p->unit, n1 = u1 * p->unit < p->N ? u1 * p->unit : p->N;
+    gemm_rect(p, s, 0, p->M, n0, n1);
+  } else {
+    int64_t m0 = u0 * p->unit, m1 = u1 * p->unit < p->M ? u1 * p->unit : p->M;
+    gemm_rect(p, s, m0, m1, 0, p->N);
+  }
+}
+
+/* ---- thread pool ------------------------------------------------------------------ */
+static atomic_int g_threads = 1;
+static pthread_mutex_t g_call_mu = PTHREAD_MUTEX_INITIALIZER; /* one pooled call at a time */
+static pthread_mutex_t g_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t g_work_cv = PTHREAD_COND_INITIALIZER, g_done_cv = PTHREAD_COND_INITIALIZER;
+static unsigned long g_gen;
+static int g_pending, g_workers;
+static const problem *g_job;
+static slot g_slots[MAX_THREADS]; /* guarded by g_call_mu */
+static float *g_t;                /* transpose scratch, guarded by g_call_mu */
+static size_t g_nt;
+
+void mi_gemm_set_threads(int threads) {
+  atomic_store(&g_threads, threads < 1 ? 1 : threads > MAX_THREADS ? MAX_THREADS : threads);
+}
+int mi_gemm_threads(void) { return atomic_load(&g_threads); }
+
+static void *worker(void *arg) {
+  const int tid = (int)(intptr_t)arg;
+  unsigned long seen = 0;
+  pthread_mutex_lock(&g_mu);
+  for (;;) {
+    while (g_gen == seen) pthread_cond_wait(&g_work_cv, &g_mu);
+    seen = g_gen;
+    const problem *p = g_job;
+    pthread_mutex_unlock(&g_mu);
+    if (p && tid < p->nt) run_part(p, &g_slots[tid], tid);
+    pthread_mutex_lock(&g_mu);
+    if (p && tid < p->nt && --g_pending == 0) pthread_cond_signal(&g_done_cv);
+  }
+  return NULL;
+}
+
+/* Called with g_call_mu held: make sure workers 1..nt-1 exist; returns the
+ * usable thread count. */
+static int ensure_workers(int nt) {
+  while (g_workers + 1 < nt) {
+    pthread_t th;
+    pthread_attr_t at;
+    pthread_attr_init(&at);
+    pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
+    int rc = pthread_create(&th, &at, worker, (void *)(intptr_t)(g_workers + 1));
+    pthread_attr_destroy(&at);
+    if (rc) break;
+    g_workers++;
+  }
+  return nt < g_workers + 1 ? nt : g_workers + 1;
+}
+
+static void run_pool(problem *p) {
+  if (p->nt > 1) {
+    pthread_mutex_lock(&g_mu);
+    g_job = p;
+    g_pending = p->nt - 1;
+    g_gen++;
+    pthread_cond_broadcast(&g_work_cv);
+    pthread_mutex_unlock(&g_mu);
+  }
+  run_part(p, &g_slots[0], 0);
+  if (p->nt > 1) {
+    pthread_mutex_lock(&g_mu);
+    while (g_pending > 0) pthread_cond_wait(&g_done_cv, &g_mu);
+    g_job = NULL;
+    pthread_mutex_unlock(&g_mu);
+  }
+}
+
+/* ---- entry ------------------------------------------------------------------------------ */
+static double fit(int64_t m, int64_t n, const mi_gemm_kernel *kd) {
+  int64_t pm = (m + kd->mr - 1) / kd->mr * kd->mr, pn = (n + kd->vw - 1) / kd->vw * kd->vw;
+  return (double)m / (double)pm * (double)n / (double)pn;
+}
+
+static void scale_c(int64_t M, int64_t N, float beta, float *C, int64_t ldc) {
+  for (int64_t i = 0; i < M; i++)
+    for (int64_t j = 0; j < N; j++) C[i * ldc + j] = beta == 0.f ? 0.f : beta * C[i * ldc + j];
+}
+
+void mi_gemm_sgemm_isa(mi_isa isa, int threads, bool trans_a, bool trans_b, int64_t M, int64_t N,
+                       int64_t K, float alpha, const float *A, int64_t lda, const float *B,
+                       int64_t ldb, float beta, float *C, int64_t ldc) {
+  if (M <= 0 || N <= 0) return;
+  if (K <= 0 || alpha == 0.f) {
+    scale_c(M, N, beta, C, ldc);
+    return;
+  }
+  const mi_gemm_kernel *kd = kernel_for(isa);
+  problem p = {kd, M, N, K, alpha, beta, A, trans_a ? 1 : lda, trans_a ? lda : 1,
+               B, trans_b ? 1 : ldb, trans_b ? ldb : 1, C, ldc, 1, true, 1, 1};
+  /* Transposed orientation into scratch when it fills the tiles better. */
+  const bool transpose = M * N <= (1 << 22) && fit(N, M, kd) > 1.05 * fit(M, N, kd);
+  if (transpose) {
+    p.M = N;
+    p.N = M;
+    p.A = B;
+    p.rsa = trans_b ? ldb : 1;
+    p.csa = trans_b ? 1 : ldb;
+    p.B = A;
+    p.rsb = trans_a ? lda : 1;
+    p.csb = trans_a ? 1 : lda;
+    p.beta = 0.f;
+    p.ldc = M;
+  }
+  /* Threads: at least ~1M multiply-adds each. */
+  if (threads <= 0) threads = mi_gemm_threads();
+  if (threads > MAX_THREADS) threads = MAX_THREADS;
+  const double macs = (double)M * (double)N * (double)K;
+  int nt = threads;
+  while (nt > 1 && macs < (double)nt * 1e6) nt--;
+
+  slot local = {0};
+  float *tbuf = NULL, *tlocal = NULL;
+  const bool pooled = pthread_mutex_trylock(&g_call_mu) == 0;
+  if (pooled) {
+    nt = ensure_workers(nt);
+    bool ok = true;
+    for (int t = 0; t < nt && ok; t++) ok = slot_reserve(&g_slots[t], kd);
+    if (transpose && ok) ok = (tbuf = grow(&g_t, &g_nt, (size_t)(M * N))) != NULL;
+    if (!ok) goto fallback;
+  } else {
+    /* Another thread is using the pool: run on this thread alone. */
+    nt = 1;
+    if (!slot_reserve(&local, kd)) goto fallback;
+    if (transpose && !(tbuf = tlocal = grow(&tlocal, &(size_t){0}, (size_t)(M * N)))) goto fallback;
+  }
+  if (transpose) p.C = tbuf;
+
+  /* Split along N in SIMD-width units, or along M in tile heights. */
+  const int64_t nunits = (p.N + kd->vw - 1) / kd->vw, munits = (p.M + kd->mr - 1) / kd->mr;
+  if (nunits >= 2 * nt || nunits >= munits) {
+    p.split_n = true;
+    p.unit = kd->vw;
+    p.units = nunits;
+  } else {
+    p.split_n = false;
+    p.unit = kd->mr;
+    p.units = munits;
+  }
+  if (p.units < nt) nt = (int)p.units;
+  p.nt = nt < 1 ? 1 : nt;
+
+  if (pooled) run_pool(&p);
+  else run_part(&p, &local, 0);
+
+  if (transpose) { /* C[i][j] = T[j][i] (+ beta C) */
+    for (int64_t i = 0; i < M; i++) {
+      float *c = C + i * ldc;
+      const float *t = tbuf + i;
+      if (beta == 0.f)
+        for (int64_t j = 0; j < N; j++) c[j] = t[j * M];
+      else
+        for (int64_t j = 0; j < N; j++) c[j] = t[j * M] + beta * c[j];
+    }
+  }
+  if (pooled) pthread_mutex_unlock(&g_call_mu);
+  slot_free(&local);
+  free(tlocal);
+  return;
+
+fallback: /* out of memory for packing buffers: naive but correct */
+  if (pooled) pthread_mutex_unlock(&g_call_mu);
+  slot_free(&local);
+  free(tlocal);
+  for (int64_t i = 0; i < M; i++)
+    for (int64_t j = 0; j < N; j++) {
+      double s = 0;
+      for (int64_t k = 0; k < K; k++)
+        s += (double)(trans_a ? A[k * lda + i] : A[i * lda + k]) *
+             (double)(trans_b ? B[j * ldb + k] : B[k * ldb + j]);
+      C[i * ldc + j] = beta == 0.f ? alpha * (float)s : alpha * (float)s + beta * C[i * ldc + j];
+    }
+}

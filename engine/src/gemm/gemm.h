@@ -1,0 +1,60 @@
+/* medinfer's own SGEMM: GotoBLAS/BLIS-structured driver (gemm.c) over
+ * register-blocked micro-kernels chosen at run time (kernel_*.c).
+ * Internal to the engine; tests call mi_gemm_sgemm_isa() directly. */
+#ifndef MEDINFER_GEMM_H
+#define MEDINFER_GEMM_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef enum { MI_ISA_GENERIC = 0, MI_ISA_AVX2 = 1, MI_ISA_AVX512 = 2 } mi_isa;
+
+/* Micro-kernel: c[0..mr)[0..nr) = alpha * sum_k pa[k*MR+i] * pb[k*NR+j]
+ *                                 + beta * c   (beta == 0: c is not read)
+ * pa: packed A micro-panel (kc x MR, zero-padded rows), pb: packed B
+ * micro-panel (kc x NR, zero-padded columns), both 64-byte aligned;
+ * c is row-major with row stride ldc; 1 <= mr <= MR, 1 <= nr <= NR. */
+typedef void (*mi_gemm_ukernel)(int64_t kc, const float *pa, const float *pb, float *c, int64_t ldc,
+                                int mr, int nr, float alpha, float beta);
+
+typedef struct mi_gemm_kernel {
+  const char *name;
+  int mr, nr; /* register tile */
+  int vw;     /* SIMD width in floats: column granularity of the edge kernels */
+  int kc, mc, nc; /* cache blocking */
+  mi_gemm_ukernel kern;
+} mi_gemm_kernel;
+
+extern const mi_gemm_kernel mi_gemm_kernel_generic;
+#if defined(__x86_64__) || defined(__i386__)
+#define MI_GEMM_X86 1
+extern const mi_gemm_kernel mi_gemm_kernel_avx2;
+extern const mi_gemm_kernel mi_gemm_kernel_avx512;
+#endif
+
+/* Best level this CPU supports, lowered by MEDINFER_ISA=generic|avx2|avx512. */
+mi_isa mi_gemm_isa(void);
+/* Whether this CPU can run the level. */
+bool mi_gemm_isa_supported(mi_isa isa);
+const char *mi_gemm_isa_name(mi_isa isa);
+
+/* Row-major C[M,N] = alpha*op(A)*op(B) + beta*C on the given level's
+ * kernels (falls back to generic when the CPU lacks it) with up to
+ * `threads` threads of the gemm pool (<= 0: the mi_blas_set_threads count). */
+void mi_gemm_sgemm_isa(mi_isa isa, int threads, bool trans_a, bool trans_b, int64_t M, int64_t N,
+                       int64_t K, float alpha, const float *A, int64_t lda, const float *B,
+                       int64_t ldb, float beta, float *C, int64_t ldc);
+
+/* Thread count used by mi_sgemm (set by mi_blas_set_threads). */
+void mi_gemm_set_threads(int threads);
+int mi_gemm_threads(void);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

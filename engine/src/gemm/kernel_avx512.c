@@ -1,0 +1,70 @@
+/* AVX-512F micro-kernel: 8x48 tile in 24 zmm accumulators, A broadcast
+ * (folded into the FMA), B loaded; 16/32-column variants for narrow edges
+ * and AVX-512 masked loads/stores for partial vectors.  8 rows match the
+ * channel counts of CNN layers (multiples of 8).  Compiled with -mavx512f
+ * -mfma; only called when CPUID reports AVX-512F. */
+#include "gemm.h"
+#ifdef MI_GEMM_X86
+#include <immintrin.h>
+
+#define MR 8
+#define NR 48
+#define NV 3 /* vectors of 16 per tile row */
+
+static inline __attribute__((always_inline)) void body(const int mr, const int nv, int64_t kc,
+                                                      const float *restrict a,
+                                                      const float *restrict b, float *c,
+                                                      int64_t ldc, int nr, float alpha,
+                                                      float beta) {
+  __m512 acc[MR][NV];
+  for (int i = 0; i < mr; i++)
+    for (int v = 0; v < nv; v++) acc[i][v] = _mm512_setzero_ps();
+#pragma GCC unroll 4
+  for (int64_t k = 0; k < kc; k++) {
+    __m512 b0 = _mm512_load_ps(b);
+    __m512 b1 = nv > 1 ? _mm512_load_ps(b + 16) : b0;
+    __m512 b2 = nv > 2 ? _mm512_load_ps(b + 32) : b0;
+    for (int i = 0; i < mr; i++) {
+      __m512 ai = _mm512_set1_ps(a[i]);
+      acc[i][0] = _mm512_fmadd_ps(ai, b0, acc[i][0]);
+      if (nv > 1) acc[i][1] = _mm512_fmadd_ps(ai, b1, acc[i][1]);
+      if (nv > 2) acc[i][2] = _mm512_fmadd_ps(ai, b2, acc[i][2]);
+    }
+    a += MR;
+    b += NR;
+  }
+  const __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
+  for (int v = 0; v < nv; v++) {
+    int rem = nr - 16 * v;
+    __mmask16 m = rem >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << rem) - 1u);
+    for (int i = 0; i < mr; i++) {
+      float *p = c + i * ldc + 16 * v;
+      __m512 r = _mm512_mul_ps(acc[i][v], va);
+      if (beta != 0.f) r = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m, p), r);
+      _mm512_mask_storeu_ps(p, m, r);
+    }
+  }
+}
+
+#define K(M, V)                                                                                \
+  static void k_##M##_##V(int64_t kc, const float *a, const float *b, float *c, int64_t ldc, \
+                          int nr, float alpha, float beta) {                                 \
+    body(M, V, kc, a, b, c, ldc, nr, alpha, beta);                                           \
+  }
+#define KROW(M) K(M, 1) K(M, 2) K(M, 3)
+KROW(1) KROW(2) KROW(3) KROW(4) KROW(5) KROW(6) KROW(7) KROW(8)
+#undef K
+#undef KROW
+
+typedef void (*kfn)(int64_t, const float *, const float *, float *, int64_t, int, float, float);
+#define ROW(M) {k_##M##_1, k_##M##_2, k_##M##_3}
+static const kfn table[MR][NV] = {ROW(1), ROW(2), ROW(3), ROW(4), ROW(5), ROW(6), ROW(7), ROW(8)};
+#undef ROW
+
+static void kern_avx512(int64_t kc, const float *pa, const float *pb, float *c, int64_t ldc,
+                        int mr, int nr, float alpha, float beta) {
+  table[mr - 1][(nr + 15) / 16 - 1](kc, pa, pb, c, ldc, nr, alpha, beta);
+}
+
+const mi_gemm_kernel mi_gemm_kernel_avx512 = {"avx512", MR, NR, 16, 192, 512, 2304, kern_avx512};
+#endif
