@@ -330,7 +330,7 @@ void mi_seg_options_init(mi_seg_options *o) {
   o->series_description = "Segmentation";
   o->series_number = 300;
   o->content_label = "MEDINFER";
-  o->content_creator = "medinfer";
+  o->content_creator = "medinfer^";  // PN: family name component
 }
 
 void mi_seg_rgb_to_dicom_lab(const uint8_t rgb[3], uint16_t lab[3]) {

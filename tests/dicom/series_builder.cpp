@@ -64,6 +64,8 @@ long stored_value(const Spec &s, int i, int j, int k) {
   return lo + (long)std::floor(f * range);
 }
 
+double slope_of(const Spec &s, int k) { return s.enhanced && s.per_frame_rescale ? s.slope * (1 + k % 3) : s.slope; }
+
 void put_common(DcmDataset &d, const Spec &s, const std::string &series_uid, const std::string &study_uid,
                 const std::string &for_uid) {
   d.putAndInsertString(DCM_PatientName, "Test^Phantom");
@@ -192,7 +194,8 @@ std::string write_series(const Spec &s, const std::string &dir, Series &out) {
   for (int k = 0; k < s.slices; ++k)
     for (int j = 0; j < s.rows; ++j)
       for (int i = 0; i < s.cols; ++i)
-        out.values[(size_t)k * plane + (size_t)j * s.cols + i] = (float)(stored_value(s, i, j, k) * s.slope + s.intercept);
+        out.values[(size_t)k * plane + (size_t)j * s.cols + i] =
+            (float)(stored_value(s, i, j, k) * slope_of(s, k) + s.intercept);
   out.positions.resize(s.slices);
   for (int k = 0; k < s.slices; ++k)
     for (int a = 0; a < 3; ++a) out.positions[k].push_back(s.origin[a] + k * step[a]);
@@ -243,7 +246,7 @@ std::string write_series(const Spec &s, const std::string &dir, Series &out) {
   DcmDataset &d = *ff.getDataset();
   put_common(d, s, out.series_uid, out.study_uid, for_uid);
   const std::string sop = uid();
-  d.putAndInsertString(DCM_SOPClassUID, UID_EnhancedCTImageStorage);
+  d.putAndInsertString(DCM_SOPClassUID, s.sop_class.empty() ? UID_EnhancedCTImageStorage : s.sop_class.c_str());
   d.putAndInsertString(DCM_SOPInstanceUID, sop.c_str());
   d.putAndInsertString(DCM_InstanceNumber, "1");
   d.putAndInsertString(DCM_NumberOfFrames, std::to_string(s.slices).c_str());
@@ -254,10 +257,12 @@ std::string write_series(const Spec &s, const std::string &dir, Series &out) {
   shared->findOrCreateSequenceItem(DCM_PixelMeasuresSequence, it, 0);
   it->putAndInsertString(DCM_PixelSpacing, spacing.c_str());
   it->putAndInsertString(DCM_SliceThickness, ds(s.slice_spacing).c_str());
-  shared->findOrCreateSequenceItem(DCM_PixelValueTransformationSequence, it, 0);
-  it->putAndInsertString(DCM_RescaleSlope, ds(s.slope).c_str());
-  it->putAndInsertString(DCM_RescaleIntercept, ds(s.intercept).c_str());
-  it->putAndInsertString(DCM_RescaleType, "HU");
+  if (!s.per_frame_rescale && s.modality != "MR") {  // MR: no transformation, identity
+    shared->findOrCreateSequenceItem(DCM_PixelValueTransformationSequence, it, 0);
+    it->putAndInsertString(DCM_RescaleSlope, ds(s.slope).c_str());
+    it->putAndInsertString(DCM_RescaleIntercept, ds(s.intercept).c_str());
+    it->putAndInsertString(DCM_RescaleType, "HU");
+  }
   std::vector<int> frame_of_slice(s.slices);
   std::vector<Uint8> all;
   for (int f = 0; f < s.slices; ++f) {
@@ -269,6 +274,12 @@ std::string write_series(const Spec &s, const std::string &dir, Series &out) {
     it->putAndInsertString(DCM_ImagePositionPatient, ds_list(out.positions[k].data(), 3).c_str());
     pf->findOrCreateSequenceItem(DCM_FrameContentSequence, it, 0);
     it->putAndInsertUint32(DCM_InStackPositionNumber, (Uint32)(k + 1));
+    if (s.per_frame_rescale) {
+      pf->findOrCreateSequenceItem(DCM_PixelValueTransformationSequence, it, 0);
+      it->putAndInsertString(DCM_RescaleSlope, ds(slope_of(s, k)).c_str());
+      it->putAndInsertString(DCM_RescaleIntercept, ds(s.intercept).c_str());
+      it->putAndInsertString(DCM_RescaleType, "HU");
+    }
     slice_pixels(s, k, px, rng);
     all.insert(all.end(), px.begin(), px.end());
   }

@@ -19,6 +19,8 @@ struct Spec {
   double tilt_deg = 0;     // shifts each slice along the column direction
   bool reverse = false;    // file/instance numbering runs against the normal
   bool enhanced = false;   // one Enhanced CT file with functional groups
+  std::string sop_class;   // enhanced: SOP Class UID override (MR, Legacy Converted)
+  bool per_frame_rescale = false;  // enhanced: slope per frame, 1 + k % 3 times slope
   std::string transfer_syntax = "1.2.840.10008.1.2.1";
   int bits_allocated = 16, bits_stored = 12, pixel_representation = 0;
   bool garbage_high_bits = false;  // set bits above HighBit (must be ignored)

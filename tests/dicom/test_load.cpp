@@ -3,6 +3,9 @@
 // voxel with the same geometry.
 #include <gtest/gtest.h>
 
+#include <dcmtk/config/osconfig.h>
+#include <dcmtk/dcmdata/dcuid.h>
+
 #include <filesystem>
 #include <memory>
 #include <vector>
@@ -167,6 +170,26 @@ TEST(DicomLoad, EnhancedMultiFrameCoronalReversed) {
   const double iop[6] = {1, 0, 0, 0, 0, -1};
   std::copy(iop, iop + 6, s.iop);
   expect_round_trip(s, "enhcor");
+}
+
+TEST(DicomLoad, EnhancedMRWithoutTransformation) {
+  Spec s;
+  s.enhanced = true;
+  s.modality = "MR";
+  s.sop_class = UID_EnhancedMRImageStorage;
+  s.slope = 1, s.intercept = 0;
+  expect_round_trip(s, "enhmr");
+}
+
+TEST(DicomLoad, LegacyConvertedWithPerFrameRescale) {
+  Spec s;
+  s.enhanced = true;
+  s.sop_class = UID_LegacyConvertedEnhancedCTImageStorage;
+  s.per_frame_rescale = true;
+  s.slope = 0.5;
+  const double iop[6] = {0, 1, 0, 0, 0, -1};
+  std::copy(iop, iop + 6, s.iop);
+  expect_round_trip(s, "legacy");
 }
 
 TEST(DicomLoad, SingleSliceUsesSliceThickness) {

@@ -141,7 +141,7 @@ typedef struct mi_seg_options {
   const char *series_description; /* default "Segmentation"                   */
   int series_number;              /* default 300                              */
   const char *content_label;      /* default "MEDINFER" (CS: A-Z 0-9 _)       */
-  const char *content_creator;    /* default "medinfer"                       */
+  const char *content_creator;    /* default "medinfer^" (PN)                 */
 } mi_seg_options;
 
 void mi_seg_options_init(mi_seg_options *o);
