@@ -1,0 +1,202 @@
+#!/usr/bin/python3
+"""Generate whole-network parity cases: PyTorch output as the expected data.
+
+    /usr/bin/python3 models/scripts/make_parity_cases.py --out DIR [--only a,b] [--force]
+
+For each network: seed torch, build it with random weights, randomize the
+BatchNorm/InstanceNorm parameters (networks.randomize_bn), export it with
+torch.onnx.export, run PyTorch on a fixed random input, and write the case in
+the ONNX backend-test layout read by medinfer-onnx-test:
+
+    DIR/<name>/model.onnx
+    DIR/<name>/test_data_set_0/input_0.pb   (serialized onnx.TensorProto)
+    DIR/<name>/test_data_set_0/output_0.pb
+
+Choices that make the check meaningful:
+  * BatchNormalization nodes are kept in the graph (TrainingMode.PRESERVE on an
+    eval-mode model) so medinfer's own Conv+BN folding is what gets tested; the
+    "_b2" case instead uses the exporter's default (BN already folded).
+  * The expected output is computed in float64 (except the 3D U-Net, see
+    CASES) from the very float32 weights and input, so the tolerance budget
+    measures medinfer's error alone instead of the sum of two float32
+    implementations' rounding.
+  * Batch is a dynamic axis; resnet18_b2 runs a batch-1 export at batch 2.
+
+A case is skipped when its stamp (hash of these scripts + versions + spec)
+matches, so re-running ctest does not re-export; --force regenerates.
+"""
+import argparse
+import hashlib
+import json
+import os
+import sys
+import time
+import zlib
+
+try:
+    import numpy as np
+    import onnx
+    from onnx import numpy_helper
+    import torch
+    import torchvision
+except ImportError as e:  # must fail loudly: a silent skip would hide missing coverage
+    sys.stderr.write(
+        "make_parity_cases.py: %s (interpreter %s).\n"
+        "The whole-network parity tests need PyTorch, torchvision, onnx and numpy for this "
+        "interpreter; on Debian 12: sudo apt-get install python3-torch python3-torchvision "
+        "python3-onnx python3-numpy (the README's install step does this).\n" % (e, sys.executable))
+    sys.exit(2)
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import networks  # noqa: E402
+
+PRESERVE = torch.onnx.TrainingMode.PRESERVE
+EVAL = torch.onnx.TrainingMode.EVAL
+
+
+def _tv(name, **kw):
+    return lambda: getattr(torchvision.models, name)(weights=None, **kw)
+
+
+# name -> (builder, input shape of the test data, export shape, opset, exporter mode,
+#          reference dtype). Sizes are chosen for CI on 2 cores; every one keeps the
+#          real topology and widths.
+F64, F32 = torch.float64, torch.float32
+CASES = {
+    "resnet18": (_tv("resnet18"), (1, 3, 224, 224), None, 13, PRESERVE, F64),
+    "resnet50": (_tv("resnet50"), (1, 3, 224, 224), None, 17, PRESERVE, F64),
+    # VGG's AdaptiveAvgPool2d(7) exports only when the feature map is a multiple of 7: 224.
+    "vgg16_bn": (_tv("vgg16_bn"), (1, 3, 224, 224), None, 13, PRESERVE, F64),
+    "densenet121": (_tv("densenet121"), (1, 3, 224, 224), None, 17, PRESERVE, F64),
+    "unet2d": (lambda: networks.unet2d(1, 3, (32, 64, 128, 256, 512)), (1, 1, 128, 128), None, 17, PRESERVE, F64),
+    # nnU-Net 3d_fullres widths; 5 stages bring a 64^3 patch down to a 4^3 bottleneck.
+    # float32 reference: PyTorch's float64 conv3d is ~15x slower (70 s CPU); the float32
+    # reference differs from a float64 one by ~2e-6 here, far inside atol 1e-4.
+    "unet3d_nnunet": (lambda: networks.unet3d_nnunet(1, 3, (32, 64, 128, 256, 320)), (1, 1, 64, 64, 64), None, 17,
+                      PRESERVE, F32),
+    # Output stride 8: the 18x18 map is divisible by every pyramid bin (1,2,3,6), which
+    # torch.onnx needs for AdaptiveAvgPool2d (128 would give 16x16, not divisible by 3 or 6).
+    "pspnet_resnet18": (lambda: networks.pspnet("resnet18", 5), (1, 3, 144, 144), None, 17, PRESERVE, F64),
+    "lstm2": (lambda: networks.lstm2(16, 32, 2), (1, 10, 16), None, 13, EVAL, F64),
+    # Batching: exported at batch 1 with a symbolic batch axis, run at batch 2, and
+    # with the exporter's own BN folding (the other cases keep BN nodes).
+    "resnet18_b2": (_tv("resnet18"), (2, 3, 224, 224), (1, 3, 224, 224), 17, EVAL, F64),
+}
+
+
+def _seed(name):
+    return zlib.crc32(name.encode()) & 0x7FFFFFFF
+
+
+def _stamp(name):
+    here = os.path.dirname(os.path.abspath(__file__))
+    h = hashlib.sha256()
+    for f in ("networks.py", "make_parity_cases.py"):
+        with open(os.path.join(here, f), "rb") as fh:
+            h.update(fh.read())
+    h.update(json.dumps([name, torch.__version__, torchvision.__version__, onnx.__version__]).encode())
+    return h.hexdigest()
+
+
+def _write_tensor(path, arr, name):
+    with open(path, "wb") as f:
+        f.write(numpy_helper.from_array(np.ascontiguousarray(arr), name=name).SerializeToString())
+
+
+def make_case(name, out_dir, force=False):
+    build, shape, export_shape, opset, mode, ref_dtype = CASES[name]
+    case = os.path.join(out_dir, name)
+    data = os.path.join(case, "test_data_set_0")
+    stamp_path = os.path.join(case, "stamp")
+    stamp = _stamp(name)
+    if not force and os.path.exists(stamp_path) and open(stamp_path).read() == stamp:
+        print("%-16s up to date" % name, flush=True)
+        return
+    if os.path.exists(stamp_path):
+        os.remove(stamp_path)
+    os.makedirs(data, exist_ok=True)
+    t0, c0 = time.time(), time.process_time()
+    seed = _seed(name)
+    torch.manual_seed(seed)
+    model = build().eval()
+    x = torch.randn(*shape)
+    # Calibrate BN statistics on the test input plus another sample so activations stay O(1).
+    calib = torch.cat([x[:1], torch.randn(1, *shape[1:])]) if len(shape) >= 3 else None
+    networks.randomize_bn(model, seed, calib=calib)
+
+    dummy = x[: export_shape[0]] if export_shape else x
+    dyn = {"input": {0: "batch"}, "output": {0: "batch"}}
+    onnx_path = os.path.join(case, "model.onnx")
+    with torch.no_grad():
+        torch.onnx.export(model, dummy, onnx_path, opset_version=opset, input_names=["input"],
+                          output_names=["output"], dynamic_axes=dyn, do_constant_folding=True,
+                          training=mode)
+    proto = onnx.load(onnx_path)  # loaded once: VGG's file is 550 MB
+    onnx.checker.check_model(proto)
+    t_export = time.process_time() - c0
+
+    # Reference (float64 unless noted) from the same float32 parameters and input.
+    with torch.no_grad():
+        y = model.to(ref_dtype)(x.to(ref_dtype))
+    y = y.float().numpy()
+    if not np.isfinite(y).all():
+        raise RuntimeError("%s: non-finite reference output" % name)
+    _write_tensor(os.path.join(data, "input_0.pb"), x.numpy(), "input")
+    _write_tensor(os.path.join(data, "output_0.pb"), y, "output")
+    with open(stamp_path, "w") as f:
+        f.write(stamp)
+    nodes = proto.graph.node
+    ops = sorted({n.op_type for n in nodes})
+    print("%-16s in %-18s out %-18s |y|max %-9.3g cpu: export %5.1fs total %5.1fs wall %5.1fs  %d nodes: %s" % (
+        name, "x".join(map(str, shape)), "x".join(map(str, y.shape)), float(np.abs(y).max()), t_export,
+        time.process_time() - c0, time.time() - t0, len(nodes), " ".join(ops)), flush=True)
+
+
+def make_control(out_dir):
+    """DIR/controls/lstm2_perturbed: the lstm2 case with one expected element moved
+    by twice the tolerance (atol 1e-4 + rtol 1e-3 * |y|); the runner must report FAIL."""
+    src = os.path.join(out_dir, "lstm2")
+    dst = os.path.join(out_dir, "controls", "lstm2_perturbed")
+    os.makedirs(os.path.join(dst, "test_data_set_0"), exist_ok=True)
+    for f in ("model.onnx", "test_data_set_0/input_0.pb"):
+        with open(os.path.join(src, f), "rb") as a, open(os.path.join(dst, f), "wb") as b:
+            b.write(a.read())
+    t = onnx.TensorProto()
+    with open(os.path.join(src, "test_data_set_0", "output_0.pb"), "rb") as f:
+        t.ParseFromString(f.read())
+    y = numpy_helper.to_array(t).copy()
+    i = (0,) * (y.ndim - 1) + (1,)
+    y[i] += 2 * (1e-4 + 1e-3 * abs(y[i]))
+    _write_tensor(os.path.join(dst, "test_data_set_0", "output_0.pb"), y, "output")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[1])
+    ap.add_argument("--out", required=True, help="output folder (one sub-folder per case)")
+    ap.add_argument("--only", help="comma-separated case names (default: all): " + ",".join(CASES))
+    ap.add_argument("--force", action="store_true", help="regenerate even if the stamp matches")
+    ap.add_argument("--control", action="store_true",
+                    help="also write the negative control DIR/controls/lstm2_perturbed")
+    ap.add_argument("--threads", type=int, default=min(2, os.cpu_count() or 1))
+    a = ap.parse_args()
+    names = a.only.split(",") if a.only else list(CASES)
+    bad = [n for n in names if n not in CASES]
+    if bad:
+        ap.error("unknown case(s) %s; known: %s" % (",".join(bad), ",".join(CASES)))
+    torch.set_num_threads(a.threads)
+    os.makedirs(a.out, exist_ok=True)
+    t0, c0 = time.time(), time.process_time()
+    import warnings
+    warnings.filterwarnings("ignore")  # exporter chatter (constant folding in PRESERVE mode, etc.)
+    if a.control and "lstm2" not in names:
+        names.append("lstm2")
+    for n in names:
+        make_case(n, a.out, a.force)
+    if a.control:
+        make_control(a.out)
+    print("generated %d case(s) in %.1fs wall, %.1fs CPU (this process)" % (
+        len(names), time.time() - t0, time.process_time() - c0))
+
+
+if __name__ == "__main__":
+    main()
