@@ -20,11 +20,14 @@ static inline __attribute__((always_inline)) void body(const int mr, const int n
                                                       int64_t ldc, int nr, float alpha,
                                                       float beta) {
   __m256 acc[MR][NV];
+#pragma GCC unroll 8
   for (int i = 0; i < mr; i++)
+#pragma GCC unroll 4
     for (int v = 0; v < nv; v++) acc[i][v] = _mm256_setzero_ps();
 #pragma GCC unroll 4
   for (int64_t k = 0; k < kc; k++) {
     __m256 b0 = _mm256_load_ps(b), b1 = nv > 1 ? _mm256_load_ps(b + 8) : b0;
+#pragma GCC unroll 8
     for (int i = 0; i < mr; i++) {
       __m256 ai = _mm256_broadcast_ss(a + i);
       acc[i][0] = _mm256_fmadd_ps(ai, b0, acc[i][0]);
@@ -34,9 +37,11 @@ static inline __attribute__((always_inline)) void body(const int mr, const int n
     b += NR;
   }
   const __m256 va = _mm256_set1_ps(alpha), vb = _mm256_set1_ps(beta);
+#pragma GCC unroll 4
   for (int v = 0; v < nv; v++) {
     int rem = nr - 8 * v;
     if (rem >= 8) {
+#pragma GCC unroll 8
       for (int i = 0; i < mr; i++) {
         float *p = c + i * ldc + 8 * v;
         __m256 r = _mm256_mul_ps(acc[i][v], va);
@@ -45,6 +50,7 @@ static inline __attribute__((always_inline)) void body(const int mr, const int n
       }
     } else if (rem > 0) {
       __m256i m = colmask(rem);
+#pragma GCC unroll 8
       for (int i = 0; i < mr; i++) {
         float *p = c + i * ldc + 8 * v;
         __m256 r = _mm256_mul_ps(acc[i][v], va);

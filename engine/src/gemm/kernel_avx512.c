@@ -17,13 +17,16 @@ static inline __attribute__((always_inline)) void body(const int mr, const int n
                                                       int64_t ldc, int nr, float alpha,
                                                       float beta) {
   __m512 acc[MR][NV];
+#pragma GCC unroll 8
   for (int i = 0; i < mr; i++)
+#pragma GCC unroll 4
     for (int v = 0; v < nv; v++) acc[i][v] = _mm512_setzero_ps();
 #pragma GCC unroll 4
   for (int64_t k = 0; k < kc; k++) {
     __m512 b0 = _mm512_load_ps(b);
     __m512 b1 = nv > 1 ? _mm512_load_ps(b + 16) : b0;
     __m512 b2 = nv > 2 ? _mm512_load_ps(b + 32) : b0;
+#pragma GCC unroll 8
     for (int i = 0; i < mr; i++) {
       __m512 ai = _mm512_set1_ps(a[i]);
       acc[i][0] = _mm512_fmadd_ps(ai, b0, acc[i][0]);
@@ -34,9 +37,11 @@ static inline __attribute__((always_inline)) void body(const int mr, const int n
     b += NR;
   }
   const __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
+#pragma GCC unroll 4
   for (int v = 0; v < nv; v++) {
     int rem = nr - 16 * v;
     __mmask16 m = rem >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << rem) - 1u);
+#pragma GCC unroll 8
     for (int i = 0; i < mr; i++) {
       float *p = c + i * ldc + 16 * v;
       __m512 r = _mm512_mul_ps(acc[i][v], va);
