@@ -68,19 +68,27 @@ CASES = {
     # VGG's AdaptiveAvgPool2d(7) exports only when the feature map is a multiple of 7: 224.
     "vgg16_bn": (_tv("vgg16_bn"), (1, 3, 224, 224), None, 13, PRESERVE, F64),
     "densenet121": (_tv("densenet121"), (1, 3, 224, 224), None, 17, PRESERVE, F64),
-    "unet2d": (lambda: networks.unet2d(1, 3, (32, 64, 128, 256, 512)), (1, 1, 128, 128), None, 17, PRESERVE, F64),
-    # nnU-Net 3d_fullres widths; 5 stages bring a 64^3 patch down to a 4^3 bottleneck.
+    # Spatial sides differ on purpose (here and below): a cube or square input cannot
+    # reveal an H/W (or D/H/W) mix-up in conv, pooling, ConvTranspose or Resize.
+    "unet2d": (lambda: networks.unet2d(1, 3, (32, 64, 128, 256, 512)), (1, 1, 96, 128), None, 17, PRESERVE, F64),
+    # nnU-Net 3d_fullres widths; 5 stages bring the 48x64x80 patch (about 64^3 voxels)
+    # down to a 3x4x5 bottleneck.
     # float32 reference: PyTorch's float64 conv3d is ~15x slower (70 s CPU); the float32
     # reference differs from a float64 one by ~2e-6 here, far inside atol 1e-4.
-    "unet3d_nnunet": (lambda: networks.unet3d_nnunet(1, 3, (32, 64, 128, 256, 320)), (1, 1, 64, 64, 64), None, 17,
+    "unet3d_nnunet": (lambda: networks.unet3d_nnunet(1, 3, (32, 64, 128, 256, 320)), (1, 1, 48, 64, 80), None, 17,
                       PRESERVE, F32),
-    # Output stride 8: the 18x18 map is divisible by every pyramid bin (1,2,3,6), which
+    # Output stride 8: the 18x24 map is divisible by every pyramid bin (1,2,3,6), which
     # torch.onnx needs for AdaptiveAvgPool2d (128 would give 16x16, not divisible by 3 or 6).
-    "pspnet_resnet18": (lambda: networks.pspnet("resnet18", 5), (1, 3, 144, 144), None, 17, PRESERVE, F64),
+    "pspnet_resnet18": (lambda: networks.pspnet("resnet18", 5), (1, 3, 144, 192), None, 17, PRESERVE, F64),
     "lstm2": (lambda: networks.lstm2(16, 32, 2), (1, 10, 16), None, 13, EVAL, F64),
-    # Batching: exported at batch 1 with a symbolic batch axis, run at batch 2, and
-    # with the exporter's own BN folding (the other cases keep BN nodes).
+    # Batching: exported at batch 1 with a symbolic batch axis, run at batch 2 or 3;
+    # resnet18_b2 also uses the exporter's own BN folding (the others keep BN nodes).
     "resnet18_b2": (_tv("resnet18"), (2, 3, 224, 224), (1, 3, 224, 224), 17, EVAL, F64),
+    # Resize sizes come from Shape->Slice->Concat of the (symbolic-batch) feature map.
+    "pspnet_resnet18_b2": (lambda: networks.pspnet("resnet18", 5), (2, 3, 144, 192), (1, 3, 144, 192), 17,
+                           PRESERVE, F64),
+    # LSTM initial states are Expand-ed from the runtime batch; gates laid out per batch row.
+    "lstm2_b3": (lambda: networks.lstm2(16, 32, 2), (3, 10, 16), (1, 10, 16), 13, EVAL, F64),
 }
 
 
@@ -152,11 +160,12 @@ def make_case(name, out_dir, force=False):
         time.process_time() - c0, time.time() - t0, len(nodes), " ".join(ops)), flush=True)
 
 
-def make_control(out_dir):
-    """DIR/controls/lstm2_perturbed: the lstm2 case with one expected element moved
-    by twice the tolerance (atol 1e-4 + rtol 1e-3 * |y|); the runner must report FAIL."""
+def make_control(out_dir, control_dir):
+    """CONTROL_DIR/lstm2_perturbed: the lstm2 case with one expected element moved
+    by twice the tolerance (atol 1e-4 + rtol 1e-3 * |y|); the runner must report FAIL.
+    Kept outside --out so that running the runner over all of --out stays green."""
     src = os.path.join(out_dir, "lstm2")
-    dst = os.path.join(out_dir, "controls", "lstm2_perturbed")
+    dst = os.path.join(control_dir, "lstm2_perturbed")
     os.makedirs(os.path.join(dst, "test_data_set_0"), exist_ok=True)
     for f in ("model.onnx", "test_data_set_0/input_0.pb"):
         with open(os.path.join(src, f), "rb") as a, open(os.path.join(dst, f), "wb") as b:
@@ -175,8 +184,8 @@ def main():
     ap.add_argument("--out", required=True, help="output folder (one sub-folder per case)")
     ap.add_argument("--only", help="comma-separated case names (default: all): " + ",".join(CASES))
     ap.add_argument("--force", action="store_true", help="regenerate even if the stamp matches")
-    ap.add_argument("--control", action="store_true",
-                    help="also write the negative control DIR/controls/lstm2_perturbed")
+    ap.add_argument("--control", metavar="CONTROL_DIR",
+                    help="also write the negative control CONTROL_DIR/lstm2_perturbed")
     ap.add_argument("--threads", type=int, default=min(2, os.cpu_count() or 1))
     a = ap.parse_args()
     names = a.only.split(",") if a.only else list(CASES)
@@ -193,7 +202,7 @@ def main():
     for n in names:
         make_case(n, a.out, a.force)
     if a.control:
-        make_control(a.out)
+        make_control(a.out, a.control)
     print("generated %d case(s) in %.1fs wall, %.1fs CPU (this process)" % (
         len(names), time.time() - t0, time.process_time() - c0))
 
