@@ -97,6 +97,9 @@ mi_status *mi_model_load_buffer(const void *data, size_t size, const char *base_
   if (!st) st = mi_plan_fold_static(m);
   if (!st) st = fill_io_info(m);
   if (!st) st = plan_if_static(m);
+  if (!st && m->opt.device == MI_DEVICE_CUDA) st = mi_cuda_model_init(m);
+  else if (!st && m->opt.device != MI_DEVICE_CPU)
+    st = mi_error(MI_ERR_INVALID_ARGUMENT, "unknown device %d", m->opt.device);
   if (st) {
     mi_model_free(m);
     return st;
@@ -123,6 +126,7 @@ mi_status *mi_model_load_file(const char *path, const mi_options *opt, mi_model 
 
 void mi_model_free(mi_model *m) {
   if (!m) return;
+  mi_cuda_model_free(m);
   mi_plan_clear(m);
   mi_graph_free(&m->g);
   mi_threadpool_free(m->ex.pool);
@@ -219,7 +223,9 @@ mi_status *mi_model_run(mi_model *m, mi_tensor *const *inputs, int n_inputs, mi_
                     g->n_outputs, g->n_outputs == 1 ? "" : "s", n_outputs);
   for (int i = 0; i < n_outputs; i++) outputs[i] = NULL;
   MI_TRY(check_inputs(m, inputs, n_inputs));
-  if (!plan_matches(m, inputs)) MI_TRY(mi_plan_build(m, inputs));
+  bool replanned = !plan_matches(m, inputs);
+  if (replanned) MI_TRY(mi_plan_build(m, inputs));
+  if (m->cuda) return mi_cuda_model_run(m, replanned, inputs, outputs);
   mi_blas_set_threads(m->ex.threads);
 
   /* Bind buffers. */

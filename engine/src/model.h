@@ -18,7 +18,14 @@ struct mi_model {
   mi_exec ex;
   mi_plan plan;
   mi_io_info *in_info, *out_info;
+  struct mi_cuda_model *cuda; /* device state when opt.device is CUDA */
 };
+
+/* CUDA backend (cuda/exec_cuda.cu, or cuda/cuda_none.c without CUDA). */
+mi_status *mi_cuda_model_init(mi_model *m);
+mi_status *mi_cuda_model_run(mi_model *m, bool replanned, mi_tensor *const *inputs,
+                             mi_tensor **outputs);
+void mi_cuda_model_free(mi_model *m);
 
 /* Build g from an ONNX model in memory (onnx_load.c). */
 mi_status *mi_onnx_build_graph(const uint8_t *data, size_t size, const char *base_dir,

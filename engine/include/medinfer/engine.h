@@ -65,7 +65,13 @@ typedef struct mi_options {
   int threads;           /* 0: all online cores                            */
   int optimize;          /* 1 (default via mi_options_default): graph passes */
   size_t max_tensor_bytes; /* refuse any tensor larger (0: 3/4 of RAM)     */
+  int device;            /* MI_DEVICE_CPU (default) or MI_DEVICE_CUDA       */
+  int device_index;      /* CUDA device ordinal (0: the first GPU)          */
+  int fast_math;         /* CUDA: 1 allows TF32 tensor-core GEMMs (about
+                          * 1e-2 relative error instead of FP32's 1e-5)     */
 } mi_options;
+
+enum { MI_DEVICE_CPU = 0, MI_DEVICE_CUDA = 1 };
 
 void mi_options_default(mi_options *opt);
 
@@ -107,6 +113,11 @@ mi_status *mi_model_run(mi_model *m, mi_tensor *const *inputs, int n_inputs,
 size_t mi_model_arena_bytes(const mi_model *m);
 
 const char *mi_engine_version(void);
+
+/* Number of usable CUDA devices.  When there are some, sets *count and
+ * returns NULL; when there are none (CUDA not built in, no driver, no GPU)
+ * sets *count to 0 and returns a status saying why (the caller frees it). */
+mi_status *mi_cuda_device_count(int *count);
 
 #ifdef __cplusplus
 }
