@@ -9,6 +9,7 @@
 
 static const char usage[] =
     "usage: medinfer-bench MODEL [--shape 1x3x224x224]... [--threads N] [--runs N] [--warmup N]\n"
+    "       [--device cpu|cuda|cuda:N] [--fast-math]\n"
     "Runs MODEL on random float32 input (one --shape per graph input, in order;\n"
     "fixed declared shapes are used when omitted) and prints the median latency\n"
     "and the process's peak resident memory.\n";
@@ -41,6 +42,7 @@ static int parse_shape(const char *s, int64_t *dims) {
 int main(int argc, char **argv) {
   const char *model = NULL;
   int threads = 0, runs = 10, warmup = 2, nshapes = 0;
+  int device = MI_DEVICE_CPU, device_index = 0, fast_math = 0;
   int64_t shapes[16][MI_MAX_DIMS];
   int ranks[16];
   for (int i = 1; i < argc; i++) {
@@ -56,6 +58,18 @@ int main(int argc, char **argv) {
       nshapes++;
     } else if (!strcmp(argv[i], "--threads") && i + 1 < argc) threads = atoi(argv[++i]);
     else if (!strcmp(argv[i], "--runs") && i + 1 < argc) runs = atoi(argv[++i]);
+    else if (!strcmp(argv[i], "--fast-math")) fast_math = 1;
+    else if (!strcmp(argv[i], "--device") && i + 1 < argc) {
+      const char *d = argv[++i];
+      if (!strcmp(d, "cpu")) device = MI_DEVICE_CPU;
+      else if (!strncmp(d, "cuda", 4) && (d[4] == 0 || d[4] == ':')) {
+        device = MI_DEVICE_CUDA;
+        device_index = d[4] ? atoi(d + 5) : 0;
+      } else {
+        fprintf(stderr, "medinfer-bench: unknown device '%s' (cpu, cuda, cuda:N)\n", d);
+        return 2;
+      }
+    }
     else if (!strcmp(argv[i], "--warmup") && i + 1 < argc) warmup = atoi(argv[++i]);
     else if (argv[i][0] == '-' || model) {
       fprintf(stderr, "medinfer-bench: unexpected argument '%s'\n%s", argv[i], usage);
@@ -69,6 +83,9 @@ int main(int argc, char **argv) {
   mi_options opt;
   mi_options_default(&opt);
   opt.threads = threads;
+  opt.device = device;
+  opt.device_index = device_index;
+  opt.fast_math = fast_math;
   mi_model *m;
   double t0 = now_ms();
   mi_status *st = mi_model_load_file(model, &opt, &m);

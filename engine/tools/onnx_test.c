@@ -16,6 +16,7 @@
 
 static double g_rtol = 1e-3, g_atol = 1e-7;
 static int g_threads = 0;
+static int g_device = MI_DEVICE_CPU, g_device_index = 0;
 static int g_timeout = 300;
 
 static const char usage[] =
@@ -26,6 +27,7 @@ static const char usage[] =
     "  --rtol X            relative tolerance (default 1e-3)\n"
     "  --atol X            absolute tolerance (default 1e-7)\n"
     "  --threads N         engine threads (default: all cores)\n"
+    "  --device D          cpu (default), cuda or cuda:N\n"
     "  --known-failures F  cases listed in F (first word of each line; '#' comments)\n"
     "                      are out of scope: their failure is counted as skipped,\n"
     "                      and a listed case that passes is reported as a failure\n"
@@ -117,6 +119,8 @@ static int run_case(const char *dir, char *line, size_t n) {
   mi_options opt;
   mi_options_default(&opt);
   opt.threads = g_threads;
+  opt.device = g_device;
+  opt.device_index = g_device_index;
   mi_model *m = NULL;
   mi_status *st = mi_model_load_file(path, &opt, &m);
   if (st) {
@@ -311,6 +315,17 @@ int main(int argc, char **argv) {
     } else if (!strcmp(a, "--rtol") && i + 1 < argc) g_rtol = atof(argv[++i]);
     else if (!strcmp(a, "--atol") && i + 1 < argc) g_atol = atof(argv[++i]);
     else if (!strcmp(a, "--threads") && i + 1 < argc) g_threads = atoi(argv[++i]);
+    else if (!strcmp(a, "--device") && i + 1 < argc) {
+      const char *d = argv[++i];
+      if (!strcmp(d, "cpu")) g_device = MI_DEVICE_CPU;
+      else if (!strncmp(d, "cuda", 4) && (d[4] == 0 || d[4] == ':')) {
+        g_device = MI_DEVICE_CUDA;
+        g_device_index = d[4] ? atoi(d + 5) : 0;
+      } else {
+        fprintf(stderr, "medinfer-onnx-test: unknown device '%s' (cpu, cuda, cuda:N)\n", d);
+        return 2;
+      }
+    }
     else if (!strcmp(a, "--timeout") && i + 1 < argc) g_timeout = atoi(argv[++i]);
     else if (!strcmp(a, "--known-failures") && i + 1 < argc) load_known(argv[++i], &known);
     else if (a[0] == '-') {
