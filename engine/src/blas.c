@@ -1,6 +1,9 @@
 /* GEMM: medinfer's own kernels (src/gemm/), OpenBLAS as the reference and
  * for comparison (MEDINFER_GEMM=openblas). */
+#define _POSIX_C_SOURCE 200809L
 #include <cblas.h>
+#include <stdio.h>
+#include <time.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,6 +15,25 @@ void openblas_set_num_threads(int);
 
 static atomic_int g_use_openblas = -1;
 
+static atomic_int g_trace = -1;
+
+/* MEDINFER_GEMM_TRACE=1: one stderr line per call with its shape and time. */
+static bool trace(void) {
+  int v = atomic_load(&g_trace);
+  if (v < 0) {
+    const char *e = getenv("MEDINFER_GEMM_TRACE");
+    v = e && *e && strcmp(e, "0");
+    atomic_store(&g_trace, v);
+  }
+  return v;
+}
+
+static double now_us(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec * 1e6 + (double)ts.tv_nsec * 1e-3;
+}
+
 static bool use_openblas(void) {
   int v = atomic_load(&g_use_openblas);
   if (v < 0) {
@@ -22,7 +44,7 @@ static bool use_openblas(void) {
   return v;
 }
 
-void mi_sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
+static void sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
               const float *A, int64_t lda, const float *B, int64_t ldb, float beta, float *C,
               int64_t ldc) {
   if (M <= 0 || N <= 0) return;
@@ -41,6 +63,21 @@ void mi_sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float
   }
   mi_gemm_sgemm_isa(mi_gemm_isa(), 0, trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C,
                     ldc);
+}
+
+void mi_sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
+              const float *A, int64_t lda, const float *B, int64_t ldb, float beta, float *C,
+              int64_t ldc) {
+  if (!trace()) {
+    sgemm(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    return;
+  }
+  double t0 = now_us();
+  sgemm(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+  double us = now_us() - t0;
+  fprintf(stderr, "sgemm %c%c M=%lld N=%lld K=%lld %.1f us %.1f GFLOP/s\n", trans_a ? 'T' : 'N',
+          trans_b ? 'T' : 'N', (long long)M, (long long)N, (long long)K, us,
+          us > 0 ? 2e-3 * (double)M * (double)N * (double)K / us : 0.0);
 }
 
 void mi_blas_set_threads(int threads) {
