@@ -115,7 +115,9 @@ static void pack_b(const mi_gemm_kernel *kd, int64_t kc, int64_t nc, const float
   for (int64_t jr = 0; jr < nc; jr += NR, dst += kc * NR) {
     const int nr = nc - jr < NR ? (int)(nc - jr) : NR;
     const float *src = B + jr * csb;
-    if (csb == 1) {
+    if (rsb == 1 && csb != 1 && kd->pack_b_cols) {
+      kd->pack_b_cols(NR, kc, nr, src, csb, dst);
+    } else if (csb == 1) {
       for (int64_t k = 0; k < kc; k++) {
         float *d = dst + k * NR;
         memcpy(d, src + k * rsb, (size_t)nr * sizeof(float));
@@ -153,7 +155,9 @@ static void pack_a(const mi_gemm_kernel *kd, int64_t mc, int64_t kc, const float
   for (int64_t ir = 0; ir < mc; ir += MR, dst += kc * MR) {
     const int mr = mc - ir < MR ? (int)(mc - ir) : MR;
     const float *src = A + ir * rsa;
-    if (rsa == 1) {
+    if (csa == 1 && rsa != 1 && kd->pack_a_rows) {
+      kd->pack_a_rows(MR, kc, mr, src, rsa, dst);
+    } else if (rsa == 1) {
       for (int64_t k = 0; k < kc; k++) {
         float *d = dst + k * MR;
         const float *s = src + k * csa;
@@ -369,7 +373,10 @@ void mi_gemm_sgemm_isa(mi_isa isa, int threads, bool trans_a, bool trans_b, int6
 
   /* Split along N in SIMD-width units, or along M in tile heights. */
   const int64_t nunits = (p.N + kd->vw - 1) / kd->vw, munits = (p.M + kd->mr - 1) / kd->mr;
-  if (nunits >= 2 * nt || nunits >= munits) {
+  /* Splitting N makes every thread pack all of op(A) (M*K), splitting M all
+   * of op(B) (K*N): duplicate the smaller one. */
+  const bool prefer_n = p.M <= p.N;
+  if ((prefer_n && nunits >= nt) || munits < nt) {
     p.split_n = true;
     p.unit = kd->vw;
     p.units = nunits;

@@ -80,5 +80,63 @@ static void kern_avx2(int64_t kc, const float *pa, const float *pb, float *c, in
   table[mr - 1][(nr + 7) / 8 - 1](kc, pa, pb, c, ldc, nr, alpha, beta);
 }
 
-const mi_gemm_kernel mi_gemm_kernel_avx2 = {"avx2", MR, NR, 8, 256, 144, 2048, kern_avx2};
+/* ---- packing: 8x8 transposes ---------------------------------------------- */
+static inline __attribute__((always_inline)) void tr8x8(__m256 r[8]) {
+  __m256 t0 = _mm256_unpacklo_ps(r[0], r[1]), t1 = _mm256_unpackhi_ps(r[0], r[1]);
+  __m256 t2 = _mm256_unpacklo_ps(r[2], r[3]), t3 = _mm256_unpackhi_ps(r[2], r[3]);
+  __m256 t4 = _mm256_unpacklo_ps(r[4], r[5]), t5 = _mm256_unpackhi_ps(r[4], r[5]);
+  __m256 t6 = _mm256_unpacklo_ps(r[6], r[7]), t7 = _mm256_unpackhi_ps(r[6], r[7]);
+  __m256 s0 = _mm256_shuffle_ps(t0, t2, 0x44), s1 = _mm256_shuffle_ps(t0, t2, 0xEE);
+  __m256 s2 = _mm256_shuffle_ps(t1, t3, 0x44), s3 = _mm256_shuffle_ps(t1, t3, 0xEE);
+  __m256 s4 = _mm256_shuffle_ps(t4, t6, 0x44), s5 = _mm256_shuffle_ps(t4, t6, 0xEE);
+  __m256 s6 = _mm256_shuffle_ps(t5, t7, 0x44), s7 = _mm256_shuffle_ps(t5, t7, 0xEE);
+  r[0] = _mm256_permute2f128_ps(s0, s4, 0x20);
+  r[1] = _mm256_permute2f128_ps(s1, s5, 0x20);
+  r[2] = _mm256_permute2f128_ps(s2, s6, 0x20);
+  r[3] = _mm256_permute2f128_ps(s3, s7, 0x20);
+  r[4] = _mm256_permute2f128_ps(s0, s4, 0x31);
+  r[5] = _mm256_permute2f128_ps(s1, s5, 0x31);
+  r[6] = _mm256_permute2f128_ps(s2, s6, 0x31);
+  r[7] = _mm256_permute2f128_ps(s3, s7, 0x31);
+}
+
+/* 8 source rows (stride ld) x kc  ->  dst[k*stride + 0..7]. */
+static void tr_rows8(int64_t kc, const float *src, int64_t ld, float *dst, int64_t stride) {
+  int64_t k = 0;
+  for (; k + 8 <= kc; k += 8) {
+    __m256 r[8];
+    for (int i = 0; i < 8; i++) r[i] = _mm256_loadu_ps(src + i * ld + k);
+    tr8x8(r);
+    for (int q = 0; q < 8; q++) _mm256_storeu_ps(dst + (k + q) * stride, r[q]);
+  }
+  for (; k < kc; k++)
+    for (int i = 0; i < 8; i++) dst[k * stride + i] = src[i * ld + k];
+}
+
+void mi_gemm_pack_a_rows_avx2(int mrmax, int64_t kc, int mr, const float *A, int64_t lda,
+                              float *dst) {
+  int i = 0;
+  if (mrmax % 8 == 0)
+    for (; i + 8 <= mr; i += 8) tr_rows8(kc, A + i * lda, lda, dst + i, mrmax);
+  for (; i < mr; i++)
+    for (int64_t k = 0; k < kc; k++) dst[k * mrmax + i] = A[i * lda + k];
+  if (mr < mrmax)
+    for (int64_t k = 0; k < kc; k++)
+      for (int r = mr; r < mrmax; r++) dst[k * mrmax + r] = 0.f;
+}
+
+void mi_gemm_pack_b_cols_avx2(int nrmax, int64_t kc, int nr, const float *B, int64_t ldb,
+                              float *dst) {
+  int j = 0;
+  if (nrmax % 8 == 0)
+    for (; j + 8 <= nr; j += 8) tr_rows8(kc, B + j * ldb, ldb, dst + j, nrmax);
+  for (; j < nr; j++)
+    for (int64_t k = 0; k < kc; k++) dst[k * nrmax + j] = B[j * ldb + k];
+  if (nr < nrmax)
+    for (int64_t k = 0; k < kc; k++)
+      for (int c = nr; c < nrmax; c++) dst[k * nrmax + c] = 0.f;
+}
+
+const mi_gemm_kernel mi_gemm_kernel_avx2 = {"avx2", MR, NR, 8, 256, 144, 2048, kern_avx2,
+                                           mi_gemm_pack_a_rows_avx2, mi_gemm_pack_b_cols_avx2};
 #endif

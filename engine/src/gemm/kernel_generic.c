@@ -1,5 +1,7 @@
 /* Portable C micro-kernel (4x8, sized to fit 16 SSE registers): plain loops
  * the compiler vectorizes with the baseline ISA. */
+#include <stddef.h>
+
 #include "gemm.h"
 
 #define MR 4
@@ -24,4 +26,4 @@ static void kern_generic(int64_t kc, const float *restrict pa, const float *rest
   }
 }
 
-const mi_gemm_kernel mi_gemm_kernel_generic = {"generic", MR, NR, NR, 256, 128, 2048, kern_generic};
+const mi_gemm_kernel mi_gemm_kernel_generic = {"generic", MR, NR, NR, 256, 128, 2048, kern_generic, NULL, NULL};
