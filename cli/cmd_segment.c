@@ -1,0 +1,193 @@
+/* medinfer segment: one DICOM SEG per applicable series of a study (or a
+ * folder of studies), report.json beside them, progress on stderr. */
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "commands.h"
+
+#ifdef MEDINFER_HAVE_SEGMENTATION
+#include "medinfer/segmentation.h"
+#endif
+
+enum { MI_EXIT_PARTIAL = 4, MI_EXIT_INTERRUPTED = 130 };
+
+static void segment_usage(FILE *to) {
+  fprintf(to,
+          "usage: medinfer segment --model NAME_OR_CARD --input DIR_OR_FILE... --output DIR [options]\n"
+          "\n"
+          "Segment every series of the input the model applies to (modality, body part,\n"
+          "minimum size from its card) and write one DICOM SEG per series,\n"
+          "DIR/<SeriesInstanceUID>.seg.dcm, and DIR/report.json (per series: ok, skipped\n"
+          "or error with the reason, label volumes in mL, seconds per stage).  Files are\n"
+          "written to a temporary name and renamed, so an interrupted run leaves no\n"
+          "partial output; rerunning completes only what is missing.\n"
+          "\n"
+          "  --model NAME|CARD   installed model name (see 'medinfer models') or a\n"
+          "                      .card.json file\n"
+          "  --input PATH        a folder (searched recursively: a study or a folder of\n"
+          "                      studies), a DICOMDIR, or DICOM files; repeatable, and\n"
+          "                      further PATHs may follow the options\n"
+          "  --output DIR        where SEGs and report.json go (created; not inside an input)\n"
+          "  --series UID        only this SeriesInstanceUID\n"
+          "  --threads N         CPU threads (default: all cores)\n"
+          "  --device cpu|cuda   where the network runs (default cpu)\n"
+          "  --fractional        FRACTIONAL PROBABILITY SEG (per-label probabilities,\n"
+          "                      one float per voxel and label in memory) instead of BINARY\n"
+          "  --force             rewrite SEGs that already exist (default: skip them)\n"
+          "  -v, --verbose       every progress message\n"
+          "  --help              this text\n"
+          "\n"
+          "Exit status: 0 every applicable series segmented (or already done), 1 nothing\n"
+          "succeeded (or nothing to segment, or the model could not be loaded), 2 usage,\n"
+          "3 built without the segmentation module, 4 partial: some series failed (see\n"
+          "report.json), 130 interrupted.\n");
+}
+
+#ifdef MEDINFER_HAVE_SEGMENTATION
+static volatile sig_atomic_t interrupted;
+static void on_signal(int sig) {
+  (void)sig;
+  interrupted = 1;
+}
+
+typedef struct ui {
+  int tty, verbose;
+  char last_stage[32];
+  size_t last_index;
+  int bar_shown;
+} ui;
+
+/* "inference: patch 3/8" -> "inference" */
+static void stage_of(const char *msg, char *out, size_t n) {
+  size_t k = strcspn(msg ? msg : "", ":");
+  if (k >= n) k = n - 1;
+  memcpy(out, msg ? msg : "", k);
+  out[k] = 0;
+}
+
+static int on_event(void *user, const mi_seg_job_event *ev) {
+  ui *u = user;
+  const char *desc = ev->description && *ev->description ? ev->description : ev->series_uid;
+  if (ev->status) {
+    if (u->tty && u->bar_shown) fputs("\r\033[K", stderr);
+    u->bar_shown = 0;
+    fprintf(stderr, "[%zu/%zu] %-28.28s %s%s%s\n", ev->index + 1, ev->count, desc, ev->status,
+            ev->reason ? ": " : "", ev->reason ? ev->reason : "");
+    u->last_stage[0] = 0;
+    return interrupted;
+  }
+  char stage[32];
+  stage_of(ev->message, stage, sizeof stage);
+  if (u->tty) {
+    char bar[31];
+    int fill = (int)(ev->fraction * 30 + 0.5);
+    for (int i = 0; i < 30; ++i) bar[i] = i < fill ? '#' : '-';
+    bar[30] = 0;
+    fprintf(stderr, "\r\033[K[%zu/%zu] %-28.28s [%s] %3d%% %s", ev->index + 1, ev->count, desc, bar,
+            (int)(ev->fraction * 100 + 0.5), ev->message ? ev->message : "");
+    u->bar_shown = 1;
+  } else if (u->verbose || strcmp(stage, u->last_stage) || u->last_index != ev->index) {
+    /* Plain lines for logs: one per stage (every message with -v). */
+    fprintf(stderr, "[%zu/%zu] %s %3d%% %s\n", ev->index + 1, ev->count, desc, (int)(ev->fraction * 100 + 0.5),
+            ev->message ? ev->message : "");
+  }
+  snprintf(u->last_stage, sizeof u->last_stage, "%s", stage);
+  u->last_index = ev->index;
+  fflush(stderr);
+  return interrupted;
+}
+#endif
+
+int mi_cmd_segment(int argc, char **argv) {
+  static const struct option longopts[] = {
+      {"model", required_argument, 0, 'm'},  {"input", required_argument, 0, 'i'},
+      {"output", required_argument, 0, 'o'}, {"series", required_argument, 0, 's'},
+      {"threads", required_argument, 0, 't'}, {"device", required_argument, 0, 'd'},
+      {"fractional", no_argument, 0, 'F'},   {"force", no_argument, 0, 'f'},
+      {"verbose", no_argument, 0, 'v'},      {"help", no_argument, 0, 'h'},
+      {0, 0, 0, 0}};
+  const char *model = NULL, *output = NULL, *series = NULL;
+  const char **inputs = calloc((size_t)argc + 1, sizeof *inputs);
+  size_t n_inputs = 0;
+  int threads = 0, cuda = 0, fractional = 0, force = 0, verbose = 0;
+  if (!inputs) return MI_EXIT_FAILURE;
+  optind = 1;
+  opterr = 0;
+  int c;
+  while ((c = getopt_long(argc, argv, "hv", longopts, NULL)) != -1) {
+    int ok = 1;
+    char *end = NULL;
+    switch (c) {
+      case 'h': free(inputs); segment_usage(stdout); return MI_EXIT_OK;
+      case 'm': model = optarg; break;
+      case 'i': inputs[n_inputs++] = optarg; break;
+      case 'o': output = optarg; break;
+      case 's': series = optarg; break;
+      case 't': threads = (int)strtol(optarg, &end, 10); ok = end && !*end && threads >= 1 && threads <= 1024; break;
+      case 'd': ok = !strcmp(optarg, "cpu") || !strcmp(optarg, "cuda"); cuda = !strcmp(optarg, "cuda"); break;
+      case 'F': fractional = 1; break;
+      case 'f': force = 1; break;
+      case 'v': verbose = 1; break;
+      default: ok = 0; break;
+    }
+    if (!ok) {
+      fprintf(stderr, "medinfer segment: bad option or value: %s\n", argv[optind - 1]);
+      free(inputs);
+      segment_usage(stderr);
+      return MI_EXIT_USAGE;
+    }
+  }
+  while (optind < argc) inputs[n_inputs++] = argv[optind++];
+  if (!model || !output || !n_inputs) {
+    fprintf(stderr, "medinfer segment: %s is required\n", !model ? "--model" : !output ? "--output" : "--input");
+    free(inputs);
+    segment_usage(stderr);
+    return MI_EXIT_USAGE;
+  }
+#ifndef MEDINFER_HAVE_SEGMENTATION
+  (void)series, (void)threads, (void)cuda, (void)fractional, (void)force, (void)verbose;
+  free(inputs);
+  fprintf(stderr, "medinfer segment: this build has no segmentation module\n");
+  return MI_EXIT_UNAVAILABLE;
+#else
+  mi_card *card = NULL;
+  mi_status *st = mi_card_find(model, &card);
+  if (st) {
+    free(inputs);
+    return mi_cli_fail("segment", st);
+  }
+  ui u = {isatty(2), verbose, "", 0, 0};
+  mi_seg_job_options o;
+  mi_seg_job_options_init(&o);
+  o.inputs = inputs, o.n_inputs = n_inputs, o.output_dir = output, o.series_uid = series, o.force = force;
+  o.seg.threads = threads, o.seg.device = cuda, o.seg.fractional = fractional;
+  o.on_event = on_event, o.user = &u;
+  struct sigaction sa, old_int, old_term;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = on_signal;
+  sigaction(SIGINT, &sa, &old_int);
+  sigaction(SIGTERM, &sa, &old_term);
+  mi_seg_job_summary sum;
+  st = mi_seg_job_run(card, &o, &sum);
+  sigaction(SIGINT, &old_int, NULL);
+  sigaction(SIGTERM, &old_term, NULL);
+  if (u.tty && u.bar_shown) fputs("\r\033[K", stderr);
+  mi_card_free(card);
+  free(inputs);
+  if (st) return mi_cli_fail("segment", st);
+  const size_t done = sum.ok + sum.existing;
+  fprintf(stderr, "medinfer segment: %zu written, %zu already there, %zu not applicable, %zu failed%s; see %s/report.json\n",
+          sum.ok, sum.existing, sum.skipped, sum.failed, sum.cancelled ? " (interrupted)" : "", output);
+  if (sum.cancelled) return MI_EXIT_INTERRUPTED;
+  if (sum.failed) return done ? MI_EXIT_PARTIAL : MI_EXIT_FAILURE;
+  if (!done) {
+    fprintf(stderr, "medinfer segment: no series of the input is one the model applies to\n");
+    return MI_EXIT_FAILURE;
+  }
+  return MI_EXIT_OK;
+#endif
+}

@@ -1,0 +1,49 @@
+/* The parsed model card, shared by the pipeline's source files. */
+#ifndef MEDINFER_SEG_CARD_INTERNAL_H
+#define MEDINFER_SEG_CARD_INTERNAL_H
+
+#include "medinfer/segmentation.h"
+
+#define MI_CARD_MAX_STEPS 8
+#define MI_CARD_MAX_LABELS 255
+#define MI_CARD_MAX_CHANNELS 8
+
+typedef enum mi_step_type { MI_STEP_CT_WINDOW, MI_STEP_ZSCORE, MI_STEP_MEAN_SUBTRACT } mi_step_type;
+
+typedef struct mi_card_step {
+  mi_step_type type;
+  double a, b;      /* ct_window: center, width; zscore: mean, std */
+  int has_stats;    /* zscore: mean and std given                 */
+  int n_means;
+  double means[MI_CARD_MAX_CHANNELS], scale[MI_CARD_MAX_CHANNELS];
+} mi_card_step;
+
+struct mi_card {
+  char *path, *model_path, *name, *version, *description, *task;
+  char **modality;
+  size_t n_modality;
+  char *modality_text;
+  char **body_part;
+  size_t n_body_part;
+  int64_t min_size[3];
+  int channels;
+  double spacing[3];
+  int lps;            /* orientation "LPS" (else "native") */
+  mi_card_step steps[MI_CARD_MAX_STEPS];
+  int n_steps;
+  int mode_2d;
+  int64_t patch[3];   /* x, y, z; 0 in 2D without patch_size: whole slice */
+  double overlap;
+  int batch;
+  double sigma_scale;
+  int mirroring;
+  mi_activation activation;
+  double threshold;
+  mi_card_label labels[MI_CARD_MAX_LABELS];
+  size_t n_labels;
+  int lcc_all;                         /* largest_component: true        */
+  uint8_t lcc[256];                    /* per label value (list form)    */
+  int fill_holes;
+};
+
+#endif

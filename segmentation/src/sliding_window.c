@@ -1,0 +1,312 @@
+/* Sliding-window inference as nnU-Net does it: patch positions spread evenly
+ * with at least the requested overlap, each patch's activated output weighted
+ * by a Gaussian importance map centred on the patch, weighted sums divided by
+ * the summed weights.  2D mode is the same with one-slice patches and an
+ * NCHW network. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "medinfer/engine.h"
+#include "medinfer/segmentation.h"
+
+/* nnU-Net's compute_steps_for_sliding_window. */
+static int64_t *steps_for(int64_t dim, int64_t patch, double overlap, int64_t *count) {
+  int64_t n = 1;
+  if (dim > patch) {
+    double target = patch * (1.0 - overlap);
+    if (target < 1) target = 1;
+    n = (int64_t)ceil((double)(dim - patch) / target) + 1;
+  }
+  int64_t *s = malloc((size_t)n * sizeof *s);
+  if (!s) return NULL;
+  double actual = n > 1 ? (double)(dim - patch) / (double)(n - 1) : 0;
+  for (int64_t i = 0; i < n; ++i) s[i] = (int64_t)llround(actual * (double)i);
+  *count = n;
+  return s;
+}
+
+/* Separable Gaussian, 1 at the centre voxel (patch / 2); values that would
+ * underflow are clamped to the smallest positive one, as nnU-Net does. */
+static float *gaussian_map(const int64_t p[3], double scale) {
+  int64_t n = p[0] * p[1] * p[2];
+  float *g = malloc((size_t)n * sizeof *g);
+  double *ax[3];
+  for (int a = 0; a < 3; ++a) {
+    ax[a] = malloc((size_t)p[a] * sizeof(double));
+    double sigma = scale * (double)p[a], c = (double)(p[a] / 2);
+    for (int64_t i = 0; ax[a] && i < p[a]; ++i)
+      ax[a][i] = p[a] == 1 ? 1.0 : exp(-(i - c) * (i - c) / (2 * sigma * sigma));
+  }
+  if (g && ax[0] && ax[1] && ax[2]) {
+    float mn = INFINITY;
+    for (int64_t z = 0, v = 0; z < p[2]; ++z)
+      for (int64_t y = 0; y < p[1]; ++y)
+        for (int64_t x = 0; x < p[0]; ++x, ++v) {
+          g[v] = (float)(ax[0][x] * ax[1][y] * ax[2][z]);
+          if (g[v] > 0 && g[v] < mn) mn = g[v];
+        }
+    for (int64_t v = 0; v < n; ++v)
+      if (!(g[v] > 0)) g[v] = mn;
+  } else {
+    free(g);
+    g = NULL;
+  }
+  for (int a = 0; a < 3; ++a) free(ax[a]);
+  return g;
+}
+
+static void activate(float *o, int64_t vox, int C, mi_activation act) {
+  if (act == MI_ACTIVATION_SIGMOID) {
+    for (int64_t i = 0; i < vox * C; ++i) o[i] = 1.0f / (1.0f + expf(-o[i]));
+  } else if (act == MI_ACTIVATION_SOFTMAX) {
+    for (int64_t v = 0; v < vox; ++v) {
+      float mx = o[v];
+      for (int c = 1; c < C; ++c) mx = fmaxf(mx, o[c * vox + v]);
+      float s = 0;
+      for (int c = 0; c < C; ++c) s += o[c * vox + v] = expf(o[c * vox + v] - mx);
+      for (int c = 0; c < C; ++c) o[c * vox + v] /= s;
+    }
+  }
+}
+
+/* Copy a patch between buffers, flipping the axes set in `flip` (bit a). */
+static void copy_flipped(const float *src, float *dst, const int64_t p[3], int flip) {
+  for (int64_t z = 0; z < p[2]; ++z)
+    for (int64_t y = 0; y < p[1]; ++y) {
+      const int64_t sz = (flip & 4) ? p[2] - 1 - z : z, sy = (flip & 2) ? p[1] - 1 - y : y;
+      const float *s = src + (sz * p[1] + sy) * p[0];
+      float *d = dst + (z * p[1] + y) * p[0];
+      if (flip & 1)
+        for (int64_t x = 0; x < p[0]; ++x) d[x] = s[p[0] - 1 - x];
+      else
+        memcpy(d, s, (size_t)p[0] * sizeof *d);
+    }
+}
+
+typedef struct win {
+  mi_model *model;
+  const mi_window_params *prm;
+  const float *vol;   /* padded volume */
+  int64_t dims[3];    /* padded dims */
+  int64_t p[3];
+  int fixed_batch;    /* the network's batch dimension if fixed, else 0 */
+  float *gauss, *acc, *wsum;
+  int C;
+  int64_t done, total;
+} win;
+
+/* Run one batch of patches (origins xyz), mirroring as asked, accumulate. */
+static mi_status *run_batch(win *w, const int64_t (*org)[3], int nb) {
+  const int64_t pv = w->p[0] * w->p[1] * w->p[2];
+  const int nrun = w->fixed_batch > 0 ? w->fixed_batch : nb;
+  const int flips = w->prm->mirroring ? (w->prm->mode_2d ? 4 : 8) : 1;
+  int64_t dims[5] = {nrun, 1, w->p[2], w->p[1], w->p[0]};
+  int64_t dims2[4] = {nrun, 1, w->p[1], w->p[0]};
+  mi_tensor *in = NULL;
+  mi_status *st = w->prm->mode_2d ? mi_tensor_create(MI_FLOAT, 4, dims2, &in) : mi_tensor_create(MI_FLOAT, 5, dims, &in);
+  if (st) return st;
+  float *ib = mi_tensor_data(in);
+  float *patch = malloc((size_t)pv * sizeof *patch);
+  float *sum = NULL, *tmp = NULL;
+  if (!patch) {
+    mi_tensor_free(in);
+    return mi_error(MI_ERR_NO_MEMORY, "sliding window: out of memory");
+  }
+  for (int f = 0; f < flips && !st; ++f) {
+    for (int b = 0; b < nrun; ++b) {
+      const int64_t *o = org[b < nb ? b : nb - 1]; /* a fixed batch is filled with repeats */
+      for (int64_t z = 0; z < w->p[2]; ++z)
+        for (int64_t y = 0; y < w->p[1]; ++y)
+          memcpy(patch + (z * w->p[1] + y) * w->p[0],
+                 w->vol + ((o[2] + z) * w->dims[1] + o[1] + y) * w->dims[0] + o[0], (size_t)w->p[0] * sizeof(float));
+      copy_flipped(patch, ib + b * pv, w->p, f);
+    }
+    mi_tensor *outs[8] = {0};
+    int no = mi_model_num_outputs(w->model);
+    if (no < 1 || no > 8) {
+      st = mi_error(MI_ERR_INVALID_MODEL, "sliding window: the network has %d outputs (expected 1)", no);
+      break;
+    }
+    st = mi_model_run(w->model, &in, 1, outs, no);
+    if (st) break;
+    mi_tensor *out = outs[0];
+    const int64_t *od = mi_tensor_dims(out);
+    const int nd = mi_tensor_ndim(out);
+    int ok = mi_tensor_dtype(out) == MI_FLOAT && nd == (w->prm->mode_2d ? 4 : 5) && od[0] == nrun && od[1] >= 1;
+    if (ok && w->prm->mode_2d) ok = od[2] == w->p[1] && od[3] == w->p[0];
+    if (ok && !w->prm->mode_2d) ok = od[2] == w->p[2] && od[3] == w->p[1] && od[4] == w->p[0];
+    if (ok && w->C && od[1] != w->C) ok = 0;
+    if (!ok) {
+      char shape[128] = "";
+      for (int i = 0; i < nd && i < 6; ++i)
+        snprintf(shape + strlen(shape), sizeof shape - strlen(shape), "%s%lld", i ? "x" : "", (long long)od[i]);
+      st = mi_error(MI_ERR_SHAPE,
+                    "sliding window: network output %s (%s) does not match the patch %lldx%lldx%lld (x, y, z) "
+                    "with batch %d",
+                    shape, mi_dtype_name(mi_tensor_dtype(out)), (long long)w->p[0], (long long)w->p[1],
+                    (long long)w->p[2], nrun);
+    }
+    if (!st && !w->C) {
+      w->C = (int)od[1];
+      const int64_t nvox = w->dims[0] * w->dims[1] * w->dims[2];
+      w->acc = calloc((size_t)(nvox * w->C), sizeof(float));
+      w->wsum = calloc((size_t)nvox, sizeof(float));
+      if (!w->acc || !w->wsum)
+        st = mi_error(MI_ERR_NO_MEMORY, "sliding window: cannot allocate %d x %lld probabilities", w->C,
+                      (long long)nvox);
+    }
+    if (!st && !sum) {
+      sum = calloc((size_t)(nb * pv * w->C), sizeof(float));
+      tmp = malloc((size_t)(pv * w->C) * sizeof(float));
+      if (!sum || !tmp) st = mi_error(MI_ERR_NO_MEMORY, "sliding window: out of memory");
+    }
+    if (!st) {
+      float *ob = mi_tensor_data(out);
+      for (int b = 0; b < nb; ++b) {
+        float *o = ob + (int64_t)b * w->C * pv;
+        activate(o, pv, w->C, w->prm->activation);
+        for (int c = 0; c < w->C; ++c) copy_flipped(o + c * pv, tmp + c * pv, w->p, f); /* flip back */
+        float *s = sum + (int64_t)b * w->C * pv;
+        for (int64_t i = 0; i < w->C * pv; ++i) s[i] += tmp[i];
+      }
+    }
+    for (int i = 0; i < no; ++i) mi_tensor_free(outs[i]);
+  }
+  if (!st) {
+    const float inv = 1.0f / (float)flips;
+    for (int b = 0; b < nb; ++b) {
+      const int64_t *o = org[b];
+      const float *s = sum + (int64_t)b * w->C * pv;
+      for (int64_t z = 0; z < w->p[2]; ++z)
+        for (int64_t y = 0; y < w->p[1]; ++y) {
+          const int64_t base = ((o[2] + z) * w->dims[1] + o[1] + y) * w->dims[0] + o[0];
+          const int64_t pb = (z * w->p[1] + y) * w->p[0];
+          const int64_t nvox = w->dims[0] * w->dims[1] * w->dims[2];
+          for (int64_t x = 0; x < w->p[0]; ++x) w->wsum[base + x] += w->gauss[pb + x];
+          for (int c = 0; c < w->C; ++c) {
+            float *a = w->acc + c * nvox + base;
+            const float *sc = s + c * pv + pb;
+            for (int64_t x = 0; x < w->p[0]; ++x) a[x] += sc[x] * inv * w->gauss[pb + x];
+          }
+        }
+    }
+  }
+  free(sum), free(tmp), free(patch);
+  mi_tensor_free(in);
+  return st;
+}
+
+mi_status *mi_sliding_window(mi_model *model, const float *volume, const int64_t dims[3], const mi_window_params *prm,
+                             float **out, int *out_channels) {
+  if (!out || !out_channels) return mi_error(MI_ERR_INVALID_ARGUMENT, "mi_sliding_window: NULL output");
+  *out = NULL, *out_channels = 0;
+  if (!model || !volume || !dims || !prm) return mi_error(MI_ERR_INVALID_ARGUMENT, "mi_sliding_window: NULL argument");
+  if (mi_model_num_inputs(model) != 1)
+    return mi_error(MI_ERR_INVALID_MODEL, "sliding window: the network has %d inputs (expected 1 image input)",
+                    mi_model_num_inputs(model));
+  win w;
+  memset(&w, 0, sizeof w);
+  w.model = model, w.prm = prm;
+  for (int a = 0; a < 3; ++a) {
+    if (dims[a] < 1) return mi_error(MI_ERR_SHAPE, "sliding window: empty volume");
+    w.p[a] = prm->patch[a] > 0 ? prm->patch[a] : dims[a]; /* 2D without patch: whole slice */
+  }
+  if (prm->mode_2d) w.p[2] = 1;
+  if (prm->batch < 1 || !(prm->overlap >= 0 && prm->overlap < 1))
+    return mi_error(MI_ERR_INVALID_ARGUMENT, "sliding window: batch %d, overlap %g", prm->batch, prm->overlap);
+  mi_io_info info;
+  MI_TRY(mi_model_input_info(model, 0, &info));
+  if (info.ndim != -1 && info.ndim != (prm->mode_2d ? 4 : 5))
+    return mi_error(MI_ERR_SHAPE, "sliding window: the network takes a %d-D input; %s mode needs %s", info.ndim,
+                    prm->mode_2d ? "2d" : "3d", prm->mode_2d ? "NCHW" : "NCDHW");
+  if (info.ndim > 0 && info.dims[0] > 0) w.fixed_batch = (int)info.dims[0];
+  if (info.ndim > 1 && info.dims[1] > 0 && info.dims[1] != 1)
+    return mi_error(MI_ERR_SHAPE, "sliding window: the network takes %lld input channels (1 supported)",
+                    (long long)info.dims[1]);
+  for (int i = 2; info.ndim > 0 && i < info.ndim; ++i) {
+    int64_t want = w.p[prm->mode_2d ? 3 - i : 4 - i];
+    if (info.dims[i] > 0 && info.dims[i] != want)
+      return mi_error(MI_ERR_SHAPE, "sliding window: the network's input dimension %d is fixed to %lld, the patch "
+                      "has %lld (inference.patch_size is x, y, z)", i, (long long)info.dims[i], (long long)want);
+  }
+
+  /* Pad volumes smaller than a patch, centred. */
+  int64_t lo[3], n = 1;
+  int padded = 0;
+  for (int a = 0; a < 3; ++a) {
+    w.dims[a] = dims[a] < w.p[a] ? w.p[a] : dims[a];
+    lo[a] = (w.dims[a] - dims[a]) / 2;
+    padded |= w.dims[a] != dims[a];
+    n *= w.dims[a];
+  }
+  float *pad = NULL;
+  if (padded) {
+    if (!(pad = malloc((size_t)n * sizeof *pad))) return mi_error(MI_ERR_NO_MEMORY, "sliding window: out of memory");
+    for (int64_t i = 0; i < n; ++i) pad[i] = prm->pad_value;
+    for (int64_t z = 0; z < dims[2]; ++z)
+      for (int64_t y = 0; y < dims[1]; ++y)
+        memcpy(pad + ((z + lo[2]) * w.dims[1] + y + lo[1]) * w.dims[0] + lo[0], volume + (z * dims[1] + y) * dims[0],
+               (size_t)dims[0] * sizeof(float));
+  }
+  w.vol = padded ? pad : volume;
+  int64_t cnt[3];
+  int64_t *st_[3] = {0};
+  w.gauss = gaussian_map(w.p, prm->sigma_scale > 0 ? prm->sigma_scale : 0.125);
+  mi_status *st = w.gauss ? NULL : mi_error(MI_ERR_NO_MEMORY, "sliding window: out of memory");
+  for (int a = 0; a < 3 && !st; ++a)
+    if (!(st_[a] = steps_for(w.dims[a], w.p[a], prm->overlap, &cnt[a])))
+      st = mi_error(MI_ERR_NO_MEMORY, "sliding window: out of memory");
+  if (!st) {
+    w.total = cnt[0] * cnt[1] * cnt[2];
+    int bsz = w.fixed_batch > 0 ? w.fixed_batch : prm->batch;
+    int64_t(*org)[3] = malloc((size_t)bsz * sizeof *org);
+    if (!org) st = mi_error(MI_ERR_NO_MEMORY, "sliding window: out of memory");
+    int nb = 0;
+    for (int64_t i = 0; i < w.total && !st; ++i) {
+      org[nb][0] = st_[0][i % cnt[0]];
+      org[nb][1] = st_[1][(i / cnt[0]) % cnt[1]];
+      org[nb][2] = st_[2][i / (cnt[0] * cnt[1])];
+      if (++nb == bsz || i + 1 == w.total) {
+        st = run_batch(&w, (const int64_t(*)[3])org, nb);
+        w.done += nb;
+        nb = 0;
+        if (!st && prm->progress) {
+          char msg[64];
+          snprintf(msg, sizeof msg, "inference: patch %lld/%lld", (long long)w.done, (long long)w.total);
+          if (prm->progress(prm->progress_user, (double)w.done / (double)w.total, msg))
+            st = mi_error(MI_ERR_CANCELLED, "cancelled during inference");
+        }
+      }
+    }
+    free(org);
+  }
+  for (int a = 0; a < 3; ++a) free(st_[a]);
+  free(w.gauss);
+  free(pad);
+  if (st) {
+    free(w.acc), free(w.wsum);
+    return st;
+  }
+  /* Normalise and crop the padding away. */
+  const int64_t nv = dims[0] * dims[1] * dims[2];
+  float *res = padded ? malloc((size_t)(nv * w.C) * sizeof *res) : w.acc;
+  if (!res) {
+    free(w.acc), free(w.wsum);
+    return mi_error(MI_ERR_NO_MEMORY, "sliding window: out of memory");
+  }
+  for (int c = 0; c < w.C; ++c)
+    for (int64_t z = 0; z < dims[2]; ++z)
+      for (int64_t y = 0; y < dims[1]; ++y) {
+        const int64_t sb = ((z + lo[2]) * w.dims[1] + y + lo[1]) * w.dims[0] + lo[0];
+        const float *a = w.acc + c * n + sb, *ws = w.wsum + sb;
+        float *r = res + c * nv + (z * dims[1] + y) * dims[0];
+        for (int64_t x = 0; x < dims[0]; ++x) r[x] = a[x] / ws[x];
+      }
+  if (padded) free(w.acc);
+  free(w.wsum);
+  *out = res;
+  *out_channels = w.C;
+  return NULL;
+}
