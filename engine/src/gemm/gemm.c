@@ -117,10 +117,13 @@ static void pack_b(const mi_gemm_kernel *kd, int64_t kc, int64_t nc, const float
     const float *src = B + jr * csb;
     if (rsb == 1 && csb != 1 && kd->pack_b_cols) {
       kd->pack_b_cols(NR, kc, nr, src, csb, dst);
+    } else if (csb == 1 && kd->pack_b_rows) {
+      kd->pack_b_rows(NR, kc, nr, src, rsb, dst);
     } else if (csb == 1) {
       for (int64_t k = 0; k < kc; k++) {
         float *d = dst + k * NR;
-        memcpy(d, src + k * rsb, (size_t)nr * sizeof(float));
+        const float *s = src + k * rsb;
+        for (int j = 0; j < nr; j++) d[j] = s[j];
         for (int j = nr; j < NR; j++) d[j] = 0.f;
       }
     } else {

@@ -29,9 +29,11 @@ typedef struct mi_gemm_kernel {
   mi_gemm_ukernel kern;
   /* Optional SIMD packing (NULL: portable loops in gemm.c).
    * pack_a_rows: dst[k*MR+i] = A[i*lda+k] for i < mr (zero rows up to MR).
-   * pack_b_cols: dst[k*NR+j] = B[j*ldb+k] for j < nr (zero columns up to NR). */
+   * pack_b_cols: dst[k*NR+j] = B[j*ldb+k] for j < nr (zero columns up to NR).
+   * pack_b_rows: dst[k*NR+j] = B[k*ldb+j] for j < nr (zero columns up to NR). */
   void (*pack_a_rows)(int MR, int64_t kc, int mr, const float *A, int64_t lda, float *dst);
   void (*pack_b_cols)(int NR, int64_t kc, int nr, const float *B, int64_t ldb, float *dst);
+  void (*pack_b_rows)(int NR, int64_t kc, int nr, const float *B, int64_t ldb, float *dst);
 } mi_gemm_kernel;
 
 extern const mi_gemm_kernel mi_gemm_kernel_generic;
@@ -42,6 +44,7 @@ extern const mi_gemm_kernel mi_gemm_kernel_avx512;
 /* AVX2 packing with 8x8 transposes (kernel_avx2.c), shared by both x86 levels. */
 void mi_gemm_pack_a_rows_avx2(int MR, int64_t kc, int mr, const float *A, int64_t lda, float *dst);
 void mi_gemm_pack_b_cols_avx2(int NR, int64_t kc, int nr, const float *B, int64_t ldb, float *dst);
+void mi_gemm_pack_b_rows_avx2(int NR, int64_t kc, int nr, const float *B, int64_t ldb, float *dst);
 #endif
 
 /* Best level this CPU supports, lowered by MEDINFER_ISA=generic|avx2|avx512. */

@@ -137,6 +137,24 @@ void mi_gemm_pack_b_cols_avx2(int nrmax, int64_t kc, int nr, const float *B, int
       for (int c = nr; c < nrmax; c++) dst[k * nrmax + c] = 0.f;
 }
 
+void mi_gemm_pack_b_rows_avx2(int nrmax, int64_t kc, int nr, const float *B, int64_t ldb,
+                              float *dst) {
+  const int full = nr / 8 * 8, rem = nr - full;
+  const __m256i m = colmask(rem);
+  for (int64_t k = 0; k < kc; k++) {
+    const float *s = B + k * ldb;
+    float *d = dst + k * nrmax;
+    int j = 0;
+    for (; j < full; j += 8) _mm256_storeu_ps(d + j, _mm256_loadu_ps(s + j));
+    if (rem) {
+      _mm256_storeu_ps(d + j, _mm256_maskload_ps(s + j, m));
+      j += 8;
+    }
+    for (; j < nrmax; j++) d[j] = 0.f;
+  }
+}
+
 const mi_gemm_kernel mi_gemm_kernel_avx2 = {"avx2", MR, NR, 8, 256, 144, 2048, kern_avx2,
-                                           mi_gemm_pack_a_rows_avx2, mi_gemm_pack_b_cols_avx2};
+                                           mi_gemm_pack_a_rows_avx2, mi_gemm_pack_b_cols_avx2,
+                                           mi_gemm_pack_b_rows_avx2};
 #endif
