@@ -5,6 +5,9 @@
 #include <dcmtk/config/osconfig.h>
 #include <dcmtk/dcmdata/dctk.h>
 
+#include <cstdio>
+#include <cstring>
+
 #include "internal.h"
 
 namespace mi_dicom {
@@ -70,6 +73,16 @@ void read_functional_groups(DcmItem &ds, FileHeader &h) {
   }
 }
 
+// Part 10 files carry "DICM" after a 128-byte preamble.
+bool has_dicm_magic(const std::string &path) {
+  FILE *f = fopen(path.c_str(), "rb");
+  if (!f) return false;
+  char magic[4] = {0, 0, 0, 0};
+  bool ok = fseek(f, 128, SEEK_SET) == 0 && fread(magic, 1, 4, f) == 4 && memcmp(magic, "DICM", 4) == 0;
+  fclose(f);
+  return ok;
+}
+
 }  // namespace
 
 std::string parse_header(DcmItem &ds, const std::string &xfer_uid, FileHeader &h) {
@@ -132,6 +145,7 @@ std::string read_header_file(const std::string &path, FileHeader &out) {
     // that so the series is reported broken instead of silently thinner.
     OFString uid;
     if (ds->findAndGetOFString(DCM_SeriesInstanceUID, uid).good()) out.series_uid = uid.c_str();
+    if (out.series_uid.empty() && !has_dicm_magic(path)) return "not a DICOM file";
     return std::string(out.series_uid.empty() ? "cannot read as DICOM (" : "truncated or corrupt DICOM file (") +
            c.text() + ")";
   }

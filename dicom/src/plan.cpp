@@ -42,6 +42,7 @@ std::string where(const std::vector<FileHeader> &files, const Plane &p) {
 
 // Header checks that make a file unusable regardless of the others.
 std::string check_file(const FileHeader &h) {
+  if (h.sop_class_uid == "1.2.840.10008.5.1.4.1.1.66.4") return h.path + ": a segmentation (SEG), not an image volume";
   if (!h.has_pixel_data) return h.path + ": no Pixel Data";
   std::string ts = unsupported_transfer_syntax(h.transfer_syntax);
   if (!ts.empty()) return h.path + ": " + ts;
