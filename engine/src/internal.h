@@ -120,6 +120,7 @@ typedef struct mi_graph {
   int *inputs;  int n_inputs;   /* graph inputs that are not initializers */
   int *outputs; int n_outputs;
   int opset;    /* default-domain opset */
+  bool residuals_fused; /* the shape-dependent residual pass has run */
   char *name;   /* model file name for messages */
 } mi_graph;
 

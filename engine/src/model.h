@@ -39,6 +39,10 @@ mi_status *mi_graph_toposort(mi_graph *g);
 /* Graph passes (optimize.c): BatchNorm folding, activation fusion, identity removal. */
 mi_status *mi_graph_optimize(mi_graph *g, size_t max_bytes);
 
+/* Fuse Add(producer_out, residual) into producers that take a residual,
+ * where the planned shapes match (needs inferred shapes). Returns the count. */
+int mi_graph_fuse_residuals(mi_graph *g);
+
 /* Shape planning and memory planning for given input shapes (plan.c). */
 mi_status *mi_plan_build(mi_model *m, mi_tensor *const *inputs);
 /* Fold nodes whose inputs are all constants, once at load. */

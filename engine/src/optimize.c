@@ -190,6 +190,45 @@ static void fuse_activations(mi_graph *g) {
   }
 }
 
+static bool same_shape(const mi_tensor *a, const mi_tensor *b) {
+  if (a->ndim != b->ndim || a->dtype != b->dtype) return false;
+  for (int d = 0; d < a->ndim; d++)
+    if (a->dims[d] != b->dims[d]) return false;
+  return true;
+}
+
+int mi_graph_fuse_residuals(mi_graph *g) {
+  int *uses = count_uses(g);
+  if (!uses) return 0;
+  int fused = 0;
+  for (int k = 0; k < g->n_nodes; k++) {
+    mi_node *a = &g->nodes[k];
+    if (!is_op(a, "Add") || a->n_in != 2 || a->n_out != 1 || a->out[0] < 0) continue;
+    for (int side = 0; side < 2; side++) {
+      int x = a->in[side], r = a->in[1 - side];
+      if (x < 0 || r < 0 || x == r) continue;
+      const mi_value *xv = &g->values[x], *rv = &g->values[r];
+      if (xv->producer < 0 || xv->is_output || xv->folded || xv->is_const || uses[x] != 1) continue;
+      if (xv->t.dtype != MI_FLOAT || !same_shape(&xv->t, &rv->t) ||
+          !same_shape(&xv->t, &g->values[a->out[0]].t))
+        continue;
+      mi_node *p = &g->nodes[xv->producer];
+      if (p->dead || !p->op || !(p->op->flags & MI_OP_FUSE_ACT) || p->act.kind != MI_ACT_NONE ||
+          p->fused_add >= 0 || p->out[0] != x)
+        continue;
+      p->fused_add = r;
+      p->out[0] = a->out[0];
+      g->values[a->out[0]].producer = xv->producer;
+      a->dead = true;
+      fused++;
+      break;
+    }
+  }
+  free(uses);
+  if (fused) fuse_activations(g); /* a Relu after the Add joins the epilogue */
+  return fused;
+}
+
 mi_status *mi_graph_optimize(mi_graph *g, size_t max_bytes) {
   drop_identities(g);
   MI_TRY(fold_batchnorm(g, max_bytes));

@@ -212,6 +212,30 @@ mi_status *mi_plan_build(mi_model *m, mi_tensor *const *inputs) {
       return mi_error_prefix(st, "'%s'", g->name);
     }
   }
+  /* Residual adds join their producer's epilogue once shapes are known; the
+   * rewrite is kept for later plans, which check that it still fits. */
+  if (m->opt.optimize && !g->residuals_fused) {
+    g->residuals_fused = true;
+    if (mi_graph_fuse_residuals(g) > 0) {
+      mi_status *st = mi_graph_toposort(g);
+      if (st) {
+        mi_plan_clear(m);
+        return st;
+      }
+    }
+  }
+  for (int k = 0; k < g->n_nodes; k++) {
+    const mi_node *n = &g->nodes[k];
+    if (n->fused_add < 0 || n->out[0] < 0) continue;
+    const mi_tensor *r = &g->values[n->fused_add].t, *o = &g->values[n->out[0]].t;
+    bool ok = r->ndim == o->ndim;
+    for (int d = 0; ok && d < r->ndim; d++) ok = r->dims[d] == o->dims[d];
+    if (!ok) {
+      mi_plan_clear(m);
+      return mi_node_error(n, MI_ERR_SHAPE,
+                           "the residual added to this node's output no longer matches its shape");
+    }
+  }
   /* Lifetimes. */
   int nv = g->n_values;
   int *buf_of = malloc(sizeof(int) * (size_t)(nv + 1));
