@@ -140,7 +140,10 @@ __global__ void k_unary(const T *x, T *y, int64_t total, int op, float a, float 
 }
 
 template <typename T>
-__global__ void k_clip_typed(const T *x, T *y, int64_t total, T lo, T hi, bool has_lo, bool has_hi) {
+__global__ void k_clip_typed(const T *x, T *y, int64_t total, T lo, T hi, bool has_lo, bool has_hi,
+                             const T *dlo, const T *dhi) {
+  if (dlo) lo = *dlo; /* bounds computed on the device */
+  if (dhi) hi = *dhi;
   CU_LOOP(i, total) {
     T v = x[i];
     if (has_lo && v < lo) v = lo;
@@ -197,6 +200,7 @@ static mi_status *clip_run(mi_node *n, mi_cuda_ctx *cx, mi_tensor *const *in, co
   const mi_tensor *x = in[0];
   double lo = -INFINITY, hi = INFINITY;
   bool has_lo = false, has_hi = false;
+  const void *dlo = NULL, *dhi = NULL;
   if (n->opset < 11) {
     lo = mi_attr_float(n, "min", -INFINITY);
     hi = mi_attr_float(n, "max", INFINITY);
@@ -204,9 +208,12 @@ static mi_status *clip_run(mi_node *n, mi_cuda_ctx *cx, mi_tensor *const *in, co
   } else {
     for (int k = 1; k <= 2; k++) {
       if (n->n_in <= k || !in[k]) continue;
-      if (!hin[k] || !hin[k]->data)
-        return mi_node_error(n, MI_ERR_UNSUPPORTED, "CUDA Clip needs %s known while planning",
-                             k == 1 ? "min" : "max");
+      if (in[k]->dtype != x->dtype) return mi_node_error(n, MI_ERR_INVALID_MODEL, "min/max type differs from the input's");
+      if (!hin[k] || !hin[k]->data) { /* read the scalar on the device */
+        if (k == 1) { dlo = in[k]->data; has_lo = true; }
+        else { dhi = in[k]->data; has_hi = true; }
+        continue;
+      }
       double v = mi_tensor_get_f64(hin[k], 0);
       if (k == 1) { lo = v; has_lo = true; }
       else { hi = v; has_hi = true; }
@@ -219,7 +226,7 @@ static mi_status *clip_run(mi_node *n, mi_cuda_ctx *cx, mi_tensor *const *in, co
 #define X(DT, T)                                                                                        \
   case DT:                                                                                              \
     k_clip_typed<T><<<g, 256, 0, cx->stream>>>((const T *)x->data, (T *)out[0]->data, total, (T)lo, (T)hi, \
-                                               has_lo, has_hi);                                         \
+                                               has_lo, has_hi, (const T *)dlo, (const T *)dhi);         \
     break;
     X(MI_FLOAT, float) X(MI_DOUBLE, double) X(MI_INT8, int8_t) X(MI_INT16, int16_t) X(MI_INT32, int32_t)
     X(MI_INT64, int64_t) X(MI_UINT8, uint8_t) X(MI_UINT16, uint16_t) X(MI_UINT32, uint32_t) X(MI_UINT64, uint64_t)

@@ -222,7 +222,12 @@ __global__ void k_axis_col(const float *x, float *y, int64_t outer, int64_t L, i
     int64_t o = c / inner, in = c - o * inner;
     const float *p = x + o * L * inner + in;
     float *q = y + o * L * inner + in;
-    if (mode <= 1) {
+    if (mode == 4) { /* Hardmax: 1 at the first maximum */
+      int64_t best = 0;
+      for (int64_t j = 1; j < L; j++)
+        if (p[j * inner] > p[best * inner]) best = j;
+      for (int64_t j = 0; j < L; j++) q[j * inner] = j == best ? 1.f : 0.f;
+    } else if (mode <= 1) {
       float m = -INFINITY;
       for (int64_t j = 0; j < L; j++) m = fmaxf(m, p[j * inner]);
       double s = 0;
@@ -301,15 +306,15 @@ static mi_status *softmax_run(mi_node *n, mi_cuda_ctx *cx, mi_tensor *const *in,
                               mi_tensor **out) {
   const mi_tensor *x = in[0];
   if (x->dtype != MI_FLOAT) return mi_node_error(n, MI_ERR_UNSUPPORTED, "CUDA %s supports float32 only", n->op_type);
-  int log_mode = !strcmp(n->op_type, "LogSoftmax");
+  int log_mode = !strcmp(n->op_type, "LogSoftmax"), hard = !strcmp(n->op_type, "Hardmax");
   int64_t outer, L, inner;
   MI_TRY(axis_split(n, x, mi_attr_int(n, "axis", n->opset >= 13 ? -1 : 1), n->opset < 13, &outer, &L, &inner));
   if (!outer || !L || !inner) return NULL;
-  if (inner == 1 && outer <= 2147483647LL && L >= 64) {
+  if (!hard && inner == 1 && outer <= 2147483647LL && L >= 64) {
     k_softmax_row<<<(unsigned)outer, 256, 0, cx->stream>>>((const float *)x->data, (float *)out[0]->data, L, log_mode);
   } else {
     k_axis_col<<<mi_cuda_grid(outer * inner, 128), 128, 0, cx->stream>>>((const float *)x->data, (float *)out[0]->data,
-                                                                        outer, L, inner, log_mode);
+                                                                        outer, L, inner, hard ? 4 : log_mode);
   }
   CU_LAUNCHED(n);
   return NULL;
@@ -337,5 +342,6 @@ extern const mi_cuda_op mi_cuda_ops_norm[] = {
     {"LpNormalization", lpnorm_run},
     {"Softmax", softmax_run},
     {"LogSoftmax", softmax_run},
+    {"Hardmax", softmax_run},
     {NULL, NULL},
 };

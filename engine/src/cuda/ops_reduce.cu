@@ -7,13 +7,13 @@
 
 #include "cuda_common.h"
 
-enum { R_SUM, R_MEAN, R_MAX, R_MIN, R_PROD, R_LOGSUM, R_LOGSUMEXP, R_SUMSQ, R_MVN };
+enum { R_SUM, R_MEAN, R_MAX, R_MIN, R_PROD, R_LOGSUM, R_LOGSUMEXP, R_SUMSQ, R_MVN, R_L1, R_L2 };
 
 static int kind_of(const char *op) {
   static const char *const names[] = {"ReduceSum", "ReduceMean", "ReduceMax", "ReduceMin", "ReduceProd",
                                       "ReduceLogSum", "ReduceLogSumExp", "ReduceSumSquare",
-                                      "MeanVarianceNormalization"};
-  for (int i = 0; i < 9; i++)
+                                      "MeanVarianceNormalization", "ReduceL1", "ReduceL2"};
+  for (int i = 0; i < 11; i++)
     if (!strcmp(op, names[i])) return i;
   return -1;
 }
@@ -116,7 +116,8 @@ __global__ void k_reduce(const T *x, T *y, red_layout L, int64_t nout, int kind)
       double v = (double)x[base + red_off(L, j)];
       switch (kind) {
         case R_SUM: case R_MEAN: case R_LOGSUM: acc += v; break;
-        case R_SUMSQ: acc += v * v; break;
+        case R_SUMSQ: case R_L2: acc += v * v; break;
+        case R_L1: acc += fabs(v); break;
         case R_PROD: acc *= v; break;
         case R_LOGSUMEXP: acc += exp(v - mx); break;
         case R_MAX: acc = first || v > acc || v != v ? v : acc; break;
@@ -126,6 +127,7 @@ __global__ void k_reduce(const T *x, T *y, red_layout L, int64_t nout, int kind)
     }
     if (kind == R_MEAN) acc /= (double)L.rcount;
     else if (kind == R_LOGSUM) acc = log(acc);
+    else if (kind == R_L2) acc = sqrt(acc);
     else if (kind == R_LOGSUMEXP) acc = L.rcount ? mx + log(acc) : -INFINITY;
     else if ((kind == R_MAX || kind == R_MIN) && first) {
       if constexpr (std::is_floating_point<T>::value) acc = kind == R_MAX ? -INFINITY : INFINITY;
@@ -236,7 +238,8 @@ static mi_status *arg_run(mi_node *n, mi_cuda_ctx *cx, mi_tensor *const *in, con
 extern const mi_cuda_op mi_cuda_ops_reduce[] = {
     {"ReduceSum", reduce_run}, {"ReduceMean", reduce_run}, {"ReduceMax", reduce_run},
     {"ReduceMin", reduce_run}, {"ReduceProd", reduce_run}, {"ReduceLogSum", reduce_run},
-    {"ReduceLogSumExp", reduce_run}, {"ReduceSumSquare", reduce_run},
+    {"ReduceLogSumExp", reduce_run}, {"ReduceSumSquare", reduce_run}, {"ReduceL1", reduce_run},
+    {"ReduceL2", reduce_run},
     {"MeanVarianceNormalization", reduce_run}, {"ArgMax", arg_run}, {"ArgMin", arg_run},
     {NULL, NULL},
 };

@@ -357,6 +357,54 @@ static mi_status *gather_run(mi_node *n, mi_cuda_ctx *cx, mi_tensor *const *in, 
   return NULL;
 }
 
+/* GatherElements: out[i] = x[i with its axis coordinate replaced by idx[i]]. */
+template <typename T>
+__global__ void k_gather_el(const T *x, const void *idx, int idx64, T *y, mi_cuda_shape ish, int ax,
+                            int64_t xdim, int64_t xstride_ax, mi_cuda_shape xst, int64_t total) {
+  CU_LOOP(i, total) {
+    int64_t r = i, src = 0;
+    for (int d = ish.ndim - 1; d >= 0; d--) {
+      int64_t c = r % ish.dims[d];
+      r /= ish.dims[d];
+      if (d != ax) src += c * xst.strides[d];
+    }
+    int64_t v = idx64 ? ((const int64_t *)idx)[i] : (int64_t)((const int32_t *)idx)[i];
+    if (v < 0) v += xdim;
+    if (v < 0 || v >= xdim) v = 0;
+    y[i] = x[src + v * xstride_ax];
+  }
+}
+
+static mi_status *gather_el_run(mi_node *n, mi_cuda_ctx *cx, mi_tensor *const *in, const mi_tensor *const *hin,
+                                mi_tensor **out) {
+  const mi_tensor *x = in[0], *ix = in[1];
+  int r = x->ndim, ax = norm_axis(mi_attr_int(n, "axis", 0), r);
+  if (ax < 0 || ax >= r || ix->ndim != r) return mi_node_error(n, MI_ERR_INVALID_MODEL, "bad axis or indices rank");
+  if (ix->dtype != MI_INT64 && ix->dtype != MI_INT32)
+    return mi_node_error(n, MI_ERR_UNSUPPORTED, "indices must be int32 or int64");
+  int64_t total = mi_numel(ix->ndim, ix->dims);
+  if (!total) return NULL;
+  if (hin[1] && hin[1]->data)
+    for (int64_t j = 0; j < total; j++) {
+      int64_t v = get_i64(hin[1], j);
+      if (v < -x->dims[ax] || v >= x->dims[ax]) return mi_node_error(n, MI_ERR_INVALID_MODEL, "index out of range");
+    }
+  mi_cuda_shape ish, xst;
+  ish.ndim = xst.ndim = r;
+  memcpy(ish.dims, ix->dims, sizeof(int64_t) * (size_t)r);
+  mi_cuda_contig_strides(r, x->dims, xst.strides);
+  unsigned g = mi_cuda_grid(total, 256);
+  int i64 = ix->dtype == MI_INT64;
+  switch (mi_dtype_size(x->dtype)) {
+#define X(S, T) case S: k_gather_el<T><<<g, 256, 0, cx->stream>>>((const T *)x->data, ix->data, i64, (T *)out[0]->data, ish, ax, x->dims[ax], xst.strides[ax], xst, total); break;
+    X(1, uint8_t) X(2, uint16_t) X(4, uint32_t) X(8, uint64_t)
+#undef X
+    default: return mi_node_error(n, MI_ERR_UNSUPPORTED, "element type not supported");
+  }
+  CU_LAUNCHED(n);
+  return NULL;
+}
+
 /* ---- Cast -------------------------------------------------------------------------- */
 template <typename S, typename D>
 __global__ void k_cast(const S *x, D *y, int64_t total) {
@@ -478,6 +526,7 @@ extern const mi_cuda_op mi_cuda_ops_shape[] = {
     {"Identity", copy_run}, {"Dropout", copy_run}, {"Transpose", transpose_run}, {"Concat", concat_run},
     {"Split", split_run}, {"Slice", slice_run}, {"Expand", expand_run}, {"Tile", tile_run},
     {"DepthToSpace", d2s_run}, {"SpaceToDepth", d2s_run}, {"Pad", pad_run}, {"Gather", gather_run},
+    {"GatherElements", gather_el_run},
     {"Cast", cast_run}, {"CastLike", cast_run}, {"Shape", shape_run}, {"Size", shape_run},
     {"ConstantOfShape", cos_run}, {"Range", range_run},
     {NULL, NULL},
