@@ -280,9 +280,22 @@ static void *worker(void *arg) {
   return NULL;
 }
 
+/* A forked child has none of the parent's workers: start from scratch. */
+static void after_fork_child(void) {
+  pthread_mutex_init(&g_call_mu, NULL);
+  pthread_mutex_init(&g_mu, NULL);
+  pthread_cond_init(&g_work_cv, NULL);
+  pthread_cond_init(&g_done_cv, NULL);
+  g_workers = 0;
+  g_pending = 0;
+  g_job = NULL;
+}
+
 /* Called with g_call_mu held: make sure workers 1..nt-1 exist; returns the
  * usable thread count. */
 static int ensure_workers(int nt) {
+  static bool atfork;
+  if (!atfork && nt > 1) atfork = pthread_atfork(NULL, NULL, after_fork_child) == 0;
   while (g_workers + 1 < nt) {
     pthread_t th;
     pthread_attr_t at;
