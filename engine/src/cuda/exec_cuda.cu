@@ -346,6 +346,16 @@ static mi_status *setup_plan(mi_model *m) {
   mi_cuda_model *c = m->cuda;
   int nv = g->n_values;
   free_plan(c, nv);
+  /* Planning may rewrite the schedule (residual fusion re-sorts the nodes):
+   * look the kernels up again for the nodes as they now stand. */
+  free(c->ops);
+  c->ops = (const mi_cuda_op **)calloc((size_t)g->n_nodes + 1, sizeof(void *));
+  if (!c->ops) return mi_error(MI_ERR_NO_MEMORY, "out of memory");
+  for (int k = 0; k < g->n_nodes; k++) {
+    c->ops[k] = mi_cuda_op_find(g->nodes[k].op_type);
+    if (!c->ops[k] && !node_skipped(g, &g->nodes[k]))
+      return mi_node_error(&g->nodes[k], MI_ERR_UNSUPPORTED, "no CUDA kernel for this operator");
+  }
   free(m->plan.arena); /* planned on the host, placed on the device */
   m->plan.arena = NULL;
   if (m->plan.arena_bytes) MI_TRY(dalloc(&c->arena, m->plan.arena_bytes, "the", "activation arena"));
