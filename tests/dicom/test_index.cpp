@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <vector>
 
 #include "helpers.h"
 #include "series_builder.h"
@@ -124,6 +125,34 @@ TEST(DicomIndex, UnloadableSeriesSaysWhy) {
   ASSERT_EQ(take(mi_dicom_index_series(idx, 0, &info)), "");
   EXPECT_FALSE(info.loadable);
   EXPECT_NE(std::string(info.reason).find("missing slice"), std::string::npos) << info.reason;
+  mi_dicom_index_free(idx);
+  fs::remove_all(dir);
+}
+
+TEST(DicomIndex, SegBesideItsSourceIsANonLoadableSeries) {
+  std::string dir = testdata::temp_dir("index-seg");
+  testdata::Series s;
+  ASSERT_EQ(testdata::write_series(Spec(), dir, s), "");
+  mi_dicom_volume *v = nullptr;
+  ASSERT_EQ(take(mi_dicom_load_dir(dir.c_str(), nullptr, nullptr, &v)), "");
+  const mi_geometry *g = mi_dicom_volume_geometry(v);
+  std::vector<uint8_t> labels((size_t)(g->size[0] * g->size[1] * g->size[2]), 0);
+  labels[100] = 1;
+  const mi_seg_segment seg = {"Liver", nullptr, "SCT", "123037004", "Anatomical Structure", "SCT", "10200004", "Liver",
+                              MI_SEG_ALGO_MANUAL, nullptr, {200, 100, 100}};
+  ASSERT_EQ(take(mi_dicom_write_seg_labelmap(v, labels.data(), &seg, 1, nullptr, (dir + "/seg.dcm").c_str())), "");
+  mi_dicom_volume_free(v);
+  mi_dicom_index *idx = nullptr;
+  ASSERT_EQ(take(mi_dicom_index_scan(dir.c_str(), &idx)), "");
+  auto m = by_uid(idx);
+  ASSERT_EQ(m.size(), 2u);
+  EXPECT_TRUE(m.at(s.series_uid).loadable);
+  for (auto &e : m)
+    if (e.first != s.series_uid) {
+      EXPECT_EQ(std::string(e.second.modality), "SEG");
+      EXPECT_FALSE(e.second.loadable);
+      EXPECT_NE(std::string(e.second.reason).find("SEG"), std::string::npos) << e.second.reason;
+    }
   mi_dicom_index_free(idx);
   fs::remove_all(dir);
 }

@@ -50,7 +50,9 @@ mi_status *mi_dicom_index_series(const mi_dicom_index *idx, size_t i, mi_dicom_s
 /* Files of series i in no particular order. */
 size_t mi_dicom_index_series_file_count(const mi_dicom_index *idx, size_t i);
 const char *mi_dicom_index_series_file(const mi_dicom_index *idx, size_t i, size_t j);
-/* Files that were not DICOM images or could not be read, with the reason. */
+/* Files that are not DICOM or could not be read, with the reason.  DICOM
+ * objects that are not image volumes (SEG, SR...) are series that are not
+ * loadable, with the reason. */
 size_t mi_dicom_index_skipped_count(const mi_dicom_index *idx);
 const char *mi_dicom_index_skipped_path(const mi_dicom_index *idx, size_t i);
 const char *mi_dicom_index_skipped_reason(const mi_dicom_index *idx, size_t i);
