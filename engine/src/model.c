@@ -75,17 +75,20 @@ static mi_status *init_nodes(mi_model *m) {
   return NULL;
 }
 
-mi_status *mi_model_load_buffer(const void *data, size_t size, const char *base_dir,
-                                const char *name, const mi_options *opt, mi_model **out) {
+/* `owned`: the malloc'd buffer behind data when the caller hands it over. */
+static mi_status *load(const void *data, size_t size, uint8_t *owned, const char *base_dir,
+                       const char *name, const mi_options *opt, mi_model **out) {
   *out = NULL;
-  if (!data && size) return mi_error(MI_ERR_INVALID_ARGUMENT, "mi_model_load_buffer: data is NULL");
   mi_model *m = calloc(1, sizeof *m);
-  if (!m) return mi_error(MI_ERR_NO_MEMORY, "out of memory");
+  if (!m) {
+    free(owned);
+    return mi_error(MI_ERR_NO_MEMORY, "out of memory");
+  }
   if (opt) m->opt = *opt;
   else mi_options_default(&m->opt);
   if (!m->opt.max_tensor_bytes) m->opt.max_tensor_bytes = mi_default_max_tensor_bytes();
   m->ex.max_tensor_bytes = m->opt.max_tensor_bytes;
-  mi_status *st = mi_onnx_build_graph(data, size, base_dir, name ? name : "<buffer>",
+  mi_status *st = mi_onnx_build_graph(data, size, owned, base_dir, name ? name : "<buffer>",
                                       m->opt.max_tensor_bytes, &m->g);
   if (st) {
     free(m);
@@ -108,6 +111,13 @@ mi_status *mi_model_load_buffer(const void *data, size_t size, const char *base_
   return NULL;
 }
 
+mi_status *mi_model_load_buffer(const void *data, size_t size, const char *base_dir,
+                                const char *name, const mi_options *opt, mi_model **out) {
+  *out = NULL;
+  if (!data && size) return mi_error(MI_ERR_INVALID_ARGUMENT, "mi_model_load_buffer: data is NULL");
+  return load(data, size, NULL, base_dir, name, opt, out);
+}
+
 mi_status *mi_model_load_file(const char *path, const mi_options *opt, mi_model **out) {
   *out = NULL;
   if (!path) return mi_error(MI_ERR_INVALID_ARGUMENT, "mi_model_load_file: path is NULL");
@@ -119,9 +129,7 @@ mi_status *mi_model_load_file(const char *path, const mi_options *opt, mi_model 
   char *slash = strrchr(dir, '/');
   if (slash) *slash = 0;
   else snprintf(dir, sizeof dir, ".");
-  mi_status *st = mi_model_load_buffer(buf, len, dir, path, opt, out);
-  free(buf);
-  return st;
+  return load(buf, len, buf, dir, path, opt, out);
 }
 
 void mi_model_free(mi_model *m) {

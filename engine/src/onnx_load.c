@@ -214,9 +214,9 @@ static mi_status *constant_value(const mi_node *n, mi_tensor *t) {
   return NULL;
 }
 
-static mi_status *build_graph(const Onnx__ModelProto *mp, const char *base_dir, const char *name,
+static mi_status *build_graph(Onnx__ModelProto *mp, const char *base_dir, const char *name,
                               size_t max_bytes, mi_graph *g) {
-  const Onnx__GraphProto *gp = mp->graph;
+  Onnx__GraphProto *gp = mp->graph;
   if (!gp) return mi_error(MI_ERR_PARSE, "'%s' has no graph", name);
   g->name = xstrdup(name);
   g->opset = 0;
@@ -231,7 +231,7 @@ static mi_status *build_graph(const Onnx__ModelProto *mp, const char *base_dir, 
 
   char what[512];
   for (size_t i = 0; i < gp->n_initializer; i++) {
-    const Onnx__TensorProto *tp = gp->initializer[i];
+    Onnx__TensorProto *tp = gp->initializer[i];
     if (!tp->name || !tp->name[0])
       return mi_error(MI_ERR_INVALID_MODEL, "'%s': initializer %zu has no name", name, i);
     if (mi_graph_find_value(g, tp->name) >= 0)
@@ -477,10 +477,11 @@ done:
   return st;
 }
 
-mi_status *mi_onnx_build_graph(const uint8_t *data, size_t size, const char *base_dir,
+mi_status *mi_onnx_build_graph(const uint8_t *data, size_t size, uint8_t *owned, const char *base_dir,
                                const char *name, size_t max_bytes, mi_graph *g) {
   memset(g, 0, sizeof *g);
   Onnx__ModelProto *mp = onnx__model_proto__unpack(NULL, size, data);
+  free(owned); /* the unpacked copy is all that is needed from here */
   if (!mp)
     return mi_error(MI_ERR_PARSE, "'%s' is not a valid ONNX model (protobuf decoding failed: the file is truncated or corrupt)",
                     name);

@@ -1,6 +1,7 @@
 /* onnx.TensorProto -> mi_tensor, with every length checked against the
  * declared dims so that a hostile file cannot make us read out of bounds. */
 #include <errno.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -44,7 +45,7 @@ static mi_status *read_external(const Onnx__TensorProto *tp, const char *base_di
   return st;
 }
 
-mi_status *mi_onnx_tensor_decode(const Onnx__TensorProto *tp, const char *base_dir,
+mi_status *mi_onnx_tensor_decode(Onnx__TensorProto *tp, const char *base_dir,
                                  const char *what, size_t max_bytes, mi_tensor *out) {
   memset(out, 0, sizeof *out);
   mi_dtype dt = (mi_dtype)(tp->has_data_type ? tp->data_type : 0);
@@ -58,6 +59,18 @@ mi_status *mi_onnx_tensor_decode(const Onnx__TensorProto *tp, const char *base_d
     if (tp->dims[i] < 0)
       return mi_error(MI_ERR_PARSE, "%s: negative dimension %lld", what, (long long)tp->dims[i]);
   mi_tensor_set_shape(out, dt, (int)tp->n_dims, tp->dims);
+  /* Raw data of the right size is taken over rather than copied: weights
+   * then exist once in memory while a model loads. */
+  bool external = tp->has_data_location && tp->data_location == ONNX__TENSOR_PROTO__DATA_LOCATION__EXTERNAL;
+  if (!external && tp->has_raw_data && tp->raw_data.data && tp->raw_data.len &&
+      tp->raw_data.len == mi_tensor_nbytes(out) && (!max_bytes || tp->raw_data.len <= max_bytes)) {
+    out->data = tp->raw_data.data;
+    out->owns_data = true;
+    tp->raw_data.data = NULL;
+    tp->raw_data.len = 0;
+    tp->has_raw_data = 0;
+    return NULL;
+  }
   mi_status *st = mi_tensor_alloc(out, max_bytes);
   if (st) return mi_error_prefix(st, "%s", what);
   size_t n = (size_t)mi_numel(out->ndim, out->dims);
