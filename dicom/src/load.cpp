@@ -155,17 +155,22 @@ mi_status *mi_dicom_load_dir(const char *dir, const char *series_uid, const mi_d
   *out = nullptr;
   mi_dicom_index *idx = nullptr;
   MI_TRY(mi_dicom_index_scan(dir, &idx));
-  size_t n = mi_dicom_index_series_count(idx), pick = n;
+  // Without a UID: the only series, else the only loadable one (a CT next
+  // to its SEG loads the CT).
+  size_t n = mi_dicom_index_series_count(idx), pick = n, loadable = 0, last_loadable = n;
   for (size_t i = 0; i < n; ++i) {
     mi_dicom_series_info info;
     mi_status_free(mi_dicom_index_series(idx, i, &info));
     if (series_uid ? std::strcmp(info.series_uid, series_uid) == 0 : n == 1) pick = i;
+    if (info.loadable) ++loadable, last_loadable = i;
   }
+  if (!series_uid && pick == n && loadable == 1) pick = last_loadable;
   mi_status *st = nullptr;
   if (pick == n)
     st = series_uid ? mi_error(MI_ERR_INVALID_ARGUMENT, "dicom: %s: no series %s", dir, series_uid)
          : n == 0   ? mi_error(MI_ERR_INVALID_ARGUMENT, "dicom: %s: no DICOM image series found", dir)
-                    : mi_error(MI_ERR_INVALID_ARGUMENT, "dicom: %s: %zu series found; name one by its UID", dir, n);
+                    : mi_error(MI_ERR_INVALID_ARGUMENT, "dicom: %s: %zu series (%zu loadable) found; name one by its UID",
+                             dir, n, loadable);
   else
     st = mi_dicom_load_series(idx, pick, opts, out);
   mi_dicom_index_free(idx);

@@ -154,5 +154,9 @@ TEST(DicomIndex, SegBesideItsSourceIsANonLoadableSeries) {
       EXPECT_NE(std::string(e.second.reason).find("SEG"), std::string::npos) << e.second.reason;
     }
   mi_dicom_index_free(idx);
+  // Without a UID the folder still loads: the CT is its only loadable series.
+  ASSERT_EQ(take(mi_dicom_load_dir(dir.c_str(), nullptr, nullptr, &v)), "");
+  EXPECT_EQ(std::string(mi_dicom_volume_attribute(v, "SeriesInstanceUID")), s.series_uid);
+  mi_dicom_volume_free(v);
   fs::remove_all(dir);
 }

@@ -85,8 +85,8 @@ mi_status *mi_dicom_load_series(const mi_dicom_index *idx, size_t i, const mi_di
 /* Load the given files as one series. */
 mi_status *mi_dicom_load_files(const char *const *paths, size_t n, const mi_dicom_load_options *opts,
                                mi_dicom_volume **out);
-/* Scan dir and load the series with this SeriesInstanceUID, or the only
- * series if series_uid is NULL (error if there are several). */
+/* Scan dir and load the series with this SeriesInstanceUID; if series_uid is
+ * NULL, the only series, else the only loadable one (error if ambiguous). */
 mi_status *mi_dicom_load_dir(const char *dir, const char *series_uid, const mi_dicom_load_options *opts,
                              mi_dicom_volume **out);
 void mi_dicom_volume_free(mi_dicom_volume *v); /* accepts NULL */
