@@ -177,7 +177,7 @@ const mi_cuda_op *mi_cuda_op_find(const char *op_type) {
 }
 
 /* ---- devices ---------------------------------------------------------------- */
-extern "C" mi_status *mi_cuda_device_count(int *count) {
+extern "C" mi_status *mi_cuda_backend_device_count(int *count) {
   if (count) *count = 0;
   int c = 0;
   cudaError_t e = cudaGetDeviceCount(&c);
@@ -221,7 +221,7 @@ static void free_plan(mi_cuda_model *c, int nv) {
   c->have_plan = false;
 }
 
-extern "C" void mi_cuda_model_free(mi_model *m) {
+extern "C" void mi_cuda_backend_model_free(mi_model *m) {
   mi_cuda_model *c = m->cuda;
   if (!c) return;
   cudaSetDevice(c->cx.device);
@@ -266,7 +266,7 @@ static mi_status *upload(const mi_tensor *t, void **dst) {
   return NULL;
 }
 
-extern "C" mi_status *mi_cuda_model_init(mi_model *m) {
+extern "C" mi_status *mi_cuda_backend_model_init(mi_model *m) {
   mi_graph *g = &m->g;
   /* Every operator needs a CUDA kernel: name all that lack one. */
   char missing[2048];
@@ -288,7 +288,7 @@ extern "C" mi_status *mi_cuda_model_init(mi_model *m) {
     return mi_error(MI_ERR_UNSUPPORTED, "'%s': no CUDA kernel for operator%s %s", g->name,
                     n_missing > 1 ? "s" : "", missing);
   int count = 0;
-  mi_status *st = mi_cuda_device_count(&count);
+  mi_status *st = mi_cuda_backend_device_count(&count);
   if (st) return mi_error_prefix(st, "'%s': device CUDA", g->name);
   if (m->opt.device_index < 0 || m->opt.device_index >= count)
     return mi_error(MI_ERR_INVALID_ARGUMENT, "CUDA device %d requested, but %d device%s found",
@@ -466,7 +466,7 @@ static mi_status *run_nodes(mi_model *m) {
   return NULL;
 }
 
-extern "C" mi_status *mi_cuda_model_run(mi_model *m, bool replanned, mi_tensor *const *inputs,
+extern "C" mi_status *mi_cuda_backend_model_run(mi_model *m, bool replanned, mi_tensor *const *inputs,
                                         mi_tensor **outputs) {
   mi_graph *g = &m->g;
   mi_cuda_model *c = m->cuda;
