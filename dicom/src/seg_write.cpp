@@ -1,6 +1,7 @@
 // DICOM SEG writer on DCMTK's dcmseg: segments, per-frame references to the
 // source slices, plane positions and the dimension organization viewers use
 // (ReferencedSegmentNumber, then ImagePositionPatient).
+#include <algorithm>
 #include <dcmtk/config/osconfig.h>
 #include <dcmtk/dcmdata/dctk.h>
 #include <dcmtk/dcmfg/fgderimg.h>
@@ -178,10 +179,28 @@ mi_status *add_frames(DcmSegmentation &seg, const mi_dicom_volume *src, const Fr
   const mi_geometry &g = src->geometry;
   const size_t plane = (size_t)g.size[0] * (size_t)g.size[1];
   std::vector<Uint8> buf(plane);
+  // dcmseg 3.6.7 refuses to encode a SEG with fewer frames than segments
+  // ("Invalid Object"), which happens when most segments are empty.  Then
+  // every empty segment gets one all-zero frame (on the first slice that has
+  // a frame): the SEG stays valid and no voxel changes.
+  size_t total = 0;
+  int64_t pad_k = -1;
+  std::vector<bool> empty(n_segments + 1, true);
+  for (size_t s = 1; s <= n_segments; ++s)
+    for (int64_t k = 0; k < g.size[2]; ++k)
+      if (frames.present(s, k)) {
+        ++total;
+        empty[s] = false;
+        if (pad_k < 0 || k < pad_k) pad_k = k;
+      }
+  const bool padding = total < n_segments;
+  if (pad_k < 0) pad_k = 0;
   for (size_t s = 1; s <= n_segments; ++s) {  // segment-major, then position: the dimension order
     for (int64_t k = 0; k < g.size[2]; ++k) {
-      if (!frames.present(s, k)) continue;
-      frames.fill(s, k, buf.data());
+      const bool pad = padding && empty[s] && k == pad_k;
+      if (!pad && !frames.present(s, k)) continue;
+      if (pad) std::fill(buf.begin(), buf.end(), 0);
+      else frames.fill(s, k, buf.data());
       const auto &sl = src->slices[(size_t)k];
       FGPlanePosPatient pos;
       pos.setImagePositionPatient(ds(sl.ipp[0]).c_str(), ds(sl.ipp[1]).c_str(), ds(sl.ipp[2]).c_str());

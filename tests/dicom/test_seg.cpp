@@ -263,3 +263,27 @@ TEST(DicomSeg, CielabColourMatchesDcmtk) {
   EXPECT_NEAR(lab[1], 32896, 200);   // a = 0 (0x8080)
   EXPECT_NEAR(lab[2], 32896, 200);
 }
+
+// A result present on one slice only, among several segments: dcmseg alone
+// cannot encode fewer frames than segments, so the writer adds one empty
+// frame per empty segment.
+TEST(DicomSeg, SingleSliceResultAmongSeveralSegments) {
+  Fixture f;
+  setup(Spec(), "seg-one-slice", f);
+  if (::testing::Test::HasFatalFailure()) return;
+  const mi_geometry *g = mi_dicom_volume_geometry(f.vol.get());
+  const size_t plane = (size_t)(g->size[0] * g->size[1]);
+  std::vector<uint8_t> labels(plane * (size_t)g->size[2], 0);
+  const int64_t k = g->size[2] / 2;
+  for (size_t i = plane / 3; i < plane / 3 + 5; ++i) labels[(size_t)k * plane + i] = 2;
+  const std::string out = f.dir + "/seg.dcm";
+  ASSERT_EQ(take(mi_dicom_write_seg_labelmap(f.vol.get(), labels.data(), kSegments, 3, nullptr, out.c_str())), "");
+  EXPECT_EQ(segcheck::dciodvfy_errors(out), "");
+  EXPECT_EQ(segcheck::pydicom_check(f.vol.get(), labels.data(), 3, out, f.dir), "");
+  DcmSegmentation *seg = nullptr;
+  ASSERT_TRUE(DcmSegmentation::loadFile(out.c_str(), seg).good());
+  std::unique_ptr<DcmSegmentation> owner(seg);
+  EXPECT_EQ(seg->getNumberOfFrames(), 3u);
+  if (plane % 8 == 0) expect_dcmtk_masks(*seg, f.vol.get(), labels);
+  fs::remove_all(f.dir);
+}
