@@ -1,0 +1,531 @@
+// The MedinferSegment CLI module driven the way 3D Slicer drives it.
+//
+// Library mode, as qSlicerCLILoadableModuleFactory.cxx and
+// vtkSlicerCLIModuleLogic.cxx do: dlopen libMedinferSegmentLib.so, read the
+// *data* symbol XMLModuleDescription as char*, resolve ModuleEntryPoint, call
+// it with argv[0] = "slicer:%p", "--processinformationaddress %p" (a real
+// ModuleProcessInformation with a progress callback), "--returnparameterfile",
+// and std::cerr redirected into a string (Slicer's rdbuf swap).  The XML is
+// parsed with expat (the parser ModuleDescriptionParser uses).
+// Executable mode: --xml byte for byte, same labels, progress tags, SIGKILL.
+#include <dlfcn.h>
+#include <expat.h>
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cmath>
+#include <cstddef>
+#include <fstream>
+#include <iostream>
+#include <map>
+#include <set>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include <itkImage.h>
+#include <itkImageFileReader.h>
+#include <itkMetaDataObject.h>
+#include <itkNrrdImageIO.h>
+
+#include "medinfer/phantom.h"
+
+namespace {
+
+// Our own copy of SlicerExecutionModel's ModuleProcessInformation layout.
+struct ModuleProcessInformation {
+  unsigned char Abort;
+  float Progress;
+  float StageProgress;
+  char ProgressMessage[1024];
+  void (*ProgressCallbackFunction)(void *);
+  void *ProgressCallbackClientData;
+  double ElapsedTime;
+};
+static_assert(offsetof(ModuleProcessInformation, Progress) == 4, "layout");
+static_assert(offsetof(ModuleProcessInformation, ProgressMessage) == 12, "layout");
+static_assert(offsetof(ModuleProcessInformation, ProgressCallbackFunction) == 1040, "layout");
+static_assert(offsetof(ModuleProcessInformation, ElapsedTime) == 1056, "layout");
+static_assert(sizeof(ModuleProcessInformation) == 1064, "layout");
+
+typedef int (*EntryPoint)(int, char **);
+
+std::string g_work;  // test folder with the phantom and cards
+
+struct Lib {
+  void *h = nullptr;
+  const char *xml = nullptr;
+  EntryPoint entry = nullptr;
+  Lib() {
+    h = dlopen(MI_PLUGIN_LIB, RTLD_NOW | RTLD_LOCAL);
+    if (!h) return;
+    xml = reinterpret_cast<const char *>(dlsym(h, "XMLModuleDescription"));
+    entry = reinterpret_cast<EntryPoint>(dlsym(h, "ModuleEntryPoint"));
+  }
+  ~Lib() {
+    if (h) dlclose(h);
+  }
+};
+
+std::string slurp(const std::string &path) {
+  std::ifstream f(path, std::ios::binary);
+  std::stringstream ss;
+  ss << f.rdbuf();
+  return ss.str();
+}
+
+bool exists(const std::string &p) {
+  struct stat sb;
+  return stat(p.c_str(), &sb) == 0;
+}
+
+std::vector<std::string> list_dir(const std::string &dir) {
+  std::vector<std::string> out;
+  FILE *p = popen(("ls -A '" + dir + "'").c_str(), "r");
+  char line[4096];
+  while (p && fgets(line, sizeof line, p)) {
+    std::string s = line;
+    if (!s.empty() && s.back() == '\n') s.pop_back();
+    out.push_back(s);
+  }
+  if (p) pclose(p);
+  return out;
+}
+
+// One library call as Slicer makes it.
+struct Call {
+  ModuleProcessInformation info{};
+  std::vector<float> progress;
+  double abort_at = -1;  // set Abort once Progress reaches this
+  std::chrono::steady_clock::time_point abort_time;
+  int rc = -1;
+  std::string err, out;
+
+  static void callback(void *who) {
+    Call *c = static_cast<Call *>(who);
+    c->progress.push_back(c->info.Progress);
+    if (c->abort_at >= 0 && !c->info.Abort && c->info.Progress >= c->abort_at) {
+      c->info.Abort = 1;
+      c->abort_time = std::chrono::steady_clock::now();
+    }
+  }
+
+  void run(const Lib &lib, const std::vector<std::string> &args, const std::string &return_file = "") {
+    info.ProgressCallbackFunction = callback;
+    info.ProgressCallbackClientData = this;
+    char target[64], addr[64];
+    snprintf(target, sizeof target, "slicer:%p", reinterpret_cast<void *>(lib.entry));
+    snprintf(addr, sizeof addr, "%p", static_cast<void *>(&info));
+    std::vector<std::string> a = {target, "--processinformationaddress", addr};
+    if (!return_file.empty()) a.insert(a.end(), {"--returnparameterfile", return_file});
+    a.insert(a.end(), args.begin(), args.end());
+    std::vector<char *> argv;
+    for (auto &s : a) argv.push_back(&s[0]);
+    argv.push_back(nullptr);
+    std::ostringstream cout_s, cerr_s;
+    std::streambuf *oc = std::cout.rdbuf(cout_s.rdbuf()), *oe = std::cerr.rdbuf(cerr_s.rdbuf());
+    rc = lib.entry((int)a.size(), argv.data());
+    std::cout.rdbuf(oc);
+    std::cerr.rdbuf(oe);
+    err = cerr_s.str();
+    out = cout_s.str();
+  }
+};
+
+// Reads a label/scalar NRRD with ITK (explicit IO), with its dictionary.
+struct Vol {
+  itk::Image<float, 3>::Pointer img;
+  std::map<std::string, std::string> meta;
+  bool read(const std::string &path) {
+    auto r = itk::ImageFileReader<itk::Image<float, 3>>::New();
+    r->SetImageIO(itk::NrrdImageIO::New());
+    r->SetFileName(path);
+    try {
+      r->Update();
+    } catch (const itk::ExceptionObject &e) {
+      ADD_FAILURE() << e.GetDescription();
+      return false;
+    }
+    img = r->GetOutput();
+    const auto &d = r->GetImageIO()->GetMetaDataDictionary();
+    for (const auto &k : d.GetKeys()) {
+      std::string v;
+      if (itk::ExposeMetaData<std::string>(d, k, v)) meta[k] = v;
+    }
+    return true;
+  }
+  size_t n() const {
+    auto s = img->GetLargestPossibleRegion().GetSize();
+    return s[0] * s[1] * s[2];
+  }
+};
+
+void expect_same_grid(const Vol &a, const Vol &b) {
+  EXPECT_EQ(a.img->GetLargestPossibleRegion().GetSize(), b.img->GetLargestPossibleRegion().GetSize());
+  for (int d = 0; d < 3; ++d) {
+    EXPECT_NEAR(a.img->GetOrigin()[d], b.img->GetOrigin()[d], 1e-4);
+    EXPECT_NEAR(a.img->GetSpacing()[d], b.img->GetSpacing()[d], 1e-6);
+    for (int c = 0; c < 3; ++c) EXPECT_NEAR(a.img->GetDirection()[d][c], b.img->GetDirection()[d][c], 1e-6);
+  }
+}
+
+class Plugin : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    g_work = MI_PLUGIN_WORK;
+    system(("rm -rf '" + g_work + "' && mkdir -p '" + g_work + "/out'").c_str());
+    // Phantom CT (oblique: the output must keep a non-trivial direction).
+    for (int oblique = 0; oblique < 2; ++oblique) {
+      mi_phantom_options o;
+      mi_phantom_options_init(&o);
+      o.seed = 4242;
+      o.size[0] = 96, o.size[1] = 96, o.size[2] = 48;
+      o.orientation = oblique ? MI_PHANTOM_OBLIQUE : MI_PHANTOM_AXIAL;
+      mi_phantom *p = nullptr;
+      mi_status *st = mi_phantom_generate(&o, &p);
+      ASSERT_EQ(st, nullptr) << mi_status_message(st);
+      st = mi_phantom_write_truth(p, (g_work + (oblique ? "/oblique" : "/axial")).c_str());
+      ASSERT_EQ(st, nullptr) << mi_status_message(st);
+      mi_phantom_free(p);
+    }
+    // Threshold "model": identity network, voxels >= 350 HU are spine (700 HU
+    // nominal; nothing else in the phantom is above 200), labelled 1 (sigmoid
+    // channel 0), resampled to 4 x 4 x 7.5 mm and back.
+    std::ofstream(g_work + "/spine.card.json") << R"({"name": "spine-threshold", "version": "1", "task": "segmentation",
+      "model": ")" << MI_SEG_TEST_MODELS << R"(/identity3d.onnx",
+      "applies_to": {"modality": ["CT"]},
+      "input": {"channels": 1, "spacing": [4.0, 4.0, 7.5], "orientation": "native",
+        "preprocessing": [{"type": "zscore", "mean": 350, "std": 1}]},
+      "inference": {"mode": "3d", "patch_size": [32, 32, 16], "overlap": 0.5, "batch": 2},
+      "output": {"activation": "sigmoid", "threshold": 0.5, "labels": [{"value": 1, "name": "Spine",
+        "color": [241, 214, 145], "category": {"scheme": "SCT", "value": "123037004", "meaning": "Anatomical Structure"},
+        "type": {"scheme": "SCT", "value": "421060004", "meaning": "Spinal column"}}],
+        "postprocessing": {"largest_component": false}}})";
+    // A 2D volume.
+    std::ofstream f2(g_work + "/flat.nrrd", std::ios::binary);
+    f2 << "NRRD0004\ntype: int16\ndimension: 2\nsizes: 4 4\nencoding: raw\nendian: little\n\n";
+    f2 << std::string(32, '\0');
+    std::ofstream(g_work + "/garbage.nrrd") << "this is not an image\n";
+  }
+};
+
+std::string card() { return g_work + "/spine.card.json"; }
+std::string unet() { return std::string(MI_SEG_TEST_MODELS) + "/tiny-unet.card.json"; }
+
+// ------------------------------------------------------------- discovery
+
+TEST_F(Plugin, LibraryExportsWhatSlicerResolves) {
+  Lib lib;
+  ASSERT_NE(lib.h, nullptr) << dlerror();
+  ASSERT_NE(lib.xml, nullptr) << "XMLModuleDescription data symbol missing";
+  ASSERT_NE(lib.entry, nullptr) << "ModuleEntryPoint missing";
+  EXPECT_EQ(strncmp(lib.xml, "<?xml ", 6), 0);
+  // The pipeline's own symbols stay hidden (they would clash inside Slicer).
+  EXPECT_EQ(dlsym(lib.h, "mi_segmenter_run"), nullptr);
+  EXPECT_EQ(dlsym(lib.h, "GetXMLModuleDescription"), nullptr);
+  // Slicer's file-name rule (qSlicerUtils::isCLILoadableModule).
+  std::string name = MI_PLUGIN_LIB;
+  name = name.substr(name.rfind('/') + 1);
+  EXPECT_EQ(name, "libMedinferSegmentLib.so");
+}
+
+struct XmlState {
+  std::vector<std::string> stack;
+  std::string text;
+  struct Param {
+    std::string tag, name, longflag, flag, index, channel, def, hidden;
+    std::vector<std::string> elements;
+  };
+  std::vector<Param> params;
+  std::map<std::string, std::string> top;  // category, title, ...
+};
+
+const std::set<std::string> kParamTags = {
+    "integer", "float", "double", "string", "boolean", "integer-vector", "float-vector", "string-vector",
+    "double-vector", "point", "pointfile", "region", "string-enumeration", "integer-enumeration",
+    "float-enumeration", "double-enumeration", "file", "directory", "transform", "image", "geometry", "table",
+    "measurement"};  // ModuleDescriptionParser.cxx startElement
+
+void XMLCALL on_start(void *u, const XML_Char *name, const XML_Char **attrs) {
+  XmlState *s = static_cast<XmlState *>(u);
+  s->text.clear();
+  if (s->stack.size() == 2 && s->stack[1] == "parameters") {
+    XmlState::Param p;
+    p.tag = name;
+    for (int i = 0; attrs[i]; i += 2)
+      if (!strcmp(attrs[i], "hidden")) p.hidden = attrs[i + 1];
+    s->params.push_back(p);
+  }
+  s->stack.push_back(name);
+}
+
+void XMLCALL on_end(void *u, const XML_Char *name) {
+  XmlState *s = static_cast<XmlState *>(u);
+  std::string t = s->text;
+  t.erase(0, t.find_first_not_of(" \n\t"));
+  t.erase(t.find_last_not_of(" \n\t") + 1);
+  if (s->stack.size() == 2) s->top[name] = t;
+  if (s->stack.size() == 4 && !s->params.empty()) {
+    auto &p = s->params.back();
+    std::string n = name;
+    if (n == "name") p.name = t;
+    else if (n == "longflag") p.longflag = t;
+    else if (n == "flag") p.flag = t;
+    else if (n == "index") p.index = t;
+    else if (n == "channel") p.channel = t;
+    else if (n == "default") p.def = t;
+    else if (n == "element") p.elements.push_back(t);
+  }
+  s->stack.pop_back();
+  s->text.clear();
+}
+
+void XMLCALL on_text(void *u, const XML_Char *t, int len) { static_cast<XmlState *>(u)->text.append(t, len); }
+
+TEST_F(Plugin, XmlParsesAsSlicerExpects) {
+  Lib lib;
+  ASSERT_NE(lib.xml, nullptr);
+  XmlState s;
+  XML_Parser p = XML_ParserCreate(nullptr);
+  XML_SetUserData(p, &s);
+  XML_SetElementHandler(p, on_start, on_end);
+  XML_SetCharacterDataHandler(p, on_text);
+  ASSERT_EQ(XML_Parse(p, lib.xml, (int)strlen(lib.xml), 1), XML_STATUS_OK)
+      << XML_ErrorString(XML_GetErrorCode(p)) << " at line " << XML_GetCurrentLineNumber(p);
+  XML_ParserFree(p);
+  EXPECT_EQ(s.top["category"], "Segmentation");
+  EXPECT_EQ(s.top["title"], "Medinfer Segment");
+  for (const char *k : {"description", "version", "documentation-url", "license", "contributor", "acknowledgements"})
+    EXPECT_FALSE(s.top[k].empty()) << k;
+  std::map<std::string, XmlState::Param> by_name;
+  for (auto &q : s.params) {
+    if (q.tag == "label" || q.tag == "description") continue;
+    EXPECT_TRUE(kParamTags.count(q.tag)) << "unknown parameter type <" << q.tag << ">";
+    EXPECT_FALSE(q.name.empty()) << "<" << q.tag << "> without a name";
+    const bool ret = q.channel == "output" && q.longflag.empty() && q.flag.empty() && q.index.empty();
+    const bool simple = q.tag == "string" || q.tag == "integer" || q.tag == "float" || q.tag == "double";
+    EXPECT_TRUE(!q.longflag.empty() || !q.flag.empty() || !q.index.empty() || (ret && simple))
+        << q.name << ": no flag or index (and not a return parameter)";
+    EXPECT_FALSE(!q.index.empty() && !q.longflag.empty()) << q.name << ": both index and flag";
+    by_name[q.name] = q;
+  }
+  ASSERT_TRUE(by_name.count("AllowInMemoryTransfer"));
+  EXPECT_EQ(by_name["AllowInMemoryTransfer"].tag, "boolean");
+  EXPECT_EQ(by_name["AllowInMemoryTransfer"].hidden, "true");
+  EXPECT_EQ(by_name["AllowInMemoryTransfer"].def, "false");
+  EXPECT_EQ(by_name["inputVolume"].index, "0");
+  EXPECT_EQ(by_name["outputVolume"].index, "1");
+  EXPECT_EQ(by_name["outputVolume"].channel, "output");
+  EXPECT_FALSE(by_name["model"].elements.empty());
+}
+
+// Runs the executable; returns its exit status, stdout and stderr.
+int run_exe(const std::vector<std::string> &args, std::string &out, std::string &err) {
+  std::string cmd = std::string("'") + MI_PLUGIN_EXE + "'";
+  for (auto &a : args) cmd += " '" + a + "'";
+  const std::string ef = g_work + "/exe.stderr";
+  cmd += " 2>'" + ef + "'";
+  FILE *p = popen(cmd.c_str(), "r");
+  out.clear();
+  char buf[4096];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
+  const int st = pclose(p);
+  err = slurp(ef);
+  return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
+}
+
+TEST_F(Plugin, ExecutableXmlEqualsLibrary) {
+  Lib lib;
+  ASSERT_NE(lib.xml, nullptr);
+  std::string out, err;
+  EXPECT_EQ(run_exe({"--xml"}, out, err), 0);
+  EXPECT_EQ(out, std::string(lib.xml));
+  EXPECT_EQ(err, "") << "Slicer treats stderr output of --xml as an error";
+}
+
+// ------------------------------------------------------------- running
+
+double dice(const Vol &out, const std::string &truth_path, int truth_label, int out_label) {
+  std::string raw = slurp(truth_path);
+  const size_t h = raw.find("\n\n");
+  const uint8_t *t = reinterpret_cast<const uint8_t *>(raw.data() + h + 2);
+  const float *o = out.img->GetBufferPointer();
+  double inter = 0, a = 0, b = 0;
+  for (size_t i = 0; i < out.n(); ++i) {
+    const bool x = t[i] == truth_label, y = (int)o[i] == out_label;
+    inter += x && y, a += x, b += y;
+  }
+  return a + b > 0 ? 2 * inter / (a + b) : 0;
+}
+
+TEST_F(Plugin, RepeatedLibraryCalls) {
+  Lib lib;
+  ASSERT_NE(lib.entry, nullptr);
+  const int runs = getenv("MI_PLUGIN_RUNS") ? atoi(getenv("MI_PLUGIN_RUNS")) : 3;
+  for (int r = 0; r < runs; ++r) {
+    const std::string in = g_work + (r % 2 ? "/oblique" : "/axial") + "/image.nrrd";
+    const std::string outv = g_work + "/out/labels.nrrd", seg = g_work + "/out/result.seg.nrrd",
+                      ctbl = g_work + "/out/colors.ctbl", params = g_work + "/out/return.params";
+    unlink(outv.c_str()), unlink(seg.c_str()), unlink(ctbl.c_str()), unlink(params.c_str());
+    Call c;
+    c.run(lib, {"--modelCard", card(), "--device", "cpu", "--threads", "2", "--outputSegmentationFile", seg,
+                "--outputColorTable", ctbl, in, outv},
+          params);
+    ASSERT_EQ(c.rc, 0) << c.err;
+    // Progress through the callback, never decreasing, ending at 1.
+    ASSERT_GE(c.progress.size(), 5u);
+    for (size_t i = 1; i < c.progress.size(); ++i) EXPECT_GE(c.progress[i], c.progress[i - 1]) << i;
+    EXPECT_FLOAT_EQ(c.progress.back(), 1.0f);
+    Vol vin, vout, vseg;
+    ASSERT_TRUE(vin.read(in));
+    ASSERT_TRUE(vout.read(outv));
+    ASSERT_TRUE(vseg.read(seg));
+    expect_same_grid(vin, vout);
+    expect_same_grid(vin, vseg);
+    const double d = dice(vout, g_work + (r % 2 ? "/oblique" : "/axial") + "/labels.nrrd", 9, 1);
+    EXPECT_GE(d, 0.90) << "spine Dice vs phantom truth, run " << r;
+    // Slicer segmentation header (vtkMRMLSegmentationStorageNode keys).
+    EXPECT_EQ(vout.meta["Segment0_Name"], "Spine");
+    EXPECT_EQ(vout.meta["Segment0_LabelValue"], "1");
+    EXPECT_EQ(vout.meta["Segment0_Layer"], "0");
+    EXPECT_EQ(vout.meta["Segmentation_MasterRepresentation"], "Binary labelmap");
+    EXPECT_NE(vout.meta["Segment0_Tags"].find("TerminologyEntry:Segmentation category and type - 3D Slicer General "
+                                              "Anatomy list~SCT^123037004^Anatomical Structure~SCT^421060004^Spinal column~"),
+              std::string::npos)
+        << vout.meta["Segment0_Tags"];
+    EXPECT_FALSE(vout.meta["Segment0_Extent"].empty());
+    EXPECT_EQ(vseg.meta["Segment0_Color"], vout.meta["Segment0_Color"]);
+    EXPECT_NE(slurp(ctbl).find("\n1 Spine 241 214 145 255\n"), std::string::npos) << slurp(ctbl);
+    EXPECT_EQ(slurp(params).rfind("segmentVolumes = Spine: ", 0), 0u) << slurp(params);
+    for (auto &f : list_dir(g_work + "/out")) EXPECT_EQ(f.find(".tmp-"), std::string::npos) << f;
+  }
+}
+
+TEST_F(Plugin, MultiLabelModel) {
+  Lib lib;
+  const std::string outv = g_work + "/out/unet.nrrd";
+  Call c;
+  c.run(lib, {"--modelCard", unet(), "--threads", "2", g_work + "/oblique/image.nrrd", outv});
+  ASSERT_EQ(c.rc, 0) << c.err;
+  Vol vin, vout;
+  ASSERT_TRUE(vin.read(g_work + "/oblique/image.nrrd"));
+  ASSERT_TRUE(vout.read(outv));
+  expect_same_grid(vin, vout);
+  EXPECT_EQ(vout.meta["Segment0_Name"], "Liver");
+  EXPECT_EQ(vout.meta["Segment1_Name"], "Spleen");
+  EXPECT_EQ(vout.meta["Segment2_Name"], "Heart");
+  EXPECT_EQ(vout.meta["Segment2_LabelValue"], "3");
+}
+
+TEST_F(Plugin, AbortAt30PercentLeavesNothing) {
+  Lib lib;
+  const std::string dir = g_work + "/abort";
+  system(("rm -rf '" + dir + "' && mkdir -p '" + dir + "'").c_str());
+  Call c;
+  c.abort_at = 0.3;
+  c.run(lib, {"--modelCard", unet(), "--threads", "2", "--outputSegmentationFile", dir + "/s.seg.nrrd",
+              "--outputColorTable", dir + "/c.ctbl", g_work + "/axial/image.nrrd", dir + "/labels.nrrd"},
+        dir + "/return.params");
+  const double secs =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - c.abort_time).count();
+  EXPECT_NE(c.rc, 0);
+  EXPECT_EQ(c.info.Abort, 1);
+  EXPECT_LT(secs, 5.0) << "slow to stop after Abort";
+  EXPECT_NE(c.err.find("cancelled"), std::string::npos) << c.err;
+  EXPECT_TRUE(list_dir(dir).empty()) << "outputs left after abort";
+}
+
+// ------------------------------------------------------------- bad input
+
+struct Bad {
+  const char *what;
+  std::vector<std::string> args;
+  const char *expect;  // substring of the message
+};
+
+TEST_F(Plugin, BadInputThroughBothForms) {
+  Lib lib;
+  const std::string o = g_work + "/out/bad.nrrd";
+  const std::vector<Bad> cases = {
+      {"unreadable", {"--modelCard", card(), g_work + "/missing.nrrd", o}, "missing.nrrd"},
+      {"garbage", {"--modelCard", card(), g_work + "/garbage.nrrd", o}, "garbage.nrrd"},
+      {"2D", {"--modelCard", card(), g_work + "/flat.nrrd", o}, "2D"},
+      {"model", {"--model", "no-such-model", g_work + "/axial/image.nrrd", o}, "no-such-model"},
+      {"unwritable", {"--modelCard", card(), g_work + "/axial/image.nrrd", "/nonexistent-dir/x.nrrd"}, "nonexistent-dir"},
+      {"no output", {"--modelCard", card(), g_work + "/axial/image.nrrd"}, "output"},
+      {"no model", {g_work + "/axial/image.nrrd", o}, "model"},
+      {"bad device", {"--device", "tpu", "--modelCard", card(), g_work + "/axial/image.nrrd", o}, "--device"},
+      {"bad threads", {"--threads", "many", "--modelCard", card(), g_work + "/axial/image.nrrd", o}, "--threads"},
+      {"in-memory", {"--modelCard", card(), "slicer:0x1234#vtkMRMLScalarVolumeNode1", o}, "AllowInMemoryTransfer"},
+  };
+  for (const auto &b : cases) {
+    Call c;
+    c.run(lib, b.args);
+    EXPECT_NE(c.rc, 0) << b.what;
+    EXPECT_NE(c.err.find(b.expect), std::string::npos) << b.what << ": " << c.err;
+    EXPECT_EQ(std::count(c.err.begin(), c.err.end(), '\n'), 1) << b.what << ": one line expected: " << c.err;
+    std::string out, err;
+    EXPECT_NE(run_exe(b.args, out, err), 0) << b.what;
+    EXPECT_NE(err.find(b.expect), std::string::npos) << b.what << " (executable): " << err;
+    EXPECT_FALSE(exists(o)) << b.what;
+  }
+}
+
+// ------------------------------------------------------------- executable
+
+TEST_F(Plugin, ExecutableSameLabelsAndProgressTags) {
+  Lib lib;
+  const std::string in = g_work + "/oblique/image.nrrd";
+  Call c;
+  c.run(lib, {"--modelCard", unet(), "--threads", "2", in, g_work + "/out/lib.nrrd"});
+  ASSERT_EQ(c.rc, 0) << c.err;
+  std::string out, err;
+  ASSERT_EQ(run_exe({"--modelCard", unet(), "--threads", "2", in, g_work + "/out/exe.nrrd"}, out, err), 0) << err;
+  EXPECT_NE(out.find("<filter-start>"), std::string::npos);
+  EXPECT_NE(out.find("<filter-progress>1</filter-progress>"), std::string::npos);
+  EXPECT_NE(out.find("<filter-end>"), std::string::npos);
+  Vol a, b;
+  ASSERT_TRUE(a.read(g_work + "/out/lib.nrrd"));
+  ASSERT_TRUE(b.read(g_work + "/out/exe.nrrd"));
+  expect_same_grid(a, b);
+  ASSERT_EQ(a.n(), b.n());
+  EXPECT_EQ(memcmp(a.img->GetBufferPointer(), b.img->GetBufferPointer(), a.n() * sizeof(float)), 0);
+}
+
+TEST_F(Plugin, ExecutableKilledLeavesNoOutput) {
+  const std::string dir = g_work + "/killed";
+  system(("rm -rf '" + dir + "' && mkdir -p '" + dir + "'").c_str());
+  int fds[2];
+  ASSERT_EQ(pipe(fds), 0);
+  const pid_t pid = fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    dup2(fds[1], 1);
+    close(fds[0]);
+    execl(MI_PLUGIN_EXE, MI_PLUGIN_EXE, "--modelCard", unet().c_str(), "--threads", "1",
+          (g_work + "/axial/image.nrrd").c_str(), (dir + "/labels.nrrd").c_str(), (char *)nullptr);
+    _exit(127);
+  }
+  close(fds[1]);
+  // Kill once inference has started (as Slicer's Cancel does for executables).
+  std::string seen;
+  char buf[256];
+  ssize_t n;
+  while (seen.find("Segmenting") == std::string::npos && (n = read(fds[0], buf, sizeof buf)) > 0) seen.append(buf, n);
+  kill(pid, SIGKILL);
+  int st = 0;
+  waitpid(pid, &st, 0);
+  close(fds[0]);
+  EXPECT_TRUE(WIFSIGNALED(st));
+  EXPECT_FALSE(exists(dir + "/labels.nrrd"));
+}
+
+}  // namespace
