@@ -15,6 +15,15 @@ endif()
 # library is matched by file name (^lib.+Lib\.so$): no soname symlinks.
 install(TARGETS MedinferSegment RUNTIME DESTINATION "${MEDINFER_SLICER_CLI_DIR}" COMPONENT SlicerModule)
 install(TARGETS MedinferSegmentLib LIBRARY DESTINATION "${MEDINFER_SLICER_CLI_DIR}" COMPONENT SlicerModule)
+# The engine is a shared library (and its CUDA backend a module it loads
+# from its own folder): ship them beside the module and let both forms find
+# them through $ORIGIN, whatever Slicer's LD_LIBRARY_PATH is.
+set_target_properties(MedinferSegment MedinferSegmentLib PROPERTIES INSTALL_RPATH "$ORIGIN")
+foreach(lib IN ITEMS medinfer_engine medinfer_cuda)
+  if(TARGET ${lib})
+    install(FILES "$<TARGET_FILE:${lib}>" DESTINATION "${MEDINFER_SLICER_CLI_DIR}" COMPONENT SlicerModule)
+  endif()
+endforeach()
 # No MedinferSegment.xml beside them on purpose: when it exists Slicer reads
 # it instead of the library's symbol (qSlicerCLILoadableModuleFactoryItem::
 # instanciator), and the symbol is the single source.

@@ -45,7 +45,9 @@ string(LENGTH "${_hex}" _len)
 math(EXPR _bytes "${_len} / 2")
 string(REGEX REPLACE "([0-9a-f][0-9a-f])" "0x\\1," _arr "${_hex}")
 string(REGEX REPLACE "((0x..,){16})" "\\1\n  " _arr "${_arr}")
-file(WRITE "${C_OUT}.tmp"
+string(RANDOM LENGTH 8 _rnd)  # concurrent runs (several make goals) must not share a temporary
+set(_tmp "${C_OUT}.${_rnd}.tmp")
+file(WRITE "${_tmp}"
 "/* Generated from MedinferSegment.xml.in by GenerateModuleDescription.cmake: do not edit. */
 /* Slicer's qSlicerCLILoadableModuleFactoryItem::resolveXMLModuleDescriptionSymbol()
  * resolves the *data* symbol XMLModuleDescription and reads it as char*. */
@@ -54,5 +56,5 @@ __attribute__((visibility(\"default\"))) char XMLModuleDescription[${_bytes} + 1
   ${_arr}0x00};
 const size_t medinfer_xml_module_description_size = ${_bytes};
 ")
-file(COPY_FILE "${C_OUT}.tmp" "${C_OUT}" ONLY_IF_DIFFERENT)
-file(REMOVE "${C_OUT}.tmp")
+file(COPY_FILE "${_tmp}" "${C_OUT}" ONLY_IF_DIFFERENT)
+file(REMOVE "${_tmp}")
