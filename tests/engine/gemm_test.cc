@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <algorithm>
 #include <cstdint>
 #include <limits>
 #include <random>
@@ -21,6 +22,7 @@ struct Case {
   float alpha, beta;
   int64_t pad; // extra leading-dimension columns
   int threads;
+  bool packed = false; // A pre-packed with mi_gemm_pack_a, product by mi_gemm_sgemm_packed_a
 };
 
 std::vector<float> rnd(size_t n, std::mt19937 &rng) {
@@ -45,8 +47,20 @@ void check(mi_isa isa, const Case &c, unsigned seed) {
   for (int64_t i = 0; i < c.M; i++)
     for (int64_t j = c.N; j < ldc; j++) C0[size_t(i * ldc + j)] = 12345.f;
   std::vector<float> C = C0;
-  mi_gemm_sgemm_isa(isa, c.threads, c.ta, c.tb, c.M, c.N, c.K, c.alpha, A.data(), lda, B.data(),
-                    ldb, c.beta, C.data(), ldc);
+  if (c.packed) {
+    mi_gemm_packed_a *pa = mi_gemm_pack_a(isa, c.ta, c.M, c.K, A.data(), lda);
+    ASSERT_NE(pa, nullptr);
+    EXPECT_GE(mi_gemm_packed_a_bytes(pa), size_t(c.M * c.K) * sizeof(float));
+    // The packed copy is all the product reads: clobber the source.
+    const std::vector<float> A0 = A;
+    std::fill(A.begin(), A.end(), std::numeric_limits<float>::quiet_NaN());
+    mi_gemm_sgemm_packed_a(c.threads, pa, c.tb, c.N, c.alpha, B.data(), ldb, c.beta, C.data(), ldc);
+    mi_gemm_packed_a_free(pa);
+    A = A0;
+  } else {
+    mi_gemm_sgemm_isa(isa, c.threads, c.ta, c.tb, c.M, c.N, c.K, c.alpha, A.data(), lda, B.data(),
+                      ldb, c.beta, C.data(), ldc);
+  }
   int bad = 0;
   for (int64_t i = 0; i < c.M; i++) {
     for (int64_t j = 0; j < c.N; j++) {
@@ -153,6 +167,58 @@ TEST_P(GemmIsa, ConcurrentCallers) {
   });
   std::thread t2([&] {
     for (int r = 0; r < 4; r++) check(isa, Case{true, false, 90, 333, 150, 1.f, 1.f, 2, 2}, 60 + r);
+  });
+  t1.join();
+  t2.join();
+}
+
+// Constant A packed once: edge sizes, all transpositions, K and M across the
+// KC / MC blocks, narrow N (the 7x7 layers, the FC layer), both thread splits.
+TEST_P(GemmIsa, PackedA) {
+  unsigned seed = 3000;
+  const int n = int(sizeof kSizes / sizeof kSizes[0]);
+  for (int mi = 0; mi < n; mi++)
+    for (int ni = 0; ni < n; ni += 2) {
+      const int64_t M = kSizes[mi], N = kSizes[(ni + mi) % n], K = kSizes[(mi * 5 + ni * 3) % n];
+      for (int t = 0; t < 4; t++) {
+        Case c{bool(t & 1), bool(t & 2), M, N, K, kAlpha[(mi + ni + t) % 4],
+               kBeta[(mi * 3 + ni + t) % 5], int64_t((mi + ni + t) % 3 == 0 ? 0 : 2 + t),
+               1 + (mi + ni + t) % 2, true};
+        check(GetParam(), c, seed++);
+        if (HasFailure()) return;
+      }
+    }
+  for (int t = 0; t < 4; t++) {
+    check(GetParam(), Case{bool(t & 1), bool(t & 2), 520, 49, 700, 1.f, 0.f, 0, 2, true}, seed++);
+    check(GetParam(), Case{bool(t & 1), bool(t & 2), 300, 196, 450, 0.5f, 1.f, 3, 2, true}, seed++);
+    check(GetParam(), Case{bool(t & 1), bool(t & 2), 1000, 1, 600, 1.f, 0.f, 1, 2, true}, seed++);
+    check(GetParam(), Case{bool(t & 1), bool(t & 2), 64, 2340, 147, 1.f, 0.f, 0, 2, true}, seed++);
+    if (HasFailure()) return;
+  }
+}
+
+TEST(GemmPackedA, DegenerateAndConcurrent) {
+  std::vector<float> A(12, 1.f);
+  EXPECT_EQ(mi_gemm_pack_a(mi_gemm_isa(), false, 0, 3, A.data(), 3), nullptr);
+  EXPECT_EQ(mi_gemm_pack_a(mi_gemm_isa(), false, 3, 0, A.data(), 3), nullptr);
+  mi_gemm_packed_a_free(nullptr);
+  // alpha == 0 scales C by beta; N == 0 leaves it alone.
+  mi_gemm_packed_a *pa = mi_gemm_pack_a(mi_gemm_isa(), false, 3, 4, A.data(), 4);
+  ASSERT_NE(pa, nullptr);
+  std::vector<float> B(8, 1.f), C(6, 2.f);
+  mi_gemm_sgemm_packed_a(1, pa, false, 2, 0.f, B.data(), 2, 0.5f, C.data(), 2);
+  for (float x : C) EXPECT_EQ(x, 1.f);
+  mi_gemm_sgemm_packed_a(1, pa, false, 0, 1.f, B.data(), 2, 0.f, C.data(), 2);
+  for (float x : C) EXPECT_EQ(x, 1.f);
+  mi_gemm_packed_a_free(pa);
+  // Two packed products at once (one gets the pool, the other runs alone).
+  std::thread t1([&] {
+    for (int r = 0; r < 3; r++)
+      check(mi_gemm_isa(), Case{false, false, 130, 400, 300, 1.f, 0.f, 0, 2, true}, 70 + r);
+  });
+  std::thread t2([&] {
+    for (int r = 0; r < 3; r++)
+      check(mi_gemm_isa(), Case{true, true, 90, 333, 150, 1.f, 1.f, 2, 2, true}, 80 + r);
   });
   t1.join();
   t2.join();

@@ -21,6 +21,8 @@
 
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdio.h>
+#include <time.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -199,6 +201,10 @@ typedef struct problem {
   int64_t rsa, csa;
   const float *B;
   int64_t rsb, csb;
+  const float *pa; /* pre-packed op(A) (mi_gemm_pack_a layout) or NULL */
+  int64_t pa_mp;   /* its rows rounded up to MR */
+  mi_gemm_pack_b_fn packb; /* caller-packed op(B) (B unused) or NULL */
+  void *packb_ctx;
   float *C; /* row-major, unit column stride */
   int64_t ldc;
   /* thread split */
@@ -216,17 +222,19 @@ static void gemm_rect(const problem *p, slot *s, int64_t m0, int64_t m1, int64_t
     for (int64_t pc = 0; pc < p->K; pc += KC) {
       const int64_t kc = p->K - pc < KC ? p->K - pc : KC;
       const float beta = pc == 0 ? p->beta : 1.f;
-      pack_b(kd, kc, nc, p->B + pc * p->rsb + jc * p->csb, p->rsb, p->csb, s->b);
+      if (p->packb) p->packb(p->packb_ctx, pc, kc, jc, nc, NR, s->b);
+      else pack_b(kd, kc, nc, p->B + pc * p->rsb + jc * p->csb, p->rsb, p->csb, s->b);
       for (int64_t ic = m0; ic < m1; ic += MC) {
         const int64_t mc = m1 - ic < MC ? m1 - ic : MC;
-        pack_a(kd, mc, kc, p->A + ic * p->rsa + pc * p->csa, p->rsa, p->csa, s->a);
+        const float *pa = p->pa ? p->pa + pc * p->pa_mp + ic * kc : s->a;
+        if (!p->pa) pack_a(kd, mc, kc, p->A + ic * p->rsa + pc * p->csa, p->rsa, p->csa, s->a);
         for (int64_t jr = 0; jr < nc; jr += NR) {
           const int nr = nc - jr < NR ? (int)(nc - jr) : NR;
           const float *pb = s->b + (jr / NR) * kc * NR;
           float *cc = p->C + ic * p->ldc + jc + jr;
           for (int64_t ir = 0; ir < mc; ir += MR) {
             const int mr = mc - ir < MR ? (int)(mc - ir) : MR;
-            kd->kern(kc, s->a + (ir / MR) * kc * MR, pb, cc + ir * p->ldc, p->ldc, mr, nr, p->alpha,
+            kd->kern(kc, pa + (ir / MR) * kc * MR, pb, cc + ir * p->ldc, p->ldc, mr, nr, p->alpha,
                      beta);
           }
         }
@@ -348,7 +356,7 @@ void mi_gemm_sgemm_isa(mi_isa isa, int threads, bool trans_a, bool trans_b, int6
   }
   const mi_gemm_kernel *kd = kernel_for(isa);
   problem p = {kd, M, N, K, alpha, beta, A, trans_a ? 1 : lda, trans_a ? lda : 1,
-               B, trans_b ? 1 : ldb, trans_b ? ldb : 1, C, ldc, 1, true, 1, 1};
+               B, trans_b ? 1 : ldb, trans_b ? ldb : 1, NULL, 0, NULL, NULL, C, ldc, 1, true, 1, 1};
   /* Transposed orientation into scratch when it fills the tiles better. */
   const bool transpose = M * N <= (1 << 22) && fit(N, M, kd) > 1.05 * fit(M, N, kd);
   if (transpose) {
@@ -434,4 +442,169 @@ fallback: /* out of memory for packing buffers: naive but correct */
              (double)(trans_b ? B[j * ldb + k] : B[k * ldb + j]);
       C[i * ldc + j] = beta == 0.f ? alpha * (float)s : alpha * (float)s + beta * C[i * ldc + j];
     }
+}
+
+/* ---- constant A packed once ---------------------------------------------------------------- */
+struct mi_gemm_packed_a {
+  const mi_gemm_kernel *kd;
+  int64_t M, K, mp;
+  float *data;
+};
+
+mi_gemm_packed_a *mi_gemm_pack_a(mi_isa isa, bool trans_a, int64_t M, int64_t K, const float *A,
+                                 int64_t lda) {
+  if (M <= 0 || K <= 0 || !A) return NULL;
+  mi_gemm_packed_a *p = calloc(1, sizeof *p);
+  if (!p) return NULL;
+  p->kd = kernel_for(isa);
+  p->M = M;
+  p->K = K;
+  p->mp = (M + p->kd->mr - 1) / p->kd->mr * p->kd->mr;
+  void *q = NULL;
+  if (posix_memalign(&q, 64, (size_t)p->mp * (size_t)K * sizeof(float))) {
+    free(p);
+    return NULL;
+  }
+  p->data = q;
+  const int64_t rsa = trans_a ? 1 : lda, csa = trans_a ? lda : 1, KC = p->kd->kc;
+  for (int64_t pc = 0; pc < K; pc += KC) {
+    const int64_t kc = K - pc < KC ? K - pc : KC;
+    pack_a(p->kd, M, kc, A + pc * csa, rsa, csa, p->data + pc * p->mp);
+  }
+  return p;
+}
+
+void mi_gemm_packed_a_free(mi_gemm_packed_a *p) {
+  if (!p) return;
+  free(p->data);
+  free(p);
+}
+
+size_t mi_gemm_packed_a_bytes(const mi_gemm_packed_a *p) {
+  return p ? (size_t)p->mp * (size_t)p->K * sizeof(float) + sizeof *p : 0;
+}
+
+bool mi_gemm_prepack_enabled(void) {
+  static atomic_int v = -1;
+  int r = atomic_load(&v);
+  if (r < 0) {
+    const char *g = getenv("MEDINFER_GEMM"), *e = getenv("MEDINFER_PREPACK");
+    r = !(g && !strcmp(g, "openblas")) && !(e && !strcmp(e, "0"));
+    atomic_store(&v, r);
+  }
+  return r;
+}
+
+static bool trace_on(void) {
+  static atomic_int v = -1;
+  int r = atomic_load(&v);
+  if (r < 0) {
+    const char *e = getenv("MEDINFER_GEMM_TRACE");
+    r = e && *e && strcmp(e, "0");
+    atomic_store(&v, r);
+  }
+  return r;
+}
+
+static double now_us(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec * 1e6 + (double)ts.tv_nsec * 1e-3;
+}
+
+static bool sgemm_packed(int threads, const mi_gemm_packed_a *pk, bool trans_b, int64_t N,
+                         float alpha, const float *B, int64_t ldb, mi_gemm_pack_b_fn fn, void *ctx,
+                         float beta, float *C, int64_t ldc) {
+  const int64_t M = pk->M, K = pk->K;
+  if (N <= 0) return true;
+  if (alpha == 0.f) {
+    scale_c(M, N, beta, C, ldc);
+    return true;
+  }
+  const mi_gemm_kernel *kd = pk->kd;
+  problem p = {kd, M, N, K, alpha, beta, NULL, 0, 0, B, trans_b ? 1 : ldb, trans_b ? ldb : 1,
+               pk->data, pk->mp, fn, ctx, C, ldc, 1, true, 1, 1};
+  if (threads <= 0) threads = mi_gemm_threads();
+  if (threads > MAX_THREADS) threads = MAX_THREADS;
+  const double macs = (double)M * (double)N * (double)K;
+  int nt = threads;
+  while (nt > 1 && macs < (double)nt * 1e6) nt--;
+  slot local = {0};
+  const bool pooled = pthread_mutex_trylock(&g_call_mu) == 0;
+  bool ok = true;
+  if (pooled) {
+    nt = ensure_workers(nt);
+    for (int t = 0; t < nt && ok; t++) ok = slot_reserve(&g_slots[t], kd);
+  } else {
+    nt = 1;
+    ok = slot_reserve(&local, kd);
+  }
+  if (!ok) { /* no packing buffers: naive but correct, from the packed layout */
+    if (pooled) pthread_mutex_unlock(&g_call_mu);
+    slot_free(&local);
+    if (fn) return false;
+    const int MR = kd->mr;
+    for (int64_t i = 0; i < M; i++)
+      for (int64_t j = 0; j < N; j++) {
+        double s = 0;
+        for (int64_t pc = 0; pc < K; pc += kd->kc) {
+          const int64_t kc = K - pc < kd->kc ? K - pc : kd->kc;
+          const float *a = pk->data + pc * pk->mp + (i / MR) * MR * kc + i % MR;
+          for (int64_t k = 0; k < kc; k++)
+            s += (double)a[k * MR] * (double)(trans_b ? B[j * ldb + pc + k] : B[(pc + k) * ldb + j]);
+        }
+        C[i * ldc + j] = beta == 0.f ? alpha * (float)s : alpha * (float)s + beta * C[i * ldc + j];
+      }
+    return true;
+  }
+  /* Split along N (A is shared, nothing is packed twice) unless N is the
+   * narrow side: then along M, every thread packing the small op(B). */
+  const int64_t nunits = (N + kd->vw - 1) / kd->vw, munits = (M + kd->mr - 1) / kd->mr;
+  const bool prefer_n = fn || M <= N; /* a caller's packer is the expensive part */
+  if ((prefer_n && nunits >= nt) || munits < nt) {
+    p.split_n = true;
+    p.unit = kd->vw;
+    p.units = nunits;
+  } else {
+    p.split_n = false;
+    p.unit = kd->mr;
+    p.units = munits;
+  }
+  if (p.units < nt) nt = (int)p.units;
+  p.nt = nt < 1 ? 1 : nt;
+  if (pooled) {
+    run_pool(&p);
+    pthread_mutex_unlock(&g_call_mu);
+  } else {
+    run_part(&p, &local, 0);
+    slot_free(&local);
+  }
+  return true;
+}
+
+void mi_gemm_sgemm_packed_a(int threads, const mi_gemm_packed_a *pk, bool trans_b, int64_t N,
+                            float alpha, const float *B, int64_t ldb, float beta, float *C,
+                            int64_t ldc) {
+  if (!trace_on()) {
+    sgemm_packed(threads, pk, trans_b, N, alpha, B, ldb, NULL, NULL, beta, C, ldc);
+    return;
+  }
+  double t0 = now_us();
+  sgemm_packed(threads, pk, trans_b, N, alpha, B, ldb, NULL, NULL, beta, C, ldc);
+  double us = now_us() - t0;
+  fprintf(stderr, "sgemm P%c M=%lld N=%lld K=%lld %.1f us %.1f GFLOP/s\n", trans_b ? 'T' : 'N',
+          (long long)pk->M, (long long)N, (long long)pk->K, us,
+          us > 0 ? 2e-3 * (double)pk->M * (double)N * (double)pk->K / us : 0.0);
+}
+
+bool mi_gemm_sgemm_packed_a_fn(int threads, const mi_gemm_packed_a *pk, int64_t N, float alpha,
+                               mi_gemm_pack_b_fn fn, void *ctx, float beta, float *C, int64_t ldc) {
+  if (!trace_on()) return sgemm_packed(threads, pk, false, N, alpha, NULL, 0, fn, ctx, beta, C, ldc);
+  double t0 = now_us();
+  bool ok = sgemm_packed(threads, pk, false, N, alpha, NULL, 0, fn, ctx, beta, C, ldc);
+  double us = now_us() - t0;
+  fprintf(stderr, "sgemm PI M=%lld N=%lld K=%lld %.1f us %.1f GFLOP/s\n", (long long)pk->M,
+          (long long)N, (long long)pk->K, us,
+          us > 0 ? 2e-3 * (double)pk->M * (double)N * (double)pk->K / us : 0.0);
+  return ok;
 }

@@ -5,6 +5,7 @@
 #define MEDINFER_GEMM_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #ifdef __cplusplus
@@ -59,6 +60,36 @@ const char *mi_gemm_isa_name(mi_isa isa);
 void mi_gemm_sgemm_isa(mi_isa isa, int threads, bool trans_a, bool trans_b, int64_t M, int64_t N,
                        int64_t K, float alpha, const float *A, int64_t lda, const float *B,
                        int64_t ldb, float beta, float *C, int64_t ldc);
+
+/* ---- constant A packed once (weights) ------------------------------------
+ * op(A) (M x K) packed into the MR-tall micro-panels of `isa`'s kernel for
+ * every KC block, so that products with it skip the per-call packing:
+ * block (pc, ir) at data + pc*Mp + ir*kc, Mp = M rounded up to MR.  The
+ * handle is immutable and may be shared by concurrent callers. */
+typedef struct mi_gemm_packed_a mi_gemm_packed_a;
+/* NULL when out of memory. */
+mi_gemm_packed_a *mi_gemm_pack_a(mi_isa isa, bool trans_a, int64_t M, int64_t K, const float *A,
+                                 int64_t lda);
+void mi_gemm_packed_a_free(mi_gemm_packed_a *p);
+size_t mi_gemm_packed_a_bytes(const mi_gemm_packed_a *p);
+/* C[M,N] = alpha * A * op(B) + beta * C with the packed A (its M and K);
+ * threads as for mi_gemm_sgemm_isa. */
+void mi_gemm_sgemm_packed_a(int threads, const mi_gemm_packed_a *A, bool trans_b, int64_t N,
+                            float alpha, const float *B, int64_t ldb, float beta, float *C,
+                            int64_t ldc);
+/* Same product with op(B) produced by the caller straight into the packed
+ * layout (implicit GEMM: a convolution gathers its im2col rows there, no
+ * column buffer).  fn(ctx, k0, kc, j0, nc, NR, dst) must write the block
+ * rows [k0, k0+kc) x columns [j0, j0+nc) of op(B) as NR-wide micro-panels
+ * dst[panel][k][NR], zero-padding the last panel's columns to NR; it is
+ * called from several threads at once.  Returns false when out of memory. */
+typedef void (*mi_gemm_pack_b_fn)(void *ctx, int64_t k0, int64_t kc, int64_t j0, int64_t nc, int NR,
+                                  float *dst);
+bool mi_gemm_sgemm_packed_a_fn(int threads, const mi_gemm_packed_a *A, int64_t N, float alpha,
+                               mi_gemm_pack_b_fn fn, void *ctx, float beta, float *C, int64_t ldc);
+/* Whether operators should pre-pack constant operands: false with
+ * MEDINFER_GEMM=openblas (OpenBLAS does the products) or MEDINFER_PREPACK=0. */
+bool mi_gemm_prepack_enabled(void);
 
 /* Thread count used by mi_sgemm (set by mi_blas_set_threads). */
 void mi_gemm_set_threads(int threads);

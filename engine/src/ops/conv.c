@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "gemm/gemm.h"
 #include "ops.h"
 
 #define COL_BUDGET ((int64_t)32 << 20) /* bytes of column buffer per tile    */
@@ -24,6 +25,12 @@ typedef struct conv_attr {
   size_t n_kernel, n_strides, n_dilations, n_pads, n_out_pad, n_out_shape;
   int64_t kernel[3], strides[3], dilations[3], pads[6], out_pad[3], out_shape[5];
   bool transpose;
+  /* Conv with constant weights: each group's W_g packed once at load for
+   * the SGEMM (NULL: W is packed per call).  Used only while in[1] is still
+   * the tensor they were packed from. */
+  mi_gemm_packed_a **wpack;
+  const float *wsrc;
+  int64_t wM, wK;
 } conv_attr;
 
 /* Geometry normalised to 3 spatial dims (z, y, x). */
@@ -90,7 +97,50 @@ static mi_status *conv_init_common(mi_node *n, bool transpose) {
   return NULL;
 }
 
-static mi_status *conv_init(mi_node *n, mi_graph *g) { return conv_init_common(n, false); }
+static void conv_destroy(mi_node *n) {
+  conv_attr *a = n->priv;
+  if (a && a->wpack) {
+    for (int64_t gi = 0; gi < a->group; gi++) mi_gemm_packed_a_free(a->wpack[gi]);
+    free(a->wpack);
+  }
+  free(a);
+  n->priv = NULL;
+}
+
+/* Weights are constant after the graph passes (BatchNormalization folded):
+ * pack each group's [Mg, Cg*k] matrix for the SGEMM now rather than on every
+ * call.  Anything unusual is left to conv_run's validation and plain path. */
+static void conv_prepack(mi_node *n, mi_graph *g, conv_attr *a) {
+  if (!mi_gemm_prepack_enabled() || n->n_in < 2 || n->in[1] < 0) return;
+  const mi_value *wv = &g->values[n->in[1]];
+  const mi_tensor *w = &wv->t;
+  if (!wv->is_const || !w->data || w->dtype != MI_FLOAT || w->ndim < 3 || w->ndim > 5) return;
+  const int64_t M = w->dims[0], G = a->group;
+  if (M < 1 || M % G || w->dims[1] <= 1) return; /* Cg == 1: the depthwise direct kernel */
+  int64_t K = 1;
+  for (int i = 1; i < w->ndim; i++) K *= w->dims[i];
+  const int64_t Mg = M / G;
+  a->wpack = calloc((size_t)G, sizeof *a->wpack);
+  if (!a->wpack) return;
+  for (int64_t gi = 0; gi < G; gi++) {
+    a->wpack[gi] = mi_gemm_pack_a(mi_gemm_isa(), false, Mg, K, (const float *)w->data + gi * Mg * K, K);
+    if (!a->wpack[gi]) { /* out of memory: keep the per-call packing */
+      for (int64_t j = 0; j < gi; j++) mi_gemm_packed_a_free(a->wpack[j]);
+      free(a->wpack);
+      a->wpack = NULL;
+      return;
+    }
+  }
+  a->wsrc = w->data;
+  a->wM = M;
+  a->wK = K;
+}
+
+static mi_status *conv_init(mi_node *n, mi_graph *g) {
+  MI_TRY(conv_init_common(n, false));
+  conv_prepack(n, g, n->priv);
+  return NULL;
+}
 static mi_status *convt_init(mi_node *n, mi_graph *g) { return conv_init_common(n, true); }
 
 /* Shared validation: X [N,C,spatial], W [.., .., kernel], attribute lengths. */
@@ -308,41 +358,80 @@ typedef struct im2col_ctx {
   int64_t p0, p1;
 } im2col_ctx;
 
+/* Row r of the im2col matrix (channel, kz, ky, kx) over output positions
+ * [p0, p1) into dst. */
+static void gather_row(const geom *g, const float *x, int64_t r, int64_t p0, int64_t p1, float *dst) {
+  const int64_t o1 = g->out[1], o2 = g->out[2];
+  int64_t ch = r / g->k_sz, kk = r % g->k_sz;
+  int64_t kz = kk / (g->k[1] * g->k[2]), ky = (kk / g->k[2]) % g->k[1], kx = kk % g->k[2];
+  int64_t offz = kz * g->d[0] - g->pb[0], offy = ky * g->d[1] - g->pb[1], offx = kx * g->d[2] - g->pb[2];
+  int64_t xlo, xhi;
+  valid_range(o2, g->s[2], offx, g->in[2], &xlo, &xhi);
+  const float *plane = x + ch * g->in_sz;
+  int64_t p = p0, oz = p / (o1 * o2), oy = (p / o2) % o1, ox = p % o2;
+  while (p < p1) {
+    int64_t L = o2 - ox < p1 - p ? o2 - ox : p1 - p;
+    int64_t iz = oz * g->s[0] + offz, iy = oy * g->s[1] + offy;
+    if (iz >= 0 && iz < g->in[0] && iy >= 0 && iy < g->in[1]) {
+      const float *row = plane + (iz * g->in[1] + iy) * g->in[2];
+      int64_t a = clamp64(xlo, ox, ox + L), b = clamp64(xhi, a, ox + L);
+      for (int64_t t = ox; t < a; t++) dst[t - ox] = 0.f;
+      if (g->s[2] == 1) {
+        memcpy(dst + (a - ox), row + a + offx, (size_t)(b - a) * sizeof(float));
+      } else if (g->s[2] == 2) { /* constant stride: the compiler vectorises the gather */
+        const float *src = row + offx;
+        float *d = dst - ox;
+        for (int64_t t = a; t < b; t++) d[t] = src[2 * t];
+      } else {
+        const int64_t st = g->s[2];
+        for (int64_t t = a; t < b; t++) dst[t - ox] = row[t * st + offx];
+      }
+      for (int64_t t = b; t < ox + L; t++) dst[t - ox] = 0.f;
+    } else {
+      memset(dst, 0, (size_t)L * sizeof(float));
+    }
+    dst += L;
+    p += L;
+    ox = 0;
+    if (++oy == o1) { oy = 0; oz++; }
+  }
+}
+
 static void im2col_rows(void *vctx, int64_t rb, int64_t re) {
   const im2col_ctx *c = vctx;
-  const geom *g = c->g;
-  const int64_t P = c->p1 - c->p0, o1 = g->out[1], o2 = g->out[2];
-  for (int64_t r = rb; r < re; r++) {
-    int64_t ch = r / g->k_sz, kk = r % g->k_sz;
-    int64_t kz = kk / (g->k[1] * g->k[2]), ky = (kk / g->k[2]) % g->k[1], kx = kk % g->k[2];
-    int64_t offz = kz * g->d[0] - g->pb[0], offy = ky * g->d[1] - g->pb[1], offx = kx * g->d[2] - g->pb[2];
-    int64_t xlo, xhi;
-    valid_range(o2, g->s[2], offx, g->in[2], &xlo, &xhi);
-    const float *plane = c->x + ch * g->in_sz;
-    float *dst = c->col + r * P;
-    int64_t p = c->p0, oz = p / (o1 * o2), oy = (p / o2) % o1, ox = p % o2;
-    while (p < c->p1) {
-      int64_t L = o2 - ox < c->p1 - p ? o2 - ox : c->p1 - p;
-      int64_t iz = oz * g->s[0] + offz, iy = oy * g->s[1] + offy;
-      if (iz >= 0 && iz < g->in[0] && iy >= 0 && iy < g->in[1]) {
-        const float *row = plane + (iz * g->in[1] + iy) * g->in[2];
-        int64_t a = clamp64(xlo, ox, ox + L), b = clamp64(xhi, a, ox + L);
-        for (int64_t t = ox; t < a; t++) dst[t - ox] = 0.f;
-        if (g->s[2] == 1) {
-          memcpy(dst + (a - ox), row + a + offx, (size_t)(b - a) * sizeof(float));
-        } else {
-          const int64_t st = g->s[2];
-          for (int64_t t = a; t < b; t++) dst[t - ox] = row[t * st + offx];
-        }
-        for (int64_t t = b; t < ox + L; t++) dst[t - ox] = 0.f;
-      } else {
-        memset(dst, 0, (size_t)L * sizeof(float));
+  for (int64_t r = rb; r < re; r++) gather_row(c->g, c->x, r, c->p0, c->p1, c->col + r * (c->p1 - c->p0));
+}
+
+/* Implicit GEMM: the SGEMM's B block (rows [k0, k0+kc) of the im2col matrix,
+ * positions p0 + [j0, j0+nc)) gathered straight into its NR-wide panels, a
+ * row chunk at a time through an L1-sized buffer.  No column buffer. */
+typedef struct colpack_ctx {
+  const geom *g;
+  const float *x; /* Cg input planes */
+  int64_t p0;
+} colpack_ctx;
+
+#define COLPACK_CHUNK 2048 /* floats of one gathered row piece */
+
+static void colpack(void *vctx, int64_t k0, int64_t kc, int64_t j0, int64_t nc, int NR, float *dst) {
+  const colpack_ctx *c = vctx;
+  float buf[COLPACK_CHUNK];
+  const int64_t chunk = COLPACK_CHUNK / NR * NR, panels = (nc + NR - 1) / NR;
+  for (int64_t j = 0; j < nc; j += chunk) {
+    const int64_t n = nc - j < chunk ? nc - j : chunk;
+    for (int64_t k = 0; k < kc; k++) {
+      gather_row(c->g, c->x, k0 + k, c->p0 + j0 + j, c->p0 + j0 + j + n, buf);
+      for (int64_t q = 0; q < n; q += NR) {
+        const int64_t w = n - q < NR ? n - q : NR;
+        float *d = dst + ((j + q) / NR) * kc * NR + k * NR;
+        memcpy(d, buf + q, (size_t)w * sizeof(float));
       }
-      dst += L;
-      p += L;
-      ox = 0;
-      if (++oy == o1) { oy = 0; oz++; }
     }
+  }
+  const int64_t tail = nc - (panels - 1) * NR; /* zero columns of the last panel */
+  if (tail < NR) {
+    float *d = dst + (panels - 1) * kc * NR;
+    for (int64_t k = 0; k < kc; k++) memset(d + k * NR + tail, 0, (size_t)(NR - tail) * sizeof(float));
   }
 }
 
@@ -429,13 +518,14 @@ static mi_status *conv_run(mi_node *n, mi_exec *ex, mi_tensor *const *in, mi_ten
     return NULL;
   }
 
+  const bool packed = a->wpack && w == a->wsrc && M == a->wM && K == a->wK;
   bool pointwise = true;
   for (int j = 0; j < 3; j++)
     if (g.k[j] != 1 || g.s[j] != 1 || g.pb[j] != 0 || g.in[j] != g.out[j]) pointwise = false;
 
-  const int64_t P = tile_len(g.out_sz, pointwise ? 0 : K, Mg, g.out[2]);
+  const int64_t P = tile_len(g.out_sz, pointwise || packed ? 0 : K, Mg, g.out[2]);
   float *col = NULL;
-  if (!pointwise) {
+  if (!pointwise && !packed) {
     col = mi_exec_scratch(ex, (size_t)(K * P) * sizeof(float));
     if (!col) return mi_node_error(n, MI_ERR_NO_MEMORY, "cannot allocate %lld-byte column buffer",
                                    (long long)(K * P * 4));
@@ -450,11 +540,21 @@ static mi_status *conv_run(mi_node *n, mi_exec *ex, mi_tensor *const *in, mi_ten
         int64_t p1 = p0 + P < g.out_sz ? p0 + P : g.out_sz, len = p1 - p0;
         if (pointwise) {
           /* 1x1, stride 1, unpadded: the input planes already are the B matrix. */
-          mi_sgemm(false, false, Mg, len, K, 1.f, wg, K, xg + p0, g.in_sz, 0.f, yg + p0, g.out_sz);
+          if (packed)
+            mi_gemm_sgemm_packed_a(0, a->wpack[gi], false, len, 1.f, xg + p0, g.in_sz, 0.f, yg + p0, g.out_sz);
+          else
+            mi_sgemm(false, false, Mg, len, K, 1.f, wg, K, xg + p0, g.in_sz, 0.f, yg + p0, g.out_sz);
+        } else if (packed) {
+          colpack_ctx cp = {&g, xg, p0};
+          if (!mi_gemm_sgemm_packed_a_fn(0, a->wpack[gi], len, 1.f, colpack, &cp, 0.f, yg + p0, g.out_sz))
+            return mi_node_error(n, MI_ERR_NO_MEMORY, "out of memory for the SGEMM's packing buffers");
         } else {
           im2col_ctx ic = {&g, xg, col, p0, p1};
           mi_parallel_for(ex, K, len >= 4096 ? 1 : 4096 / len, im2col_rows, &ic);
-          mi_sgemm(false, false, Mg, len, K, 1.f, wg, K, col, len, 0.f, yg + p0, g.out_sz);
+          if (packed)
+            mi_gemm_sgemm_packed_a(0, a->wpack[gi], false, len, 1.f, col, len, 0.f, yg + p0, g.out_sz);
+          else
+            mi_sgemm(false, false, Mg, len, K, 1.f, wg, K, col, len, 0.f, yg + p0, g.out_sz);
         }
         epilogue(ex, n, yg + p0, bias ? bias + gi * Mg : NULL, rg ? rg + p0 : NULL, Mg, g.out_sz, len);
       }
@@ -645,7 +745,7 @@ static mi_status *convint_run(mi_node *n, mi_exec *ex, mi_tensor *const *in, mi_
 }
 
 const mi_op_def mi_ops_conv[] = {
-    {"Conv", 1, MI_OP_FUSE_ACT, conv_init, conv_infer, conv_run, NULL},
+    {"Conv", 1, MI_OP_FUSE_ACT, conv_init, conv_infer, conv_run, conv_destroy},
     {"ConvTranspose", 1, MI_OP_FUSE_ACT, convt_init, convt_infer, convt_run, NULL},
     {"ConvInteger", 10, 0, convint_init, convint_infer, convint_run, NULL},
     {NULL},
