@@ -66,9 +66,70 @@ typedef void (*kfn)(int64_t, const float *, const float *, float *, int64_t, int
 static const kfn table[MR][NV] = {ROW(1), ROW(2), ROW(3), ROW(4), ROW(5), ROW(6), ROW(7), ROW(8)};
 #undef ROW
 
+/* Narrow column remainder (1..8 columns): the 8 rows of the A micro-panel
+ * in one ymm, one broadcast B element per column, i.e. C^T tiles.  nr ymm
+ * FMAs per k instead of 8 zmm FMAs whose lanes are mostly idle (N = 49:
+ * 48 + 1 columns, N = 196: 192 + 4).  U interleaved k chains hide the FMA
+ * latency when there are few columns. */
+static inline __attribute__((always_inline)) void body_cols(const int nr, const int U, int64_t kc,
+                                                           const float *restrict a,
+                                                           const float *restrict b, float *c,
+                                                           int64_t ldc, int mr, float alpha,
+                                                           float beta) {
+  __m256 acc[4][8];
+#pragma GCC unroll 4
+  for (int u = 0; u < U; u++)
+#pragma GCC unroll 8
+    for (int j = 0; j < nr; j++) acc[u][j] = _mm256_setzero_ps();
+  int64_t k = 0;
+  for (; k + U <= kc; k += U) {
+#pragma GCC unroll 4
+    for (int u = 0; u < U; u++) {
+      const __m256 av = _mm256_load_ps(a + (k + u) * MR);
+      const float *bk = b + (k + u) * NR;
+#pragma GCC unroll 8
+      for (int j = 0; j < nr; j++) acc[u][j] = _mm256_fmadd_ps(av, _mm256_broadcast_ss(bk + j), acc[u][j]);
+    }
+  }
+  for (; k < kc; k++) {
+    const __m256 av = _mm256_load_ps(a + k * MR);
+#pragma GCC unroll 8
+    for (int j = 0; j < nr; j++) acc[0][j] = _mm256_fmadd_ps(av, _mm256_broadcast_ss(b + k * NR + j), acc[0][j]);
+  }
+  const __m256 va = _mm256_set1_ps(alpha);
+#pragma GCC unroll 8
+  for (int j = 0; j < nr; j++) {
+    __m256 r = acc[0][j];
+#pragma GCC unroll 4
+    for (int u = 1; u < U; u++) r = _mm256_add_ps(r, acc[u][j]);
+    float t[8];
+    _mm256_storeu_ps(t, _mm256_mul_ps(r, va));
+    if (beta == 0.f)
+      for (int i = 0; i < mr; i++) c[i * ldc + j] = t[i];
+    else
+      for (int i = 0; i < mr; i++) c[i * ldc + j] = t[i] + beta * c[i * ldc + j];
+  }
+}
+
+#define KC_(N, U)                                                                              \
+  static void kc_##N(int64_t kc, const float *a, const float *b, float *c, int64_t ldc, int mr, \
+                     float alpha, float beta) {                                               \
+    body_cols(N, U, kc, a, b, c, ldc, mr, alpha, beta);                                        \
+  }
+KC_(1, 4) KC_(2, 4) KC_(3, 4) KC_(4, 2) KC_(5, 2) KC_(6, 2) KC_(7, 2) KC_(8, 2)
+#undef KC_
+typedef void (*cfn)(int64_t, const float *, const float *, float *, int64_t, int, float, float);
+static const cfn cols_table[8] = {kc_1, kc_2, kc_3, kc_4, kc_5, kc_6, kc_7, kc_8};
+
 static void kern_avx512(int64_t kc, const float *pa, const float *pb, float *c, int64_t ldc,
                         int mr, int nr, float alpha, float beta) {
-  table[mr - 1][(nr + 15) / 16 - 1](kc, pa, pb, c, ldc, nr, alpha, beta);
+  const int full = nr & ~15, rem = nr & 15;
+  if (rem == 0 || rem > 8) {
+    table[mr - 1][(nr + 15) / 16 - 1](kc, pa, pb, c, ldc, nr, alpha, beta);
+    return;
+  }
+  if (full) table[mr - 1][full / 16 - 1](kc, pa, pb, c, ldc, full, alpha, beta);
+  cols_table[rem - 1](kc, pa, pb + full, c + full, ldc, mr, alpha, beta);
 }
 
 const mi_gemm_kernel mi_gemm_kernel_avx512 = {"avx512", MR, NR, 16, 192, 512, 2304, kern_avx512,
