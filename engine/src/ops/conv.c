@@ -116,7 +116,7 @@ static void conv_prepack(mi_node *n, mi_graph *g, conv_attr *a) {
   const mi_tensor *w = &wv->t;
   if (!wv->is_const || !w->data || w->dtype != MI_FLOAT || w->ndim < 3 || w->ndim > 5) return;
   const int64_t M = w->dims[0], G = a->group;
-  if (M < 1 || M % G || w->dims[1] <= 1) return; /* Cg == 1: the depthwise direct kernel */
+  if (M < 1 || M % G || (w->dims[1] == 1 && G > 1)) return; /* depthwise: the direct kernel */
   int64_t K = 1;
   for (int i = 1; i < w->ndim; i++) K *= w->dims[i];
   const int64_t Mg = M / G;
@@ -512,7 +512,7 @@ static mi_status *conv_run(mi_node *n, mi_exec *ex, mi_tensor *const *in, mi_ten
   const int64_t Cg = C / G, Mg = M / G, K = Cg * g.k_sz;
   if (N == 0 || g.out_sz == 0) return NULL;
 
-  if (Cg == 1 && G == C) { /* depthwise (optionally with a channel multiplier) */
+  if (Cg == 1 && G == C && G > 1) { /* depthwise (optionally with a channel multiplier) */
     dw_ctx c = {&g, n, x, w, bias, res, y, C, M, M / C};
     mi_parallel_for(ex, N * M, 1, dw_planes, &c);
     return NULL;

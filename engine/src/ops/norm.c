@@ -3,6 +3,9 @@
  * the arbitrary-axes reduction machinery it needs.)  Statistics accumulate
  * in double so float32 results stay well inside tolerance for large planes. */
 #include <math.h>
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
 #include <stdlib.h>
 #include <string.h>
 
@@ -184,6 +187,83 @@ static mi_status *in_infer(mi_node *n, mi_tensor *const *in, mi_tensor **out) {
 DEF_MOMENTS(moments_f32, float)
 DEF_MOMENTS(moments_f64, double)
 
+/* float32 moments, vectorisable: 16 independent float lanes over blocks of
+ * at most 4096 elements, each block's lanes summed in double. */
+#define MOM_LANES 16
+#define MOM_BLOCK 4096
+static double sum_f32(const float *x, int64_t n, float m, bool sq) {
+  double total = 0;
+  for (int64_t b = 0; b < n; b += MOM_BLOCK) {
+    const int64_t e = n - b < MOM_BLOCK ? n : b + MOM_BLOCK;
+    float acc[MOM_LANES] = {0};
+    int64_t i = b;
+    if (sq)
+      for (; i + MOM_LANES <= e; i += MOM_LANES)
+        for (int l = 0; l < MOM_LANES; l++) {
+          float d = x[i + l] - m;
+          acc[l] += d * d;
+        }
+    else
+      for (; i + MOM_LANES <= e; i += MOM_LANES)
+        for (int l = 0; l < MOM_LANES; l++) acc[l] += x[i + l];
+    double part = 0;
+    for (int l = 0; l < MOM_LANES; l++) part += acc[l];
+    for (; i < e; i++) part += sq ? (double)(x[i] - m) * (double)(x[i] - m) : (double)x[i];
+    total += part;
+  }
+  return total;
+}
+
+static void moments_f32_fast(const float *x, int64_t n, double *mean, double *var) {
+  double m = n ? sum_f32(x, n, 0.f, false) / (double)n : 0;
+  *mean = m;
+  *var = n ? sum_f32(x, n, (float)m, true) / (double)n : 0;
+}
+
+/* Fused activation on a float64 output (mi_activation_apply is float32). */
+static void act_f64(const mi_activation *a, double *y, int64_t n) {
+  for (int64_t i = 0; i < n; i++) {
+    double v = y[i];
+    switch (a->kind) {
+    case MI_ACT_RELU: v = v > 0 ? v : 0; break;
+    case MI_ACT_LEAKY_RELU: v = v >= 0 ? v : v * a->alpha; break;
+    case MI_ACT_CLIP: v = v < a->alpha ? a->alpha : v > a->beta ? a->beta : v; break;
+    case MI_ACT_SIGMOID: v = 1.0 / (1.0 + exp(-v)); break;
+    case MI_ACT_TANH: v = tanh(v); break;
+    default: break;
+    }
+    y[i] = v;
+  }
+}
+
+/* Fused activation, float32, with the parameters in locals so that the
+ * loops vectorise (through a->alpha they could alias y). */
+static void act_f32(const mi_activation *a, float *y, int64_t n) {
+  const float lo = a->alpha, hi = a->beta;
+  switch (a->kind) {
+  case MI_ACT_RELU:
+    for (int64_t i = 0; i < n; i++) y[i] = y[i] > 0.f ? y[i] : 0.f;
+    return;
+  case MI_ACT_LEAKY_RELU:
+  {
+    int64_t i = 0;
+#ifdef __SSE2__ /* branch-free: the sign of normalised data is a coin flip */
+    const __m128 one = _mm_set1_ps(1.f), vlo = _mm_set1_ps(lo), zero = _mm_setzero_ps();
+    for (; i + 4 <= n; i += 4) {
+      __m128 v = _mm_loadu_ps(y + i), m = _mm_cmpge_ps(v, zero);
+      _mm_storeu_ps(y + i, _mm_mul_ps(v, _mm_or_ps(_mm_and_ps(m, one), _mm_andnot_ps(m, vlo))));
+    }
+#endif
+    for (; i < n; i++) y[i] = y[i] >= 0.f ? y[i] : y[i] * lo;
+    return;
+  }
+  case MI_ACT_CLIP:
+    for (int64_t i = 0; i < n; i++) y[i] = y[i] < lo ? lo : (y[i] > hi ? hi : y[i]);
+    return;
+  default: mi_activation_apply(a, y, n); return;
+  }
+}
+
 typedef struct inorm_task {
   const void *x;
   void *y;
@@ -191,6 +271,8 @@ typedef struct inorm_task {
   int64_t C, inner;
   double eps;
   bool dbl;
+  const float *res;        /* fused residual (float32), NULL: none */
+  const mi_activation *act;
 } inorm_task;
 
 static void inorm_planes(void *ctx, int64_t p0, int64_t p1) {
@@ -204,13 +286,25 @@ static void inorm_planes(void *ctx, int64_t p0, int64_t p1) {
       moments_f64(x, t->inner, &m, &v);
       double s = t->scale[c] / sqrt(v + t->eps), b = t->bias[c] - m * s;
       for (int64_t k = 0; k < t->inner; k++) y[k] = x[k] * s + b;
+      if (t->act) act_f64(t->act, y, t->inner);
     } else {
       const float *x = (const float *)t->x + off;
       float *y = (float *)t->y + off;
-      moments_f32(x, t->inner, &m, &v);
+      moments_f32_fast(x, t->inner, &m, &v);
       double s = t->scale[c] / sqrt(v + t->eps);
       float sf = (float)s, bf = (float)(t->bias[c] - m * s);
-      for (int64_t k = 0; k < t->inner; k++) y[k] = x[k] * sf + bf;
+      /* Normalise, residual and activation a cache-sized piece at a time. */
+      for (int64_t k0 = 0; k0 < t->inner; k0 += MOM_BLOCK) {
+        const int64_t len = t->inner - k0 < MOM_BLOCK ? t->inner - k0 : MOM_BLOCK;
+        float *yk = y + k0;
+        const float *xk = x + k0;
+        for (int64_t k = 0; k < len; k++) yk[k] = xk[k] * sf + bf;
+        if (t->res) {
+          const float *r = t->res + off + k0;
+          for (int64_t k = 0; k < len; k++) yk[k] += r[k];
+        }
+        if (t->act) act_f32(t->act, yk, len);
+      }
     }
   }
 }
@@ -222,8 +316,14 @@ static mi_status *in_run(mi_node *n, mi_exec *ex, mi_tensor *const *in, mi_tenso
   if (!buf) return mi_node_error(n, MI_ERR_NO_MEMORY, "out of memory");
   load_params(in[1], buf, C);
   load_params(in[2], buf + C, C);
+  const mi_tensor *res = n->fused_add >= 0 ? in[n->n_in] : NULL;
+  if (res && X->dtype != MI_FLOAT)
+    return mi_node_error(n, MI_ERR_INTERNAL, "fused residual supports float32 only");
+  if (res && (res->dtype != MI_FLOAT || mi_numel(res->ndim, res->dims) != mi_numel(X->ndim, X->dims)))
+    return mi_node_error(n, MI_ERR_SHAPE, "fused residual does not match the output shape");
   inorm_task t = {X->data, out[0]->data, buf, buf + C, C, inner,
-                  (double)mi_attr_float(n, "epsilon", 1e-5f), X->dtype == MI_DOUBLE};
+                  (double)mi_attr_float(n, "epsilon", 1e-5f), X->dtype == MI_DOUBLE,
+                  res ? res->data : NULL, n->act.kind != MI_ACT_NONE ? &n->act : NULL};
   mi_parallel_for(ex, N * C, inner >= 4096 ? 1 : 4096 / (inner + 1) + 1, inorm_planes, &t);
   mi_exec_scratch_release(ex, buf);
   return NULL;
@@ -459,7 +559,7 @@ static mi_status *lp_run(mi_node *n, mi_exec *ex, mi_tensor *const *in, mi_tenso
 
 const mi_op_def mi_ops_norm[] = {
     {"BatchNormalization", 6, 0, bn_init, bn_infer, bn_run, NULL},
-    {"InstanceNormalization", 1, 0, NULL, in_infer, in_run, NULL},
+    {"InstanceNormalization", 1, MI_OP_FUSE_ACT, NULL, in_infer, in_run, NULL},
     {"LayerNormalization", 17, 0, ln_init, ln_infer, ln_run, NULL},
     {"LpNormalization", 1, 0, lp_init, lp_infer, lp_run, NULL},
     {NULL},
