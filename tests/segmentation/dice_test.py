@@ -14,44 +14,12 @@ import shutil
 import subprocess
 import sys
 
-import numpy as np
-import pydicom
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "models", "scripts"))
+from seg_dice import dice_table  # noqa: E402
 
 VARIANTS = [("axial", 9001, []), ("coronal", 9002, ["--orientation", "coronal"]),
             ("oblique", 9003, ["--orientation", "oblique"]), ("reversed", 9004, ["--reverse"]),
             ("tilted", 9005, ["--tilt", "12"])]
-
-
-def read_nrrd(path):
-    with open(path, "rb") as f:
-        data = f.read()
-    head, _, raw = data.partition(b"\n\n")
-    fields = dict(line.split(": ", 1) for line in head.decode().splitlines()[1:] if ": " in line)
-    sx, sy, sz = map(int, fields["sizes"].split())
-    assert fields["encoding"] == "raw" and fields["type"] == "uint8"
-    return np.frombuffer(raw, dtype=np.uint8).reshape(sz, sy, sx)
-
-
-def seg_labels(seg_path, geometry, label_of_segment):
-    """Label volume [k][j][i] on the truth grid from the SEG frames, each frame
-    placed by its ImagePositionPatient (must be a source slice position)."""
-    size = geometry["size"]
-    origin = np.array(geometry["origin"], float)
-    m = np.array(geometry["direction"], float).reshape(3, 3) * np.array(geometry["spacing"], float)
-    out = np.zeros((size[2], size[1], size[0]), np.uint8)
-    seg = pydicom.dcmread(seg_path)
-    px = seg.pixel_array.reshape(int(seg.NumberOfFrames), size[1], size[0])
-    for f, pf in enumerate(seg.PerFrameFunctionalGroupsSequence):
-        s = int(pf.SegmentIdentificationSequence[0].ReferencedSegmentNumber)
-        ipp = np.array([float(v) for v in pf.PlanePositionSequence[0].ImagePositionPatient])
-        idx = np.linalg.solve(m, ipp - origin)
-        k = int(round(idx[2]))
-        if abs(idx[0]) > 1e-3 or abs(idx[1]) > 1e-3 or abs(idx[2] - k) > 1e-3 or not 0 <= k < size[2]:
-            raise SystemExit("%s: frame %d at %s is not on a source slice" % (seg_path, f + 1, ipp))
-        lab = label_of_segment.get(s)
-        if lab:
-            out[k][px[f] > 0] = lab
-    return out
 
 
 def main():
@@ -72,21 +40,8 @@ def main():
         out = os.path.join(a.work, name + "-seg")
         subprocess.run([a.medinfer, "segment", "--model", a.card, "--input", os.path.join(study, "dicom"), "--output",
                         out, "--threads", "2"], check=True, stderr=subprocess.DEVNULL)
-        truth_info = json.load(open(os.path.join(study, "truth", "labels.json")))
-        truth = read_nrrd(os.path.join(study, "truth", "labels.nrrd"))
-        phantom_value = {l["name"]: l["value"] for l in truth_info["labels"]}
-        # SEG segment s is card label s-1 (written in card order).
-        card_labels = card["output"]["labels"]
-        seg_to_value = {i + 1: l["value"] for i, l in enumerate(card_labels)}
-        pred = seg_labels(glob.glob(os.path.join(out, "*.seg.dcm"))[0], truth_info["geometry"], seg_to_value)
-        scores = {}
-        for l in card_labels:
-            if l["name"] not in phantom_value:
-                continue
-            t, p = truth == phantom_value[l["name"]], pred == l["value"]
-            denom = t.sum() + p.sum()
-            scores[l["name"]] = 2.0 * (t & p).sum() / denom if denom else 1.0
-            worst = min(worst, scores[l["name"]])
+        scores = dice_table(study, glob.glob(os.path.join(out, "*.seg.dcm"))[0], card)
+        worst = min([worst] + list(scores.values()))
         rows.append((name, scores))
     names = [l["name"] for l in card["output"]["labels"] if any(l["name"] in s for _, s in rows)]
     print("%-10s" % "variant" + "".join("%13s" % n[:12] for n in names))
