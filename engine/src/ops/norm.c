@@ -86,6 +86,50 @@ static mi_status *bn_infer(mi_node *n, mi_tensor *const *in, mi_tensor **out) {
   return NULL;
 }
 
+/* Fused activation on a float64 output (mi_activation_apply is float32). */
+static void act_f64(const mi_activation *a, double *y, int64_t n) {
+  for (int64_t i = 0; i < n; i++) {
+    double v = y[i];
+    switch (a->kind) {
+    case MI_ACT_RELU: v = v > 0 ? v : 0; break;
+    case MI_ACT_LEAKY_RELU: v = v >= 0 ? v : v * a->alpha; break;
+    case MI_ACT_CLIP: v = v < a->alpha ? a->alpha : v > a->beta ? a->beta : v; break;
+    case MI_ACT_SIGMOID: v = 1.0 / (1.0 + exp(-v)); break;
+    case MI_ACT_TANH: v = tanh(v); break;
+    default: break;
+    }
+    y[i] = v;
+  }
+}
+
+/* Fused activation, float32, with the parameters in locals so that the
+ * loops vectorise (through a->alpha they could alias y). */
+static void act_f32(const mi_activation *a, float *y, int64_t n) {
+  const float lo = a->alpha, hi = a->beta;
+  switch (a->kind) {
+  case MI_ACT_RELU:
+    for (int64_t i = 0; i < n; i++) y[i] = y[i] > 0.f ? y[i] : 0.f;
+    return;
+  case MI_ACT_LEAKY_RELU:
+  {
+    int64_t i = 0;
+#ifdef __SSE2__ /* branch-free: the sign of normalised data is a coin flip */
+    const __m128 one = _mm_set1_ps(1.f), vlo = _mm_set1_ps(lo), zero = _mm_setzero_ps();
+    for (; i + 4 <= n; i += 4) {
+      __m128 v = _mm_loadu_ps(y + i), m = _mm_cmpge_ps(v, zero);
+      _mm_storeu_ps(y + i, _mm_mul_ps(v, _mm_or_ps(_mm_and_ps(m, one), _mm_andnot_ps(m, vlo))));
+    }
+#endif
+    for (; i < n; i++) y[i] = y[i] >= 0.f ? y[i] : y[i] * lo;
+    return;
+  }
+  case MI_ACT_CLIP:
+    for (int64_t i = 0; i < n; i++) y[i] = y[i] < lo ? lo : (y[i] > hi ? hi : y[i]);
+    return;
+  default: mi_activation_apply(a, y, n); return;
+  }
+}
+
 typedef struct affine_task {
   const void *x;
   void *y;
@@ -93,6 +137,8 @@ typedef struct affine_task {
   int64_t C, inner;
   bool per_elem;       /* a/b indexed by c*inner + k */
   bool dbl;
+  const float *res;    /* fused residual (float32), NULL: none */
+  const mi_activation *act;
 } affine_task;
 
 static void affine_planes(void *ctx, int64_t p0, int64_t p1) {
@@ -121,6 +167,15 @@ static void affine_planes(void *ctx, int64_t p0, int64_t p1) {
       float a = (float)t->a[c], b = (float)t->b[c];
       for (int64_t k = 0; k < t->inner; k++) y[k] = x[k] * a + b;
     }
+    /* Fused epilogue (graph passes), on the plane while it is in cache. */
+    if (t->dbl) {
+      if (t->act) act_f64(t->act, (double *)t->y + off, t->inner);
+    } else {
+      float *y = (float *)t->y + off;
+      if (t->res)
+        for (int64_t k = 0; k < t->inner; k++) y[k] += t->res[off + k];
+      if (t->act) act_f32(t->act, y, t->inner);
+    }
   }
 }
 
@@ -142,7 +197,14 @@ static mi_status *bn_run(mi_node *n, mi_exec *ex, mi_tensor *const *in, mi_tenso
     sc[i] = s;
     bi[i] = bi[i] - mean[i] * s;
   }
-  affine_task t = {X->data, out[0]->data, sc, bi, C, inner, !a->spatial, X->dtype == MI_DOUBLE};
+  const mi_tensor *res = n->fused_add >= 0 ? in[n->n_in] : NULL;
+  if (res && (X->dtype != MI_FLOAT || res->dtype != MI_FLOAT ||
+              mi_numel(res->ndim, res->dims) != mi_numel(X->ndim, X->dims))) {
+    mi_exec_scratch_release(ex, buf);
+    return mi_node_error(n, MI_ERR_SHAPE, "fused residual does not match the output");
+  }
+  affine_task t = {X->data, out[0]->data, sc, bi, C, inner, !a->spatial, X->dtype == MI_DOUBLE,
+                   res ? res->data : NULL, n->act.kind != MI_ACT_NONE ? &n->act : NULL};
   mi_parallel_for(ex, N * C, inner >= 4096 ? 1 : 4096 / (inner + 1) + 1, affine_planes, &t);
   mi_exec_scratch_release(ex, buf);
   return NULL;
@@ -218,50 +280,6 @@ static void moments_f32_fast(const float *x, int64_t n, double *mean, double *va
   double m = n ? sum_f32(x, n, 0.f, false) / (double)n : 0;
   *mean = m;
   *var = n ? sum_f32(x, n, (float)m, true) / (double)n : 0;
-}
-
-/* Fused activation on a float64 output (mi_activation_apply is float32). */
-static void act_f64(const mi_activation *a, double *y, int64_t n) {
-  for (int64_t i = 0; i < n; i++) {
-    double v = y[i];
-    switch (a->kind) {
-    case MI_ACT_RELU: v = v > 0 ? v : 0; break;
-    case MI_ACT_LEAKY_RELU: v = v >= 0 ? v : v * a->alpha; break;
-    case MI_ACT_CLIP: v = v < a->alpha ? a->alpha : v > a->beta ? a->beta : v; break;
-    case MI_ACT_SIGMOID: v = 1.0 / (1.0 + exp(-v)); break;
-    case MI_ACT_TANH: v = tanh(v); break;
-    default: break;
-    }
-    y[i] = v;
-  }
-}
-
-/* Fused activation, float32, with the parameters in locals so that the
- * loops vectorise (through a->alpha they could alias y). */
-static void act_f32(const mi_activation *a, float *y, int64_t n) {
-  const float lo = a->alpha, hi = a->beta;
-  switch (a->kind) {
-  case MI_ACT_RELU:
-    for (int64_t i = 0; i < n; i++) y[i] = y[i] > 0.f ? y[i] : 0.f;
-    return;
-  case MI_ACT_LEAKY_RELU:
-  {
-    int64_t i = 0;
-#ifdef __SSE2__ /* branch-free: the sign of normalised data is a coin flip */
-    const __m128 one = _mm_set1_ps(1.f), vlo = _mm_set1_ps(lo), zero = _mm_setzero_ps();
-    for (; i + 4 <= n; i += 4) {
-      __m128 v = _mm_loadu_ps(y + i), m = _mm_cmpge_ps(v, zero);
-      _mm_storeu_ps(y + i, _mm_mul_ps(v, _mm_or_ps(_mm_and_ps(m, one), _mm_andnot_ps(m, vlo))));
-    }
-#endif
-    for (; i < n; i++) y[i] = y[i] >= 0.f ? y[i] : y[i] * lo;
-    return;
-  }
-  case MI_ACT_CLIP:
-    for (int64_t i = 0; i < n; i++) y[i] = y[i] < lo ? lo : (y[i] > hi ? hi : y[i]);
-    return;
-  default: mi_activation_apply(a, y, n); return;
-  }
 }
 
 typedef struct inorm_task {
@@ -558,7 +576,7 @@ static mi_status *lp_run(mi_node *n, mi_exec *ex, mi_tensor *const *in, mi_tenso
 }
 
 const mi_op_def mi_ops_norm[] = {
-    {"BatchNormalization", 6, 0, bn_init, bn_infer, bn_run, NULL},
+    {"BatchNormalization", 6, MI_OP_FUSE_ACT, bn_init, bn_infer, bn_run, NULL},
     {"InstanceNormalization", 1, MI_OP_FUSE_ACT, NULL, in_infer, in_run, NULL},
     {"LayerNormalization", 17, 0, ln_init, ln_infer, ln_run, NULL},
     {"LpNormalization", 1, 0, lp_init, lp_infer, lp_run, NULL},
