@@ -193,6 +193,36 @@ DEF_GEMM_FINISH(gfin_i64, int64_t)
 DEF_GEMM_FINISH(gfin_u32, uint32_t)
 DEF_GEMM_FINISH(gfin_u64, uint64_t)
 
+typedef struct gemv_task {
+  const float *A, *B; /* A row i, element k at A[i*ars + k*acs]; B is N x K (ldb) */
+  float *y;
+  int64_t ars, acs, ldb, N, K;
+  float alpha, beta;
+  int64_t row;
+} gemv_task;
+
+static void gemv_cols(void *ctx, int64_t j0, int64_t j1) {
+  const gemv_task *t = ctx;
+  const float *a = t->A + t->row * t->ars;
+  float *y = t->y + t->row * t->N;
+  for (int64_t j = j0; j < j1; j++) {
+    const float *b = t->B + j * t->ldb;
+    float s0 = 0.f, s1 = 0.f, s2 = 0.f, s3 = 0.f; /* independent sums vectorise */
+    int64_t k = 0;
+    if (t->acs == 1) {
+      for (; k + 4 <= t->K; k += 4) {
+        s0 += a[k] * b[k];
+        s1 += a[k + 1] * b[k + 1];
+        s2 += a[k + 2] * b[k + 2];
+        s3 += a[k + 3] * b[k + 3];
+      }
+    }
+    for (; k < t->K; k++) s0 += a[k * t->acs] * b[k];
+    float dot = (s0 + s1) + (s2 + s3);
+    y[j] = t->alpha * dot + (t->beta != 0.f ? t->beta * y[j] : 0.f);
+  }
+}
+
 static mi_status *gemm_run(mi_node *n, mi_exec *ex, mi_tensor *const *in, mi_tensor **out) {
   const gemm_attr *a = n->priv;
   const mi_tensor *A = in[0], *B = in[1], *C = n->n_in > 2 ? in[2] : NULL;
@@ -213,7 +243,14 @@ static mi_status *gemm_run(mi_node *n, mi_exec *ex, mi_tensor *const *in, mi_ten
         for (int64_t j = 0; j < N; j++) y[i * N + j] = c[i * st[0] + j * st[1]];
       beta = a->beta;
     }
-    mi_sgemm(a->ta, a->tb, M, N, K, a->alpha, A->data, lda, B->data, ldb, beta, y, N);
+    if (M <= 2 && a->tb) {
+      /* A row times a big weight matrix (classifier heads at batch 1): the
+       * weights are streamed once by dot products instead of being packed. */
+      gemv_task t = {A->data, B->data, y, a->ta ? 1 : lda, a->ta ? lda : 1, ldb, N, K, a->alpha, beta, 0};
+      for (t.row = 0; t.row < M; t.row++) mi_parallel_for(ex, N, 16, gemv_cols, &t);
+    } else {
+      mi_sgemm(a->ta, a->tb, M, N, K, a->alpha, A->data, lda, B->data, ldb, beta, y, N);
+    }
     return apply_epilogue(n, in, Y);
   }
   /* Other types: plain product into a scratch, then alpha/beta/C. */
