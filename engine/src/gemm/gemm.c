@@ -20,6 +20,7 @@
 #include "gemm.h"
 
 #include <pthread.h>
+#include <unistd.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <time.h>
@@ -272,12 +273,17 @@ void mi_gemm_set_threads(int threads) {
 }
 int mi_gemm_threads(void) { return atomic_load(&g_threads); }
 
+static int g_quit;   /* set by the destructor: workers leave */
+static int g_alive;  /* workers still running, guarded by g_mu */
+static pid_t g_pid;  /* process the workers belong to */
+
 static void *worker(void *arg) {
   const int tid = (int)(intptr_t)arg;
   unsigned long seen = 0;
   pthread_mutex_lock(&g_mu);
   for (;;) {
-    while (g_gen == seen) pthread_cond_wait(&g_work_cv, &g_mu);
+    while (g_gen == seen && !g_quit) pthread_cond_wait(&g_work_cv, &g_mu);
+    if (g_quit) break;
     seen = g_gen;
     const problem *p = g_job;
     pthread_mutex_unlock(&g_mu);
@@ -285,33 +291,56 @@ static void *worker(void *arg) {
     pthread_mutex_lock(&g_mu);
     if (p && tid < p->nt && --g_pending == 0) pthread_cond_signal(&g_done_cv);
   }
+  if (--g_alive == 0) pthread_cond_signal(&g_done_cv);
+  pthread_mutex_unlock(&g_mu);
   return NULL;
 }
 
-/* A forked child has none of the parent's workers: start from scratch. */
-static void after_fork_child(void) {
-  pthread_mutex_init(&g_call_mu, NULL);
-  pthread_mutex_init(&g_mu, NULL);
-  pthread_cond_init(&g_work_cv, NULL);
-  pthread_cond_init(&g_done_cv, NULL);
-  g_workers = 0;
-  g_pending = 0;
-  g_job = NULL;
+/* The engine can be dlclose'd (a Slicer module library is): stop the workers
+ * before their code is unmapped and free the pooled buffers. */
+__attribute__((destructor)) static void gemm_shutdown(void) {
+  if (g_pid && g_pid == getpid()) {
+    pthread_mutex_lock(&g_mu);
+    g_quit = 1;
+    pthread_cond_broadcast(&g_work_cv);
+    while (g_alive > 0) pthread_cond_wait(&g_done_cv, &g_mu);
+    pthread_mutex_unlock(&g_mu);
+  }
+  for (int i = 0; i < MAX_THREADS; i++) slot_free(&g_slots[i]);
+  free(g_t);
+  g_t = NULL;
+  g_nt = 0;
 }
 
 /* Called with g_call_mu held: make sure workers 1..nt-1 exist; returns the
- * usable thread count. */
+ * usable thread count.  A forked child has none of its parent's workers: it
+ * notices by its pid and starts from scratch (no pthread_atfork handler, which
+ * would outlive a dlclose'd engine). */
 static int ensure_workers(int nt) {
-  static bool atfork;
-  if (!atfork && nt > 1) atfork = pthread_atfork(NULL, NULL, after_fork_child) == 0;
+  if (g_pid != getpid()) {
+    pthread_mutex_init(&g_mu, NULL);
+    pthread_cond_init(&g_work_cv, NULL);
+    pthread_cond_init(&g_done_cv, NULL);
+    g_workers = g_alive = g_pending = 0;
+    g_job = NULL;
+    g_pid = getpid();
+  }
   while (g_workers + 1 < nt) {
     pthread_t th;
     pthread_attr_t at;
     pthread_attr_init(&at);
     pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
+    pthread_mutex_lock(&g_mu);
+    g_alive++;
+    pthread_mutex_unlock(&g_mu);
     int rc = pthread_create(&th, &at, worker, (void *)(intptr_t)(g_workers + 1));
     pthread_attr_destroy(&at);
-    if (rc) break;
+    if (rc) {
+      pthread_mutex_lock(&g_mu);
+      g_alive--;
+      pthread_mutex_unlock(&g_mu);
+      break;
+    }
     g_workers++;
   }
   return nt < g_workers + 1 ? nt : g_workers + 1;
