@@ -13,11 +13,11 @@
 
 #include "gemm/gemm.h"
 #include "ops.h"
+#include "spatial.h"
 
 #define COL_BUDGET ((int64_t)32 << 20) /* bytes of column buffer per tile    */
 #define OUT_BLOCK ((int64_t)4 << 20)   /* output bytes per tile: epilogue hot */
 
-enum { PAD_NOTSET, PAD_SAME_UPPER, PAD_SAME_LOWER, PAD_VALID };
 
 typedef struct conv_attr {
   int auto_pad;
@@ -39,60 +39,24 @@ typedef struct geom {
   int64_t in_sz, out_sz, k_sz;
 } geom;
 
-static int64_t floordiv(int64_t a, int64_t b) { /* b > 0 */
-  return a >= 0 ? a / b : -((-a + b - 1) / b);
-}
 static int64_t clamp64(int64_t v, int64_t lo, int64_t hi) { return v < lo ? lo : (v > hi ? hi : v); }
-
-/* Range [lo, hi) of o in [0, n) with 0 <= o*s + off < in. */
-static void valid_range(int64_t n, int64_t s, int64_t off, int64_t in, int64_t *lo, int64_t *hi) {
-  int64_t l = -floordiv(off, s);
-  if (l < 0) l = 0;
-  int64_t h = floordiv(in - 1 - off, s) + 1;
-  if (h > n) h = n;
-  if (h < l) h = l;
-  *lo = l;
-  *hi = h;
-}
-
-static mi_status *read_ints(mi_node *n, const char *name, size_t maxn, int64_t *dst, size_t *cnt,
-                            int64_t minval) {
-  const int64_t *v;
-  size_t k = mi_attr_ints(n, name, &v);
-  if (k > maxn)
-    return mi_node_error(n, MI_ERR_UNSUPPORTED, "'%s' has %zu values; at most 3 spatial dims are supported",
-                         name, k);
-  for (size_t i = 0; i < k; i++) {
-    if (v[i] < minval)
-      return mi_node_error(n, MI_ERR_INVALID_MODEL, "'%s'[%zu] = %lld must be >= %lld", name, i,
-                           (long long)v[i], (long long)minval);
-    dst[i] = v[i];
-  }
-  *cnt = k;
-  return NULL;
-}
 
 static mi_status *conv_init_common(mi_node *n, bool transpose) {
   conv_attr *a = calloc(1, sizeof *a);
   if (!a) return mi_node_error(n, MI_ERR_NO_MEMORY, "out of memory");
   n->priv = a;
   a->transpose = transpose;
-  const char *ap = mi_attr_string(n, "auto_pad", "NOTSET");
-  if (!strcmp(ap, "NOTSET") || !ap[0]) a->auto_pad = PAD_NOTSET;
-  else if (!strcmp(ap, "SAME_UPPER")) a->auto_pad = PAD_SAME_UPPER;
-  else if (!strcmp(ap, "SAME_LOWER")) a->auto_pad = PAD_SAME_LOWER;
-  else if (!strcmp(ap, "VALID")) a->auto_pad = PAD_VALID;
-  else return mi_node_error(n, MI_ERR_INVALID_MODEL, "unknown auto_pad '%s'", ap);
+  MI_TRY(mi_read_auto_pad(n, &a->auto_pad));
   a->group = mi_attr_int(n, "group", 1);
   if (a->group < 1) return mi_node_error(n, MI_ERR_INVALID_MODEL, "group %lld must be >= 1", (long long)a->group);
-  MI_TRY(read_ints(n, "kernel_shape", 3, a->kernel, &a->n_kernel, 1));
-  MI_TRY(read_ints(n, "strides", 3, a->strides, &a->n_strides, 1));
-  MI_TRY(read_ints(n, "dilations", 3, a->dilations, &a->n_dilations, 1));
-  MI_TRY(read_ints(n, "pads", 6, a->pads, &a->n_pads, 0));
+  MI_TRY(mi_read_spatial_ints(n, "kernel_shape", 3, a->kernel, &a->n_kernel, 1));
+  MI_TRY(mi_read_spatial_ints(n, "strides", 3, a->strides, &a->n_strides, 1));
+  MI_TRY(mi_read_spatial_ints(n, "dilations", 3, a->dilations, &a->n_dilations, 1));
+  MI_TRY(mi_read_spatial_ints(n, "pads", 6, a->pads, &a->n_pads, 0));
   if (a->n_pads % 2) return mi_node_error(n, MI_ERR_INVALID_MODEL, "'pads' needs an even count, has %zu", a->n_pads);
   if (transpose) {
-    MI_TRY(read_ints(n, "output_padding", 3, a->out_pad, &a->n_out_pad, 0));
-    MI_TRY(read_ints(n, "output_shape", 5, a->out_shape, &a->n_out_shape, 1));
+    MI_TRY(mi_read_spatial_ints(n, "output_padding", 3, a->out_pad, &a->n_out_pad, 0));
+    MI_TRY(mi_read_spatial_ints(n, "output_shape", 5, a->out_shape, &a->n_out_shape, 1));
   }
   return NULL;
 }
@@ -241,7 +205,7 @@ static mi_status *convt_geom(const mi_node *n, const conv_attr *a, const mi_tens
     if (os || a->auto_pad == PAD_SAME_UPPER || a->auto_pad == PAD_SAME_LOWER) {
       out = os ? os[i] : in * st;
       int64_t total = full - out; /* may be negative: output then extends with zeros */
-      int64_t half = floordiv(total, 2);
+      int64_t half = mi_floordiv(total, 2);
       pb = a->auto_pad == PAD_SAME_UPPER ? half : total - half;
     } else if (a->auto_pad == PAD_VALID) {
       out = full;
@@ -366,7 +330,7 @@ static void gather_row(const geom *g, const float *x, int64_t r, int64_t p0, int
   int64_t kz = kk / (g->k[1] * g->k[2]), ky = (kk / g->k[2]) % g->k[1], kx = kk % g->k[2];
   int64_t offz = kz * g->d[0] - g->pb[0], offy = ky * g->d[1] - g->pb[1], offx = kx * g->d[2] - g->pb[2];
   int64_t xlo, xhi;
-  valid_range(o2, g->s[2], offx, g->in[2], &xlo, &xhi);
+  mi_valid_range(o2, g->s[2], offx, g->in[2], &xlo, &xhi);
   const float *plane = x + ch * g->in_sz;
   int64_t p = p0, oz = p / (o1 * o2), oy = (p / o2) % o1, ox = p % o2;
   while (p < p1) {
@@ -479,7 +443,7 @@ static void dw_planes(void *vctx, int64_t b, int64_t e) {
             const float *wrow = wk + (kz * g->k[1] + ky) * g->k[2];
             for (int64_t kx = 0; kx < g->k[2]; kx++) {
               int64_t off = kx * g->d[2] - g->pb[2], lo, hi;
-              valid_range(g->out[2], g->s[2], off, g->in[2], &lo, &hi);
+              mi_valid_range(g->out[2], g->s[2], off, g->in[2], &lo, &hi);
               const float wv = wrow[kx];
               const int64_t st = g->s[2];
               if (st == 1)
@@ -583,7 +547,7 @@ static void col2im_channels(void *vctx, int64_t mb, int64_t me) {
       int64_t kz = kk / (g->k[1] * g->k[2]), ky = (kk / g->k[2]) % g->k[1], kx = kk % g->k[2];
       int64_t offz = kz * g->d[0] - g->pb[0], offy = ky * g->d[1] - g->pb[1], offx = kx * g->d[2] - g->pb[2];
       int64_t xlo, xhi; /* input x positions landing inside the output */
-      valid_range(i2d, g->s[2], offx, g->out[2], &xlo, &xhi);
+      mi_valid_range(i2d, g->s[2], offx, g->out[2], &xlo, &xhi);
       const float *src = c->col + (m * g->k_sz + kk) * P;
       int64_t p = c->i0, iz = p / (i1d * i2d), iy = (p / i2d) % i1d, ix = p % i2d;
       while (p < c->i1) {
@@ -707,7 +671,7 @@ static void cint_planes(void *vctx, int64_t b, int64_t e) {
               const int32_t *wrow = wk + (kz * g->k[1] + ky) * g->k[2];
               for (int64_t kx = 0; kx < g->k[2]; kx++) {
                 int64_t off = kx * g->d[2] - g->pb[2], lo, hi;
-                valid_range(g->out[2], g->s[2], off, g->in[2], &lo, &hi);
+                mi_valid_range(g->out[2], g->s[2], off, g->in[2], &lo, &hi);
                 const int32_t wv = wrow[kx];
                 for (int64_t ox = lo; ox < hi; ox++) yrow[ox] += wv * xrow[ox * g->s[2] + off];
               }

@@ -10,8 +10,8 @@
 #include <string.h>
 
 #include "ops.h"
+#include "spatial.h"
 
-enum { PAD_NOTSET, PAD_SAME_UPPER, PAD_SAME_LOWER, PAD_VALID };
 enum { POOL_MAX, POOL_AVG };
 
 typedef struct pool_attr {
@@ -26,54 +26,18 @@ typedef struct pgeom {
   int64_t in_sz, out_sz;
 } pgeom;
 
-static int64_t floordiv(int64_t a, int64_t b) { /* b > 0 */
-  return a >= 0 ? a / b : -((-a + b - 1) / b);
-}
-
-/* Range [lo, hi) of t in [0, n) with 0 <= start + t*d < in. */
-static void valid_range(int64_t n, int64_t d, int64_t start, int64_t in, int64_t *lo, int64_t *hi) {
-  int64_t l = -floordiv(start, d);
-  if (l < 0) l = 0;
-  int64_t h = floordiv(in - 1 - start, d) + 1;
-  if (h > n) h = n;
-  if (h < l) h = l;
-  *lo = l;
-  *hi = h;
-}
-
-static mi_status *read_ints(mi_node *n, const char *name, size_t maxn, int64_t *dst, size_t *cnt,
-                            int64_t minval) {
-  const int64_t *v;
-  size_t k = mi_attr_ints(n, name, &v);
-  if (k > maxn)
-    return mi_node_error(n, MI_ERR_UNSUPPORTED, "'%s' has %zu values; at most 3 spatial dims are supported",
-                         name, k);
-  for (size_t i = 0; i < k; i++) {
-    if (v[i] < minval)
-      return mi_node_error(n, MI_ERR_INVALID_MODEL, "'%s'[%zu] = %lld must be >= %lld", name, i,
-                           (long long)v[i], (long long)minval);
-    dst[i] = v[i];
-  }
-  *cnt = k;
-  return NULL;
-}
 
 static mi_status *pool_init_common(mi_node *n, int kind) {
   pool_attr *a = calloc(1, sizeof *a);
   if (!a) return mi_node_error(n, MI_ERR_NO_MEMORY, "out of memory");
   n->priv = a;
   a->kind = kind;
-  const char *ap = mi_attr_string(n, "auto_pad", "NOTSET");
-  if (!strcmp(ap, "NOTSET") || !ap[0]) a->auto_pad = PAD_NOTSET;
-  else if (!strcmp(ap, "SAME_UPPER")) a->auto_pad = PAD_SAME_UPPER;
-  else if (!strcmp(ap, "SAME_LOWER")) a->auto_pad = PAD_SAME_LOWER;
-  else if (!strcmp(ap, "VALID")) a->auto_pad = PAD_VALID;
-  else return mi_node_error(n, MI_ERR_INVALID_MODEL, "unknown auto_pad '%s'", ap);
-  MI_TRY(read_ints(n, "kernel_shape", 3, a->kernel, &a->n_kernel, 1));
+  MI_TRY(mi_read_auto_pad(n, &a->auto_pad));
+  MI_TRY(mi_read_spatial_ints(n, "kernel_shape", 3, a->kernel, &a->n_kernel, 1));
   if (!a->n_kernel) return mi_node_error(n, MI_ERR_INVALID_MODEL, "missing kernel_shape");
-  MI_TRY(read_ints(n, "strides", 3, a->strides, &a->n_strides, 1));
-  MI_TRY(read_ints(n, "dilations", 3, a->dilations, &a->n_dilations, 1));
-  MI_TRY(read_ints(n, "pads", 6, a->pads, &a->n_pads, 0));
+  MI_TRY(mi_read_spatial_ints(n, "strides", 3, a->strides, &a->n_strides, 1));
+  MI_TRY(mi_read_spatial_ints(n, "dilations", 3, a->dilations, &a->n_dilations, 1));
+  MI_TRY(mi_read_spatial_ints(n, "pads", 6, a->pads, &a->n_pads, 0));
   int64_t ceil_mode = mi_attr_int(n, "ceil_mode", 0);
   if (ceil_mode != 0 && ceil_mode != 1)
     return mi_node_error(n, MI_ERR_INVALID_MODEL, "ceil_mode must be 0 or 1");
@@ -181,9 +145,9 @@ typedef struct pool_ctx {
           int64_t sz = oz * g->s[0] - g->pb[0], sy = oy * g->s[1] - g->pb[1],           \
                   sx = ox * g->s[2] - g->pb[2];                                         \
           int64_t zl, zh, yl, yh, xl, xh;                                               \
-          valid_range(g->k[0], g->d[0], sz, g->in[0], &zl, &zh);                        \
-          valid_range(g->k[1], g->d[1], sy, g->in[1], &yl, &yh);                        \
-          valid_range(g->k[2], g->d[2], sx, g->in[2], &xl, &xh);
+          mi_valid_range(g->k[0], g->d[0], sz, g->in[0], &zl, &zh);                        \
+          mi_valid_range(g->k[1], g->d[1], sy, g->in[1], &yl, &yh);                        \
+          mi_valid_range(g->k[2], g->d[2], sx, g->in[2], &xl, &xh);
 
 #define POOL_WINDOW_END \
   }                     \
@@ -238,9 +202,9 @@ DEF_MAXPOOL(maxpool_i8, int8_t, INT8_MIN)
     int64_t cnt;                                                                            \
     if (incl) { /* taps inside the padded extent [-pb, in+pe) */                            \
       int64_t z0, z1, y0, y1, x0, x1;                                                       \
-      valid_range(g->k[0], g->d[0], sz + g->pb[0], g->in[0] + g->pb[0] + g->pe[0], &z0, &z1); \
-      valid_range(g->k[1], g->d[1], sy + g->pb[1], g->in[1] + g->pb[1] + g->pe[1], &y0, &y1); \
-      valid_range(g->k[2], g->d[2], sx + g->pb[2], g->in[2] + g->pb[2] + g->pe[2], &x0, &x1); \
+      mi_valid_range(g->k[0], g->d[0], sz + g->pb[0], g->in[0] + g->pb[0] + g->pe[0], &z0, &z1); \
+      mi_valid_range(g->k[1], g->d[1], sy + g->pb[1], g->in[1] + g->pb[1] + g->pe[1], &y0, &y1); \
+      mi_valid_range(g->k[2], g->d[2], sx + g->pb[2], g->in[2] + g->pb[2] + g->pe[2], &x0, &x1); \
       cnt = (z1 - z0) * (y1 - y0) * (x1 - x0);                                              \
     } else {                                                                                \
       cnt = (zh - zl) * (yh - yl) * (xh - xl);                                              \

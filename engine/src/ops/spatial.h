@@ -1,0 +1,19 @@
+/* Attribute parsing and index arithmetic shared by the windowed operators
+ * (Conv, ConvTranspose, pooling). */
+#ifndef MEDINFER_OPS_SPATIAL_H
+#define MEDINFER_OPS_SPATIAL_H
+#include "../internal.h"
+
+enum { PAD_NOTSET, PAD_SAME_UPPER, PAD_SAME_LOWER, PAD_VALID };
+
+/* Floor division for b > 0. */
+int64_t mi_floordiv(int64_t a, int64_t b);
+/* Range [lo, hi) of t in [0, n) with 0 <= start + t*step < in. */
+void mi_valid_range(int64_t n, int64_t step, int64_t start, int64_t in, int64_t *lo, int64_t *hi);
+/* INTS attribute `name` (at most maxn values, each >= minval) into dst. */
+mi_status *mi_read_spatial_ints(mi_node *n, const char *name, size_t maxn, int64_t *dst, size_t *cnt,
+                                int64_t minval);
+/* The auto_pad attribute as PAD_*. */
+mi_status *mi_read_auto_pad(mi_node *n, int *auto_pad);
+
+#endif
