@@ -3,7 +3,7 @@
 set -euo pipefail
 pkgs=(build-essential cmake pkg-config git
       libdcmtk-dev dcmtk libinsighttoolkit5-dev libopenblas-dev
-      libprotobuf-c-dev protobuf-c-compiler libgtest-dev libjson-c-dev
+      libprotobuf-c-dev protobuf-c-compiler libgtest-dev libjson-c-dev libexpat1-dev valgrind
       dicom3tools python3-numpy python3-pydicom python3-torch python3-torchvision python3-onnx)
 missing=()
 for p in "${pkgs[@]}"; do
