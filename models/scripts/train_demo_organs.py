@@ -399,10 +399,20 @@ def train(args):
     nparam = sum(p.numel() for p in net.parameters())
     log("training: %d cases, %d iterations of %d x %s patches, %d parameters, %s, %d threads" %
         (len(xs), args.iterations, args.batch, PATCH, nparam, dev, torch.get_num_threads()))
-    t0 = time.time()
-    run = 0.0
+    ckpt = args.weights + ".ckpt"
+    start, spent, run = 0, 0.0, 0.0
+    if args.resume and os.path.exists(ckpt):
+        # a long run survives being stopped: model, optimizer, schedule and sampler state
+        ck = torch.load(ckpt, map_location=dev, weights_only=False)
+        net.load_state_dict(ck["net"])
+        opt.load_state_dict(ck["opt"])
+        sched.load_state_dict(ck["sched"])
+        rng.bit_generator.state = ck["rng"]
+        start, spent, run = ck["it"], ck["seconds"], ck["loss"]
+        log("resumed from %s at iteration %d" % (ckpt, start))
+    t0 = time.time() - spent
     net.train()
-    for it in range(args.iterations):
+    for it in range(start, args.iterations):
         bx, by = [], []
         for _ in range(args.batch):
             i = int(rng.integers(len(xs)))
@@ -423,6 +433,12 @@ def train(args):
             el = time.time() - t0
             log("  it %d/%d loss %.4f lr %.2e %.0f s (%.2f s/it)" %
                 (it + 1, args.iterations, run, sched.get_last_lr()[0], el, el / (it + 1)))
+        if args.checkpoint_every and (it + 1) % args.checkpoint_every == 0 and it + 1 < args.iterations:
+            tmp = ckpt + ".tmp"
+            torch.save({"net": net.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(),
+                        "rng": rng.bit_generator.state, "it": it + 1, "seconds": time.time() - t0,
+                        "loss": run}, tmp)
+            os.replace(tmp, ckpt)
     train_s = time.time() - t0
     log("training took %.1f min" % (train_s / 60))
     net.eval().cpu()
@@ -656,6 +672,8 @@ def main():
     ap.add_argument("--cache", default="", help="npz file to keep the prepared training cases in")
     ap.add_argument("--weights", default="", help="training: where to save the PyTorch checkpoint (default: beside "
                     "the model); --evaluate/--engine-check: a checkpoint or the .onnx (default: the committed .onnx)")
+    ap.add_argument("--checkpoint-every", type=int, default=100, help="save a resumable checkpoint every N iterations")
+    ap.add_argument("--resume", action="store_true", help="continue from the checkpoint beside --weights")
     ap.add_argument("--evaluate", action="store_true", help="Dice on unseen seeds instead of training")
     ap.add_argument("--eval-seeds", default=",".join(map(str, EVAL_SEEDS)))
     ap.add_argument("--variants", default="", help="also evaluate: coronal,oblique,tilt,sagittal,contrast,fine")
