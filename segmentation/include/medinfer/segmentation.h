@@ -229,6 +229,92 @@ mi_status *mi_seg_job_run(const mi_card *card, const mi_seg_job_options *o, mi_s
 /* SEG file name for a series: "<SeriesInstanceUID>.seg.dcm". */
 void mi_seg_output_name(const char *series_uid, char *buf, size_t size);
 
+/* ------------------------------------------------------------ detection */
+/* Detector cards ("task": "detection", models/CARD.md) describe a YOLO-style
+ * head.  mi_detector_run resamples and normalises the volume like the
+ * segmenter, runs the network slice by slice (2d) or patch by patch (3d),
+ * decodes every cell's vector (objectness P_c, box B_x B_y [B_z] B_w B_h [B_d],
+ * class scores C_1..C_n), keeps boxes over the score threshold, applies
+ * class-wise non-maximum suppression, merges 2D boxes of adjacent slices into
+ * 3D findings, and reports each finding in patient coordinates. */
+
+/* One finding.  The box is aligned with the model grid's axes (the patient
+ * axes for "LPS" cards); axes[a] is the half-extent vector along model axis a
+ * in LPS mm, so the corners are center +- axes[0] +- axes[1] +- axes[2]. */
+typedef struct mi_finding {
+  size_t label_index;     /* into the card's labels (mi_card_label_at)      */
+  int label;              /* that label's value                             */
+  float score;            /* [0, 1]                                          */
+  double center[3];       /* LPS mm                                          */
+  double axes[3][3];      /* half-extent vectors, LPS mm                     */
+  double size_mm[3];      /* full extent along the model axes, mm            */
+  double center_index[3]; /* continuous voxel index (i, j, k) on the source grid */
+  int slice;              /* source slice nearest the centre (k, clamped)    */
+  int first_slice, last_slice; /* source slices the box touches (clamped)  */
+  int contributing_slices;/* 2d models: model-grid slices merged; 3d: 0     */
+} mi_finding;
+
+typedef struct mi_detector mi_detector;
+/* Load the card's network and check its outputs against the card's head
+ * (anchors and classes per output); mismatches name the output and the
+ * expected channel count.  Options as for the segmenter (fractional unused). */
+mi_status *mi_detector_create(const mi_card *card, const mi_segmenter_options *opts, mi_detector **out);
+void mi_detector_free(mi_detector *d);
+void mi_detector_set_progress(mi_detector *d, mi_progress_fn fn, void *user);
+
+typedef struct mi_detections mi_detections;
+/* Detect on a volume on grid g.  A volume smaller than the card's min_size or
+ * than one patch after resampling is padded; the card's applies_to rules
+ * are checked by the job, not here. */
+mi_status *mi_detector_run(mi_detector *d, const mi_geometry *g, const float *volume, mi_detections **out);
+void mi_detections_free(mi_detections *r);
+size_t mi_detections_count(const mi_detections *r);
+/* Findings sorted by descending score. */
+const mi_finding *mi_detections_at(const mi_detections *r, size_t i);
+double mi_detections_seconds(const mi_detections *r, int stage); /* MI_STAGE_* */
+const mi_geometry *mi_detections_model_geometry(const mi_detections *r);
+
+/* Building blocks, public for tests and other front ends.  Boxes are in
+ * continuous voxel coordinates of one grid: lo/hi per axis (x, y, z); 2D
+ * boxes have lo[2] == hi[2] == slice. */
+typedef struct mi_box {
+  float lo[3], hi[3];
+  float score;
+  int cls;   /* index into the card's labels */
+  int count; /* boxes merged into this one (slice merging), else 1 */
+} mi_box;
+/* Intersection over union of two boxes in `dims` (2 or 3) dimensions. */
+double mi_box_iou(const mi_box *a, const mi_box *b, int dims);
+/* Sort by descending score and suppress, per class, every box whose IoU with
+ * a kept box of the same class exceeds `iou`.  Keeps at most max_keep boxes
+ * (0: all) at the front of `boxes`; returns their count. */
+size_t mi_nms(mi_box *boxes, size_t n, int dims, double iou, size_t max_keep);
+/* Merge 2D boxes of consecutive slices (lo[2] == hi[2] == slice) into 3D
+ * boxes: a box joins a chain of the same class whose last box lies within
+ * max_gap + 1 slices and overlaps it with 2D IoU >= iou.  The merged box is
+ * the union of the chain in x/y and spans its slices in z (+-0.5); its score
+ * is the chain's highest.  Chains shorter than min_slices are dropped.
+ * Writes into *out (malloc'd, caller frees). */
+mi_status *mi_merge_slices(const mi_box *boxes, size_t n, double iou, int max_gap, int min_slices, mi_box **out,
+                           size_t *n_out);
+
+/* Output files of a detection (the job writes all of them per series). */
+/* findings.json / findings.csv: one record per finding (index, label, score,
+ * centre and size in mm, slices, tracking uid). */
+mi_status *mi_findings_write_json(const mi_card *card, const mi_finding *f, size_t n, const char *series_uid,
+                                  const char *path);
+mi_status *mi_findings_write_csv(const mi_card *card, const mi_finding *f, size_t n, const char *path);
+/* Slicer markups: one ROI markup per finding (name "<label> <n>", score in
+ * the description) in one .mrk.json file, LPS coordinates. */
+mi_status *mi_findings_write_markups(const mi_card *card, const mi_finding *f, size_t n, const char *path);
+/* Review folder: <dir>/index.html listing every finding with its picture,
+ * score and size, and <dir>/finding-<n>.png: the source slice through the
+ * finding's centre windowed at (window_center, window_width) with the box
+ * drawn, and a strip of the neighbouring slices.  Opens without a server. */
+mi_status *mi_findings_write_review(const mi_card *card, const mi_finding *f, size_t n, const mi_geometry *g,
+                                    const float *volume, double window_center, double window_width,
+                                    const char *title, const char *dir);
+
 #ifdef __cplusplus
 }
 #endif
