@@ -234,7 +234,9 @@ void write_and_check(const char *tag, void (*tweak)(mi_phantom_options &), bool 
   const mi_dicom_volume *v = s.vol.get();
   const char *uid = "1.2.826.0.1.3680043.8.498.4711";
   std::vector<mi_sr_finding> fs = no_findings ? std::vector<mi_sr_finding>{} : findings_of(s, uid);
-  if (!no_findings) ASSERT_EQ(fs.size(), 3u);
+  if (!no_findings) {
+    ASSERT_EQ(fs.size(), 3u);
+  }
   mi_sr_options o;
   mi_sr_options_init(&o);
   o.series_description = "Lesion detections";
