@@ -12,6 +12,7 @@
 
 class DcmItem;
 class DcmDataset;
+class DcmFileFormat;
 
 namespace mi_dicom {
 
@@ -75,8 +76,16 @@ std::string unsupported_transfer_syntax(const std::string &uid);
 // "<path>: <reason>".
 std::string index_series_broken(const mi_dicom_index *idx, size_t i);
 
-// Atomic write helpers: a temp path next to `path` and the final rename.
+// Output helpers shared by the SEG and SR writers (output.cpp).
+std::string format_ds(double v);  // DS text, at most 16 characters
+std::string new_uid();
+// Refuses a folder, a source file of src (kind names the object: "segmentation")
+// or a missing output folder.
+mi_status *check_output(const mi_dicom_volume *src, const std::string &out, const char *kind);
+// A temp path next to `path`.
 std::string temp_path_for(const std::string &path);
+// Saves ff to a temp path next to out and renames it into place.
+mi_status *save_atomic(DcmFileFormat &ff, const std::string &out);
 
 }  // namespace mi_dicom
 

@@ -17,10 +17,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
-#include <filesystem>
-#include <atomic>
 #include <set>
-#include <unistd.h>
 
 #include "internal.h"
 #include "seg_frames.h"
@@ -30,20 +27,10 @@
 #endif
 
 using namespace mi_dicom;
-namespace fs = std::filesystem;
 
 namespace {
 
-// DS values hold at most 16 characters; use the most precision that fits.
-std::string ds(double v) {
-  char buf[64];
-  if (std::fabs(v) < 1e-12) v = 0;
-  for (int prec = 15; prec > 1; --prec) {
-    snprintf(buf, sizeof buf, "%.*g", prec, v);
-    if (std::strlen(buf) <= 16) break;
-  }
-  return buf;
-}
+std::string ds(double v) { return format_ds(v); }
 
 // BINARY frames are one continuous bit stream (PS3.5 8.1.1).  DCMTK 3.6.7
 // misaligns frames after the first when rows*columns is not a multiple of 8,
@@ -64,35 +51,12 @@ struct BitStream {
   }
 };
 
-std::string new_uid() {
-  char buf[100];
-  dcmGenerateUniqueIdentifier(buf, SITE_INSTANCE_UID_ROOT);
-  return buf;
-}
-
 mi_status *cond(const OFCondition &c, const char *what, const std::string &out) {
   if (c.good()) return nullptr;
   return mi_error(MI_ERR_INTERNAL, "dicom: %s: %s failed (%s)", out.c_str(), what, c.text());
 }
 
 std::string attr(const mi_dicom_volume *v, const char *kw) { return mi_dicom_volume_attribute(v, kw); }
-
-mi_status *check_output(const mi_dicom_volume *src, const std::string &out) {
-  std::error_code ec;
-  if (fs::is_directory(out, ec)) return mi_error(MI_ERR_INVALID_ARGUMENT, "dicom: %s is a folder, not a file name", out.c_str());
-  fs::path o = fs::weakly_canonical(fs::absolute(out, ec), ec);
-  for (const auto &s : src->slices) {
-    std::error_code e2;
-    if (fs::equivalent(fs::path(s.file), fs::path(out), e2) || fs::weakly_canonical(s.file, e2) == o)
-      return mi_error(MI_ERR_INVALID_ARGUMENT, "dicom: %s is a source image of the segmentation; refusing to overwrite it",
-                      out.c_str());
-  }
-  fs::path dir = fs::path(out).parent_path();
-  if (dir.empty()) dir = ".";
-  if (!fs::is_directory(dir, ec))
-    return mi_error(MI_ERR_IO, "dicom: %s: output folder %s does not exist", out.c_str(), dir.string().c_str());
-  return nullptr;
-}
 
 mi_status *add_segments(DcmSegmentation &seg, const mi_seg_segment *segs, size_t n, const std::string &out) {
   for (size_t i = 0; i < n; ++i) {
@@ -256,7 +220,7 @@ mi_status *write(const mi_dicom_volume *src, const FrameSource &frames, const mi
   if (g.size[0] > 65535 || g.size[1] > 65535)
     return mi_error(MI_ERR_SHAPE, "dicom: %s: frames of %lld x %lld are too large", out_path, (long long)g.size[0],
                     (long long)g.size[1]);
-  MI_TRY(check_output(src, out));
+  MI_TRY(check_output(src, out, "segmentation"));
   mi_seg_options o;
   mi_seg_options_init(&o);
   if (opts_in) {
@@ -305,18 +269,7 @@ mi_status *write(const mi_dicom_volume *src, const FrameSource &frames, const mi
   MI_TRY(cond(seg->writeDataset(*ff.getDataset()), "encoding the segmentation", out));
   if (own_packing) MI_TRY(stream.replace(*ff.getDataset(), out));
   MI_TRY(add_frame_numbers(*ff.getDataset(), source_frames, out));
-  const std::string tmp = temp_path_for(out);
-  c = ff.saveFile(tmp.c_str(), EXS_LittleEndianExplicit);
-  if (c.bad()) {
-    std::remove(tmp.c_str());
-    return mi_error(MI_ERR_IO, "dicom: %s: cannot write (%s)", out_path, c.text());
-  }
-  if (std::rename(tmp.c_str(), out_path) != 0) {
-    int e = errno;
-    std::remove(tmp.c_str());
-    return mi_error(MI_ERR_IO, "dicom: %s: cannot rename the temporary file into place (%s)", out_path, strerror(e));
-  }
-  return nullptr;
+  return save_atomic(ff, out);
 }
 
 mi_status *guarded(const mi_dicom_volume *src, const FrameSource &frames, const mi_seg_segment *segs, size_t n,
@@ -332,14 +285,6 @@ mi_status *guarded(const mi_dicom_volume *src, const FrameSource &frames, const 
 
 }  // namespace
 
-namespace mi_dicom {
-std::string temp_path_for(const std::string &path) {
-  char suffix[64];
-  static std::atomic<unsigned> counter{0};
-  snprintf(suffix, sizeof suffix, ".tmp-%ld-%u", (long)getpid(), counter++);
-  return path + suffix;
-}
-}  // namespace mi_dicom
 
 extern "C" {
 

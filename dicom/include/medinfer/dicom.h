@@ -1,4 +1,4 @@
-/* medinfer dicom: series index, volume loading and DICOM SEG writing (DCMTK).
+/* medinfer dicom: series index, volume loading, DICOM SEG and SR writing (DCMTK).
  *
  * Ownership: every handle (mi_dicom_index, mi_dicom_volume) is created by this
  * module, owned by the caller and released with its _free() function.  Strings
@@ -168,6 +168,51 @@ mi_status *mi_dicom_write_seg_masks(const mi_dicom_volume *source, const float *
 
 /* DICOM CIELab (0..65535 each) of an sRGB colour, as DCMTK computes it. */
 void mi_seg_rgb_to_dicom_lab(const uint8_t rgb[3], uint16_t lab[3]);
+
+
+/* --------------------------------------------------------------------- SR */
+
+/* One finding of a detector, for a TID 1500 measurement report.  Codes are
+ * (scheme designator, value, meaning), e.g. type ("SCT", "52988006",
+ * "Lesion").  The box is center +- half_axes[0] +- half_axes[1] +-
+ * half_axes[2] (its 8 corners); the three half-axes must be nonzero and
+ * mutually perpendicular (a box on the voxel axes of any non-tilted series). */
+typedef struct mi_sr_finding {
+  const char *type_scheme, *type_value, *type_meaning;  /* required          */
+  const char *category_scheme, *category_value, *category_meaning; /* all NULL:
+                                    no finding category                       */
+  const char *tracking_id;   /* required, e.g. "Lesion 1" (at most 64 chars)   */
+  const char *tracking_uid;  /* NULL: a new UID is generated                   */
+  double score;              /* detector score in [0, 1]                       */
+  double center[3];          /* LPS mm                                         */
+  double half_axes[3][3];    /* three half-extent vectors, LPS mm              */
+  int64_t center_slice;      /* index k (into the source volume's slices) of
+                                the slice through the centre                   */
+} mi_sr_finding;
+
+typedef struct mi_sr_options {
+  const char *series_description; /* default "Detections"                     */
+  int series_number;              /* default 400                              */
+  const char *algorithm_name;     /* default "medinfer"                       */
+  const char *algorithm_version;  /* default the library version             */
+  const char *content_label;      /* default "MEDINFER": the Device Observer
+                                     Name of the report's observer context     */
+} mi_sr_options;
+
+void mi_sr_options_init(mi_sr_options *o);
+
+/* Write a Comprehensive 3D SR measurement report (TID 1500) of n findings
+ * (findings may be NULL when n is 0: a report that found nothing, with an
+ * empty Imaging Measurements container) on `source`: same patient and study,
+ * a new series, one Volumetric ROI measurement group (TID 1411) per finding
+ * with its tracking identifier/UID, finding type (and category), the box as
+ * a Volume Surface (SCOORD3D ELLIPSOID with the box's half-axes, in the
+ * source's frame of reference), the source images the box crosses (always
+ * the centre slice) and the score as Certainty of Finding (percent).
+ * `out_path` as for the SEG writers: written to a temporary file and renamed,
+ * never one of the source files; on error nothing is written. */
+mi_status *mi_dicom_write_sr_findings(const mi_dicom_volume *source, const mi_sr_finding *findings, size_t n,
+                                      const mi_sr_options *opts, const char *out_path);
 
 #ifdef __cplusplus
 }
