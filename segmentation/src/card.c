@@ -12,113 +12,17 @@
 
 #include "card_internal.h"
 
-typedef struct ctx {
-  const char *file;
-} ctx;
+#include "card_json.h"
 
-static mi_status *bad(const ctx *c, const char *field, const char *fmt, ...) {
-  char msg[512];
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(msg, sizeof msg, fmt, ap);
-  va_end(ap);
-  return mi_error(MI_ERR_PARSE, "%s: %s: %s", c->file, field, msg);
-}
-
-static char *dup(const char *s) {
-  size_t n = strlen(s) + 1;
-  char *d = malloc(n);
-  if (d) memcpy(d, s, n);
-  return d;
-}
-
-/* Member `key` of obj; *v NULL when absent. */
-static json_object *member(json_object *obj, const char *key) {
-  json_object *v = NULL;
-  return obj && json_object_object_get_ex(obj, key, &v) ? v : NULL;
-}
-
-static mi_status *get_string(const ctx *c, json_object *obj, const char *key, const char *field, int required,
-                             char **out) {
-  json_object *v = member(obj, key);
-  *out = NULL;
-  if (!v || json_object_is_type(v, json_type_null)) {
-    if (required) return bad(c, field, "missing (expected a string)");
-    return NULL;
-  }
-  if (!json_object_is_type(v, json_type_string)) return bad(c, field, "expected a string");
-  if (required && !json_object_get_string_len(v)) return bad(c, field, "must not be empty");
-  if (!(*out = dup(json_object_get_string(v)))) return mi_error(MI_ERR_NO_MEMORY, "%s: out of memory", c->file);
-  return NULL;
-}
-
-static int is_number(json_object *v) {
-  return v && (json_object_is_type(v, json_type_int) || json_object_is_type(v, json_type_double));
-}
-
-static mi_status *get_number(const ctx *c, json_object *obj, const char *key, const char *field, double def,
-                             double lo, double hi, const char *range, double *out) {
-  json_object *v = member(obj, key);
-  if (!v) return *out = def, NULL;
-  if (!is_number(v)) return bad(c, field, "expected a number");
-  double d = json_object_get_double(v);
-  if (!isfinite(d) || d < lo || d > hi) return bad(c, field, "expected a number %s, got %g", range, d);
-  return *out = d, NULL;
-}
-
-static mi_status *get_bool(const ctx *c, json_object *obj, const char *key, const char *field, int def, int *out) {
-  json_object *v = member(obj, key);
-  if (!v) return *out = def, NULL;
-  if (!json_object_is_type(v, json_type_boolean)) return bad(c, field, "expected true or false");
-  return *out = json_object_get_boolean(v), NULL;
-}
-
-/* A fixed-length array of numbers (positive or non-negative integers). */
-static mi_status *get_vec(const ctx *c, json_object *v, const char *field, int n, int integer, int positive,
-                          double *out) {
-  const char *what = integer ? (positive ? "positive integers" : "non-negative integers")
-                             : (positive ? "positive numbers" : "numbers");
-  if (!v || !json_object_is_type(v, json_type_array) || (int)json_object_array_length(v) != n)
-    return bad(c, field, "expected %d %s", n, what);
-  for (int i = 0; i < n; ++i) {
-    json_object *e = json_object_array_get_idx(v, i);
-    double d = is_number(e) ? json_object_get_double(e) : NAN;
-    if (!isfinite(d) || (positive && d <= 0) || (!positive && d < 0) || (integer && d != floor(d)) ||
-        (integer && d > 1e9))
-      return bad(c, field, "expected %d %s", n, what);
-    out[i] = d;
-  }
-  return NULL;
-}
-
-static mi_status *get_string_list(const ctx *c, json_object *obj, const char *key, const char *field, char ***out,
-                                  size_t *n) {
-  json_object *v = member(obj, key);
-  *out = NULL, *n = 0;
-  if (!v) return NULL;
-  if (!json_object_is_type(v, json_type_array)) return bad(c, field, "expected a list of strings");
-  size_t len = json_object_array_length(v);
-  if (!len) return NULL;
-  if (!(*out = calloc(len, sizeof **out))) return mi_error(MI_ERR_NO_MEMORY, "%s: out of memory", c->file);
-  for (size_t i = 0; i < len; ++i) {
-    json_object *e = json_object_array_get_idx(v, i);
-    if (!json_object_is_type(e, json_type_string) || !json_object_get_string_len(e))
-      return bad(c, field, "expected a list of non-empty strings (item %zu)", i);
-    if (!((*out)[i] = dup(json_object_get_string(e)))) return mi_error(MI_ERR_NO_MEMORY, "out of memory");
-    ++*n;
-  }
-  return NULL;
-}
-
-static mi_status *parse_applies(const ctx *c, json_object *root, mi_card *k) {
-  json_object *a = member(root, "applies_to");
-  if (!a || !json_object_is_type(a, json_type_object)) return bad(c, "applies_to", "missing (expected an object)");
-  MI_TRY(get_string_list(c, a, "modality", "applies_to.modality", &k->modality, &k->n_modality));
-  MI_TRY(get_string_list(c, a, "body_part", "applies_to.body_part", &k->body_part, &k->n_body_part));
-  json_object *m = member(a, "min_size");
+static mi_status *parse_applies(const mi_cj_ctx *c, json_object *root, mi_card *k) {
+  json_object *a = mi_cj_member(root, "applies_to");
+  if (!a || !json_object_is_type(a, json_type_object)) return mi_cj_bad(c, "applies_to", "missing (expected an object)");
+  MI_TRY(mi_cj_string_list(c, a, "modality", "applies_to.modality", &k->modality, &k->n_modality));
+  MI_TRY(mi_cj_string_list(c, a, "body_part", "applies_to.body_part", &k->body_part, &k->n_body_part));
+  json_object *m = mi_cj_member(a, "min_size");
   if (m) {
     double v[3];
-    MI_TRY(get_vec(c, m, "applies_to.min_size", 3, 1, 0, v));
+    MI_TRY(mi_cj_vec(c, m, "applies_to.min_size", 3, 1, 0, v));
     for (int i = 0; i < 3; ++i) k->min_size[i] = (int64_t)v[i];
   }
   size_t len = 4;
@@ -132,190 +36,135 @@ static mi_status *parse_applies(const ctx *c, json_object *root, mi_card *k) {
   return NULL;
 }
 
-static mi_status *parse_step(const ctx *c, json_object *s, int i, mi_card *k) {
+static mi_status *parse_step(const mi_cj_ctx *c, json_object *s, int i, mi_card *k) {
   char field[96];
   snprintf(field, sizeof field, "input.preprocessing[%d]", i);
-  if (!json_object_is_type(s, json_type_object)) return bad(c, field, "expected an object");
+  if (!json_object_is_type(s, json_type_object)) return mi_cj_bad(c, field, "expected an object");
   mi_card_step *st = &k->steps[i];
-  json_object *t = member(s, "type");
+  json_object *t = mi_cj_member(s, "type");
   const char *type = t && json_object_is_type(t, json_type_string) ? json_object_get_string(t) : NULL;
   char f[128];
   if (!type) {
     snprintf(f, sizeof f, "%s.type", field);
-    return bad(c, f, "missing (expected \"ct_window\", \"zscore\" or \"mean_subtract\")");
+    return mi_cj_bad(c, f, "missing (expected \"ct_window\", \"zscore\" or \"mean_subtract\")");
   }
   if (!strcmp(type, "ct_window")) {
     st->type = MI_STEP_CT_WINDOW;
     snprintf(f, sizeof f, "%s.center", field);
-    if (!is_number(member(s, "center"))) return bad(c, f, "missing (expected a number)");
-    MI_TRY(get_number(c, s, "center", f, 0, -1e9, 1e9, "", &st->a));
+    if (!mi_cj_is_number(mi_cj_member(s, "center"))) return mi_cj_bad(c, f, "missing (expected a number)");
+    MI_TRY(mi_cj_number(c, s, "center", f, 0, -1e9, 1e9, "", &st->a));
     snprintf(f, sizeof f, "%s.width", field);
-    if (!is_number(member(s, "width"))) return bad(c, f, "missing (expected a positive number)");
-    MI_TRY(get_number(c, s, "width", f, 0, 1e-9, 1e9, "> 0", &st->b));
+    if (!mi_cj_is_number(mi_cj_member(s, "width"))) return mi_cj_bad(c, f, "missing (expected a positive number)");
+    MI_TRY(mi_cj_number(c, s, "width", f, 0, 1e-9, 1e9, "> 0", &st->b));
   } else if (!strcmp(type, "zscore")) {
     st->type = MI_STEP_ZSCORE;
-    int hm = member(s, "mean") != NULL, hs = member(s, "std") != NULL;
+    int hm = mi_cj_member(s, "mean") != NULL, hs = mi_cj_member(s, "std") != NULL;
     if (hm != hs) {
       snprintf(f, sizeof f, "%s.%s", field, hm ? "std" : "mean");
-      return bad(c, f, "give both mean and std, or neither");
+      return mi_cj_bad(c, f, "give both mean and std, or neither");
     }
     st->has_stats = hm;
     snprintf(f, sizeof f, "%s.mean", field);
-    MI_TRY(get_number(c, s, "mean", f, 0, -1e12, 1e12, "", &st->a));
+    MI_TRY(mi_cj_number(c, s, "mean", f, 0, -1e12, 1e12, "", &st->a));
     snprintf(f, sizeof f, "%s.std", field);
-    MI_TRY(get_number(c, s, "std", f, 1, 1e-12, 1e12, "> 0", &st->b));
+    MI_TRY(mi_cj_number(c, s, "std", f, 1, 1e-12, 1e12, "> 0", &st->b));
   } else if (!strcmp(type, "mean_subtract")) {
     st->type = MI_STEP_MEAN_SUBTRACT;
-    json_object *m = member(s, "means"), *sc = member(s, "scale");
+    json_object *m = mi_cj_member(s, "means"), *sc = mi_cj_member(s, "scale");
     snprintf(f, sizeof f, "%s.means", field);
     int n = m && json_object_is_type(m, json_type_array) ? (int)json_object_array_length(m) : 0;
-    if (n != k->channels) return bad(c, f, "expected %d numbers (one per input channel)", k->channels);
-    MI_TRY(get_vec(c, m, f, n, 0, 0, st->means));
+    if (n != k->channels) return mi_cj_bad(c, f, "expected %d numbers (one per input channel)", k->channels);
+    MI_TRY(mi_cj_vec(c, m, f, n, 0, 0, st->means));
     for (int j = 0; j < n; ++j) st->scale[j] = 1;
     if (sc) {
       snprintf(f, sizeof f, "%s.scale", field);
-      MI_TRY(get_vec(c, sc, f, n, 0, 0, st->scale));
+      MI_TRY(mi_cj_vec(c, sc, f, n, 0, 0, st->scale));
     }
     st->n_means = n;
   } else {
     snprintf(f, sizeof f, "%s.type", field);
-    return bad(c, f, "unknown step \"%s\" (expected ct_window, zscore or mean_subtract)", type);
+    return mi_cj_bad(c, f, "unknown step \"%s\" (expected ct_window, zscore or mean_subtract)", type);
   }
   return NULL;
 }
 
-static mi_status *parse_input(const ctx *c, json_object *root, mi_card *k) {
-  json_object *in = member(root, "input");
-  if (!in || !json_object_is_type(in, json_type_object)) return bad(c, "input", "missing (expected an object)");
+static mi_status *parse_input(const mi_cj_ctx *c, json_object *root, mi_card *k) {
+  json_object *in = mi_cj_member(root, "input");
+  if (!in || !json_object_is_type(in, json_type_object)) return mi_cj_bad(c, "input", "missing (expected an object)");
   double ch;
-  if (!member(in, "channels")) return bad(c, "input.channels", "missing (expected 1)");
-  MI_TRY(get_number(c, in, "channels", "input.channels", 1, 1, MI_CARD_MAX_CHANNELS, "from 1 to 8", &ch));
-  if (ch != floor(ch)) return bad(c, "input.channels", "expected an integer");
+  if (!mi_cj_member(in, "channels")) return mi_cj_bad(c, "input.channels", "missing (expected 1)");
+  MI_TRY(mi_cj_number(c, in, "channels", "input.channels", 1, 1, MI_CARD_MAX_CHANNELS, "from 1 to 8", &ch));
+  if (ch != floor(ch)) return mi_cj_bad(c, "input.channels", "expected an integer");
   k->channels = (int)ch;
   if (k->channels != 1)
-    return bad(c, "input.channels", "%d channels need a multi-series model, not supported yet (expected 1)",
+    return mi_cj_bad(c, "input.channels", "%d channels need a multi-series model, not supported yet (expected 1)",
                k->channels);
-  MI_TRY(get_vec(c, member(in, "spacing"), "input.spacing", 3, 0, 1, k->spacing));
+  MI_TRY(mi_cj_vec(c, mi_cj_member(in, "spacing"), "input.spacing", 3, 0, 1, k->spacing));
   char *orient = NULL;
-  MI_TRY(get_string(c, in, "orientation", "input.orientation", 0, &orient));
+  MI_TRY(mi_cj_string(c, in, "orientation", "input.orientation", 0, &orient));
   k->lps = 1;
   if (orient) {
     int lps = !strcmp(orient, "LPS"), native = !strcmp(orient, "native");
     free(orient);
-    if (!lps && !native) return bad(c, "input.orientation", "expected \"LPS\" or \"native\"");
+    if (!lps && !native) return mi_cj_bad(c, "input.orientation", "expected \"LPS\" or \"native\"");
     k->lps = lps;
   }
-  json_object *pre = member(in, "preprocessing");
+  json_object *pre = mi_cj_member(in, "preprocessing");
   if (pre) {
-    if (!json_object_is_type(pre, json_type_array)) return bad(c, "input.preprocessing", "expected a list");
+    if (!json_object_is_type(pre, json_type_array)) return mi_cj_bad(c, "input.preprocessing", "expected a list");
     int n = (int)json_object_array_length(pre);
-    if (n > MI_CARD_MAX_STEPS) return bad(c, "input.preprocessing", "at most %d steps", MI_CARD_MAX_STEPS);
+    if (n > MI_CARD_MAX_STEPS) return mi_cj_bad(c, "input.preprocessing", "at most %d steps", MI_CARD_MAX_STEPS);
     for (int i = 0; i < n; ++i) MI_TRY(parse_step(c, json_object_array_get_idx(pre, i), i, k));
     k->n_steps = n;
   }
   return NULL;
 }
 
-static mi_status *parse_inference(const ctx *c, json_object *root, mi_card *k) {
-  json_object *inf = member(root, "inference");
+static mi_status *parse_inference(const mi_cj_ctx *c, json_object *root, mi_card *k) {
+  json_object *inf = mi_cj_member(root, "inference");
   if (!inf || !json_object_is_type(inf, json_type_object))
-    return bad(c, "inference", "missing (expected an object)");
+    return mi_cj_bad(c, "inference", "missing (expected an object)");
   char *mode = NULL;
-  MI_TRY(get_string(c, inf, "mode", "inference.mode", 1, &mode));
+  MI_TRY(mi_cj_string(c, inf, "mode", "inference.mode", 1, &mode));
   int is3 = !strcmp(mode, "3d"), is2 = !strcmp(mode, "2d");
   free(mode);
-  if (!is3 && !is2) return bad(c, "inference.mode", "expected \"3d\" or \"2d\"");
+  if (!is3 && !is2) return mi_cj_bad(c, "inference.mode", "expected \"3d\" or \"2d\"");
   k->mode_2d = is2;
-  json_object *ps = member(inf, "patch_size");
+  json_object *ps = mi_cj_member(inf, "patch_size");
   if (ps || is3) {
     double p[3];
-    MI_TRY(get_vec(c, ps, "inference.patch_size", 3, 1, 1, p));
+    MI_TRY(mi_cj_vec(c, ps, "inference.patch_size", 3, 1, 1, p));
     for (int i = 0; i < 3; ++i) k->patch[i] = (int64_t)p[i];
-    if (is2 && k->patch[2] != 1) return bad(c, "inference.patch_size", "2d mode needs [x, y, 1]");
+    if (is2 && k->patch[2] != 1) return mi_cj_bad(c, "inference.patch_size", "2d mode needs [x, y, 1]");
   }
-  MI_TRY(get_number(c, inf, "overlap", "inference.overlap", 0.5, 0, 0.999999, "in [0, 1)", &k->overlap));
+  MI_TRY(mi_cj_number(c, inf, "overlap", "inference.overlap", 0.5, 0, 0.999999, "in [0, 1)", &k->overlap));
   double b;
-  MI_TRY(get_number(c, inf, "batch", "inference.batch", 1, 1, 1024, "from 1 to 1024", &b));
-  if (b != floor(b)) return bad(c, "inference.batch", "expected an integer");
+  MI_TRY(mi_cj_number(c, inf, "batch", "inference.batch", 1, 1, 1024, "from 1 to 1024", &b));
+  if (b != floor(b)) return mi_cj_bad(c, "inference.batch", "expected an integer");
   k->batch = (int)b;
-  MI_TRY(get_number(c, inf, "gaussian_sigma_scale", "inference.gaussian_sigma_scale", 0.125, 1e-6, 10, "in (0, 10]",
+  MI_TRY(mi_cj_number(c, inf, "gaussian_sigma_scale", "inference.gaussian_sigma_scale", 0.125, 1e-6, 10, "in (0, 10]",
                     &k->sigma_scale));
-  MI_TRY(get_bool(c, inf, "mirroring", "inference.mirroring", 0, &k->mirroring));
+  MI_TRY(mi_cj_bool(c, inf, "mirroring", "inference.mirroring", 0, &k->mirroring));
   return NULL;
 }
 
-static mi_status *parse_code(const ctx *c, json_object *l, const char *key, const char *field, const char **scheme,
-                             const char **value, const char **meaning) {
-  json_object *o = member(l, key);
-  if (!o || !json_object_is_type(o, json_type_object))
-    return bad(c, field, "missing (expected {\"scheme\", \"value\", \"meaning\"})");
-  char f[128], *s[3] = {0};
-  static const char *keys[3] = {"scheme", "value", "meaning"};
-  for (int i = 0; i < 3; ++i) {
-    snprintf(f, sizeof f, "%s.%s", field, keys[i]);
-    mi_status *st = get_string(c, o, keys[i], f, 1, &s[i]);
-    if (st) {
-      for (int j = 0; j < i; ++j) free(s[j]);
-      return st;
-    }
-  }
-  *scheme = s[0], *value = s[1], *meaning = s[2];
-  return NULL;
-}
-
-static mi_status *parse_label(const ctx *c, json_object *l, size_t i, mi_card *k) {
-  char field[64], f[96];
-  snprintf(field, sizeof field, "output.labels[%zu]", i);
-  if (!json_object_is_type(l, json_type_object)) return bad(c, field, "expected an object");
-  mi_card_label *lab = &k->labels[i];
-  double v;
-  snprintf(f, sizeof f, "%s.value", field);
-  if (!member(l, "value")) return bad(c, f, "missing (expected an integer 1..255)");
-  MI_TRY(get_number(c, l, "value", f, 0, 1, 255, "from 1 to 255", &v));
-  if (v != floor(v)) return bad(c, f, "expected an integer 1..255");
-  lab->value = (int)v;
-  for (size_t j = 0; j < i; ++j)
-    if (k->labels[j].value == lab->value) return bad(c, f, "value %d used twice", lab->value);
-  snprintf(f, sizeof f, "%s.name", field);
-  MI_TRY(get_string(c, l, "name", f, 1, (char **)&lab->name));
-  snprintf(f, sizeof f, "%s.color", field);
-  double rgb[3];
-  MI_TRY(get_vec(c, member(l, "color"), f, 3, 1, 0, rgb));
-  for (int j = 0; j < 3; ++j) {
-    if (rgb[j] > 255) return bad(c, f, "expected 3 integers 0..255");
-    lab->rgb[j] = (uint8_t)rgb[j];
-  }
-  snprintf(f, sizeof f, "%s.category", field);
-  MI_TRY(parse_code(c, l, "category", f, &lab->category_scheme, &lab->category_value, &lab->category_meaning));
-  snprintf(f, sizeof f, "%s.type", field);
-  MI_TRY(parse_code(c, l, "type", f, &lab->type_scheme, &lab->type_value, &lab->type_meaning));
-  return NULL;
-}
-
-static mi_status *parse_output(const ctx *c, json_object *root, mi_card *k) {
-  json_object *out = member(root, "output");
-  if (!out || !json_object_is_type(out, json_type_object)) return bad(c, "output", "missing (expected an object)");
+static mi_status *parse_output(const mi_cj_ctx *c, json_object *root, mi_card *k) {
+  json_object *out = mi_cj_member(root, "output");
+  if (!out || !json_object_is_type(out, json_type_object)) return mi_cj_bad(c, "output", "missing (expected an object)");
+  MI_TRY(mi_cj_labels(c, out, k));
+  if (k->is_detection) return mi_card_parse_detection(c, out, k);
   char *act = NULL;
-  MI_TRY(get_string(c, out, "activation", "output.activation", 1, &act));
+  MI_TRY(mi_cj_string(c, out, "activation", "output.activation", 1, &act));
   int sm = !strcmp(act, "softmax"), sg = !strcmp(act, "sigmoid");
   free(act);
-  if (!sm && !sg) return bad(c, "output.activation", "expected \"softmax\" or \"sigmoid\"");
+  if (!sm && !sg) return mi_cj_bad(c, "output.activation", "expected \"softmax\" or \"sigmoid\"");
   k->activation = sm ? MI_ACTIVATION_SOFTMAX : MI_ACTIVATION_SIGMOID;
-  MI_TRY(get_number(c, out, "threshold", "output.threshold", 0.5, 0, 1, "in [0, 1]", &k->threshold));
-  json_object *labels = member(out, "labels");
-  if (!labels || !json_object_is_type(labels, json_type_array) || !json_object_array_length(labels))
-    return bad(c, "output.labels", "expected a non-empty list of labels");
-  size_t n = json_object_array_length(labels);
-  if (n > MI_CARD_MAX_LABELS) return bad(c, "output.labels", "at most %d labels", MI_CARD_MAX_LABELS);
-  for (size_t i = 0; i < n; ++i) {
-    k->n_labels = i + 1; /* so that mi_card_free releases what parse_label set */
-    MI_TRY(parse_label(c, json_object_array_get_idx(labels, i), i, k));
-  }
-  json_object *pp = member(out, "postprocessing");
+  MI_TRY(mi_cj_number(c, out, "threshold", "output.threshold", 0.5, 0, 1, "in [0, 1]", &k->threshold));
+  json_object *pp = mi_cj_member(out, "postprocessing");
   if (pp) {
     if (!json_object_is_type(pp, json_type_object))
-      return bad(c, "output.postprocessing", "expected an object");
-    json_object *lc = member(pp, "largest_component");
+      return mi_cj_bad(c, "output.postprocessing", "expected an object");
+    json_object *lc = mi_cj_member(pp, "largest_component");
     if (lc && json_object_is_type(lc, json_type_boolean)) {
       k->lcc_all = json_object_get_boolean(lc);
     } else if (lc && json_object_is_type(lc, json_type_array)) {
@@ -325,33 +174,35 @@ static mi_status *parse_output(const ctx *c, json_object *root, mi_card *k) {
         int known = 0;
         for (size_t j = 0; j < k->n_labels; ++j) known |= k->labels[j].value == v;
         if (!known)
-          return bad(c, "output.postprocessing.largest_component", "item %zu is not a label value of output.labels",
+          return mi_cj_bad(c, "output.postprocessing.largest_component", "item %zu is not a label value of output.labels",
                      i);
         k->lcc[v] = 1;
       }
     } else if (lc) {
-      return bad(c, "output.postprocessing.largest_component", "expected true, false or a list of label values");
+      return mi_cj_bad(c, "output.postprocessing.largest_component", "expected true, false or a list of label values");
     }
-    MI_TRY(get_bool(c, pp, "fill_holes", "output.postprocessing.fill_holes", 0, &k->fill_holes));
+    MI_TRY(mi_cj_bool(c, pp, "fill_holes", "output.postprocessing.fill_holes", 0, &k->fill_holes));
   }
   if (k->lcc_all)
     for (size_t j = 0; j < k->n_labels; ++j) k->lcc[k->labels[j].value] = 1;
   return NULL;
 }
 
-static mi_status *parse(const ctx *c, json_object *root, mi_card *k) {
-  if (!json_object_is_type(root, json_type_object)) return bad(c, "(top level)", "expected a JSON object");
-  MI_TRY(get_string(c, root, "name", "name", 1, &k->name));
+static mi_status *parse(const mi_cj_ctx *c, json_object *root, mi_card *k) {
+  if (!json_object_is_type(root, json_type_object)) return mi_cj_bad(c, "(top level)", "expected a JSON object");
+  MI_TRY(mi_cj_string(c, root, "name", "name", 1, &k->name));
   for (const char *p = k->name; *p; ++p)
-    if (isspace((unsigned char)*p) || *p == '/') return bad(c, "name", "no spaces or slashes allowed");
-  MI_TRY(get_string(c, root, "version", "version", 1, &k->version));
-  MI_TRY(get_string(c, root, "task", "task", 1, &k->task));
-  if (strcmp(k->task, "segmentation"))
-    return bad(c, "task", "\"%s\" is not a segmentation card (expected \"segmentation\")", k->task);
-  MI_TRY(get_string(c, root, "description", "description", 0, &k->description));
-  if (!k->description && !(k->description = dup(""))) return mi_error(MI_ERR_NO_MEMORY, "out of memory");
+    if (isspace((unsigned char)*p) || *p == '/') return mi_cj_bad(c, "name", "no spaces or slashes allowed");
+  MI_TRY(mi_cj_string(c, root, "version", "version", 1, &k->version));
+  MI_TRY(mi_cj_string(c, root, "task", "task", 1, &k->task));
+  k->is_detection = !strcmp(k->task, "detection");
+  if (strcmp(k->task, "segmentation") && !k->is_detection)
+    return mi_cj_bad(c, "task", "\"%s\" is not a task medinfer runs (expected \"segmentation\" or \"detection\")",
+                     k->task);
+  MI_TRY(mi_cj_string(c, root, "description", "description", 0, &k->description));
+  if (!k->description && !(k->description = mi_cj_dup(""))) return mi_error(MI_ERR_NO_MEMORY, "out of memory");
   char *model = NULL;
-  MI_TRY(get_string(c, root, "model", "model", 1, &model));
+  MI_TRY(mi_cj_string(c, root, "model", "model", 1, &model));
   /* The ONNX file lives beside the card. */
   const char *slash = strrchr(c->file, '/');
   size_t dirlen = slash ? (size_t)(slash - c->file + 1) : 0;
@@ -412,12 +263,12 @@ mi_status *mi_card_load(const char *path, mi_card **out) {
     return st;
   }
   mi_card *k = calloc(1, sizeof *k);
-  if (!k || !(k->path = dup(path))) {
+  if (!k || !(k->path = mi_cj_dup(path))) {
     free(k);
     json_object_put(root);
     return mi_error(MI_ERR_NO_MEMORY, "%s: out of memory", path);
   }
-  ctx c = {path};
+  mi_cj_ctx c = {path};
   st = parse(&c, root, k);
   json_object_put(root);
   if (st) {
@@ -445,6 +296,7 @@ void mi_card_free(mi_card *k) {
     free((char *)l->category_scheme), free((char *)l->category_value), free((char *)l->category_meaning);
     free((char *)l->type_scheme), free((char *)l->type_value), free((char *)l->type_meaning);
   }
+  for (int i = 0; i < k->det.n_outputs; ++i) free(k->det.outputs[i].name);
   free(k);
 }
 
@@ -453,6 +305,7 @@ const char *mi_card_version(const mi_card *c) { return c ? c->version : ""; }
 const char *mi_card_description(const mi_card *c) { return c ? c->description : ""; }
 const char *mi_card_path(const mi_card *c) { return c ? c->path : ""; }
 const char *mi_card_model_path(const mi_card *c) { return c ? c->model_path : ""; }
+const char *mi_card_task(const mi_card *c) { return c ? c->task : ""; }
 const char *mi_card_mode(const mi_card *c) { return c && c->mode_2d ? "2d" : "3d"; }
 const double *mi_card_spacing(const mi_card *c) { return c ? c->spacing : NULL; }
 const char *mi_card_modalities(const mi_card *c) { return c ? c->modality_text : ""; }

@@ -8,6 +8,34 @@
 #define MI_CARD_MAX_LABELS 255
 #define MI_CARD_MAX_CHANNELS 8
 
+#define MI_CARD_MAX_HEAD_OUTPUTS 8
+#define MI_CARD_MAX_ANCHORS 16
+
+/* Box coding of a YOLO-style head: "yolov3": centre (sigmoid(t) + cell) *
+ * stride, size anchor * exp(t); "yolov5": centre (2 sigmoid(t) - 0.5 + cell)
+ * * stride, size anchor * (2 sigmoid(t))^2. */
+typedef enum mi_box_coding { MI_BOX_YOLOV3, MI_BOX_YOLOV5 } mi_box_coding;
+
+typedef struct mi_card_head_output {
+  char *name;                             /* network output                 */
+  double stride[3];                       /* model voxels per cell, x y z   */
+  int n_anchors;
+  double anchors[MI_CARD_MAX_ANCHORS][3]; /* box size in model voxels x y z */
+} mi_card_head_output;
+
+typedef struct mi_card_detection {
+  mi_box_coding coding;
+  int box_first;   /* per anchor: box, P_c, classes ("bpc"); else P_c, box, classes ("pbc") */
+  int logits;      /* the network emits logits: sigmoid applied when decoding */
+  mi_card_head_output outputs[MI_CARD_MAX_HEAD_OUTPUTS];
+  int n_outputs;
+  double score_threshold, iou_threshold;
+  int max_detections;
+  double merge_iou;                 /* 2d: slice merging */
+  int merge_gap, merge_min_slices;
+  double review_center, review_width; /* window of the review pictures */
+} mi_card_detection;
+
 typedef enum mi_step_type { MI_STEP_CT_WINDOW, MI_STEP_ZSCORE, MI_STEP_MEAN_SUBTRACT } mi_step_type;
 
 typedef struct mi_card_step {
@@ -44,6 +72,8 @@ struct mi_card {
   int lcc_all;                         /* largest_component: true        */
   uint8_t lcc[256];                    /* per label value (list form)    */
   int fill_holes;
+  int is_detection;     /* task "detection": det is set, activation/postprocessing unused */
+  mi_card_detection det;
 };
 
 #endif

@@ -44,6 +44,17 @@ mi_status *mi_channel_to_source(const mi_geometry *gm, const float *channel, con
 
 double mi_now_seconds(void);
 
+/* The card's network on the device options ask for (model_open.c); errors
+ * name the card and the model file. */
+mi_status *mi_card_open_model(const mi_card *card, const mi_segmenter_options *o, struct mi_model **out);
+/* The volume resampled onto the card's model grid *gm and normalised; *bg is
+ * the value of voxels outside the scan after normalisation.  *mv malloc'd. */
+mi_status *mi_card_model_volume(const mi_card *c, const mi_geometry *g, const float *volume, int threads,
+                                mi_geometry *gm, float **mv, float *bg);
+/* Patch origins along one axis, spread evenly with at least `overlap`
+ * (nnU-Net's rule); malloc'd, *count entries. */
+int64_t *mi_window_steps(int64_t dim, int64_t patch, double overlap, int64_t *count);
+
 #ifdef __cplusplus
 }
 #endif

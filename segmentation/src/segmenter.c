@@ -43,32 +43,10 @@ mi_status *mi_segmenter_create(const mi_card *card, const mi_segmenter_options *
   if (!s) return mi_error(MI_ERR_NO_MEMORY, "out of memory");
   if (opts) s->opt = *opts;
   s->card = card;
-  mi_options eo;
-  mi_options_default(&eo);
-  eo.threads = s->opt.threads;
-#ifdef MEDINFER_ENGINE_HAS_DEVICE
-  eo.device = s->opt.device ? MI_DEVICE_CUDA : MI_DEVICE_CPU;
-  if (s->opt.device) {
-    int count = 0;
-    mi_status *cs = mi_cuda_device_count(&count);
-    if (cs || count < 1) {
-      mi_status *e = mi_error(MI_ERR_UNSUPPORTED, "--device cuda: no usable CUDA device (%s)",
-                              cs ? mi_status_message(cs) : "none found");
-      mi_status_free(cs);
-      free(s);
-      return e;
-    }
-  }
-#else
-  if (s->opt.device) {
-    free(s);
-    return mi_error(MI_ERR_UNSUPPORTED, "--device cuda: this build's engine has no CUDA support (use --device cpu)");
-  }
-#endif
-  mi_status *st = mi_model_load_file(card->model_path, &eo, &s->model);
+  mi_status *st = mi_card_open_model(card, &s->opt, &s->model);
   if (st) {
     free(s);
-    return mi_error_prefix(st, "%s: model %s", card->path, card->model_path);
+    return st;
   }
   *out = s;
   return NULL;
@@ -118,18 +96,11 @@ static mi_status *run(mi_segmenter *s, const mi_geometry *g, const float *volume
   const int64_t ns = g->size[0] * g->size[1] * g->size[2];
   double t0 = mi_now_seconds();
   MI_TRY(report(s, 0.0, "preprocess"));
+  float *mv = NULL, bg = 0;
 
-  /* Resample onto the model grid.  Outside the scan: the series' minimum
-   * (air on CT, no signal on MR). */
-  MI_TRY(mi_grid_for(g, c->spacing, c->lps, &r->model_geometry));
+  MI_TRY(mi_card_model_volume(c, g, volume, threads, &r->model_geometry, &mv, &bg));
   const mi_geometry *gm = &r->model_geometry;
   const int64_t nm = gm->size[0] * gm->size[1] * gm->size[2];
-  float vmin = INFINITY;
-  for (int64_t i = 0; i < ns; ++i) vmin = volume[i] < vmin ? volume[i] : vmin;
-  float *mv = NULL;
-  MI_TRY(mi_resample(g, volume, gm, 0, vmin, threads, &mv));
-  mi_preprocess_intensities(c, mv, nm, volume, ns);
-  const float bg = mi_preprocessed_background(c, vmin, volume, ns);
   double t1 = mi_now_seconds();
   r->seconds[MI_STAGE_PREPROCESS] = t1 - t0;
 

@@ -9,10 +9,10 @@
 #include <string.h>
 
 #include "medinfer/engine.h"
-#include "medinfer/segmentation.h"
+#include "pipeline_internal.h"
 
 /* nnU-Net's compute_steps_for_sliding_window. */
-static int64_t *steps_for(int64_t dim, int64_t patch, double overlap, int64_t *count) {
+int64_t *mi_window_steps(int64_t dim, int64_t patch, double overlap, int64_t *count) {
   int64_t n = 1;
   if (dim > patch) {
     double target = patch * (1.0 - overlap);
@@ -256,7 +256,7 @@ mi_status *mi_sliding_window(mi_model *model, const float *volume, const int64_t
   w.gauss = gaussian_map(w.p, prm->sigma_scale > 0 ? prm->sigma_scale : 0.125);
   mi_status *st = w.gauss ? NULL : mi_error(MI_ERR_NO_MEMORY, "sliding window: out of memory");
   for (int a = 0; a < 3 && !st; ++a)
-    if (!(st_[a] = steps_for(w.dims[a], w.p[a], prm->overlap, &cnt[a])))
+    if (!(st_[a] = mi_window_steps(w.dims[a], w.p[a], prm->overlap, &cnt[a])))
       st = mi_error(MI_ERR_NO_MEMORY, "sliding window: out of memory");
   if (!st) {
     w.total = cnt[0] * cnt[1] * cnt[2];

@@ -54,6 +54,7 @@ const char *mi_card_version(const mi_card *c);
 const char *mi_card_description(const mi_card *c); /* "" when absent        */
 const char *mi_card_path(const mi_card *c);        /* the card file          */
 const char *mi_card_model_path(const mi_card *c);  /* ONNX, beside the card  */
+const char *mi_card_task(const mi_card *c);        /* "segmentation" or "detection" */
 const char *mi_card_mode(const mi_card *c);        /* "3d" or "2d"           */
 const double *mi_card_spacing(const mi_card *c);   /* x, y, z in mm          */
 /* Accepted modalities joined by ", " ("any" when the list is empty). */
