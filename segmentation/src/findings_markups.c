@@ -2,7 +2,9 @@
  * vtkMRMLMarkupsROIJsonStorageNode reads it: roiType "Box", "center" and a
  * row-major 3x3 "orientation" whose columns are the box axes (both in the
  * file's coordinate system, here LPS), and "size" = full edge lengths along
- * those axes.  Slicer loads every markup of the "markups" array as a node. */
+ * those axes.  Slicer loads every markup of the "markups" array as a node.
+ * No findings give an empty array: valid by the schema, though Slicer
+ * reports such a file as holding no markups when asked to load it. */
 #include <json.h>
 #include <math.h>
 #include <stdio.h>
@@ -17,7 +19,7 @@
 
 static json_object *num(double v) {
   char s[64];
-  snprintf(s, sizeof s, "%.6g", v + 0.0);
+  snprintf(s, sizeof s, "%.10g", v + 0.0);
   return json_object_new_double_s(v, s);
 }
 

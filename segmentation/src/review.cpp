@@ -64,8 +64,8 @@ void draw_box(Canvas &c, const mi_geometry *g, const double lo[2], const double 
   const double cols = (double)g->size[0], rows = (double)g->size[1];
   // Pixel u shows voxel floor(u * cols / pw), so the pixels inside an edge at
   // display coordinate e start at ceil(e).  Limited so huge boxes stay
-  // drawable.
-  auto px = [](double e, int n) { return (int)std::ceil(std::clamp(e, -8.0, n + 8.0)); };
+  // drawable; the 1e-6 absorbs the rounding of the index-to-LPS round trip.
+  auto px = [](double e, int n) { return (int)std::ceil(std::clamp(e, -8.0, n + 8.0) - 1e-6); };
   const int l = px((lo[0] + 0.5) * pw / cols, pw), r = px((hi[0] + 0.5) * pw / cols, pw);
   const int t = px((lo[1] + 0.5) * ph / rows, ph), b = px((hi[1] + 0.5) * ph / rows, ph);
   for (int y = t - line; y < b + line; ++y)

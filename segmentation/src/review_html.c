@@ -64,6 +64,7 @@ static const char *kStyle =
     "body{font-family:system-ui,sans-serif;margin:1.5em;background:#fafafa;color:#222}"
     "table{border-collapse:collapse}th,td{border:1px solid #ccc;padding:.4em .6em;text-align:left;"
     "vertical-align:top}th{background:#eee}td.num{text-align:right;font-variant-numeric:tabular-nums}"
+    "td,th{white-space:nowrap}"
     "img{max-width:100%;height:auto;display:block}"
     ".swatch{display:inline-block;width:.9em;height:.9em;margin-right:.4em;border:1px solid #444;"
     "vertical-align:middle}p.none{font-size:1.2em}";

@@ -16,6 +16,7 @@
 // Label 2's name needs CSV quoting and HTML escaping.
 inline const char *kFindingsCard = R"({
   "name": "test-detector", "version": "2.1", "task": "segmentation", "model": "m.onnx",
+  "applies_to": {"modality": ["CT"]},
   "input": {"channels": 1, "spacing": [1, 1, 1], "orientation": "LPS", "preprocessing": []},
   "inference": {"mode": "3d", "patch_size": [16, 16, 16]},
   "output": {"activation": "sigmoid", "labels": [
