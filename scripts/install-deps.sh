@@ -4,7 +4,8 @@ set -euo pipefail
 pkgs=(build-essential cmake pkg-config git
       libdcmtk-dev dcmtk libinsighttoolkit5-dev libopenblas-dev
       libprotobuf-c-dev protobuf-c-compiler libgtest-dev libjson-c-dev libexpat1-dev valgrind
-      dicom3tools python3-numpy python3-pydicom python3-torch python3-torchvision python3-onnx)
+      dicom3tools python3-numpy python3-pydicom python3-torch python3-torchvision python3-onnx
+      libpng-dev python3-jsonschema chromium)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
