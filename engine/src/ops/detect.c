@@ -292,7 +292,7 @@ typedef struct {
 
 /* Bilinear sample at (y, x): four positions and weights, zero outside. */
 static void bilinear(float y, float x, int64_t H, int64_t W, int64_t pos[4], float w[4]) {
-  if (y < -1.0f || y > (float)H || x < -1.0f || x > (float)W) {
+  if (!(y >= -1.0f && y <= (float)H && x >= -1.0f && x <= (float)W)) { /* outside, or NaN */
     pos[0] = pos[1] = pos[2] = pos[3] = 0;
     w[0] = w[1] = w[2] = w[3] = 0;
     return;
@@ -340,10 +340,11 @@ static void roialign_range(void *p, int64_t b, int64_t e) {
       rh = fmaxf(rh, 1.0f);
     }
     float bh = rh / (float)a->oh, bw = rw / (float)a->ow;
-    int64_t gh = a->sampling > 0 ? a->sampling : (int64_t)ceilf(rh / (float)a->oh);
-    int64_t gw = a->sampling > 0 ? a->sampling : (int64_t)ceilf(rw / (float)a->ow);
-    if (gh < 0 || gh > 4096) gh = 0; /* NaN or absurd rois: no samples */
-    if (gw < 0 || gw > 4096) gw = 0;
+    /* Adaptive grids: NaN or absurd rois get no samples rather than an
+     * undefined float-to-int conversion or an endless loop. */
+    float fgh = ceilf(rh / (float)a->oh), fgw = ceilf(rw / (float)a->ow);
+    int64_t gh = a->sampling > 0 ? a->sampling : (fgh >= 0 && fgh <= 4096 ? (int64_t)fgh : 0);
+    int64_t gw = a->sampling > 0 ? a->sampling : (fgw >= 0 && fgw <= 4096 ? (int64_t)fgw : 0);
     float count = (float)(gh * gw > 1 ? gh * gw : 1);
     for (int64_t ph = 0; ph < a->oh; ph++)
       for (int64_t pw = 0; pw < a->ow; pw++) {
