@@ -61,7 +61,18 @@ mi_status *mi_cuda_device_count(int *count) {
   return be.device_count(count);
 }
 
+/* The CUDA executor runs a fully planned schedule (one device arena); nodes
+ * whose output shapes depend on data run eagerly, on the CPU only. */
+static mi_status *dynamic_unsupported(const mi_node *n) {
+  return mi_node_error(n, MI_ERR_UNSUPPORTED,
+                       "output shapes depend on data computed while running; the CUDA backend runs "
+                       "only graphs whose shapes are all known before running (use the CPU)");
+}
+
 mi_status *mi_cuda_model_init(mi_model *m) {
+  for (int k = 0; k < m->g.n_nodes; k++)
+    if (!m->g.nodes[k].dead && m->g.nodes[k].op && (m->g.nodes[k].op->flags & MI_OP_DYNAMIC))
+      return mi_error_prefix(dynamic_unsupported(&m->g.nodes[k]), "'%s'", m->g.name);
   if (!available()) return mi_error(MI_ERR_UNSUPPORTED, "device CUDA requested, but %s", be.error);
   return be.model_init(m);
 }
@@ -69,6 +80,8 @@ mi_status *mi_cuda_model_init(mi_model *m) {
 mi_status *mi_cuda_model_run(mi_model *m, bool replanned, mi_tensor *const *inputs,
                              mi_tensor **outputs) {
   if (!available()) return mi_error(MI_ERR_UNSUPPORTED, "%s", be.error);
+  if (m->plan.first_tail >= 0)
+    return mi_error_prefix(dynamic_unsupported(&m->g.nodes[m->plan.first_tail]), "'%s'", m->g.name);
   return be.model_run(m, replanned, inputs, outputs);
 }
 

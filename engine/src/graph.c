@@ -64,3 +64,15 @@ mi_status *mi_node_error(const mi_node *n, mi_code code, const char *fmt, ...) {
   return mi_error(code, "node '%s' (%s): %s", n->name && n->name[0] ? n->name : "<unnamed>",
                   n->op_type, msg);
 }
+
+mi_status *mi_graph_init_ops(mi_graph *g) {
+  for (int k = 0; k < g->n_nodes; k++) {
+    mi_node *n = &g->nodes[k];
+    if (n->dead || !n->op) continue;
+    if (n->op->min_opset > n->opset)
+      return mi_node_error(n, MI_ERR_UNSUPPORTED, "opset %d is older than the %d this kernel follows",
+                           n->opset, n->op->min_opset);
+    if (n->op->init) MI_TRY(mi_error_prefix(n->op->init(n, g), "'%s'", g->name));
+  }
+  return NULL;
+}

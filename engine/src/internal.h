@@ -38,6 +38,7 @@ mi_status *mi_broadcast_shape(int na, const int64_t *a, int nb, const int64_t *b
                               int64_t *out);
 
 /* ---- attributes -------------------------------------------------------- */
+struct mi_graph;
 typedef enum mi_attr_type {
   MI_ATTR_FLOAT = 1, MI_ATTR_INT = 2, MI_ATTR_STRING = 3, MI_ATTR_TENSOR = 4,
   MI_ATTR_GRAPH = 5, MI_ATTR_FLOATS = 6, MI_ATTR_INTS = 7, MI_ATTR_STRINGS = 8
@@ -54,6 +55,7 @@ typedef struct mi_attr {
   char **strings;    /* STRINGS */
   size_t n;          /* element count of floats/ints/strings */
   mi_tensor *t;      /* TENSOR (owned) */
+  struct mi_graph *g; /* GRAPH (owned): a subgraph such as If's branches */
 } mi_attr;
 
 /* ---- graph ------------------------------------------------------------- */
@@ -68,6 +70,8 @@ typedef struct mi_value {
   bool folded;          /* computed while planning for the current input shapes */
   bool is_input;
   bool is_output;
+  bool is_capture;      /* subgraph value defined in an enclosing graph */
+  bool dynamic;         /* shape known only while running (eager tail) */
   int producer;         /* node index, -1 for inputs and constants */
   int last_use;         /* last consuming node index in the plan */
   int n_uses;
@@ -110,6 +114,7 @@ struct mi_node {
                          * The executor passes its tensor as in[n_in] (one past
                          * the node's own inputs). */
   bool dead;            /* removed by a graph pass */
+  bool tail;            /* runs eagerly after the planned nodes (plan.c) */
 };
 
 typedef struct mi_graph {
@@ -121,6 +126,11 @@ typedef struct mi_graph {
   int *outputs; int n_outputs;
   int opset;    /* default-domain opset */
   bool residuals_fused; /* the shape-dependent residual pass has run */
+  /* Subgraphs only: values named here but defined in the enclosing graph.
+   * captures[i] is the value index here; capture_slot[i] the input index of
+   * the owning node (If) through which the enclosing graph passes it. */
+  int *captures, *capture_slot;
+  int n_captures;
   char *name;   /* model file name for messages */
 } mi_graph;
 
@@ -140,6 +150,12 @@ mi_status *mi_node_error(const mi_node *n, mi_code code, const char *fmt, ...)
 enum {
   MI_OP_INPLACE = 1u << 0,   /* output 0 may reuse input 0's buffer          */
   MI_OP_FUSE_ACT = 1u << 1,  /* honours node->act and node->fused_add        */
+  /* Output shapes depend on input values (NonZero, NonMaxSuppression, If):
+   * `infer` is never called; `run` sets each output's shape and allocates it
+   * (mi_tensor_set_shape + mi_tensor_alloc, owned).  Unless all inputs are
+   * known while planning, the node and everything depending on it run
+   * eagerly after the planned part (eager.c). */
+  MI_OP_DYNAMIC = 1u << 2,
 };
 
 /* Operators see tensors only.  in[i] is NULL for an omitted optional input.
@@ -159,6 +175,17 @@ struct mi_op_def {
 };
 
 const mi_op_def *mi_op_find(const char *op_type, const char *domain);
+/* Call every node's op init (once at load; subgraphs from their owner's init). */
+mi_status *mi_graph_init_ops(mi_graph *g);
+
+/* Run nodes eagerly, each on real input data: infer, allocate owned outputs,
+ * run, and free each intermediate after its last reader.  only_tail: just
+ * the nodes marked tail (the rest has run); otherwise the whole graph (a
+ * subgraph whose captures are bound).  Graph outputs keep their data (owned
+ * unless they are constants or captures); mi_graph_release_eager frees them. */
+mi_status *mi_graph_run_eager(mi_graph *g, mi_exec *ex, bool only_tail);
+/* Free the data eager runs left in non-constant values. */
+void mi_graph_release_eager(mi_graph *g);
 
 /* ---- execution context ------------------------------------------------- */
 /* Scratch memory and threads for kernels during a run. */

@@ -63,18 +63,6 @@ static mi_status *plan_if_static(mi_model *m) {
   return mi_plan_build(m, ptr);
 }
 
-static mi_status *init_nodes(mi_model *m) {
-  mi_graph *g = &m->g;
-  for (int k = 0; k < g->n_nodes; k++) {
-    mi_node *n = &g->nodes[k];
-    if (n->op->min_opset > n->opset)
-      return mi_node_error(n, MI_ERR_UNSUPPORTED, "opset %d is older than the %d this kernel follows",
-                           n->opset, n->op->min_opset);
-    if (n->op->init) MI_TRY(mi_error_prefix(n->op->init(n, g), "'%s'", g->name));
-  }
-  return NULL;
-}
-
 /* `owned`: the malloc'd buffer behind data when the caller hands it over. */
 static mi_status *load(const void *data, size_t size, uint8_t *owned, const char *base_dir,
                        const char *name, const mi_options *opt, mi_model **out) {
@@ -84,6 +72,7 @@ static mi_status *load(const void *data, size_t size, uint8_t *owned, const char
     free(owned);
     return mi_error(MI_ERR_NO_MEMORY, "out of memory");
   }
+  m->plan.first_tail = -1;
   if (opt) m->opt = *opt;
   else mi_options_default(&m->opt);
   if (!m->opt.max_tensor_bytes) m->opt.max_tensor_bytes = mi_default_max_tensor_bytes();
@@ -95,7 +84,7 @@ static mi_status *load(const void *data, size_t size, uint8_t *owned, const char
     return st;
   }
   if (!st && m->opt.optimize) st = mi_graph_optimize(&m->g, m->opt.max_tensor_bytes);
-  if (!st) st = init_nodes(m);
+  if (!st) st = mi_graph_init_ops(&m->g);
   if (!st) st = mi_model_set_threads(m, m->opt.threads);
   if (!st) st = mi_plan_fold_static(m);
   if (!st) st = fill_io_info(m);
@@ -245,6 +234,7 @@ mi_status *mi_model_run(mi_model *m, mi_tensor *const *inputs, int n_inputs, mi_
   mi_status *st = NULL;
   for (int i = 0; i < g->n_outputs && !st; i++) {
     mi_value *v = &g->values[g->outputs[i]];
+    if (v->dynamic) continue; /* shape known once the tail has run */
     st = mi_tensor_create(v->t.dtype, v->t.ndim, v->t.dims, &outputs[i]);
     if (st) break;
     /* Outputs that are constants, inputs or folded are copied at the end. */
@@ -253,6 +243,7 @@ mi_status *mi_model_run(mi_model *m, mi_tensor *const *inputs, int n_inputs, mi_
   mi_tensor *in[MI_MAX_IO + 1], *out[MI_MAX_IO], scratch[MI_MAX_IO];
   for (int k = 0; k < g->n_nodes && !st; k++) {
     mi_node *n = &g->nodes[k];
+    if (n->tail) continue; /* after the planned nodes, below */
     bool skip = true; /* every output folded already */
     for (int i = 0; i < n->n_out && skip; i++) skip = n->out[i] < 0 || g->values[n->out[i]].folded;
     if (skip && n->n_out > 0) continue;
@@ -273,11 +264,15 @@ mi_status *mi_model_run(mi_model *m, mi_tensor *const *inputs, int n_inputs, mi_
       if (scratch[i].owns_data) free(scratch[i].data);
     if (st) st = mi_error_prefix(st, "'%s'", g->name);
   }
+  if (!st && m->plan.first_tail >= 0) st = mi_graph_run_eager(g, &m->ex, true);
   for (int i = 0; i < g->n_outputs && !st; i++) {
     mi_value *v = &g->values[g->outputs[i]];
+    if (v->dynamic) st = mi_tensor_create(v->t.dtype, v->t.ndim, v->t.dims, &outputs[i]);
+    if (st) break;
     if (v->t.data != outputs[i]->data && mi_tensor_nbytes(&v->t))
       memcpy(outputs[i]->data, v->t.data, mi_tensor_nbytes(&v->t));
   }
+  mi_graph_release_eager(g);
   /* Leave no pointers to caller memory behind. */
   for (int i = 0; i < g->n_inputs; i++)
     if (!g->values[g->inputs[i]].folded) g->values[g->inputs[i]].t.data = NULL;

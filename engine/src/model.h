@@ -10,6 +10,7 @@ typedef struct mi_plan {
   int in_ndim[64];
   size_t arena_bytes;
   void *arena;
+  int first_tail; /* first node run eagerly after the planned ones (-1: none) */
 } mi_plan;
 
 struct mi_model {

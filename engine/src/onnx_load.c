@@ -56,6 +56,10 @@ static void free_attr(mi_attr *a) {
   for (size_t i = 0; a->strings && i < a->n; i++) free(a->strings[i]);
   free(a->strings);
   mi_tensor_free(a->t);
+  if (a->g) {
+    mi_graph_free(a->g);
+    free(a->g);
+  }
 }
 
 void mi_graph_free(mi_graph *g) {
@@ -83,12 +87,21 @@ void mi_graph_free(mi_graph *g) {
   free(g->nodes);
   free(g->inputs);
   free(g->outputs);
+  free(g->captures);
+  free(g->capture_slot);
   free(g->name);
   memset(g, 0, sizeof *g);
 }
 
+/* Subgraphs nest at most this deep (a hostile model must not exhaust the stack). */
+#define MAX_GRAPH_DEPTH 8
+
+static mi_status *build_subgraph(const Onnx__GraphProto *gp, const char *base_dir, const char *name,
+                                 size_t max_bytes, int opset, int depth, mi_graph *g);
+
+/* `scope` names the node for its subgraphs' messages ("model.onnx:node"). */
 static mi_status *copy_attr(const Onnx__AttributeProto *ap, mi_attr *a, const char *base_dir,
-                            const char *what, size_t max_bytes) {
+                            const char *what, const char *scope, size_t max_bytes, int opset, int depth) {
   memset(a, 0, sizeof *a);
   a->name = xstrdup(ap->name);
   if (!a->name) return mi_error(MI_ERR_NO_MEMORY, "out of memory");
@@ -150,7 +163,22 @@ static mi_status *copy_attr(const Onnx__AttributeProto *ap, mi_attr *a, const ch
       a->t->owns_data = true;
       break;
     }
-    case MI_ATTR_GRAPH: break; /* subgraphs: the op's init rejects them */
+    case MI_ATTR_GRAPH: {
+      if (!ap->g) return mi_error(MI_ERR_PARSE, "%s: attribute '%s' has no graph", what, ap->name);
+      if (depth >= MAX_GRAPH_DEPTH)
+        return mi_error(MI_ERR_UNSUPPORTED, "%s: subgraphs nested deeper than %d", what, MAX_GRAPH_DEPTH);
+      a->g = calloc(1, sizeof *a->g);
+      if (!a->g) return mi_error(MI_ERR_NO_MEMORY, "out of memory");
+      char sub[640];
+      snprintf(sub, sizeof sub, "%s.%s", scope, ap->name);
+      mi_status *st = build_subgraph(ap->g, base_dir, sub, max_bytes, opset, depth + 1, a->g);
+      if (st) {
+        free(a->g); /* build_subgraph freed its contents */
+        a->g = NULL;
+        return st;
+      }
+      break;
+    }
     default:
       return mi_error(MI_ERR_UNSUPPORTED, "%s: attribute '%s' has unsupported type %d", what,
                       ap->name, type);
@@ -214,21 +242,50 @@ static mi_status *constant_value(const mi_node *n, mi_tensor *t) {
   return NULL;
 }
 
-static mi_status *build_graph(Onnx__ModelProto *mp, const char *base_dir, const char *name,
-                              size_t max_bytes, mi_graph *g) {
-  Onnx__GraphProto *gp = mp->graph;
-  if (!gp) return mi_error(MI_ERR_PARSE, "'%s' has no graph", name);
-  g->name = xstrdup(name);
-  g->opset = 0;
-  for (size_t i = 0; i < mp->n_opset_import; i++) {
-    const Onnx__OperatorSetIdProto *o = mp->opset_import[i];
-    if (!o->domain || !o->domain[0] || strcmp(o->domain, "ai.onnx") == 0) g->opset = (int)o->version;
+/* Append to node n (the last node of g) the enclosing-scope values its
+ * subgraphs capture, one input per distinct name, and record in each
+ * subgraph through which input each capture arrives. */
+static mi_status *add_capture_inputs(mi_graph *g, const char *what) {
+  mi_node *n = &g->nodes[g->n_nodes - 1];
+  int extra = 0;
+  for (int a = 0; a < n->n_attr; a++)
+    if (n->attr[a].g) extra += n->attr[a].g->n_captures;
+  if (!extra) return NULL;
+  if (n->n_in + extra >= MI_MAX_IO)
+    return mi_error(MI_ERR_UNSUPPORTED, "%s: more than %d inputs with the values its subgraphs use", what,
+                    MI_MAX_IO - 1);
+  int *in = realloc(n->in, sizeof(int) * (size_t)(n->n_in + extra + 2));
+  if (!in) return mi_error(MI_ERR_NO_MEMORY, "out of memory");
+  n->in = in;
+  int first = n->n_in;
+  for (int a = 0; a < n->n_attr; a++) {
+    mi_graph *sub = n->attr[a].g;
+    for (int c = 0; sub && c < sub->n_captures; c++) {
+      const char *cname = sub->values[sub->captures[c]].name;
+      int slot = -1;
+      for (int i = first; i < n->n_in && slot < 0; i++)
+        if (strcmp(g->values[n->in[i]].name, cname) == 0) slot = i;
+      if (slot < 0) {
+        int idx = mi_graph_find_value(g, cname);
+        if (idx < 0) { /* defined later or nowhere: as for ordinary inputs */
+          idx = mi_graph_add_value(g, cname);
+          if (idx < 0) return mi_error(MI_ERR_NO_MEMORY, "out of memory");
+          g->values[idx].producer = -2;
+          n = &g->nodes[g->n_nodes - 1];
+        }
+        slot = n->n_in;
+        n->in[n->n_in++] = idx;
+      }
+      sub->capture_slot[c] = slot;
+    }
   }
-  if (g->opset == 0) g->opset = 1; /* IR 2 models carried no opset_import */
-  if (g->opset > 18)
-    return mi_error(MI_ERR_UNSUPPORTED, "'%s' uses opset %d; medinfer supports opsets up to 18", name,
-                    g->opset);
+  return NULL;
+}
 
+/* The graph proper, shared by the model's graph and subgraphs. In a
+ * subgraph, names defined nowhere inside become captures. */
+static mi_status *build_body(const Onnx__GraphProto *gp, const char *base_dir, const char *name,
+                             size_t max_bytes, int depth, bool is_sub, mi_graph *g) {
   char what[512];
   for (size_t i = 0; i < gp->n_initializer; i++) {
     Onnx__TensorProto *tp = gp->initializer[i];
@@ -290,7 +347,9 @@ static mi_status *build_graph(Onnx__ModelProto *mp, const char *base_dir, const 
     }
     snprintf(what, sizeof what, "'%s': node '%s' (%s)", name, n->name, n->op_type);
     for (size_t a = 0; a < np->n_attribute; a++) {
-      mi_status *st = copy_attr(np->attribute[a], &n->attr[a], base_dir, what, max_bytes);
+      char scope[600];
+      snprintf(scope, sizeof scope, "%s:%s", name, n->name);
+      mi_status *st = copy_attr(np->attribute[a], &n->attr[a], base_dir, what, scope, max_bytes, g->opset, depth);
       n->n_attr = (int)a + 1;
       if (st) return st;
     }
@@ -324,6 +383,7 @@ static mi_status *build_graph(Onnx__ModelProto *mp, const char *base_dir, const 
       g->values[idx].producer = g->n_nodes - 1;
       n->out[n->n_out++] = idx;
     }
+    MI_TRY(add_capture_inputs(g, what));
   }
   for (size_t i = 0; i < gp->n_value_info; i++) {
     int idx = gp->value_info[i]->name ? mi_graph_find_value(g, gp->value_info[i]->name) : -1;
@@ -332,14 +392,47 @@ static mi_status *build_graph(Onnx__ModelProto *mp, const char *base_dir, const 
   for (size_t i = 0; i < gp->n_output; i++) {
     const char *on = gp->output[i]->name;
     int idx = on ? mi_graph_find_value(g, on) : -1;
-    if (idx < 0 || g->values[idx].producer == -2)
+    if (is_sub && idx < 0 && on && on[0]) { /* an enclosing-scope value passed through */
+      idx = mi_graph_add_value(g, on);
+      if (idx < 0) return mi_error(MI_ERR_NO_MEMORY, "out of memory");
+      g->values[idx].producer = -2;
+    }
+    if (idx < 0 || (!is_sub && g->values[idx].producer == -2))
       return mi_error(MI_ERR_INVALID_MODEL, "'%s': graph output '%s' is not produced by any node", name,
                       on ? on : "");
     copy_decl(&g->values[idx], gp->output[i]);
     g->values[idx].is_output = true;
     g->outputs[g->n_outputs++] = idx;
   }
+  if (!is_sub) return NULL;
+  g->captures = calloc((size_t)g->n_values + 1, sizeof(int));
+  g->capture_slot = calloc((size_t)g->n_values + 1, sizeof(int));
+  if (!g->captures || !g->capture_slot) return mi_error(MI_ERR_NO_MEMORY, "out of memory");
+  for (int v = 0; v < g->n_values; v++) {
+    if (g->values[v].producer != -2) continue;
+    g->values[v].producer = -1;
+    g->values[v].is_capture = true;
+    g->capture_slot[g->n_captures] = -1;
+    g->captures[g->n_captures++] = v;
+  }
   return NULL;
+}
+
+static mi_status *build_graph(Onnx__ModelProto *mp, const char *base_dir, const char *name,
+                              size_t max_bytes, mi_graph *g) {
+  Onnx__GraphProto *gp = mp->graph;
+  if (!gp) return mi_error(MI_ERR_PARSE, "'%s' has no graph", name);
+  g->name = xstrdup(name);
+  g->opset = 0;
+  for (size_t i = 0; i < mp->n_opset_import; i++) {
+    const Onnx__OperatorSetIdProto *o = mp->opset_import[i];
+    if (!o->domain || !o->domain[0] || strcmp(o->domain, "ai.onnx") == 0) g->opset = (int)o->version;
+  }
+  if (g->opset == 0) g->opset = 1; /* IR 2 models carried no opset_import */
+  if (g->opset > 18)
+    return mi_error(MI_ERR_UNSUPPORTED, "'%s' uses opset %d; medinfer supports opsets up to 18", name,
+                    g->opset);
+  return build_body(gp, base_dir, name, max_bytes, 0, false, g);
 }
 
 /* Resolve Constant nodes into constant values and check every operator
@@ -392,7 +485,7 @@ mi_status *mi_graph_toposort(mi_graph *g) {
     goto done;
   }
   for (int v = 0; v < g->n_values; v++)
-    ready[v] = g->values[v].is_const || g->values[v].is_input;
+    ready[v] = g->values[v].is_const || g->values[v].is_input || g->values[v].is_capture;
   for (int k = 0; k < nn; k++) {
     const mi_node *n = &g->nodes[k];
     if (n->dead) continue;
@@ -474,6 +567,19 @@ done:
   free(indeg);
   free(order);
   free(ready);
+  return st;
+}
+
+static mi_status *build_subgraph(const Onnx__GraphProto *gp, const char *base_dir, const char *name,
+                                 size_t max_bytes, int opset, int depth, mi_graph *g) {
+  memset(g, 0, sizeof *g);
+  g->name = xstrdup(name);
+  g->opset = opset;
+  mi_status *st = g->name ? NULL : mi_error(MI_ERR_NO_MEMORY, "out of memory");
+  if (!st) st = build_body(gp, base_dir, name, max_bytes, depth, true, g);
+  if (!st) st = resolve_ops(g);
+  if (!st) st = mi_graph_toposort(g);
+  if (st) mi_graph_free(g);
   return st;
 }
 

@@ -209,6 +209,8 @@ int mi_graph_fuse_residuals(mi_graph *g) {
       if (x < 0 || r < 0 || x == r) continue;
       const mi_value *xv = &g->values[x], *rv = &g->values[r];
       if (xv->producer < 0 || xv->is_output || xv->folded || xv->is_const || uses[x] != 1) continue;
+      /* Shapes of eagerly computed values are not known here. */
+      if (xv->dynamic || rv->dynamic || g->values[a->out[0]].dynamic) continue;
       if (xv->t.dtype != MI_FLOAT || !same_shape(&xv->t, &rv->t) ||
           !same_shape(&xv->t, &g->values[a->out[0]].t))
         continue;

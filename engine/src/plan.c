@@ -10,6 +10,8 @@
 
 static bool known(const mi_value *v) { return v->is_const || v->folded; }
 
+static bool is_dynamic_op(const mi_node *n) { return (n->op->flags & MI_OP_DYNAMIC) != 0; }
+
 /* Operators whose output depends only on their input's shape. */
 static bool shape_only(const mi_node *n) {
   return strcmp(n->op_type, "Shape") == 0 || strcmp(n->op_type, "Size") == 0;
@@ -60,14 +62,27 @@ static mi_status *fold_node(mi_model *m, int k, bool is_static) {
   memset(scratch, 0, sizeof scratch);
   gather(g, n, in, out);
   bind_scratch_outputs(n, out, scratch);
-  MI_TRY(n->op->infer(n, in, out));
-  MI_TRY(check_outputs(g, n, out, m->opt.max_tensor_bytes));
   mi_status *st = NULL;
-  for (int i = 0; i < n->n_out && !st; i++) st = mi_tensor_alloc(out[i], m->opt.max_tensor_bytes);
-  if (!st) st = n->op->run(n, &m->ex, in, out);
+  if (is_dynamic_op(n)) { /* it sizes and allocates its outputs itself */
+    st = n->op->run(n, &m->ex, in, out);
+    if (!st) st = check_outputs(g, n, out, m->opt.max_tensor_bytes);
+  } else {
+    MI_TRY(n->op->infer(n, in, out));
+    MI_TRY(check_outputs(g, n, out, m->opt.max_tensor_bytes));
+    for (int i = 0; i < n->n_out && !st; i++) st = mi_tensor_alloc(out[i], m->opt.max_tensor_bytes);
+    if (!st) st = n->op->run(n, &m->ex, in, out);
+  }
   for (int i = 0; i < n->n_out; i++)
     if (n->out[i] < 0 && scratch[i].owns_data) free(scratch[i].data);
-  if (st) return st;
+  if (st) {
+    for (int i = 0; i < n->n_out; i++) /* half-made outputs */
+      if (n->out[i] >= 0 && out[i]->owns_data) {
+        free(out[i]->data);
+        out[i]->data = NULL;
+        out[i]->owns_data = false;
+      }
+    return st;
+  }
   for (int i = 0; i < n->n_out; i++) {
     if (n->out[i] < 0) continue;
     mi_value *v = &g->values[n->out[i]];
@@ -102,7 +117,11 @@ bool mi_plan_input_is_value(const mi_tensor *t) {
 
 void mi_plan_clear(mi_model *m) {
   mi_graph *g = &m->g;
+  mi_graph_release_eager(g);
+  for (int k = 0; k < g->n_nodes; k++) g->nodes[k].tail = false;
+  m->plan.first_tail = -1;
   for (int i = 0; i < g->n_values; i++) {
+    g->values[i].dynamic = false;
     mi_value *v = &g->values[i];
     if (v->folded) {
       if (v->t.owns_data) free(v->t.data);
@@ -193,11 +212,17 @@ mi_status *mi_plan_build(mi_model *m, mi_tensor *const *inputs) {
   /* Shapes, folding shape arithmetic on the way. */
   for (int k = 0; k < g->n_nodes; k++) {
     mi_node *n = &g->nodes[k];
-    bool all = true;
-    for (int i = 0; i < n->n_in && all; i++) all = n->in[i] < 0 || known(&g->values[n->in[i]]);
-    if (n->fused_add >= 0) all = all && known(&g->values[n->fused_add]);
-    mi_status *st;
-    if ((all && n->n_in > 0) || shape_only(n)) {
+    bool all = true, dyn_in = false;
+    for (int i = 0; i <= n->n_in; i++) {
+      int v = i < n->n_in ? n->in[i] : n->fused_add;
+      if (v < 0) continue;
+      all = all && known(&g->values[v]);
+      dyn_in = dyn_in || g->values[v].dynamic;
+    }
+    mi_status *st = NULL;
+    bool tail = dyn_in || (is_dynamic_op(n) && !(all && n->n_in > 0));
+    if (tail) {
+    } else if ((all && n->n_in > 0) || shape_only(n)) {
       st = fold_node(m, k, false);
     } else {
       mi_tensor *in[MI_MAX_IO + 1], *out[MI_MAX_IO], scratch[MI_MAX_IO];
@@ -206,6 +231,25 @@ mi_status *mi_plan_build(mi_model *m, mi_tensor *const *inputs) {
       bind_scratch_outputs(n, out, scratch);
       st = n->op->infer(n, in, out);
       if (!st) st = check_outputs(g, n, out, m->opt.max_tensor_bytes);
+      /* A shape read from a value computed only at run time (a TopK k or a
+       * Reshape shape derived from data): this node joins the eager tail,
+       * where its inputs are real.  Real errors surface there as well. */
+      if (st && mi_status_code(st) == MI_ERR_UNSUPPORTED) {
+        bool unknown_in = false;
+        for (int i = 0; i < n->n_in; i++)
+          unknown_in = unknown_in || (n->in[i] >= 0 && !g->values[n->in[i]].t.data);
+        if (unknown_in) {
+          mi_status_free(st);
+          st = NULL;
+          tail = true;
+        }
+      }
+    }
+    if (tail) {
+      n->tail = true;
+      for (int i = 0; i < n->n_out; i++)
+        if (n->out[i] >= 0) g->values[n->out[i]].dynamic = true;
+      if (m->plan.first_tail < 0) m->plan.first_tail = k;
     }
     if (st) {
       mi_plan_clear(m);
@@ -226,7 +270,7 @@ mi_status *mi_plan_build(mi_model *m, mi_tensor *const *inputs) {
   }
   for (int k = 0; k < g->n_nodes; k++) {
     const mi_node *n = &g->nodes[k];
-    if (n->fused_add < 0 || n->out[0] < 0) continue;
+    if (n->fused_add < 0 || n->out[0] < 0 || n->tail) continue;
     const mi_tensor *r = &g->values[n->fused_add].t, *o = &g->values[n->out[0]].t;
     bool ok = r->ndim == o->ndim;
     for (int d = 0; ok && d < r->ndim; d++) ok = r->dims[d] == o->dims[d];
@@ -250,12 +294,16 @@ mi_status *mi_plan_build(mi_model *m, mi_tensor *const *inputs) {
     g->values[v].last_use = -1;
     g->values[v].n_uses = 0;
   }
+  m->plan.first_tail = -1;
   for (int k = 0; k < g->n_nodes; k++) {
     mi_node *n = &g->nodes[k];
+    if (n->tail && m->plan.first_tail < 0) m->plan.first_tail = k;
     for (int i = 0; i <= n->n_in; i++) {
       int v = i < n->n_in ? n->in[i] : n->fused_add;
       if (v < 0) continue;
-      g->values[v].last_use = k;
+      /* The tail runs after every planned node: what it reads stays live. */
+      if (n->tail) g->values[v].last_use = g->n_nodes;
+      else if (g->values[v].last_use < k) g->values[v].last_use = k;
       g->values[v].n_uses++;
     }
   }
@@ -266,7 +314,7 @@ mi_status *mi_plan_build(mi_model *m, mi_tensor *const *inputs) {
       int v = n->out[i];
       if (v < 0) continue;
       mi_value *val = &g->values[v];
-      if (known(val) || val->is_output) continue;
+      if (known(val) || val->is_output || val->dynamic) continue;
       int end = val->last_use > k ? val->last_use : k;
       int a = i == 0 && (n->op->flags & MI_OP_INPLACE) && n->n_in > 0 ? n->in[0] : -1;
       for (int j = 1; a >= 0 && j < n->n_in; j++)

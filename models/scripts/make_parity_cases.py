@@ -92,6 +92,19 @@ CASES = {
 }
 
 
+# Detectors: torchvision Faster R-CNN exported at opset 11 (NonZero, TopK,
+# NonMaxSuppression inside If, RoiAlign, ScatterElements), one 3xHxW image in,
+# boxes/labels/scores out; compared by tests/parity/detect_parity.c.
+# name -> (torchvision builder, image side). Small images and proposal counts keep
+# a case to seconds on 2 cores; the topology is the real one.
+DETECTION_CASES = {
+    "fasterrcnn_resnet50_fpn": (torchvision.models.detection.fasterrcnn_resnet50_fpn, 256),
+    "fasterrcnn_mobilenet_v3_large_fpn": (torchvision.models.detection.fasterrcnn_mobilenet_v3_large_fpn, 256),
+}
+DETECTION_KW = dict(weights=None, weights_backbone=None, num_classes=5, rpn_pre_nms_top_n_test=300,
+                    rpn_post_nms_top_n_test=150, box_detections_per_img=50)
+
+
 def _seed(name):
     return zlib.crc32(name.encode()) & 0x7FFFFFFF
 
@@ -160,6 +173,94 @@ def make_case(name, out_dir, force=False):
         time.process_time() - c0, time.time() - t0, len(nodes), " ".join(ops)), flush=True)
 
 
+def _detection_model(name, x, seed):
+    """Random-weight detector whose scores are far enough apart to compare.
+
+    Fresh random weights give a useless comparison: the MobileNet box head sees
+    nearly the same features for every proposal, and every detection then has the
+    same score to 6 digits (ResNet's saturate at 1.0), so the order of detections,
+    and which ones make the top 50, rests on float rounding. So: BN statistics are
+    calibrated on the image (networks.randomize_bn: activations stay O(1) and vary
+    between proposals), and the class logits are set to random directions scaled to
+    a standard deviation of 2 across this image's proposals. The generator then
+    checks that neighbouring scores differ by much more than the score tolerance."""
+    build, side = DETECTION_CASES[name]
+    torch.manual_seed(seed)
+    model = build(min_size=side, max_size=side, **DETECTION_KW).eval()
+    with torch.no_grad():
+        networks.randomize_bn(model, seed, calib=[x])
+        feats = []
+        hook = model.roi_heads.box_head.register_forward_hook(lambda mod, i, o: feats.append(o))
+        model([x])
+        hook.remove()
+        f = feats[0].double()
+        cls = model.roi_heads.box_predictor.cls_score
+        w = torch.randn(cls.weight.shape, generator=torch.Generator().manual_seed(seed), dtype=torch.double)
+        w = w / ((f - f.mean(0)) @ w.t()).std(0, keepdim=True).t().clamp_min(1e-12) * 2.0
+        cls.weight.copy_(w.float())
+        cls.bias.copy_((-(f.mean(0) @ w.t())).float())
+    return model
+
+
+def make_detection_case(name, out_dir, force=False):
+    case = os.path.join(out_dir, name)
+    data = os.path.join(case, "test_data_set_0")
+    stamp_path = os.path.join(case, "stamp")
+    stamp = _stamp(name)
+    if not force and os.path.exists(stamp_path) and open(stamp_path).read() == stamp:
+        print("%-16s up to date" % name, flush=True)
+        return
+    if os.path.exists(stamp_path):
+        os.remove(stamp_path)
+    os.makedirs(data, exist_ok=True)
+    t0, c0 = time.time(), time.process_time()
+    seed = _seed(name)
+    torch.manual_seed(seed)
+    side = DETECTION_CASES[name][1]
+    # A smooth random image (16x16 noise, upsampled): regions differ, so do proposals.
+    x = torch.nn.functional.interpolate(torch.rand(1, 3, 16, 16), size=(side, side), mode="bilinear",
+                                        align_corners=False)[0].contiguous()
+    model = _detection_model(name, x, seed)
+    onnx_path = os.path.join(case, "model.onnx")
+    with torch.no_grad():
+        torch.onnx.export(model, ([x],), onnx_path, opset_version=11, input_names=["image"],
+                          output_names=["boxes", "labels", "scores"], do_constant_folding=True)
+        y = model([x])[0]
+    onnx.checker.check_model(onnx.load(onnx_path))
+    boxes, labels, scores = y["boxes"].numpy(), y["labels"].numpy(), y["scores"].numpy()
+    if len(scores) < 10:
+        raise RuntimeError("%s: only %d detections; the comparison would say little" % (name, len(scores)))
+    gap = float(np.min(np.abs(np.diff(scores)) / scores[1:]))
+    if gap < 2e-5:  # 50x below the score rtol 1e-3 would still be ambiguous
+        raise RuntimeError("%s: neighbouring scores differ by only %.2g (relative)" % (name, gap))
+    _write_tensor(os.path.join(data, "input_0.pb"), x.numpy(), "image")
+    _write_tensor(os.path.join(data, "output_0.pb"), boxes, "boxes")
+    _write_tensor(os.path.join(data, "output_1.pb"), labels, "labels")
+    _write_tensor(os.path.join(data, "output_2.pb"), scores, "scores")
+    with open(stamp_path, "w") as f:
+        f.write(stamp)
+    print("%-16s %d detections, scores %.3f..%.3f, smallest relative score gap %.2g, cpu %.1fs wall %.1fs" % (
+        name, len(scores), float(scores.min()), float(scores.max()), gap, time.process_time() - c0,
+        time.time() - t0), flush=True)
+
+
+def make_detection_control(out_dir, control_dir):
+    """CONTROL_DIR/<mobilenet case>_perturbed: one reference box coordinate moved by
+    2e-2 px (twice the box tolerance); detect-parity must report FAIL."""
+    name = "fasterrcnn_mobilenet_v3_large_fpn"
+    src, dst = os.path.join(out_dir, name), os.path.join(control_dir, name + "_perturbed")
+    os.makedirs(os.path.join(dst, "test_data_set_0"), exist_ok=True)
+    for f in ["model.onnx"] + ["test_data_set_0/%s.pb" % k for k in ("input_0", "output_1", "output_2")]:
+        with open(os.path.join(src, f), "rb") as a, open(os.path.join(dst, f), "wb") as b:
+            b.write(a.read())
+    t = onnx.TensorProto()
+    with open(os.path.join(src, "test_data_set_0", "output_0.pb"), "rb") as f:
+        t.ParseFromString(f.read())
+    y = numpy_helper.to_array(t).copy()
+    y[len(y) // 2, 1] += 2e-2
+    _write_tensor(os.path.join(dst, "test_data_set_0", "output_0.pb"), y, "boxes")
+
+
 def make_control(out_dir, control_dir):
     """CONTROL_DIR/lstm2_perturbed: the lstm2 case with one expected element moved
     by twice the tolerance (atol 1e-4 + rtol 1e-3 * |y|); the runner must report FAIL.
@@ -182,16 +283,17 @@ def make_control(out_dir, control_dir):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[1])
     ap.add_argument("--out", required=True, help="output folder (one sub-folder per case)")
-    ap.add_argument("--only", help="comma-separated case names (default: all): " + ",".join(CASES))
+    ap.add_argument("--only", help="comma-separated case names (default: all): " +
+                    ",".join(list(CASES) + list(DETECTION_CASES)))
     ap.add_argument("--force", action="store_true", help="regenerate even if the stamp matches")
     ap.add_argument("--control", metavar="CONTROL_DIR",
                     help="also write the negative control CONTROL_DIR/lstm2_perturbed")
     ap.add_argument("--threads", type=int, default=min(2, os.cpu_count() or 1))
     a = ap.parse_args()
-    names = a.only.split(",") if a.only else list(CASES)
-    bad = [n for n in names if n not in CASES]
+    names = a.only.split(",") if a.only else list(CASES) + list(DETECTION_CASES)
+    bad = [n for n in names if n not in CASES and n not in DETECTION_CASES]
     if bad:
-        ap.error("unknown case(s) %s; known: %s" % (",".join(bad), ",".join(CASES)))
+        ap.error("unknown case(s) %s; known: %s" % (",".join(bad), ",".join(list(CASES) + list(DETECTION_CASES))))
     torch.set_num_threads(a.threads)
     os.makedirs(a.out, exist_ok=True)
     t0, c0 = time.time(), time.process_time()
@@ -199,10 +301,16 @@ def main():
     warnings.filterwarnings("ignore")  # exporter chatter (constant folding in PRESERVE mode, etc.)
     if a.control and "lstm2" not in names:
         names.append("lstm2")
+    if a.control and "fasterrcnn_mobilenet_v3_large_fpn" not in names:
+        names.append("fasterrcnn_mobilenet_v3_large_fpn")
     for n in names:
-        make_case(n, a.out, a.force)
+        if n in DETECTION_CASES:
+            make_detection_case(n, a.out, a.force)
+        else:
+            make_case(n, a.out, a.force)
     if a.control:
         make_control(a.out, a.control)
+        make_detection_control(a.out, a.control)
     print("generated %d case(s) in %.1fs wall, %.1fs CPU (this process)" % (
         len(names), time.time() - t0, time.process_time() - c0))
 

@@ -92,12 +92,13 @@ Onnx__ValueInfoProto *value(Arena &a, const Value &v) {
   return r;
 }
 
+Onnx__GraphProto *graph(Arena &a, const Model &md);
+
 }  // namespace
 
 std::vector<uint8_t> Model::serialize() const {
   Arena a;
   Onnx__ModelProto mi = ONNX__MODEL_PROTO__INIT;
-  Onnx__GraphProto gi = ONNX__GRAPH_PROTO__INIT;
   Onnx__OperatorSetIdProto oi = ONNX__OPERATOR_SET_ID_PROTO__INIT;
   Onnx__ModelProto *m = a.make(mi);
   m->has_ir_version = 1;
@@ -108,8 +109,21 @@ std::vector<uint8_t> Model::serialize() const {
   m->opset_import[0]->domain = a.str("");
   m->opset_import[0]->has_version = 1;
   m->opset_import[0]->version = opset;
-  m->graph = a.make(gi);
-  Onnx__GraphProto *g = m->graph;
+  m->graph = graph(a, *this);
+  std::vector<uint8_t> buf(onnx__model_proto__get_packed_size(m));
+  onnx__model_proto__pack(m, buf.data());
+  return buf;
+}
+
+namespace {
+
+Onnx__GraphProto *graph(Arena &a, const Model &md) {
+  const auto &nodes = md.nodes;
+  const auto &inits = md.inits;
+  const auto &inputs = md.inputs;
+  const auto &outputs = md.outputs;
+  Onnx__GraphProto gi = ONNX__GRAPH_PROTO__INIT;
+  Onnx__GraphProto *g = a.make(gi);
   g->name = a.str("test");
   g->n_node = nodes.size();
   g->node = a.array<Onnx__NodeProto>(nodes.size());
@@ -149,6 +163,7 @@ std::vector<uint8_t> Model::serialize() const {
         ap->s.len = at.s.size();
         ap->s.data = reinterpret_cast<uint8_t *>(a.str(at.s));
       }
+      if (at.type == 5 && at.g) ap->g = graph(a, *at.g);
     }
   }
   g->n_initializer = inits.size();
@@ -160,9 +175,9 @@ std::vector<uint8_t> Model::serialize() const {
   g->n_output = outputs.size();
   g->output = a.array<Onnx__ValueInfoProto>(outputs.size());
   for (size_t i = 0; i < outputs.size(); i++) g->output[i] = value(a, outputs[i]);
-  std::vector<uint8_t> buf(onnx__model_proto__get_packed_size(m));
-  onnx__model_proto__pack(m, buf.data());
-  return buf;
+  return g;
 }
+
+}  // namespace
 
 }  // namespace onnxb

@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <cstring>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -23,6 +24,8 @@ struct Tensor {
   int64_t offset = 0, length = -1;
 };
 
+struct Model;
+
 struct Attr {
   std::string name;
   int type = 0;  // ONNX AttributeType
@@ -31,6 +34,7 @@ struct Attr {
   std::string s;
   std::vector<int64_t> ints;
   std::vector<float> floats;
+  std::shared_ptr<Model> g;  // GRAPH (type 5): nodes, inits and outputs of a subgraph
 };
 
 struct Node {
@@ -54,6 +58,9 @@ struct Model {
   std::vector<uint8_t> serialize() const;
 };
 
+inline Attr attr_graph(const char *n, const Model &g) {
+  Attr a; a.name = n; a.type = 5; a.g = std::make_shared<Model>(g); return a;
+}
 inline Attr attr_int(const char *n, int64_t v) { Attr a; a.name = n; a.type = 2; a.i = v; return a; }
 inline Attr attr_float(const char *n, float v) { Attr a; a.name = n; a.type = 1; a.f = v; return a; }
 inline Attr attr_ints(const char *n, std::vector<int64_t> v) {

@@ -15,5 +15,8 @@ extern const mi_op_def mi_ops_rnn[];         /* LSTM, GRU */
 extern const mi_op_def mi_ops_shape[];       /* Reshape, Concat, Slice, Gather, Cast, ... */
 extern const mi_op_def mi_ops_pad[];         /* Pad */
 extern const mi_op_def mi_ops_resize[];      /* Resize, Upsample */
+extern const mi_op_def mi_ops_detect[];      /* TopK, NonMaxSuppression, RoiAlign, NonZero */
+extern const mi_op_def mi_ops_scatter[];     /* ScatterElements, Scatter, ScatterND */
+extern const mi_op_def mi_ops_control[];     /* If */
 
 #endif

@@ -7,7 +7,7 @@
 static const mi_op_def *const families[] = {
     mi_ops_conv, mi_ops_pool, mi_ops_elementwise, mi_ops_activation, mi_ops_softmax,
     mi_ops_norm, mi_ops_gemm, mi_ops_reduce, mi_ops_rnn, mi_ops_shape, mi_ops_pad,
-    mi_ops_resize,
+    mi_ops_resize, mi_ops_detect, mi_ops_scatter, mi_ops_control,
 };
 
 const mi_op_def *mi_op_find(const char *op_type, const char *domain) {
