@@ -23,6 +23,7 @@ typedef struct mi_command {
 int mi_cmd_list(int argc, char **argv);
 int mi_cmd_phantom(int argc, char **argv);
 int mi_cmd_segment(int argc, char **argv);
+int mi_cmd_detect(int argc, char **argv);
 int mi_cmd_models(int argc, char **argv);
 
 /* Prints "medinfer <cmd>: <message>" to stderr; frees st; returns MI_EXIT_FAILURE. */

@@ -14,6 +14,7 @@ static const mi_command commands[] = {
     {"list", "print the DICOM series table of a folder or DICOMDIR", mi_cmd_list},
     {"phantom", "write a synthetic CT/MR study with ground-truth labels", mi_cmd_phantom},
     {"segment", "segment the series of a study with a model; DICOM SEG out", mi_cmd_segment},
+    {"detect", "find lesions in the series of a study; DICOM SR, markups, review pages out", mi_cmd_detect},
     {"models", "list the installed model cards", mi_cmd_models},
 };
 static const size_t n_commands = sizeof commands / sizeof commands[0];
@@ -35,7 +36,7 @@ static void usage(FILE *to) {
           "  1  the command failed (the message names the file and the reason)\n"
           "  2  usage error\n"
           "  3  this build lacks the module the command needs\n"
-          "  4  partial: some items failed, others succeeded (segment)\n");
+          "  4  partial: some items failed, others succeeded (segment, detect)\n");
 }
 
 int mi_cli_fail(const char *cmd, struct mi_status *st) {

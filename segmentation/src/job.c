@@ -1,5 +1,5 @@
-/* The study-level job: every applicable series of the inputs -> one SEG
- * each, with report.json rewritten after every series.  A bad series is
+/* The study-level job: every applicable series of the inputs -> the card's
+ * task (one SEG, or a detection folder) each, with report.json rewritten after every series.  A bad series is
  * reported and skipped over; only problems that stop everything (no inputs,
  * model load failure, unwritable output) end the job early. */
 #define _GNU_SOURCE
@@ -16,6 +16,7 @@
 #include "card_internal.h"
 #include "medinfer/dicom.h"
 #include "pipeline_internal.h"
+#include "job_internal.h"
 #include "report.h"
 
 #ifndef MEDINFER_VERSION
@@ -26,9 +27,6 @@ void mi_seg_job_options_init(mi_seg_job_options *o) {
   if (o) memset(o, 0, sizeof *o);
 }
 
-void mi_seg_output_name(const char *series_uid, char *buf, size_t size) {
-  snprintf(buf, size, "%s.seg.dcm", series_uid && *series_uid ? series_uid : "unknown");
-}
 
 /* ------------------------------------------------------------- inputs */
 
@@ -133,18 +131,21 @@ static mi_status *make_dirs(const char *path) {
 
 /* ------------------------------------------------------------- report */
 
-typedef struct job {
-  const mi_card *card;
-  const mi_seg_job_options *o;
-  json_object *report, *series;
-  char report_path[4200];
-  mi_segmenter *seg;
-  mi_seg_job_summary *sum;
-  mi_seg_job_event ev;
-  int cancelled;
-} job;
+typedef mi_job job;
 
-static json_object *jstr(const char *s) { return json_object_new_string(s ? s : ""); }
+json_object *mi_job_string(const char *s) { return json_object_new_string(s ? s : ""); }
+#define jstr mi_job_string
+
+void mi_job_add_seconds(json_object *e, double read, double pre, double inf, double post, double write) {
+  json_object *t = json_object_new_object();
+  json_object_object_add(t, "read", json_object_new_double(read));
+  json_object_object_add(t, "preprocess", json_object_new_double(pre));
+  json_object_object_add(t, "inference", json_object_new_double(inf));
+  json_object_object_add(t, "postprocess", json_object_new_double(post));
+  json_object_object_add(t, "write", json_object_new_double(write));
+  json_object_object_add(t, "total", json_object_new_double(read + pre + inf + post + write));
+  json_object_object_add(e, "seconds", t);
+}
 
 static mi_status *write_report(job *j) {
   json_object *s = json_object_new_object();
@@ -178,7 +179,7 @@ static void set_status(json_object *e, const char *status, const char *reason) {
   if (reason && *reason) json_object_object_add(e, "reason", jstr(reason));
 }
 
-static int emit(job *j, const char *status, const char *reason, double f, const char *msg) {
+int mi_job_emit(job *j, const char *status, const char *reason, double f, const char *msg) {
   if (!j->o->on_event) return 0;
   j->ev.status = status, j->ev.reason = reason, j->ev.fraction = f, j->ev.message = msg;
   return j->o->on_event(j->o->user, &j->ev);
@@ -186,9 +187,9 @@ static int emit(job *j, const char *status, const char *reason, double f, const 
 
 /* Progress of the segmenter mapped into the series (read 0-0.1, run 0.1-0.9,
  * write 0.9-1). */
-static int seg_progress(void *u, double f, const char *msg) {
+int mi_job_progress(void *u, double f, const char *msg) {
   job *j = u;
-  if (emit(j, NULL, NULL, 0.1 + 0.8 * f, msg)) j->cancelled = 1;
+  if (mi_job_emit(j, NULL, NULL, 0.1 + 0.8 * f, msg)) j->cancelled = 1;
   return j->cancelled;
 }
 
@@ -196,37 +197,39 @@ static int seg_progress(void *u, double f, const char *msg) {
 static mi_status *do_series(job *j, const mi_dicom_index *idx, size_t si, const mi_dicom_series_info *s,
                             json_object *e) {
   const mi_seg_job_options *o = j->o;
+  const mi_job_task *t = j->task;
   char why[512], name[256], path[4400];
   const int64_t size[3] = {s->cols, s->rows, s->slices};
-  mi_seg_output_name(s->series_uid, name, sizeof name);
+  t->output_name(s->series_uid, name, sizeof name);
   snprintf(path, sizeof path, "%s/%s", o->output_dir, name);
   if (!mi_card_applies(j->card, s->modality, NULL, size, why, sizeof why)) {
     ++j->sum->skipped;
     set_status(e, "skipped", why);
-    emit(j, "skipped", why, 1, NULL);
+    mi_job_emit(j, "skipped", why, 1, NULL);
     return NULL;
   }
-  json_object_object_add(e, "seg", jstr(name));
+  json_object_object_add(e, t->output_key, jstr(name));
   if (!o->force && access(path, F_OK) == 0) {
+    char msg[128];
     ++j->sum->existing;
-    set_status(e, "skipped", "SEG already exists (--force rewrites it)");
+    snprintf(msg, sizeof msg, "%s already exists (--force rewrites it)", t->what);
+    set_status(e, "skipped", msg);
     json_object_object_add(e, "existing", json_object_new_boolean(1));
-    emit(j, "skipped", "SEG already exists", 1, NULL);
+    snprintf(msg, sizeof msg, "%s already exists", t->what);
+    mi_job_emit(j, "skipped", msg, 1, NULL);
     return NULL;
   }
   if (!s->loadable) {
     ++j->sum->failed;
     set_status(e, "error", s->reason);
-    emit(j, "error", s->reason, 1, NULL);
+    mi_job_emit(j, "error", s->reason, 1, NULL);
     return NULL;
   }
-  if (!j->seg) {
-    emit(j, NULL, NULL, 0, "loading the model");
-    mi_segmenter_options so = o->seg;
-    so.progress = seg_progress, so.progress_user = j;
-    MI_TRY(mi_segmenter_create(j->card, &so, &j->seg));
+  if (!j->state) {
+    mi_job_emit(j, NULL, NULL, 0, "loading the model");
+    MI_TRY(t->open(j));
   }
-  if (emit(j, NULL, NULL, 0, "read")) return j->cancelled = 1, NULL;
+  if (mi_job_emit(j, NULL, NULL, 0, "read")) return j->cancelled = 1, NULL;
   double t0 = mi_now_seconds();
   mi_dicom_load_options lo;
   mi_dicom_load_options_init(&lo);
@@ -238,41 +241,25 @@ static mi_status *do_series(job *j, const mi_dicom_index *idx, size_t si, const 
   if (!st && !mi_card_applies(j->card, s->modality, body, size, why, sizeof why)) {
     ++j->sum->skipped;
     set_status(e, "skipped", why);
-    json_object_object_del(e, "seg");
-    emit(j, "skipped", why, 1, NULL);
+    json_object_object_del(e, t->output_key);
+    mi_job_emit(j, "skipped", why, 1, NULL);
     mi_dicom_volume_free(v);
     return NULL;
   }
-  mi_segmentation *r = NULL;
-  if (!st) st = mi_segmenter_run(j->seg, mi_dicom_volume_geometry(v), mi_dicom_volume_data(v), &r);
-  double t_write = 0;
-  if (!st && !j->cancelled && emit(j, NULL, NULL, 0.9, "write")) j->cancelled = 1;
-  int empty = 1;
-  for (size_t i = 0; !st && i < j->card->n_labels; ++i) empty &= mi_segmentation_voxel_count(r, i) == 0;
-  if (!st && !j->cancelled && !empty) {
-    double t1 = mi_now_seconds();
-    st = write_seg(j, v, r, path);
-    t_write = mi_now_seconds() - t1;
-  }
+  if (!st) st = t->process(j, v, path, e, t_read);
   if (j->cancelled || mi_status_code(st) == MI_ERR_CANCELLED) {
     j->cancelled = 1;
     set_status(e, "error", "cancelled");
-    json_object_object_del(e, "seg");
+    json_object_object_del(e, t->output_key);
     ++j->sum->failed;
   } else if (st) {
     ++j->sum->failed;
     set_status(e, "error", mi_status_message(st));
-    json_object_object_del(e, "seg");
-    emit(j, "error", mi_status_message(st), 1, NULL);
+    json_object_object_del(e, t->output_key);
+    mi_job_emit(j, "error", mi_status_message(st), 1, NULL);
   } else {
     ++j->sum->ok;
     set_status(e, "ok", NULL);
-    add_results(j, e, r, t_read, t_write);
-    if (empty) {
-      /* A SEG needs at least one frame; an empty result is still a result. */
-      json_object_object_del(e, "seg");
-      json_object_object_add(e, "note", jstr("no voxel of any label: no SEG written"));
-    }
     for (size_t w = 0; w < mi_dicom_volume_warning_count(v); ++w) {
       json_object *ws = NULL;
       if (!json_object_object_get_ex(e, "warnings", &ws)) {
@@ -281,10 +268,9 @@ static mi_status *do_series(job *j, const mi_dicom_index *idx, size_t si, const 
       }
       json_object_array_add(ws, jstr(mi_dicom_volume_warning(v, w)));
     }
-    emit(j, "ok", NULL, 1, NULL);
+    mi_job_emit(j, "ok", NULL, 1, NULL);
   }
   mi_status_free(st);
-  mi_segmentation_free(r);
   mi_dicom_volume_free(v);
   return NULL;
 }
@@ -309,7 +295,8 @@ static json_object *job_header(const mi_card *c, const mi_seg_job_options *o) {
   json_object_object_add(r, "output", jstr(o->output_dir));
   json_object_object_add(r, "device", jstr(o->seg.device ? "cuda" : "cpu"));
   json_object_object_add(r, "threads", json_object_new_int(o->seg.threads));
-  json_object_object_add(r, "fractional", json_object_new_boolean(o->seg.fractional));
+  json_object_object_add(r, "task", jstr(c->task));
+  if (!c->is_detection) json_object_object_add(r, "fractional", json_object_new_boolean(o->seg.fractional));
   return r;
 }
 
@@ -345,7 +332,8 @@ mi_status *mi_seg_job_run(const mi_card *card, const mi_seg_job_options *o, mi_s
     inputs_free(&in);
     return st;
   }
-  job j = {.card = card, .o = o, .sum = summary};
+  job j = {.card = card, .o = o, .sum = summary,
+           .task = card->is_detection ? &mi_job_detect_task : &mi_job_segment_task};
   snprintf(j.report_path, sizeof j.report_path, "%s/report.json", o->output_dir);
   j.report = job_header(card, o);
   j.series = json_object_new_array();
@@ -375,7 +363,7 @@ mi_status *mi_seg_job_run(const mi_card *card, const mi_seg_job_options *o, mi_s
   summary->cancelled = j.cancelled;
   if (!st) st = write_report(&j);
   json_object_put(j.report);
-  mi_segmenter_free(j.seg);
+  if (j.state) j.task->close(&j);
   inputs_free(&in);
   return st;
 }

@@ -1,6 +1,7 @@
 /* Atomic writes and clean-up of what interrupted writes leave behind. */
 #define _GNU_SOURCE
 #include <dirent.h>
+#include <ftw.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -58,8 +59,18 @@ int mi_remove_stale_temp_files(const char *dir) {
     if (pid == (long)getpid()) continue;
     char path[4200];
     snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
-    if (unlink(path) == 0) ++removed;
+    if (unlink(path) == 0 || (errno == EISDIR && mi_remove_tree(path) == 0)) ++removed;
   }
   closedir(d);
   return removed;
+}
+
+static int remove_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw) {
+  (void)sb, (void)flag, (void)ftw;
+  return remove(path);
+}
+
+int mi_remove_tree(const char *path) {
+  /* Depth first, never following links out of the tree. */
+  return nftw(path, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
 }

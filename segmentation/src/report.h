@@ -11,8 +11,13 @@
  * partial one. */
 mi_status *mi_write_file_atomic(const char *path, const char *data, size_t size);
 
-/* Remove temporary files that interrupted runs left in dir (names containing
- * ".tmp-<pid>-" whose process is gone).  Returns how many were removed. */
+/* Remove temporary files and folders that interrupted runs left in dir
+ * (names containing ".tmp-<pid>-" whose process is gone).  Returns how many
+ * were removed. */
 int mi_remove_stale_temp_files(const char *dir);
+
+/* Remove a folder and everything in it (links are removed, not followed).
+ * 0 on success. */
+int mi_remove_tree(const char *path);
 
 #endif

@@ -229,6 +229,8 @@ mi_status *mi_seg_job_run(const mi_card *card, const mi_seg_job_options *o, mi_s
 
 /* SEG file name for a series: "<SeriesInstanceUID>.seg.dcm". */
 void mi_seg_output_name(const char *series_uid, char *buf, size_t size);
+/* Detection output folder for a series: "<SeriesInstanceUID>.findings". */
+void mi_det_output_name(const char *series_uid, char *buf, size_t size);
 
 /* ------------------------------------------------------------ detection */
 /* Detector cards ("task": "detection", models/CARD.md) describe a YOLO-style

@@ -1,5 +1,7 @@
-/* medinfer segment: one DICOM SEG per applicable series of a study (or a
- * folder of studies), report.json beside them, progress on stderr. */
+/* medinfer segment / medinfer detect: run a model over every applicable
+ * series of a study (or a folder of studies): one DICOM SEG per series, or
+ * one folder of findings (SR, markups, review pages) per series, with
+ * report.json beside them and progress on stderr. */
 #include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
@@ -43,6 +45,35 @@ static void segment_usage(FILE *to) {
           "\n"
           "Exit status: 0 every applicable series segmented (or already done), 1 nothing\n"
           "succeeded (or nothing to segment, or the model could not be loaded), 2 usage,\n"
+          "3 built without the segmentation module, 4 partial: some series failed (see\n"
+          "report.json), 130 interrupted.\n");
+}
+
+static void detect_usage(FILE *to) {
+  fprintf(to,
+          "usage: medinfer detect --model NAME_OR_CARD --input DIR_OR_FILE... --output DIR [options]\n"
+          "\n"
+          "Run a detector over every series of the input it applies to and write, per\n"
+          "series, the folder DIR/<SeriesInstanceUID>.findings/ with findings.json,\n"
+          "findings.csv, findings.mrk.json (Slicer ROI markups), findings.sr.dcm (DICOM\n"
+          "Comprehensive 3D SR, TID 1500) and review/index.html with a picture per\n"
+          "finding; and DIR/report.json.  Each folder is assembled under a temporary name\n"
+          "and renamed, so an interrupted run leaves no partial output; rerunning\n"
+          "completes only what is missing.\n"
+          "\n"
+          "  --model NAME|CARD   installed detector (see 'medinfer models') or a .card.json\n"
+          "  --input PATH        a folder (searched recursively), a DICOMDIR, or DICOM\n"
+          "                      files; repeatable, and further PATHs may follow the options\n"
+          "  --output DIR        where the folders and report.json go (not inside an input)\n"
+          "  --series UID        only this SeriesInstanceUID\n"
+          "  --threads N         CPU threads (default: all cores)\n"
+          "  --device cpu|cuda   where the network runs (default cpu)\n"
+          "  --force             rewrite results that already exist (default: skip them)\n"
+          "  -v, --verbose       every progress message\n"
+          "  --help              this text\n"
+          "\n"
+          "Exit status: 0 every applicable series done (or already done), 1 nothing\n"
+          "succeeded (or nothing applicable, or the model could not be loaded), 2 usage,\n"
           "3 built without the segmentation module, 4 partial: some series failed (see\n"
           "report.json), 130 interrupted.\n");
 }
@@ -102,7 +133,10 @@ static int on_event(void *user, const mi_seg_job_event *ev) {
 }
 #endif
 
-int mi_cmd_segment(int argc, char **argv) {
+/* The job behind both commands; `detect` selects the command's card task. */
+static int job_command(int argc, char **argv, int detect) {
+  const char *cmd = detect ? "detect" : "segment";
+  void (*usage)(FILE *) = detect ? detect_usage : segment_usage;
   static const struct option longopts[] = {
       {"model", required_argument, 0, 'm'},  {"input", required_argument, 0, 'i'},
       {"output", required_argument, 0, 'o'}, {"series", required_argument, 0, 's'},
@@ -122,43 +156,47 @@ int mi_cmd_segment(int argc, char **argv) {
     int ok = 1;
     char *end = NULL;
     switch (c) {
-      case 'h': free(inputs); segment_usage(stdout); return MI_EXIT_OK;
+      case 'h': free(inputs); usage(stdout); return MI_EXIT_OK;
       case 'm': model = optarg; break;
       case 'i': inputs[n_inputs++] = optarg; break;
       case 'o': output = optarg; break;
       case 's': series = optarg; break;
       case 't': threads = (int)strtol(optarg, &end, 10); ok = end && !*end && threads >= 1 && threads <= 1024; break;
       case 'd': ok = !strcmp(optarg, "cpu") || !strcmp(optarg, "cuda"); cuda = !strcmp(optarg, "cuda"); break;
-      case 'F': fractional = 1; break;
+      case 'F': fractional = 1; ok = !detect; break;
       case 'f': force = 1; break;
       case 'v': verbose = 1; break;
       default: ok = 0; break;
     }
     if (!ok) {
-      fprintf(stderr, "medinfer segment: bad option or value: %s\n", argv[optind - 1]);
+      fprintf(stderr, "medinfer %s: bad option or value: %s\n", cmd, argv[optind - 1]);
       free(inputs);
-      segment_usage(stderr);
+      usage(stderr);
       return MI_EXIT_USAGE;
     }
   }
   while (optind < argc) inputs[n_inputs++] = argv[optind++];
   if (!model || !output || !n_inputs) {
-    fprintf(stderr, "medinfer segment: %s is required\n", !model ? "--model" : !output ? "--output" : "--input");
+    fprintf(stderr, "medinfer %s: %s is required\n", cmd, !model ? "--model" : !output ? "--output" : "--input");
     free(inputs);
-    segment_usage(stderr);
+    usage(stderr);
     return MI_EXIT_USAGE;
   }
 #ifndef MEDINFER_HAVE_SEGMENTATION
   (void)series, (void)threads, (void)cuda, (void)fractional, (void)force, (void)verbose;
   free(inputs);
-  fprintf(stderr, "medinfer segment: this build has no segmentation module\n");
+  fprintf(stderr, "medinfer %s: this build has no segmentation module\n", cmd);
   return MI_EXIT_UNAVAILABLE;
 #else
   mi_card *card = NULL;
   mi_status *st = mi_card_find(model, &card);
+  if (!st && strcmp(mi_card_task(card), detect ? "detection" : "segmentation"))
+    st = mi_error(MI_ERR_INVALID_ARGUMENT, "%s is a %s model: use 'medinfer %s'", mi_card_name(card),
+                  mi_card_task(card), detect ? "segment" : "detect");
   if (st) {
+    mi_card_free(card);
     free(inputs);
-    return mi_cli_fail("segment", st);
+    return mi_cli_fail(cmd, st);
   }
   ui u = {isatty(2), verbose, "", 0, 0};
   mi_seg_job_options o;
@@ -178,16 +216,19 @@ int mi_cmd_segment(int argc, char **argv) {
   if (u.tty && u.bar_shown) fputs("\r\033[K", stderr);
   mi_card_free(card);
   free(inputs);
-  if (st) return mi_cli_fail("segment", st);
+  if (st) return mi_cli_fail(cmd, st);
   const size_t done = sum.ok + sum.existing;
-  fprintf(stderr, "medinfer segment: %zu written, %zu already there, %zu not applicable, %zu failed%s; see %s/report.json\n",
-          sum.ok, sum.existing, sum.skipped, sum.failed, sum.cancelled ? " (interrupted)" : "", output);
+  fprintf(stderr, "medinfer %s: %zu written, %zu already there, %zu not applicable, %zu failed%s; see %s/report.json\n",
+          cmd, sum.ok, sum.existing, sum.skipped, sum.failed, sum.cancelled ? " (interrupted)" : "", output);
   if (sum.cancelled) return MI_EXIT_INTERRUPTED;
   if (sum.failed) return done ? MI_EXIT_PARTIAL : MI_EXIT_FAILURE;
   if (!done) {
-    fprintf(stderr, "medinfer segment: no series of the input is one the model applies to\n");
+    fprintf(stderr, "medinfer %s: no series of the input is one the model applies to\n", cmd);
     return MI_EXIT_FAILURE;
   }
   return MI_EXIT_OK;
 #endif
 }
+
+int mi_cmd_segment(int argc, char **argv) { return job_command(argc, argv, 0); }
+int mi_cmd_detect(int argc, char **argv) { return job_command(argc, argv, 1); }
