@@ -57,9 +57,15 @@ check_tree() {
       "$real_p"/*) ;;
       *) fail "$what: $f loads $eng, outside $p" ;;
     esac
-    if readelf -d "$p/$f" | grep -E 'R(UN)?PATH' | grep -vq '\$ORIGIN'; then
-      fail "$what: $f has an absolute RUNPATH: $(readelf -d "$p/$f" | grep -E 'R(UN)?PATH')"
-    fi
+    local rpath
+    rpath=$(readelf -d "$p/$f" | sed -n 's/.*R\(UN\)\?PATH.*\[\(.*\)\]/\2/p')
+    IFS=: read -ra parts <<<"$rpath"
+    for d in "${parts[@]}"; do
+      case "$d" in
+        '$ORIGIN' | '$ORIGIN/'*) ;;
+        *) fail "$what: $f has a RUNPATH entry outside the tree: '$d' (in '$rpath')" ;;
+      esac
+    done
   done
 
   step "$what: medinfer --version, medinfer models"
