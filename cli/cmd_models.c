@@ -12,9 +12,9 @@ static void models_usage(FILE *to) {
   fprintf(to,
           "usage: medinfer models [-v]\n"
           "\n"
-          "List the installed model cards: models/*/ of the installation and of the\n"
-          "source tree, and the folders of $MEDINFER_MODEL_PATH (colon-separated,\n"
-          "searched first).\n"
+          "List the installed model cards: share/medinfer/models/*/ of the installation\n"
+          "(the source tree's models/*/ when run from a build tree), and the folders of\n"
+          "$MEDINFER_MODEL_PATH (colon-separated, searched first).\n"
           "\n"
           "  -v, --verbose  also print each card's labels and file paths\n"
           "  --help         this text\n"

@@ -144,6 +144,7 @@ mi_status *mi_card_list_installed(mi_card_list **out) {
     free(copy);
   }
   /* <prefix>/bin/medinfer -> <prefix>/share/medinfer/models */
+  int installed = 0;
   char exe[4096];
   ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 64);
   if (n > 0) {
@@ -151,11 +152,16 @@ mi_status *mi_card_list_installed(mi_card_list **out) {
     char *slash = strrchr(exe, '/');
     if (slash) {
       strcpy(slash, "/../share/medinfer/models");
+      installed = is_dir(exe);
       scan_models_dir(l, exe);
     }
   }
 #ifdef MEDINFER_SOURCE_MODELS_DIR
-  scan_models_dir(l, MEDINFER_SOURCE_MODELS_DIR);
+  /* The source tree's models serve a build tree; an installation uses its
+   * own (and would otherwise list every shipped card twice). */
+  if (!installed) scan_models_dir(l, MEDINFER_SOURCE_MODELS_DIR);
+#else
+  (void)installed;
 #endif
   *out = l;
   return NULL;

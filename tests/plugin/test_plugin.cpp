@@ -57,6 +57,16 @@ static_assert(sizeof(ModuleProcessInformation) == 1064, "layout");
 
 typedef int (*EntryPoint)(int, char **);
 
+// The module under test: the build tree's by default; an installed copy when
+// MEDINFER_PLUGIN_LIB / MEDINFER_PLUGIN_EXE name one (tests/packaging), with
+// MEDINFER_PLUGIN_WORK as the scratch folder.
+const char *from_env(const char *name, const char *fallback) {
+  const char *v = getenv(name);
+  return v && *v ? v : fallback;
+}
+const char *plugin_lib() { return from_env("MEDINFER_PLUGIN_LIB", MI_PLUGIN_LIB); }
+const char *plugin_exe() { return from_env("MEDINFER_PLUGIN_EXE", MI_PLUGIN_EXE); }
+
 std::string g_work;  // test folder with the phantom and cards
 
 struct Lib {
@@ -64,7 +74,7 @@ struct Lib {
   const char *xml = nullptr;
   EntryPoint entry = nullptr;
   Lib() {
-    h = dlopen(MI_PLUGIN_LIB, RTLD_NOW | RTLD_LOCAL);
+    h = dlopen(plugin_lib(), RTLD_NOW | RTLD_LOCAL);
     if (!h) return;
     xml = reinterpret_cast<const char *>(dlsym(h, "XMLModuleDescription"));
     entry = reinterpret_cast<EntryPoint>(dlsym(h, "ModuleEntryPoint"));
@@ -179,7 +189,7 @@ void expect_same_grid(const Vol &a, const Vol &b) {
 class Plugin : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    g_work = MI_PLUGIN_WORK;
+    g_work = from_env("MEDINFER_PLUGIN_WORK", MI_PLUGIN_WORK);
     system(("rm -rf '" + g_work + "' && mkdir -p '" + g_work + "/out'").c_str());
     // Phantom CT (oblique: the output must keep a non-trivial direction).
     for (int oblique = 0; oblique < 2; ++oblique) {
@@ -231,7 +241,7 @@ TEST_F(Plugin, LibraryExportsWhatSlicerResolves) {
   EXPECT_EQ(dlsym(lib.h, "mi_segmenter_run"), nullptr);
   EXPECT_EQ(dlsym(lib.h, "GetXMLModuleDescription"), nullptr);
   // Slicer's file-name rule (qSlicerUtils::isCLILoadableModule).
-  std::string name = MI_PLUGIN_LIB;
+  std::string name = plugin_lib();
   name = name.substr(name.rfind('/') + 1);
   EXPECT_EQ(name, "libMedinferSegmentLib.so");
 }
@@ -328,7 +338,7 @@ TEST_F(Plugin, XmlParsesAsSlicerExpects) {
 
 // Runs the executable; returns its exit status, stdout and stderr.
 int run_exe(const std::vector<std::string> &args, std::string &out, std::string &err) {
-  std::string cmd = std::string("'") + MI_PLUGIN_EXE + "'";
+  std::string cmd = std::string("'") + plugin_exe() + "'";
   for (auto &a : args) cmd += " '" + a + "'";
   const std::string ef = g_work + "/exe.stderr";
   cmd += " 2>'" + ef + "'";
@@ -510,7 +520,7 @@ TEST_F(Plugin, ExecutableKilledLeavesNoOutput) {
   if (pid == 0) {
     dup2(fds[1], 1);
     close(fds[0]);
-    execl(MI_PLUGIN_EXE, MI_PLUGIN_EXE, "--modelCard", unet().c_str(), "--threads", "1",
+    execl(plugin_exe(), plugin_exe(), "--modelCard", unet().c_str(), "--threads", "1",
           (g_work + "/axial/image.nrrd").c_str(), (dir + "/labels.nrrd").c_str(), (char *)nullptr);
     _exit(127);
   }

@@ -73,7 +73,8 @@ int mi_card_applies(const mi_card *c, const char *modality, const char *body_par
 /* Installed cards: every *.card.json in the folders of $MEDINFER_MODEL_PATH
  * (colon-separated; the folder itself and its immediate subfolders), then in
  * models/<any>/ of the installation (<prefix>/share/medinfer/models, found
- * from the executable) and of the source tree this build came from.  The
+ * from the executable) or, when the executable is not installed (no such
+ * folder), of the source tree this build came from.  The
  * first card with a given name wins; later ones and invalid cards are listed
  * as problems (not fatal). */
 typedef struct mi_card_list mi_card_list;
