@@ -111,6 +111,18 @@ struct Builder {
     return q <= margin * margin;
   }
 
+  // On CT a lesion stands out from its host as real ones do: solid nodules
+  // in the lungs, hypodense lesions (the table's 20 HU) in the liver, and
+  // cyst-like ones 40 HU below the kidney; MR keeps the table's signal.
+  double lesion_value(uint8_t host) const {
+    const double v = table[MI_PHANTOM_LABEL_LESION - 1].nominal_value;
+    if (o.modality == MI_PHANTOM_MR) return v;
+    if (host == MI_PHANTOM_LABEL_RIGHT_LUNG || host == MI_PHANTOM_LABEL_LEFT_LUNG) return 30;
+    if (host == MI_PHANTOM_LABEL_RIGHT_KIDNEY || host == MI_PHANTOM_LABEL_LEFT_KIDNEY)
+      return table[host - 1].nominal_value - 40;
+    return v;
+  }
+
   // Lesions sit well inside liver, lungs or kidneys and never overlap; they
   // go first in the priority list so they override their host.
   void place_lesions() {
@@ -143,7 +155,7 @@ struct Builder {
         PhantomShape s{};
         s.kind = PhantomShape::ELLIPSOID;
         s.label = MI_PHANTOM_LABEL_LESION;
-        s.value = table[MI_PHANTOM_LABEL_LESION - 1].nominal_value;
+        s.value = lesion_value(host);
         s.texture = tex(5);
         for (int i = 0; i < 3; i++) s.c[i] = p[i];
         for (int i = 0; i < 9; i++) s.m[i] = (i % 4 == 0) ? 1 / semi[i / 3] : 0;

@@ -297,6 +297,7 @@ void mi_card_free(mi_card *k) {
     free((char *)l->type_scheme), free((char *)l->type_value), free((char *)l->type_meaning);
   }
   for (int i = 0; i < k->det.n_outputs; ++i) free(k->det.outputs[i].name);
+  free(k->det.boxes_output), free(k->det.scores_output), free(k->det.labels_output);
   free(k);
 }
 

@@ -37,14 +37,37 @@ static mi_status *parse_head_output(const mi_cj_ctx *c, json_object *o, int i, m
   return NULL;
 }
 
+/* A network that outputs final boxes [K, 4] (x1, y1, x2, y2 in pixels),
+ * scores [K] and labels [K] for one slice. */
+static mi_status *parse_boxes_head(const mi_cj_ctx *c, json_object *head, mi_card *k) {
+  mi_card_detection *d = &k->det;
+  d->kind = MI_HEAD_BOXES;
+  if (!k->mode_2d) return mi_cj_bad(c, "output.head.type", "\"boxes\" heads run slice by slice: inference.mode must be \"2d\"");
+  json_object *o = mi_cj_member(head, "outputs");
+  if (!o || !json_object_is_type(o, json_type_object))
+    return mi_cj_bad(c, "output.head.outputs", "expected {\"boxes\": NAME, \"scores\": NAME, \"labels\": NAME}");
+  MI_TRY(mi_cj_string(c, o, "boxes", "output.head.outputs.boxes", 1, &d->boxes_output));
+  MI_TRY(mi_cj_string(c, o, "scores", "output.head.outputs.scores", 1, &d->scores_output));
+  MI_TRY(mi_cj_string(c, o, "labels", "output.head.outputs.labels", 1, &d->labels_output));
+  double v;
+  MI_TRY(mi_cj_number(c, head, "label_offset", "output.head.label_offset", 1, 0, 255, "from 0 to 255", &v));
+  if (v != floor(v)) return mi_cj_bad(c, "output.head.label_offset", "expected an integer");
+  d->label_offset = (int)v;
+  MI_TRY(mi_cj_number(c, head, "input_channels", "output.head.input_channels", 3, 1, 8, "from 1 to 8", &v));
+  if (v != floor(v)) return mi_cj_bad(c, "output.head.input_channels", "expected an integer");
+  d->input_channels = (int)v;
+  return NULL;
+}
+
 static mi_status *parse_head(const mi_cj_ctx *c, json_object *head, mi_card *k) {
   if (!head || !json_object_is_type(head, json_type_object))
     return mi_cj_bad(c, "output.head", "missing (expected an object)");
   char *s = NULL;
   MI_TRY(mi_cj_string(c, head, "type", "output.head.type", 1, &s));
-  int ok = !strcmp(s, "yolo");
+  int yolo = !strcmp(s, "yolo"), boxes = !strcmp(s, "boxes");
   free(s);
-  if (!ok) return mi_cj_bad(c, "output.head.type", "expected \"yolo\"");
+  if (!yolo && !boxes) return mi_cj_bad(c, "output.head.type", "expected \"yolo\" or \"boxes\"");
+  if (boxes) return parse_boxes_head(c, head, k);
   MI_TRY(mi_cj_string(c, head, "box_coding", "output.head.box_coding", 0, &s));
   k->det.coding = MI_BOX_YOLOV3;
   if (s) {

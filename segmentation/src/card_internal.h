@@ -23,7 +23,17 @@ typedef struct mi_card_head_output {
   double anchors[MI_CARD_MAX_ANCHORS][3]; /* box size in model voxels x y z */
 } mi_card_head_output;
 
+/* Head kinds: YOLO-style grids decoded here, or networks that output their
+ * final boxes, labels and scores (torchvision's Faster R-CNN exports). */
+typedef enum mi_head_kind { MI_HEAD_YOLO, MI_HEAD_BOXES } mi_head_kind;
+
 typedef struct mi_card_detection {
+  mi_head_kind kind;
+  /* MI_HEAD_BOXES: output names, the network label of the card's first
+   * label (torchvision: 1, 0 is background) and the input channels the grey
+   * slice is repeated into (torchvision: 3, one [C, H, W] image per run). */
+  char *boxes_output, *scores_output, *labels_output;
+  int label_offset, input_channels;
   mi_box_coding coding;
   int box_first;   /* per anchor: box, P_c, classes ("bpc"); else P_c, box, classes ("pbc") */
   int logits;      /* the network emits logits: sigmoid applied when decoding */

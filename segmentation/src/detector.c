@@ -16,6 +16,8 @@ struct mi_detector {
   int out_index[MI_CARD_MAX_HEAD_OUTPUTS]; /* network output of each head output */
   int class_fields;                        /* -1: decided by the first run      */
   int fixed_batch;                         /* the network's batch when fixed     */
+  int box_out[3];                          /* boxes heads: boxes, scores, labels */
+  int box_input_rank;                      /* boxes heads: 3 [C,H,W] or 4 [1,C,H,W] */
 };
 
 struct mi_detections {
@@ -44,6 +46,35 @@ static mi_status *check_channels(mi_detector *d, int h, int64_t ch) {
   return NULL;
 }
 
+/* Index of the network output called `name`; the error lists them all. */
+static mi_status *find_output(const mi_detector *d, const char *name, const char *field, int *index) {
+  char names[512] = "";
+  const int n = mi_model_num_outputs(d->model);
+  for (int i = 0; i < n; ++i) {
+    mi_io_info oi;
+    MI_TRY(mi_model_output_info(d->model, i, &oi));
+    if (!strcmp(oi.name, name)) return *index = i, NULL;
+    snprintf(names + strlen(names), sizeof names - strlen(names), "%s'%s'", i ? ", " : "", oi.name);
+  }
+  return mi_error(MI_ERR_INVALID_MODEL, "%s: %s: the network has no output '%s' (it has %s)", d->card->path, field,
+                  name, names);
+}
+
+static mi_status *bind_boxes(mi_detector *d, const mi_io_info *in) {
+  const mi_card_detection *h = &d->card->det;
+  if (in->ndim != -1 && in->ndim != 3 && in->ndim != 4)
+    return mi_error(MI_ERR_INVALID_MODEL, "%s: the network takes a %d-D input; a boxes head needs [C, H, W] or "
+                    "[1, C, H, W]", d->card->path, in->ndim);
+  d->box_input_rank = in->ndim == 4 ? 4 : 3;
+  const int cdim = d->box_input_rank - 3;
+  if (in->ndim > 0 && in->dims[cdim] > 0 && in->dims[cdim] != h->input_channels)
+    return mi_error(MI_ERR_INVALID_MODEL, "%s: the network takes %lld channels, output.head.input_channels says %d",
+                    d->card->path, (long long)in->dims[cdim], h->input_channels);
+  MI_TRY(find_output(d, h->boxes_output, "output.head.outputs.boxes", &d->box_out[0]));
+  MI_TRY(find_output(d, h->scores_output, "output.head.outputs.scores", &d->box_out[1]));
+  return find_output(d, h->labels_output, "output.head.outputs.labels", &d->box_out[2]);
+}
+
 static mi_status *bind_outputs(mi_detector *d) {
   const mi_card *c = d->card;
   if (mi_model_num_inputs(d->model) != 1)
@@ -51,6 +82,7 @@ static mi_status *bind_outputs(mi_detector *d) {
                     mi_model_num_inputs(d->model));
   mi_io_info in;
   MI_TRY(mi_model_input_info(d->model, 0, &in));
+  if (c->det.kind == MI_HEAD_BOXES) return bind_boxes(d, &in);
   const int rank = c->mode_2d ? 4 : 5;
   if (in.ndim != -1 && in.ndim != rank)
     return mi_error(MI_ERR_INVALID_MODEL, "%s: the network takes a %d-D input; a %s detector needs %s", c->path,
@@ -159,9 +191,71 @@ static mi_status *check_output(const walk *w, int h, const mi_tensor *t, int nru
   return NULL;
 }
 
+/* One slice through a network that outputs its final boxes. */
+static mi_status *run_boxes(walk *w, const int64_t idx[3]) {
+  mi_detector *d = w->d;
+  const mi_card *c = d->card;
+  const mi_card_detection *h = &c->det;
+  const int C = h->input_channels;
+  const int64_t pv = w->p[0] * w->p[1];
+  const int64_t d4[4] = {1, C, w->p[1], w->p[0]};
+  const int rank = d->box_input_rank;
+  mi_tensor *in = NULL;
+  MI_TRY(mi_tensor_create(MI_FLOAT, rank, d4 + (4 - rank), &in));
+  float *ib = mi_tensor_data(in);
+  const int64_t o[3] = {w->steps[0][idx[0]], w->steps[1][idx[1]], w->steps[2][idx[2]]};
+  for (int64_t y = 0; y < w->p[1]; ++y)
+    memcpy(ib + y * w->p[0], w->vol + (o[2] * w->dims[1] + o[1] + y) * w->dims[0] + o[0],
+           (size_t)w->p[0] * sizeof(float));
+  for (int ch = 1; ch < C; ++ch) memcpy(ib + ch * pv, ib, (size_t)pv * sizeof(float)); /* grey into C channels */
+  const int no = mi_model_num_outputs(d->model);
+  mi_tensor **outs = calloc((size_t)no, sizeof *outs);
+  mi_status *st = outs ? mi_model_run(d->model, &in, 1, outs, no) : mi_error(MI_ERR_NO_MEMORY, "out of memory");
+  mi_tensor_free(in);
+  const mi_tensor *tb = st ? NULL : outs[d->box_out[0]], *ts = st ? NULL : outs[d->box_out[1]],
+                  *tl = st ? NULL : outs[d->box_out[2]];
+  int64_t K = 0;
+  if (!st) {
+    K = mi_tensor_numel(ts);
+    const mi_dtype lt = mi_tensor_dtype(tl);
+    if (mi_tensor_dtype(tb) != MI_FLOAT || mi_tensor_dtype(ts) != MI_FLOAT || mi_tensor_numel(tb) != 4 * K ||
+        mi_tensor_numel(tl) != K || (lt != MI_INT64 && lt != MI_INT32))
+      st = mi_error(MI_ERR_SHAPE, "%s: outputs '%s', '%s', '%s' are not boxes [K, 4] float, scores [K] float and "
+                    "labels [K] integer", c->path, h->boxes_output, h->scores_output, h->labels_output);
+  }
+  double lo[3], hi[3];
+  for (int a = 0; a < 3; ++a) core(w, a, idx[a], &lo[a], &hi[a]);
+  for (int64_t k = 0; !st && k < K; ++k) {
+    const float *b = (const float *)mi_tensor_cdata(tb) + 4 * k;
+    const float score = ((const float *)mi_tensor_cdata(ts))[k];
+    const int64_t lab = mi_tensor_dtype(tl) == MI_INT64 ? ((const int64_t *)mi_tensor_cdata(tl))[k]
+                                                        : ((const int32_t *)mi_tensor_cdata(tl))[k];
+    if (!(score >= (float)h->score_threshold)) continue;
+    const int64_t li = lab - h->label_offset;
+    if (li < 0 || li >= (int64_t)c->n_labels) {
+      st = mi_error(MI_ERR_INVALID_MODEL, "%s: output '%s' holds label %lld, the card has labels %d..%d", c->path,
+                    h->labels_output, (long long)lab, h->label_offset, h->label_offset + (int)c->n_labels - 1);
+      break;
+    }
+    /* Pixel units (voxel v spans [v, v + 1)) to voxel-centre indices. */
+    mi_box m = {.lo = {(float)(b[0] - 0.5 + (double)o[0]), (float)(b[1] - 0.5 + (double)o[1]), (float)o[2]},
+                .hi = {(float)(b[2] - 0.5 + (double)o[0]), (float)(b[3] - 0.5 + (double)o[1]), (float)o[2]},
+                .score = score, .cls = (int)li, .count = 1};
+    const double cx = 0.5 * ((double)m.lo[0] + m.hi[0]), cy = 0.5 * ((double)m.lo[1] + m.hi[1]);
+    if (cx >= lo[0] && cx < hi[0] && cy >= lo[1] && cy < hi[1]) st = mi_box_list_push(&w->boxes, &m);
+  }
+  for (int i = 0; outs && i < no; ++i) mi_tensor_free(outs[i]);
+  free(outs);
+  return st;
+}
+
 static mi_status *run_batch(walk *w, const int64_t (*idx)[3], int nb) {
   mi_detector *d = w->d;
   const mi_card *c = d->card;
+  if (c->det.kind == MI_HEAD_BOXES) {
+    for (int b = 0; b < nb; ++b) MI_TRY(run_boxes(w, idx[b]));
+    return NULL;
+  }
   const int nrun = d->fixed_batch > 0 ? d->fixed_batch : nb;
   const int64_t pv = w->p[0] * w->p[1] * w->p[2];
   const int64_t d5[5] = {nrun, 1, w->p[2], w->p[1], w->p[0]}, d4[4] = {nrun, 1, w->p[1], w->p[0]};

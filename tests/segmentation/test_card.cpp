@@ -89,7 +89,7 @@ TEST(Card, ErrorsNameFileAndField) {
       {"\"value\": 1, \"name\"", "\"value\": 0, \"name\"", "output.labels[0].value"},
       {"\"type\": \"ct_window\", \"center\": 40, ", "\"type\": \"ct_window\", ", "input.preprocessing[0].center"},
       {"{\"type\": \"zscore\"}", "{\"type\": \"gamma\"}", "input.preprocessing[1].type"},
-      {"\"task\": \"segmentation\"", "\"task\": \"detection\"", "task"},
+      {"\"task\": \"segmentation\"", "\"task\": \"classification\"", "task"},
       {"\"channels\": 1", "\"channels\": 3", "input.channels"},
       {"\"min_size\": [32, 32, 16]", "\"min_size\": [32, 32]", "applies_to.min_size"},
       {"\"largest_component\": [1]", "\"largest_component\": [7]", "output.postprocessing.largest_component"},

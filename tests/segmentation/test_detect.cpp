@@ -67,15 +67,18 @@ TEST(Boxes, MergeSlicesChainsAcrossGaps) {
     if (out[i].cls == 0 && out[i].count == 3) chain = &out[i];
   ASSERT_NE(chain, nullptr);
   EXPECT_FLOAT_EQ(chain->score, 0.9f);
-  EXPECT_FLOAT_EQ(chain->lo[0], 9), EXPECT_FLOAT_EQ(chain->hi[0], 21);
-  EXPECT_FLOAT_EQ(chain->lo[2], 3.5f), EXPECT_FLOAT_EQ(chain->hi[2], 7.5f);
+  EXPECT_FLOAT_EQ(chain->lo[0], 9);
+  EXPECT_FLOAT_EQ(chain->hi[0], 21);
+  EXPECT_FLOAT_EQ(chain->lo[2], 3.5f);
+  EXPECT_FLOAT_EQ(chain->hi[2], 7.5f);
   free(out);
   // No gap allowed: slice 7 starts a new chain; min_slices 2 drops singles.
   st = mi_merge_slices(in.data(), in.size(), 0.3, 0, 2, &out, &n);
   ASSERT_EQ(st, nullptr);
   ASSERT_EQ(n, 1u);
   EXPECT_EQ(out[0].count, 2);
-  EXPECT_FLOAT_EQ(out[0].lo[2], 3.5f), EXPECT_FLOAT_EQ(out[0].hi[2], 5.5f);
+  EXPECT_FLOAT_EQ(out[0].lo[2], 3.5f);
+  EXPECT_FLOAT_EQ(out[0].hi[2], 5.5f);
   free(out);
   st = mi_merge_slices(in.data(), in.size(), 0.3, -1, 1, &out, &n);
   EXPECT_NE(st, nullptr);

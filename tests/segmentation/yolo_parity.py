@@ -119,11 +119,17 @@ def reference(net, vol, anchors):
                         cy = (sig(v[1, j, i]) + j) * s - 0.5
                         w, h = aw * np.exp(v[2, j, i]), ah * np.exp(v[3, j, i])
                         per_slice.append(([cx - w / 2, cy - h / 2, z], [cx + w / 2, cy + h / 2, z], score, k, 1))
+    return postprocess(per_slice, IOU, MERGE, MAXDET)
+
+
+def postprocess(per_slice, iou_thr, merge, max_det):
+    """Per-slice class-wise NMS, slice merging (segmentation.h:
+    mi_merge_slices), 3D NMS: boxes (lo, hi, score, cls, count)."""
     boxes = []
     for z in sorted({b[0][2] for b in per_slice}):
-        boxes += nms([b for b in per_slice if b[0][2] == z], 2, IOU)
+        boxes += nms([b for b in per_slice if b[0][2] == z], 2, iou_thr)
     # slice merging (segmentation.h: mi_merge_slices)
-    miou, gap, min_slices = MERGE
+    miou, gap, min_slices = merge
     chains = []
     for b in sorted(boxes, key=lambda b: (b[0][2], -b[2])):
         z = b[0][2]
@@ -147,7 +153,7 @@ def reference(net, vol, anchors):
         best["newest"] = z
     merged = [(c["lo"] + [c["first"] - 0.5], c["hi"] + [c["newest"] + 0.5], c["score"], c["cls"], c["count"])
               for c in chains if c["count"] >= min_slices]
-    return nms(merged, 3, IOU, MAXDET)
+    return nms(merged, 3, iou_thr, max_det)
 
 
 def card(path, model, anchors):
