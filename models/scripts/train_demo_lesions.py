@@ -288,7 +288,7 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--cache", default="")
     ap.add_argument("--weights", default="")
-    ap.add_argument("--score-threshold", type=float, default=0.5)
+    ap.add_argument("--score-threshold", type=float, default=0.4)
     ap.add_argument("--card-only", action="store_true")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
