@@ -45,14 +45,15 @@ int mi_cmd_models(int argc, char **argv) {
   mi_status *st = mi_card_list_installed(&l);
   if (st) return mi_cli_fail("models", st);
   size_t n = mi_card_list_count(l);
-  if (n) printf("%-20s %-9s %-4s %-10s %-16s %-7s %s\n", "NAME", "VERSION", "MODE", "MODALITY", "SPACING (mm)",
-                "LABELS", "DESCRIPTION");
+  if (n) printf("%-20s %-9s %-12s %-4s %-10s %-16s %-7s %s\n", "NAME", "VERSION", "TASK", "MODE", "MODALITY",
+                "SPACING (mm)", "LABELS", "DESCRIPTION");
   for (size_t i = 0; i < n; ++i) {
     const mi_card *c = mi_card_list_at(l, i);
     const double *s = mi_card_spacing(c);
     char sp[48];
     snprintf(sp, sizeof sp, "%gx%gx%g", s[0], s[1], s[2]);
-    printf("%-20s %-9s %-4s %-10s %-16s %-7zu %s\n", mi_card_name(c), mi_card_version(c), mi_card_mode(c),
+    printf("%-20s %-9s %-12s %-4s %-10s %-16s %-7zu %s\n", mi_card_name(c), mi_card_version(c), mi_card_task(c),
+           mi_card_mode(c),
            mi_card_modalities(c), sp, mi_card_label_count(c), mi_card_description(c));
     if (verbose) {
       printf("    card  %s\n    model %s\n", mi_card_path(c), mi_card_model_path(c));

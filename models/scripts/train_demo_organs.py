@@ -58,7 +58,7 @@ import torch.nn as nn  # noqa: E402
 
 MODEL_DIR = os.path.normpath(os.path.join(HERE, "..", "demo-organs"))
 NAME = "demo-organs"
-VERSION = "0.1.0"  # 0.x: provisional weights (see models/demo-organs/README.md)
+VERSION = "1.0.0"
 
 # ---------------------------------------------------------------------------
 # Recipe (the card is written from these)
@@ -394,6 +394,9 @@ def train(args):
     xs, ys = build_dataset(args.medinfer, args.cases, args.cache)
     index = [organ_index(q) for q in ys]
     net = make_net().to(dev)
+    if args.init:  # fine-tune: continue from earlier weights with a new schedule
+        net.load_state_dict(load_net(args.init).state_dict())
+        log("starting from %s" % args.init)
     opt = torch.optim.AdamW(net.parameters(), lr=args.lr, weight_decay=1e-5)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=args.lr, total_steps=args.iterations, pct_start=0.05)
     nparam = sum(p.numel() for p in net.parameters())
@@ -673,6 +676,7 @@ def main():
     ap.add_argument("--weights", default="", help="training: where to save the PyTorch checkpoint (default: beside "
                     "the model); --evaluate/--engine-check: a checkpoint or the .onnx (default: the committed .onnx)")
     ap.add_argument("--checkpoint-every", type=int, default=100, help="save a resumable checkpoint every N iterations")
+    ap.add_argument("--init", default="", help="start from these weights (.pt or .onnx) instead of random ones")
     ap.add_argument("--resume", action="store_true", help="continue from the checkpoint beside --weights")
     ap.add_argument("--evaluate", action="store_true", help="Dice on unseen seeds instead of training")
     ap.add_argument("--eval-seeds", default=",".join(map(str, EVAL_SEEDS)))
