@@ -59,15 +59,28 @@ static mi_status *parse_boxes_head(const mi_cj_ctx *c, json_object *head, mi_car
   return NULL;
 }
 
+/* An anchor-free head exported with its boxes decoded, as YOLOv8/YOLO11
+ * exports are: one output [N, 2 dims + labels, K] holding per candidate the
+ * box centre and size in pixels, then a score per label. */
+static mi_status *parse_anchor_free_head(const mi_cj_ctx *c, json_object *head, mi_card *k) {
+  mi_card_detection *d = &k->det;
+  d->kind = MI_HEAD_ANCHOR_FREE;
+  MI_TRY(mi_cj_string(c, head, "output", "output.head.output", 1, &d->outputs[0].name));
+  d->n_outputs = 1;
+  return mi_cj_bool(c, head, "logits", "output.head.logits", 0, &d->logits);
+}
+
 static mi_status *parse_head(const mi_cj_ctx *c, json_object *head, mi_card *k) {
   if (!head || !json_object_is_type(head, json_type_object))
     return mi_cj_bad(c, "output.head", "missing (expected an object)");
   char *s = NULL;
   MI_TRY(mi_cj_string(c, head, "type", "output.head.type", 1, &s));
-  int yolo = !strcmp(s, "yolo"), boxes = !strcmp(s, "boxes");
+  int yolo = !strcmp(s, "yolo"), boxes = !strcmp(s, "boxes"), af = !strcmp(s, "anchor_free");
   free(s);
-  if (!yolo && !boxes) return mi_cj_bad(c, "output.head.type", "expected \"yolo\" or \"boxes\"");
+  if (!yolo && !boxes && !af)
+    return mi_cj_bad(c, "output.head.type", "expected \"yolo\", \"anchor_free\" or \"boxes\"");
   if (boxes) return parse_boxes_head(c, head, k);
+  if (af) return parse_anchor_free_head(c, head, k);
   MI_TRY(mi_cj_string(c, head, "box_coding", "output.head.box_coding", 0, &s));
   k->det.coding = MI_BOX_YOLOV3;
   if (s) {

@@ -23,9 +23,11 @@ typedef struct mi_card_head_output {
   double anchors[MI_CARD_MAX_ANCHORS][3]; /* box size in model voxels x y z */
 } mi_card_head_output;
 
-/* Head kinds: YOLO-style grids decoded here, or networks that output their
- * final boxes, labels and scores (torchvision's Faster R-CNN exports). */
-typedef enum mi_head_kind { MI_HEAD_YOLO, MI_HEAD_BOXES } mi_head_kind;
+/* Head kinds: YOLO-style anchor grids decoded here; anchor-free heads
+ * exported with their boxes decoded (YOLOv8-style [N, 2 dims + labels, K]);
+ * networks that output their final boxes, labels and scores (torchvision's
+ * Faster R-CNN exports). */
+typedef enum mi_head_kind { MI_HEAD_YOLO, MI_HEAD_BOXES, MI_HEAD_ANCHOR_FREE } mi_head_kind;
 
 typedef struct mi_card_detection {
   mi_head_kind kind;
@@ -33,6 +35,8 @@ typedef struct mi_card_detection {
    * label (torchvision: 1, 0 is background) and the input channels the grey
    * slice is repeated into (torchvision: 3, one [C, H, W] image per run). */
   char *boxes_output, *scores_output, *labels_output;
+  /* MI_HEAD_ANCHOR_FREE: the output's name (outputs[0].name) and whether
+   * its label scores are logits (logits). */
   int label_offset, input_channels;
   mi_box_coding coding;
   int box_first;   /* per anchor: box, P_c, classes ("bpc"); else P_c, box, classes ("pbc") */

@@ -83,6 +83,20 @@ static mi_status *bind_outputs(mi_detector *d) {
   mi_io_info in;
   MI_TRY(mi_model_input_info(d->model, 0, &in));
   if (c->det.kind == MI_HEAD_BOXES) return bind_boxes(d, &in);
+  if (c->det.kind == MI_HEAD_ANCHOR_FREE) {
+    if (in.ndim != -1 && in.ndim != (c->mode_2d ? 4 : 5))
+      return mi_error(MI_ERR_INVALID_MODEL, "%s: the network takes a %d-D input; a %s detector needs %s", c->path,
+                      in.ndim, c->mode_2d ? "2d" : "3d", c->mode_2d ? "NCHW" : "NCDHW");
+    if (in.ndim > 0 && in.dims[0] > 0) d->fixed_batch = (int)in.dims[0];
+    MI_TRY(find_output(d, c->det.outputs[0].name, "output.head.output", &d->out_index[0]));
+    mi_io_info oi;
+    MI_TRY(mi_model_output_info(d->model, d->out_index[0], &oi));
+    const int64_t want = 2 * dims_of(c) + (int64_t)c->n_labels;
+    if (oi.ndim != -1 && (oi.ndim != 3 || (oi.dims[1] >= 0 && oi.dims[1] != want)))
+      return mi_error(MI_ERR_INVALID_MODEL, "%s: network output '%s' should be [N, %lld, K] (%d box values + %zu label "
+                      "scores per candidate)", c->path, oi.name, (long long)want, 2 * dims_of(c), c->n_labels);
+    return NULL;
+  }
   const int rank = c->mode_2d ? 4 : 5;
   if (in.ndim != -1 && in.ndim != rank)
     return mi_error(MI_ERR_INVALID_MODEL, "%s: the network takes a %d-D input; a %s detector needs %s", c->path,
@@ -249,6 +263,47 @@ static mi_status *run_boxes(walk *w, const int64_t idx[3]) {
   return st;
 }
 
+/* [N, 2 dims + labels, K]: centre and size in pixels, then label scores. */
+static mi_status *decode_anchor_free(walk *w, const mi_tensor *t, const int64_t (*idx)[3], int nb, int nrun) {
+  const mi_card *c = w->d->card;
+  const int dims = dims_of(c), nl = (int)c->n_labels, F = 2 * dims + nl;
+  const int64_t *od = mi_tensor_dims(t);
+  if (mi_tensor_dtype(t) != MI_FLOAT || mi_tensor_ndim(t) != 3 || od[0] != nrun || od[1] != F)
+    return mi_error(MI_ERR_SHAPE, "%s: network output '%s' is not [%d, %d, K] float", c->path,
+                    c->det.outputs[0].name, nrun, F);
+  const int64_t K = od[2];
+  const float thr = (float)c->det.score_threshold;
+  for (int b = 0; b < nb; ++b) {
+    const float *o = (const float *)mi_tensor_cdata(t) + (int64_t)b * F * K;
+    double lo[3], hi[3], org[3];
+    for (int a = 0; a < 3; ++a) {
+      org[a] = (double)w->steps[a][idx[b][a]];
+      core(w, a, idx[b][a], &lo[a], &hi[a]);
+    }
+    for (int64_t k = 0; k < K; ++k) {
+      int best = 0;
+      float bs = -INFINITY;
+      for (int l = 0; l < nl; ++l) {
+        float v = o[(2 * dims + l) * K + k];
+        if (c->det.logits) v = 1.0f / (1.0f + expf(-v));
+        if (v > bs) bs = v, best = l;
+      }
+      if (!(bs >= thr)) continue;
+      mi_box m = {.score = bs, .cls = best, .count = 1};
+      int inside = 1;
+      for (int a = 0; a < 3; ++a) {
+        /* Pixel units (voxel v spans [v, v + 1)) to voxel-centre indices. */
+        const double ctr = a < dims ? (double)o[a * K + k] - 0.5 + org[a] : org[2];
+        const double size = a < dims ? (double)o[(dims + a) * K + k] : 0;
+        if (!isfinite(ctr) || !isfinite(size) || size < 0 || ctr < lo[a] || ctr >= hi[a]) inside = 0;
+        m.lo[a] = (float)(ctr - size / 2), m.hi[a] = (float)(ctr + size / 2);
+      }
+      if (inside) MI_TRY(mi_box_list_push(&w->boxes, &m));
+    }
+  }
+  return NULL;
+}
+
 static mi_status *run_batch(walk *w, const int64_t (*idx)[3], int nb) {
   mi_detector *d = w->d;
   const mi_card *c = d->card;
@@ -274,6 +329,12 @@ static mi_status *run_batch(walk *w, const int64_t (*idx)[3], int nb) {
   mi_tensor **outs = calloc((size_t)no, sizeof *outs);
   mi_status *st = outs ? mi_model_run(d->model, &in, 1, outs, no) : mi_error(MI_ERR_NO_MEMORY, "out of memory");
   mi_tensor_free(in);
+  if (!st && c->det.kind == MI_HEAD_ANCHOR_FREE) {
+    st = decode_anchor_free(w, outs[d->out_index[0]], idx, nb, nrun);
+    for (int i = 0; i < no; ++i) mi_tensor_free(outs[i]);
+    free(outs);
+    return st;
+  }
   for (int h = 0; !st && h < c->det.n_outputs; ++h) {
     const mi_tensor *t = outs[d->out_index[h]];
     int64_t grid[3];
