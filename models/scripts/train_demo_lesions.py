@@ -38,7 +38,7 @@ import torch.nn.functional as F
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from train_demo_organs import ct_window, grid_for, log, read_nrrd, resample  # noqa: E402
+from train_demo_organs import ct_window, grid_for, load_cases, log, phantom, resample, save_cases  # noqa: E402
 
 MODEL_DIR = os.path.normpath(os.path.join(HERE, "..", "demo-lesions"))
 NAME = "demo-lesions"
@@ -79,8 +79,7 @@ def case(medinfer, work, seed):
     centre as model-grid voxel index x y z, radius in mm)."""
     d = os.path.join(work, "s%d" % seed)
     v = train_variant(seed)
-    subprocess_run([medinfer, "phantom", "--out", d, "--seed", str(seed)] + v)
-    img, g = read_nrrd(os.path.join(d, "truth", "image.nrrd"))
+    img, _, g = phantom(medinfer, d, seed, *v)
     truth = json.load(open(os.path.join(d, "truth", "labels.json")))
     shutil.rmtree(d, ignore_errors=True)
     gm = grid_for(g, SPACING)
@@ -91,17 +90,10 @@ def case(medinfer, work, seed):
     return np.round(x * 255).astype(np.uint8), np.array(les, np.float32).reshape(-1, 4), " ".join(v)
 
 
-def subprocess_run(cmd):
-    import subprocess
-    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
-
-
 def build_dataset(medinfer, n, cache):
-    if cache and os.path.exists(cache):
-        z = np.load(cache, allow_pickle=True)
-        if len(z["xs"]) >= n:
-            log("dataset: %d cases from %s" % (n, cache))
-            return list(z["xs"][:n]), list(z["ls"][:n])
+    cached = load_cases(cache, n, ("xs", "ls"))
+    if cached:
+        return cached
     xs, ls = [], []
     work = tempfile.mkdtemp(prefix="demo-lesions-", dir="/dev/shm" if os.path.isdir("/dev/shm") else None)
     t0 = time.time()
@@ -115,10 +107,7 @@ def build_dataset(medinfer, n, cache):
                                                                      time.time() - t0))
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    if cache:
-        ax, al = np.empty(n, dtype=object), np.empty(n, dtype=object)
-        ax[:], al[:] = xs, ls
-        np.savez_compressed(cache, xs=ax, ls=al)
+    save_cases(cache, xs=xs, ls=ls)
     return xs, ls
 
 

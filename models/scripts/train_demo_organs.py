@@ -263,13 +263,33 @@ def model_case(medinfer, work, seed, variant):
     return np.round(x * 255).astype(np.uint8), q
 
 
+def load_cases(cache, n, keys):
+    """The first n cases of each list `keys` from an npz cache, or None when
+    the cache is missing or holds fewer."""
+    if not cache or not os.path.exists(cache):
+        return None
+    z = np.load(cache, allow_pickle=True)
+    if len(z[keys[0]]) < n:
+        return None
+    log("dataset: %d cases from %s" % (n, cache))
+    return tuple(list(z[k][:n]) for k in keys)
+
+
+def save_cases(cache, **lists):
+    """Lists of differently shaped arrays into an npz cache (object arrays)."""
+    if not cache:
+        return
+    arrays = {}
+    for k, v in lists.items():
+        arrays[k] = np.empty(len(v), dtype=object)
+        arrays[k][:] = v
+    np.savez_compressed(cache, **arrays)
+
+
 def build_dataset(medinfer, n, cache):
-    if cache and os.path.exists(cache):
-        z = np.load(cache, allow_pickle=True)
-        xs, ys = list(z["xs"]), list(z["ys"])
-        if len(xs) >= n:
-            log("dataset: %d cases from %s" % (n, cache))
-            return xs[:n], ys[:n]
+    cached = load_cases(cache, n, ("xs", "ys"))
+    if cached:
+        return cached
     xs, ys = [], []
     work = tempfile.mkdtemp(prefix="demo-organs-", dir="/dev/shm" if os.path.isdir("/dev/shm") else None)
     t0 = time.time()
@@ -286,10 +306,7 @@ def build_dataset(medinfer, n, cache):
                                                           "x".join(map(str, x.shape[::-1])), time.time() - t0))
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    if cache:
-        arr_x, arr_y = np.empty(n, dtype=object), np.empty(n, dtype=object)
-        arr_x[:], arr_y[:] = xs, ys
-        np.savez_compressed(cache, xs=arr_x, ys=arr_y)
+    save_cases(cache, xs=xs, ys=ys)
     return xs, ys
 
 

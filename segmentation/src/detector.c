@@ -83,11 +83,12 @@ static mi_status *bind_outputs(mi_detector *d) {
   mi_io_info in;
   MI_TRY(mi_model_input_info(d->model, 0, &in));
   if (c->det.kind == MI_HEAD_BOXES) return bind_boxes(d, &in);
+  const int rank = c->mode_2d ? 4 : 5;
+  if (in.ndim != -1 && in.ndim != rank)
+    return mi_error(MI_ERR_INVALID_MODEL, "%s: the network takes a %d-D input; a %s detector needs %s", c->path,
+                    in.ndim, c->mode_2d ? "2d" : "3d", c->mode_2d ? "NCHW" : "NCDHW");
+  if (in.ndim > 0 && in.dims[0] > 0) d->fixed_batch = (int)in.dims[0];
   if (c->det.kind == MI_HEAD_ANCHOR_FREE) {
-    if (in.ndim != -1 && in.ndim != (c->mode_2d ? 4 : 5))
-      return mi_error(MI_ERR_INVALID_MODEL, "%s: the network takes a %d-D input; a %s detector needs %s", c->path,
-                      in.ndim, c->mode_2d ? "2d" : "3d", c->mode_2d ? "NCHW" : "NCDHW");
-    if (in.ndim > 0 && in.dims[0] > 0) d->fixed_batch = (int)in.dims[0];
     MI_TRY(find_output(d, c->det.outputs[0].name, "output.head.output", &d->out_index[0]));
     mi_io_info oi;
     MI_TRY(mi_model_output_info(d->model, d->out_index[0], &oi));
@@ -97,29 +98,16 @@ static mi_status *bind_outputs(mi_detector *d) {
                       "scores per candidate)", c->path, oi.name, (long long)want, 2 * dims_of(c), c->n_labels);
     return NULL;
   }
-  const int rank = c->mode_2d ? 4 : 5;
-  if (in.ndim != -1 && in.ndim != rank)
-    return mi_error(MI_ERR_INVALID_MODEL, "%s: the network takes a %d-D input; a %s detector needs %s", c->path,
-                    in.ndim, c->mode_2d ? "2d" : "3d", c->mode_2d ? "NCHW" : "NCDHW");
-  if (in.ndim > 0 && in.dims[0] > 0) d->fixed_batch = (int)in.dims[0];
-  const int n = mi_model_num_outputs(d->model);
   for (int h = 0; h < c->det.n_outputs; ++h) {
-    d->out_index[h] = -1;
-    char names[512] = "";
-    for (int i = 0; i < n; ++i) {
-      mi_io_info oi;
-      MI_TRY(mi_model_output_info(d->model, i, &oi));
-      snprintf(names + strlen(names), sizeof names - strlen(names), "%s'%s'", i ? ", " : "", oi.name);
-      if (strcmp(oi.name, c->det.outputs[h].name)) continue;
-      d->out_index[h] = i;
-      if (oi.ndim != -1 && oi.ndim != rank)
-        return mi_error(MI_ERR_INVALID_MODEL, "%s: network output '%s' has rank %d (expected %d: N, channels, %s)",
-                        c->path, oi.name, oi.ndim, rank, c->mode_2d ? "H, W" : "D, H, W");
-      if (oi.ndim == rank && oi.dims[1] >= 0) MI_TRY(check_channels(d, h, oi.dims[1]));
-    }
-    if (d->out_index[h] < 0)
-      return mi_error(MI_ERR_INVALID_MODEL, "%s: output.head.outputs[%d]: the network has no output '%s' (it has %s)",
-                      c->path, h, c->det.outputs[h].name, names);
+    char field[48];
+    snprintf(field, sizeof field, "output.head.outputs[%d]", h);
+    MI_TRY(find_output(d, c->det.outputs[h].name, field, &d->out_index[h]));
+    mi_io_info oi;
+    MI_TRY(mi_model_output_info(d->model, d->out_index[h], &oi));
+    if (oi.ndim != -1 && oi.ndim != rank)
+      return mi_error(MI_ERR_INVALID_MODEL, "%s: network output '%s' has rank %d (expected %d: N, channels, %s)",
+                      c->path, oi.name, oi.ndim, rank, c->mode_2d ? "H, W" : "D, H, W");
+    if (oi.ndim == rank && oi.dims[1] >= 0) MI_TRY(check_channels(d, h, oi.dims[1]));
   }
   return NULL;
 }

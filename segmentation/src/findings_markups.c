@@ -113,11 +113,7 @@ mi_status *mi_findings_write_markups(const mi_card *card, const mi_finding *f, s
   json_object *list = json_object_new_array();
   for (size_t i = 0; i < n; ++i) json_object_array_add(list, roi_json(card, &f[i], i));
   json_object_object_add(root, "markups", list);
-  size_t len = 0;
-  const char *text =
-      json_object_to_json_string_length(root, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE, &len);
-  mi_status *st = text ? mi_write_file_atomic(path, text, len)
-                       : mi_error(MI_ERR_NO_MEMORY, "%s: cannot format the markups", path);
+  mi_status *st = mi_write_json_atomic(path, root, "markups");
   json_object_put(root);
   return st;
 }

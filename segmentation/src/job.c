@@ -155,9 +155,7 @@ static mi_status *write_report(job *j) {
   json_object_object_add(s, "error", json_object_new_int64((int64_t)j->sum->failed));
   json_object_object_add(s, "cancelled", json_object_new_boolean(j->cancelled));
   json_object_object_add(j->report, "summary", s);
-  size_t len = 0;
-  const char *text = json_object_to_json_string_length(j->report, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE, &len);
-  return mi_write_file_atomic(j->report_path, text, len);
+  return mi_write_json_atomic(j->report_path, j->report, "report");
 }
 
 static json_object *series_entry(const mi_dicom_series_info *s) {
@@ -187,6 +185,12 @@ int mi_job_emit(job *j, const char *status, const char *reason, double f, const 
 
 /* Progress of the segmenter mapped into the series (read 0-0.1, run 0.1-0.9,
  * write 0.9-1). */
+mi_segmenter_options mi_job_pipeline_options(mi_job *j) {
+  mi_segmenter_options so = j->o->seg;
+  so.progress = mi_job_progress, so.progress_user = j;
+  return so;
+}
+
 int mi_job_progress(void *u, double f, const char *msg) {
   job *j = u;
   if (mi_job_emit(j, NULL, NULL, 0.1 + 0.8 * f, msg)) j->cancelled = 1;

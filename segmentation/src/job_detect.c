@@ -16,17 +16,12 @@
 #include "pipeline_internal.h"
 #include "report.h"
 
-#ifndef MEDINFER_VERSION
-#define MEDINFER_VERSION "0.0.0"
-#endif
-
 void mi_det_output_name(const char *series_uid, char *buf, size_t size) {
   snprintf(buf, size, "%s.findings", series_uid && *series_uid ? series_uid : "unknown");
 }
 
 static mi_status *open_detector(mi_job *j) {
-  mi_segmenter_options so = j->o->seg;
-  so.progress = mi_job_progress, so.progress_user = j;
+  const mi_segmenter_options so = mi_job_pipeline_options(j);
   mi_detector *d = NULL;
   MI_TRY(mi_detector_create(j->card, &so, &d));
   j->state = d;

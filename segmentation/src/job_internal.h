@@ -41,6 +41,8 @@ extern const mi_job_task mi_job_segment_task, mi_job_detect_task;
 /* Progress callback for the task's pipeline, mapped into the series
  * (read 0-0.1, run 0.1-0.9, write 0.9-1); returns nonzero to cancel. */
 int mi_job_progress(void *job, double fraction, const char *message);
+/* The job's pipeline options with progress routed through mi_job_progress. */
+mi_segmenter_options mi_job_pipeline_options(mi_job *j);
 /* Report a stage to the job's listener; nonzero: cancel. */
 int mi_job_emit(mi_job *j, const char *status, const char *reason, double fraction, const char *message);
 json_object *mi_job_string(const char *s);

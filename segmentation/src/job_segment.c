@@ -79,8 +79,7 @@ static void add_results(mi_job *j, json_object *e, const mi_segmentation *r, dou
 }
 
 static mi_status *open_segmenter(mi_job *j) {
-  mi_segmenter_options so = j->o->seg;
-  so.progress = mi_job_progress, so.progress_user = j;
+  const mi_segmenter_options so = mi_job_pipeline_options(j);
   mi_segmenter *s = NULL;
   MI_TRY(mi_segmenter_create(j->card, &so, &s));
   j->state = s;

@@ -10,6 +10,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <json.h>
+
 #include "report.h"
 
 mi_status *mi_write_file_atomic(const char *path, const char *data, size_t size) {
@@ -73,4 +75,11 @@ static int remove_entry(const char *path, const struct stat *sb, int flag, struc
 int mi_remove_tree(const char *path) {
   /* Depth first, never following links out of the tree. */
   return nftw(path, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+mi_status *mi_write_json_atomic(const char *path, json_object *obj, const char *what) {
+  size_t len = 0;
+  const char *text =
+      json_object_to_json_string_length(obj, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE, &len);
+  return text ? mi_write_file_atomic(path, text, len) : mi_error(MI_ERR_NO_MEMORY, "%s: cannot format the %s", path, what);
 }

@@ -11,6 +11,11 @@
  * partial one. */
 mi_status *mi_write_file_atomic(const char *path, const char *data, size_t size);
 
+/* `obj` as pretty-printed JSON (slashes unescaped) through
+ * mi_write_file_atomic; `what` names the content in errors. */
+struct json_object;
+mi_status *mi_write_json_atomic(const char *path, struct json_object *obj, const char *what);
+
 /* Remove temporary files and folders that interrupted runs left in dir
  * (names containing ".tmp-<pid>-" whose process is gone).  Returns how many
  * were removed. */

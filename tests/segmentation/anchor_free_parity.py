@@ -12,7 +12,6 @@ usage: anchor_free_parity.py MEDINFER WORKDIR"""
 import json
 import os
 import shutil
-import subprocess
 import sys
 
 import numpy as np
@@ -86,10 +85,7 @@ def main():
     medinfer, work = sys.argv[1:3]
     shutil.rmtree(work, ignore_errors=True)
     os.makedirs(work)
-    ph = os.path.join(work, "phantom")
-    subprocess.run([medinfer, "phantom", "--out", ph, "--size", "96x96x10", "--spacing", "%g,%g,%g" % yp.SPACING,
-                    "--lesions", "3", "--seed", "13"], check=True, stdout=subprocess.DEVNULL)
-    vol, dirs, origin = yp.read_nrrd(os.path.join(ph, "truth", "image.nrrd"))
+    ph, vol, dirs, origin = yp.phantom_series(medinfer, work, "96x96x10", 13)
     x = torch.from_numpy(yp.window(vol)[:, None])
     torch.manual_seed(0)
     net = AnchorFree2D().eval()
@@ -117,14 +113,7 @@ def main():
     def detect(logits, tag):
         cp = os.path.join(work, tag + ".card.json")
         card(cp, logits)
-        o = os.path.join(work, tag)
-        p = subprocess.run([medinfer, "detect", "--model", cp, "--input", os.path.join(ph, "dicom"), "--output", o],
-                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        if p.returncode:
-            print(p.stdout)
-            raise SystemExit("FAIL: medinfer detect exited %d" % p.returncode)
-        (folder,) = [d for d in os.listdir(o) if d.endswith(".findings")]
-        return json.load(open(os.path.join(o, folder, "findings.json")))["findings"]
+        return yp.run_detect(medinfer, cp, os.path.join(ph, "dicom"), os.path.join(work, tag))
 
     err = yp.compare(detect(False, "run"), ref, dirs, origin)
     if err:

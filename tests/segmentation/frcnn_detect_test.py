@@ -13,7 +13,6 @@ usage: frcnn_detect_test.py MEDINFER WORKDIR"""
 import json
 import os
 import shutil
-import subprocess
 import sys
 
 import numpy as np
@@ -33,10 +32,7 @@ def main():
     medinfer, work = sys.argv[1:3]
     shutil.rmtree(work, ignore_errors=True)
     os.makedirs(work)
-    ph = os.path.join(work, "phantom")
-    subprocess.run([medinfer, "phantom", "--out", ph, "--size", "256x256x4", "--spacing", "%g,%g,%g" % yp.SPACING,
-                    "--lesions", "2", "--seed", "12"], check=True, stdout=subprocess.DEVNULL)
-    vol, dirs, origin = yp.read_nrrd(os.path.join(ph, "truth", "image.nrrd"))
+    ph, vol, dirs, origin = yp.phantom_series(medinfer, work, "256x256x4", 12, lesions=2)
     x = torch.from_numpy(yp.window(vol))  # [z][y][x] in [0, 1]
     seed = mpc._seed(NAME)
     model = mpc._detection_model(NAME, x[1][None].expand(3, -1, -1).contiguous(), seed)
@@ -74,14 +70,7 @@ def main():
                        "merge": {"iou": MERGE[0], "max_gap": MERGE[1], "min_slices": MERGE[2]}}}
     cp = os.path.join(work, "frcnn.card.json")
     json.dump(card, open(cp, "w"), indent=1)
-    out = os.path.join(work, "out")
-    p = subprocess.run([medinfer, "detect", "--model", cp, "--input", os.path.join(ph, "dicom"), "--output", out],
-                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    if p.returncode:
-        print(p.stdout)
-        raise SystemExit("FAIL: medinfer detect exited %d" % p.returncode)
-    (folder,) = [d for d in os.listdir(out) if d.endswith(".findings")]
-    found = json.load(open(os.path.join(out, folder, "findings.json")))["findings"]
+    found = yp.run_detect(medinfer, cp, os.path.join(ph, "dicom"), os.path.join(work, "out"))
     err = yp.compare(found, ref, dirs, origin)
     if err:
         raise SystemExit("FAIL: " + err)

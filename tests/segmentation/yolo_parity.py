@@ -174,6 +174,26 @@ def card(path, model, anchors):
     json.dump(c, open(path, "w"), indent=1)
 
 
+def phantom_series(medinfer, work, size, seed, lesions=3):
+    """A phantom CT at SPACING with lesions in work/phantom: (its folder,
+    the HU volume [z][y][x], axis steps in LPS mm, origin)."""
+    ph = os.path.join(work, "phantom")
+    subprocess.run([medinfer, "phantom", "--out", ph, "--size", size, "--spacing", "%g,%g,%g" % SPACING,
+                    "--lesions", str(lesions), "--seed", str(seed)], check=True, stdout=subprocess.DEVNULL)
+    return (ph,) + read_nrrd(os.path.join(ph, "truth", "image.nrrd"))
+
+
+def run_detect(medinfer, card_path, dicom_dir, out):
+    """`medinfer detect` on one series; its findings.json findings."""
+    p = subprocess.run([medinfer, "detect", "--model", card_path, "--input", dicom_dir, "--output", out],
+                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    if p.returncode:
+        print(p.stdout)
+        raise SystemExit("FAIL: medinfer detect exited %d" % p.returncode)
+    (folder,) = [d for d in os.listdir(out) if d.endswith(".findings")]
+    return json.load(open(os.path.join(out, folder, "findings.json")))["findings"]
+
+
 def compare(found, ref, dirs, origin):
     """Mismatch description, or None."""
     if len(found) != len(ref):
@@ -200,10 +220,7 @@ def main():
     torch.manual_seed(0)
     net = Yolo2D().eval()
     model = os.path.join(work, "yolo.onnx")
-    ph = os.path.join(work, "phantom")
-    subprocess.run([medinfer, "phantom", "--out", ph, "--size", "96x96x10", "--spacing", "%g,%g,%g" % SPACING,
-                    "--lesions", "3", "--seed", "11"], check=True, stdout=subprocess.DEVNULL)
-    vol, dirs, origin = read_nrrd(os.path.join(ph, "truth", "image.nrrd"))
+    ph, vol, dirs, origin = phantom_series(medinfer, work, "96x96x10", 11)
     net.calibrate(torch.from_numpy(window(vol)[:, None]))
     torch.onnx.export(net, torch.zeros(1, 1, 64, 64), model, opset_version=13, input_names=["image"],
                       output_names=["p3", "p4"], dynamic_axes={"image": {0: "N", 2: "H", 3: "W"}})
@@ -216,14 +233,7 @@ def main():
     def detect(anchors, tag):
         cp = os.path.join(work, tag + ".card.json")
         card(cp, "yolo.onnx", anchors)
-        out = os.path.join(work, tag)
-        p = subprocess.run([medinfer, "detect", "--model", cp, "--input", os.path.join(ph, "dicom"), "--output", out],
-                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        if p.returncode:
-            print(p.stdout)
-            raise SystemExit("FAIL: medinfer detect exited %d" % p.returncode)
-        (folder,) = [d for d in os.listdir(out) if d.endswith(".findings")]
-        return json.load(open(os.path.join(out, folder, "findings.json")))["findings"]
+        return run_detect(medinfer, cp, os.path.join(ph, "dicom"), os.path.join(work, tag))
 
     err = compare(detect(ANCHORS, "run"), ref, dirs, origin)
     if err:
