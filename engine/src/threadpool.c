@@ -1,123 +1,250 @@
-/* A fixed pool of worker threads running parallel-for ranges. The calling
- * thread takes part, so a pool of N threads starts N-1 workers. */
+/* Worker threads (pool.h) and the operators' parallel-for on top of them.
+ *
+ * Job hand-off without a lock on the fast path: the caller publishes the job
+ * and bumps an atomic generation; workers spin on it for up to SPIN_US
+ * (MEDINFER_SPIN_US overrides; 0 = always sleep) before sleeping on a
+ * condition variable, and the caller spins on the pending count likewise.
+ * A sleeper count tells the caller whether a broadcast is needed at all. */
+#define _POSIX_C_SOURCE 200809L
 #include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "internal.h"
+#include "pool.h"
 
-struct mi_threadpool {
-  int n;
-  pthread_t *workers;
-  pthread_mutex_t mu;
-  pthread_cond_t work_cv, done_cv;
-  /* current job */
-  mi_range_fn fn;
-  void *ctx;
-  int64_t total, chunk, next;
-  int active;        /* workers still inside the current job */
-  unsigned long gen; /* job generation, bumps per job */
-  int quit;
-};
+#define MAX_THREADS 64
+#define SPIN_US 100
 
-static void run_chunks(mi_threadpool *p) {
-  for (;;) {
-    pthread_mutex_lock(&p->mu);
-    int64_t b = p->next;
-    if (b >= p->total) {
-      pthread_mutex_unlock(&p->mu);
-      return;
+static pthread_mutex_t g_call_mu = PTHREAD_MUTEX_INITIALIZER; /* the pool's holder */
+static pthread_mutex_t g_mu = PTHREAD_MUTEX_INITIALIZER;      /* sleeping and start-up */
+static pthread_cond_t g_work_cv = PTHREAD_COND_INITIALIZER, g_done_cv = PTHREAD_COND_INITIALIZER;
+/* Job word: generation << 8 | thread count, so a worker reads which job and
+ * whether it takes part in one atomic load; one that does not never touches
+ * the job fields, which the next job may be overwriting. */
+static atomic_ulong g_gen;
+static atomic_int g_pending, g_sleepers, g_main_waiting, g_quit;
+static int g_workers, g_alive; /* guarded by g_call_mu / g_mu */
+static unsigned long g_start_gen[MAX_THREADS];
+static pid_t g_pid;
+/* The current job: written by the holder before g_gen is bumped. */
+static mi_pool_fn g_fn;
+static void *g_ctx;
+
+static inline void cpu_relax(void) {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#endif
+}
+
+static double now_us(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec * 1e6 + (double)ts.tv_nsec * 1e-3;
+}
+
+static double spin_us(void) {
+  static atomic_int v = -1;
+  int r = atomic_load(&v);
+  if (r < 0) {
+    const char *e = getenv("MEDINFER_SPIN_US");
+    r = e && *e ? atoi(e) : SPIN_US;
+    if (r < 0) r = 0;
+    atomic_store(&v, r);
+  }
+  return (double)r;
+}
+
+/* Spins until *v != seen (true) or the spin budget is spent (false). */
+static bool spin_until_changed(atomic_ulong *v, unsigned long seen) {
+  const double budget = spin_us();
+  if (budget <= 0) return atomic_load(v) != seen;
+  double t0 = 0;
+  for (unsigned i = 0;; i++) {
+    if (atomic_load_explicit(v, memory_order_acquire) != seen || atomic_load(&g_quit)) return true;
+    cpu_relax();
+    if ((i & 255) == 255) {
+      const double t = now_us();
+      if (t0 == 0) t0 = t;
+      else if (t - t0 > budget) return false;
     }
-    int64_t e = b + p->chunk < p->total ? b + p->chunk : p->total;
-    p->next = e;
-    mi_range_fn fn = p->fn;
-    void *ctx = p->ctx;
-    pthread_mutex_unlock(&p->mu);
-    fn(ctx, b, e);
   }
 }
 
 static void *worker(void *arg) {
-  mi_threadpool *p = arg;
-  unsigned long seen = 0;
-  pthread_mutex_lock(&p->mu);
+  const int tid = (int)(intptr_t)arg;
+  /* The job word when this worker was started (the next job may already be
+   * published by the time the thread runs). */
+  unsigned long seen = g_start_gen[tid];
   for (;;) {
-    while (!p->quit && p->gen == seen) pthread_cond_wait(&p->work_cv, &p->mu);
-    if (p->quit) break;
-    seen = p->gen;
-    pthread_mutex_unlock(&p->mu);
-    run_chunks(p);
-    pthread_mutex_lock(&p->mu);
-    if (--p->active == 0) pthread_cond_signal(&p->done_cv);
-  }
-  pthread_mutex_unlock(&p->mu);
-  return NULL;
-}
-
-mi_threadpool *mi_threadpool_create(int threads) {
-  if (threads < 1) threads = 1;
-  mi_threadpool *p = calloc(1, sizeof *p);
-  if (!p) return NULL;
-  p->n = threads;
-  pthread_mutex_init(&p->mu, NULL);
-  pthread_cond_init(&p->work_cv, NULL);
-  pthread_cond_init(&p->done_cv, NULL);
-  if (threads > 1) {
-    p->workers = calloc((size_t)threads - 1, sizeof *p->workers);
-    if (!p->workers) {
-      p->n = 1;
-      return p;
+    if (!spin_until_changed(&g_gen, seen)) {
+      pthread_mutex_lock(&g_mu);
+      atomic_fetch_add(&g_sleepers, 1);
+      while (atomic_load(&g_gen) == seen && !atomic_load(&g_quit)) pthread_cond_wait(&g_work_cv, &g_mu);
+      atomic_fetch_sub(&g_sleepers, 1);
+      pthread_mutex_unlock(&g_mu);
     }
-    for (int i = 0; i < threads - 1; i++) {
-      if (pthread_create(&p->workers[i], NULL, worker, p) != 0) {
-        p->n = i + 1; /* run with the workers we got */
-        break;
+    if (atomic_load(&g_quit)) break;
+    seen = atomic_load_explicit(&g_gen, memory_order_acquire);
+    const int nt = (int)(seen & 255);
+    if (tid < nt) {
+      g_fn(g_ctx, tid, nt);
+      if (atomic_fetch_sub(&g_pending, 1) == 1 && atomic_load(&g_main_waiting)) {
+        pthread_mutex_lock(&g_mu);
+        pthread_cond_signal(&g_done_cv);
+        pthread_mutex_unlock(&g_mu);
       }
     }
   }
+  pthread_mutex_lock(&g_mu);
+  if (--g_alive == 0) pthread_cond_broadcast(&g_done_cv);
+  pthread_mutex_unlock(&g_mu);
+  return NULL;
+}
+
+/* The engine can be dlclose'd (a Slicer module library is): stop the workers
+ * before their code is unmapped. */
+__attribute__((destructor)) static void pool_shutdown(void) {
+  if (!g_pid || g_pid != getpid()) return;
+  pthread_mutex_lock(&g_mu);
+  atomic_store(&g_quit, 1);
+  pthread_cond_broadcast(&g_work_cv);
+  while (g_alive > 0) pthread_cond_wait(&g_done_cv, &g_mu);
+  pthread_mutex_unlock(&g_mu);
+}
+
+bool mi_pool_acquire(void) { return pthread_mutex_trylock(&g_call_mu) == 0; }
+void mi_pool_release(void) { pthread_mutex_unlock(&g_call_mu); }
+
+/* A forked child has none of its parent's workers: it notices by its pid and
+ * starts from scratch (no pthread_atfork handler, which would outlive a
+ * dlclose'd engine). */
+int mi_pool_threads(int want) {
+  if (g_pid != getpid()) {
+    pthread_mutex_init(&g_mu, NULL);
+    pthread_cond_init(&g_work_cv, NULL);
+    pthread_cond_init(&g_done_cv, NULL);
+    g_workers = g_alive = 0;
+    atomic_store(&g_pending, 0);
+    atomic_store(&g_sleepers, 0);
+    atomic_store(&g_main_waiting, 0);
+    g_pid = getpid();
+  }
+  if (want > MAX_THREADS) want = MAX_THREADS;
+  while (g_workers + 1 < want) {
+    pthread_t th;
+    pthread_attr_t at;
+    pthread_attr_init(&at);
+    pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
+    pthread_mutex_lock(&g_mu);
+    g_alive++;
+    pthread_mutex_unlock(&g_mu);
+    g_start_gen[g_workers + 1] = atomic_load(&g_gen);
+    int rc = pthread_create(&th, &at, worker, (void *)(intptr_t)(g_workers + 1));
+    pthread_attr_destroy(&at);
+    if (rc) {
+      pthread_mutex_lock(&g_mu);
+      g_alive--;
+      pthread_mutex_unlock(&g_mu);
+      break;
+    }
+    g_workers++;
+  }
+  return want < 1 ? 1 : want < g_workers + 1 ? want : g_workers + 1;
+}
+
+void mi_pool_run(int nt, mi_pool_fn fn, void *ctx) {
+  if (nt > g_workers + 1) nt = g_workers + 1;
+  if (nt <= 1) {
+    fn(ctx, 0, 1);
+    return;
+  }
+  g_fn = fn;
+  g_ctx = ctx;
+  atomic_store(&g_pending, nt - 1);
+  atomic_store(&g_gen, ((atomic_load(&g_gen) >> 8) + 1) << 8 | (unsigned long)nt);
+  if (atomic_load(&g_sleepers) > 0) {
+    pthread_mutex_lock(&g_mu);
+    pthread_cond_broadcast(&g_work_cv);
+    pthread_mutex_unlock(&g_mu);
+  }
+  fn(ctx, 0, nt);
+  /* Wait for the others: spin, then sleep. */
+  const double budget = spin_us();
+  double t0 = 0;
+  for (unsigned i = 0; atomic_load_explicit(&g_pending, memory_order_acquire) > 0; i++) {
+    cpu_relax();
+    if ((i & 255) == 255) {
+      const double t = now_us();
+      if (t0 == 0) t0 = t;
+      else if (t - t0 > budget) break;
+    }
+  }
+  if (atomic_load(&g_pending) > 0) {
+    pthread_mutex_lock(&g_mu);
+    atomic_store(&g_main_waiting, 1);
+    while (atomic_load(&g_pending) > 0) pthread_cond_wait(&g_done_cv, &g_mu);
+    atomic_store(&g_main_waiting, 0);
+    pthread_mutex_unlock(&g_mu);
+  }
+  atomic_thread_fence(memory_order_acquire);
+}
+
+/* ---- the operators' parallel-for ---------------------------------------- */
+/* A session's pool is its thread count; the threads are the shared ones. */
+struct mi_threadpool {
+  int n;
+};
+
+mi_threadpool *mi_threadpool_create(int threads) {
+  mi_threadpool *p = calloc(1, sizeof *p);
+  if (!p) return NULL;
+  p->n = threads < 1 ? 1 : threads > MAX_THREADS ? MAX_THREADS : threads;
   return p;
 }
 
-void mi_threadpool_free(mi_threadpool *p) {
-  if (!p) return;
-  pthread_mutex_lock(&p->mu);
-  p->quit = 1;
-  pthread_cond_broadcast(&p->work_cv);
-  pthread_mutex_unlock(&p->mu);
-  for (int i = 0; i < p->n - 1; i++) pthread_join(p->workers[i], NULL);
-  free(p->workers);
-  pthread_mutex_destroy(&p->mu);
-  pthread_cond_destroy(&p->work_cv);
-  pthread_cond_destroy(&p->done_cv);
-  free(p);
-}
+void mi_threadpool_free(mi_threadpool *p) { free(p); }
 
 int mi_threadpool_size(const mi_threadpool *p) { return p ? p->n : 1; }
+
+typedef struct range_job {
+  mi_range_fn fn;
+  void *ctx;
+  int64_t total, chunk;
+  atomic_llong next;
+} range_job;
+
+static void run_chunks(void *vctx, int tid, int nt) {
+  (void)tid;
+  (void)nt;
+  range_job *j = vctx;
+  for (;;) {
+    const int64_t b = atomic_fetch_add(&j->next, j->chunk);
+    if (b >= j->total) return;
+    j->fn(j->ctx, b, b + j->chunk < j->total ? b + j->chunk : j->total);
+  }
+}
 
 void mi_threadpool_run(mi_threadpool *p, int64_t n, int64_t grain, mi_range_fn fn, void *ctx) {
   if (n <= 0) return;
   if (grain < 1) grain = 1;
   int nt = p ? p->n : 1;
-  if (nt <= 1 || n <= grain) {
+  if (nt <= 1 || n <= grain || !mi_pool_acquire()) {
     fn(ctx, 0, n);
     return;
   }
-  /* A few chunks per thread balance uneven work without much locking. */
+  nt = mi_pool_threads(nt);
+  if ((int64_t)nt > (n + grain - 1) / grain) nt = (int)((n + grain - 1) / grain);
+  /* A few chunks per thread balance uneven work without much contention. */
   int64_t chunk = (n + (int64_t)nt * 4 - 1) / ((int64_t)nt * 4);
   if (chunk < grain) chunk = grain;
-  pthread_mutex_lock(&p->mu);
-  p->fn = fn;
-  p->ctx = ctx;
-  p->total = n;
-  p->chunk = chunk;
-  p->next = 0;
-  p->active = p->n - 1;
-  p->gen++;
-  pthread_cond_broadcast(&p->work_cv);
-  pthread_mutex_unlock(&p->mu);
-  run_chunks(p);
-  pthread_mutex_lock(&p->mu);
-  while (p->active > 0) pthread_cond_wait(&p->done_cv, &p->mu);
-  pthread_mutex_unlock(&p->mu);
+  range_job j = {fn, ctx, n, chunk, 0};
+  mi_pool_run(nt, run_chunks, &j);
+  mi_pool_release();
 }
 
 void mi_parallel_for(mi_exec *ex, int64_t n, int64_t grain, mi_range_fn fn, void *ctx) {

@@ -54,7 +54,7 @@ void check(mi_isa isa, const Case &c, unsigned seed) {
     // The packed copy is all the product reads: clobber the source.
     const std::vector<float> A0 = A;
     std::fill(A.begin(), A.end(), std::numeric_limits<float>::quiet_NaN());
-    mi_gemm_sgemm_packed_a(c.threads, pa, c.tb, c.N, c.alpha, B.data(), ldb, c.beta, C.data(), ldc);
+    mi_gemm_sgemm_packed_a(c.threads, pa, c.tb, c.N, c.alpha, B.data(), ldb, c.beta, C.data(), ldc, nullptr);
     mi_gemm_packed_a_free(pa);
     A = A0;
   } else {
@@ -206,9 +206,9 @@ TEST(GemmPackedA, DegenerateAndConcurrent) {
   mi_gemm_packed_a *pa = mi_gemm_pack_a(mi_gemm_isa(), false, 3, 4, A.data(), 4);
   ASSERT_NE(pa, nullptr);
   std::vector<float> B(8, 1.f), C(6, 2.f);
-  mi_gemm_sgemm_packed_a(1, pa, false, 2, 0.f, B.data(), 2, 0.5f, C.data(), 2);
+  mi_gemm_sgemm_packed_a(1, pa, false, 2, 0.f, B.data(), 2, 0.5f, C.data(), 2, nullptr);
   for (float x : C) EXPECT_EQ(x, 1.f);
-  mi_gemm_sgemm_packed_a(1, pa, false, 0, 1.f, B.data(), 2, 0.f, C.data(), 2);
+  mi_gemm_sgemm_packed_a(1, pa, false, 0, 1.f, B.data(), 2, 0.f, C.data(), 2, nullptr);
   for (float x : C) EXPECT_EQ(x, 1.f);
   mi_gemm_packed_a_free(pa);
   // Two packed products at once (one gets the pool, the other runs alone).

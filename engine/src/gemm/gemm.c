@@ -12,15 +12,14 @@
  * The micro-kernel (kernel_*.c) is picked from CPUID at run time.  When the
  * problem's N is a poor fit for the tile width and M a better one (the 7x7
  * layers of a CNN: N = 49), C^T = op(B)^T op(A)^T is computed instead into a
- * scratch buffer and transposed back.  Threads: a static pool owned by this
- * module (no thread creation per call); each thread computes its own
+ * scratch buffer and transposed back.  Threads: the engine's shared workers
+ * (pool.h; no thread creation per call); each thread computes its own
  * rectangle of C, split along N in SIMD-width units (or along M in tile
  * heights when N is narrow), with its own packing buffers. */
 #define _POSIX_C_SOURCE 200809L
 #include "gemm.h"
+#include "../pool.h"
 
-#include <pthread.h>
-#include <unistd.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <time.h>
@@ -208,6 +207,7 @@ typedef struct problem {
   void *packb_ctx;
   float *C; /* row-major, unit column stride */
   int64_t ldc;
+  const mi_gemm_epilogue *epi; /* on final blocks, or NULL */
   /* thread split */
   int nt;
   bool split_n;
@@ -223,6 +223,7 @@ static void gemm_rect(const problem *p, slot *s, int64_t m0, int64_t m1, int64_t
     for (int64_t pc = 0; pc < p->K; pc += KC) {
       const int64_t kc = p->K - pc < KC ? p->K - pc : KC;
       const float beta = pc == 0 ? p->beta : 1.f;
+      const mi_gemm_epilogue *epi = pc + kc >= p->K ? p->epi : NULL;
       if (p->packb) p->packb(p->packb_ctx, pc, kc, jc, nc, NR, s->b);
       else pack_b(kd, kc, nc, p->B + pc * p->rsb + jc * p->csb, p->rsb, p->csb, s->b);
       for (int64_t ic = m0; ic < m1; ic += MC) {
@@ -237,6 +238,7 @@ static void gemm_rect(const problem *p, slot *s, int64_t m0, int64_t m1, int64_t
             const int mr = mc - ir < MR ? (int)(mc - ir) : MR;
             kd->kern(kc, pa + (ir / MR) * kc * MR, pb, cc + ir * p->ldc, p->ldc, mr, nr, p->alpha,
                      beta);
+            if (epi) epi->fn(epi->ctx, ic + ir, mr, jc + jr, nr, cc + ir * p->ldc, p->ldc);
           }
         }
       }
@@ -256,16 +258,12 @@ static void run_part(const problem *p, slot *s, int tid) {
   }
 }
 
-/* ---- thread pool ------------------------------------------------------------------ */
+/* ---- threads -------------------------------------------------------------------------
+ * The engine's shared workers (pool.h).  The packing buffers and the
+ * transpose scratch belong to whoever holds the pool. */
 static atomic_int g_threads = 1;
-static pthread_mutex_t g_call_mu = PTHREAD_MUTEX_INITIALIZER; /* one pooled call at a time */
-static pthread_mutex_t g_mu = PTHREAD_MUTEX_INITIALIZER;
-static pthread_cond_t g_work_cv = PTHREAD_COND_INITIALIZER, g_done_cv = PTHREAD_COND_INITIALIZER;
-static unsigned long g_gen;
-static int g_pending, g_workers;
-static const problem *g_job;
-static slot g_slots[MAX_THREADS]; /* guarded by g_call_mu */
-static float *g_t;                /* transpose scratch, guarded by g_call_mu */
+static slot g_slots[MAX_THREADS]; /* guarded by holding the pool */
+static float *g_t;                /* transpose scratch, likewise */
 static size_t g_nt;
 
 void mi_gemm_set_threads(int threads) {
@@ -273,96 +271,19 @@ void mi_gemm_set_threads(int threads) {
 }
 int mi_gemm_threads(void) { return atomic_load(&g_threads); }
 
-static int g_quit;   /* set by the destructor: workers leave */
-static int g_alive;  /* workers still running, guarded by g_mu */
-static pid_t g_pid;  /* process the workers belong to */
-
-static void *worker(void *arg) {
-  const int tid = (int)(intptr_t)arg;
-  unsigned long seen = 0;
-  pthread_mutex_lock(&g_mu);
-  for (;;) {
-    while (g_gen == seen && !g_quit) pthread_cond_wait(&g_work_cv, &g_mu);
-    if (g_quit) break;
-    seen = g_gen;
-    const problem *p = g_job;
-    pthread_mutex_unlock(&g_mu);
-    if (p && tid < p->nt) run_part(p, &g_slots[tid], tid);
-    pthread_mutex_lock(&g_mu);
-    if (p && tid < p->nt && --g_pending == 0) pthread_cond_signal(&g_done_cv);
-  }
-  if (--g_alive == 0) pthread_cond_signal(&g_done_cv);
-  pthread_mutex_unlock(&g_mu);
-  return NULL;
-}
-
-/* The engine can be dlclose'd (a Slicer module library is): stop the workers
- * before their code is unmapped and free the pooled buffers. */
 __attribute__((destructor)) static void gemm_shutdown(void) {
-  if (g_pid && g_pid == getpid()) {
-    pthread_mutex_lock(&g_mu);
-    g_quit = 1;
-    pthread_cond_broadcast(&g_work_cv);
-    while (g_alive > 0) pthread_cond_wait(&g_done_cv, &g_mu);
-    pthread_mutex_unlock(&g_mu);
-  }
   for (int i = 0; i < MAX_THREADS; i++) slot_free(&g_slots[i]);
   free(g_t);
   g_t = NULL;
   g_nt = 0;
 }
 
-/* Called with g_call_mu held: make sure workers 1..nt-1 exist; returns the
- * usable thread count.  A forked child has none of its parent's workers: it
- * notices by its pid and starts from scratch (no pthread_atfork handler, which
- * would outlive a dlclose'd engine). */
-static int ensure_workers(int nt) {
-  if (g_pid != getpid()) {
-    pthread_mutex_init(&g_mu, NULL);
-    pthread_cond_init(&g_work_cv, NULL);
-    pthread_cond_init(&g_done_cv, NULL);
-    g_workers = g_alive = g_pending = 0;
-    g_job = NULL;
-    g_pid = getpid();
-  }
-  while (g_workers + 1 < nt) {
-    pthread_t th;
-    pthread_attr_t at;
-    pthread_attr_init(&at);
-    pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
-    pthread_mutex_lock(&g_mu);
-    g_alive++;
-    pthread_mutex_unlock(&g_mu);
-    int rc = pthread_create(&th, &at, worker, (void *)(intptr_t)(g_workers + 1));
-    pthread_attr_destroy(&at);
-    if (rc) {
-      pthread_mutex_lock(&g_mu);
-      g_alive--;
-      pthread_mutex_unlock(&g_mu);
-      break;
-    }
-    g_workers++;
-  }
-  return nt < g_workers + 1 ? nt : g_workers + 1;
+static void pool_part(void *ctx, int tid, int nt) {
+  (void)nt;
+  run_part(ctx, &g_slots[tid], tid);
 }
 
-static void run_pool(problem *p) {
-  if (p->nt > 1) {
-    pthread_mutex_lock(&g_mu);
-    g_job = p;
-    g_pending = p->nt - 1;
-    g_gen++;
-    pthread_cond_broadcast(&g_work_cv);
-    pthread_mutex_unlock(&g_mu);
-  }
-  run_part(p, &g_slots[0], 0);
-  if (p->nt > 1) {
-    pthread_mutex_lock(&g_mu);
-    while (g_pending > 0) pthread_cond_wait(&g_done_cv, &g_mu);
-    g_job = NULL;
-    pthread_mutex_unlock(&g_mu);
-  }
-}
+static void run_pool(problem *p) { mi_pool_run(p->nt, pool_part, p); }
 
 /* ---- entry ------------------------------------------------------------------------------ */
 static double fit(int64_t m, int64_t n, const mi_gemm_kernel *kd) {
@@ -385,7 +306,7 @@ void mi_gemm_sgemm_isa(mi_isa isa, int threads, bool trans_a, bool trans_b, int6
   }
   const mi_gemm_kernel *kd = kernel_for(isa);
   problem p = {kd, M, N, K, alpha, beta, A, trans_a ? 1 : lda, trans_a ? lda : 1,
-               B, trans_b ? 1 : ldb, trans_b ? ldb : 1, NULL, 0, NULL, NULL, C, ldc, 1, true, 1, 1};
+               B, trans_b ? 1 : ldb, trans_b ? ldb : 1, NULL, 0, NULL, NULL, C, ldc, NULL, 1, true, 1, 1};
   /* Transposed orientation into scratch when it fills the tiles better. */
   const bool transpose = M * N <= (1 << 22) && fit(N, M, kd) > 1.05 * fit(M, N, kd);
   if (transpose) {
@@ -409,9 +330,9 @@ void mi_gemm_sgemm_isa(mi_isa isa, int threads, bool trans_a, bool trans_b, int6
 
   slot local = {0};
   float *tbuf = NULL, *tlocal = NULL;
-  const bool pooled = pthread_mutex_trylock(&g_call_mu) == 0;
+  const bool pooled = mi_pool_acquire();
   if (pooled) {
-    nt = ensure_workers(nt);
+    nt = mi_pool_threads(nt);
     bool ok = true;
     for (int t = 0; t < nt && ok; t++) ok = slot_reserve(&g_slots[t], kd);
     if (transpose && ok) ok = (tbuf = grow(&g_t, &g_nt, (size_t)(M * N))) != NULL;
@@ -454,13 +375,13 @@ void mi_gemm_sgemm_isa(mi_isa isa, int threads, bool trans_a, bool trans_b, int6
         for (int64_t j = 0; j < N; j++) c[j] = t[j * M] + beta * c[j];
     }
   }
-  if (pooled) pthread_mutex_unlock(&g_call_mu);
+  if (pooled) mi_pool_release();
   slot_free(&local);
   free(tlocal);
   return;
 
 fallback: /* out of memory for packing buffers: naive but correct */
-  if (pooled) pthread_mutex_unlock(&g_call_mu);
+  if (pooled) mi_pool_release();
   slot_free(&local);
   free(tlocal);
   for (int64_t i = 0; i < M; i++)
@@ -543,33 +464,35 @@ static double now_us(void) {
 
 static bool sgemm_packed(int threads, const mi_gemm_packed_a *pk, bool trans_b, int64_t N,
                          float alpha, const float *B, int64_t ldb, mi_gemm_pack_b_fn fn, void *ctx,
-                         float beta, float *C, int64_t ldc) {
+                         float beta, float *C, int64_t ldc, const mi_gemm_epilogue *epi) {
   const int64_t M = pk->M, K = pk->K;
   if (N <= 0) return true;
   if (alpha == 0.f) {
     scale_c(M, N, beta, C, ldc);
+    if (epi)
+      for (int64_t i = 0; i < M; i++) epi->fn(epi->ctx, i, 1, 0, N, C + i * ldc, ldc);
     return true;
   }
   const mi_gemm_kernel *kd = pk->kd;
   problem p = {kd, M, N, K, alpha, beta, NULL, 0, 0, B, trans_b ? 1 : ldb, trans_b ? ldb : 1,
-               pk->data, pk->mp, fn, ctx, C, ldc, 1, true, 1, 1};
+               pk->data, pk->mp, fn, ctx, C, ldc, epi, 1, true, 1, 1};
   if (threads <= 0) threads = mi_gemm_threads();
   if (threads > MAX_THREADS) threads = MAX_THREADS;
   const double macs = (double)M * (double)N * (double)K;
   int nt = threads;
   while (nt > 1 && macs < (double)nt * 1e6) nt--;
   slot local = {0};
-  const bool pooled = pthread_mutex_trylock(&g_call_mu) == 0;
+  const bool pooled = mi_pool_acquire();
   bool ok = true;
   if (pooled) {
-    nt = ensure_workers(nt);
+    nt = mi_pool_threads(nt);
     for (int t = 0; t < nt && ok; t++) ok = slot_reserve(&g_slots[t], kd);
   } else {
     nt = 1;
     ok = slot_reserve(&local, kd);
   }
   if (!ok) { /* no packing buffers: naive but correct, from the packed layout */
-    if (pooled) pthread_mutex_unlock(&g_call_mu);
+    if (pooled) mi_pool_release();
     slot_free(&local);
     if (fn) return false;
     const int MR = kd->mr;
@@ -584,12 +507,18 @@ static bool sgemm_packed(int threads, const mi_gemm_packed_a *pk, bool trans_b, 
         }
         C[i * ldc + j] = beta == 0.f ? alpha * (float)s : alpha * (float)s + beta * C[i * ldc + j];
       }
+    if (epi)
+      for (int64_t i = 0; i < M; i++) epi->fn(epi->ctx, i, 1, 0, N, C + i * ldc, ldc);
     return true;
   }
   /* Split along N (A is shared, nothing is packed twice) unless N is the
    * narrow side: then along M, every thread packing the small op(B). */
   const int64_t nunits = (N + kd->vw - 1) / kd->vw, munits = (M + kd->mr - 1) / kd->mr;
-  const bool prefer_n = fn || M <= N; /* a caller's packer is the expensive part */
+  /* A caller's packer is the expensive part, unless N is so narrow (the
+   * 7x7 and 14x14 layers of a CNN) that N-slices would be a tile or two
+   * each, badly balanced and mostly edge kernels. */
+  const bool narrow = N < 4 * (int64_t)kd->nr * nt && munits >= 2 * nt;
+  const bool prefer_n = (fn || M <= N) && !narrow;
   if ((prefer_n && nunits >= nt) || munits < nt) {
     p.split_n = true;
     p.unit = kd->vw;
@@ -603,7 +532,7 @@ static bool sgemm_packed(int threads, const mi_gemm_packed_a *pk, bool trans_b, 
   p.nt = nt < 1 ? 1 : nt;
   if (pooled) {
     run_pool(&p);
-    pthread_mutex_unlock(&g_call_mu);
+    mi_pool_release();
   } else {
     run_part(&p, &local, 0);
     slot_free(&local);
@@ -613,13 +542,13 @@ static bool sgemm_packed(int threads, const mi_gemm_packed_a *pk, bool trans_b, 
 
 void mi_gemm_sgemm_packed_a(int threads, const mi_gemm_packed_a *pk, bool trans_b, int64_t N,
                             float alpha, const float *B, int64_t ldb, float beta, float *C,
-                            int64_t ldc) {
+                            int64_t ldc, const mi_gemm_epilogue *epi) {
   if (!trace_on()) {
-    sgemm_packed(threads, pk, trans_b, N, alpha, B, ldb, NULL, NULL, beta, C, ldc);
+    sgemm_packed(threads, pk, trans_b, N, alpha, B, ldb, NULL, NULL, beta, C, ldc, epi);
     return;
   }
   double t0 = now_us();
-  sgemm_packed(threads, pk, trans_b, N, alpha, B, ldb, NULL, NULL, beta, C, ldc);
+  sgemm_packed(threads, pk, trans_b, N, alpha, B, ldb, NULL, NULL, beta, C, ldc, epi);
   double us = now_us() - t0;
   fprintf(stderr, "sgemm P%c M=%lld N=%lld K=%lld %.1f us %.1f GFLOP/s\n", trans_b ? 'T' : 'N',
           (long long)pk->M, (long long)N, (long long)pk->K, us,
@@ -627,10 +556,11 @@ void mi_gemm_sgemm_packed_a(int threads, const mi_gemm_packed_a *pk, bool trans_
 }
 
 bool mi_gemm_sgemm_packed_a_fn(int threads, const mi_gemm_packed_a *pk, int64_t N, float alpha,
-                               mi_gemm_pack_b_fn fn, void *ctx, float beta, float *C, int64_t ldc) {
-  if (!trace_on()) return sgemm_packed(threads, pk, false, N, alpha, NULL, 0, fn, ctx, beta, C, ldc);
+                               mi_gemm_pack_b_fn fn, void *ctx, float beta, float *C, int64_t ldc,
+                               const mi_gemm_epilogue *epi) {
+  if (!trace_on()) return sgemm_packed(threads, pk, false, N, alpha, NULL, 0, fn, ctx, beta, C, ldc, epi);
   double t0 = now_us();
-  bool ok = sgemm_packed(threads, pk, false, N, alpha, NULL, 0, fn, ctx, beta, C, ldc);
+  bool ok = sgemm_packed(threads, pk, false, N, alpha, NULL, 0, fn, ctx, beta, C, ldc, epi);
   double us = now_us() - t0;
   fprintf(stderr, "sgemm PI M=%lld N=%lld K=%lld %.1f us %.1f GFLOP/s\n", (long long)pk->M,
           (long long)N, (long long)pk->K, us,

@@ -72,11 +72,19 @@ mi_gemm_packed_a *mi_gemm_pack_a(mi_isa isa, bool trans_a, int64_t M, int64_t K,
                                  int64_t lda);
 void mi_gemm_packed_a_free(mi_gemm_packed_a *p);
 size_t mi_gemm_packed_a_bytes(const mi_gemm_packed_a *p);
-/* C[M,N] = alpha * A * op(B) + beta * C with the packed A (its M and K);
- * threads as for mi_gemm_sgemm_isa. */
+/* Epilogue run on each block of C as soon as it is final (all of K summed),
+ * while it is still in L1: rows [m0, m0+mr), columns [n0, n0+nr) of C at c
+ * (row stride ldc).  Called from several threads at once on disjoint blocks. */
+typedef struct mi_gemm_epilogue {
+  void (*fn)(void *ctx, int64_t m0, int64_t mr, int64_t n0, int64_t nr, float *c, int64_t ldc);
+  void *ctx;
+} mi_gemm_epilogue;
+
+/* C[M,N] = alpha * A * op(B) + beta * C with the packed A (its M and K),
+ * then epi (NULL: none); threads as for mi_gemm_sgemm_isa. */
 void mi_gemm_sgemm_packed_a(int threads, const mi_gemm_packed_a *A, bool trans_b, int64_t N,
                             float alpha, const float *B, int64_t ldb, float beta, float *C,
-                            int64_t ldc);
+                            int64_t ldc, const mi_gemm_epilogue *epi);
 /* Same product with op(B) produced by the caller straight into the packed
  * layout (implicit GEMM: a convolution gathers its im2col rows there, no
  * column buffer).  fn(ctx, k0, kc, j0, nc, NR, dst) must write the block
@@ -86,7 +94,8 @@ void mi_gemm_sgemm_packed_a(int threads, const mi_gemm_packed_a *A, bool trans_b
 typedef void (*mi_gemm_pack_b_fn)(void *ctx, int64_t k0, int64_t kc, int64_t j0, int64_t nc, int NR,
                                   float *dst);
 bool mi_gemm_sgemm_packed_a_fn(int threads, const mi_gemm_packed_a *A, int64_t N, float alpha,
-                               mi_gemm_pack_b_fn fn, void *ctx, float beta, float *C, int64_t ldc);
+                               mi_gemm_pack_b_fn fn, void *ctx, float beta, float *C, int64_t ldc,
+                               const mi_gemm_epilogue *epi);
 /* Whether operators should pre-pack constant operands: false with
  * MEDINFER_GEMM=openblas (OpenBLAS does the products) or MEDINFER_PREPACK=0. */
 bool mi_gemm_prepack_enabled(void);

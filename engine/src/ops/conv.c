@@ -304,6 +304,33 @@ static void epilogue(mi_exec *ex, const mi_node *n, float *y, const float *bias,
   mi_parallel_for(ex, rows, grain, epi_rows, &c);
 }
 
+/* The same epilogue on one finished GEMM block (mi_gemm_epilogue): rows are
+ * output channels, columns positions of the tile whose C starts at y0. */
+typedef struct epi_block_ctx {
+  const mi_node *n;
+  const float *y0;   /* C of the GEMM (output tile start)            */
+  const float *bias; /* per-row bias (NULL: none)                    */
+  const float *r0;   /* residual aligned with y0 (NULL: none)         */
+} epi_block_ctx;
+
+static void epi_block(void *vctx, int64_t m0, int64_t mr, int64_t n0, int64_t nr, float *c, int64_t ldc) {
+  const epi_block_ctx *e = vctx;
+  (void)n0;
+  const float *r = e->r0 ? e->r0 + (c - e->y0) : NULL;
+  for (int64_t i = 0; i < mr; i++) {
+    float *y = c + i * ldc;
+    if (e->bias) {
+      const float bv = e->bias[m0 + i];
+      for (int64_t j = 0; j < nr; j++) y[j] += bv;
+    }
+    if (r) {
+      const float *ri = r + i * ldc;
+      for (int64_t j = 0; j < nr; j++) y[j] += ri[j];
+    }
+    mi_activation_apply(&e->n->act, y, nr);
+  }
+}
+
 static mi_status *get_residual(const mi_node *n, mi_tensor *const *in, const mi_tensor *y, const float **res) {
   *res = NULL;
   if (n->fused_add < 0) return NULL;
@@ -367,34 +394,79 @@ static void im2col_rows(void *vctx, int64_t rb, int64_t re) {
 }
 
 /* Implicit GEMM: the SGEMM's B block (rows [k0, k0+kc) of the im2col matrix,
- * positions p0 + [j0, j0+nc)) gathered straight into its NR-wide panels, a
- * row chunk at a time through an L1-sized buffer.  No column buffer. */
+ * positions p0 + [j0, j0+nc)) gathered straight into its NR-wide panels
+ * dst[panel][k][NR]: each im2col row is a run of input-row pieces, written
+ * piece by piece where the panels need them.  No column buffer. */
 typedef struct colpack_ctx {
   const geom *g;
   const float *x; /* Cg input planes */
   int64_t p0;
 } colpack_ctx;
 
-#define COLPACK_CHUNK 2048 /* floats of one gathered row piece */
+/* Panel-layout writers: position jj of row dk lives at
+ * dk + (jj / NR) * pstride + jj % NR. */
+static inline void panel_zero(float *dk, int64_t pstride, int NR, int64_t jj, int64_t n) {
+  while (n > 0) {
+    const int64_t off = jj % NR, m = NR - off < n ? NR - off : n;
+    float *d = dk + (jj / NR) * pstride + off;
+    for (int64_t t = 0; t < m; t++) d[t] = 0.f;
+    jj += m;
+    n -= m;
+  }
+}
+
+static inline void panel_copy(float *dk, int64_t pstride, int NR, int64_t jj, const float *src, int64_t st,
+                              int64_t n) {
+  while (n > 0) {
+    const int64_t off = jj % NR, m = NR - off < n ? NR - off : n;
+    float *d = dk + (jj / NR) * pstride + off;
+    if (st == 1)
+      for (int64_t t = 0; t < m; t++) d[t] = src[t];
+    else if (st == 2)
+      for (int64_t t = 0; t < m; t++) d[t] = src[2 * t];
+    else
+      for (int64_t t = 0; t < m; t++) d[t] = src[t * st];
+    src += m * st;
+    jj += m;
+    n -= m;
+  }
+}
 
 static void colpack(void *vctx, int64_t k0, int64_t kc, int64_t j0, int64_t nc, int NR, float *dst) {
   const colpack_ctx *c = vctx;
-  float buf[COLPACK_CHUNK];
-  const int64_t chunk = COLPACK_CHUNK / NR * NR, panels = (nc + NR - 1) / NR;
-  for (int64_t j = 0; j < nc; j += chunk) {
-    const int64_t n = nc - j < chunk ? nc - j : chunk;
-    for (int64_t k = 0; k < kc; k++) {
-      gather_row(c->g, c->x, k0 + k, c->p0 + j0 + j, c->p0 + j0 + j + n, buf);
-      for (int64_t q = 0; q < n; q += NR) {
-        const int64_t w = n - q < NR ? n - q : NR;
-        float *d = dst + ((j + q) / NR) * kc * NR + k * NR;
-        memcpy(d, buf + q, (size_t)w * sizeof(float));
+  const geom *g = c->g;
+  const int64_t o1 = g->out[1], o2 = g->out[2], pstride = kc * NR;
+  const int64_t pbeg = c->p0 + j0, pend = pbeg + nc;
+  for (int64_t k = 0; k < kc; k++) {
+    const int64_t r = k0 + k, ch = r / g->k_sz, kk = r % g->k_sz;
+    const int64_t kz = kk / (g->k[1] * g->k[2]), ky = (kk / g->k[2]) % g->k[1], kx = kk % g->k[2];
+    const int64_t offz = kz * g->d[0] - g->pb[0], offy = ky * g->d[1] - g->pb[1], offx = kx * g->d[2] - g->pb[2];
+    const int64_t st = g->s[2];
+    int64_t xlo, xhi;
+    mi_valid_range(o2, st, offx, g->in[2], &xlo, &xhi);
+    const float *plane = c->x + ch * g->in_sz;
+    float *dk = dst + k * NR;
+    int64_t p = pbeg, oz = p / (o1 * o2), oy = (p / o2) % o1, ox = p % o2;
+    while (p < pend) {
+      const int64_t L = o2 - ox < pend - p ? o2 - ox : pend - p, jj = p - pbeg;
+      const int64_t iz = oz * g->s[0] + offz, iy = oy * g->s[1] + offy;
+      if (iz >= 0 && iz < g->in[0] && iy >= 0 && iy < g->in[1]) {
+        const float *row = plane + (iz * g->in[1] + iy) * g->in[2];
+        const int64_t a = clamp64(xlo, ox, ox + L), b = clamp64(xhi, a, ox + L);
+        if (a > ox) panel_zero(dk, pstride, NR, jj, a - ox);
+        if (b > a) panel_copy(dk, pstride, NR, jj + (a - ox), row + a * st + offx, st, b - a);
+        if (ox + L > b) panel_zero(dk, pstride, NR, jj + (b - ox), ox + L - b);
+      } else {
+        panel_zero(dk, pstride, NR, jj, L);
       }
+      p += L;
+      ox = 0;
+      if (++oy == o1) { oy = 0; oz++; }
     }
   }
-  const int64_t tail = nc - (panels - 1) * NR; /* zero columns of the last panel */
+  const int64_t panels = (nc + NR - 1) / NR, tail = nc - (panels - 1) * NR; /* zero the last panel's pad */
   if (tail < NR) {
-    float *d = dst + (panels - 1) * kc * NR;
+    float *d = dst + (panels - 1) * pstride;
     for (int64_t k = 0; k < kc; k++) memset(d + k * NR + tail, 0, (size_t)(NR - tail) * sizeof(float));
   }
 }
@@ -487,7 +559,8 @@ static mi_status *conv_run(mi_node *n, mi_exec *ex, mi_tensor *const *in, mi_ten
   for (int j = 0; j < 3; j++)
     if (g.k[j] != 1 || g.s[j] != 1 || g.pb[j] != 0 || g.in[j] != g.out[j]) pointwise = false;
 
-  const int64_t P = tile_len(g.out_sz, pointwise || packed ? 0 : K, Mg, g.out[2]);
+  /* Packed weights: the epilogue runs inside the GEMM, so one tile is the whole output. */
+  const int64_t P = tile_len(g.out_sz, pointwise || packed ? 0 : K, packed ? 0 : Mg, g.out[2]);
   float *col = NULL;
   if (!pointwise && !packed) {
     col = mi_exec_scratch(ex, (size_t)(K * P) * sizeof(float));
@@ -502,25 +575,25 @@ static mi_status *conv_run(mi_node *n, mi_exec *ex, mi_tensor *const *in, mi_ten
       const float *rg = res ? res + (b * M + gi * Mg) * g.out_sz : NULL;
       for (int64_t p0 = 0; p0 < g.out_sz; p0 += P) {
         int64_t p1 = p0 + P < g.out_sz ? p0 + P : g.out_sz, len = p1 - p0;
+        const bool has_epi = bias || rg || n->act.kind != MI_ACT_NONE;
+        epi_block_ctx ec = {n, yg + p0, bias ? bias + gi * Mg : NULL, rg ? rg + p0 : NULL};
+        const mi_gemm_epilogue epi = {epi_block, &ec}, *ep = packed && has_epi ? &epi : NULL;
         if (pointwise) {
           /* 1x1, stride 1, unpadded: the input planes already are the B matrix. */
           if (packed)
-            mi_gemm_sgemm_packed_a(0, a->wpack[gi], false, len, 1.f, xg + p0, g.in_sz, 0.f, yg + p0, g.out_sz);
+            mi_gemm_sgemm_packed_a(0, a->wpack[gi], false, len, 1.f, xg + p0, g.in_sz, 0.f, yg + p0, g.out_sz, ep);
           else
             mi_sgemm(false, false, Mg, len, K, 1.f, wg, K, xg + p0, g.in_sz, 0.f, yg + p0, g.out_sz);
         } else if (packed) {
           colpack_ctx cp = {&g, xg, p0};
-          if (!mi_gemm_sgemm_packed_a_fn(0, a->wpack[gi], len, 1.f, colpack, &cp, 0.f, yg + p0, g.out_sz))
+          if (!mi_gemm_sgemm_packed_a_fn(0, a->wpack[gi], len, 1.f, colpack, &cp, 0.f, yg + p0, g.out_sz, ep))
             return mi_node_error(n, MI_ERR_NO_MEMORY, "out of memory for the SGEMM's packing buffers");
         } else {
           im2col_ctx ic = {&g, xg, col, p0, p1};
           mi_parallel_for(ex, K, len >= 4096 ? 1 : 4096 / len, im2col_rows, &ic);
-          if (packed)
-            mi_gemm_sgemm_packed_a(0, a->wpack[gi], false, len, 1.f, col, len, 0.f, yg + p0, g.out_sz);
-          else
-            mi_sgemm(false, false, Mg, len, K, 1.f, wg, K, col, len, 0.f, yg + p0, g.out_sz);
+          mi_sgemm(false, false, Mg, len, K, 1.f, wg, K, col, len, 0.f, yg + p0, g.out_sz);
         }
-        epilogue(ex, n, yg + p0, bias ? bias + gi * Mg : NULL, rg ? rg + p0 : NULL, Mg, g.out_sz, len);
+        if (!ep) epilogue(ex, n, yg + p0, bias ? bias + gi * Mg : NULL, rg ? rg + p0 : NULL, Mg, g.out_sz, len);
       }
     }
   if (col) mi_exec_scratch_release(ex, col);

@@ -216,6 +216,82 @@ DEF_MAXPOOL(maxpool_i8, int8_t, INT8_MIN)
 DEF_AVGPOOL(avgpool_f32, float)
 DEF_AVGPOOL(avgpool_f64, double)
 
+/* float32 without Indices: separable.  For each output row the valid window
+ * rows are first reduced into one input-width row (contiguous, vectorised),
+ * then each output takes its taps from that row.  Same results as the
+ * window loops above (max is order-free; sums in float over at most
+ * SEP_MAX_TAPS taps). */
+#define SEP_MAX_WIDTH 4096
+#define SEP_MAX_TAPS 64
+
+static void pool_sep_f32(void *vctx, int64_t b, int64_t e) {
+  const pool_ctx *c = vctx;
+  const pgeom *g = c->g;
+  const bool is_max = c->a->kind == POOL_MAX, incl = c->a->count_include_pad;
+  float t[SEP_MAX_WIDTH];
+  for (int64_t pl = b; pl < e; pl++) {
+    const float *xp = (const float *)c->x + pl * g->in_sz;
+    float *yp = (float *)c->y + pl * g->out_sz;
+    for (int64_t oz = 0; oz < g->out[0]; oz++)
+      for (int64_t oy = 0; oy < g->out[1]; oy++) {
+        const int64_t sz = oz * g->s[0] - g->pb[0], sy = oy * g->s[1] - g->pb[1];
+        int64_t zl, zh, yl, yh;
+        mi_valid_range(g->k[0], g->d[0], sz, g->in[0], &zl, &zh);
+        mi_valid_range(g->k[1], g->d[1], sy, g->in[1], &yl, &yh);
+        float *yrow = yp + (oz * g->out[1] + oy) * g->out[2];
+        const int64_t W = g->in[2], rows = (zh - zl) * (yh - yl);
+        if (rows > 0) {
+          bool first = true;
+          for (int64_t kz = zl; kz < zh; kz++)
+            for (int64_t ky = yl; ky < yh; ky++) {
+              const float *r = xp + ((sz + kz * g->d[0]) * g->in[1] + sy + ky * g->d[1]) * W;
+              if (first) memcpy(t, r, (size_t)W * sizeof(float));
+              else if (is_max)
+                for (int64_t i = 0; i < W; i++) t[i] = r[i] > t[i] ? r[i] : t[i];
+              else
+                for (int64_t i = 0; i < W; i++) t[i] += r[i];
+              first = false;
+            }
+        }
+        int64_t zc = 0, yc = 0; /* count_include_pad: taps inside the padded extent */
+        if (!is_max && incl) {
+          int64_t z0, z1, y0, y1;
+          mi_valid_range(g->k[0], g->d[0], sz + g->pb[0], g->in[0] + g->pb[0] + g->pe[0], &z0, &z1);
+          mi_valid_range(g->k[1], g->d[1], sy + g->pb[1], g->in[1] + g->pb[1] + g->pe[1], &y0, &y1);
+          zc = z1 - z0;
+          yc = y1 - y0;
+        }
+        for (int64_t ox = 0; ox < g->out[2]; ox++) {
+          const int64_t sx = ox * g->s[2] - g->pb[2];
+          int64_t xl, xh;
+          mi_valid_range(g->k[2], g->d[2], sx, W, &xl, &xh);
+          if (is_max) {
+            float best = -FLT_MAX;
+            if (rows > 0 && xh > xl) {
+              best = t[sx + xl * g->d[2]];
+              for (int64_t kx = xl + 1; kx < xh; kx++) {
+                const float v = t[sx + kx * g->d[2]];
+                best = v > best ? v : best;
+              }
+            }
+            yrow[ox] = best;
+          } else {
+            float sum = 0.f;
+            if (rows > 0)
+              for (int64_t kx = xl; kx < xh; kx++) sum += t[sx + kx * g->d[2]];
+            int64_t cnt = rows * (xh - xl);
+            if (incl) {
+              int64_t x0, x1;
+              mi_valid_range(g->k[2], g->d[2], sx + g->pb[2], W + g->pb[2] + g->pe[2], &x0, &x1);
+              cnt = zc * yc * (x1 - x0);
+            }
+            yrow[ox] = cnt > 0 ? sum / (float)cnt : 0.f;
+          }
+        }
+      }
+  }
+}
+
 static mi_status *pool_run(mi_node *n, mi_exec *ex, mi_tensor *const *in, mi_tensor **out) {
   const pool_attr *a = n->priv;
   const mi_tensor *x = in[0];
@@ -238,6 +314,8 @@ static mi_status *pool_run(mi_node *n, mi_exec *ex, mi_tensor *const *in, mi_ten
     else if (x->dtype == MI_DOUBLE) fn = avgpool_f64;
   }
   if (!fn) return mi_node_error(n, MI_ERR_UNSUPPORTED, "element type %s not supported", mi_dtype_name(x->dtype));
+  if (x->dtype == MI_FLOAT && !idx && g.in[2] <= SEP_MAX_WIDTH && g.k[0] * g.k[1] * g.k[2] <= SEP_MAX_TAPS)
+    fn = pool_sep_f32;
   int64_t work = g.out_sz * g.k[0] * g.k[1] * g.k[2];
   mi_parallel_for(ex, planes, work >= 8192 ? 1 : 8192 / (work > 0 ? work : 1), fn, &c);
   return NULL;

@@ -2,18 +2,6 @@
 
 #include <string.h>
 
-int64_t mi_floordiv(int64_t a, int64_t b) { return a >= 0 ? a / b : -((-a + b - 1) / b); }
-
-void mi_valid_range(int64_t n, int64_t step, int64_t start, int64_t in, int64_t *lo, int64_t *hi) {
-  int64_t l = -mi_floordiv(start, step);
-  if (l < 0) l = 0;
-  int64_t h = mi_floordiv(in - 1 - start, step) + 1;
-  if (h > n) h = n;
-  if (h < l) h = l;
-  *lo = l;
-  *hi = h;
-}
-
 mi_status *mi_read_spatial_ints(mi_node *n, const char *name, size_t maxn, int64_t *dst, size_t *cnt,
                                 int64_t minval) {
   const int64_t *v;

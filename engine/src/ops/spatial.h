@@ -6,10 +6,18 @@
 
 enum { PAD_NOTSET, PAD_SAME_UPPER, PAD_SAME_LOWER, PAD_VALID };
 
-/* Floor division for b > 0. */
-int64_t mi_floordiv(int64_t a, int64_t b);
+/* Floor division for b > 0.  Inline: the window loops call these per row. */
+static inline int64_t mi_floordiv(int64_t a, int64_t b) { return a >= 0 ? a / b : -((-a + b - 1) / b); }
 /* Range [lo, hi) of t in [0, n) with 0 <= start + t*step < in. */
-void mi_valid_range(int64_t n, int64_t step, int64_t start, int64_t in, int64_t *lo, int64_t *hi);
+static inline void mi_valid_range(int64_t n, int64_t step, int64_t start, int64_t in, int64_t *lo, int64_t *hi) {
+  int64_t l = -mi_floordiv(start, step);
+  if (l < 0) l = 0;
+  int64_t h = mi_floordiv(in - 1 - start, step) + 1;
+  if (h > n) h = n;
+  if (h < l) h = l;
+  *lo = l;
+  *hi = h;
+}
 /* INTS attribute `name` (at most maxn values, each >= minval) into dst. */
 mi_status *mi_read_spatial_ints(mi_node *n, const char *name, size_t maxn, int64_t *dst, size_t *cnt,
                                 int64_t minval);

@@ -1,0 +1,288 @@
+// Convolution and pooling kernels against naive double-precision references
+// over randomized geometry: 1D/2D/3D, odd sizes and channel counts, strides,
+// dilations, asymmetric pads, groups (depthwise included), bias, and the
+// fused epilogue (residual Add + Relu).  Weights come either as an
+// initializer (packed once at load: the implicit-GEMM path) or as a graph
+// input (the per-call im2col path), so both paths are held to the reference.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "medinfer/engine.h"
+#include "onnx_builder.h"
+
+using onnxb::Model;
+
+namespace {
+
+struct Geo {
+  int nsp;
+  int64_t N, C, M, G;
+  int64_t in[3], k[3], s[3], d[3], pb[3], pe[3], out[3];
+};
+
+int64_t numel(const std::vector<int64_t> &d) {
+  int64_t n = 1;
+  for (auto v : d) n *= v;
+  return n;
+}
+
+std::vector<float> rnd(size_t n, std::mt19937 &rng) {
+  std::uniform_real_distribution<float> u(-1.f, 1.f);
+  std::vector<float> v(n);
+  for (auto &x : v) x = u(rng);
+  return v;
+}
+
+// Runs the model on the given inputs (names in order); returns output 0.
+std::vector<float> run(const Model &md, const std::vector<std::vector<int64_t>> &dims,
+                       std::vector<std::vector<float>> &data, std::string *err) {
+  auto buf = md.serialize();
+  mi_options o;
+  mi_options_default(&o);
+  o.threads = 2;
+  mi_model *m = nullptr;
+  mi_status *st = mi_model_load_buffer(buf.data(), buf.size(), nullptr, "kernel.onnx", &o, &m);
+  if (st) {
+    *err = mi_status_message(st);
+    mi_status_free(st);
+    return {};
+  }
+  std::vector<mi_tensor *> in(dims.size(), nullptr);
+  for (size_t i = 0; i < dims.size(); i++)
+    EXPECT_EQ(mi_tensor_wrap(MI_FLOAT, (int)dims[i].size(), dims[i].data(), data[i].data(), &in[i]), nullptr);
+  mi_tensor *out = nullptr;
+  st = mi_model_run(m, in.data(), (int)in.size(), &out, 1);
+  std::vector<float> y;
+  if (st) {
+    *err = mi_status_message(st);
+    mi_status_free(st);
+  } else {
+    const float *p = static_cast<const float *>(mi_tensor_cdata(out));
+    y.assign(p, p + mi_tensor_numel(out));
+  }
+  for (auto *t : in) mi_tensor_free(t);
+  mi_tensor_free(out);
+  mi_model_free(m);
+  return y;
+}
+
+// Index helpers over the 3D-normalised geometry (leading spatial dims 1).
+int64_t at3(const int64_t *sz, int64_t z, int64_t y, int64_t x) { return (z * sz[1] + y) * sz[2] + x; }
+
+Geo random_conv(std::mt19937 &rng) {
+  auto pick = [&](int lo, int hi) { return std::uniform_int_distribution<int>(lo, hi)(rng); };
+  Geo g{};
+  g.nsp = pick(1, 3);
+  g.N = pick(1, 2);
+  const int kind = pick(0, 5);  // 0: depthwise, 1: grouped, else dense
+  g.G = kind == 0 ? pick(2, 9) : kind == 1 ? pick(2, 3) : 1;
+  const int64_t cg = kind == 0 ? 1 : pick(1, g.nsp == 3 ? 6 : 13), mg = kind == 0 ? pick(1, 2) : pick(1, 21);
+  g.C = cg * g.G;
+  g.M = mg * g.G;
+  for (int j = 0; j < 3; j++) {
+    const bool live = j >= 3 - g.nsp;
+    g.in[j] = g.k[j] = g.s[j] = g.d[j] = 1;
+    g.pb[j] = g.pe[j] = 0;
+    if (!live) continue;
+    g.k[j] = pick(1, 3) + (g.nsp == 1 ? pick(0, 2) : 0);
+    g.s[j] = pick(1, 3) == 3 ? 2 : 1;
+    g.d[j] = pick(1, 4) == 4 ? 2 : 1;
+    const int64_t dk = (g.k[j] - 1) * g.d[j] + 1;
+    g.pb[j] = pick(0, (int)std::min<int64_t>(2, dk - 1));
+    g.pe[j] = pick(0, (int)std::min<int64_t>(2, dk - 1));
+    g.in[j] = std::max<int64_t>(dk, pick(g.nsp == 3 ? 3 : 5, g.nsp == 3 ? 9 : g.nsp == 2 ? 23 : 70));
+    g.out[j] = (g.in[j] + g.pb[j] + g.pe[j] - dk) / g.s[j] + 1;
+  }
+  for (int j = 0; j < 3 - g.nsp; j++) g.out[j] = 1;
+  return g;
+}
+
+std::vector<int64_t> shape(const Geo &g, int64_t n, int64_t c, const int64_t *sp) {
+  std::vector<int64_t> d = {n, c};
+  for (int j = 3 - g.nsp; j < 3; j++) d.push_back(sp[j]);
+  return d;
+}
+
+std::vector<int64_t> spatial(const Geo &g, const int64_t *v) {
+  std::vector<int64_t> r;
+  for (int j = 3 - g.nsp; j < 3; j++) r.push_back(v[j]);
+  return r;
+}
+
+// y = relu(conv(x, w) + b + res) in double.
+std::vector<float> conv_ref(const Geo &g, const std::vector<float> &x, const std::vector<float> &w,
+                            const std::vector<float> &b, const std::vector<float> &res, bool relu) {
+  const int64_t Cg = g.C / g.G, Mg = g.M / g.G, osz = g.out[0] * g.out[1] * g.out[2],
+                isz = g.in[0] * g.in[1] * g.in[2], ksz = g.k[0] * g.k[1] * g.k[2];
+  std::vector<float> y((size_t)(g.N * g.M * osz));
+  for (int64_t n = 0; n < g.N; n++)
+    for (int64_t m = 0; m < g.M; m++)
+      for (int64_t oz = 0; oz < g.out[0]; oz++)
+        for (int64_t oy = 0; oy < g.out[1]; oy++)
+          for (int64_t ox = 0; ox < g.out[2]; ox++) {
+            double s = b.empty() ? 0 : b[m];
+            const int64_t gi = m / Mg;
+            for (int64_t c = 0; c < Cg; c++)
+              for (int64_t kz = 0; kz < g.k[0]; kz++)
+                for (int64_t ky = 0; ky < g.k[1]; ky++)
+                  for (int64_t kx = 0; kx < g.k[2]; kx++) {
+                    const int64_t iz = oz * g.s[0] + kz * g.d[0] - g.pb[0], iy = oy * g.s[1] + ky * g.d[1] - g.pb[1],
+                                  ix = ox * g.s[2] + kx * g.d[2] - g.pb[2];
+                    if (iz < 0 || iz >= g.in[0] || iy < 0 || iy >= g.in[1] || ix < 0 || ix >= g.in[2]) continue;
+                    s += (double)x[(n * g.C + gi * Cg + c) * isz + at3(g.in, iz, iy, ix)] *
+                         (double)w[(m * Cg + c) * ksz + at3(g.k, kz, ky, kx)];
+                  }
+            const int64_t o = (n * g.M + m) * osz + at3(g.out, oz, oy, ox);
+            if (!res.empty()) s += res[o];
+            y[o] = (float)(relu && s < 0 ? 0 : s);
+          }
+  return y;
+}
+
+void expect_close(const std::vector<float> &got, const std::vector<float> &want, const std::string &what) {
+  ASSERT_EQ(got.size(), want.size()) << what;
+  int bad = 0;
+  for (size_t i = 0; i < got.size() && bad < 5; i++)
+    if (!(std::fabs(got[i] - want[i]) <= 1e-4f + 1e-4f * std::fabs(want[i]))) {
+      ADD_FAILURE() << what << ": element " << i << " is " << got[i] << ", reference " << want[i];
+      bad++;
+    }
+}
+
+std::string describe(const Geo &g) {
+  std::string s = std::to_string(g.nsp) + "D N" + std::to_string(g.N) + " C" + std::to_string(g.C) + " M" +
+                  std::to_string(g.M) + " G" + std::to_string(g.G);
+  for (int j = 3 - g.nsp; j < 3; j++)
+    s += " [in " + std::to_string(g.in[j]) + " k" + std::to_string(g.k[j]) + " s" + std::to_string(g.s[j]) + " d" +
+         std::to_string(g.d[j]) + " p" + std::to_string(g.pb[j]) + "," + std::to_string(g.pe[j]) + "]";
+  return s;
+}
+
+TEST(ConvKernel, RandomGeometryMatchesReference) {
+  std::mt19937 rng(20261125);
+  for (int trial = 0; trial < 160; trial++) {
+    const Geo g = random_conv(rng);
+    const bool const_w = trial % 2 == 0, with_bias = trial % 3 != 0, fused = trial % 4 >= 2;
+    const int64_t ksz = g.k[0] * g.k[1] * g.k[2];
+    const auto xd = shape(g, g.N, g.C, g.in), yd = shape(g, g.N, g.M, g.out);
+    std::vector<int64_t> wd = {g.M, g.C / g.G};
+    for (auto v : spatial(g, g.k)) wd.push_back(v);
+    auto x = rnd((size_t)numel(xd), rng), w = rnd((size_t)(g.M * (g.C / g.G) * ksz), rng);
+    auto b = with_bias ? rnd((size_t)g.M, rng) : std::vector<float>();
+    auto r = fused ? rnd((size_t)numel(yd), rng) : std::vector<float>();
+
+    Model md;
+    md.inputs.push_back({"x", 1, xd});
+    std::vector<std::vector<int64_t>> dims = {xd};
+    std::vector<std::vector<float>> data = {x};
+    if (const_w) {
+      md.inits.push_back(onnxb::float_tensor("w", wd, w));
+    } else {
+      md.inputs.push_back({"w", 1, wd});
+      dims.push_back(wd);
+      data.push_back(w);
+    }
+    std::vector<std::string> cin = {"x", "w"};
+    if (with_bias) {
+      md.inits.push_back(onnxb::float_tensor("b", {g.M}, b));
+      cin.push_back("b");
+    }
+    std::vector<int64_t> pads;
+    for (auto v : spatial(g, g.pb)) pads.push_back(v);
+    for (auto v : spatial(g, g.pe)) pads.push_back(v);
+    md.nodes.push_back({"Conv", "conv", cin, {fused ? "c" : "y"},
+                        {onnxb::attr_ints("strides", spatial(g, g.s)), onnxb::attr_ints("dilations", spatial(g, g.d)),
+                         onnxb::attr_ints("pads", pads), onnxb::attr_int("group", g.G)}});
+    if (fused) {
+      md.inputs.push_back({"r", 1, yd});
+      dims.push_back(yd);
+      data.push_back(r);
+      md.nodes.push_back({"Add", "add", {"c", "r"}, {"s"}, {}});
+      md.nodes.push_back({"Relu", "relu", {"s"}, {"y"}, {}});
+    }
+    md.outputs.push_back({"y", 1, yd});
+    std::string err;
+    auto got = run(md, dims, data, &err);
+    const std::string what = "trial " + std::to_string(trial) + " (" + describe(g) + (const_w ? ", packed W" : ", W input") +
+                             (fused ? ", +res relu" : "") + ")";
+    ASSERT_TRUE(err.empty()) << what << ": " << err;
+    expect_close(got, conv_ref(g, x, w, b, r, fused), what);
+    if (HasFailure()) return;
+  }
+}
+
+// MaxPool / AveragePool: separable float path and the window loops.
+std::vector<float> pool_ref(const Geo &g, const std::vector<float> &x, bool is_max, bool incl) {
+  const int64_t osz = g.out[0] * g.out[1] * g.out[2], isz = g.in[0] * g.in[1] * g.in[2];
+  std::vector<float> y((size_t)(g.N * g.C * osz));
+  for (int64_t pl = 0; pl < g.N * g.C; pl++)
+    for (int64_t oz = 0; oz < g.out[0]; oz++)
+      for (int64_t oy = 0; oy < g.out[1]; oy++)
+        for (int64_t ox = 0; ox < g.out[2]; ox++) {
+          double best = -INFINITY, sum = 0;
+          int64_t cnt = 0, padded = 0;
+          for (int64_t kz = 0; kz < g.k[0]; kz++)
+            for (int64_t ky = 0; ky < g.k[1]; ky++)
+              for (int64_t kx = 0; kx < g.k[2]; kx++) {
+                const int64_t iz = oz * g.s[0] + kz * g.d[0] - g.pb[0], iy = oy * g.s[1] + ky * g.d[1] - g.pb[1],
+                              ix = ox * g.s[2] + kx * g.d[2] - g.pb[2];
+                const bool inpad = iz >= -g.pb[0] && iz < g.in[0] + g.pe[0] && iy >= -g.pb[1] &&
+                                   iy < g.in[1] + g.pe[1] && ix >= -g.pb[2] && ix < g.in[2] + g.pe[2];
+                if (inpad) padded++;
+                if (iz < 0 || iz >= g.in[0] || iy < 0 || iy >= g.in[1] || ix < 0 || ix >= g.in[2]) continue;
+                const double v = x[pl * isz + at3(g.in, iz, iy, ix)];
+                best = std::max(best, v);
+                sum += v;
+                cnt++;
+              }
+          const int64_t div = incl ? padded : cnt;
+          y[pl * osz + at3(g.out, oz, oy, ox)] = (float)(is_max ? best : div ? sum / (double)div : 0);
+        }
+  return y;
+}
+
+TEST(PoolKernel, RandomGeometryMatchesReference) {
+  std::mt19937 rng(7);
+  for (int trial = 0; trial < 120; trial++) {
+    Geo g = random_conv(rng);
+    const bool is_max = trial % 2 == 0, incl = !is_max && trial % 4 == 1;
+    g.M = g.C = g.C % 7 + 1;
+    g.G = 1;
+    for (int j = 3 - g.nsp; j < 3; j++) {
+      if (!is_max) g.d[j] = 1;  // AveragePool dilations are opset 19
+      const int64_t dk = (g.k[j] - 1) * g.d[j] + 1;
+      g.pb[j] = std::min<int64_t>(g.pb[j], dk - 1 < g.k[j] - 1 ? dk - 1 : g.k[j] - 1);
+      g.pe[j] = std::min<int64_t>(g.pe[j], g.k[j] - 1);
+      g.out[j] = (g.in[j] + g.pb[j] + g.pe[j] - dk) / g.s[j] + 1;
+    }
+    const auto xd = shape(g, g.N, g.C, g.in), yd = shape(g, g.N, g.C, g.out);
+    auto x = rnd((size_t)numel(xd), rng);
+    std::vector<int64_t> pads;
+    for (auto v : spatial(g, g.pb)) pads.push_back(v);
+    for (auto v : spatial(g, g.pe)) pads.push_back(v);
+    Model md;
+    md.inputs.push_back({"x", 1, xd});
+    std::vector<onnxb::Attr> at = {onnxb::attr_ints("kernel_shape", spatial(g, g.k)),
+                                   onnxb::attr_ints("strides", spatial(g, g.s)), onnxb::attr_ints("pads", pads)};
+    if (is_max) at.push_back(onnxb::attr_ints("dilations", spatial(g, g.d)));
+    else at.push_back(onnxb::attr_int("count_include_pad", incl));
+    md.nodes.push_back({is_max ? "MaxPool" : "AveragePool", "pool", {"x"}, {"y"}, at});
+    md.outputs.push_back({"y", 1, yd});
+    std::vector<std::vector<int64_t>> dims = {xd};
+    std::vector<std::vector<float>> data = {x};
+    std::string err;
+    auto got = run(md, dims, data, &err);
+    const std::string what = "trial " + std::to_string(trial) + " (" + (is_max ? "max " : incl ? "avg incl " : "avg ") +
+                             describe(g) + ")";
+    ASSERT_TRUE(err.empty()) << what << ": " << err;
+    expect_close(got, pool_ref(g, x, is_max, incl), what);
+    if (HasFailure()) return;
+  }
+}
+
+}  // namespace
