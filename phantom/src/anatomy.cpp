@@ -47,14 +47,32 @@ struct Builder {
   }
 
   // An organ: nominal centre/semi-axes/rotation, jittered by the seed.
-  void organ(PhantomShape::Kind kind, uint8_t label, double tex_ct, double cx, double cy, double cz,
-             double sx, double sy, double sz, double rot, double jitter_mm, double pert) {
+  PhantomShape &organ(PhantomShape::Kind kind, uint8_t label, double tex_ct, double cx, double cy, double cz,
+                      double sx, double sy, double sz, double rot, double jitter_mm, double pert) {
     const double c[3] = {cx + rng.uniform(-jitter_mm, jitter_mm), cy + rng.uniform(-jitter_mm, jitter_mm),
                          cz + rng.uniform(-jitter_mm, jitter_mm)};
     const double k = rng.uniform(0.9, 1.1);
     const double semi[3] = {sx * k * rng.uniform(0.95, 1.05), sy * k * rng.uniform(0.95, 1.05),
                             sz * k * rng.uniform(0.95, 1.05)};
-    add(kind, label, table[label - 1].nominal_value, tex(tex_ct), c, semi, rot + rng.uniform(-8, 8), pert);
+    return add(kind, label, table[label - 1].nominal_value, tex(tex_ct), c, semi, rot + rng.uniform(-8, 8), pert);
+  }
+
+  // A fat layer `margin_mm` thick around a shape (same centre, rotation and
+  // boundary lobes), labelled Body.  It draws nothing from the generator, so
+  // every other shape and lesion of a seed stays where it was.
+  PhantomShape fat_shell(const PhantomShape &s, double margin_mm, bool radial_only) const {
+    PhantomShape f = s;
+    f.label = MI_PHANTOM_LABEL_BODY;
+    f.value = phantom_tissue_value(o.modality, TISSUE_FAT);
+    f.texture = tex(12);
+    f.fat_mixing = false;
+    for (int r = 0; r < 3; r++) {
+      if (radial_only && r == 2) continue;
+      const double *row = &s.m[3 * r];
+      const double semi = 1 / std::sqrt(row[0] * row[0] + row[1] * row[1] + row[2] * row[2]);
+      for (int c = 0; c < 3; c++) f.m[3 * r + c] = row[c] * semi / (semi + margin_mm);
+    }
+    return f;
   }
 
   void build() {
@@ -83,13 +101,21 @@ struct Builder {
       const double r = 12 * rng.uniform(0.85, 1.15), semi[3] = {r, r, 170};
       add(C, MI_PHANTOM_LABEL_AORTA, table[MI_PHANTOM_LABEL_AORTA - 1].nominal_value, tex(5), c, semi, 0, 0);
     }
+    const size_t aorta = a.shapes.size() - 1;
     organ(E, MI_PHANTOM_LABEL_RIGHT_KIDNEY, 10, -62, 55, -45, 28, 32, 55, -20, 5, 0.06);
     organ(E, MI_PHANTOM_LABEL_LEFT_KIDNEY, 10, 62, 55, -35, 28, 32, 55, 20, 5, 0.06);
+    const size_t kidneys = a.shapes.size() - 2;
     organ(E, MI_PHANTOM_LABEL_SPLEEN, 8, 90, 42, 25, 28, 48, 48, 30, 5, 0.08);
     organ(E, MI_PHANTOM_LABEL_LIVER, 8, -65, -5, 0, 85, 78, 70, -10, 6, 0.08);
     organ(E, MI_PHANTOM_LABEL_HEART, 8, 25, -25, 75, 60, 50, 55, 30, 5, 0.05);
     organ(E, MI_PHANTOM_LABEL_RIGHT_LUNG, 30, -80, 5, 115, 60, 82, 105, 0, 5, 0.05);
     organ(E, MI_PHANTOM_LABEL_LEFT_LUNG, 30, 80, 5, 120, 56, 82, 100, 0, 5, 0.05);
+
+    // Retroperitoneal fat, as real CT shows it: a periaortic layer and the
+    // perirenal fat, below every organ in priority so organs keep their voxels.
+    const PhantomShape shells[3] = {fat_shell(a.shapes[aorta], 5, true), fat_shell(a.shapes[kidneys], 7, false),
+                                    fat_shell(a.shapes[kidneys + 1], 7, false)};
+    for (const auto &f : shells) a.shapes.push_back(f);
 
     // Body interior (soft tissue with fat patches) inside a subcutaneous fat layer.
     const double bc[3] = {0, 0, 0};
