@@ -401,6 +401,11 @@ typedef struct colpack_ctx {
   const geom *g;
   const float *x; /* Cg input planes */
   int64_t p0;
+  /* Set when x is a zero-padded copy (or needs no padding): planes of
+   * pin[0] x pin[1] x pin[2] in which every tap is inside, so each run of
+   * output positions is a plain strided copy, no clipping. */
+  bool padded;
+  int64_t pin[3];
 } colpack_ctx;
 
 /* Panel-major: for each NR-wide panel, its positions as row runs (a
@@ -481,16 +486,74 @@ static inline __attribute__((always_inline)) void colpack_panels(const colpack_c
   }
 }
 
+/* The padded source: per im2col row only a base offset, per run of output
+ * positions one copy. */
+typedef struct padrun {
+  int64_t base, len, j;
+} padrun;
+
+static inline __attribute__((always_inline)) void colpack_padded(const colpack_ctx *c, int64_t k0, int64_t kc,
+                                                                 int64_t j0, int64_t nc, int NR, float *dst) {
+  const geom *g = c->g;
+  const int64_t o1 = g->out[1], o2 = g->out[2], st = g->s[2];
+  const int64_t p1 = c->pin[1], p2 = c->pin[2], psz = c->pin[0] * p1 * p2;
+  int64_t koff[COLPACK_MAX_KC];
+  padrun runs[COLPACK_MAX_NR];
+  for (int64_t kb = 0; kb < kc; kb += COLPACK_MAX_KC) {
+    const int64_t ke = kc - kb < COLPACK_MAX_KC ? kc : kb + COLPACK_MAX_KC;
+    for (int64_t k = kb; k < ke; k++) {
+      const int64_t r = k0 + k, ch = r / g->k_sz, kk = r % g->k_sz;
+      const int64_t kz = kk / (g->k[1] * g->k[2]), ky = (kk / g->k[2]) % g->k[1], kx = kk % g->k[2];
+      koff[k - kb] = ch * psz + (kz * g->d[0] * p1 + ky * g->d[1]) * p2 + kx * g->d[2];
+    }
+    for (int64_t q0 = 0; q0 < nc; q0 += NR) {
+      const int64_t w = nc - q0 < NR ? nc - q0 : NR;
+      for (int64_t js = 0; js < w;) { /* runs of the panel, COLPACK_MAX_NR at a time */
+        int nr = 0;
+        int64_t p = c->p0 + j0 + q0 + js, oz = p / (o1 * o2), oy = (p / o2) % o1, ox = p % o2;
+        for (int64_t j = js; j < w && nr < COLPACK_MAX_NR;) {
+          const int64_t L = o2 - ox < w - j ? o2 - ox : w - j;
+          runs[nr++] = (padrun){(oz * g->s[0] * p1 + oy * g->s[1]) * p2 + ox * st, L, j};
+          j += L;
+          ox = 0;
+          if (++oy == o1) { oy = 0; oz++; }
+        }
+        const int64_t je = runs[nr - 1].j + runs[nr - 1].len;
+        float *d = dst + (q0 / NR) * kc * NR + kb * NR;
+        for (int64_t k = kb; k < ke; k++, d += NR) {
+          const float *src = c->x + koff[k - kb];
+          for (int i = 0; i < nr; i++) {
+            const float *s = src + runs[i].base;
+            float *o = d + runs[i].j;
+            const int64_t L = runs[i].len;
+            if (st == 1)
+              for (int64_t t = 0; t < L; t++) o[t] = s[t];
+            else if (st == 2)
+              for (int64_t t = 0; t < L; t++) o[t] = s[2 * t];
+            else
+              for (int64_t t = 0; t < L; t++) o[t] = s[t * st];
+          }
+          if (je == w)
+            for (int64_t t = w; t < NR; t++) d[t] = 0.f;
+        }
+        js = je;
+      }
+    }
+  }
+}
+
 #if defined(__x86_64__) && defined(__GNUC__)
 /* The same loops compiled for AVX-512: the copies move 16 floats at a time. */
 __attribute__((target("avx512f"))) static void colpack_avx512(const colpack_ctx *c, int64_t k0, int64_t kc,
                                                                int64_t j0, int64_t nc, int NR, float *dst) {
-  colpack_panels(c, k0, kc, j0, nc, NR, dst);
+  if (c->padded) colpack_padded(c, k0, kc, j0, nc, NR, dst);
+  else colpack_panels(c, k0, kc, j0, nc, NR, dst);
 }
 #endif
 static void colpack_plain(const colpack_ctx *c, int64_t k0, int64_t kc, int64_t j0, int64_t nc, int NR,
                           float *dst) {
-  colpack_panels(c, k0, kc, j0, nc, NR, dst);
+  if (c->padded) colpack_padded(c, k0, kc, j0, nc, NR, dst);
+  else colpack_panels(c, k0, kc, j0, nc, NR, dst);
 }
 
 static void colpack(void *vctx, int64_t k0, int64_t kc, int64_t j0, int64_t nc, int NR, float *dst) {
@@ -567,6 +630,50 @@ static void dw_planes(void *vctx, int64_t b, int64_t e) {
   }
 }
 
+/* ---- zero-padded input copy for the implicit GEMM ----------------------
+ * Extents covering every tap, so the gather never clips.  Worth it while
+ * the copy is small (2D networks); large 3D volumes keep the clipping
+ * gather rather than a second copy of the volume. */
+#define PAD_COPY_BUDGET ((int64_t)16 << 20) /* bytes */
+
+static void padded_extent(const geom *g, int64_t pin[3]) {
+  for (int j = 0; j < 3; j++) {
+    const int64_t need = (g->out[j] - 1) * g->s[j] + (g->k[j] - 1) * g->d[j] + 1; /* taps from -pb */
+    pin[j] = need > g->in[j] + g->pb[j] ? need : g->in[j] + g->pb[j];
+  }
+}
+
+typedef struct padcopy_ctx {
+  const geom *g;
+  const float *x;
+  float *xp;
+  int64_t pin[3];
+} padcopy_ctx;
+
+static void padcopy_planes(void *vctx, int64_t b, int64_t e) {
+  const padcopy_ctx *c = vctx;
+  const geom *g = c->g;
+  const int64_t psz = c->pin[0] * c->pin[1] * c->pin[2];
+  for (int64_t ch = b; ch < e; ch++) {
+    float *dp = c->xp + ch * psz;
+    const float *sp = c->x + ch * g->in_sz;
+    for (int64_t z = 0; z < c->pin[0]; z++)
+      for (int64_t y = 0; y < c->pin[1]; y++) {
+        float *d = dp + (z * c->pin[1] + y) * c->pin[2];
+        const int64_t iz = z - g->pb[0], iy = y - g->pb[1];
+        if (iz < 0 || iz >= g->in[0] || iy < 0 || iy >= g->in[1]) {
+          memset(d, 0, (size_t)c->pin[2] * sizeof(float));
+          continue;
+        }
+        const float *s = sp + (iz * g->in[1] + iy) * g->in[2];
+        const int64_t pbx = g->pb[2], w = g->in[2];
+        memset(d, 0, (size_t)pbx * sizeof(float));
+        memcpy(d + pbx, s, (size_t)w * sizeof(float));
+        memset(d + pbx + w, 0, (size_t)(c->pin[2] - pbx - w) * sizeof(float));
+      }
+  }
+}
+
 static mi_status *conv_run(mi_node *n, mi_exec *ex, mi_tensor *const *in, mi_tensor **out) {
   const conv_attr *a = n->priv;
   const mi_tensor *xt = in[0], *wt = in[1];
@@ -600,6 +707,17 @@ static mi_status *conv_run(mi_node *n, mi_exec *ex, mi_tensor *const *in, mi_ten
     if (!col) return mi_node_error(n, MI_ERR_NO_MEMORY, "cannot allocate %lld-byte column buffer",
                                    (long long)(K * P * 4));
   }
+  /* Implicit GEMM from a zero-padded copy of each group's input when it is small. */
+  bool has_pad = false;
+  for (int j = 0; j < 3; j++) {
+    const int64_t last = (g.out[j] - 1) * g.s[j] + (g.k[j] - 1) * g.d[j] - g.pb[j];
+    if (g.pb[j] > 0 || last >= g.in[j]) has_pad = true;
+  }
+  int64_t pin[3];
+  padded_extent(&g, pin);
+  float *xpad = NULL;
+  if (packed && !pointwise && has_pad && Cg * pin[0] * pin[1] * pin[2] * 4 <= PAD_COPY_BUDGET)
+    xpad = mi_exec_scratch(ex, (size_t)(Cg * pin[0] * pin[1] * pin[2]) * sizeof(float));
   for (int64_t b = 0; b < N; b++)
     for (int64_t gi = 0; gi < G; gi++) {
       const float *xg = x + (b * C + gi * Cg) * g.in_sz;
@@ -618,9 +736,18 @@ static mi_status *conv_run(mi_node *n, mi_exec *ex, mi_tensor *const *in, mi_ten
           else
             mi_sgemm(false, false, Mg, len, K, 1.f, wg, K, xg + p0, g.in_sz, 0.f, yg + p0, g.out_sz);
         } else if (packed) {
-          colpack_ctx cp = {&g, xg, p0};
-          if (!mi_gemm_sgemm_packed_a_fn(0, a->wpack[gi], len, 1.f, colpack, &cp, 0.f, yg + p0, g.out_sz, ep))
+          colpack_ctx cp = {&g, xg, p0, xpad != NULL || !has_pad, {g.in[0], g.in[1], g.in[2]}};
+          if (xpad) {
+            padcopy_ctx pc = {&g, xg, xpad, {pin[0], pin[1], pin[2]}};
+            if (p0 == 0) mi_parallel_for(ex, Cg, 1, padcopy_planes, &pc);
+            cp.x = xpad;
+            memcpy(cp.pin, pin, sizeof pin);
+          }
+          const bool ok = mi_gemm_sgemm_packed_a_fn(0, a->wpack[gi], len, 1.f, colpack, &cp, 0.f, yg + p0, g.out_sz, ep);
+          if (!ok) {
+            if (xpad) mi_exec_scratch_release(ex, xpad);
             return mi_node_error(n, MI_ERR_NO_MEMORY, "out of memory for the SGEMM's packing buffers");
+          }
         } else {
           im2col_ctx ic = {&g, xg, col, p0, p1};
           mi_parallel_for(ex, K, len >= 4096 ? 1 : 4096 / len, im2col_rows, &ic);
@@ -630,6 +757,7 @@ static mi_status *conv_run(mi_node *n, mi_exec *ex, mi_tensor *const *in, mi_ten
       }
     }
   if (col) mi_exec_scratch_release(ex, col);
+  if (xpad) mi_exec_scratch_release(ex, xpad);
   return NULL;
 }
 
