@@ -5,7 +5,9 @@
  * - Handles are opaque.  Objects returned through an out-parameter belong to
  *   the caller, who frees them with the matching *_free function.
  * - A mi_model may be used by one thread at a time; run it from several
- *   threads by loading it once per thread.
+ *   threads by loading it once per thread.  The worker threads are shared
+ *   by the whole process: while one run uses them, a concurrent run
+ *   computes on its calling thread alone.
  */
 #ifndef MEDINFER_ENGINE_H
 #define MEDINFER_ENGINE_H
