@@ -230,17 +230,21 @@ static void gemm_rect(const problem *p, slot *s, int64_t m0, int64_t m1, int64_t
         const int64_t mc = m1 - ic < MC ? m1 - ic : MC;
         const float *pa = p->pa ? p->pa + pc * p->pa_mp + ic * kc : s->a;
         if (!p->pa) pack_a(kd, mc, kc, p->A + ic * p->rsa + pc * p->csa, p->rsa, p->csa, s->a);
-        for (int64_t jr = 0; jr < nc; jr += NR) {
-          const int nr = nc - jr < NR ? (int)(nc - jr) : NR;
-          const float *pb = s->b + (jr / NR) * kc * NR;
-          float *cc = p->C + ic * p->ldc + jc + jr;
-          for (int64_t ir = 0; ir < mc; ir += MR) {
-            const int mr = mc - ir < MR ? (int)(mc - ir) : MR;
-            kd->kern(kc, pa + (ir / MR) * kc * MR, pb, cc + ir * p->ldc, p->ldc, mr, nr, p->alpha,
+        /* Shallow products (a 1x1 convolution with few input channels)
+         * move more C than they compute: walk C along its rows then, so
+         * the stores (and an epilogue's residual reads) stream. */
+        const bool rows_first = kc == p->K && kc <= 128;
+        const int64_t outer = rows_first ? mc : nc, inner = rows_first ? nc : mc;
+        const int64_t ostep = rows_first ? MR : NR, istep = rows_first ? NR : MR;
+        for (int64_t o = 0; o < outer; o += ostep)
+          for (int64_t i = 0; i < inner; i += istep) {
+            const int64_t ir = rows_first ? o : i, jr = rows_first ? i : o;
+            const int mr = mc - ir < MR ? (int)(mc - ir) : MR, nr = nc - jr < NR ? (int)(nc - jr) : NR;
+            float *cc = p->C + (ic + ir) * p->ldc + jc + jr;
+            kd->kern(kc, pa + (ir / MR) * kc * MR, s->b + (jr / NR) * kc * NR, cc, p->ldc, mr, nr, p->alpha,
                      beta);
-            if (epi) epi->fn(epi->ctx, ic + ir, mr, jc + jr, nr, cc + ir * p->ldc, p->ldc);
+            if (epi) epi->fn(epi->ctx, ic + ir, mr, jc + jr, nr, cc, p->ldc);
           }
-        }
       }
     }
   }
