@@ -195,10 +195,14 @@ def run_detect(medinfer, card_path, dicom_dir, out):
 
 
 def compare(found, ref, dirs, origin):
-    """Mismatch description, or None."""
+    """Mismatch description, or None.  Findings come sorted by score; two
+    whose scores agree to rounding (from different slices, say) may come in
+    either order, so each reference finding is matched to the finding at its
+    rank or, failing that, to any unmatched one that agrees in every field."""
     if len(found) != len(ref):
         return "%d findings, reference %d" % (len(found), len(ref))
-    for f, r in zip(found, ref):
+
+    def mismatch(f, r):
         lo, hi = np.array(r[0]), np.array(r[1])
         ctr = origin + ((lo + hi) / 2) @ dirs
         size = (hi - lo) * np.array(SPACING)
@@ -210,6 +214,16 @@ def compare(found, ref, dirs, origin):
             return "%s: centre %s size %s, reference %s %s" % (f["name"], f["center_mm"], f["size_mm"], ctr, size)
         if f["contributing_slices"] != r[4]:
             return "%s: %d slices merged, reference %d" % (f["name"], f["contributing_slices"], r[4])
+        return None
+
+    used = [False] * len(found)
+    for i, r in enumerate(ref):
+        err = None if used[i] else mismatch(found[i], r)
+        j = i if err is None and not used[i] else next(
+            (j for j in range(len(found)) if not used[j] and mismatch(found[j], r) is None), None)
+        if j is None:
+            return err or "reference finding %d matches no finding" % i
+        used[j] = True
     return None
 
 
