@@ -94,6 +94,8 @@ typedef struct mi_activation {
   float alpha, beta; /* LeakyRelu: alpha; Clip: [alpha, beta] */
 } mi_activation;
 void mi_activation_apply(const mi_activation *a, float *x, int64_t n);
+/* Monotonic clock in milliseconds (profile.c). */
+double mi_now_ms(void);
 
 typedef struct mi_op_def mi_op_def;
 

@@ -127,6 +127,7 @@ void mi_model_free(mi_model *m) {
   mi_plan_clear(m);
   mi_graph_free(&m->g);
   mi_threadpool_free(m->ex.pool);
+  free(m->prof_ms);
   free(m->in_info);
   free(m->out_info);
   free(m);
@@ -259,11 +260,16 @@ mi_status *mi_model_run(mi_model *m, mi_tensor *const *inputs, int n_inputs, mi_
         if (!st) st = mi_tensor_alloc(&scratch[i], m->opt.max_tensor_bytes);
       }
     }
-    if (!st) st = n->op->run(n, &m->ex, in, out);
+    if (!st) {
+      const double t0 = m->prof_ms ? mi_now_ms() : 0;
+      st = n->op->run(n, &m->ex, in, out);
+      if (m->prof_ms) m->prof_ms[k] += mi_now_ms() - t0;
+    }
     for (int i = 0; i < n->n_out; i++)
       if (scratch[i].owns_data) free(scratch[i].data);
     if (st) st = mi_error_prefix(st, "'%s'", g->name);
   }
+  if (!st && m->prof_ms) m->prof_runs++;
   if (!st && m->plan.first_tail >= 0) st = mi_graph_run_eager(g, &m->ex, true);
   for (int i = 0; i < g->n_outputs && !st; i++) {
     mi_value *v = &g->values[g->outputs[i]];

@@ -20,6 +20,9 @@ struct mi_model {
   mi_plan plan;
   mi_io_info *in_info, *out_info;
   struct mi_cuda_model *cuda; /* device state when opt.device is CUDA */
+  /* Per-node timing (mi_model_set_profiling): totals over prof_runs runs. */
+  double *prof_ms;
+  int64_t prof_runs;
 };
 
 /* CUDA backend (cuda/exec_cuda.cu, or cuda/cuda_none.c without CUDA). */

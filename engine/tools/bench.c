@@ -6,13 +6,17 @@
 #include <time.h>
 
 #include "medinfer/engine.h"
+#include "peak.h"
 
 static const char usage[] =
     "usage: medinfer-bench MODEL [--shape 1x3x224x224]... [--threads N] [--runs N] [--warmup N]\n"
-    "       [--device cpu|cuda|cuda:N] [--fast-math]\n"
+    "       [--device cpu|cuda|cuda:N] [--fast-math] [--profile] [--peak GFLOPS]\n"
     "Runs MODEL on random float32 input (one --shape per graph input, in order;\n"
     "fixed declared shapes are used when omitted) and prints the median latency\n"
-    "and the process's peak resident memory.\n";
+    "and the process's peak resident memory.  --profile then repeats the runs with\n"
+    "per-node timing and prints time per operator type and for the slowest nodes,\n"
+    "with the GFLOP/s of convolutions and matrix products and their share of the\n"
+    "machine's FP32 FMA peak (measured on the same threads unless --peak gives it).\n";
 
 static double now_ms(void) {
   struct timespec ts;
@@ -42,7 +46,8 @@ static int parse_shape(const char *s, int64_t *dims) {
 int main(int argc, char **argv) {
   const char *model = NULL;
   int threads = 0, runs = 10, warmup = 2, nshapes = 0;
-  int device = MI_DEVICE_CPU, device_index = 0, fast_math = 0;
+  int device = MI_DEVICE_CPU, device_index = 0, fast_math = 0, profile = 0;
+  double peak = 0;
   int64_t shapes[16][MI_MAX_DIMS];
   int ranks[16];
   for (int i = 1; i < argc; i++) {
@@ -59,6 +64,8 @@ int main(int argc, char **argv) {
     } else if (!strcmp(argv[i], "--threads") && i + 1 < argc) threads = atoi(argv[++i]);
     else if (!strcmp(argv[i], "--runs") && i + 1 < argc) runs = atoi(argv[++i]);
     else if (!strcmp(argv[i], "--fast-math")) fast_math = 1;
+    else if (!strcmp(argv[i], "--profile")) profile = 1;
+    else if (!strcmp(argv[i], "--peak") && i + 1 < argc) peak = atof(argv[++i]);
     else if (!strcmp(argv[i], "--device") && i + 1 < argc) {
       const char *d = argv[++i];
       if (!strcmp(d, "cpu")) device = MI_DEVICE_CPU;
@@ -149,6 +156,20 @@ int main(int argc, char **argv) {
          model, load_ms, ru_load.ru_maxrss / 1024.0, times[runs / 2], times[0], runs, mi_model_arena_bytes(m) / 1048576.0,
          ru.ru_maxrss / 1024.0);
   free(times);
+  if (profile) { /* separate runs: the timing above carries no profiling cost */
+    if (peak <= 0) peak = mi_bench_peak_gflops(threads > 0 ? threads : 1);
+    st = mi_model_set_profiling(m, 1);
+    for (int r = 0; r < runs && !st; r++) {
+      st = mi_model_run(m, in, nin, out, nout);
+      for (int i = 0; i < nout && !st; i++) mi_tensor_free(out[i]);
+    }
+    if (!st) st = mi_model_write_profile(m, stdout, peak);
+    if (st) {
+      fprintf(stderr, "medinfer-bench: %s\n", mi_status_message(st));
+      mi_status_free(st);
+      return 1;
+    }
+  }
   for (int i = 0; i < nin; i++) mi_tensor_free(in[i]);
   mi_model_free(m);
   return 0;

@@ -175,6 +175,33 @@ TEST(EngineApi, ThreadCountDoesNotChangeResults) {
   mi_model_free(m);
 }
 
+TEST(EngineApi, ProfileReportsOperatorsAndFlops) {
+  auto w = random_floats(18, 1), b = random_floats(2, 2);
+  mi_model *m = nullptr;
+  ASSERT_EQ(load(conv_relu_model(w, b).serialize(), &m).code, MI_OK);
+  char *text = nullptr;
+  size_t len = 0;
+  FILE *f = open_memstream(&text, &len);
+  ASSERT_NE(f, nullptr);
+  EXPECT_EQ(take(mi_model_write_profile(m, f, 0)).code, MI_ERR_INVALID_ARGUMENT);  // not profiling
+  ASSERT_EQ(take(mi_model_set_profiling(m, 1)).code, MI_OK);
+  EXPECT_EQ(take(mi_model_write_profile(m, f, 0)).code, MI_ERR_INVALID_ARGUMENT);  // no runs yet
+  std::vector<float> y;
+  auto x = random_floats(4 * 25, 9);
+  for (int r = 0; r < 3; r++) ASSERT_EQ(run1(m, {4, 1, 5, 5}, x, &y).code, MI_OK);
+  ASSERT_EQ(take(mi_model_write_profile(m, f, 100.0)).code, MI_OK);
+  fclose(f);
+  const std::string out(text, len);
+  free(text);
+  // 4 x 2 x 5 x 5 outputs (padded 3x3 conv), 9 multiply-adds each: 3600 FLOP.
+  EXPECT_NE(out.find("profile: 3 runs"), std::string::npos) << out;
+  EXPECT_NE(out.find("(3.6e-06 GFLOP"), std::string::npos) << out;
+  EXPECT_NE(out.find("  Conv "), std::string::npos) << out;
+  EXPECT_NE(out.find("% of a 100 GFLOP/s peak"), std::string::npos) << out;
+  ASSERT_EQ(take(mi_model_set_profiling(m, 0)).code, MI_OK);
+  mi_model_free(m);
+}
+
 TEST(EngineApi, ActivationsReuseMemory) {
   // Ten chained Relus over 1 MB tensors: buffers must be recycled.
   Model md;

@@ -14,6 +14,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "medinfer/status.h"
 
@@ -88,6 +89,15 @@ mi_status *mi_model_load_buffer(const void *data, size_t size, const char *base_
 void mi_model_free(mi_model *m); /* accepts NULL */
 
 mi_status *mi_model_set_threads(mi_model *m, int threads);
+
+/* ---- profiling (CPU) ------------------------------------------------------
+ * With profiling on, mi_model_run times every node.  mi_model_write_profile
+ * prints, per run, the time of each operator type and of the slowest nodes,
+ * with GFLOP/s of the convolutions and matrix products (2 x multiply-adds)
+ * and, when peak_gflops > 0, their share of that peak.  Turning profiling
+ * on clears earlier totals. */
+mi_status *mi_model_set_profiling(mi_model *m, int on);
+mi_status *mi_model_write_profile(const mi_model *m, FILE *out, double peak_gflops);
 
 /* Description of a graph input or output.  Strings and arrays are owned by
  * the model and stay valid until mi_model_free.  dims[i] < 0 means unknown;
