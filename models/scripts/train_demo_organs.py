@@ -58,7 +58,7 @@ import torch.nn as nn  # noqa: E402
 
 MODEL_DIR = os.path.normpath(os.path.join(HERE, "..", "demo-organs"))
 NAME = "demo-organs"
-VERSION = "0.9.0"  # 0.x: below the Dice bar for the aorta and, in some variants, the kidneys (see models/demo-organs/README.md)
+VERSION = "1.0.0"
 
 # ---------------------------------------------------------------------------
 # Recipe (the card is written from these)
