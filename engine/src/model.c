@@ -261,15 +261,20 @@ mi_status *mi_model_run(mi_model *m, mi_tensor *const *inputs, int n_inputs, mi_
       }
     }
     if (!st) {
-      const double t0 = m->prof_ms ? mi_now_ms() : 0;
+      const bool prof = m->prof_ms && m->prof_n == g->n_nodes;
+      const double t0 = prof ? mi_now_ms() : 0;
       st = n->op->run(n, &m->ex, in, out);
-      if (m->prof_ms) m->prof_ms[k] += mi_now_ms() - t0;
+      if (prof) m->prof_ms[g->n_nodes + k] = mi_now_ms() - t0;
     }
     for (int i = 0; i < n->n_out; i++)
       if (scratch[i].owns_data) free(scratch[i].data);
     if (st) st = mi_error_prefix(st, "'%s'", g->name);
   }
-  if (!st && m->prof_ms) m->prof_runs++;
+  if (!st && m->prof_ms && m->prof_n == g->n_nodes) { /* a failed run adds nothing */
+    for (int k = 0; k < g->n_nodes; k++) m->prof_ms[k] += m->prof_ms[g->n_nodes + k];
+    m->prof_runs++;
+  }
+  if (m->prof_ms && m->prof_n == g->n_nodes) memset(m->prof_ms + g->n_nodes, 0, sizeof(double) * (size_t)g->n_nodes);
   if (!st && m->plan.first_tail >= 0) st = mi_graph_run_eager(g, &m->ex, true);
   for (int i = 0; i < g->n_outputs && !st; i++) {
     mi_value *v = &g->values[g->outputs[i]];

@@ -20,7 +20,8 @@ mi_status *mi_model_set_profiling(mi_model *m, int on) {
   m->prof_ms = NULL;
   m->prof_runs = 0;
   if (!on) return NULL;
-  m->prof_ms = calloc((size_t)(m->g.n_nodes > 0 ? m->g.n_nodes : 1), sizeof *m->prof_ms);
+  m->prof_n = m->g.n_nodes;
+  m->prof_ms = calloc(2 * (size_t)(m->g.n_nodes > 0 ? m->g.n_nodes : 1), sizeof *m->prof_ms);
   return m->prof_ms ? NULL : mi_error(MI_ERR_NO_MEMORY, "out of memory for the profile");
 }
 
@@ -67,7 +68,7 @@ static void print_row(FILE *out, const prof_row *r, double total, double peak) {
 
 mi_status *mi_model_write_profile(const mi_model *m, FILE *out, double peak) {
   if (!m || !out) return mi_error(MI_ERR_INVALID_ARGUMENT, "mi_model_write_profile: NULL argument");
-  if (!m->prof_ms || m->prof_runs == 0)
+  if (!m->prof_ms || m->prof_runs == 0 || m->prof_n != m->g.n_nodes)
     return mi_error(MI_ERR_INVALID_ARGUMENT, "no profiled runs (mi_model_set_profiling, then mi_model_run)");
   const mi_graph *g = &m->g;
   const double runs = (double)m->prof_runs;

@@ -28,8 +28,9 @@ static pthread_cond_t g_work_cv = PTHREAD_COND_INITIALIZER, g_done_cv = PTHREAD_
  * the job fields, which the next job may be overwriting. */
 static atomic_ulong g_gen;
 static atomic_int g_pending, g_sleepers, g_main_waiting, g_quit;
-static int g_workers, g_alive; /* guarded by g_call_mu / g_mu */
+static int g_workers; /* guarded by g_call_mu */
 static unsigned long g_start_gen[MAX_THREADS];
+static pthread_t g_thread[MAX_THREADS]; /* joinable: see pool_shutdown */
 static pid_t g_pid;
 /* The current job: written by the holder before g_gen is bumped. */
 static mi_pool_fn g_fn;
@@ -100,21 +101,20 @@ static void *worker(void *arg) {
       }
     }
   }
-  pthread_mutex_lock(&g_mu);
-  if (--g_alive == 0) pthread_cond_broadcast(&g_done_cv);
-  pthread_mutex_unlock(&g_mu);
   return NULL;
 }
 
 /* The engine can be dlclose'd (a Slicer module library is): stop the workers
- * before their code is unmapped. */
+ * and join them, so none is still returning through this library's code when
+ * it is unmapped. */
 __attribute__((destructor)) static void pool_shutdown(void) {
   if (!g_pid || g_pid != getpid()) return;
   pthread_mutex_lock(&g_mu);
   atomic_store(&g_quit, 1);
   pthread_cond_broadcast(&g_work_cv);
-  while (g_alive > 0) pthread_cond_wait(&g_done_cv, &g_mu);
   pthread_mutex_unlock(&g_mu);
+  for (int i = 1; i <= g_workers; i++) pthread_join(g_thread[i], NULL);
+  g_workers = 0;
 }
 
 bool mi_pool_acquire(void) { return pthread_mutex_trylock(&g_call_mu) == 0; }
@@ -128,7 +128,7 @@ int mi_pool_threads(int want) {
     pthread_mutex_init(&g_mu, NULL);
     pthread_cond_init(&g_work_cv, NULL);
     pthread_cond_init(&g_done_cv, NULL);
-    g_workers = g_alive = 0;
+    g_workers = 0; /* the parent's threads do not exist here */
     atomic_store(&g_pending, 0);
     atomic_store(&g_sleepers, 0);
     atomic_store(&g_main_waiting, 0);
@@ -136,22 +136,8 @@ int mi_pool_threads(int want) {
   }
   if (want > MAX_THREADS) want = MAX_THREADS;
   while (g_workers + 1 < want) {
-    pthread_t th;
-    pthread_attr_t at;
-    pthread_attr_init(&at);
-    pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
-    pthread_mutex_lock(&g_mu);
-    g_alive++;
-    pthread_mutex_unlock(&g_mu);
     g_start_gen[g_workers + 1] = atomic_load(&g_gen);
-    int rc = pthread_create(&th, &at, worker, (void *)(intptr_t)(g_workers + 1));
-    pthread_attr_destroy(&at);
-    if (rc) {
-      pthread_mutex_lock(&g_mu);
-      g_alive--;
-      pthread_mutex_unlock(&g_mu);
-      break;
-    }
+    if (pthread_create(&g_thread[g_workers + 1], NULL, worker, (void *)(intptr_t)(g_workers + 1))) break;
     g_workers++;
   }
   return want < 1 ? 1 : want < g_workers + 1 ? want : g_workers + 1;

@@ -1,9 +1,11 @@
+#define _POSIX_C_SOURCE 200809L
 /* medinfer-bench: median latency and peak memory of a model on random input. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "medinfer/engine.h"
 #include "peak.h"
@@ -157,7 +159,8 @@ int main(int argc, char **argv) {
          ru.ru_maxrss / 1024.0);
   free(times);
   if (profile) { /* separate runs: the timing above carries no profiling cost */
-    if (peak <= 0) peak = mi_bench_peak_gflops(threads > 0 ? threads : 1);
+    /* The model's threads: --threads, or all online cores as the engine takes them. */
+    if (peak <= 0) peak = mi_bench_peak_gflops(threads > 0 ? threads : (int)sysconf(_SC_NPROCESSORS_ONLN));
     st = mi_model_set_profiling(m, 1);
     for (int r = 0; r < runs && !st; r++) {
       st = mi_model_run(m, in, nin, out, nout);

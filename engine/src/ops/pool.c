@@ -218,9 +218,9 @@ DEF_AVGPOOL(avgpool_f64, double)
 
 /* float32 without Indices: separable.  For each output row the valid window
  * rows are first reduced into one input-width row (contiguous, vectorised),
- * then each output takes its taps from that row.  Same results as the
- * window loops above (max is order-free; sums in float over at most
- * SEP_MAX_TAPS taps). */
+ * then each output takes its taps from that row.  Max gives what the window
+ * loops above give; averages are summed in float (at most SEP_MAX_TAPS taps)
+ * rather than double, so they may differ from those loops by a few ulp. */
 #define SEP_MAX_WIDTH 4096
 #define SEP_MAX_TAPS 64
 
