@@ -50,6 +50,11 @@ mi_status *mi_graph_optimize(mi_graph *g, size_t max_bytes);
  * where the planned shapes match (needs inferred shapes). Returns the count. */
 int mi_graph_fuse_residuals(mi_graph *g);
 
+/* BatchNormalization(+ReLU) -> Conv (group 1, constant weights)  =>  Conv
+ * with an input prologue (mi_node.pre_affine): the normalised tensor is never
+ * written.  CPU only: the CUDA kernels do not read the prologue. */
+mi_status *mi_graph_fuse_input_affine(mi_graph *g);
+
 /* Shape planning and memory planning for given input shapes (plan.c). */
 mi_status *mi_plan_build(mi_model *m, mi_tensor *const *inputs);
 /* Fold nodes whose inputs are all constants, once at load. */

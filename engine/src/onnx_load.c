@@ -69,6 +69,7 @@ void mi_graph_free(mi_graph *g) {
       if (n->op && n->op->destroy) n->op->destroy(n);
       else free(n->priv);
     }
+    free(n->pre_affine);
     free(n->name);
     free(n->op_type);
     free(n->domain);

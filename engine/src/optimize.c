@@ -231,6 +231,47 @@ int mi_graph_fuse_residuals(mi_graph *g) {
   return fused;
 }
 
+mi_status *mi_graph_fuse_input_affine(mi_graph *g) {
+  for (int k = 0; k < g->n_nodes; k++) {
+    mi_node *conv = &g->nodes[k];
+    if (conv->dead || !is_op(conv, "Conv") || conv->n_in < 2 || conv->in[0] < 0 || conv->in[1] < 0) continue;
+    if (mi_attr_int(conv, "group", 1) != 1 || conv->pre_affine) continue;
+    const mi_value *wv = &g->values[conv->in[1]];
+    if (!wv->is_const || wv->t.dtype != MI_FLOAT || wv->t.ndim < 3) continue;
+    const int x = conv->in[0], pk = g->values[x].producer;
+    if (pk < 0 || g->values[x].is_output) continue;
+    mi_node *bn = &g->nodes[pk];
+    if (bn->dead || !is_op(bn, "BatchNormalization") || bn->n_in != 5 || bn->in[0] < 0 || bn->out[0] != x ||
+        bn->fused_add >= 0 || (bn->act.kind != MI_ACT_NONE && bn->act.kind != MI_ACT_RELU) ||
+        mi_attr_int(bn, "training_mode", 0))
+      continue;
+    bool extra = false;
+    for (int i = 1; i < bn->n_out; i++) extra |= bn->out[i] >= 0;
+    if (extra) continue;
+    const int64_t C = wv->t.dims[1];
+    const float *scale = const_f32(g, bn->in[1], C), *beta = const_f32(g, bn->in[2], C);
+    const float *mean = const_f32(g, bn->in[3], C), *var = const_f32(g, bn->in[4], C);
+    if (!scale || !beta || !mean || !var) continue;
+    int *uses = count_uses(g);
+    if (!uses) return mi_error(MI_ERR_NO_MEMORY, "out of memory");
+    const bool single = uses[x] == 1;
+    free(uses);
+    if (!single) continue;
+    float *pa = malloc(2 * (size_t)C * sizeof *pa);
+    if (!pa) return mi_error(MI_ERR_NO_MEMORY, "out of memory");
+    const float eps = mi_attr_float(bn, "epsilon", 1e-5f);
+    for (int64_t c = 0; c < C; c++) {
+      pa[c] = scale[c] / sqrtf(var[c] + eps);
+      pa[C + c] = beta[c] - mean[c] * pa[c];
+    }
+    conv->pre_affine = pa;
+    conv->pre_relu = bn->act.kind == MI_ACT_RELU;
+    conv->in[0] = bn->in[0];
+    bn->dead = true;
+  }
+  return mi_graph_toposort(g);
+}
+
 mi_status *mi_graph_optimize(mi_graph *g, size_t max_bytes) {
   drop_identities(g);
   MI_TRY(fold_batchnorm(g, max_bytes));

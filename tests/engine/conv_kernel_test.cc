@@ -168,6 +168,9 @@ TEST(ConvKernel, RandomGeometryMatchesReference) {
   for (int trial = 0; trial < 160; trial++) {
     const Geo g = random_conv(rng);
     const bool const_w = trial % 2 == 0, with_bias = trial % 3 != 0, fused = trial % 4 >= 2;
+    // BatchNormalization (+ReLU) in front: the graph pass folds it into the
+    // convolution's input gather when the weights are constant and group is 1.
+    const bool bn_in = trial % 5 < 2, bn_relu = trial % 5 == 0;
     const int64_t ksz = g.k[0] * g.k[1] * g.k[2];
     const auto xd = shape(g, g.N, g.C, g.in), yd = shape(g, g.N, g.M, g.out);
     std::vector<int64_t> wd = {g.M, g.C / g.G};
@@ -175,6 +178,19 @@ TEST(ConvKernel, RandomGeometryMatchesReference) {
     auto x = rnd((size_t)numel(xd), rng), w = rnd((size_t)(g.M * (g.C / g.G) * ksz), rng);
     auto b = with_bias ? rnd((size_t)g.M, rng) : std::vector<float>();
     auto r = fused ? rnd((size_t)numel(yd), rng) : std::vector<float>();
+    std::vector<float> gamma, beta, mean, var, xin = x;
+    if (bn_in) {
+      gamma = rnd((size_t)g.C, rng), beta = rnd((size_t)g.C, rng), mean = rnd((size_t)g.C, rng);
+      var = rnd((size_t)g.C, rng);
+      for (auto &v : var) v = v * v + 0.1f;
+      const int64_t plane = numel(xd) / (g.N * g.C);
+      for (int64_t i = 0; i < numel(xd); i++) {  // the reference's input: what BN(+ReLU) gives
+        const int64_t c = (i / plane) % g.C;
+        const double s = gamma[c] / std::sqrt((double)var[c] + 1e-5);
+        const double v = (x[i] - mean[c]) * s + beta[c];
+        xin[i] = (float)(bn_relu && v < 0 ? 0 : v);
+      }
+    }
 
     Model md;
     md.inputs.push_back({"x", 1, xd});
@@ -187,7 +203,15 @@ TEST(ConvKernel, RandomGeometryMatchesReference) {
       dims.push_back(wd);
       data.push_back(w);
     }
-    std::vector<std::string> cin = {"x", "w"};
+    std::vector<std::string> cin = {bn_in ? "xn" : "x", "w"};
+    if (bn_in) {
+      md.inits.push_back(onnxb::float_tensor("gamma", {g.C}, gamma));
+      md.inits.push_back(onnxb::float_tensor("beta", {g.C}, beta));
+      md.inits.push_back(onnxb::float_tensor("mean", {g.C}, mean));
+      md.inits.push_back(onnxb::float_tensor("var", {g.C}, var));
+      md.nodes.push_back({"BatchNormalization", "bn", {"x", "gamma", "beta", "mean", "var"}, {bn_relu ? "xb" : "xn"}, {}});
+      if (bn_relu) md.nodes.push_back({"Relu", "bnrelu", {"xb"}, {"xn"}, {}});
+    }
     if (with_bias) {
       md.inits.push_back(onnxb::float_tensor("b", {g.M}, b));
       cin.push_back("b");
@@ -209,9 +233,9 @@ TEST(ConvKernel, RandomGeometryMatchesReference) {
     std::string err;
     auto got = run(md, dims, data, &err);
     const std::string what = "trial " + std::to_string(trial) + " (" + describe(g) + (const_w ? ", packed W" : ", W input") +
-                             (fused ? ", +res relu" : "") + ")";
+                             (fused ? ", +res relu" : "") + (bn_in ? bn_relu ? ", BN+relu in" : ", BN in" : "") + ")";
     ASSERT_TRUE(err.empty()) << what << ": " << err;
-    expect_close(got, conv_ref(g, x, w, b, r, fused), what);
+    expect_close(got, conv_ref(g, xin, w, b, r, fused), what);
     if (HasFailure()) return;
   }
 }

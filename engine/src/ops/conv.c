@@ -406,7 +406,23 @@ typedef struct colpack_ctx {
    * output positions is a plain strided copy, no clipping. */
   bool padded;
   int64_t pin[3];
+  /* Input prologue (mi_node.pre_affine) applied while gathering, or NULL. */
+  const float *pre;
+  int64_t pre_c;
+  bool pre_relu;
 } colpack_ctx;
+
+/* o[t] = f(src[t * st]) for t in [lo, hi) with the prologue's channel affine. */
+static inline __attribute__((always_inline)) void copy_affine(float *o, const float *src, int64_t st, int64_t lo,
+                                                              int64_t hi, float a, float b, bool relu) {
+  if (relu)
+    for (int64_t t = lo; t < hi; t++) {
+      const float v = src[t * st] * a + b;
+      o[t] = v > 0.f ? v : 0.f;
+    }
+  else
+    for (int64_t t = lo; t < hi; t++) o[t] = src[t * st] * a + b;
+}
 
 /* Panel-major: for each NR-wide panel, its positions as row runs (a
  * panel's worth: at most NR runs), then every im2col row k of the block
@@ -418,7 +434,7 @@ typedef struct colrun {
 
 typedef struct colrow {
   const float *plane;
-  int64_t offz, offy, offx, xlo, xhi;
+  int64_t ch, offz, offy, offx, xlo, xhi;
 } colrow;
 
 #define COLPACK_MAX_NR 64  /* widest kernel tile: 48 */
@@ -436,6 +452,7 @@ static inline __attribute__((always_inline)) void colpack_panels(const colpack_c
       const int64_t r = k0 + k, ch = r / g->k_sz, kk = r % g->k_sz;
       const int64_t kz = kk / (g->k[1] * g->k[2]), ky = (kk / g->k[2]) % g->k[1], kx = kk % g->k[2];
       colrow *cr = &rows[k - kb];
+      cr->ch = ch;
       cr->plane = c->x + ch * g->in_sz;
       cr->offz = kz * g->d[0] - g->pb[0];
       cr->offy = ky * g->d[1] - g->pb[1];
@@ -469,7 +486,9 @@ static inline __attribute__((always_inline)) void colpack_panels(const colpack_c
             const float *src = cr->plane + (iz * g->in[1] + iy) * g->in[2] + cr->offx;
             const int64_t a = clamp64(cr->xlo, rn->ox, e), b = clamp64(cr->xhi, a, e);
             for (int64_t t = rn->ox; t < a; t++) o[t] = 0.f;
-            if (st == 1)
+            if (c->pre)
+              copy_affine(o, src, st, a, b, c->pre[cr->ch], c->pre[c->pre_c + cr->ch], c->pre_relu);
+            else if (st == 1)
               for (int64_t t = a; t < b; t++) o[t] = src[t];
             else if (st == 2)
               for (int64_t t = a; t < b; t++) o[t] = src[2 * t];
@@ -497,7 +516,7 @@ static inline __attribute__((always_inline)) void colpack_padded(const colpack_c
   const geom *g = c->g;
   const int64_t o1 = g->out[1], o2 = g->out[2], st = g->s[2];
   const int64_t p1 = c->pin[1], p2 = c->pin[2], psz = c->pin[0] * p1 * p2;
-  int64_t koff[COLPACK_MAX_KC];
+  int64_t koff[COLPACK_MAX_KC], kch[COLPACK_MAX_KC];
   padrun runs[COLPACK_MAX_NR];
   for (int64_t kb = 0; kb < kc; kb += COLPACK_MAX_KC) {
     const int64_t ke = kc - kb < COLPACK_MAX_KC ? kc : kb + COLPACK_MAX_KC;
@@ -505,6 +524,7 @@ static inline __attribute__((always_inline)) void colpack_padded(const colpack_c
       const int64_t r = k0 + k, ch = r / g->k_sz, kk = r % g->k_sz;
       const int64_t kz = kk / (g->k[1] * g->k[2]), ky = (kk / g->k[2]) % g->k[1], kx = kk % g->k[2];
       koff[k - kb] = ch * psz + (kz * g->d[0] * p1 + ky * g->d[1]) * p2 + kx * g->d[2];
+      kch[k - kb] = ch;
     }
     for (int64_t q0 = 0; q0 < nc; q0 += NR) {
       const int64_t w = nc - q0 < NR ? nc - q0 : NR;
@@ -526,7 +546,9 @@ static inline __attribute__((always_inline)) void colpack_padded(const colpack_c
             const float *s = src + runs[i].base;
             float *o = d + runs[i].j;
             const int64_t L = runs[i].len;
-            if (st == 1)
+            if (c->pre)
+              copy_affine(o, s, st, 0, L, c->pre[kch[k - kb]], c->pre[c->pre_c + kch[k - kb]], c->pre_relu);
+            else if (st == 1)
               for (int64_t t = 0; t < L; t++) o[t] = s[t];
             else if (st == 2)
               for (int64_t t = 0; t < L; t++) o[t] = s[2 * t];
@@ -648,6 +670,9 @@ typedef struct padcopy_ctx {
   const float *x;
   float *xp;
   int64_t pin[3];
+  const float *pre; /* input prologue applied while copying, or NULL */
+  int64_t pre_c;
+  bool pre_relu;
 } padcopy_ctx;
 
 static void padcopy_planes(void *vctx, int64_t b, int64_t e) {
@@ -668,9 +693,28 @@ static void padcopy_planes(void *vctx, int64_t b, int64_t e) {
         const float *s = sp + (iz * g->in[1] + iy) * g->in[2];
         const int64_t pbx = g->pb[2], w = g->in[2];
         memset(d, 0, (size_t)pbx * sizeof(float));
-        memcpy(d + pbx, s, (size_t)w * sizeof(float));
+        if (c->pre) copy_affine(d + pbx, s, 1, 0, w, c->pre[ch], c->pre[c->pre_c + ch], c->pre_relu);
+        else memcpy(d + pbx, s, (size_t)w * sizeof(float));
         memset(d + pbx + w, 0, (size_t)(c->pin[2] - pbx - w) * sizeof(float));
       }
+  }
+}
+
+/* The input prologue on a whole copy of the input (paths that do not gather). */
+typedef struct pre_ctx {
+  const float *x;
+  float *y;
+  const float *pre;
+  int64_t C;
+  bool relu;
+  int64_t plane;
+} pre_ctx;
+
+static void pre_planes(void *vctx, int64_t b, int64_t e) {
+  const pre_ctx *c = vctx;
+  for (int64_t p = b; p < e; p++) {
+    const int64_t ch = p % c->C;
+    copy_affine(c->y + p * c->plane, c->x + p * c->plane, 1, 0, c->plane, c->pre[ch], c->pre[c->C + ch], c->relu);
   }
 }
 
@@ -698,14 +742,31 @@ static mi_status *conv_run(mi_node *n, mi_exec *ex, mi_tensor *const *in, mi_ten
   bool pointwise = true;
   for (int j = 0; j < 3; j++)
     if (g.k[j] != 1 || g.s[j] != 1 || g.pb[j] != 0 || g.in[j] != g.out[j]) pointwise = false;
+  /* Input prologue (a BatchNormalization+ReLU folded in by the graph pass):
+   * applied while gathering on the packed path (a 1x1 convolution then
+   * gathers too); otherwise on a transformed copy of the input. */
+  const float *pre = n->pre_affine;
+  float *xcopy = NULL;
+  if (pre && (!packed || G != 1)) {
+    pre_ctx pc = {x, NULL, pre, C, n->pre_relu, g.in_sz};
+    xcopy = mi_exec_scratch(ex, (size_t)(N * C * g.in_sz) * sizeof(float));
+    if (!xcopy) return mi_node_error(n, MI_ERR_NO_MEMORY, "out of memory for the normalised input");
+    pc.y = xcopy;
+    mi_parallel_for(ex, N * C, 1, pre_planes, &pc);
+    x = xcopy;
+    pre = NULL;
+  }
+  if (pre) pointwise = false;
 
   /* Packed weights: the epilogue runs inside the GEMM, so one tile is the whole output. */
   const int64_t P = tile_len(g.out_sz, pointwise || packed ? 0 : K, packed ? 0 : Mg, g.out[2]);
   float *col = NULL;
   if (!pointwise && !packed) {
     col = mi_exec_scratch(ex, (size_t)(K * P) * sizeof(float));
-    if (!col) return mi_node_error(n, MI_ERR_NO_MEMORY, "cannot allocate %lld-byte column buffer",
-                                   (long long)(K * P * 4));
+    if (!col) {
+      if (xcopy) mi_exec_scratch_release(ex, xcopy);
+      return mi_node_error(n, MI_ERR_NO_MEMORY, "cannot allocate %lld-byte column buffer", (long long)(K * P * 4));
+    }
   }
   /* Implicit GEMM from a zero-padded copy of each group's input when it is small. */
   bool has_pad = false;
@@ -736,16 +797,18 @@ static mi_status *conv_run(mi_node *n, mi_exec *ex, mi_tensor *const *in, mi_ten
           else
             mi_sgemm(false, false, Mg, len, K, 1.f, wg, K, xg + p0, g.in_sz, 0.f, yg + p0, g.out_sz);
         } else if (packed) {
-          colpack_ctx cp = {&g, xg, p0, xpad != NULL || !has_pad, {g.in[0], g.in[1], g.in[2]}};
-          if (xpad) {
-            padcopy_ctx pc = {&g, xg, xpad, {pin[0], pin[1], pin[2]}};
+          colpack_ctx cp = {&g, xg, p0, xpad != NULL || !has_pad, {g.in[0], g.in[1], g.in[2]}, pre, C, n->pre_relu};
+          if (xpad) { /* the prologue, if any, goes into the padded copy */
+            padcopy_ctx pc = {&g, xg, xpad, {pin[0], pin[1], pin[2]}, pre, C, n->pre_relu};
             if (p0 == 0) mi_parallel_for(ex, Cg, 1, padcopy_planes, &pc);
             cp.x = xpad;
+            cp.pre = NULL;
             memcpy(cp.pin, pin, sizeof pin);
           }
           const bool ok = mi_gemm_sgemm_packed_a_fn(0, a->wpack[gi], len, 1.f, colpack, &cp, 0.f, yg + p0, g.out_sz, ep);
           if (!ok) {
             if (xpad) mi_exec_scratch_release(ex, xpad);
+            if (xcopy) mi_exec_scratch_release(ex, xcopy);
             return mi_node_error(n, MI_ERR_NO_MEMORY, "out of memory for the SGEMM's packing buffers");
           }
         } else {
@@ -758,6 +821,7 @@ static mi_status *conv_run(mi_node *n, mi_exec *ex, mi_tensor *const *in, mi_ten
     }
   if (col) mi_exec_scratch_release(ex, col);
   if (xpad) mi_exec_scratch_release(ex, xpad);
+  if (xcopy) mi_exec_scratch_release(ex, xcopy);
   return NULL;
 }
 
