@@ -551,6 +551,7 @@ mi_status *mi_graph_toposort(mi_graph *g) {
       if (n->op && n->op->destroy) n->op->destroy(n);
       else free(n->priv);
     }
+    free(n->pre_affine);
     free(n->name); free(n->op_type); free(n->domain); free(n->in); free(n->out);
     for (int a = 0; a < n->n_attr; a++) free_attr(&n->attr[a]);
     free(n->attr);

@@ -243,7 +243,7 @@ mi_status *mi_graph_fuse_input_affine(mi_graph *g) {
     mi_node *bn = &g->nodes[pk];
     if (bn->dead || !is_op(bn, "BatchNormalization") || bn->n_in != 5 || bn->in[0] < 0 || bn->out[0] != x ||
         bn->fused_add >= 0 || (bn->act.kind != MI_ACT_NONE && bn->act.kind != MI_ACT_RELU) ||
-        mi_attr_int(bn, "training_mode", 0))
+        mi_attr_int(bn, "training_mode", 0) || (bn->opset < 9 && mi_attr_int(bn, "spatial", 1) == 0))
       continue;
     bool extra = false;
     for (int i = 1; i < bn->n_out; i++) extra |= bn->out[i] >= 0;
@@ -260,9 +260,10 @@ mi_status *mi_graph_fuse_input_affine(mi_graph *g) {
     float *pa = malloc(2 * (size_t)C * sizeof *pa);
     if (!pa) return mi_error(MI_ERR_NO_MEMORY, "out of memory");
     const float eps = mi_attr_float(bn, "epsilon", 1e-5f);
-    for (int64_t c = 0; c < C; c++) {
-      pa[c] = scale[c] / sqrtf(var[c] + eps);
-      pa[C + c] = beta[c] - mean[c] * pa[c];
+    for (int64_t c = 0; c < C; c++) { /* in double, as the BatchNormalization kernel */
+      const double a = (double)scale[c] / sqrt((double)var[c] + (double)eps);
+      pa[c] = (float)a;
+      pa[C + c] = (float)((double)beta[c] - (double)mean[c] * a);
     }
     conv->pre_affine = pa;
     conv->pre_relu = bn->act.kind == MI_ACT_RELU;
