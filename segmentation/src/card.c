@@ -91,11 +91,8 @@ static mi_status *parse_step(const mi_cj_ctx *c, json_object *s, int i, mi_card 
 static mi_status *parse_input(const mi_cj_ctx *c, json_object *root, mi_card *k) {
   json_object *in = mi_cj_member(root, "input");
   if (!in || !json_object_is_type(in, json_type_object)) return mi_cj_bad(c, "input", "missing (expected an object)");
-  double ch;
   if (!mi_cj_member(in, "channels")) return mi_cj_bad(c, "input.channels", "missing (expected 1)");
-  MI_TRY(mi_cj_number(c, in, "channels", "input.channels", 1, 1, MI_CARD_MAX_CHANNELS, "from 1 to 8", &ch));
-  if (ch != floor(ch)) return mi_cj_bad(c, "input.channels", "expected an integer");
-  k->channels = (int)ch;
+  MI_TRY(mi_cj_int(c, in, "channels", "input.channels", 1, 1, MI_CARD_MAX_CHANNELS, "from 1 to 8", &k->channels));
   if (k->channels != 1)
     return mi_cj_bad(c, "input.channels", "%d channels need a multi-series model, not supported yet (expected 1)",
                k->channels);
@@ -138,10 +135,7 @@ static mi_status *parse_inference(const mi_cj_ctx *c, json_object *root, mi_card
     if (is2 && k->patch[2] != 1) return mi_cj_bad(c, "inference.patch_size", "2d mode needs [x, y, 1]");
   }
   MI_TRY(mi_cj_number(c, inf, "overlap", "inference.overlap", 0.5, 0, 0.999999, "in [0, 1)", &k->overlap));
-  double b;
-  MI_TRY(mi_cj_number(c, inf, "batch", "inference.batch", 1, 1, 1024, "from 1 to 1024", &b));
-  if (b != floor(b)) return mi_cj_bad(c, "inference.batch", "expected an integer");
-  k->batch = (int)b;
+  MI_TRY(mi_cj_int(c, inf, "batch", "inference.batch", 1, 1, 1024, "from 1 to 1024", &k->batch));
   MI_TRY(mi_cj_number(c, inf, "gaussian_sigma_scale", "inference.gaussian_sigma_scale", 0.125, 1e-6, 10, "in (0, 10]",
                     &k->sigma_scale));
   MI_TRY(mi_cj_bool(c, inf, "mirroring", "inference.mirroring", 0, &k->mirroring));

@@ -49,13 +49,9 @@ static mi_status *parse_boxes_head(const mi_cj_ctx *c, json_object *head, mi_car
   MI_TRY(mi_cj_string(c, o, "boxes", "output.head.outputs.boxes", 1, &d->boxes_output));
   MI_TRY(mi_cj_string(c, o, "scores", "output.head.outputs.scores", 1, &d->scores_output));
   MI_TRY(mi_cj_string(c, o, "labels", "output.head.outputs.labels", 1, &d->labels_output));
-  double v;
-  MI_TRY(mi_cj_number(c, head, "label_offset", "output.head.label_offset", 1, 0, 255, "from 0 to 255", &v));
-  if (v != floor(v)) return mi_cj_bad(c, "output.head.label_offset", "expected an integer");
-  d->label_offset = (int)v;
-  MI_TRY(mi_cj_number(c, head, "input_channels", "output.head.input_channels", 3, 1, 8, "from 1 to 8", &v));
-  if (v != floor(v)) return mi_cj_bad(c, "output.head.input_channels", "expected an integer");
-  d->input_channels = (int)v;
+  MI_TRY(mi_cj_int(c, head, "label_offset", "output.head.label_offset", 1, 0, 255, "from 0 to 255", &d->label_offset));
+  MI_TRY(mi_cj_int(c, head, "input_channels", "output.head.input_channels", 3, 1, 8, "from 1 to 8",
+                   &d->input_channels));
   return NULL;
 }
 
@@ -124,22 +120,17 @@ mi_status *mi_card_parse_detection(const mi_cj_ctx *c, json_object *out, mi_card
   MI_TRY(mi_cj_number(c, out, "score_threshold", "output.score_threshold", 0.5, 0, 1, "in [0, 1]",
                       &d->score_threshold));
   MI_TRY(mi_cj_number(c, out, "iou_threshold", "output.iou_threshold", 0.5, 0, 1, "in [0, 1]", &d->iou_threshold));
-  double m;
-  MI_TRY(mi_cj_number(c, out, "max_detections", "output.max_detections", 100, 1, 100000, "from 1 to 100000", &m));
-  if (m != floor(m)) return mi_cj_bad(c, "output.max_detections", "expected an integer");
-  d->max_detections = (int)m;
+  MI_TRY(mi_cj_int(c, out, "max_detections", "output.max_detections", 100, 1, 100000, "from 1 to 100000",
+                   &d->max_detections));
   d->merge_iou = 0.3, d->merge_gap = 1, d->merge_min_slices = 1;
   json_object *mg = mi_cj_member(out, "merge");
   if (mg) {
     if (!json_object_is_type(mg, json_type_object)) return mi_cj_bad(c, "output.merge", "expected an object");
     if (!k->mode_2d) return mi_cj_bad(c, "output.merge", "slice merging applies to 2d models only");
     MI_TRY(mi_cj_number(c, mg, "iou", "output.merge.iou", 0.3, 0, 1, "in [0, 1]", &d->merge_iou));
-    MI_TRY(mi_cj_number(c, mg, "max_gap", "output.merge.max_gap", 1, 0, 100, "from 0 to 100", &m));
-    if (m != floor(m)) return mi_cj_bad(c, "output.merge.max_gap", "expected an integer");
-    d->merge_gap = (int)m;
-    MI_TRY(mi_cj_number(c, mg, "min_slices", "output.merge.min_slices", 1, 1, 1000, "from 1 to 1000", &m));
-    if (m != floor(m)) return mi_cj_bad(c, "output.merge.min_slices", "expected an integer");
-    d->merge_min_slices = (int)m;
+    MI_TRY(mi_cj_int(c, mg, "max_gap", "output.merge.max_gap", 1, 0, 100, "from 0 to 100", &d->merge_gap));
+    MI_TRY(mi_cj_int(c, mg, "min_slices", "output.merge.min_slices", 1, 1, 1000, "from 1 to 1000",
+                     &d->merge_min_slices));
   }
   /* Review pictures: the card's CT window when it has one, else a soft-tissue window. */
   d->review_center = 40, d->review_width = 400;

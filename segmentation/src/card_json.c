@@ -57,6 +57,14 @@ mi_status *mi_cj_number(const mi_cj_ctx *c, json_object *obj, const char *key, c
   return *out = d, NULL;
 }
 
+mi_status *mi_cj_int(const mi_cj_ctx *c, json_object *obj, const char *key, const char *field, double def, double lo,
+                     double hi, const char *range, int *out) {
+  double d;
+  MI_TRY(mi_cj_number(c, obj, key, field, def, lo, hi, range, &d));
+  if (d != floor(d)) return mi_cj_bad(c, field, "expected an integer");
+  return *out = (int)d, NULL;
+}
+
 mi_status *mi_cj_bool(const mi_cj_ctx *c, json_object *obj, const char *key, const char *field, int def, int *out) {
   json_object *v = mi_cj_member(obj, key);
   if (!v) return *out = def, NULL;

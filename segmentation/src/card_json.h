@@ -23,6 +23,9 @@ mi_status *mi_cj_string(const mi_cj_ctx *c, json_object *obj, const char *key, c
 /* Number member in [lo, hi] (def when absent); range is the text for errors. */
 mi_status *mi_cj_number(const mi_cj_ctx *c, json_object *obj, const char *key, const char *field, double def,
                         double lo, double hi, const char *range, double *out);
+/* The same for an integer member (fractions are refused). */
+mi_status *mi_cj_int(const mi_cj_ctx *c, json_object *obj, const char *key, const char *field, double def, double lo,
+                     double hi, const char *range, int *out);
 mi_status *mi_cj_bool(const mi_cj_ctx *c, json_object *obj, const char *key, const char *field, int def, int *out);
 /* A fixed-length array of numbers (integers and/or positive when asked). */
 mi_status *mi_cj_vec(const mi_cj_ctx *c, json_object *v, const char *field, int n, int integer, int positive,

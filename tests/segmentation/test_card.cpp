@@ -91,6 +91,7 @@ TEST(Card, ErrorsNameFileAndField) {
       {"{\"type\": \"zscore\"}", "{\"type\": \"gamma\"}", "input.preprocessing[1].type"},
       {"\"task\": \"segmentation\"", "\"task\": \"classification\"", "task"},
       {"\"channels\": 1", "\"channels\": 3", "input.channels"},
+      {"\"channels\": 1", "\"channels\": 1.5", "input.channels: expected an integer"},
       {"\"min_size\": [32, 32, 16]", "\"min_size\": [32, 32]", "applies_to.min_size"},
       {"\"largest_component\": [1]", "\"largest_component\": [7]", "output.postprocessing.largest_component"},
       {"\"name\": \"t\", ", "", "name: missing"},

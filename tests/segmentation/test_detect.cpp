@@ -151,4 +151,9 @@ TEST(DetectorCard, LoadsAndNamesBadFields) {
   EXPECT_NE(card_error("\"mode\": \"2d\"", "\"mode\": \"3d\", \"patch_size\": [64, 64, 64]").find("output"),
             std::string::npos);  // 2D strides/anchors or merge in a 3d card
   EXPECT_NE(card_error("\"task\": \"detection\"", "\"task\": \"classification\"").find("task"), std::string::npos);
+  EXPECT_NE(card_error("\"max_detections\": 20", "\"max_detections\": 20.5")
+                .find("output.max_detections: expected an integer"),
+            std::string::npos);
+  EXPECT_NE(card_error("\"max_gap\": 2", "\"max_gap\": 1.5").find("output.merge.max_gap: expected an integer"),
+            std::string::npos);
 }
