@@ -18,7 +18,7 @@
 #include "pool.h"
 
 #define MAX_THREADS 64
-#define SPIN_US 100
+#define SPIN_US 1000
 
 static pthread_mutex_t g_call_mu = PTHREAD_MUTEX_INITIALIZER; /* the pool's holder */
 static pthread_mutex_t g_mu = PTHREAD_MUTEX_INITIALIZER;      /* sleeping and start-up */

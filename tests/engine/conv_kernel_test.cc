@@ -74,14 +74,17 @@ std::vector<float> run(const Model &md, const std::vector<std::vector<int64_t>> 
 // Index helpers over the 3D-normalised geometry (leading spatial dims 1).
 int64_t at3(const int64_t *sz, int64_t z, int64_t y, int64_t x) { return (z * sz[1] + y) * sz[2] + x; }
 
-Geo random_conv(std::mt19937 &rng) {
+// wide: a dense 2D layer with enough channels for several weight blocks
+// (K > 192 rows) and channel groups (M > 64) in the kernels.
+Geo random_conv(std::mt19937 &rng, bool wide = false) {
   auto pick = [&](int lo, int hi) { return std::uniform_int_distribution<int>(lo, hi)(rng); };
   Geo g{};
-  g.nsp = pick(1, 3);
+  g.nsp = wide ? 2 : pick(1, 3);
   g.N = pick(1, 2);
-  const int kind = pick(0, 5);  // 0: depthwise, 1: grouped, else dense
+  const int kind = wide ? 5 : pick(0, 5);  // 0: depthwise, 1: grouped, else dense
   g.G = kind == 0 ? pick(2, 9) : kind == 1 ? pick(2, 3) : 1;
-  const int64_t cg = kind == 0 ? 1 : pick(1, g.nsp == 3 ? 6 : 13), mg = kind == 0 ? pick(1, 2) : pick(1, 21);
+  int64_t cg = kind == 0 ? 1 : pick(1, g.nsp == 3 ? 6 : 13), mg = kind == 0 ? pick(1, 2) : pick(1, 21);
+  if (wide) cg = pick(20, 48), mg = pick(60, 140);
   g.C = cg * g.G;
   g.M = mg * g.G;
   for (int j = 0; j < 3; j++) {
@@ -95,7 +98,7 @@ Geo random_conv(std::mt19937 &rng) {
     const int64_t dk = (g.k[j] - 1) * g.d[j] + 1;
     g.pb[j] = pick(0, (int)std::min<int64_t>(2, dk - 1));
     g.pe[j] = pick(0, (int)std::min<int64_t>(2, dk - 1));
-    g.in[j] = std::max<int64_t>(dk, pick(g.nsp == 3 ? 3 : 5, g.nsp == 3 ? 9 : g.nsp == 2 ? 23 : 70));
+    g.in[j] = std::max<int64_t>(dk, pick(g.nsp == 3 ? 3 : 5, g.nsp == 3 ? 9 : g.nsp == 2 ? (wide ? 16 : 23) : 70));
     g.out[j] = (g.in[j] + g.pb[j] + g.pe[j] - dk) / g.s[j] + 1;
   }
   for (int j = 0; j < 3 - g.nsp; j++) g.out[j] = 1;
@@ -166,7 +169,7 @@ std::string describe(const Geo &g) {
 TEST(ConvKernel, RandomGeometryMatchesReference) {
   std::mt19937 rng(20261125);
   for (int trial = 0; trial < 160; trial++) {
-    const Geo g = random_conv(rng);
+    const Geo g = random_conv(rng, trial % 8 == 6);
     const bool const_w = trial % 2 == 0, with_bias = trial % 3 != 0, fused = trial % 4 >= 2;
     // BatchNormalization (+ReLU) in front: the graph pass folds it into the
     // convolution's input gather when the weights are constant and group is 1.

@@ -438,6 +438,10 @@ size_t mi_gemm_packed_a_bytes(const mi_gemm_packed_a *p) {
   return p ? (size_t)p->mp * (size_t)p->K * sizeof(float) + sizeof *p : 0;
 }
 
+mi_gemm_packed_view mi_gemm_packed_a_view(const mi_gemm_packed_a *p) {
+  return (mi_gemm_packed_view){p->data, p->M, p->K, p->mp, p->kd->mr, p->kd->kc, p->kd->name};
+}
+
 bool mi_gemm_prepack_enabled(void) {
   static atomic_int v = -1;
   int r = atomic_load(&v);

@@ -72,6 +72,15 @@ mi_gemm_packed_a *mi_gemm_pack_a(mi_isa isa, bool trans_a, int64_t M, int64_t K,
                                  int64_t lda);
 void mi_gemm_packed_a_free(mi_gemm_packed_a *p);
 size_t mi_gemm_packed_a_bytes(const mi_gemm_packed_a *p);
+/* The packed layout, for kernels that read it in place: K in blocks of kc
+ * rows; block pc holds mp/mr panels of [kc][mr] floats at data + pc * mp. */
+typedef struct mi_gemm_packed_view {
+  const float *data;
+  int64_t M, K, mp;
+  int mr, kc;
+  const char *kernel; /* the micro-kernel's name it was packed for */
+} mi_gemm_packed_view;
+mi_gemm_packed_view mi_gemm_packed_a_view(const mi_gemm_packed_a *p);
 /* Epilogue run on each block of C as soon as it is final (all of K summed),
  * while it is still in L1: rows [m0, m0+mr), columns [n0, n0+nr) of C at c
  * (row stride ldc).  Called from several threads at once on disjoint blocks. */

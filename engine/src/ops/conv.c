@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "gemm/dconv.h"
 #include "gemm/gemm.h"
 #include "ops.h"
 #include "spatial.h"
@@ -689,6 +690,95 @@ static void pre_planes(void *vctx, int64_t b, int64_t e) {
   }
 }
 
+/* ---- direct kernel (gemm/dconv.h) ---------------------------------------
+ * Group 1, unit strides, weights packed for the AVX-512 kernel, an input
+ * whose zero-padded copy fits the budget.  MEDINFER_CONV_DIRECT=0 keeps
+ * every convolution on the implicit GEMM, =1 sends every eligible one here
+ * (tests). */
+#ifdef MI_GEMM_X86
+static void dconv_items(void *vctx, int64_t b, int64_t e) { mi_dconv_run(vctx, b, e); }
+
+static int conv_direct_mode(void) {
+  static atomic_int v = -1;
+  int r = atomic_load(&v);
+  if (r < 0) {
+    const char *e = getenv("MEDINFER_CONV_DIRECT");
+    r = e && !strcmp(e, "0") ? 0 : e && !strcmp(e, "1") ? 1 : 2;
+    atomic_store(&v, r);
+  }
+  return r;
+}
+
+/* Whether the direct kernel should run this convolution. */
+static bool direct_wanted(const geom *g, const conv_attr *a, int64_t C, int64_t M) {
+  const int mode = conv_direct_mode();
+  if (mode == 0 || a->group != 1 || !a->wpack) return false;
+  const mi_gemm_packed_view v = mi_gemm_packed_a_view(a->wpack[0]);
+  if (!mi_dconv_supported(&v)) return false;
+  for (int j = 0; j < 3; j++)
+    if (g->s[j] != 1) return false;
+  int64_t pin[3];
+  padded_extent(g, pin);
+  if (C * pin[0] * pin[1] * pin[2] * 4 > pad_copy_budget() || C * pin[0] * pin[1] * pin[2] >= INT32_MAX) return false;
+  if (mode == 1) return true;
+  /* Measured on ResNet-50, DenseNet-121 and VGG-16 layers: it wins while
+   * the weights are few rows (each 8-row panel rereads its input tile) and
+   * loses on wide 1x1 layers to the SGEMM's packed panels; on the 3D U-Net's
+   * levels it was no faster. */
+  if (g->out[0] > 1) return false;
+  return M <= 128 || (g->k_sz > 1 && M <= 256);
+}
+
+static mi_status *conv_direct(mi_node *n, mi_exec *ex, const conv_attr *a, const geom *g, const float *x,
+                              const float *pre, const float *bias, const float *res, float *y, int64_t N, int64_t C,
+                              int64_t M, int64_t K) {
+  int64_t pin[3];
+  padded_extent(g, pin);
+  const int64_t psz = pin[0] * pin[1] * pin[2];
+  bool has_pad = false;
+  for (int j = 0; j < 3; j++)
+    if (pin[j] != g->in[j] || g->pb[j]) has_pad = true;
+  float *xpad = has_pad || pre ? mi_exec_scratch(ex, (size_t)(C * psz) * sizeof(float)) : NULL;
+  int32_t *toff = mi_exec_scratch(ex, (size_t)K * sizeof *toff);
+  if ((!xpad && (has_pad || pre)) || !toff) {
+    if (xpad) mi_exec_scratch_release(ex, xpad);
+    if (toff) mi_exec_scratch_release(ex, toff);
+    return mi_node_error(n, MI_ERR_NO_MEMORY, "out of memory for the direct kernel's input copy");
+  }
+  for (int64_t k = 0; k < K; k++) {
+    const int64_t ch = k / g->k_sz, kk = k % g->k_sz;
+    const int64_t kz = kk / (g->k[1] * g->k[2]), ky = (kk / g->k[2]) % g->k[1], kx = kk % g->k[2];
+    toff[k] = (int32_t)(ch * psz + (kz * g->d[0] * pin[1] + ky * g->d[1]) * pin[2] + kx * g->d[2]);
+  }
+  /* Bias and ReLU in the kernel's registers; anything else after each store. */
+  const bool simple = !res && (n->act.kind == MI_ACT_NONE || n->act.kind == MI_ACT_RELU);
+  for (int64_t b = 0; b < N; b++) {
+    const float *xb = x + b * C * g->in_sz;
+    if (xpad) {
+      padcopy_ctx pc = {g, xb, xpad, {pin[0], pin[1], pin[2]}, pre, C, n->pre_relu};
+      mi_parallel_for(ex, C, 1, padcopy_planes, &pc);
+      xb = xpad;
+    }
+    float *yb = y + b * M * g->out_sz;
+    epi_block_ctx ec = {n, yb, bias, res ? res + b * M * g->out_sz : NULL};
+    const mi_gemm_epilogue epi = {epi_block, &ec};
+    mi_dconv_job job = {mi_gemm_packed_a_view(a->wpack[0]), xb, toff, g->out[0], pin[1] * pin[2],
+                        (g->out[1] - 1) * pin[2] + g->out[2], pin[2], g->out[2], g->out[1] * g->out[2], yb,
+                        g->out_sz, NULL, false, NULL};
+    if (simple) {
+      job.bias = bias;
+      job.relu = n->act.kind == MI_ACT_RELU;
+    } else {
+      job.epi = &epi;
+    }
+    mi_parallel_for(ex, mi_dconv_items(&job), 1, dconv_items, &job);
+  }
+  if (xpad) mi_exec_scratch_release(ex, xpad);
+  mi_exec_scratch_release(ex, toff);
+  return NULL;
+}
+#endif
+
 static mi_status *conv_run(mi_node *n, mi_exec *ex, mi_tensor *const *in, mi_tensor **out) {
   const conv_attr *a = n->priv;
   const mi_tensor *xt = in[0], *wt = in[1];
@@ -728,6 +818,13 @@ static mi_status *conv_run(mi_node *n, mi_exec *ex, mi_tensor *const *in, mi_ten
     pre = NULL;
   }
   if (pre) pointwise = false;
+#ifdef MI_GEMM_X86
+  if (packed && G == 1 && direct_wanted(&g, a, C, M)) {
+    mi_status *st = conv_direct(n, ex, a, &g, x, pre, bias, res, y, N, C, M, K);
+    if (xcopy) mi_exec_scratch_release(ex, xcopy);
+    return st;
+  }
+#endif
 
   /* Packed weights: the epilogue runs inside the GEMM, so one tile is the whole output. */
   const int64_t P = tile_len(g.out_sz, pointwise || packed ? 0 : K, packed ? 0 : Mg, g.out[2]);

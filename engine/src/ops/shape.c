@@ -270,30 +270,41 @@ typedef struct {
   char *dst;
   size_t out_row; /* bytes of one outer row of the output */
   size_t inner;   /* bytes per unit of the axis */
+  size_t total;   /* bytes of the output */
   int axis;
 } concat_ctx;
 
+/* The output in CONCAT_CHUNK-byte pieces, so that a channel concatenation
+ * of one image (a single outer row) still splits across threads. */
+#define CONCAT_CHUNK ((size_t)64 << 10)
+
 static void concat_range(void *p, int64_t b, int64_t e) {
   const concat_ctx *c = p;
-  for (int64_t o = b; o < e; o++) {
-    char *d = c->dst + (size_t)o * c->out_row;
-    for (int i = 0; i < c->n_in; i++) {
-      size_t len = (size_t)c->in[i]->dims[c->axis] * c->inner;
-      memcpy(d, (const char *)c->in[i]->data + (size_t)o * len, len);
-      d += len;
+  size_t pos = (size_t)b * CONCAT_CHUNK, end = (size_t)e * CONCAT_CHUNK;
+  if (end > c->total) end = c->total;
+  while (pos < end) {
+    const size_t o = pos / c->out_row, r = pos % c->out_row;
+    size_t off = 0, len = 0;
+    int i = 0;
+    for (; i < c->n_in; i++, off += len) {
+      len = (size_t)c->in[i]->dims[c->axis] * c->inner;
+      if (r < off + len) break;
     }
+    const size_t within = r - off, n = len - within < end - pos ? len - within : end - pos;
+    memcpy(c->dst + pos, (const char *)c->in[i]->data + o * len + within, n);
+    pos += n;
   }
 }
 
 static mi_status *concat_run(mi_node *n, mi_exec *ex, mi_tensor *const *in, mi_tensor **out) {
   int axis = 0;
   MI_TRY(concat_axis(n, out[0]->ndim, &axis));
-  concat_ctx c = {in, n->n_in, out[0]->data, 0, 0, axis};
+  concat_ctx c = {in, n->n_in, out[0]->data, 0, 0, 0, axis};
   c.inner = mi_dtype_size(out[0]->dtype) * (size_t)mi_numel(out[0]->ndim - axis - 1, out[0]->dims + axis + 1);
   c.out_row = c.inner * (size_t)out[0]->dims[axis];
-  int64_t outer = mi_numel(axis, out[0]->dims);
-  if (c.out_row == 0) return NULL;
-  mi_parallel_for(ex, outer, (int64_t)(65536 / c.out_row) + 1, concat_range, &c);
+  c.total = c.out_row * (size_t)mi_numel(axis, out[0]->dims);
+  if (c.total == 0) return NULL;
+  mi_parallel_for(ex, (int64_t)((c.total + CONCAT_CHUNK - 1) / CONCAT_CHUNK), 1, concat_range, &c);
   return NULL;
 }
 

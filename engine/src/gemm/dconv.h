@@ -1,0 +1,45 @@
+/* Direct convolution (AVX-512): the SGEMM's packed weights times input rows
+ * read in place from a zero-padded NC(D)HW source.
+ *
+ * A convolution is Y[m, p] = sum_k W[m, k] X[k-th tap of position p].  With
+ * every tap inside the padded source, the tap of position p is at
+ * x + toff[k] + p (unit strides), so the B operand of the product needs no
+ * gathering or packing: the micro-kernel loads 16 consecutive positions of
+ * a tap straight from the source.  Positions run along the padded grid,
+ * rows included; the grid's extra columns are computed and dropped (a few
+ * percent), which keeps tiles full on 7x7 and 14x14 layers where the
+ * SGEMM's column panels are mostly edge.
+ *
+ * Only compiled for x86-64; call nothing here unless mi_gemm_isa() is
+ * MI_ISA_AVX512 and the weights were packed for that level. */
+#ifndef MEDINFER_GEMM_DCONV_H
+#define MEDINFER_GEMM_DCONV_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "gemm.h"
+
+/* One convolution call.  Positions of plane z (z < planes) are q in
+ * [0, q_end) on a grid of rows `row` apart; q is an output position when
+ * q % row < cols, at output index z * out_plane + (q / row) * cols + q % row.
+ * The source of plane z starts at x + z * x_plane. */
+typedef struct mi_dconv_job {
+  mi_gemm_packed_view a; /* weights [M, K], packed for the AVX-512 kernel */
+  const float *x;
+  const int32_t *toff;   /* K tap offsets into x */
+  int64_t planes, x_plane, q_end, row, cols, out_plane;
+  float *y;              /* [M][ldy] */
+  int64_t ldy;
+  const float *bias;     /* per channel, added in registers (NULL: none) */
+  bool relu;             /* then max(0, .) in registers */
+  const mi_gemm_epilogue *epi; /* anything else, on each stored run (NULL: none) */
+} mi_dconv_job;
+
+/* Whether the packed weights suit the kernel (AVX-512 layout). */
+bool mi_dconv_supported(const mi_gemm_packed_view *a);
+/* Work items of a job, and running a range of them (any split over threads). */
+int64_t mi_dconv_items(const mi_dconv_job *j);
+void mi_dconv_run(const mi_dconv_job *j, int64_t begin, int64_t end);
+
+#endif

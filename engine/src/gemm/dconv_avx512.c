@@ -1,0 +1,146 @@
+/* Direct convolution micro-kernel and driver, AVX-512F (see dconv.h).
+ * Compiled with -mavx512f -mfma; only called when CPUID reports AVX-512F. */
+#include "dconv.h"
+
+#ifdef MI_GEMM_X86
+#include <immintrin.h>
+#include <string.h>
+
+#define MR 8      /* channels per tile: the SGEMM's packed panels */
+#define NB 48     /* positions per tile: three vectors */
+#define MGROUP 64 /* channels per work item */
+#define KSTEP 96  /* weight rows per pass over a group (divides the packing's 192) */
+
+bool mi_dconv_supported(const mi_gemm_packed_view *a) {
+  return a->data && a->mr == MR && !strcmp(a->kernel, "avx512");
+}
+
+/* A plane's positions as whole vectors, dealt evenly to tiles of at most
+ * three: 61 positions are two tiles of two vectors, not 48 + 13. */
+static int64_t plane_tiles(const mi_dconv_job *j) { return ((j->q_end + 15) / 16 + 2) / 3; }
+
+int64_t mi_dconv_items(const mi_dconv_job *j) {
+  return j->planes * plane_tiles(j) * ((j->a.M + MGROUP - 1) / MGROUP);
+}
+
+/* Rows [ks, ks + kn) of the weights' K block at pc (kc rows) for channels
+ * [ir, ir + MR) x positions [0, 16 NV) of the tile at x (the source at its
+ * first position), the last vector limited to lane mask lm.  Partial sums
+ * live in part[i * NB + ..] between calls (first: start from zero); the
+ * last call adds bias, applies ReLU and stores to c[i * ldc + ..]. */
+static inline __attribute__((always_inline)) void tile(const int NV, const mi_dconv_job *j, int64_t ir,
+                                                      const float *x, __mmask16 lm, int64_t pc, int64_t kc,
+                                                      int64_t ks, int64_t kn, float *part, bool first, bool last,
+                                                      float *c, int64_t ldc, int mr) {
+  const mi_gemm_packed_view *A = &j->a;
+  __m512 acc[MR][3];
+#pragma GCC unroll 8
+  for (int i = 0; i < MR; i++)
+#pragma GCC unroll 3
+    for (int v = 0; v < NV; v++) acc[i][v] = first ? _mm512_setzero_ps() : _mm512_load_ps(part + i * NB + 16 * v);
+  const float *a = A->data + pc * A->mp + ir * kc + ks * MR;
+  const int32_t *t = j->toff + pc + ks;
+#pragma GCC unroll 2
+  for (int64_t k = 0; k < kn; k++, a += MR) {
+    const float *xp = x + t[k];
+    __m512 b[3];
+#pragma GCC unroll 3
+    for (int v = 0; v < NV; v++)
+      b[v] = v == NV - 1 ? _mm512_maskz_loadu_ps(lm, xp + 16 * v) : _mm512_loadu_ps(xp + 16 * v);
+#pragma GCC unroll 8
+    for (int i = 0; i < MR; i++) {
+      const __m512 ai = _mm512_set1_ps(a[i]);
+#pragma GCC unroll 3
+      for (int v = 0; v < NV; v++) acc[i][v] = _mm512_fmadd_ps(ai, b[v], acc[i][v]);
+    }
+  }
+  if (!last) {
+#pragma GCC unroll 8
+    for (int i = 0; i < MR; i++)
+#pragma GCC unroll 3
+      for (int v = 0; v < NV; v++) _mm512_store_ps(part + i * NB + 16 * v, acc[i][v]);
+    return;
+  }
+  const __m512 zero = _mm512_setzero_ps();
+#pragma GCC unroll 8
+  for (int i = 0; i < MR; i++) {
+    if (i >= mr) break;
+    const __m512 bi = j->bias ? _mm512_set1_ps(j->bias[ir + i]) : zero;
+#pragma GCC unroll 3
+    for (int v = 0; v < NV; v++) {
+      __m512 r = _mm512_add_ps(acc[i][v], bi);
+      if (j->relu) r = _mm512_max_ps(r, zero);
+      if (v == NV - 1) _mm512_mask_storeu_ps(c + i * ldc + 16 * v, lm, r);
+      else _mm512_storeu_ps(c + i * ldc + 16 * v, r);
+    }
+  }
+}
+
+#define TILE_FN(NV)                                                                                            \
+  static void tile##NV(const mi_dconv_job *j, int64_t ir, const float *x, __mmask16 lm, int64_t pc, int64_t kc, \
+                       int64_t ks, int64_t kn, float *part, bool first, bool last, float *c, int64_t ldc,      \
+                       int mr) {                                                                               \
+    tile(NV, j, ir, x, lm, pc, kc, ks, kn, part, first, last, c, ldc, mr);                                     \
+  }
+TILE_FN(1)
+TILE_FN(2)
+TILE_FN(3)
+#undef TILE_FN
+
+/* Rows [m0, m0 + mr) of a tile (positions [q0, q0 + n) of plane z) from
+ * buf[i * NB + ..] into Y, run by run (a run ends at a grid row). */
+static void scatter_runs(const mi_dconv_job *j, const float *buf, int64_t z, int64_t q0, int64_t n, int64_t m0,
+                         int mr) {
+  for (int64_t q = q0, e = q0 + n; q < e;) {
+    const int64_t r = q / j->row, c = q % j->row;
+    if (c >= j->cols) {
+      q += j->row - c;
+      continue;
+    }
+    const int64_t len = j->cols - c < e - q ? j->cols - c : e - q;
+    const int64_t o = z * j->out_plane + r * j->cols + c;
+    float *y = j->y + m0 * j->ldy + o;
+    for (int i = 0; i < mr; i++) memcpy(y + i * j->ldy, buf + i * NB + (q - q0), (size_t)len * sizeof(float));
+    if (j->epi) j->epi->fn(j->epi->ctx, m0, mr, o, len, y, j->ldy);
+    q += len;
+  }
+}
+
+void mi_dconv_run(const mi_dconv_job *j, int64_t begin, int64_t end) {
+  const int64_t M = j->a.M, K = j->a.K, nblk = plane_tiles(j), ngrp = (M + MGROUP - 1) / MGROUP;
+  const int64_t nvec = (j->q_end + 15) / 16;
+  const bool in_place = j->row == j->cols; /* no grid columns to drop */
+  float buf[MR * NB] __attribute__((aligned(64)));
+  float part[MGROUP * NB] __attribute__((aligned(64)));
+  for (int64_t it = begin; it < end; it++) {
+    const int64_t g = it % ngrp, b = (it / ngrp) % nblk, z = it / (ngrp * nblk);
+    const int64_t v0 = b * nvec / nblk, v1 = (b + 1) * nvec / nblk, q0 = 16 * v0;
+    const int64_t n = 16 * v1 < j->q_end ? 16 * v1 - q0 : j->q_end - q0;
+    const int nv = (int)(v1 - v0), rem = (int)(n - 16 * (nv - 1));
+    const __mmask16 lm = (__mmask16)(rem >= 16 ? 0xFFFFu : (1u << rem) - 1u);
+    const float *x = j->x + z * j->x_plane + q0;
+    const int64_t m0 = g * MGROUP, me = m0 + MGROUP < M ? m0 + MGROUP : M;
+    /* K in steps of KSTEP rows: the tile's source rows, the weights' panel
+     * rows and the group's partial sums stay in L1 across the group. */
+    for (int64_t pc = 0; pc < K; pc += j->a.kc) {
+      const int64_t kc = K - pc < j->a.kc ? K - pc : j->a.kc;
+      for (int64_t ks = 0; ks < kc; ks += KSTEP) {
+        const int64_t kn = kc - ks < KSTEP ? kc - ks : KSTEP;
+        const bool first = pc == 0 && ks == 0, last = pc + ks + kn >= K;
+        for (int64_t ir = m0; ir < me; ir += MR) {
+          const int mr = me - ir < MR ? (int)(me - ir) : MR;
+          float *c = in_place ? j->y + ir * j->ldy + z * j->out_plane + q0 : buf;
+          const int64_t ldc = in_place ? j->ldy : NB;
+          float *pp = part + (ir - m0) * NB;
+          if (nv == 3) tile3(j, ir, x, lm, pc, kc, ks, kn, pp, first, last, c, ldc, mr);
+          else if (nv == 2) tile2(j, ir, x, lm, pc, kc, ks, kn, pp, first, last, c, ldc, mr);
+          else tile1(j, ir, x, lm, pc, kc, ks, kn, pp, first, last, c, ldc, mr);
+          if (!last) continue;
+          if (!in_place) scatter_runs(j, buf, z, q0, n, ir, mr);
+          else if (j->epi) j->epi->fn(j->epi->ctx, ir, mr, z * j->out_plane + q0, n, c, j->ldy);
+        }
+      }
+    }
+  }
+}
+#endif
