@@ -36,7 +36,11 @@ static void segment_usage(FILE *to) {
           "  --output DIR        where SEGs and report.json go (created; not inside an input)\n"
           "  --series UID        only this SeriesInstanceUID\n"
           "  --threads N         CPU threads (default: all cores)\n"
-          "  --device cpu|cuda   where the network runs (default cpu)\n"
+          "  --device D          where the network runs: cpu (default), cuda, cuda:N (GPU\n"
+          "                      N), or auto (the GPU when one is usable, else the CPU,\n"
+          "                      saying why)\n"
+          "  --fast              on a GPU, TF32 matrix products (about 1e-2 relative\n"
+          "                      difference instead of 1e-5; default off)\n"
           "  --fractional        FRACTIONAL PROBABILITY SEG (per-label probabilities,\n"
           "                      one float per voxel and label in memory) instead of BINARY\n"
           "  --force             rewrite SEGs that already exist (default: skip them)\n"
@@ -67,7 +71,11 @@ static void detect_usage(FILE *to) {
           "  --output DIR        where the folders and report.json go (not inside an input)\n"
           "  --series UID        only this SeriesInstanceUID\n"
           "  --threads N         CPU threads (default: all cores)\n"
-          "  --device cpu|cuda   where the network runs (default cpu)\n"
+          "  --device D          where the network runs: cpu (default), cuda, cuda:N (GPU\n"
+          "                      N), or auto (the GPU when one is usable, else the CPU,\n"
+          "                      saying why)\n"
+          "  --fast              on a GPU, TF32 matrix products (about 1e-2 relative\n"
+          "                      difference instead of 1e-5; default off)\n"
           "  --force             rewrite results that already exist (default: skip them)\n"
           "  -v, --verbose       every progress message\n"
           "  --help              this text\n"
@@ -113,6 +121,15 @@ static int on_event(void *user, const mi_seg_job_event *ev) {
   }
   char stage[32];
   stage_of(ev->message, stage, sizeof stage);
+  if (!strcmp(stage, "device")) { /* always its own line: --device auto may have fallen back */
+    if (u->tty && u->bar_shown) fputs("\r\033[K", stderr);
+    u->bar_shown = 0;
+    fprintf(stderr, "medinfer: %s\n", ev->message);
+    snprintf(u->last_stage, sizeof u->last_stage, "%s", stage);
+    u->last_index = ev->index;
+    fflush(stderr);
+    return interrupted;
+  }
   if (u->tty) {
     char bar[31];
     int fill = (int)(ev->fraction * 30 + 0.5);
@@ -133,6 +150,27 @@ static int on_event(void *user, const mi_seg_job_event *ev) {
 }
 #endif
 
+/* --device cpu | cuda | cuda:N | auto (values as MI_SEG_DEVICE_*). */
+enum { MI_CLI_DEVICE_CPU = 0, MI_CLI_DEVICE_CUDA = 1, MI_CLI_DEVICE_AUTO = 2 };
+#ifdef MEDINFER_HAVE_SEGMENTATION
+_Static_assert((int)MI_CLI_DEVICE_CUDA == (int)MI_SEG_DEVICE_CUDA && (int)MI_CLI_DEVICE_AUTO == (int)MI_SEG_DEVICE_AUTO,
+               "--device values are the segmentation module's");
+#endif
+static int parse_device(const char *s, int *device, int *index) {
+  *index = 0;
+  if (!strcmp(s, "cpu")) return *device = MI_CLI_DEVICE_CPU, 1;
+  if (!strcmp(s, "auto")) return *device = MI_CLI_DEVICE_AUTO, 1;
+  if (strncmp(s, "cuda", 4)) return 0;
+  *device = MI_CLI_DEVICE_CUDA;
+  if (!s[4]) return 1;
+  if (s[4] != ':' || !s[5]) return 0;
+  char *end = NULL;
+  const long v = strtol(s + 5, &end, 10);
+  if (!end || *end || v < 0 || v > 1023) return 0;
+  *index = (int)v;
+  return 1;
+}
+
 /* The job behind both commands; `detect` selects the command's card task. */
 static int job_command(int argc, char **argv, int detect) {
   const char *cmd = detect ? "detect" : "segment";
@@ -143,11 +181,11 @@ static int job_command(int argc, char **argv, int detect) {
       {"threads", required_argument, 0, 't'}, {"device", required_argument, 0, 'd'},
       {"fractional", no_argument, 0, 'F'},   {"force", no_argument, 0, 'f'},
       {"verbose", no_argument, 0, 'v'},      {"help", no_argument, 0, 'h'},
-      {0, 0, 0, 0}};
+      {"fast", no_argument, 0, 'x'},         {0, 0, 0, 0}};
   const char *model = NULL, *output = NULL, *series = NULL;
   const char **inputs = calloc((size_t)argc + 1, sizeof *inputs);
   size_t n_inputs = 0;
-  int threads = 0, cuda = 0, fractional = 0, force = 0, verbose = 0;
+  int threads = 0, device = MI_CLI_DEVICE_CPU, device_index = 0, fast = 0, fractional = 0, force = 0, verbose = 0;
   if (!inputs) return MI_EXIT_FAILURE;
   optind = 1;
   opterr = 0;
@@ -162,7 +200,8 @@ static int job_command(int argc, char **argv, int detect) {
       case 'o': output = optarg; break;
       case 's': series = optarg; break;
       case 't': threads = (int)strtol(optarg, &end, 10); ok = end && !*end && threads >= 1 && threads <= 1024; break;
-      case 'd': ok = !strcmp(optarg, "cpu") || !strcmp(optarg, "cuda"); cuda = !strcmp(optarg, "cuda"); break;
+      case 'd': ok = parse_device(optarg, &device, &device_index); break;
+      case 'x': fast = 1; break;
       case 'F': fractional = 1; ok = !detect; break;
       case 'f': force = 1; break;
       case 'v': verbose = 1; break;
@@ -183,7 +222,8 @@ static int job_command(int argc, char **argv, int detect) {
     return MI_EXIT_USAGE;
   }
 #ifndef MEDINFER_HAVE_SEGMENTATION
-  (void)series, (void)threads, (void)cuda, (void)fractional, (void)force, (void)verbose;
+  (void)series, (void)threads, (void)device, (void)device_index, (void)fast, (void)fractional, (void)force,
+      (void)verbose;
   free(inputs);
   fprintf(stderr, "medinfer %s: this build has no segmentation module\n", cmd);
   return MI_EXIT_UNAVAILABLE;
@@ -202,7 +242,8 @@ static int job_command(int argc, char **argv, int detect) {
   mi_seg_job_options o;
   mi_seg_job_options_init(&o);
   o.inputs = inputs, o.n_inputs = n_inputs, o.output_dir = output, o.series_uid = series, o.force = force;
-  o.seg.threads = threads, o.seg.device = cuda, o.seg.fractional = fractional;
+  o.seg.threads = threads, o.seg.device = device, o.seg.device_index = device_index, o.seg.fast_math = fast;
+  o.seg.fractional = fractional;
   o.on_event = on_event, o.user = &u;
   struct sigaction sa, old_int, old_term;
   memset(&sa, 0, sizeof sa);

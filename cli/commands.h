@@ -25,6 +25,7 @@ int mi_cmd_phantom(int argc, char **argv);
 int mi_cmd_segment(int argc, char **argv);
 int mi_cmd_detect(int argc, char **argv);
 int mi_cmd_models(int argc, char **argv);
+int mi_cmd_devices(int argc, char **argv);
 
 /* Prints "medinfer <cmd>: <message>" to stderr; frees st; returns MI_EXIT_FAILURE. */
 struct mi_status;

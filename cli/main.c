@@ -16,6 +16,7 @@ static const mi_command commands[] = {
     {"segment", "segment the series of a study with a model; DICOM SEG out", mi_cmd_segment},
     {"detect", "find lesions in the series of a study; DICOM SR, markups, review pages out", mi_cmd_detect},
     {"models", "list the installed model cards", mi_cmd_models},
+    {"devices", "list the devices a network can run on (CPU, CUDA GPUs)", mi_cmd_devices},
 };
 static const size_t n_commands = sizeof commands / sizeof commands[0];
 

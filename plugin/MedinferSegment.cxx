@@ -91,7 +91,8 @@ constexpr const char *kName = "MedinferSegment";
 
 struct Args {
   std::string input, output, model, model_card, seg_file, color_table, return_file, device = "cpu";
-  int threads = 0;
+  int threads = 0, gpu_index = 0;
+  bool fast_math = false;
   bool allow_in_memory = false, xml = false, help = false, version = false;
   ModuleProcessInformation *info = nullptr;
 };
@@ -100,7 +101,9 @@ void usage(std::ostream &os) {
   os << "usage: " << kName << " [options] INPUT_VOLUME OUTPUT_LABELMAP\n"
      << "  --model NAME                  installed model (see `medinfer models`)\n"
      << "  --modelCard FILE              a .card.json instead of --model\n"
-     << "  --device cpu|cuda             default cpu\n"
+     << "  --device cpu|cuda|auto        default cpu\n"
+     << "  --gpuIndex N                  CUDA device for cuda and auto (default 0)\n"
+     << "  --fastMath                    TF32 on the GPU\n"
      << "  --threads N                   0 = every core (default)\n"
      << "  --outputSegmentationFile F    also write F (.seg.nrrd)\n"
      << "  --outputColorTable F          also write a Slicer color table (.ctbl)\n"
@@ -150,7 +153,19 @@ bool parse_args(int argc, char *argv[], Args &a, std::string &err) {
     else if (s == "--modelCard") { if (!value(a.model_card)) return false; }
     else if (s == "--device") {
       if (!value(a.device)) return false;
-      if (a.device != "cpu" && a.device != "cuda") { err = "--device must be cpu or cuda, not '" + a.device + "'"; return false; }
+      if (a.device != "cpu" && a.device != "cuda" && a.device != "auto") {
+        err = "--device must be cpu, cuda or auto, not '" + a.device + "'";
+        return false;
+      }
+    } else if (s == "--fastMath") {
+      a.fast_math = true;
+    } else if (s == "--gpuIndex") {
+      if (!value(v)) return false;
+      char *end = nullptr;
+      errno = 0;
+      const long t = strtol(v.c_str(), &end, 10);
+      if (v.empty() || *end || errno || t < 0 || t > 63) { err = "--gpuIndex must be an integer 0..63, not '" + v + "'"; return false; }
+      a.gpu_index = (int)t;
     } else if (s == "--threads") {
       if (!value(v)) return false;
       char *end = nullptr;
@@ -575,7 +590,9 @@ int run(const Args &a, Reporter &rep) {
   mi_segmenter_options o;
   mi_segmenter_options_init(&o);
   o.threads = a.threads;
-  o.device = a.device == "cuda" ? 1 : 0;
+  o.device = a.device == "cuda" ? MI_SEG_DEVICE_CUDA : a.device == "auto" ? MI_SEG_DEVICE_AUTO : MI_SEG_DEVICE_CPU;
+  o.device_index = a.gpu_index;
+  o.fast_math = a.fast_math ? 1 : 0;
   o.progress = on_pipeline_progress;
   o.progress_user = &rep;
   mi_segmenter *sg = nullptr;
@@ -584,6 +601,7 @@ int run(const Args &a, Reporter &rep) {
     mi_card_free(card);
     return EXIT_FAIL;
   }
+  std::cout << kName << ": device: " << mi_segmenter_device(sg) << std::endl;
   int rc = EXIT_OK;
   mi_segmentation *seg = nullptr;
   if (rep.aborted()) {

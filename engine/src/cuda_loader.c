@@ -14,6 +14,7 @@ typedef struct backend {
   mi_status *(*model_init)(mi_model *m);
   mi_status *(*model_run)(mi_model *m, bool replanned, mi_tensor *const *inputs, mi_tensor **outputs);
   void (*model_free)(mi_model *m);
+  void (*host_ops)(const mi_model *m, char *buf, size_t size);
   char error[1024];
 } backend;
 
@@ -44,7 +45,8 @@ static void load_backend(void) {
   be.model_run = (mi_status * (*)(mi_model *, bool, mi_tensor *const *, mi_tensor **))
       dlsym(h, "mi_cuda_backend_model_run");
   be.model_free = (void (*)(mi_model *))dlsym(h, "mi_cuda_backend_model_free");
-  if (!be.device_count || !be.model_init || !be.model_run || !be.model_free) {
+  be.host_ops = (void (*)(const mi_model *, char *, size_t))dlsym(h, "mi_cuda_backend_host_ops");
+  if (!be.device_count || !be.model_init || !be.model_run || !be.model_free || !be.host_ops) {
     snprintf(be.error, sizeof be.error, "'%s' lacks the medinfer CUDA entry points", path);
     be.device_count = NULL;
   }
@@ -61,18 +63,9 @@ mi_status *mi_cuda_device_count(int *count) {
   return be.device_count(count);
 }
 
-/* The CUDA executor runs a fully planned schedule (one device arena); nodes
- * whose output shapes depend on data run eagerly, on the CPU only. */
-static mi_status *dynamic_unsupported(const mi_node *n) {
-  return mi_node_error(n, MI_ERR_UNSUPPORTED,
-                       "output shapes depend on data computed while running; the CUDA backend runs "
-                       "only graphs whose shapes are all known before running (use the CPU)");
-}
-
+/* Nodes without a CUDA kernel, and the eager tail after a data-dependent
+ * shape, run on the CPU inside the backend (exec_cuda.cu). */
 mi_status *mi_cuda_model_init(mi_model *m) {
-  for (int k = 0; k < m->g.n_nodes; k++)
-    if (!m->g.nodes[k].dead && m->g.nodes[k].op && (m->g.nodes[k].op->flags & MI_OP_DYNAMIC))
-      return mi_error_prefix(dynamic_unsupported(&m->g.nodes[k]), "'%s'", m->g.name);
   if (!available()) return mi_error(MI_ERR_UNSUPPORTED, "device CUDA requested, but %s", be.error);
   return be.model_init(m);
 }
@@ -80,11 +73,15 @@ mi_status *mi_cuda_model_init(mi_model *m) {
 mi_status *mi_cuda_model_run(mi_model *m, bool replanned, mi_tensor *const *inputs,
                              mi_tensor **outputs) {
   if (!available()) return mi_error(MI_ERR_UNSUPPORTED, "%s", be.error);
-  if (m->plan.first_tail >= 0)
-    return mi_error_prefix(dynamic_unsupported(&m->g.nodes[m->plan.first_tail]), "'%s'", m->g.name);
   return be.model_run(m, replanned, inputs, outputs);
 }
 
 void mi_cuda_model_free(mi_model *m) {
   if (m->cuda && available()) be.model_free(m);
+}
+
+void mi_model_cpu_fallback_ops(const mi_model *m, char *buf, size_t size) {
+  if (!buf || !size) return;
+  buf[0] = 0;
+  if (m && m->cuda && available()) be.host_ops(m, buf, size);
 }

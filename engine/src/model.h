@@ -27,7 +27,7 @@ struct mi_model {
   int64_t prof_runs;
 };
 
-/* CUDA backend (cuda/exec_cuda.cu, or cuda/cuda_none.c without CUDA). */
+/* CUDA backend: cuda_loader.c loads libmedinfer_cuda.so (cuda/exec_cuda.cu) on first use. */
 mi_status *mi_cuda_model_init(mi_model *m);
 mi_status *mi_cuda_model_run(mi_model *m, bool replanned, mi_tensor *const *inputs,
                              mi_tensor **outputs);

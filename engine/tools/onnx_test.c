@@ -32,7 +32,8 @@ static const char usage[] =
     "                      are out of scope: their failure is counted as skipped,\n"
     "                      and a listed case that passes is reported as a failure\n"
     "  --timeout S         seconds allowed per case (default 300)\n"
-    "Exit status: 0 if no case failed, 1 otherwise, 2 on usage errors.\n";
+    "Exit status: 0 if no case failed, 1 otherwise, 2 on usage errors, 77 when\n"
+    "the requested CUDA device is not usable (nothing was run).\n";
 
 static bool is_file(const char *p) {
   struct stat st;
@@ -336,6 +337,16 @@ int main(int argc, char **argv) {
   if (!dirs.n) {
     fputs(usage, stderr);
     return 2;
+  }
+  if (g_device == MI_DEVICE_CUDA) { /* no GPU: a skip (ctest SKIP_RETURN_CODE), not a failure */
+    int count = 0;
+    mi_status *st = mi_cuda_device_count(&count);
+    if (st || g_device_index >= count) {
+      printf("SKIPPED: --device cuda:%d: %s\n", g_device_index,
+             st ? mi_status_message(st) : "no such CUDA device");
+      mi_status_free(st);
+      return 77;
+    }
   }
   for (size_t i = 0; i < dirs.n; i++) collect(dirs.items[i], &cases);
   int passed = 0, failed = 0, skipped = 0;

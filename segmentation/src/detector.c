@@ -18,6 +18,7 @@ struct mi_detector {
   int fixed_batch;                         /* the network's batch when fixed     */
   int box_out[3];                          /* boxes heads: boxes, scores, labels */
   int box_input_rank;                      /* boxes heads: 3 [C,H,W] or 4 [1,C,H,W] */
+  char device[256];
 };
 
 struct mi_detections {
@@ -123,7 +124,7 @@ mi_status *mi_detector_create(const mi_card *card, const mi_segmenter_options *o
   if (opts) d->opt = *opts;
   d->card = card;
   d->class_fields = -1;
-  mi_status *st = mi_card_open_model(card, &d->opt, &d->model);
+  mi_status *st = mi_card_open_model(card, &d->opt, &d->model, d->device, sizeof d->device);
   if (!st) st = bind_outputs(d);
   if (st) {
     mi_detector_free(d);
@@ -132,6 +133,8 @@ mi_status *mi_detector_create(const mi_card *card, const mi_segmenter_options *o
   *out = d;
   return NULL;
 }
+
+const char *mi_detector_device(const mi_detector *d) { return d ? d->device : ""; }
 
 void mi_detector_free(mi_detector *d) {
   if (!d) return;

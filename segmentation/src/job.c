@@ -232,6 +232,12 @@ static mi_status *do_series(job *j, const mi_dicom_index *idx, size_t si, const 
   if (!j->state) {
     mi_job_emit(j, NULL, NULL, 0, "loading the model");
     MI_TRY(t->open(j));
+    if (j->device) {
+      char msg[300];
+      snprintf(msg, sizeof msg, "device: %s", j->device);
+      mi_job_emit(j, NULL, NULL, 0, msg);
+      if (j->report) json_object_object_add(j->report, "device", jstr(j->device));
+    }
   }
   if (mi_job_emit(j, NULL, NULL, 0, "read")) return j->cancelled = 1, NULL;
   double t0 = mi_now_seconds();
@@ -297,7 +303,7 @@ static json_object *job_header(const mi_card *c, const mi_seg_job_options *o) {
   for (size_t i = 0; i < o->n_inputs; ++i) json_object_array_add(ins, jstr(o->inputs[i]));
   json_object_object_add(r, "inputs", ins);
   json_object_object_add(r, "output", jstr(o->output_dir));
-  json_object_object_add(r, "device", jstr(o->seg.device ? "cuda" : "cpu"));
+  json_object_object_add(r, "device", jstr(o->seg.device == MI_SEG_DEVICE_CUDA ? "cuda" : o->seg.device == MI_SEG_DEVICE_AUTO ? "auto" : "cpu"));
   json_object_object_add(r, "threads", json_object_new_int(o->seg.threads));
   json_object_object_add(r, "task", jstr(c->task));
   if (!c->is_detection) json_object_object_add(r, "fractional", json_object_new_boolean(o->seg.fractional));

@@ -25,6 +25,7 @@ static mi_status *open_detector(mi_job *j) {
   mi_detector *d = NULL;
   MI_TRY(mi_detector_create(j->card, &so, &d));
   j->state = d;
+  j->device = mi_detector_device(d);
   return NULL;
 }
 

@@ -29,6 +29,7 @@ struct mi_job {
   const mi_seg_job_options *o;
   const mi_job_task *task;
   void *state; /* the task's segmenter or detector */
+  const char *device; /* where its network runs (the task's open sets it) */
   json_object *report, *series;
   char report_path[4200];
   mi_seg_job_summary *sum;

@@ -83,6 +83,7 @@ static mi_status *open_segmenter(mi_job *j) {
   mi_segmenter *s = NULL;
   MI_TRY(mi_segmenter_create(j->card, &so, &s));
   j->state = s;
+  j->device = mi_segmenter_device(s);
   return NULL;
 }
 

@@ -1,34 +1,67 @@
 /* What the segmenter and the detector share before inference: the card's
  * network loaded on the requested device, and the volume on the model grid. */
 #include <math.h>
+#include <stdio.h>
+#include <string.h>
 #include <stdlib.h>
 
 #include "medinfer/engine.h"
 #include "pipeline_internal.h"
 
-mi_status *mi_card_open_model(const mi_card *card, const mi_segmenter_options *o, mi_model **out) {
+/* Why no CUDA device `index` can be used, or NULL when it can. */
+static mi_status *cuda_unusable(int index) {
+#ifdef MEDINFER_ENGINE_HAS_DEVICE
+  int count = 0;
+  mi_status *cs = mi_cuda_device_count(&count);
+  if (cs) return cs;
+  if (index < 0 || index >= count)
+    return mi_error(MI_ERR_UNSUPPORTED, "there is no CUDA device %d (%d found)", index, count);
+  return NULL;
+#else
+  (void)index;
+  return mi_error(MI_ERR_UNSUPPORTED, "this build's engine has no CUDA support");
+#endif
+}
+
+mi_status *mi_card_open_model(const mi_card *card, const mi_segmenter_options *o, mi_model **out, char *device,
+                              size_t n) {
   *out = NULL;
+  if (o->device != MI_SEG_DEVICE_CPU && o->device != MI_SEG_DEVICE_CUDA && o->device != MI_SEG_DEVICE_AUTO)
+    return mi_error(MI_ERR_INVALID_ARGUMENT, "unknown device %d", o->device);
   mi_options eo;
   mi_options_default(&eo);
   eo.threads = o->threads;
-#ifdef MEDINFER_ENGINE_HAS_DEVICE
-  eo.device = o->device ? MI_DEVICE_CUDA : MI_DEVICE_CPU;
-  if (o->device) {
-    int count = 0;
-    mi_status *cs = mi_cuda_device_count(&count);
-    if (cs || count < 1) {
-      mi_status *e = mi_error(MI_ERR_UNSUPPORTED, "--device cuda: no usable CUDA device (%s)",
-                              cs ? mi_status_message(cs) : "none found");
-      mi_status_free(cs);
+  snprintf(device, n, "cpu");
+  if (o->device != MI_SEG_DEVICE_CPU) {
+    mi_status *why = cuda_unusable(o->device_index);
+    if (why && o->device == MI_SEG_DEVICE_CUDA) {
+      mi_status *e = mi_error(MI_ERR_UNSUPPORTED, "--device cuda:%d: no usable CUDA device (%s); use --device cpu or auto",
+                              o->device_index, mi_status_message(why));
+      mi_status_free(why);
       return e;
     }
-  }
-#else
-  if (o->device)
-    return mi_error(MI_ERR_UNSUPPORTED, "--device cuda: this build's engine has no CUDA support (use --device cpu)");
+    if (why) {
+      snprintf(device, n, "cpu (--device auto: %s)", mi_status_message(why));
+      mi_status_free(why);
+    } else {
+#ifdef MEDINFER_ENGINE_HAS_DEVICE
+      eo.device = MI_DEVICE_CUDA;
+      eo.device_index = o->device_index;
+      eo.fast_math = o->fast_math;
 #endif
+      snprintf(device, n, "cuda:%d%s", o->device_index, o->fast_math ? " (fast math)" : "");
+    }
+  }
   mi_status *st = mi_model_load_file(card->model_path, &eo, out);
   if (st) return mi_error_prefix(st, "%s: model %s", card->path, card->model_path);
+#ifdef MEDINFER_ENGINE_HAS_DEVICE
+  char host[160];
+  mi_model_cpu_fallback_ops(*out, host, sizeof host);
+  if (*host) {
+    const size_t used = strlen(device);
+    snprintf(device + used, n - used, " (on the CPU: %s)", host);
+  }
+#endif
   return NULL;
 }
 

@@ -46,7 +46,9 @@ double mi_now_seconds(void);
 
 /* The card's network on the device options ask for (model_open.c); errors
  * name the card and the model file. */
-mi_status *mi_card_open_model(const mi_card *card, const mi_segmenter_options *o, struct mi_model **out);
+/* device: where it runs (mi_segmenter_device), written into device[0..n). */
+mi_status *mi_card_open_model(const mi_card *card, const mi_segmenter_options *o, struct mi_model **out,
+                              char *device, size_t n);
 /* The volume resampled onto the card's model grid *gm and normalised; *bg is
  * the value of voxels outside the scan after normalisation.  *mv malloc'd. */
 mi_status *mi_card_model_volume(const mi_card *c, const mi_geometry *g, const float *volume, int threads,

@@ -13,6 +13,7 @@ struct mi_segmenter {
   const mi_card *card;
   mi_model *model;
   mi_segmenter_options opt;
+  char device[256];
 };
 
 struct mi_segmentation {
@@ -43,7 +44,7 @@ mi_status *mi_segmenter_create(const mi_card *card, const mi_segmenter_options *
   if (!s) return mi_error(MI_ERR_NO_MEMORY, "out of memory");
   if (opts) s->opt = *opts;
   s->card = card;
-  mi_status *st = mi_card_open_model(card, &s->opt, &s->model);
+  mi_status *st = mi_card_open_model(card, &s->opt, &s->model, s->device, sizeof s->device);
   if (st) {
     free(s);
     return st;
@@ -51,6 +52,8 @@ mi_status *mi_segmenter_create(const mi_card *card, const mi_segmenter_options *
   *out = s;
   return NULL;
 }
+
+const char *mi_segmenter_device(const mi_segmenter *s) { return s ? s->device : ""; }
 
 void mi_segmenter_free(mi_segmenter *s) {
   if (!s) return;

@@ -153,6 +153,28 @@ def main():
          os.path.join(work, "out-bad")], env, 1)
     run([medinfer, "segment", "--model", "tiny-unet", "--output", out], env, 2)
     run([medinfer, "segment", "--model", "tiny-unet", "--input", src, "--output", out, "--device", "tpu"], env, 2)
+    for bad in ("cuda:", "cuda:x", "cuda:-1", "cudax"):
+        run([medinfer, "segment", "--model", "tiny-unet", "--input", src, "--output", out, "--device", bad], env, 2)
+
+    # Devices: --device auto runs (on the GPU, or on the CPU saying why);
+    # --device cuda without a usable GPU fails with the reason.
+    devs = run([medinfer, "devices"], env, 0).stdout
+    check(devs.startswith("cpu"), "devices: %s" % devs)
+    gpu = "cuda:0" in devs.split()
+    out_auto = os.path.join(work, "out-auto")
+    p = run([medinfer, "segment", "--model", "tiny-unet", "--input", src, "--output", out_auto, "--device", "auto"],
+            env, 0)
+    dev = json.load(open(os.path.join(out_auto, "report.json")))["device"]
+    if gpu:
+        check(dev.startswith("cuda:0") and "device: cuda:0" in p.stderr, "auto with a GPU: %s / %s" % (dev, p.stderr))
+    else:
+        check(dev.startswith("cpu (--device auto: ") and "device: cpu (--device auto: " in p.stderr,
+              "auto without a GPU must say it runs on the CPU and why: %s / %s" % (dev, p.stderr))
+        p = run([medinfer, "segment", "--model", "tiny-unet", "--input", src, "--output", os.path.join(work, "out-cuda"),
+                 "--device", "cuda"], env, 1)
+        check("--device cuda:0: no usable CUDA device" in p.stderr, "--device cuda without a GPU: %s" % p.stderr)
+        check(not os.path.exists(os.path.join(work, "out-cuda", "report.json")) or
+              not glob.glob(os.path.join(work, "out-cuda", "*.seg.dcm")), "no SEG without a device")
     p = run([medinfer, "segment", "--model", "tiny-unet", "--input", src, "--output", os.path.join(src, "segs")], env, 1)
     check("inside the input" in p.stderr, "output inside input: %s" % p.stderr)
     p = run([medinfer, "segment", "--model", "nope", "--input", src, "--output", out], env, 1)

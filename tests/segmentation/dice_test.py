@@ -29,7 +29,14 @@ def main():
     ap.add_argument("work")
     ap.add_argument("--size", default="160x160x96")
     ap.add_argument("--min-dice", type=float, default=0.90)
+    ap.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N; exit 77 (skipped) when not usable")
     a = ap.parse_args()
+    if a.device != "cpu":
+        want = a.device if ":" in a.device else a.device + ":0"
+        devs = subprocess.run([a.medinfer, "devices"], check=True, capture_output=True, text=True).stdout
+        if want not in devs.split():
+            print("SKIPPED: %s is not usable here:\n%s" % (want, devs))
+            return 77
     shutil.rmtree(a.work, ignore_errors=True)
     card = json.load(open(a.card))
     worst, rows = 1.0, []
@@ -39,7 +46,7 @@ def main():
                        check=True, stdout=subprocess.DEVNULL)
         out = os.path.join(a.work, name + "-seg")
         subprocess.run([a.medinfer, "segment", "--model", a.card, "--input", os.path.join(study, "dicom"), "--output",
-                        out, "--threads", "2"], check=True, stderr=subprocess.DEVNULL)
+                        out, "--threads", "2", "--device", a.device], check=True, stderr=subprocess.DEVNULL)
         scores = dice_table(study, glob.glob(os.path.join(out, "*.seg.dcm"))[0], card)
         worst = min([worst] + list(scores.values()))
         rows.append((name, scores))

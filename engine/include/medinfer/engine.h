@@ -131,6 +131,13 @@ const char *mi_engine_version(void);
  * sets *count to 0 and returns a status saying why (the caller frees it). */
 mi_status *mi_cuda_device_count(int *count);
 
+/* On the CUDA device, operators without a CUDA kernel and the nodes after a
+ * data-dependent shape (NonZero, NonMaxSuppression, ...) run on the CPU,
+ * their inputs copied from the GPU and their outputs back.  Writes those
+ * operator types, comma-separated, into buf ("" when everything runs on the
+ * GPU or the model is on the CPU). */
+void mi_model_cpu_fallback_ops(const mi_model *m, char *buf, size_t size);
+
 #ifdef __cplusplus
 }
 #endif

@@ -266,27 +266,12 @@ static mi_status *upload(const mi_tensor *t, void **dst) {
   return NULL;
 }
 
+/* Operators without a CUDA kernel (and the eager tail of data-dependent
+ * shapes) run on the CPU with their inputs copied to the host and their
+ * outputs back (run_on_host, run_tail_on_host), as ONNX Runtime places such
+ * nodes on its CPU provider.  mi_cuda_host_ops lists them. */
 extern "C" mi_status *mi_cuda_backend_model_init(mi_model *m) {
   mi_graph *g = &m->g;
-  /* Every operator needs a CUDA kernel: name all that lack one. */
-  char missing[2048];
-  size_t off = 0;
-  int n_missing = 0;
-  for (int k = 0; k < g->n_nodes; k++) {
-    const mi_node *n = &g->nodes[k];
-    if (n->dead || mi_cuda_op_find(n->op_type)) continue;
-    bool seen = false;
-    for (int j = 0; j < k && !seen; j++)
-      seen = !g->nodes[j].dead && !strcmp(g->nodes[j].op_type, n->op_type);
-    if (seen) continue;
-    n_missing++;
-    if (off < sizeof missing - 64)
-      off += (size_t)snprintf(missing + off, sizeof missing - off, "%s%s", n_missing > 1 ? ", " : "",
-                              n->op_type);
-  }
-  if (n_missing)
-    return mi_error(MI_ERR_UNSUPPORTED, "'%s': no CUDA kernel for operator%s %s", g->name,
-                    n_missing > 1 ? "s" : "", missing);
   int count = 0;
   mi_status *st = mi_cuda_backend_device_count(&count);
   if (st) return mi_error_prefix(st, "'%s': device CUDA", g->name);
@@ -351,11 +336,7 @@ static mi_status *setup_plan(mi_model *m) {
   free(c->ops);
   c->ops = (const mi_cuda_op **)calloc((size_t)g->n_nodes + 1, sizeof(void *));
   if (!c->ops) return mi_error(MI_ERR_NO_MEMORY, "out of memory");
-  for (int k = 0; k < g->n_nodes; k++) {
-    c->ops[k] = mi_cuda_op_find(g->nodes[k].op_type);
-    if (!c->ops[k] && !node_skipped(g, &g->nodes[k]))
-      return mi_node_error(&g->nodes[k], MI_ERR_UNSUPPORTED, "no CUDA kernel for this operator");
-  }
+  for (int k = 0; k < g->n_nodes; k++) c->ops[k] = mi_cuda_op_find(g->nodes[k].op_type);
   free(m->plan.arena); /* planned on the host, placed on the device */
   m->plan.arena = NULL;
   if (m->plan.arena_bytes) MI_TRY(dalloc(&c->arena, m->plan.arena_bytes, "the", "activation arena"));
@@ -370,6 +351,8 @@ static mi_status *setup_plan(mi_model *m) {
       c->dptr[v] = c->dplan[v];
     } else if (val->arena_offset >= 0) {
       c->dptr[v] = (char *)c->arena + val->arena_offset;
+    } else if (val->dynamic || (val->producer >= 0 && g->nodes[val->producer].tail)) {
+      continue; /* made on the host by the eager tail */
     } else if (val->is_input || (val->is_output && val->producer >= 0)) {
       size_t bytes = mi_tensor_nbytes(&val->t);
       MI_TRY(dalloc(&c->dplan[v], bytes, val->is_input ? "input" : "output", val->name));
@@ -380,7 +363,7 @@ static mi_status *setup_plan(mi_model *m) {
   /* Constants first used by this plan (a shape-dependent branch). */
   for (int k = 0; k < g->n_nodes; k++) {
     const mi_node *n = &g->nodes[k];
-    if (node_skipped(g, n)) continue;
+    if (node_skipped(g, n) || n->tail || !c->ops[k]) continue;
     for (int i = 0; i <= n->n_in; i++) {
       int v = i < n->n_in ? n->in[i] : n->fused_add;
       if (v < 0 || !g->values[v].is_const || c->dconst[v]) continue;
@@ -402,6 +385,105 @@ static mi_status *setup_plan(mi_model *m) {
   return NULL;
 }
 
+/* ---- nodes on the host --------------------------------------------------- */
+static void host_free(mi_tensor *t, int n) {
+  for (int i = 0; i < n; i++)
+    if (t[i].owns_data) free(t[i].data);
+}
+
+/* A node without a CUDA kernel: its device inputs copied to the host, the
+ * CPU kernel, its outputs copied back into their device buffers. */
+static mi_status *run_on_host(mi_model *m, mi_node *n) {
+  mi_graph *g = &m->g;
+  mi_cuda_model *c = m->cuda;
+  CU_TRY(n, cudaStreamSynchronize(c->cx.stream));
+  mi_tensor hin[MI_MAX_IO + 1], hout[MI_MAX_IO];
+  mi_tensor *in[MI_MAX_IO + 1], *out[MI_MAX_IO];
+  memset(hin, 0, sizeof hin);
+  memset(hout, 0, sizeof hout);
+  mi_status *st = NULL;
+  for (int i = 0; i <= n->n_in && !st; i++) {
+    const int v = i < n->n_in ? n->in[i] : n->fused_add;
+    in[i] = NULL;
+    if (v < 0) continue;
+    mi_value *val = &g->values[v];
+    if (val->is_const || val->folded) { /* already on the host */
+      in[i] = &val->t;
+      continue;
+    }
+    mi_tensor_set_shape(&hin[i], val->t.dtype, val->t.ndim, val->t.dims);
+    st = mi_tensor_alloc(&hin[i], m->opt.max_tensor_bytes);
+    const size_t bytes = mi_tensor_nbytes(&hin[i]);
+    if (!st && bytes) {
+      cudaError_t e = cudaMemcpy(hin[i].data, c->dptr[v], bytes, cudaMemcpyDeviceToHost);
+      if (e != cudaSuccess) st = mi_cuda_err(n, e, "cudaMemcpy (to the host)");
+    }
+    in[i] = &hin[i];
+  }
+  for (int i = 0; i < n->n_out; i++) out[i] = &hout[i];
+  if (!st) st = n->op->infer(n, in, out);
+  for (int i = 0; i < n->n_out && !st; i++) st = mi_tensor_alloc(&hout[i], m->opt.max_tensor_bytes);
+  if (!st) st = n->op->run(n, &m->ex, in, out);
+  for (int i = 0; i < n->n_out && !st; i++) {
+    const int v = n->out[i];
+    if (v < 0 || g->values[v].folded || g->values[v].is_const || !c->dptr[v]) continue;
+    const size_t bytes = mi_tensor_nbytes(&hout[i]);
+    if (bytes != mi_tensor_nbytes(&g->values[v].t))
+      st = mi_node_error(n, MI_ERR_SHAPE, "output '%s' has another size than planned", g->values[v].name);
+    else if (bytes) {
+      cudaError_t e = cudaMemcpy(c->dptr[v], hout[i].data, bytes, cudaMemcpyHostToDevice);
+      if (e != cudaSuccess) st = mi_cuda_err(n, e, "cudaMemcpy (to the device)");
+    }
+  }
+  host_free(hin, n->n_in + 1);
+  host_free(hout, n->n_out);
+  return st ? mi_error_prefix(st, "(on the CPU: no CUDA kernel)") : NULL;
+}
+
+/* The eager tail (nodes after a data-dependent shape): the values it reads
+ * from the device are copied to host buffers it owns (it frees each after
+ * its last reader), graph inputs are read in place, then it runs on the CPU. */
+static mi_status *run_tail_on_host(mi_model *m, mi_tensor *const *inputs) {
+  mi_graph *g = &m->g;
+  mi_cuda_model *c = m->cuda;
+  CU_TRY(NULL, cudaStreamSynchronize(c->cx.stream));
+  mi_status *st = NULL;
+  for (int i = 0; i < g->n_inputs; i++)
+    if (!g->values[g->inputs[i]].folded) g->values[g->inputs[i]].t.data = inputs[i]->data;
+  for (int k = 0; k < g->n_nodes && !st; k++) {
+    const mi_node *n = &g->nodes[k];
+    if (n->dead || !n->tail) continue;
+    for (int i = 0; i <= n->n_in && !st; i++) {
+      const int v = i < n->n_in ? n->in[i] : n->fused_add;
+      if (v < 0) continue;
+      mi_value *val = &g->values[v];
+      if (val->is_const || val->folded || val->is_input || val->t.data) continue;
+      if (val->producer >= 0 && g->nodes[val->producer].tail) continue; /* made by the tail itself */
+      if (!c->dptr[v]) {
+        st = mi_node_error(n, MI_ERR_INTERNAL, "input '%s' has no device buffer", val->name);
+        break;
+      }
+      val->t.owns_data = false;
+      st = mi_tensor_alloc(&val->t, m->opt.max_tensor_bytes);
+      const size_t bytes = mi_tensor_nbytes(&val->t);
+      if (!st && bytes) {
+        cudaError_t e = cudaMemcpy(val->t.data, c->dptr[v], bytes, cudaMemcpyDeviceToHost);
+        if (e != cudaSuccess) st = mi_cuda_err(n, e, "cudaMemcpy (to the host)");
+      }
+    }
+  }
+  if (!st) st = mi_graph_run_eager(g, &m->ex, true);
+  for (int i = 0; i < g->n_inputs; i++)
+    if (!g->values[g->inputs[i]].folded) g->values[g->inputs[i]].t.data = NULL;
+  return st;
+}
+
+/* After the tail: whether v's data is the host's (made by the tail, or a
+ * copy it read). */
+static bool on_host(const mi_graph *g, const mi_value *v) {
+  return (v->producer >= 0 && g->nodes[v->producer].tail) || (v->t.owns_data && v->t.data);
+}
+
 static mi_status *run_nodes(mi_model *m) {
   mi_graph *g = &m->g;
   mi_cuda_model *c = m->cuda;
@@ -411,7 +493,11 @@ static mi_status *run_nodes(mi_model *m) {
   void *scratch[MI_MAX_IO];
   for (int k = 0; k < g->n_nodes; k++) {
     mi_node *n = &g->nodes[k];
-    if (node_skipped(g, n)) continue;
+    if (node_skipped(g, n) || n->tail) continue;
+    if (!c->ops[k]) {
+      MI_TRY(mi_error_prefix(run_on_host(m, n), "'%s' (CUDA)", g->name));
+      continue;
+    }
     for (int i = 0; i <= n->n_in; i++) {
       int v = i < n->n_in ? n->in[i] : n->fused_add;
       if (v < 0) {
@@ -479,8 +565,10 @@ extern "C" mi_status *mi_cuda_backend_model_run(mi_model *m, bool replanned, mi_
     }
   }
   mi_status *st = NULL;
+  const bool tail = m->plan.first_tail >= 0;
   for (int i = 0; i < g->n_outputs && !st; i++) {
     const mi_value *v = &g->values[g->outputs[i]];
+    if (v->dynamic) continue; /* shaped by the tail */
     st = mi_tensor_create(v->t.dtype, v->t.ndim, v->t.dims, &outputs[i]);
   }
   /* Inputs: host -> pinned -> device, asynchronously on the model's stream. */
@@ -496,13 +584,14 @@ extern "C" mi_status *mi_cuda_backend_model_run(mi_model *m, bool replanned, mi_
     if (e != cudaSuccess) st = mi_cuda_err(NULL, e, "cudaMemcpyAsync (input)");
   }
   if (!st) st = run_nodes(m);
+  if (!st && tail) st = run_tail_on_host(m, inputs);
   /* Outputs: device -> pinned, then one synchronisation. */
   size_t out_off[64 + 1];
   for (int i = 0; i < g->n_outputs && !st; i++) {
     int v = g->outputs[i];
     const mi_value *val = &g->values[v];
     out_off[i < 64 ? i : 64] = (size_t)-1;
-    if (val->is_const || val->folded || val->is_input || !c->dplan[v]) continue;
+    if (val->is_const || val->folded || val->is_input || (tail && on_host(g, val)) || !c->dplan[v]) continue;
     size_t bytes = mi_tensor_nbytes(&val->t);
     if (i < 64) out_off[i] = poff;
     cudaError_t e = cudaMemcpyAsync((char *)c->pinned + poff, c->dplan[v], bytes, cudaMemcpyDeviceToHost,
@@ -517,9 +606,11 @@ extern "C" mi_status *mi_cuda_backend_model_run(mi_model *m, bool replanned, mi_
   for (int i = 0; i < g->n_outputs && !st; i++) {
     int v = g->outputs[i];
     const mi_value *val = &g->values[v];
+    if (val->dynamic) st = mi_tensor_create(val->t.dtype, val->t.ndim, val->t.dims, &outputs[i]);
+    if (st) break;
     size_t bytes = mi_tensor_nbytes(&val->t);
     if (!bytes) continue;
-    if (val->is_const || val->folded) {
+    if (val->is_const || val->folded || (tail && !val->is_input && on_host(g, val))) {
       memcpy(outputs[i]->data, val->t.data, bytes);
     } else if (val->is_input) {
       for (int j = 0; j < g->n_inputs; j++)
@@ -530,6 +621,7 @@ extern "C" mi_status *mi_cuda_backend_model_run(mi_model *m, bool replanned, mi_
       st = mi_error(MI_ERR_INTERNAL, "'%s': output '%s' has no device buffer", g->name, val->name);
     }
   }
+  if (tail) mi_graph_release_eager(g);
   if (st) {
     for (int i = 0; i < g->n_outputs; i++) {
       mi_tensor_free(outputs[i]);
@@ -537,4 +629,23 @@ extern "C" mi_status *mi_cuda_backend_model_run(mi_model *m, bool replanned, mi_
     }
   }
   return st;
+}
+
+/* Operator types of the graph that run on the CPU under this backend (no
+ * CUDA kernel, or in the eager tail), comma-separated into buf. */
+extern "C" void mi_cuda_backend_host_ops(const mi_model *m, char *buf, size_t size) {
+  const mi_graph *g = &m->g;
+  size_t off = 0;
+  if (size) buf[0] = 0;
+  for (int k = 0; k < g->n_nodes; k++) {
+    const mi_node *n = &g->nodes[k];
+    if (n->dead || (mi_cuda_op_find(n->op_type) && !n->tail)) continue;
+    bool seen = false;
+    for (int j = 0; j < k && !seen; j++) {
+      const mi_node *p = &g->nodes[j];
+      seen = !p->dead && (!mi_cuda_op_find(p->op_type) || p->tail) && !strcmp(p->op_type, n->op_type);
+    }
+    if (!seen && off + strlen(n->op_type) + 3 < size)
+      off += (size_t)snprintf(buf + off, size - off, "%s%s", off ? ", " : "", n->op_type);
+  }
 }

@@ -130,9 +130,15 @@ mi_status *mi_sliding_window(struct mi_model *model, const float *volume, const 
 
 /* ------------------------------------------------------------ segmenter */
 
+/* Where the network runs.  AUTO takes the CUDA device when one is usable
+ * and otherwise the CPU, saying why in the device description. */
+enum { MI_SEG_DEVICE_CPU = 0, MI_SEG_DEVICE_CUDA = 1, MI_SEG_DEVICE_AUTO = 2 };
+
 typedef struct mi_segmenter_options {
   int threads;        /* engine and ITK threads; 0: all cores              */
-  int device;         /* 0 CPU, 1 CUDA (needs an engine built with CUDA)   */
+  int device;         /* MI_SEG_DEVICE_* (CUDA needs an engine built with it) */
+  int device_index;   /* CUDA device ordinal                                */
+  int fast_math;      /* CUDA: TF32 GEMMs (engine.h, mi_options.fast_math)  */
   int fractional;     /* also produce per-label probabilities on the source grid */
   mi_progress_fn progress;
   void *progress_user;
@@ -143,6 +149,8 @@ void mi_segmenter_options_init(mi_segmenter_options *o);
 /* A card with its network loaded (once; reused for every series). */
 typedef struct mi_segmenter mi_segmenter;
 mi_status *mi_segmenter_create(const mi_card *card, const mi_segmenter_options *opts, mi_segmenter **out);
+/* Where the network runs, as for mi_detector_device.  Owned by the segmenter. */
+const char *mi_segmenter_device(const mi_segmenter *s);
 void mi_segmenter_free(mi_segmenter *s);
 /* Replace the progress callback (e.g. one per series). */
 void mi_segmenter_set_progress(mi_segmenter *s, mi_progress_fn fn, void *user);
@@ -264,6 +272,9 @@ typedef struct mi_detector mi_detector;
  * expected channel count.  Options as for the segmenter (fractional unused). */
 mi_status *mi_detector_create(const mi_card *card, const mi_segmenter_options *opts, mi_detector **out);
 void mi_detector_free(mi_detector *d);
+/* Where the network runs: "cpu", "cuda:N", or for MI_SEG_DEVICE_AUTO without
+ * a usable GPU "cpu (--device auto: ...why...)".  Owned by the detector. */
+const char *mi_detector_device(const mi_detector *d);
 void mi_detector_set_progress(mi_detector *d, mi_progress_fn fn, void *user);
 
 typedef struct mi_detections mi_detections;
