@@ -224,8 +224,8 @@ mi_status *mi_model_run(mi_model *m, mi_tensor *const *inputs, int n_inputs, mi_
   MI_TRY(check_inputs(m, inputs, n_inputs));
   bool replanned = !plan_matches(m, inputs);
   if (replanned) MI_TRY(mi_plan_build(m, inputs));
+  mi_blas_set_threads(m->ex.threads); /* also for nodes a CUDA run leaves to the CPU */
   if (m->cuda) return mi_cuda_model_run(m, replanned, inputs, outputs);
-  mi_blas_set_threads(m->ex.threads);
 
   /* Bind buffers. */
   for (int i = 0; i < g->n_inputs; i++)

@@ -4,6 +4,8 @@
  * the summed weights.  2D mode is the same with one-slice patches and an
  * NCHW network. */
 #include <math.h>
+#include <pthread.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -92,109 +94,283 @@ typedef struct win {
   int64_t dims[3];    /* padded dims */
   int64_t p[3];
   int fixed_batch;    /* the network's batch dimension if fixed, else 0 */
+  int flips;          /* network runs per batch (mirroring) */
   float *gauss, *acc, *wsum;
   int C;
   int64_t done, total;
 } win;
 
-/* Run one batch of patches (origins xyz), mirroring as asked, accumulate. */
-static mi_status *run_batch(win *w, const int64_t (*org)[3], int nb) {
-  const int64_t pv = w->p[0] * w->p[1] * w->p[2];
-  const int nrun = w->fixed_batch > 0 ? w->fixed_batch : nb;
-  const int flips = w->prm->mirroring ? (w->prm->mode_2d ? 4 : 8) : 1;
+/* One batch of patches in flight: origins and the sum of its flips' outputs. */
+typedef struct batch {
+  int64_t (*org)[3];
+  int nb;
+  float *sum; /* nb * C * patch voxels, allocated once C is known */
+} batch;
+
+static int64_t patch_voxels(const win *w) { return w->p[0] * w->p[1] * w->p[2]; }
+static int run_size(const win *w, int nb) { return w->fixed_batch > 0 ? w->fixed_batch : nb; }
+
+static mi_status *make_input(const win *w, int nrun, mi_tensor **in) {
   int64_t dims[5] = {nrun, 1, w->p[2], w->p[1], w->p[0]};
   int64_t dims2[4] = {nrun, 1, w->p[1], w->p[0]};
-  mi_tensor *in = NULL;
-  mi_status *st = w->prm->mode_2d ? mi_tensor_create(MI_FLOAT, 4, dims2, &in) : mi_tensor_create(MI_FLOAT, 5, dims, &in);
-  if (st) return st;
+  return w->prm->mode_2d ? mi_tensor_create(MI_FLOAT, 4, dims2, in) : mi_tensor_create(MI_FLOAT, 5, dims, in);
+}
+
+/* The network input for flip f of batch b (a fixed batch is filled with repeats). */
+static void fill_input(const win *w, const batch *b, int f, mi_tensor *in, float *patch) {
+  const int64_t pv = patch_voxels(w);
+  const int nrun = (int)mi_tensor_dims(in)[0];
   float *ib = mi_tensor_data(in);
-  float *patch = malloc((size_t)pv * sizeof *patch);
-  float *sum = NULL, *tmp = NULL;
-  if (!patch) {
-    mi_tensor_free(in);
-    return mi_error(MI_ERR_NO_MEMORY, "sliding window: out of memory");
+  for (int k = 0; k < nrun; ++k) {
+    const int64_t *o = b->org[k < b->nb ? k : b->nb - 1];
+    for (int64_t z = 0; z < w->p[2]; ++z)
+      for (int64_t y = 0; y < w->p[1]; ++y)
+        memcpy(patch + (z * w->p[1] + y) * w->p[0],
+               w->vol + ((o[2] + z) * w->dims[1] + o[1] + y) * w->dims[0] + o[0], (size_t)w->p[0] * sizeof(float));
+    copy_flipped(patch, ib + k * pv, w->p, f);
   }
-  for (int f = 0; f < flips && !st; ++f) {
-    for (int b = 0; b < nrun; ++b) {
-      const int64_t *o = org[b < nb ? b : nb - 1]; /* a fixed batch is filled with repeats */
-      for (int64_t z = 0; z < w->p[2]; ++z)
-        for (int64_t y = 0; y < w->p[1]; ++y)
-          memcpy(patch + (z * w->p[1] + y) * w->p[0],
-                 w->vol + ((o[2] + z) * w->dims[1] + o[1] + y) * w->dims[0] + o[0], (size_t)w->p[0] * sizeof(float));
-      copy_flipped(patch, ib + b * pv, w->p, f);
-    }
-    mi_tensor *outs[8] = {0};
-    int no = mi_model_num_outputs(w->model);
-    if (no < 1 || no > 8) {
-      st = mi_error(MI_ERR_INVALID_MODEL, "sliding window: the network has %d outputs (expected 1)", no);
-      break;
-    }
-    st = mi_model_run(w->model, &in, 1, outs, no);
-    if (st) break;
-    mi_tensor *out = outs[0];
-    const int64_t *od = mi_tensor_dims(out);
-    const int nd = mi_tensor_ndim(out);
-    int ok = mi_tensor_dtype(out) == MI_FLOAT && nd == (w->prm->mode_2d ? 4 : 5) && od[0] == nrun && od[1] >= 1;
-    if (ok && w->prm->mode_2d) ok = od[2] == w->p[1] && od[3] == w->p[0];
-    if (ok && !w->prm->mode_2d) ok = od[2] == w->p[2] && od[3] == w->p[1] && od[4] == w->p[0];
-    if (ok && w->C && od[1] != w->C) ok = 0;
-    if (!ok) {
-      char shape[128] = "";
-      for (int i = 0; i < nd && i < 6; ++i)
-        snprintf(shape + strlen(shape), sizeof shape - strlen(shape), "%s%lld", i ? "x" : "", (long long)od[i]);
-      st = mi_error(MI_ERR_SHAPE,
+}
+
+/* Checks the network's output for flip f of batch b, activates it, flips it
+ * back and adds it to the batch's sum (allocating the accumulators on the
+ * first output, when the channel count is known). */
+static mi_status *take_output(win *w, batch *b, int f, mi_tensor *out, int nrun, float *tmp_or_null, float **tmp) {
+  const int64_t pv = patch_voxels(w);
+  const int64_t *od = mi_tensor_dims(out);
+  const int nd = mi_tensor_ndim(out);
+  int ok = mi_tensor_dtype(out) == MI_FLOAT && nd == (w->prm->mode_2d ? 4 : 5) && od[0] == nrun && od[1] >= 1;
+  if (ok && w->prm->mode_2d) ok = od[2] == w->p[1] && od[3] == w->p[0];
+  if (ok && !w->prm->mode_2d) ok = od[2] == w->p[2] && od[3] == w->p[1] && od[4] == w->p[0];
+  if (ok && w->C && od[1] != w->C) ok = 0;
+  if (!ok) {
+    char shape[128] = "";
+    for (int i = 0; i < nd && i < 6; ++i)
+      snprintf(shape + strlen(shape), sizeof shape - strlen(shape), "%s%lld", i ? "x" : "", (long long)od[i]);
+    return mi_error(MI_ERR_SHAPE,
                     "sliding window: network output %s (%s) does not match the patch %lldx%lldx%lld (x, y, z) "
                     "with batch %d",
                     shape, mi_dtype_name(mi_tensor_dtype(out)), (long long)w->p[0], (long long)w->p[1],
                     (long long)w->p[2], nrun);
-    }
-    if (!st && !w->C) {
-      w->C = (int)od[1];
-      const int64_t nvox = w->dims[0] * w->dims[1] * w->dims[2];
-      w->acc = calloc((size_t)(nvox * w->C), sizeof(float));
-      w->wsum = calloc((size_t)nvox, sizeof(float));
-      if (!w->acc || !w->wsum)
-        st = mi_error(MI_ERR_NO_MEMORY, "sliding window: cannot allocate %d x %lld probabilities", w->C,
+  }
+  if (!w->C) {
+    w->C = (int)od[1];
+    const int64_t nvox = w->dims[0] * w->dims[1] * w->dims[2];
+    w->acc = calloc((size_t)(nvox * w->C), sizeof(float));
+    w->wsum = calloc((size_t)nvox, sizeof(float));
+    if (!w->acc || !w->wsum)
+      return mi_error(MI_ERR_NO_MEMORY, "sliding window: cannot allocate %d x %lld probabilities", w->C,
                       (long long)nvox);
+  }
+  (void)tmp_or_null;
+  if (!*tmp && !(*tmp = malloc((size_t)(pv * w->C) * sizeof(float))))
+    return mi_error(MI_ERR_NO_MEMORY, "sliding window: out of memory");
+  if (!b->sum && !(b->sum = calloc((size_t)(b->nb * pv * w->C), sizeof(float))))
+    return mi_error(MI_ERR_NO_MEMORY, "sliding window: out of memory");
+  if (f == 0) memset(b->sum, 0, (size_t)(b->nb * pv * w->C) * sizeof(float));
+  float *ob = mi_tensor_data(out);
+  for (int k = 0; k < b->nb; ++k) {
+    float *o = ob + (int64_t)k * w->C * pv;
+    activate(o, pv, w->C, w->prm->activation);
+    for (int c = 0; c < w->C; ++c) copy_flipped(o + c * pv, *tmp + c * pv, w->p, f); /* flip back */
+    float *s = b->sum + (int64_t)k * w->C * pv;
+    for (int64_t i = 0; i < w->C * pv; ++i) s[i] += (*tmp)[i];
+  }
+  return NULL;
+}
+
+/* A batch's mean over flips, Gaussian-weighted into the accumulators. */
+static void blend(win *w, const batch *b) {
+  const int64_t pv = patch_voxels(w), nvox = w->dims[0] * w->dims[1] * w->dims[2];
+  const float inv = 1.0f / (float)w->flips;
+  for (int k = 0; k < b->nb; ++k) {
+    const int64_t *o = b->org[k];
+    const float *s = b->sum + (int64_t)k * w->C * pv;
+    for (int64_t z = 0; z < w->p[2]; ++z)
+      for (int64_t y = 0; y < w->p[1]; ++y) {
+        const int64_t base = ((o[2] + z) * w->dims[1] + o[1] + y) * w->dims[0] + o[0];
+        const int64_t pb = (z * w->p[1] + y) * w->p[0];
+        for (int64_t x = 0; x < w->p[0]; ++x) w->wsum[base + x] += w->gauss[pb + x];
+        for (int c = 0; c < w->C; ++c) {
+          float *a = w->acc + c * nvox + base;
+          const float *sc = s + c * pv + pb;
+          for (int64_t x = 0; x < w->p[0]; ++x) a[x] += sc[x] * inv * w->gauss[pb + x];
+        }
+      }
+  }
+}
+
+/* ---- the network on a second thread ---------------------------------------
+ * With `pipelined`, the network runs on a runner thread while this thread
+ * fills the next input and takes the previous output, so a GPU is not idle
+ * while the host prepares patches (and the host not while the GPU runs). */
+typedef struct runner {
+  pthread_t thread;
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
+  mi_model *model;
+  mi_tensor *in;    /* submitted input (NULL: idle) */
+  mi_tensor *outs[8];
+  int n_out;
+  mi_status *st;
+  int busy, quit;
+} runner;
+
+static void *runner_main(void *arg) {
+  runner *r = arg;
+  pthread_mutex_lock(&r->mu);
+  for (;;) {
+    while (!r->busy && !r->quit) pthread_cond_wait(&r->cv, &r->mu);
+    if (r->quit) break;
+    mi_tensor *in = r->in;
+    pthread_mutex_unlock(&r->mu);
+    mi_tensor *outs[8] = {0};
+    mi_status *st = mi_model_run(r->model, &in, 1, outs, r->n_out);
+    pthread_mutex_lock(&r->mu);
+    memcpy(r->outs, outs, sizeof outs);
+    r->st = st;
+    r->busy = 0;
+    pthread_cond_broadcast(&r->cv);
+  }
+  pthread_mutex_unlock(&r->mu);
+  return NULL;
+}
+
+static void runner_submit(runner *r, mi_tensor *in) {
+  pthread_mutex_lock(&r->mu);
+  r->in = in;
+  r->busy = 1;
+  pthread_cond_broadcast(&r->cv);
+  pthread_mutex_unlock(&r->mu);
+}
+
+static mi_status *runner_wait(runner *r, mi_tensor **outs) {
+  pthread_mutex_lock(&r->mu);
+  while (r->busy) pthread_cond_wait(&r->cv, &r->mu);
+  memcpy(outs, r->outs, sizeof r->outs);
+  mi_status *st = r->st;
+  r->st = NULL;
+  pthread_mutex_unlock(&r->mu);
+  return st;
+}
+
+static void free_outs(mi_tensor **outs, int n) {
+  for (int i = 0; i < n; ++i) mi_tensor_free(outs[i]), outs[i] = NULL;
+}
+
+/* Every batch (bsz patches, the last may be short) through the network:
+ * fill, run, take for each flip, then blend; progress after each batch. */
+static mi_status *run_all(win *w, const int64_t *const st_[3], const int64_t cnt[3], int bsz) {
+  const int no = mi_model_num_outputs(w->model);
+  if (no < 1 || no > 8)
+    return mi_error(MI_ERR_INVALID_MODEL, "sliding window: the network has %d outputs (expected 1)", no);
+  const int64_t nbatch = (w->total + bsz - 1) / bsz, steps = nbatch * w->flips;
+  const bool pipe = w->prm->pipelined != 0;
+  batch bt[2] = {{0}, {0}};
+  mi_tensor *in[2] = {NULL, NULL};
+  float *patch = malloc((size_t)patch_voxels(w) * sizeof(float)), *tmp = NULL;
+  mi_status *st = patch ? NULL : mi_error(MI_ERR_NO_MEMORY, "sliding window: out of memory");
+  for (int k = 0; k < 2 && !st; ++k) {
+    bt[k].org = malloc((size_t)bsz * sizeof *bt[k].org);
+    if (!bt[k].org) st = mi_error(MI_ERR_NO_MEMORY, "sliding window: out of memory");
+  }
+  runner r;
+  memset(&r, 0, sizeof r);
+  bool started = false;
+  if (!st && pipe) {
+    r.model = w->model, r.n_out = no;
+    pthread_mutex_init(&r.mu, NULL);
+    pthread_cond_init(&r.cv, NULL);
+    if (pthread_create(&r.thread, NULL, runner_main, &r)) {
+      pthread_mutex_destroy(&r.mu);
+      pthread_cond_destroy(&r.cv);
+      st = mi_error(MI_ERR_INTERNAL, "sliding window: cannot start the runner thread");
+    } else {
+      started = true;
     }
-    if (!st && !sum) {
-      sum = calloc((size_t)(nb * pv * w->C), sizeof(float));
-      tmp = malloc((size_t)(pv * w->C) * sizeof(float));
-      if (!sum || !tmp) st = mi_error(MI_ERR_NO_MEMORY, "sliding window: out of memory");
+  }
+  /* Step s = batch s / flips, flip s % flips; batch b lives in bt[b % 2]. */
+  bool pending = false; /* step s - 1 submitted to the runner, not yet taken */
+  for (int64_t s = 0; s <= steps && !st; ++s) {
+    mi_tensor *slot = NULL;
+    if (s < steps) {
+      const int64_t b = s / w->flips;
+      const int f = (int)(s % w->flips);
+      batch *cur = &bt[b % 2];
+      if (f == 0) { /* this batch's origins */
+        cur->nb = (int)(w->total - b * bsz < bsz ? w->total - b * bsz : bsz);
+        for (int k = 0; k < cur->nb; ++k) {
+          const int64_t i = b * bsz + k;
+          cur->org[k][0] = st_[0][i % cnt[0]];
+          cur->org[k][1] = st_[1][(i / cnt[0]) % cnt[1]];
+          cur->org[k][2] = st_[2][i / (cnt[0] * cnt[1])];
+        }
+      }
+      const int nrun = run_size(w, cur->nb);
+      slot = in[s % 2];
+      if (slot && mi_tensor_dims(slot)[0] != nrun) {
+        mi_tensor_free(slot);
+        slot = in[s % 2] = NULL;
+      }
+      if (!slot && (st = make_input(w, nrun, &in[s % 2]))) break;
+      slot = in[s % 2];
+      fill_input(w, cur, f, slot, patch);
     }
-    if (!st) {
-      float *ob = mi_tensor_data(out);
-      for (int b = 0; b < nb; ++b) {
-        float *o = ob + (int64_t)b * w->C * pv;
-        activate(o, pv, w->C, w->prm->activation);
-        for (int c = 0; c < w->C; ++c) copy_flipped(o + c * pv, tmp + c * pv, w->p, f); /* flip back */
-        float *s = sum + (int64_t)b * w->C * pv;
-        for (int64_t i = 0; i < w->C * pv; ++i) s[i] += tmp[i];
+    /* Run step s (pipelined: submit it, then take step s - 1 meanwhile). */
+    mi_tensor *outs[8] = {0};
+    int64_t take = -1;
+    if (pipe) {
+      if (pending) {
+        st = runner_wait(&r, outs);
+        pending = false;
+        take = s - 1;
+      }
+      if (!st && slot) {
+        runner_submit(&r, slot);
+        pending = true;
+      }
+    } else if (slot) {
+      st = mi_model_run(w->model, &slot, 1, outs, no);
+      take = s;
+    }
+    if (!st && take >= 0) {
+      const int64_t b = take / w->flips;
+      const int f = (int)(take % w->flips);
+      batch *tb = &bt[b % 2];
+      st = take_output(w, tb, f, outs[0], run_size(w, tb->nb), NULL, &tmp);
+      if (!st && f == w->flips - 1) {
+        blend(w, tb);
+        w->done += tb->nb;
+        if (w->prm->progress) {
+          char msg[64];
+          snprintf(msg, sizeof msg, "inference: patch %lld/%lld", (long long)w->done, (long long)w->total);
+          if (w->prm->progress(w->prm->progress_user, (double)w->done / (double)w->total, msg))
+            st = mi_error(MI_ERR_CANCELLED, "cancelled during inference");
+        }
       }
     }
-    for (int i = 0; i < no; ++i) mi_tensor_free(outs[i]);
+    free_outs(outs, no);
   }
-  if (!st) {
-    const float inv = 1.0f / (float)flips;
-    for (int b = 0; b < nb; ++b) {
-      const int64_t *o = org[b];
-      const float *s = sum + (int64_t)b * w->C * pv;
-      for (int64_t z = 0; z < w->p[2]; ++z)
-        for (int64_t y = 0; y < w->p[1]; ++y) {
-          const int64_t base = ((o[2] + z) * w->dims[1] + o[1] + y) * w->dims[0] + o[0];
-          const int64_t pb = (z * w->p[1] + y) * w->p[0];
-          const int64_t nvox = w->dims[0] * w->dims[1] * w->dims[2];
-          for (int64_t x = 0; x < w->p[0]; ++x) w->wsum[base + x] += w->gauss[pb + x];
-          for (int c = 0; c < w->C; ++c) {
-            float *a = w->acc + c * nvox + base;
-            const float *sc = s + c * pv + pb;
-            for (int64_t x = 0; x < w->p[0]; ++x) a[x] += sc[x] * inv * w->gauss[pb + x];
-          }
-        }
+  if (started) {
+    if (pending) { /* an error left a run in flight: let it finish */
+      mi_tensor *outs[8] = {0};
+      mi_status_free(runner_wait(&r, outs));
+      free_outs(outs, no);
     }
+    pthread_mutex_lock(&r.mu);
+    r.quit = 1;
+    pthread_cond_broadcast(&r.cv);
+    pthread_mutex_unlock(&r.mu);
+    pthread_join(r.thread, NULL);
+    pthread_mutex_destroy(&r.mu);
+    pthread_cond_destroy(&r.cv);
   }
-  free(sum), free(tmp), free(patch);
-  mi_tensor_free(in);
+  for (int k = 0; k < 2; ++k) {
+    free(bt[k].org);
+    free(bt[k].sum);
+    mi_tensor_free(in[k]);
+  }
+  free(patch);
+  free(tmp);
   return st;
 }
 
@@ -260,27 +436,8 @@ mi_status *mi_sliding_window(mi_model *model, const float *volume, const int64_t
       st = mi_error(MI_ERR_NO_MEMORY, "sliding window: out of memory");
   if (!st) {
     w.total = cnt[0] * cnt[1] * cnt[2];
-    int bsz = w.fixed_batch > 0 ? w.fixed_batch : prm->batch;
-    int64_t(*org)[3] = malloc((size_t)bsz * sizeof *org);
-    if (!org) st = mi_error(MI_ERR_NO_MEMORY, "sliding window: out of memory");
-    int nb = 0;
-    for (int64_t i = 0; i < w.total && !st; ++i) {
-      org[nb][0] = st_[0][i % cnt[0]];
-      org[nb][1] = st_[1][(i / cnt[0]) % cnt[1]];
-      org[nb][2] = st_[2][i / (cnt[0] * cnt[1])];
-      if (++nb == bsz || i + 1 == w.total) {
-        st = run_batch(&w, (const int64_t(*)[3])org, nb);
-        w.done += nb;
-        nb = 0;
-        if (!st && prm->progress) {
-          char msg[64];
-          snprintf(msg, sizeof msg, "inference: patch %lld/%lld", (long long)w.done, (long long)w.total);
-          if (prm->progress(prm->progress_user, (double)w.done / (double)w.total, msg))
-            st = mi_error(MI_ERR_CANCELLED, "cancelled during inference");
-        }
-      }
-    }
-    free(org);
+    w.flips = prm->mirroring ? (prm->mode_2d ? 4 : 8) : 1;
+    st = run_all(&w, (const int64_t *const *)st_, cnt, w.fixed_batch > 0 ? w.fixed_batch : prm->batch);
   }
   for (int a = 0; a < 3; ++a) free(st_[a]);
   free(w.gauss);

@@ -1,6 +1,7 @@
 // Sliding window with an identity network (1x1x1 convolution, weight 1): the
 // Gaussian-weighted blend of overlapping patches must give the input back,
-// whatever the overlap, batching, mirroring or padding.
+// whatever the overlap, batching, mirroring or padding, with the network run
+// on this thread or pipelined on a second one.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -39,9 +40,10 @@ struct Case {
   int batch, mirror, mode_2d;
 };
 
-void expect_identity(mi_model *m, const Case &c) {
+void expect_identity(mi_model *m, const Case &c, int pipelined) {
   std::vector<float> v = random_volume(c.dims);
   mi_window_params p = {};
+  p.pipelined = pipelined;
   p.mode_2d = c.mode_2d;
   for (int a = 0; a < 3; ++a) p.patch[a] = c.patch[a];
   p.overlap = c.overlap;
@@ -68,10 +70,15 @@ void expect_identity(mi_model *m, const Case &c) {
   ASSERT_EQ(C, 1);
   double worst = 0;
   for (size_t i = 0; i < v.size(); ++i) worst = std::max(worst, (double)std::fabs(out[i] - v[i]));
-  EXPECT_LT(worst, 1e-5) << c.dims[0] << "x" << c.dims[1] << "x" << c.dims[2];
+  EXPECT_LT(worst, 1e-5) << c.dims[0] << "x" << c.dims[1] << "x" << c.dims[2] << (pipelined ? " pipelined" : "");
   EXPECT_GT(calls, 0);
   EXPECT_DOUBLE_EQ(last, 1.0);
   free(out);
+}
+
+void expect_identity(mi_model *m, const Case &c) {
+  expect_identity(m, c, 0);
+  expect_identity(m, c, 1);
 }
 
 }  // namespace
@@ -106,11 +113,16 @@ TEST(SlidingWindow, CancelAndBadShapes) {
   p.progress = [](void *, double f, const char *) { return f > 0.2 ? 1 : 0; };
   float *out = nullptr;
   int C = 0;
-  mi_status *st = mi_sliding_window(m, v.data(), d, &p, &out, &C);
-  ASSERT_NE(st, nullptr);
-  EXPECT_EQ(mi_status_code(st), MI_ERR_CANCELLED);
-  EXPECT_EQ(out, nullptr);
-  mi_status_free(st);
+  for (int pipelined : {0, 1}) {  // pipelined: cancelled with the next batch in flight
+    p.pipelined = pipelined;
+    mi_status *st = mi_sliding_window(m, v.data(), d, &p, &out, &C);
+    ASSERT_NE(st, nullptr);
+    EXPECT_EQ(mi_status_code(st), MI_ERR_CANCELLED);
+    EXPECT_EQ(out, nullptr);
+    mi_status_free(st);
+  }
+  p.pipelined = 0;
+  mi_status *st = nullptr;
   p.progress = nullptr;
   p.mode_2d = 1;  // a 3D network in 2D mode
   st = mi_sliding_window(m, v.data(), d, &p, &out, &C);

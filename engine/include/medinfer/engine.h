@@ -135,7 +135,9 @@ mi_status *mi_cuda_device_count(int *count);
  * data-dependent shape (NonZero, NonMaxSuppression, ...) run on the CPU,
  * their inputs copied from the GPU and their outputs back.  Writes those
  * operator types, comma-separated, into buf ("" when everything runs on the
- * GPU or the model is on the CPU). */
+ * GPU or the model is on the CPU).  Exact once a plan exists (after loading
+ * a model with fixed input shapes, or after a run); before, it lists every
+ * operator type without a CUDA kernel. */
 void mi_model_cpu_fallback_ops(const mi_model *m, char *buf, size_t size);
 
 #ifdef __cplusplus

@@ -262,6 +262,10 @@ static mi_status *upload(const mi_tensor *t, void **dst) {
   if (bytes) {
     e = cudaMemcpy(*dst, t->data, bytes, cudaMemcpyHostToDevice);
     if (e != cudaSuccess) return mi_cuda_err(NULL, e, "cudaMemcpy (upload)");
+    /* A pageable copy may still be in flight when cudaMemcpy returns, and the
+     * model's stream does not wait for the legacy default stream. */
+    e = cudaDeviceSynchronize();
+    if (e != cudaSuccess) return mi_cuda_err(NULL, e, "cudaDeviceSynchronize (upload)");
   }
   return NULL;
 }
@@ -297,10 +301,10 @@ extern "C" mi_status *mi_cuda_backend_model_init(mi_model *m) {
   CUBLAS_TRY(NULL, cublasSetStream(c->cx.blas, c->cx.stream));
   CUBLAS_TRY(NULL, cublasSetMathMode(c->cx.blas, c->cx.fast_math ? CUBLAS_TF32_TENSOR_OP_MATH
                                                                   : CUBLAS_DEFAULT_MATH));
-  /* Constants read by nodes that run: upload once. */
+  /* Constants read by nodes that run on the device: upload once. */
   for (int k = 0; k < g->n_nodes; k++) {
     const mi_node *n = &g->nodes[k];
-    if (n->dead) continue;
+    if (n->dead || !c->ops[k]) continue;
     for (int i = 0; i <= n->n_in; i++) {
       int v = i < n->n_in ? n->in[i] : n->fused_add;
       if (v < 0 || !g->values[v].is_const || c->dconst[v]) continue;
@@ -430,11 +434,14 @@ static mi_status *run_on_host(mi_model *m, mi_node *n) {
     const size_t bytes = mi_tensor_nbytes(&hout[i]);
     if (bytes != mi_tensor_nbytes(&g->values[v].t))
       st = mi_node_error(n, MI_ERR_SHAPE, "output '%s' has another size than planned", g->values[v].name);
-    else if (bytes) {
-      cudaError_t e = cudaMemcpy(c->dptr[v], hout[i].data, bytes, cudaMemcpyHostToDevice);
-      if (e != cudaSuccess) st = mi_cuda_err(n, e, "cudaMemcpy (to the device)");
+    else if (bytes) { /* on the model's stream: its next kernels wait for it */
+      cudaError_t e = cudaMemcpyAsync(c->dptr[v], hout[i].data, bytes, cudaMemcpyHostToDevice, c->cx.stream);
+      if (e != cudaSuccess) st = mi_cuda_err(n, e, "cudaMemcpyAsync (to the device)");
     }
   }
+  /* The host buffers must outlive the copies. */
+  cudaError_t e = cudaStreamSynchronize(c->cx.stream);
+  if (!st && e != cudaSuccess) st = mi_cuda_err(n, e, "cudaStreamSynchronize");
   host_free(hin, n->n_in + 1);
   host_free(hout, n->n_out);
   return st ? mi_error_prefix(st, "(on the CPU: no CUDA kernel)") : NULL;
@@ -459,7 +466,7 @@ static mi_status *run_tail_on_host(mi_model *m, mi_tensor *const *inputs) {
       mi_value *val = &g->values[v];
       if (val->is_const || val->folded || val->is_input || val->t.data) continue;
       if (val->producer >= 0 && g->nodes[val->producer].tail) continue; /* made by the tail itself */
-      if (!c->dptr[v]) {
+      if (!c->dptr[v] && mi_tensor_nbytes(&val->t)) {
         st = mi_node_error(n, MI_ERR_INTERNAL, "input '%s' has no device buffer", val->name);
         break;
       }
@@ -637,13 +644,17 @@ extern "C" void mi_cuda_backend_host_ops(const mi_model *m, char *buf, size_t si
   const mi_graph *g = &m->g;
   size_t off = 0;
   if (size) buf[0] = 0;
+  /* Before a plan exists (input shapes not fixed at load) folded nodes and
+   * the tail are not known yet: every live node without a kernel counts. */
+  const bool planned = m->plan.valid;
   for (int k = 0; k < g->n_nodes; k++) {
     const mi_node *n = &g->nodes[k];
-    if (n->dead || (mi_cuda_op_find(n->op_type) && !n->tail)) continue;
+    if (n->dead || (planned && node_skipped(g, n)) || (mi_cuda_op_find(n->op_type) && !n->tail)) continue;
     bool seen = false;
     for (int j = 0; j < k && !seen; j++) {
       const mi_node *p = &g->nodes[j];
-      seen = !p->dead && (!mi_cuda_op_find(p->op_type) || p->tail) && !strcmp(p->op_type, n->op_type);
+      seen = !p->dead && !(planned && node_skipped(g, p)) && (!mi_cuda_op_find(p->op_type) || p->tail) &&
+             !strcmp(p->op_type, n->op_type);
     }
     if (!seen && off + strlen(n->op_type) + 3 < size)
       off += (size_t)snprintf(buf + off, size - off, "%s%s", off ? ", " : "", n->op_type);

@@ -113,6 +113,9 @@ typedef struct mi_window_params {
   double sigma_scale;       /* Gaussian sigma = sigma_scale * patch          */
   int mirroring;            /* average over flips along every axis            */
   float pad_value;          /* value of padding when the volume is smaller    */
+  int pipelined;            /* run the network on a second thread while this
+                             * one fills the next input and blends the last
+                             * output (for a GPU; same result either way)    */
   mi_activation activation;
   mi_progress_fn progress;  /* may be NULL; fractions span [0, 1]            */
   void *progress_user;
