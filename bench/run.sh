@@ -107,8 +107,11 @@ def ratio(a, b): return None if a is None or b is None else a / b
 print()
 # min = fastest single run of any round: less sensitive to other people's load
 # than the median, so it is shown next to it.
-print("| network | medinfer ms | ORT ms | latency ratio | min-latency ratio | medinfer peak MB | medinfer arena MB | ORT peak MB | memory ratio | GFLOP | medinfer GFLOP/s | ORT GFLOP/s |")
-print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+# paired = median over rounds of that round's medinfer/ORT ratio: the two
+# processes of a round run back to back, so a drift in the machine's speed
+# (shared hosts) cancels out of it better than out of the ratio of medians.
+print("| network | medinfer ms | ORT ms | latency ratio | paired ratio | min-latency ratio | medinfer peak MB | medinfer arena MB | ORT peak MB | memory ratio | GFLOP | medinfer GFLOP/s | ORT GFLOP/s |")
+print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
 errors = []
 for n in nets:
     gflop = json.load(open("%s/%s.json" % (out, n)))["flops"] / 1e9
@@ -121,9 +124,14 @@ for n in nets:
         if bad:
             errors.append("%s %s: %s" % (n, e, bad[0][8] if len(bad[0]) > 8 else "failed"))
     (mt, mp, ma, mmin), (ot, op, _, omin) = r["medinfer"], r["ort"]
+    by_round = {}
+    for x in rows:
+        if x[0] == n and x[3] == "ok":
+            by_round.setdefault(x[1], {})[x[2]] = float(x[4])
+    paired = med([v["medinfer"] / v["ort"] for v in by_round.values() if "medinfer" in v and "ort" in v])
     gps = lambda ms: None if ms is None else gflop / (ms / 1e3)
-    print("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %.2f | %s | %s |" % (
-        n, f(mt, "%.1f"), f(ot, "%.1f"), f(ratio(mt, ot), "%.2f"), f(ratio(mmin, omin), "%.2f"),
+    print("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %.2f | %s | %s |" % (
+        n, f(mt, "%.1f"), f(ot, "%.1f"), f(ratio(mt, ot), "%.2f"), f(paired, "%.2f"), f(ratio(mmin, omin), "%.2f"),
         f(mp, "%.0f"), f(ma, "%.0f"),
         f(op, "%.0f"), f(ratio(mp, op), "%.2f"), gflop, f(gps(mt), "%.1f"), f(gps(ot), "%.1f")))
 for e in errors:

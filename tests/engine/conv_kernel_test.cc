@@ -313,3 +313,45 @@ TEST(PoolKernel, RandomGeometryMatchesReference) {
 }
 
 }  // namespace
+
+// Gemm with one or two rows times transposed weights (a classifier head at
+// batch 1 or 2): the streaming dot-product path, odd K and N for its vector
+// and four-row tails, transA, alpha, and beta with a broadcast C.
+TEST(GemmKernel, RowsTimesTransposedWeightsMatchReference) {
+  std::mt19937 rng(20261202);
+  auto pick = [&](int lo, int hi) { return std::uniform_int_distribution<int>(lo, hi)(rng); };
+  for (int trial = 0; trial < 60; trial++) {
+    const int64_t M = pick(1, 2), K = pick(1, 70), N = pick(1, 11);
+    const bool ta = trial % 2 == 1, with_c = trial % 3 != 0;
+    const float alpha = trial % 4 == 3 ? 0.5f : 1.f, beta = with_c ? (trial % 5 == 0 ? 2.f : 1.f) : 0.f;
+    const std::vector<int64_t> ad = ta ? std::vector<int64_t>{K, M} : std::vector<int64_t>{M, K}, wd = {N, K};
+    auto x = rnd((size_t)(M * K), rng), w = rnd((size_t)(N * K), rng), c = rnd((size_t)N, rng);
+    Model md;
+    md.inputs.push_back({"a", 1, ad});
+    md.inits.push_back(onnxb::float_tensor("w", wd, w));
+    std::vector<std::string> gin = {"a", "w"};
+    if (with_c) {
+      md.inits.push_back(onnxb::float_tensor("c", {N}, c));
+      gin.push_back("c");
+    }
+    md.nodes.push_back({"Gemm", "gemm", gin, {"y"},
+                        {onnxb::attr_int("transA", ta ? 1 : 0), onnxb::attr_int("transB", 1),
+                         onnxb::attr_float("alpha", alpha), onnxb::attr_float("beta", beta)}});
+    md.outputs.push_back({"y", 1, {M, N}});
+    std::vector<std::vector<int64_t>> dims = {ad};
+    std::vector<std::vector<float>> data = {x};
+    std::string err;
+    auto got = run(md, dims, data, &err);
+    ASSERT_TRUE(err.empty()) << err;
+    std::vector<float> want((size_t)(M * N));
+    for (int64_t i = 0; i < M; i++)
+      for (int64_t j = 0; j < N; j++) {
+        double s = 0;
+        for (int64_t k = 0; k < K; k++) s += (double)(ta ? x[k * M + i] : x[i * K + k]) * w[j * K + k];
+        want[i * N + j] = (float)(alpha * s + (with_c ? beta * c[j] : 0.0));
+      }
+    expect_close(got, want, "gemm trial " + std::to_string(trial) + " M=" + std::to_string(M) + " K=" +
+                                std::to_string(K) + " N=" + std::to_string(N) + (ta ? " transA" : ""));
+    if (HasFailure()) return;
+  }
+}

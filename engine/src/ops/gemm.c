@@ -4,7 +4,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "gemm/gemm.h"
 #include "ops.h"
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+#endif
 
 /* ---- shared helpers ------------------------------------------------------ */
 
@@ -201,8 +205,55 @@ typedef struct gemv_task {
   int64_t row;
 } gemv_task;
 
+#if defined(__x86_64__) && defined(__GNUC__)
+/* Four weight rows at a time against one 16-float load of the input row:
+ * the weights (hundreds of MB for VGG's first classifier layer) stream from
+ * memory once, at memory speed rather than at a scalar loop's. */
+__attribute__((target("avx512f,fma"))) static void gemv_cols_avx512(const gemv_task *t, int64_t j0, int64_t j1) {
+  const float *a = t->A + t->row * t->ars;
+  float *y = t->y + t->row * t->N;
+  const int64_t K = t->K, kv = K & ~(int64_t)15;
+  const __mmask16 tail = (__mmask16)((1u << (K & 15)) - 1u);
+  int64_t j = j0;
+  for (; j + 4 <= j1; j += 4) {
+    const float *b0 = t->B + j * t->ldb, *b1 = b0 + t->ldb, *b2 = b1 + t->ldb, *b3 = b2 + t->ldb;
+    __m512 s0 = _mm512_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
+    for (int64_t k = 0; k < kv; k += 16) {
+      const __m512 av = _mm512_loadu_ps(a + k);
+      s0 = _mm512_fmadd_ps(av, _mm512_loadu_ps(b0 + k), s0);
+      s1 = _mm512_fmadd_ps(av, _mm512_loadu_ps(b1 + k), s1);
+      s2 = _mm512_fmadd_ps(av, _mm512_loadu_ps(b2 + k), s2);
+      s3 = _mm512_fmadd_ps(av, _mm512_loadu_ps(b3 + k), s3);
+    }
+    if (tail) {
+      const __m512 av = _mm512_maskz_loadu_ps(tail, a + kv);
+      s0 = _mm512_fmadd_ps(av, _mm512_maskz_loadu_ps(tail, b0 + kv), s0);
+      s1 = _mm512_fmadd_ps(av, _mm512_maskz_loadu_ps(tail, b1 + kv), s1);
+      s2 = _mm512_fmadd_ps(av, _mm512_maskz_loadu_ps(tail, b2 + kv), s2);
+      s3 = _mm512_fmadd_ps(av, _mm512_maskz_loadu_ps(tail, b3 + kv), s3);
+    }
+    const float d[4] = {_mm512_reduce_add_ps(s0), _mm512_reduce_add_ps(s1), _mm512_reduce_add_ps(s2),
+                        _mm512_reduce_add_ps(s3)};
+    for (int q = 0; q < 4; q++) y[j + q] = t->alpha * d[q] + (t->beta != 0.f ? t->beta * y[j + q] : 0.f);
+  }
+  for (; j < j1; j++) {
+    const float *b = t->B + j * t->ldb;
+    __m512 s = _mm512_setzero_ps();
+    for (int64_t k = 0; k < kv; k += 16) s = _mm512_fmadd_ps(_mm512_loadu_ps(a + k), _mm512_loadu_ps(b + k), s);
+    if (tail) s = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(tail, a + kv), _mm512_maskz_loadu_ps(tail, b + kv), s);
+    y[j] = t->alpha * _mm512_reduce_add_ps(s) + (t->beta != 0.f ? t->beta * y[j] : 0.f);
+  }
+}
+#endif
+
 static void gemv_cols(void *ctx, int64_t j0, int64_t j1) {
   const gemv_task *t = ctx;
+#if defined(__x86_64__) && defined(__GNUC__)
+  if (t->acs == 1 && mi_gemm_isa() == MI_ISA_AVX512) {
+    gemv_cols_avx512(t, j0, j1);
+    return;
+  }
+#endif
   const float *a = t->A + t->row * t->ars;
   float *y = t->y + t->row * t->N;
   for (int64_t j = j0; j < j1; j++) {
