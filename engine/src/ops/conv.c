@@ -691,11 +691,78 @@ static void pre_planes(void *vctx, int64_t b, int64_t e) {
 }
 
 /* ---- direct kernel (gemm/dconv.h) ---------------------------------------
- * Group 1, unit strides, weights packed for the AVX-512 kernel, an input
- * whose zero-padded copy fits the budget.  MEDINFER_CONV_DIRECT=0 keeps
+ * Group 1, strides of 1 or 2 in y and x (stride phases, below), weights
+ * packed for the AVX-512 kernel, an input whose zero-padded copy fits the
+ * budget.  MEDINFER_CONV_DIRECT=0 keeps
  * every convolution on the implicit GEMM, =1 sends every eligible one here
  * (tests). */
 #ifdef MI_GEMM_X86
+/* The zero-padded input split into stride phases (space-to-depth): with
+ * strides sy, sx each padded z-plane becomes sy*sx planes of h x w, phase
+ * (py, px) holding padded rows py, py+sy, ... and columns px, px+sx, ...
+ * Output position (oy, ox) then reads tap (ty, tx) at row oy + ty/sy,
+ * column ox + tx/sx of phase (ty%sy, tx%sx): unit strides again, so the
+ * direct kernel serves stride-2 layers (a ResNet's downsampling, its 7x7
+ * stem) unchanged.  With unit strides it is the plain padded copy. */
+typedef struct phase_geom {
+  int64_t pin[3];  /* padded extent (padded_extent) */
+  int64_t sy, sx, h, w;
+  int64_t csz;     /* floats per channel */
+} phase_geom;
+
+static void phase_extent(const geom *g, phase_geom *p) {
+  padded_extent(g, p->pin);
+  p->sy = g->s[1], p->sx = g->s[2];
+  p->h = (p->pin[1] + p->sy - 1) / p->sy;
+  p->w = (p->pin[2] + p->sx - 1) / p->sx;
+  p->csz = p->pin[0] * p->sy * p->sx * p->h * p->w;
+}
+
+typedef struct phasecopy_ctx {
+  const geom *g;
+  const phase_geom *ph;
+  const float *x;
+  float *xp;
+  const float *pre; /* input prologue applied while copying, or NULL */
+  int64_t pre_c;
+  bool pre_relu;
+} phasecopy_ctx;
+
+static void phasecopy_planes(void *vctx, int64_t b, int64_t e) {
+  const phasecopy_ctx *c = vctx;
+  const geom *g = c->g;
+  const phase_geom *ph = c->ph;
+  for (int64_t ch = b; ch < e; ch++) {
+    const float *sp = c->x + ch * g->in_sz;
+    const float pa = c->pre ? c->pre[ch] : 1.f, pb = c->pre ? c->pre[c->pre_c + ch] : 0.f;
+    float *d = c->xp + ch * ph->csz;
+    for (int64_t z = 0; z < ph->pin[0]; z++)
+      for (int64_t py = 0; py < ph->sy; py++)
+        for (int64_t px = 0; px < ph->sx; px++)
+          for (int64_t r = 0; r < ph->h; r++, d += ph->w) {
+            const int64_t iz = z - g->pb[0], iy = r * ph->sy + py - g->pb[1];
+            if (iz < 0 || iz >= g->in[0] || iy < 0 || iy >= g->in[1]) {
+              memset(d, 0, (size_t)ph->w * sizeof(float));
+              continue;
+            }
+            const float *s = sp + (iz * g->in[1] + iy) * g->in[2];
+            /* column t reads input column t*sx + px - pb: inside for t in [lo, hi) */
+            const int64_t off = px - g->pb[2];
+            int64_t lo = off >= 0 ? 0 : (-off + ph->sx - 1) / ph->sx;
+            int64_t hi = g->in[2] - off <= 0 ? 0 : (g->in[2] - off + ph->sx - 1) / ph->sx;
+            if (hi > ph->w) hi = ph->w;
+            if (lo > hi) lo = hi;
+            memset(d, 0, (size_t)lo * sizeof(float));
+            const float *src = s + off + lo * ph->sx; /* input column of t = lo */
+            if (c->pre) copy_affine(d + lo, src, ph->sx, 0, hi - lo, pa, pb, c->pre_relu);
+            else if (ph->sx == 1) memcpy(d + lo, src, (size_t)(hi - lo) * sizeof(float));
+            else
+              for (int64_t t = 0; t < hi - lo; t++) d[lo + t] = src[t * ph->sx];
+            memset(d + hi, 0, (size_t)(ph->w - hi) * sizeof(float));
+          }
+  }
+}
+
 static void dconv_items(void *vctx, int64_t b, int64_t e) { mi_dconv_run(vctx, b, e); }
 
 static int conv_direct_mode(void) {
@@ -714,56 +781,57 @@ static bool direct_wanted(const geom *g, const conv_attr *a, int64_t C, int64_t 
   const int mode = conv_direct_mode();
   if (mode == 0 || a->group != 1 || !a->wpack) return false;
   const mi_gemm_packed_view v = mi_gemm_packed_a_view(a->wpack[0]);
-  if (!mi_dconv_supported(&v)) return false;
-  for (int j = 0; j < 3; j++)
-    if (g->s[j] != 1) return false;
-  int64_t pin[3];
-  padded_extent(g, pin);
-  if (C * pin[0] * pin[1] * pin[2] * 4 > pad_copy_budget() || C * pin[0] * pin[1] * pin[2] >= INT32_MAX) return false;
+  if (!mi_dconv_supported(&v) || g->s[0] != 1 || g->s[1] > 2 || g->s[2] > 2) return false;
+  phase_geom ph;
+  phase_extent(g, &ph);
+  if (C * ph.csz * 4 > pad_copy_budget() || C * ph.csz >= INT32_MAX) return false;
   if (mode == 1) return true;
   /* Measured on ResNet-50, DenseNet-121 and VGG-16 layers: it wins while
    * the weights are few rows (each 8-row panel rereads its input tile) and
    * loses on wide 1x1 layers to the SGEMM's packed panels; on the 3D U-Net's
    * levels it was no faster. */
   if (g->out[0] > 1) return false;
+  if (g->s[1] * g->s[2] > 1) return M <= 128; /* strided: the 7x7 stem gains, 256-channel layers lose */
   return M <= 128 || (g->k_sz > 1 && M <= 256);
 }
 
 static mi_status *conv_direct(mi_node *n, mi_exec *ex, const conv_attr *a, const geom *g, const float *x,
                               const float *pre, const float *bias, const float *res, float *y, int64_t N, int64_t C,
                               int64_t M, int64_t K) {
-  int64_t pin[3];
-  padded_extent(g, pin);
-  const int64_t psz = pin[0] * pin[1] * pin[2];
-  bool has_pad = false;
+  phase_geom ph;
+  phase_extent(g, &ph);
+  bool has_pad = ph.sy * ph.sx > 1;
   for (int j = 0; j < 3; j++)
-    if (pin[j] != g->in[j] || g->pb[j]) has_pad = true;
-  float *xpad = has_pad || pre ? mi_exec_scratch(ex, (size_t)(C * psz) * sizeof(float)) : NULL;
+    if (ph.pin[j] != g->in[j] || g->pb[j]) has_pad = true;
+  float *xpad = has_pad || pre ? mi_exec_scratch(ex, (size_t)(C * ph.csz) * sizeof(float)) : NULL;
   int32_t *toff = mi_exec_scratch(ex, (size_t)K * sizeof *toff);
   if ((!xpad && (has_pad || pre)) || !toff) {
     if (xpad) mi_exec_scratch_release(ex, xpad);
     if (toff) mi_exec_scratch_release(ex, toff);
     return mi_node_error(n, MI_ERR_NO_MEMORY, "out of memory for the direct kernel's input copy");
   }
+  const int64_t zplane = ph.sy * ph.sx * ph.h * ph.w; /* one z of one channel: its phase planes */
   for (int64_t k = 0; k < K; k++) {
     const int64_t ch = k / g->k_sz, kk = k % g->k_sz;
     const int64_t kz = kk / (g->k[1] * g->k[2]), ky = (kk / g->k[2]) % g->k[1], kx = kk % g->k[2];
-    toff[k] = (int32_t)(ch * psz + (kz * g->d[0] * pin[1] + ky * g->d[1]) * pin[2] + kx * g->d[2]);
+    const int64_t ty = ky * g->d[1], tx = kx * g->d[2]; /* the tap in padded input coordinates */
+    const int64_t phase = (ty % ph.sy) * ph.sx + tx % ph.sx;
+    toff[k] = (int32_t)(ch * ph.csz + kz * g->d[0] * zplane + phase * ph.h * ph.w + (ty / ph.sy) * ph.w + tx / ph.sx);
   }
   /* Bias and ReLU in the kernel's registers; anything else after each store. */
   const bool simple = !res && (n->act.kind == MI_ACT_NONE || n->act.kind == MI_ACT_RELU);
   for (int64_t b = 0; b < N; b++) {
     const float *xb = x + b * C * g->in_sz;
     if (xpad) {
-      padcopy_ctx pc = {g, xb, xpad, {pin[0], pin[1], pin[2]}, pre, C, n->pre_relu};
-      mi_parallel_for(ex, C, 1, padcopy_planes, &pc);
+      phasecopy_ctx pc = {g, &ph, xb, xpad, pre, C, n->pre_relu};
+      mi_parallel_for(ex, C, 1, phasecopy_planes, &pc);
       xb = xpad;
     }
     float *yb = y + b * M * g->out_sz;
     epi_block_ctx ec = {n, yb, bias, res ? res + b * M * g->out_sz : NULL};
     const mi_gemm_epilogue epi = {epi_block, &ec};
-    mi_dconv_job job = {mi_gemm_packed_a_view(a->wpack[0]), xb, toff, g->out[0], pin[1] * pin[2],
-                        (g->out[1] - 1) * pin[2] + g->out[2], pin[2], g->out[2], g->out[1] * g->out[2], yb,
+    mi_dconv_job job = {mi_gemm_packed_a_view(a->wpack[0]), xb, toff, g->out[0], zplane,
+                        (g->out[1] - 1) * ph.w + g->out[2], ph.w, g->out[2], g->out[1] * g->out[2], yb,
                         g->out_sz, NULL, false, NULL};
     if (simple) {
       job.bias = bias;
