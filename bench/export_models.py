@@ -29,11 +29,27 @@ ROOT = os.path.dirname(HERE)
 # The nnU-Net-shaped network is defined once, in the models package, so the
 # benchmark measures the same architecture the project ships and tests.
 sys.path.insert(0, os.path.join(ROOT, "models", "scripts"))
-from networks import randomize_bn, unet3d_nnunet  # noqa: E402
+from networks import pspnet, randomize_bn, unet3d_nnunet  # noqa: E402
 
 
 def unet3d():
     return unet3d_nnunet(1, 2, features=(32, 64, 128, 256, 320))
+
+
+class _OutOnly(nn.Module):
+    """torchvision's segmentation models return a dict: export its 'out'."""
+
+    def __init__(self, m):
+        super().__init__()
+        self.m = m
+
+    def forward(self, x):
+        return self.m(x)["out"]
+
+
+def fcn_resnet50():
+    return _OutOnly(torchvision.models.segmentation.fcn_resnet50(weights=None, weights_backbone=None,
+                                                                 aux_loss=False))
 
 
 # name -> (constructor, input shape)
@@ -42,6 +58,9 @@ NETWORKS = {
     "densenet121": (lambda: torchvision.models.densenet121(weights=None), (1, 3, 224, 224)),
     "vgg16_bn": (lambda: torchvision.models.vgg16_bn(weights=None), (1, 3, 224, 224)),
     "unet3d": (unet3d, (1, 1, 96, 96, 96)),
+    # The engine-speed issue's segmentation networks (run.sh --only NAME).
+    "fcn_resnet50": (fcn_resnet50, (1, 3, 192, 192)),
+    "pspnet_resnet18": (lambda: pspnet("resnet18", 21), (1, 3, 192, 192)),
 }
 
 

@@ -202,7 +202,7 @@ def main():
             continue
         torch.manual_seed(0)
         net = make()
-        randomize_bn(net)
+        randomize_bn(net, seed=0, calib=torch.randn(1, *shape[1:]))
         path = os.path.join(a.out, name + ".onnx")
         export(net, shape, path, torch)
         t_mi, util = medinfer_latency(a.build, path, shape, a.runs)
