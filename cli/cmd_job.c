@@ -41,6 +41,8 @@ static void segment_usage(FILE *to) {
           "                      saying why)\n"
           "  --fast              on a GPU, TF32 matrix products (about 1e-2 relative\n"
           "                      difference instead of 1e-5; default off)\n"
+          "  --bf16              on a CPU with AVX512-BF16, bf16 convolutions with fp32\n"
+          "                      accumulation (default off; FP32 where not available)\n"
           "  --fractional        FRACTIONAL PROBABILITY SEG (per-label probabilities,\n"
           "                      one float per voxel and label in memory) instead of BINARY\n"
           "  --force             rewrite SEGs that already exist (default: skip them)\n"
@@ -76,6 +78,8 @@ static void detect_usage(FILE *to) {
           "                      saying why)\n"
           "  --fast              on a GPU, TF32 matrix products (about 1e-2 relative\n"
           "                      difference instead of 1e-5; default off)\n"
+          "  --bf16              on a CPU with AVX512-BF16, bf16 convolutions with fp32\n"
+          "                      accumulation (default off; FP32 where not available)\n"
           "  --force             rewrite results that already exist (default: skip them)\n"
           "  -v, --verbose       every progress message\n"
           "  --help              this text\n"
@@ -181,11 +185,13 @@ static int job_command(int argc, char **argv, int detect) {
       {"threads", required_argument, 0, 't'}, {"device", required_argument, 0, 'd'},
       {"fractional", no_argument, 0, 'F'},   {"force", no_argument, 0, 'f'},
       {"verbose", no_argument, 0, 'v'},      {"help", no_argument, 0, 'h'},
-      {"fast", no_argument, 0, 'x'},         {0, 0, 0, 0}};
+      {"fast", no_argument, 0, 'x'},         {"bf16", no_argument, 0, 'b'},
+      {0, 0, 0, 0}};
   const char *model = NULL, *output = NULL, *series = NULL;
   const char **inputs = calloc((size_t)argc + 1, sizeof *inputs);
   size_t n_inputs = 0;
-  int threads = 0, device = MI_CLI_DEVICE_CPU, device_index = 0, fast = 0, fractional = 0, force = 0, verbose = 0;
+  int threads = 0, device = MI_CLI_DEVICE_CPU, device_index = 0, fast = 0, bf16 = 0, fractional = 0, force = 0,
+      verbose = 0;
   if (!inputs) return MI_EXIT_FAILURE;
   optind = 1;
   opterr = 0;
@@ -202,6 +208,7 @@ static int job_command(int argc, char **argv, int detect) {
       case 't': threads = (int)strtol(optarg, &end, 10); ok = end && !*end && threads >= 1 && threads <= 1024; break;
       case 'd': ok = parse_device(optarg, &device, &device_index); break;
       case 'x': fast = 1; break;
+      case 'b': bf16 = 1; break;
       case 'F': fractional = 1; ok = !detect; break;
       case 'f': force = 1; break;
       case 'v': verbose = 1; break;
@@ -222,8 +229,8 @@ static int job_command(int argc, char **argv, int detect) {
     return MI_EXIT_USAGE;
   }
 #ifndef MEDINFER_HAVE_SEGMENTATION
-  (void)series, (void)threads, (void)device, (void)device_index, (void)fast, (void)fractional, (void)force,
-      (void)verbose;
+  (void)series, (void)threads, (void)device, (void)device_index, (void)fast, (void)bf16, (void)fractional,
+      (void)force, (void)verbose;
   free(inputs);
   fprintf(stderr, "medinfer %s: this build has no segmentation module\n", cmd);
   return MI_EXIT_UNAVAILABLE;
@@ -243,6 +250,7 @@ static int job_command(int argc, char **argv, int detect) {
   mi_seg_job_options_init(&o);
   o.inputs = inputs, o.n_inputs = n_inputs, o.output_dir = output, o.series_uid = series, o.force = force;
   o.seg.threads = threads, o.seg.device = device, o.seg.device_index = device_index, o.seg.fast_math = fast;
+  o.seg.bf16 = bf16;
   o.seg.fractional = fractional;
   o.on_event = on_event, o.user = &u;
   struct sigaction sa, old_int, old_term;

@@ -198,6 +198,7 @@ void mi_graph_release_eager(mi_graph *g);
 struct mi_exec {
   int threads;
   size_t max_tensor_bytes;
+  bool bf16; /* mi_options.bf16 */
   struct mi_threadpool *pool;
 };
 

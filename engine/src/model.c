@@ -4,6 +4,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "gemm/dconv.h"
 #include "model.h"
 #include "onnx_internal.h"
 
@@ -23,6 +24,14 @@ static int online_cores(void) {
 void mi_options_default(mi_options *opt) {
   memset(opt, 0, sizeof *opt);
   opt->optimize = 1;
+}
+
+int mi_bf16_available(void) {
+#ifdef MI_GEMM_X86
+  return mi_gemm_isa() == MI_ISA_AVX512 && mi_dconv_bf16_supported();
+#else
+  return 0;
+#endif
 }
 
 static mi_status *fill_io_info(mi_model *m) {
@@ -77,6 +86,7 @@ static mi_status *load(const void *data, size_t size, uint8_t *owned, const char
   else mi_options_default(&m->opt);
   if (!m->opt.max_tensor_bytes) m->opt.max_tensor_bytes = mi_default_max_tensor_bytes();
   m->ex.max_tensor_bytes = m->opt.max_tensor_bytes;
+  m->ex.bf16 = m->opt.bf16 != 0;
   mi_status *st = mi_onnx_build_graph(data, size, owned, base_dir, name ? name : "<buffer>",
                                       m->opt.max_tensor_bytes, &m->g);
   if (st) {

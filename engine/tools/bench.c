@@ -12,7 +12,7 @@
 
 static const char usage[] =
     "usage: medinfer-bench MODEL [--shape 1x3x224x224]... [--threads N] [--runs N] [--warmup N]\n"
-    "       [--device cpu|cuda|cuda:N] [--fast-math] [--profile] [--peak GFLOPS]\n"
+    "       [--device cpu|cuda|cuda:N] [--fast-math] [--bf16] [--profile] [--peak GFLOPS]\n"
     "Runs MODEL on random float32 input (one --shape per graph input, in order;\n"
     "fixed declared shapes are used when omitted) and prints the median latency\n"
     "and the process's peak resident memory.  --profile then repeats the runs with\n"
@@ -48,7 +48,7 @@ static int parse_shape(const char *s, int64_t *dims) {
 int main(int argc, char **argv) {
   const char *model = NULL;
   int threads = 0, runs = 10, warmup = 2, nshapes = 0;
-  int device = MI_DEVICE_CPU, device_index = 0, fast_math = 0, profile = 0;
+  int device = MI_DEVICE_CPU, device_index = 0, fast_math = 0, bf16 = 0, profile = 0;
   double peak = 0;
   int64_t shapes[16][MI_MAX_DIMS];
   int ranks[16];
@@ -66,6 +66,7 @@ int main(int argc, char **argv) {
     } else if (!strcmp(argv[i], "--threads") && i + 1 < argc) threads = atoi(argv[++i]);
     else if (!strcmp(argv[i], "--runs") && i + 1 < argc) runs = atoi(argv[++i]);
     else if (!strcmp(argv[i], "--fast-math")) fast_math = 1;
+    else if (!strcmp(argv[i], "--bf16")) bf16 = 1;
     else if (!strcmp(argv[i], "--profile")) profile = 1;
     else if (!strcmp(argv[i], "--peak") && i + 1 < argc) peak = atof(argv[++i]);
     else if (!strcmp(argv[i], "--device") && i + 1 < argc) {
@@ -95,6 +96,7 @@ int main(int argc, char **argv) {
   opt.device = device;
   opt.device_index = device_index;
   opt.fast_math = fast_math;
+  opt.bf16 = bf16;
   mi_model *m;
   double t0 = now_ms();
   mi_status *st = mi_model_load_file(model, &opt, &m);

@@ -16,7 +16,8 @@
 
 static double g_rtol = 1e-3, g_atol = 1e-7;
 static int g_threads = 0;
-static int g_device = MI_DEVICE_CPU, g_device_index = 0;
+static int g_device = MI_DEVICE_CPU, g_device_index = 0, g_bf16 = 0;
+static double g_min_cosine = 0; /* > 0: float outputs compared by cosine similarity */
 static int g_timeout = 300;
 
 static const char usage[] =
@@ -28,12 +29,15 @@ static const char usage[] =
     "  --atol X            absolute tolerance (default 1e-7)\n"
     "  --threads N         engine threads (default: all cores)\n"
     "  --device D          cpu (default), cuda or cuda:N\n"
+    "  --bf16              the engine's bf16 mode (mi_options.bf16)\n"
+    "  --min-cosine X      float outputs pass when their cosine similarity to the\n"
+    "                      expected output is at least X (instead of rtol/atol)\n"
     "  --known-failures F  cases listed in F (first word of each line; '#' comments)\n"
     "                      are out of scope: their failure is counted as skipped,\n"
     "                      and a listed case that passes is reported as a failure\n"
     "  --timeout S         seconds allowed per case (default 300)\n"
     "Exit status: 0 if no case failed, 1 otherwise, 2 on usage errors, 77 when\n"
-    "the requested CUDA device is not usable (nothing was run).\n";
+    "the requested CUDA device or bf16 mode is not available (nothing was run).\n";
 
 static bool is_file(const char *p) {
   struct stat st;
@@ -67,6 +71,15 @@ static bool compare(const mi_tensor *got, const mi_tensor *exp, char *msg, size_
   }
   int64_t cnt = mi_tensor_numel(exp);
   mi_dtype dt = mi_tensor_dtype(exp);
+  if (g_min_cosine > 0 && dt == MI_FLOAT) {
+    const float *ga = mi_tensor_cdata(got), *ea = mi_tensor_cdata(exp);
+    double ab = 0, aa = 0, bb = 0;
+    for (int64_t i = 0; i < cnt; i++) ab += (double)ga[i] * ea[i], aa += (double)ga[i] * ga[i], bb += (double)ea[i] * ea[i];
+    const double cs = aa > 0 && bb > 0 ? ab / sqrt(aa * bb) : (aa == bb ? 1.0 : 0.0);
+    if (cs >= g_min_cosine && !isnan(cs)) return true;
+    snprintf(msg, n, "cosine similarity %.6f below %.6f", cs, g_min_cosine);
+    return false;
+  }
   bool ok = true;
   int64_t first_bad = -1;
   for (int64_t i = 0; i < cnt; i++) {
@@ -122,6 +135,7 @@ static int run_case(const char *dir, char *line, size_t n) {
   opt.threads = g_threads;
   opt.device = g_device;
   opt.device_index = g_device_index;
+  opt.bf16 = g_bf16;
   mi_model *m = NULL;
   mi_status *st = mi_model_load_file(path, &opt, &m);
   if (st) {
@@ -316,6 +330,8 @@ int main(int argc, char **argv) {
     } else if (!strcmp(a, "--rtol") && i + 1 < argc) g_rtol = atof(argv[++i]);
     else if (!strcmp(a, "--atol") && i + 1 < argc) g_atol = atof(argv[++i]);
     else if (!strcmp(a, "--threads") && i + 1 < argc) g_threads = atoi(argv[++i]);
+    else if (!strcmp(a, "--bf16")) g_bf16 = 1;
+    else if (!strcmp(a, "--min-cosine") && i + 1 < argc) g_min_cosine = atof(argv[++i]);
     else if (!strcmp(a, "--device") && i + 1 < argc) {
       const char *d = argv[++i];
       if (!strcmp(d, "cpu")) g_device = MI_DEVICE_CPU;
@@ -347,6 +363,10 @@ int main(int argc, char **argv) {
       mi_status_free(st);
       return 77;
     }
+  }
+  if (g_bf16 && !mi_bf16_available()) { /* would silently run FP32: a skip, not a pass */
+    printf("SKIPPED: --bf16: this CPU has no AVX512-BF16 (or MEDINFER_ISA caps the kernels below AVX-512)\n");
+    return 77;
   }
   for (size_t i = 0; i < dirs.n; i++) collect(dirs.items[i], &cases);
   int passed = 0, failed = 0, skipped = 0;

@@ -31,7 +31,8 @@ mi_status *mi_card_open_model(const mi_card *card, const mi_segmenter_options *o
   mi_options eo;
   mi_options_default(&eo);
   eo.threads = o->threads;
-  snprintf(device, n, "cpu");
+  eo.bf16 = o->bf16;
+  snprintf(device, n, o->bf16 && mi_bf16_available() ? "cpu (bf16)" : "cpu");
   if (o->device != MI_SEG_DEVICE_CPU) {
     mi_status *why = cuda_unusable(o->device_index);
     if (why && o->device == MI_SEG_DEVICE_CUDA) {
@@ -41,7 +42,8 @@ mi_status *mi_card_open_model(const mi_card *card, const mi_segmenter_options *o
       return e;
     }
     if (why) {
-      snprintf(device, n, "cpu (--device auto: %s)", mi_status_message(why));
+      snprintf(device, n, "cpu%s (--device auto: %s)", o->bf16 && mi_bf16_available() ? ", bf16" : "",
+               mi_status_message(why));
       mi_status_free(why);
     } else {
 #ifdef MEDINFER_ENGINE_HAS_DEVICE

@@ -38,6 +38,8 @@ std::vector<float> rnd(size_t n, std::mt19937 &rng) {
   return v;
 }
 
+bool g_bf16 = false;  // run with mi_options.bf16
+
 // Runs the model on the given inputs (names in order); returns output 0.
 std::vector<float> run(const Model &md, const std::vector<std::vector<int64_t>> &dims,
                        std::vector<std::vector<float>> &data, std::string *err) {
@@ -45,6 +47,7 @@ std::vector<float> run(const Model &md, const std::vector<std::vector<int64_t>> 
   mi_options o;
   mi_options_default(&o);
   o.threads = 2;
+  o.bf16 = g_bf16;
   mi_model *m = nullptr;
   mi_status *st = mi_model_load_buffer(buf.data(), buf.size(), nullptr, "kernel.onnx", &o, &m);
   if (st) {
@@ -354,4 +357,61 @@ TEST(GemmKernel, RowsTimesTransposedWeightsMatchReference) {
                                 std::to_string(K) + " N=" + std::to_string(N) + (ta ? " transA" : ""));
     if (HasFailure()) return;
   }
+}
+
+// bf16 mode (where the CPU has AVX512-BF16): dense 2D layers with constant
+// weights take the bf16 direct kernel.  Each output is a sum of K products
+// of bf16-rounded factors (relative error 2^-8 each, fp32 accumulation):
+// within 2^-7 of the sum of |products|, and the layer's output within
+// cosine 0.9999 of the exact one.
+TEST(ConvKernel, Bf16WithinRounding) {
+  if (!mi_bf16_available()) GTEST_SKIP() << "bf16 tests skipped: no AVX512-BF16 (or MEDINFER_ISA below avx512)";
+  std::mt19937 rng(20261203);
+  g_bf16 = true;
+  int taken = 0;
+  for (int trial = 0; trial < 40; trial++) {
+    Geo g = random_conv(rng, trial % 2 == 0);
+    if (g.nsp != 2 || g.G != 1 || g.s[0] != 1) continue;
+    taken++;
+    const int64_t ksz = g.k[0] * g.k[1] * g.k[2];
+    const auto xd = shape(g, g.N, g.C, g.in), yd = shape(g, g.N, g.M, g.out);
+    std::vector<int64_t> wd = {g.M, g.C};
+    for (auto v : spatial(g, g.k)) wd.push_back(v);
+    auto x = rnd((size_t)numel(xd), rng), w = rnd((size_t)(g.M * g.C * ksz), rng), b = rnd((size_t)g.M, rng);
+    Model md;
+    md.inputs.push_back({"x", 1, xd});
+    md.inits.push_back(onnxb::float_tensor("w", wd, w));
+    md.inits.push_back(onnxb::float_tensor("b", {g.M}, b));
+    std::vector<int64_t> pads;
+    for (auto v : spatial(g, g.pb)) pads.push_back(v);
+    for (auto v : spatial(g, g.pe)) pads.push_back(v);
+    md.nodes.push_back({"Conv", "conv", {"x", "w", "b"}, {"y"},
+                        {onnxb::attr_ints("strides", spatial(g, g.s)), onnxb::attr_ints("dilations", spatial(g, g.d)),
+                         onnxb::attr_ints("pads", pads)}});
+    md.outputs.push_back({"y", 1, yd});
+    std::vector<std::vector<int64_t>> dims = {xd};
+    std::vector<std::vector<float>> data = {x};
+    std::string err;
+    auto got = run(md, dims, data, &err);
+    ASSERT_TRUE(err.empty()) << err;
+    auto want = conv_ref(g, x, w, b, {}, false);
+    // Sum of |products| per output: the reference on |x|, |w| (bias exact).
+    std::vector<float> ax(x), aw(w), zb((size_t)g.M, 0.f);
+    for (auto &v : ax) v = std::fabs(v);
+    for (auto &v : aw) v = std::fabs(v);
+    auto mag = conv_ref(g, ax, aw, zb, {}, false);
+    ASSERT_EQ(got.size(), want.size());
+    double ab = 0, aa = 0, bb = 0;
+    int bad = 0;
+    for (size_t i = 0; i < got.size(); i++) {
+      ab += (double)got[i] * want[i], aa += (double)got[i] * got[i], bb += (double)want[i] * want[i];
+      if (std::fabs(got[i] - want[i]) > mag[i] / 128 + 1e-5f && bad++ < 3)
+        ADD_FAILURE() << "trial " << trial << " (" << describe(g) << "): element " << i << " is " << got[i]
+                      << ", reference " << want[i] << ", sum of |products| " << mag[i];
+    }
+    EXPECT_GE(ab / std::sqrt(aa * bb), 0.9999) << "trial " << trial << " (" << describe(g) << ")";
+    if (HasFailure()) break;
+  }
+  g_bf16 = false;
+  EXPECT_GT(taken, 5);
 }

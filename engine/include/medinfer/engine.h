@@ -70,6 +70,11 @@ typedef struct mi_options {
   size_t max_tensor_bytes; /* refuse any tensor larger (0: 3/4 of RAM)     */
   int device;            /* MI_DEVICE_CPU (default) or MI_DEVICE_CUDA       */
   int device_index;      /* CUDA device ordinal (0: the first GPU)          */
+  int bf16;              /* CPU: 1 runs the convolutions the direct kernel
+                          * takes (2D, group 1, strides 1-2) in bf16 with
+                          * fp32 accumulation where the CPU has AVX512-BF16
+                          * (about 1e-2 relative difference per layer);
+                          * elsewhere, and for other layers, FP32 as usual */
   int fast_math;         /* CUDA: 1 allows TF32 tensor-core GEMMs (about
                           * 1e-2 relative error instead of FP32's 1e-5)     */
 } mi_options;
@@ -77,6 +82,10 @@ typedef struct mi_options {
 enum { MI_DEVICE_CPU = 0, MI_DEVICE_CUDA = 1 };
 
 void mi_options_default(mi_options *opt);
+
+/* 1 when mi_options.bf16 takes effect on this CPU (AVX-512F and AVX512-BF16,
+ * not capped by MEDINFER_ISA), else 0. */
+int mi_bf16_available(void);
 
 /* `opt` may be NULL for defaults.  External-data files are resolved beside
  * `path`.  An unsupported operator anywhere in the graph fails the load with

@@ -36,6 +36,25 @@ typedef struct mi_dconv_job {
   const mi_gemm_epilogue *epi; /* anything else, on each stored run (NULL: none) */
 } mi_dconv_job;
 
+/* ---- bf16 (dconv_bf16.c): the same job with channel pairs ---------------
+ * x holds per 32-bit element the bf16 values of channels 2c (low half) and
+ * 2c+1 at one position (mi_dconv_bf16_pairs), toff indexes channel pairs,
+ * and a is mi_dconv_bf16_pack's view (K = channel pairs x taps). */
+typedef struct mi_dconv_bf16_weights {
+  mi_gemm_packed_view view;
+  void *data; /* owned */
+} mi_dconv_bf16_weights;
+
+bool mi_dconv_bf16_supported(void); /* AVX-512F and AVX512-BF16 */
+/* W [M, C, taps] (ksz taps per channel) into *out; false on out of memory. */
+bool mi_dconv_bf16_pack(const float *w, int64_t M, int64_t C, int64_t ksz, mi_dconv_bf16_weights *out);
+void mi_dconv_bf16_weights_free(mi_dconv_bf16_weights *w);
+/* Channel pairs [cp0, cp1) of x (C planes of csz floats) into dst (planes of
+ * csz 32-bit pairs; an odd C's last pair has a zero high half). */
+void mi_dconv_bf16_pairs(const float *x, int64_t C, int64_t csz, float *dst, int64_t cp0, int64_t cp1);
+int64_t mi_dconv_items_bf16(const mi_dconv_job *j);
+void mi_dconv_run_bf16(const mi_dconv_job *j, int64_t begin, int64_t end);
+
 /* Whether the packed weights suit the kernel (AVX-512 layout). */
 bool mi_dconv_supported(const mi_gemm_packed_view *a);
 /* Work items of a job, and running a range of them (any split over threads). */

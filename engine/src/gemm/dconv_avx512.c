@@ -1,6 +1,13 @@
 /* Direct convolution micro-kernel and driver, AVX-512F (see dconv.h).
- * Compiled with -mavx512f -mfma; only called when CPUID reports AVX-512F. */
+ * Compiled with -mavx512f -mfma; only called when CPUID reports AVX-512F.
+ * dconv_bf16.c compiles the same code again with DC_FMA as the AVX512-BF16
+ * pair product (operands holding two bf16 values per 32-bit lane). */
 #include "dconv.h"
+
+#ifndef DC_FMA
+#define DC_FMA(acc, a, b) _mm512_fmadd_ps(a, b, acc)
+#define DC_NAME(x) x
+#endif
 
 #ifdef MI_GEMM_X86
 #include <immintrin.h>
@@ -11,16 +18,16 @@
 #define MGROUP 64 /* channels per work item */
 #define KSTEP 96  /* weight rows per pass over a group (divides the packing's 192) */
 
-bool mi_dconv_supported(const mi_gemm_packed_view *a) {
+bool DC_NAME(mi_dconv_supported)(const mi_gemm_packed_view *a) {
   return a->data && a->mr == MR && !strcmp(a->kernel, "avx512");
 }
 
 /* A plane's positions as whole vectors, dealt evenly to tiles of at most
  * three: 61 positions are two tiles of two vectors, not 48 + 13. */
-static int64_t plane_tiles(const mi_dconv_job *j) { return ((j->q_end + 15) / 16 + 2) / 3; }
+static int64_t DC_NAME(plane_tiles)(const mi_dconv_job *j) { return ((j->q_end + 15) / 16 + 2) / 3; }
 
-int64_t mi_dconv_items(const mi_dconv_job *j) {
-  return j->planes * plane_tiles(j) * ((j->a.M + MGROUP - 1) / MGROUP);
+int64_t DC_NAME(mi_dconv_items)(const mi_dconv_job *j) {
+  return j->planes * DC_NAME(plane_tiles)(j) * ((j->a.M + MGROUP - 1) / MGROUP);
 }
 
 /* Rows [ks, ks + kn) of the weights' K block at pc (kc rows) for channels
@@ -51,7 +58,7 @@ static inline __attribute__((always_inline)) void tile(const int NV, const mi_dc
     for (int i = 0; i < MR; i++) {
       const __m512 ai = _mm512_set1_ps(a[i]);
 #pragma GCC unroll 3
-      for (int v = 0; v < NV; v++) acc[i][v] = _mm512_fmadd_ps(ai, b[v], acc[i][v]);
+      for (int v = 0; v < NV; v++) acc[i][v] = DC_FMA(acc[i][v], ai, b[v]);
     }
   }
   if (!last) {
@@ -106,8 +113,8 @@ static void scatter_runs(const mi_dconv_job *j, const float *buf, int64_t z, int
   }
 }
 
-void mi_dconv_run(const mi_dconv_job *j, int64_t begin, int64_t end) {
-  const int64_t M = j->a.M, K = j->a.K, nblk = plane_tiles(j), ngrp = (M + MGROUP - 1) / MGROUP;
+void DC_NAME(mi_dconv_run)(const mi_dconv_job *j, int64_t begin, int64_t end) {
+  const int64_t M = j->a.M, K = j->a.K, nblk = DC_NAME(plane_tiles)(j), ngrp = (M + MGROUP - 1) / MGROUP;
   const int64_t nvec = (j->q_end + 15) / 16;
   const bool in_place = j->row == j->cols; /* no grid columns to drop */
   float buf[MR * NB] __attribute__((aligned(64)));

@@ -142,6 +142,7 @@ typedef struct mi_segmenter_options {
   int device;         /* MI_SEG_DEVICE_* (CUDA needs an engine built with it) */
   int device_index;   /* CUDA device ordinal                                */
   int fast_math;      /* CUDA: TF32 GEMMs (engine.h, mi_options.fast_math)  */
+  int bf16;           /* CPU: bf16 convolutions (engine.h, mi_options.bf16)  */
   int fractional;     /* also produce per-label probabilities on the source grid */
   mi_progress_fn progress;
   void *progress_user;
