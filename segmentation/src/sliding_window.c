@@ -134,7 +134,7 @@ static void fill_input(const win *w, const batch *b, int f, mi_tensor *in, float
 /* Checks the network's output for flip f of batch b, activates it, flips it
  * back and adds it to the batch's sum (allocating the accumulators on the
  * first output, when the channel count is known). */
-static mi_status *take_output(win *w, batch *b, int f, mi_tensor *out, int nrun, float *tmp_or_null, float **tmp) {
+static mi_status *take_output(win *w, batch *b, int f, mi_tensor *out, int nrun, float **tmp) {
   const int64_t pv = patch_voxels(w);
   const int64_t *od = mi_tensor_dims(out);
   const int nd = mi_tensor_ndim(out);
@@ -161,7 +161,6 @@ static mi_status *take_output(win *w, batch *b, int f, mi_tensor *out, int nrun,
       return mi_error(MI_ERR_NO_MEMORY, "sliding window: cannot allocate %d x %lld probabilities", w->C,
                       (long long)nvox);
   }
-  (void)tmp_or_null;
   if (!*tmp && !(*tmp = malloc((size_t)(pv * w->C) * sizeof(float))))
     return mi_error(MI_ERR_NO_MEMORY, "sliding window: out of memory");
   if (!b->sum && !(b->sum = calloc((size_t)(b->nb * pv * w->C), sizeof(float))))
@@ -336,7 +335,7 @@ static mi_status *run_all(win *w, const int64_t *const st_[3], const int64_t cnt
       const int64_t b = take / w->flips;
       const int f = (int)(take % w->flips);
       batch *tb = &bt[b % 2];
-      st = take_output(w, tb, f, outs[0], run_size(w, tb->nb), NULL, &tmp);
+      st = take_output(w, tb, f, outs[0], run_size(w, tb->nb), &tmp);
       if (!st && f == w->flips - 1) {
         blend(w, tb);
         w->done += tb->nb;

@@ -42,13 +42,12 @@ typedef struct mi_dconv_job {
  * and a is mi_dconv_bf16_pack's view (K = channel pairs x taps). */
 typedef struct mi_dconv_bf16_weights {
   mi_gemm_packed_view view;
-  void *data; /* owned */
+  void *data; /* owned: the caller frees it with free() */
 } mi_dconv_bf16_weights;
 
 bool mi_dconv_bf16_supported(void); /* AVX-512F and AVX512-BF16 */
 /* W [M, C, taps] (ksz taps per channel) into *out; false on out of memory. */
 bool mi_dconv_bf16_pack(const float *w, int64_t M, int64_t C, int64_t ksz, mi_dconv_bf16_weights *out);
-void mi_dconv_bf16_weights_free(mi_dconv_bf16_weights *w);
 /* Channel pairs [cp0, cp1) of x (C planes of csz floats) into dst (planes of
  * csz 32-bit pairs; an odd C's last pair has a zero high half). */
 void mi_dconv_bf16_pairs(const float *x, int64_t C, int64_t csz, float *dst, int64_t cp0, int64_t cp1);

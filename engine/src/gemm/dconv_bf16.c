@@ -8,7 +8,22 @@
  * AVX512-BF16 (mi_dconv_bf16_supported). */
 #include "dconv.h"
 
-#ifdef MI_GEMM_X86
+#if defined(MI_GEMM_X86) && !defined(MEDINFER_HAVE_BF16)
+/* The compiler cannot target AVX512-BF16: the mode is never available. */
+bool mi_dconv_bf16_supported(void) { return false; }
+bool mi_dconv_bf16_pack(const float *w, int64_t M, int64_t C, int64_t ksz, mi_dconv_bf16_weights *out) {
+  (void)w, (void)M, (void)C, (void)ksz, (void)out;
+  return false;
+}
+void mi_dconv_bf16_pairs(const float *x, int64_t C, int64_t csz, float *dst, int64_t cp0, int64_t cp1) {
+  (void)x, (void)C, (void)csz, (void)dst, (void)cp0, (void)cp1;
+}
+int64_t mi_dconv_items_bf16(const mi_dconv_job *j) {
+  (void)j;
+  return 0;
+}
+void mi_dconv_run_bf16(const mi_dconv_job *j, int64_t begin, int64_t end) { (void)j, (void)begin, (void)end; }
+#elif defined(MI_GEMM_X86)
 #include <immintrin.h>
 #include <stdlib.h>
 #include <string.h>
@@ -54,11 +69,6 @@ bool mi_dconv_bf16_pack(const float *w, int64_t M, int64_t C, int64_t ksz, mi_dc
   out->data = d;
   out->view = (mi_gemm_packed_view){(const float *)q, M, kp_n, mp, MR, (int)kc, "avx512-bf16"};
   return true;
-}
-
-void mi_dconv_bf16_weights_free(mi_dconv_bf16_weights *w) {
-  if (w) free(w->data);
-  if (w) memset(w, 0, sizeof *w);
 }
 
 void mi_dconv_bf16_pairs(const float *x, int64_t C, int64_t csz, float *dst, int64_t cp0, int64_t cp1) {

@@ -73,7 +73,7 @@ static void conv_destroy(mi_node *n) {
     free(a->wpack);
   }
 #ifdef MI_GEMM_X86
-  if (a) mi_dconv_bf16_weights_free(&a->wbf);
+  if (a) free(a->wbf.data); /* here, not in dconv_bf16.c: that file's code needs AVX-512 to run */
 #endif
   free(a);
   n->priv = NULL;
@@ -794,12 +794,15 @@ static bool direct_bf16(const mi_exec *ex) {
 static bool direct_wanted(const mi_exec *ex, const geom *g, const conv_attr *a, int64_t C, int64_t M) {
   const int mode = conv_direct_mode();
   const bool bf16 = direct_bf16(ex);
-  if ((mode == 0 && !bf16) || a->group != 1 || !a->wpack) return false;
+  /* The ISA first: the kernel files' code (mi_dconv_supported included) is
+   * compiled for AVX-512 and must not run on a CPU without it. */
+  if ((mode == 0 && !bf16) || a->group != 1 || !a->wpack || mi_gemm_isa() != MI_ISA_AVX512) return false;
   const mi_gemm_packed_view v = mi_gemm_packed_a_view(a->wpack[0]);
   if (!mi_dconv_supported(&v) || g->s[0] != 1 || g->s[1] > 2 || g->s[2] > 2) return false;
   phase_geom ph;
   phase_extent(g, &ph);
-  if (C * ph.csz * 4 > pad_copy_budget() || C * ph.csz >= INT32_MAX) return false;
+  const int64_t copy = bf16 ? C * ph.csz + (C + 1) / 2 * ph.csz : C * ph.csz; /* bf16: + the pairs */
+  if (copy * 4 > pad_copy_budget() || C * ph.csz >= INT32_MAX) return false;
   if (mode == 1 || bf16) return true; /* bf16: twice the multiply-adds per instruction, every layer gains */
   /* Measured on ResNet-50, DenseNet-121 and VGG-16 layers: it wins while
    * the weights are few rows (each 8-row panel rereads its input tile) and
