@@ -791,7 +791,7 @@ static bool direct_bf16(const mi_exec *ex) {
   return ex->bf16 && h;
 }
 
-static bool direct_wanted(const mi_exec *ex, const geom *g, const conv_attr *a, int64_t C, int64_t M) {
+static bool direct_wanted(const mi_exec *ex, const geom *g, const conv_attr *a, int64_t C, int64_t M, bool pre) {
   const int mode = conv_direct_mode();
   const bool bf16 = direct_bf16(ex);
   /* The ISA first: the kernel files' code (mi_dconv_supported included) is
@@ -805,10 +805,13 @@ static bool direct_wanted(const mi_exec *ex, const geom *g, const conv_attr *a, 
   if (copy * 4 > pad_copy_budget() || C * ph.csz >= INT32_MAX) return false;
   if (mode == 1 || bf16) return true; /* bf16: twice the multiply-adds per instruction, every layer gains */
   /* Measured on ResNet-50, DenseNet-121 and VGG-16 layers: it wins while
-   * the weights are few rows (each 8-row panel rereads its input tile) and
-   * loses on wide 1x1 layers to the SGEMM's packed panels; on the 3D U-Net's
-   * levels it was no faster. */
+   * the weights are few rows (each 8-row panel rereads its input tile).  A
+   * 1x1 layer takes it only when it reads its input in place: with an input
+   * prologue it would need a normalised copy that the implicit GEMM's gather
+   * avoids (DenseNet's 14x14 1x1 layers: 97 against 120 GFLOP/s).  On the
+   * 3D U-Net's levels it was no faster. */
   if (g->out[0] > 1) return false;
+  if (g->k_sz == 1 && (pre || g->s[1] * g->s[2] > 1)) return false;
   if (g->s[1] * g->s[2] > 1) return M <= 128; /* strided: the 7x7 stem gains, 256-channel layers lose */
   return M <= 128 || (g->k_sz > 1 && M <= 256);
 }
@@ -932,7 +935,7 @@ static mi_status *conv_run(mi_node *n, mi_exec *ex, mi_tensor *const *in, mi_ten
   }
   if (pre) pointwise = false;
 #ifdef MI_GEMM_X86
-  if (packed && G == 1 && direct_wanted(ex, &g, a, C, M)) {
+  if (packed && G == 1 && direct_wanted(ex, &g, a, C, M, pre != NULL)) {
     mi_status *st = conv_direct(n, ex, n->priv, &g, x, pre, bias, res, y, N, C, M, K);
     if (xcopy) mi_exec_scratch_release(ex, xcopy);
     return st;
