@@ -17,6 +17,16 @@
 
 enum { MI_EXIT_PARTIAL = 4, MI_EXIT_INTERRUPTED = 130 };
 
+/* The device options of segment and detect (one text for both). */
+#define DEVICE_OPTIONS_HELP \
+  "  --device D          where the network runs: cpu (default), cuda, cuda:N (GPU\n" \
+  "                      N), or auto (the GPU when one is usable, else the CPU,\n" \
+  "                      saying why)\n" \
+  "  --fast              on a GPU, TF32 matrix products (about 1e-2 relative\n" \
+  "                      difference instead of 1e-5; default off)\n" \
+  "  --bf16              on a CPU with AVX512-BF16, bf16 convolutions with fp32\n" \
+  "                      accumulation (default off; FP32 where not available)\n"
+
 static void segment_usage(FILE *to) {
   fprintf(to,
           "usage: medinfer segment --model NAME_OR_CARD --input DIR_OR_FILE... --output DIR [options]\n"
@@ -36,13 +46,7 @@ static void segment_usage(FILE *to) {
           "  --output DIR        where SEGs and report.json go (created; not inside an input)\n"
           "  --series UID        only this SeriesInstanceUID\n"
           "  --threads N         CPU threads (default: all cores)\n"
-          "  --device D          where the network runs: cpu (default), cuda, cuda:N (GPU\n"
-          "                      N), or auto (the GPU when one is usable, else the CPU,\n"
-          "                      saying why)\n"
-          "  --fast              on a GPU, TF32 matrix products (about 1e-2 relative\n"
-          "                      difference instead of 1e-5; default off)\n"
-          "  --bf16              on a CPU with AVX512-BF16, bf16 convolutions with fp32\n"
-          "                      accumulation (default off; FP32 where not available)\n"
+          DEVICE_OPTIONS_HELP
           "  --fractional        FRACTIONAL PROBABILITY SEG (per-label probabilities,\n"
           "                      one float per voxel and label in memory) instead of BINARY\n"
           "  --force             rewrite SEGs that already exist (default: skip them)\n"
@@ -73,13 +77,7 @@ static void detect_usage(FILE *to) {
           "  --output DIR        where the folders and report.json go (not inside an input)\n"
           "  --series UID        only this SeriesInstanceUID\n"
           "  --threads N         CPU threads (default: all cores)\n"
-          "  --device D          where the network runs: cpu (default), cuda, cuda:N (GPU\n"
-          "                      N), or auto (the GPU when one is usable, else the CPU,\n"
-          "                      saying why)\n"
-          "  --fast              on a GPU, TF32 matrix products (about 1e-2 relative\n"
-          "                      difference instead of 1e-5; default off)\n"
-          "  --bf16              on a CPU with AVX512-BF16, bf16 convolutions with fp32\n"
-          "                      accumulation (default off; FP32 where not available)\n"
+          DEVICE_OPTIONS_HELP
           "  --force             rewrite results that already exist (default: skip them)\n"
           "  -v, --verbose       every progress message\n"
           "  --help              this text\n"

@@ -144,6 +144,19 @@ bool parse_args(int argc, char *argv[], Args &a, std::string &err) {
       return true;
     };
     std::string v;
+    // An integer option in 0..hi (the message names the option and the value).
+    auto integer = [&](const std::string &opt, long hi, int &out) {
+      if (!value(v)) return false;
+      char *end = nullptr;
+      errno = 0;
+      const long t = strtol(v.c_str(), &end, 10);
+      if (v.empty() || *end || errno || t < 0 || t > hi) {
+        err = opt + " must be an integer 0.." + std::to_string(hi) + ", not '" + v + "'";
+        return false;
+      }
+      out = (int)t;
+      return true;
+    };
     if (s == "--xml") a.xml = true;
     else if (s == "--help") a.help = true;
     else if (s == "--version") a.version = true;
@@ -160,19 +173,9 @@ bool parse_args(int argc, char *argv[], Args &a, std::string &err) {
     } else if (s == "--fastMath") {
       a.fast_math = true;
     } else if (s == "--gpuIndex") {
-      if (!value(v)) return false;
-      char *end = nullptr;
-      errno = 0;
-      const long t = strtol(v.c_str(), &end, 10);
-      if (v.empty() || *end || errno || t < 0 || t > 63) { err = "--gpuIndex must be an integer 0..63, not '" + v + "'"; return false; }
-      a.gpu_index = (int)t;
+      if (!integer(s, 63, a.gpu_index)) return false;
     } else if (s == "--threads") {
-      if (!value(v)) return false;
-      char *end = nullptr;
-      errno = 0;
-      const long t = strtol(v.c_str(), &end, 10);
-      if (v.empty() || *end || errno || t < 0 || t > 1024) { err = "--threads must be an integer 0..1024, not '" + v + "'"; return false; }
-      a.threads = (int)t;
+      if (!integer(s, 1024, a.threads)) return false;
     } else if (s == "--outputSegmentationFile") { if (!value(a.seg_file)) return false; }
     else if (s == "--outputColorTable") { if (!value(a.color_table)) return false; }
     else if (s == "--returnparameterfile") { if (!value(a.return_file)) return false; }

@@ -643,66 +643,6 @@ static void padded_extent(const geom *g, int64_t pin[3]) {
   }
 }
 
-typedef struct padcopy_ctx {
-  const geom *g;
-  const float *x;
-  float *xp;
-  int64_t pin[3];
-  const float *pre; /* input prologue applied while copying, or NULL */
-  int64_t pre_c;
-  bool pre_relu;
-} padcopy_ctx;
-
-static void padcopy_planes(void *vctx, int64_t b, int64_t e) {
-  const padcopy_ctx *c = vctx;
-  const geom *g = c->g;
-  const int64_t psz = c->pin[0] * c->pin[1] * c->pin[2];
-  for (int64_t ch = b; ch < e; ch++) {
-    float *dp = c->xp + ch * psz;
-    const float *sp = c->x + ch * g->in_sz;
-    for (int64_t z = 0; z < c->pin[0]; z++)
-      for (int64_t y = 0; y < c->pin[1]; y++) {
-        float *d = dp + (z * c->pin[1] + y) * c->pin[2];
-        const int64_t iz = z - g->pb[0], iy = y - g->pb[1];
-        if (iz < 0 || iz >= g->in[0] || iy < 0 || iy >= g->in[1]) {
-          memset(d, 0, (size_t)c->pin[2] * sizeof(float));
-          continue;
-        }
-        const float *s = sp + (iz * g->in[1] + iy) * g->in[2];
-        const int64_t pbx = g->pb[2], w = g->in[2];
-        memset(d, 0, (size_t)pbx * sizeof(float));
-        if (c->pre) copy_affine(d + pbx, s, 1, 0, w, c->pre[ch], c->pre[c->pre_c + ch], c->pre_relu);
-        else memcpy(d + pbx, s, (size_t)w * sizeof(float));
-        memset(d + pbx + w, 0, (size_t)(c->pin[2] - pbx - w) * sizeof(float));
-      }
-  }
-}
-
-/* The input prologue on a whole copy of the input (paths that do not gather). */
-typedef struct pre_ctx {
-  const float *x;
-  float *y;
-  const float *pre;
-  int64_t C;
-  bool relu;
-  int64_t plane;
-} pre_ctx;
-
-static void pre_planes(void *vctx, int64_t b, int64_t e) {
-  const pre_ctx *c = vctx;
-  for (int64_t p = b; p < e; p++) {
-    const int64_t ch = p % c->C;
-    copy_affine(c->y + p * c->plane, c->x + p * c->plane, 1, 0, c->plane, c->pre[ch], c->pre[c->C + ch], c->relu);
-  }
-}
-
-/* ---- direct kernel (gemm/dconv.h) ---------------------------------------
- * Group 1, strides of 1 or 2 in y and x (stride phases, below), weights
- * packed for the AVX-512 kernel, an input whose zero-padded copy fits the
- * budget.  MEDINFER_CONV_DIRECT=0 keeps
- * every convolution on the implicit GEMM, =1 sends every eligible one here
- * (tests). */
-#ifdef MI_GEMM_X86
 /* The zero-padded input split into stride phases (space-to-depth): with
  * strides sy, sx each padded z-plane becomes sy*sx planes of h x w, phase
  * (py, px) holding padded rows py, py+sy, ... and columns px, px+sx, ...
@@ -716,9 +656,11 @@ typedef struct phase_geom {
   int64_t csz;     /* floats per channel */
 } phase_geom;
 
-static void phase_extent(const geom *g, phase_geom *p) {
+/* strided: split into the stride phases (the direct kernel); otherwise one
+ * phase, the plain padded copy the implicit GEMM's gather reads. */
+static void phase_extent(const geom *g, bool strided, phase_geom *p) {
   padded_extent(g, p->pin);
-  p->sy = g->s[1], p->sx = g->s[2];
+  p->sy = strided ? g->s[1] : 1, p->sx = strided ? g->s[2] : 1;
   p->h = (p->pin[1] + p->sy - 1) / p->sy;
   p->w = (p->pin[2] + p->sx - 1) / p->sx;
   p->csz = p->pin[0] * p->sy * p->sx * p->h * p->w;
@@ -769,6 +711,31 @@ static void phasecopy_planes(void *vctx, int64_t b, int64_t e) {
   }
 }
 
+/* The input prologue on a whole copy of the input (paths that do not gather). */
+typedef struct pre_ctx {
+  const float *x;
+  float *y;
+  const float *pre;
+  int64_t C;
+  bool relu;
+  int64_t plane;
+} pre_ctx;
+
+static void pre_planes(void *vctx, int64_t b, int64_t e) {
+  const pre_ctx *c = vctx;
+  for (int64_t p = b; p < e; p++) {
+    const int64_t ch = p % c->C;
+    copy_affine(c->y + p * c->plane, c->x + p * c->plane, 1, 0, c->plane, c->pre[ch], c->pre[c->C + ch], c->relu);
+  }
+}
+
+/* ---- direct kernel (gemm/dconv.h) ---------------------------------------
+ * Group 1, strides of 1 or 2 in y and x (stride phases, below), weights
+ * packed for the AVX-512 kernel, an input whose zero-padded copy fits the
+ * budget.  MEDINFER_CONV_DIRECT=0 keeps
+ * every convolution on the implicit GEMM, =1 sends every eligible one here
+ * (tests). */
+#ifdef MI_GEMM_X86
 static void dconv_items(void *vctx, int64_t b, int64_t e) { mi_dconv_run(vctx, b, e); }
 static void dconv_items_bf16(void *vctx, int64_t b, int64_t e) { mi_dconv_run_bf16(vctx, b, e); }
 
@@ -800,7 +767,7 @@ static bool direct_wanted(const mi_exec *ex, const geom *g, const conv_attr *a, 
   const mi_gemm_packed_view v = mi_gemm_packed_a_view(a->wpack[0]);
   if (!mi_dconv_supported(&v) || g->s[0] != 1 || g->s[1] > 2 || g->s[2] > 2) return false;
   phase_geom ph;
-  phase_extent(g, &ph);
+  phase_extent(g, true, &ph);
   const int64_t copy = bf16 ? C * ph.csz + (C + 1) / 2 * ph.csz : C * ph.csz; /* bf16: + the pairs */
   if (copy * 4 > pad_copy_budget() || C * ph.csz >= INT32_MAX) return false;
   if (mode == 1 || bf16) return true; /* bf16: twice the multiply-adds per instruction, every layer gains */
@@ -837,7 +804,7 @@ static mi_status *conv_direct(mi_node *n, mi_exec *ex, conv_attr *a, const geom 
   if (bf16 && !a->wbf.data && !mi_dconv_bf16_pack(a->wsrc, M, C, g->k_sz, &a->wbf))
     return mi_node_error(n, MI_ERR_NO_MEMORY, "out of memory for the bf16 weights");
   phase_geom ph;
-  phase_extent(g, &ph);
+  phase_extent(g, true, &ph);
   bool has_pad = ph.sy * ph.sx > 1 || bf16;
   for (int j = 0; j < 3; j++)
     if (ph.pin[j] != g->in[j] || g->pb[j]) has_pad = true;
@@ -983,8 +950,10 @@ static mi_status *conv_run(mi_node *n, mi_exec *ex, mi_tensor *const *in, mi_ten
         } else if (packed) {
           colpack_ctx cp = {&g, xg, p0, xpad != NULL || !has_pad, {g.in[0], g.in[1], g.in[2]}, pre, C, n->pre_relu};
           if (xpad) { /* the prologue, if any, goes into the padded copy */
-            padcopy_ctx pc = {&g, xg, xpad, {pin[0], pin[1], pin[2]}, pre, C, n->pre_relu};
-            if (p0 == 0) mi_parallel_for(ex, Cg, 1, padcopy_planes, &pc);
+            phase_geom ph;
+            phase_extent(&g, false, &ph);
+            phasecopy_ctx pc = {&g, &ph, xg, xpad, pre, C, n->pre_relu};
+            if (p0 == 0) mi_parallel_for(ex, Cg, 1, phasecopy_planes, &pc);
             cp.x = xpad;
             cp.pre = NULL;
             memcpy(cp.pin, pin, sizeof pin);
