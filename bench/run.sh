@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # medinfer vs ONNX Runtime 1.20 (CPU) on the same .onnx files, same thread count.
-# usage: bench/run.sh [--threads N] [--runs N] [--rounds N] [--only NAME]... [--timeout S]
+# usage: bench/run.sh [--threads N] [--runs N] [--rounds N] [--only NAME]... [--mode M]... [--timeout S]
+#   --mode exact (default), fast (Winograd 3x3) or bf16: medinfer's modes, each
+#   run in every round beside the same ONNX Runtime run
 # See bench/README.md for what is measured and how to read it.
 set -euo pipefail
 
@@ -10,6 +12,7 @@ build=${MEDINFER_BENCH_BUILD:-$root/build-bench}
 out=$here/out
 threads=2 runs= rounds=3 timeout_s=1800
 only=()
+modes=()
 
 while [ $# -gt 0 ]; do
   case $1 in
@@ -17,13 +20,22 @@ while [ $# -gt 0 ]; do
     --runs) runs=$2; shift 2 ;;
     --rounds) rounds=$2; shift 2 ;;
     --only) only+=("$2"); shift 2 ;;
+    --mode)
+      case $2 in exact|fast|bf16) modes+=("$2") ;; *) echo "run.sh: unknown mode '$2' (exact, fast, bf16)" >&2; exit 2 ;; esac
+      shift 2 ;;
     --timeout) timeout_s=$2; shift 2 ;;
-    -h|--help) sed -n '2,4p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,6p' "$0"; exit 0 ;;
     *) echo "run.sh: unknown argument '$1'" >&2; exit 2 ;;
   esac
 done
 nets=(resnet50 densenet121 vgg16_bn unet3d)
 [ ${#only[@]} -gt 0 ] && nets=("${only[@]}")
+[ ${#modes[@]} -gt 0 ] || modes=(exact)
+engines=()
+for m in "${modes[@]}"; do
+  engines+=("$([ "$m" = exact ] && echo medinfer || echo "medinfer-$m")")
+done
+engines+=(ort)
 
 # --- medinfer-bench: always run make, so the bench measures the current tree;
 # if the tree does not build right now (colleagues mid-change) keep the old binary.
@@ -59,7 +71,7 @@ printf 'net\tround\tengine\tstatus\tmedian_ms\tpeak_mb\tarena_mb\tloadavg\tmin_m
 
 echo "medinfer $(git -C "$root" describe --always --dirty 2>/dev/null || echo '?') vs onnxruntime-node" \
      "$(node -p "require('$here/node_modules/onnxruntime-node/package.json').version")," \
-     "threads=$threads rounds=$rounds OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-unset} cores=$(nproc)"
+     "threads=$threads rounds=$rounds modes=${modes[*]} OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-unset} cores=$(nproc)"
 echo "logs: $logs"
 
 for n in "${nets[@]}"; do
@@ -70,11 +82,13 @@ for n in "${nets[@]}"; do
   for ((k = 1; k <= rounds; k++)); do
     # Alternate engines, each in its own process, so that peak RSS is per engine
     # and slow drifts in machine load hit both about equally.
-    for eng in medinfer ort; do
+    for eng in "${engines[@]}"; do
       log=$logs/$n.$eng.$k.log
       la=$(cut -d' ' -f1 /proc/loadavg)
-      if [ $eng = medinfer ]; then
+      if [ $eng != ort ]; then
         cmd=("$bin" "$out/$n.onnx" --shape "$shape" --threads "$threads" --runs "$r" --warmup "$w")
+        [ $eng = medinfer-fast ] && cmd+=(--fast)
+        [ $eng = medinfer-bf16 ] && cmd+=(--bf16)
       else
         cmd=(node "$here/ort_bench.js" "$out/$n.onnx" --shape "$shape" --threads "$threads" --runs "$r" --warmup "$w")
       fi
@@ -84,22 +98,22 @@ for n in "${nets[@]}"; do
         arena=$(awk '/^arena:/{print $2}' "$log")
         mn=$(awk '/^min:/{print $2}' "$log")
         printf '%s\t%d\t%s\tok\t%s\t%s\t%s\t%s\t%s\n' "$n" "$k" $eng "$med" "$peak" "${arena:--}" "$la" "$mn" >>"$raw"
-        printf '  %-12s round %d %-8s %10s ms %8s MB  (load avg %s)\n' "$n" "$k" $eng "$med" "$peak" "$la"
+        printf '  %-12s round %d %-13s %10s ms %8s MB  (load avg %s)\n' "$n" "$k" $eng "$med" "$peak" "$la"
       else
         msg=$(tail -n 1 "$log" | tr '\t' ' ')
         printf '%s\t%d\t%s\tFAIL\t-\t-\t-\t%s\t%s\n' "$n" "$k" $eng "$la" "$msg" >>"$raw"
-        printf '  %-12s round %d %-8s FAILED: %s\n' "$n" "$k" $eng "$msg"
+        printf '  %-12s round %d %-13s FAILED: %s\n' "$n" "$k" $eng "$msg"
         # a load/run error is deterministic: no point repeating it
-        [ $eng = medinfer ] && grep -q '^medinfer-bench:' "$log" && k=$rounds && break
+        [ $eng != ort ] && grep -q '^medinfer-bench:' "$log" && k=$rounds && break
       fi
     done
   done
 done
 
 # --- table: median over rounds of each round's median latency / peak RSS
-/usr/bin/python3 - "$raw" "$out" "${nets[@]}" <<'EOF'
+/usr/bin/python3 - "$raw" "$out" "${engines[*]}" "${nets[@]}" <<'EOF'
 import json, statistics, sys
-raw, out, nets = sys.argv[1], sys.argv[2], sys.argv[3:]
+raw, out, engines, nets = sys.argv[1], sys.argv[2], sys.argv[3].split()[:-1], sys.argv[4:]
 rows = [l.rstrip("\n").split("\t") for l in open(raw)][1:]
 def med(xs): return statistics.median(xs) if xs else None
 def f(x, fmt): return "-" if x is None else fmt % x
@@ -110,28 +124,30 @@ print()
 # paired = median over rounds of that round's medinfer/ORT ratio: the two
 # processes of a round run back to back, so a drift in the machine's speed
 # (shared hosts) cancels out of it better than out of the ratio of medians.
-print("| network | medinfer ms | ORT ms | latency ratio | paired ratio | min-latency ratio | medinfer peak MB | medinfer arena MB | ORT peak MB | memory ratio | GFLOP | medinfer GFLOP/s | ORT GFLOP/s |")
-print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+print("| network | mode | medinfer ms | ORT ms | latency ratio | paired ratio | min-latency ratio | medinfer peak MB | medinfer arena MB | ORT peak MB | memory ratio | GFLOP | medinfer GFLOP/s | ORT GFLOP/s |")
+print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
 errors = []
 for n in nets:
-    gflop = json.load(open("%s/%s.json" % (out, n)))["flops"] / 1e9
+  gflop = json.load(open("%s/%s.json" % (out, n)))["flops"] / 1e9
+  for eng in engines:
     r = {}
-    for e in ("medinfer", "ort"):
+    for e in (eng, "ort"):
         ok = [x for x in rows if x[0] == n and x[2] == e and x[3] == "ok"]
         bad = [x for x in rows if x[0] == n and x[2] == e and x[3] != "ok"]
         r[e] = (med([float(x[4]) for x in ok]), med([float(x[5]) for x in ok]),
                 med([float(x[6]) for x in ok if x[6] != "-"]), min([float(x[8]) for x in ok], default=None))
-        if bad:
+        if bad and (e != "ort" or eng == engines[0]):
             errors.append("%s %s: %s" % (n, e, bad[0][8] if len(bad[0]) > 8 else "failed"))
-    (mt, mp, ma, mmin), (ot, op, _, omin) = r["medinfer"], r["ort"]
+    (mt, mp, ma, mmin), (ot, op, _, omin) = r[eng], r["ort"]
     by_round = {}
     for x in rows:
         if x[0] == n and x[3] == "ok":
             by_round.setdefault(x[1], {})[x[2]] = float(x[4])
-    paired = med([v["medinfer"] / v["ort"] for v in by_round.values() if "medinfer" in v and "ort" in v])
+    paired = med([v[eng] / v["ort"] for v in by_round.values() if eng in v and "ort" in v])
     gps = lambda ms: None if ms is None else gflop / (ms / 1e3)
-    print("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %.2f | %s | %s |" % (
-        n, f(mt, "%.1f"), f(ot, "%.1f"), f(ratio(mt, ot), "%.2f"), f(paired, "%.2f"), f(ratio(mmin, omin), "%.2f"),
+    mode = "exact" if eng == "medinfer" else eng[len("medinfer-"):]
+    print("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %.2f | %s | %s |" % (
+        n, mode, f(mt, "%.1f"), f(ot, "%.1f"), f(ratio(mt, ot), "%.2f"), f(paired, "%.2f"), f(ratio(mmin, omin), "%.2f"),
         f(mp, "%.0f"), f(ma, "%.0f"),
         f(op, "%.0f"), f(ratio(mp, op), "%.2f"), gflop, f(gps(mt), "%.1f"), f(gps(ot), "%.1f")))
 for e in errors:

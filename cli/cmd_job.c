@@ -22,8 +22,9 @@ enum { MI_EXIT_PARTIAL = 4, MI_EXIT_INTERRUPTED = 130 };
   "  --device D          where the network runs: cpu (default), cuda, cuda:N (GPU\n" \
   "                      N), or auto (the GPU when one is usable, else the CPU,\n" \
   "                      saying why)\n" \
-  "  --fast              on a GPU, TF32 matrix products (about 1e-2 relative\n" \
-  "                      difference instead of 1e-5; default off)\n" \
+  "  --fast              fast mode (default off): on the CPU, Winograd 3x3\n" \
+  "                      convolutions (about 1e-5 relative difference); on a\n" \
+  "                      GPU, TF32 matrix products (about 1e-2)\n" \
   "  --bf16              on a CPU with AVX512-BF16, bf16 convolutions with fp32\n" \
   "                      accumulation (default off; FP32 where not available)\n"
 

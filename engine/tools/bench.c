@@ -12,7 +12,7 @@
 
 static const char usage[] =
     "usage: medinfer-bench MODEL [--shape 1x3x224x224]... [--threads N] [--runs N] [--warmup N]\n"
-    "       [--device cpu|cuda|cuda:N] [--fast-math] [--bf16] [--profile] [--peak GFLOPS]\n"
+    "       [--device cpu|cuda|cuda:N] [--fast] [--bf16] [--profile] [--peak GFLOPS]\n"
     "Runs MODEL on random float32 input (one --shape per graph input, in order;\n"
     "fixed declared shapes are used when omitted) and prints the median latency\n"
     "and the process's peak resident memory.  --profile then repeats the runs with\n"
@@ -65,7 +65,7 @@ int main(int argc, char **argv) {
       nshapes++;
     } else if (!strcmp(argv[i], "--threads") && i + 1 < argc) threads = atoi(argv[++i]);
     else if (!strcmp(argv[i], "--runs") && i + 1 < argc) runs = atoi(argv[++i]);
-    else if (!strcmp(argv[i], "--fast-math")) fast_math = 1;
+    else if (!strcmp(argv[i], "--fast") || !strcmp(argv[i], "--fast-math")) fast_math = 1;
     else if (!strcmp(argv[i], "--bf16")) bf16 = 1;
     else if (!strcmp(argv[i], "--profile")) profile = 1;
     else if (!strcmp(argv[i], "--peak") && i + 1 < argc) peak = atof(argv[++i]);

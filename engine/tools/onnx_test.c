@@ -16,7 +16,7 @@
 
 static double g_rtol = 1e-3, g_atol = 1e-7;
 static int g_threads = 0;
-static int g_device = MI_DEVICE_CPU, g_device_index = 0, g_bf16 = 0;
+static int g_device = MI_DEVICE_CPU, g_device_index = 0, g_bf16 = 0, g_fast = 0;
 static double g_min_cosine = 0; /* > 0: float outputs compared by cosine similarity */
 static int g_timeout = 300;
 
@@ -30,6 +30,8 @@ static const char usage[] =
     "  --threads N         engine threads (default: all cores)\n"
     "  --device D          cpu (default), cuda or cuda:N\n"
     "  --bf16              the engine's bf16 mode (mi_options.bf16)\n"
+    "  --fast              fast mode (mi_options.fast_math: Winograd 3x3\n"
+    "                      convolutions on the CPU, TF32 on a GPU)\n"
     "  --min-cosine X      float outputs pass when their cosine similarity to the\n"
     "                      expected output is at least X (instead of rtol/atol)\n"
     "  --known-failures F  cases listed in F (first word of each line; '#' comments)\n"
@@ -136,6 +138,7 @@ static int run_case(const char *dir, char *line, size_t n) {
   opt.device = g_device;
   opt.device_index = g_device_index;
   opt.bf16 = g_bf16;
+  opt.fast_math = g_fast;
   mi_model *m = NULL;
   mi_status *st = mi_model_load_file(path, &opt, &m);
   if (st) {
@@ -331,6 +334,7 @@ int main(int argc, char **argv) {
     else if (!strcmp(a, "--atol") && i + 1 < argc) g_atol = atof(argv[++i]);
     else if (!strcmp(a, "--threads") && i + 1 < argc) g_threads = atoi(argv[++i]);
     else if (!strcmp(a, "--bf16")) g_bf16 = 1;
+    else if (!strcmp(a, "--fast")) g_fast = 1;
     else if (!strcmp(a, "--min-cosine") && i + 1 < argc) g_min_cosine = atof(argv[++i]);
     else if (!strcmp(a, "--device") && i + 1 < argc) {
       const char *d = argv[++i];

@@ -32,7 +32,10 @@ mi_status *mi_card_open_model(const mi_card *card, const mi_segmenter_options *o
   mi_options_default(&eo);
   eo.threads = o->threads;
   eo.bf16 = o->bf16;
-  snprintf(device, n, o->bf16 && mi_bf16_available() ? "cpu (bf16)" : "cpu");
+  eo.fast_math = o->fast_math; /* CPU: Winograd 3x3 convolutions; GPU: TF32 */
+  const int bf16 = o->bf16 && mi_bf16_available();
+  const char *cpu_mode = bf16 && o->fast_math ? " (bf16, fast)" : bf16 ? " (bf16)" : o->fast_math ? " (fast)" : "";
+  snprintf(device, n, "cpu%s", cpu_mode);
   if (o->device != MI_SEG_DEVICE_CPU) {
     mi_status *why = cuda_unusable(o->device_index);
     if (why && o->device == MI_SEG_DEVICE_CUDA) {
@@ -42,14 +45,12 @@ mi_status *mi_card_open_model(const mi_card *card, const mi_segmenter_options *o
       return e;
     }
     if (why) {
-      snprintf(device, n, "cpu%s (--device auto: %s)", o->bf16 && mi_bf16_available() ? ", bf16" : "",
-               mi_status_message(why));
+      snprintf(device, n, "cpu%s (--device auto: %s)", cpu_mode, mi_status_message(why));
       mi_status_free(why);
     } else {
 #ifdef MEDINFER_ENGINE_HAS_DEVICE
       eo.device = MI_DEVICE_CUDA;
       eo.device_index = o->device_index;
-      eo.fast_math = o->fast_math;
 #endif
       snprintf(device, n, "cuda:%d%s", o->device_index, o->fast_math ? " (fast math)" : "");
     }

@@ -75,8 +75,14 @@ typedef struct mi_options {
                           * fp32 accumulation where the CPU has AVX512-BF16
                           * (about 1e-2 relative difference per layer);
                           * elsewhere, and for other layers, FP32 as usual */
-  int fast_math;         /* CUDA: 1 allows TF32 tensor-core GEMMs (about
-                          * 1e-2 relative error instead of FP32's 1e-5)     */
+  int fast_math;         /* fast mode.  CPU: stride-1, single-group 3x3 (and
+                          * kd x 3 x 3) convolutions with constant weights
+                          * run as Winograd F(4x4, 3x3) where the layer has
+                          * enough positions (about 1e-5 of each output's sum
+                          * of |products| instead of fp32's 1e-7; the
+                          * transformed weights take 4x those layers'
+                          * weight memory).  CUDA: TF32 tensor-core GEMMs
+                          * (about 1e-2 relative error instead of 1e-5).  */
 } mi_options;
 
 enum { MI_DEVICE_CPU = 0, MI_DEVICE_CUDA = 1 };

@@ -439,7 +439,7 @@ size_t mi_gemm_packed_a_bytes(const mi_gemm_packed_a *p) {
 }
 
 mi_gemm_packed_view mi_gemm_packed_a_view(const mi_gemm_packed_a *p) {
-  return (mi_gemm_packed_view){p->data, p->M, p->K, p->mp, p->kd->mr, p->kd->kc, p->kd->name};
+  return (mi_gemm_packed_view){p->data, p->M, p->K, p->mp, p->kd->mr, p->kd->kc, p->kd->name, p->kd->nr, p->kd->kern};
 }
 
 bool mi_gemm_prepack_enabled(void) {

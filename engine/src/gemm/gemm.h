@@ -79,6 +79,8 @@ typedef struct mi_gemm_packed_view {
   int64_t M, K, mp;
   int mr, kc;
   const char *kernel; /* the micro-kernel's name it was packed for */
+  int nr;             /* that kernel's tile width, and the kernel itself */
+  mi_gemm_ukernel kern;
 } mi_gemm_packed_view;
 mi_gemm_packed_view mi_gemm_packed_a_view(const mi_gemm_packed_a *p);
 /* Epilogue run on each block of C as soon as it is final (all of K summed),

@@ -30,6 +30,7 @@ static mi_status *if_init(mi_node *n, mi_graph *g) {
     for (int c = 0; c < sub->n_captures; c++)
       if (sub->capture_slot[c] < 1 || sub->capture_slot[c] >= n->n_in)
         return mi_node_error(n, MI_ERR_INTERNAL, "'%s' reads a value not passed to the node", names[b]);
+    sub->winograd = g->winograd;
     MI_TRY(mi_graph_init_ops(sub));
     p->branch[b] = sub;
   }

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "conv_winograd.h"
 #include "gemm/dconv.h"
 #include "gemm/gemm.h"
 #include "ops.h"
@@ -36,6 +37,11 @@ typedef struct conv_attr {
 #ifdef MI_GEMM_X86
   mi_dconv_bf16_weights wbf; /* bf16 mode: packed at its first run */
 #endif
+  /* Fast mode, a 3x3 layer: Winograd weights from wino_src, made at the
+   * first call that takes the path (layers too small for it never do). */
+  bool wino_ok;
+  mi_wino_weights *wino;
+  const float *wino_src;
 } conv_attr;
 
 /* Geometry normalised to 3 spatial dims (z, y, x). */
@@ -72,6 +78,7 @@ static void conv_destroy(mi_node *n) {
     for (int64_t gi = 0; gi < a->group; gi++) mi_gemm_packed_a_free(a->wpack[gi]);
     free(a->wpack);
   }
+  if (a) mi_wino_weights_free(a->wino);
 #ifdef MI_GEMM_X86
   if (a) free(a->wbf.data); /* here, not in dconv_bf16.c: that file's code needs AVX-512 to run */
 #endif
@@ -108,9 +115,27 @@ static void conv_prepack(mi_node *n, mi_graph *g, conv_attr *a) {
   a->wK = K;
 }
 
+/* Fast mode: stride-1, undilated, single-group convolutions with 3x3
+ * (2D) or kd x 3 x 3 (3D) constant weights may take the Winograd path;
+ * each call chooses (mi_wino_wanted). */
+static void conv_prepack_winograd(mi_node *n, mi_graph *g, conv_attr *a) {
+  if (!g->winograd || n->n_in < 2 || n->in[1] < 0 || a->group != 1) return;
+  const mi_value *wv = &g->values[n->in[1]];
+  const mi_tensor *w = &wv->t;
+  if (!wv->is_const || !w->data || w->dtype != MI_FLOAT || (w->ndim != 4 && w->ndim != 5)) return;
+  if (w->dims[w->ndim - 1] != 3 || w->dims[w->ndim - 2] != 3) return;
+  for (size_t i = 0; i < a->n_strides; i++)
+    if (a->strides[i] != 1) return;
+  for (size_t i = 0; i < a->n_dilations; i++)
+    if (a->dilations[i] != 1) return;
+  a->wino_ok = true;
+  a->wino_src = w->data;
+}
+
 static mi_status *conv_init(mi_node *n, mi_graph *g) {
   MI_TRY(conv_init_common(n, false));
   conv_prepack(n, g, n->priv);
+  conv_prepack_winograd(n, g, n->priv);
   return NULL;
 }
 static mi_status *convt_init(mi_node *n, mi_graph *g) { return conv_init_common(n, true); }
@@ -882,6 +907,29 @@ static mi_status *conv_run(mi_node *n, mi_exec *ex, mi_tensor *const *in, mi_ten
     return NULL;
   }
 
+  const float *pre = n->pre_affine;
+  if (a->wino_ok && w == a->wino_src && G == 1) {
+    mi_wino_conv wc = {x, bias, res, y, N, g.in[0], g.in[1], g.in[2], g.out[0], g.out[1], g.out[2], g.pb[0], g.pb[1],
+                       g.pb[2]};
+    conv_attr *am = n->priv;
+    if (mi_wino_wanted(C, M, g.k[0], &wc) && !am->wino &&
+        !(am->wino = mi_wino_weights_make(w, M, C, g.k[0])))
+      am->wino_ok = false; /* no Winograd path on this kernel level (or no memory): the exact one */
+    if (am->wino && mi_wino_wanted(C, M, g.k[0], &wc)) {
+      float *xn = NULL; /* the input prologue on a copy: the transforms read the input once */
+      if (pre) {
+        xn = mi_exec_scratch(ex, (size_t)(N * C * g.in_sz) * sizeof(float));
+        if (!xn) return mi_node_error(n, MI_ERR_NO_MEMORY, "out of memory for the normalised input");
+        pre_ctx pc = {x, xn, pre, C, n->pre_relu, g.in_sz};
+        mi_parallel_for(ex, N * C, 1, pre_planes, &pc);
+        wc.x = xn;
+      }
+      mi_status *st = mi_wino_conv_run(ex, n, a->wino, &wc);
+      if (xn) mi_exec_scratch_release(ex, xn);
+      return st;
+    }
+  }
+
   const bool packed = a->wpack && w == a->wsrc && M == a->wM && K == a->wK;
   bool pointwise = true;
   for (int j = 0; j < 3; j++)
@@ -889,7 +937,6 @@ static mi_status *conv_run(mi_node *n, mi_exec *ex, mi_tensor *const *in, mi_ten
   /* Input prologue (a BatchNormalization+ReLU folded in by the graph pass):
    * applied while gathering on the packed path (a 1x1 convolution then
    * gathers too); otherwise on a transformed copy of the input. */
-  const float *pre = n->pre_affine;
   float *xcopy = NULL;
   if (pre && (!packed || G != 1)) {
     pre_ctx pc = {x, NULL, pre, C, n->pre_relu, g.in_sz};

@@ -141,7 +141,8 @@ typedef struct mi_segmenter_options {
   int threads;        /* engine and ITK threads; 0: all cores              */
   int device;         /* MI_SEG_DEVICE_* (CUDA needs an engine built with it) */
   int device_index;   /* CUDA device ordinal                                */
-  int fast_math;      /* CUDA: TF32 GEMMs (engine.h, mi_options.fast_math)  */
+  int fast_math;      /* fast mode (engine.h, mi_options.fast_math): CPU  */
+                      /* Winograd 3x3 convolutions, CUDA TF32 GEMMs      */
   int bf16;           /* CPU: bf16 convolutions (engine.h, mi_options.bf16)  */
   int fractional;     /* also produce per-label probabilities on the source grid */
   mi_progress_fn progress;

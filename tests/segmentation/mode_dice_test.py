@@ -1,9 +1,10 @@
-"""bf16 mode against FP32 on the demo model's phantom studies: each organ's
-Dice between the SEG written with --bf16 and the one written without it
-(both read back with pydicom) must be at least 0.99.
+"""A CPU mode (--bf16, or --fast: Winograd 3x3 convolutions) against the exact
+FP32 mode on the demo model's phantom studies: each organ's Dice between the
+SEG written in that mode and the one written without it (both read back with
+pydicom) must be at least --min-dice.
 
-usage: bf16_dice_test.py MEDINFER CARD WORK_DIR [--size CxRxS]
-Exit 77 (skipped) where the CPU has no AVX512-BF16 ('medinfer devices')."""
+usage: mode_dice_test.py MEDINFER CARD WORK_DIR --mode bf16|fast [--size CxRxS] [--min-dice D]
+Exit 77 (skipped) for bf16 where the CPU has no AVX512-BF16 ('medinfer devices')."""
 import argparse
 import glob
 import json
@@ -27,9 +28,10 @@ def main():
     ap.add_argument("work")
     ap.add_argument("--size", default="160x160x96")
     ap.add_argument("--min-dice", type=float, default=0.99)
+    ap.add_argument("--mode", choices=("bf16", "fast"), required=True)
     a = ap.parse_args()
     devs = subprocess.run([a.medinfer, "devices"], check=True, capture_output=True, text=True).stdout
-    if "bf16" not in devs:
+    if a.mode == "bf16" and "bf16" not in devs:
         print("SKIPPED: no bf16 mode on this CPU:\n" + devs)
         return 77
     shutil.rmtree(a.work, ignore_errors=True)
@@ -43,26 +45,26 @@ def main():
                        check=True, stdout=subprocess.DEVNULL)
         geometry = json.load(open(os.path.join(study, "truth", "labels.json")))["geometry"]
         vols = {}
-        for mode, flags in (("fp32", []), ("bf16", ["--bf16"])):
+        for mode, flags in (("fp32", []), (a.mode, ["--" + a.mode])):
             out = os.path.join(a.work, "%s-%s" % (name, mode))
             p = subprocess.run([a.medinfer, "segment", "--model", a.card, "--input", os.path.join(study, "dicom"),
                                 "--output", out, "--threads", "2"] + flags, check=True, capture_output=True, text=True)
             dev = json.load(open(os.path.join(out, "report.json")))["device"]
-            if mode == "bf16" and "bf16" not in dev:
-                print("FAIL: --bf16 did not take effect (device %r)" % dev)
+            if mode == a.mode and a.mode not in dev:
+                print("FAIL: --%s did not take effect (device %r)" % (a.mode, dev))
                 return 1
             vols[mode] = seg_labels(glob.glob(os.path.join(out, "*.seg.dcm"))[0], geometry, seg_to_value)
         row = []
         for l in labels:
-            f, b = vols["fp32"] == l["value"], vols["bf16"] == l["value"]
+            f, b = vols["fp32"] == l["value"], vols[a.mode] == l["value"]
             denom = f.sum() + b.sum()
             if not denom:
                 continue
             d = 2.0 * (f & b).sum() / denom
             worst = min(worst, d)
             row.append("%s %.4f" % (l["name"], d))
-        changed = int((vols["fp32"] != vols["bf16"]).sum())
-        print("%-8s %d voxels differ; Dice bf16 vs fp32: %s" % (name, changed, ", ".join(row)))
+        changed = int((vols["fp32"] != vols[a.mode]).sum())
+        print("%-8s %d voxels differ; Dice %s vs fp32: %s" % (name, changed, a.mode, ", ".join(row)))
     print("worst Dice %.4f (bound %.2f)" % (worst, a.min_dice))
     return 0 if worst >= a.min_dice else 1
 

@@ -1,0 +1,69 @@
+/* Winograd F(4x4, 3x3) tile transforms (Lavin & Gray; interpolation points
+ * 0, 1, -1, 2, -2, inf): a 6x6 input patch d becomes V = B^T d B, the
+ * 36 products U .* V with the transformed 3x3 filter U = G g G^T are
+ * summed over channels (36 GEMMs, ops/conv_winograd.c), and A^T M A turns
+ * each 6x6 sum into a 4x4 block of outputs.
+ *
+ * The transforms work on 16 tiles ("lanes") of one channel plane at once;
+ * transform element xi = 6 * row + column goes to dst[xi * xs + lane].
+ * wino_generic.c is portable C, wino_avx512.c AVX-512F (gathers and
+ * scatters): call the latter only when mi_gemm_isa() is MI_ISA_AVX512. */
+#ifndef MEDINFER_GEMM_WINO_H
+#define MEDINFER_GEMM_WINO_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define MI_WINO_LANES 16
+
+/* Input tiles: lane l's patch starts at plane + off[l] (row y0[l], column
+ * x0[l] of an H x W plane; taps outside the plane read zero).  Lanes >= n
+ * are written as zeros. */
+typedef struct mi_wino_in_lanes {
+  int32_t off[MI_WINO_LANES], y0[MI_WINO_LANES], x0[MI_WINO_LANES];
+  int n;
+} mi_wino_in_lanes;
+
+/* Output tiles: lane l's 4x4 block starts at plane + off[l], of which
+ * rows[l] x cols[l] (1..4 each) lie inside the output.  Lanes >= n are
+ * skipped. */
+typedef struct mi_wino_out_lanes {
+  int32_t off[MI_WINO_LANES], rows[MI_WINO_LANES], cols[MI_WINO_LANES];
+  int n;
+} mi_wino_out_lanes;
+
+/* What the output transform applies before storing: bias, a residual read
+ * at the same offsets (NULL: none), then ReLU, or fn on the 16 x 16 values
+ * (other activations; NULL: none). */
+typedef struct mi_wino_epi {
+  float bias;
+  const float *res;
+  bool relu;
+  void (*fn)(const void *ctx, float *v, int64_t n);
+  const void *ctx;
+} mi_wino_epi;
+
+void mi_wino_in_generic(const float *plane, int64_t H, int64_t W, const mi_wino_in_lanes *L, float *dst,
+                        int64_t xs);
+/* m: the 36 sums of each lane at m[xi * ms + lane]; Wo: output row length. */
+void mi_wino_out_generic(const float *m, int64_t ms, const mi_wino_out_lanes *L, int64_t Wo,
+                         const mi_wino_epi *e, float *plane);
+#if defined(__x86_64__) || defined(__i386__)
+void mi_wino_in_avx512(const float *plane, int64_t H, int64_t W, const mi_wino_in_lanes *L, float *dst,
+                       int64_t xs);
+void mi_wino_out_avx512(const float *m, int64_t ms, const mi_wino_out_lanes *L, int64_t Wo,
+                        const mi_wino_epi *e, float *plane);
+#endif
+
+/* U = G g G^T for one 3x3 filter g (row-major), as u[36]. */
+void mi_wino_filter(const float *g, float *u);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

@@ -1,0 +1,297 @@
+/* Winograd F(4x4, 3x3) convolution (see conv_winograd.h).
+ *
+ * Per chunk of output tiles, three passes over the thread pool:
+ *   1. input transform: V_xi[plane][panel][c][NR] (B^T d B of every 6x6
+ *      patch, written straight into the SGEMM micro-kernel's B panels);
+ *   2. 36 products M_xi[m][t] = U_xi[m][(kz, c)] V_xi[(kz, c)][t], run as
+ *      micro-kernel calls on the packed U (no packing per call);
+ *   3. output transform A^T M A with the epilogue, stored to Y.
+ * 2D layers fold the batch into the tile index; 3D layers run a slab of
+ * output planes at a time, each reading kd consecutive transformed input
+ * planes. */
+#include "conv_winograd.h"
+
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../gemm/wino.h"
+
+#define NXI 36
+#define CHUNK_L2 ((int64_t)1 << 20)     /* V + M of a thread's chunk: a core's L2 */
+#define CHUNK_SHARED ((int64_t)16 << 20) /* V + M of a chunk all threads work on */
+
+struct mi_wino_weights {
+  mi_gemm_packed_a *u[NXI];
+  int64_t M, C, kd;
+  bool avx512; /* transforms: AVX-512 or portable */
+};
+
+mi_wino_weights *mi_wino_weights_make(const float *w, int64_t M, int64_t C, int64_t kd) {
+  const mi_isa isa = mi_gemm_isa();
+  if (isa == MI_ISA_GENERIC || M < 1 || C < 1 || kd < 1) return NULL;
+  const int64_t K = kd * C;
+  float *u = malloc((size_t)(NXI * M * K) * sizeof(float)); /* [xi][m][kz, c] */
+  mi_wino_weights *r = calloc(1, sizeof *r);
+  if (!u || !r) {
+    free(u);
+    free(r);
+    return NULL;
+  }
+  for (int64_t m = 0; m < M; m++)
+    for (int64_t c = 0; c < C; c++)
+      for (int64_t z = 0; z < kd; z++) {
+        float t[NXI];
+        mi_wino_filter(w + ((m * C + c) * kd + z) * 9, t);
+        for (int xi = 0; xi < NXI; xi++) u[(xi * M + m) * K + z * C + c] = t[xi];
+      }
+  r->M = M, r->C = C, r->kd = kd, r->avx512 = isa == MI_ISA_AVX512;
+  bool ok = true;
+  for (int xi = 0; xi < NXI && ok; xi++) ok = (r->u[xi] = mi_gemm_pack_a(isa, false, M, K, u + xi * M * K, K)) != NULL;
+  free(u);
+  if (!ok || mi_gemm_packed_a_view(r->u[0]).nr % MI_WINO_LANES) { /* lane groups must not straddle panels */
+    mi_wino_weights_free(r);
+    return NULL;
+  }
+  return r;
+}
+
+void mi_wino_weights_free(mi_wino_weights *w) {
+  if (!w) return;
+  for (int xi = 0; xi < NXI; xi++) mi_gemm_packed_a_free(w->u[xi]);
+  free(w);
+}
+
+size_t mi_wino_weights_bytes(const mi_wino_weights *w) {
+  size_t b = 0;
+  for (int xi = 0; w && xi < NXI; xi++) b += mi_gemm_packed_a_bytes(w->u[xi]);
+  return b;
+}
+
+static int64_t cdiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+bool mi_wino_wanted(int64_t C, int64_t M, int64_t kd, const mi_wino_conv *c) {
+  const int64_t tiles = cdiv(c->Ho, 4) * cdiv(c->Wo, 4) * (kd == 1 && c->D == 1 ? c->N : 1);
+  /* Below 16 tiles the 36 products are mostly edge kernels and reading U
+   * (4x the weights) costs more than the exact path. */
+  if (tiles < 16 || kd * C < 16) return false; /* few channels: the transforms dominate */
+  return c->N * C * c->D * c->H * c->W < INT32_MAX && c->N * M * c->Do * c->Ho * c->Wo < INT32_MAX;
+}
+
+/* One chunk: tiles [t0, t0 + nt) of the tile space (2D: every image's
+ * tiles in a row; 3D: one plane's), output planes [z0, z0 + po) of image n. */
+typedef struct wino_run {
+  const mi_wino_weights *w;
+  const mi_wino_conv *c;
+  const mi_node *n;
+  mi_gemm_packed_view uv[NXI];
+  bool fold;          /* 2D: images folded into the tile index */
+  int64_t TX, TP;     /* tiles per row, per plane */
+  int64_t K, NR, np, tp; /* np panels of NR tiles, tp = np * NR */
+  int64_t t0, nt, groups;
+  int64_t img, z0, po, pzn; /* 3D: image, first output plane, planes out, planes in */
+  int64_t tc, nq, slab;     /* the plan: chunk tiles, chunks per slab, planes per slab */
+  float *v, *m;
+} wino_run;
+
+/* Tile t of the tile space: its image, and its first output row/column. */
+static void tile_pos(const wino_run *r, int64_t t, int64_t *n, int64_t *oy, int64_t *ox) {
+  *n = r->fold ? t / r->TP : r->img;
+  const int64_t p = r->fold ? t % r->TP : t;
+  *oy = 4 * (p / r->TX), *ox = 4 * (p % r->TX);
+}
+
+static void input_items(void *vctx, int64_t b, int64_t e) {
+  const wino_run *r = vctx;
+  const mi_wino_conv *c = r->c;
+  const int64_t C = r->w->C, plane = c->H * c->W, xs = r->pzn * r->np * C * r->NR;
+  for (int64_t it = b; it < e; it++) {
+    const int64_t g = it % r->groups, ch = (it / r->groups) % C, s = it / (r->groups * C);
+    const int64_t lt = g * MI_WINO_LANES; /* first tile of the group, in the chunk */
+    mi_wino_in_lanes L;
+    L.n = (int)(r->nt - lt < MI_WINO_LANES ? r->nt - lt : MI_WINO_LANES);
+    const int64_t zi = r->z0 - c->pz + s; /* the input plane (3D) */
+    if (!r->fold && (zi < 0 || zi >= c->D)) L.n = 0; /* padding plane: zeros */
+    for (int l = 0; l < L.n; l++) {
+      int64_t n, oy, ox;
+      tile_pos(r, r->t0 + lt + l, &n, &oy, &ox);
+      L.y0[l] = (int32_t)(oy - c->py), L.x0[l] = (int32_t)(ox - c->px);
+      L.off[l] = (int32_t)((r->fold ? n * C * plane : 0) + L.y0[l] * c->W + L.x0[l]);
+    }
+    const float *src = c->x + (r->fold ? ch * plane : ((r->img * C + ch) * c->D + (L.n ? zi : 0)) * plane);
+    float *dst = r->v + ((s * r->np + lt / r->NR) * C + ch) * r->NR + lt % r->NR;
+#ifdef MI_GEMM_X86
+    if (r->w->avx512) {
+      mi_wino_in_avx512(src, c->H, c->W, &L, dst, xs);
+      continue;
+    }
+#endif
+    mi_wino_in_generic(src, c->H, c->W, &L, dst, xs);
+  }
+}
+
+static void product_items(void *vctx, int64_t b, int64_t e) {
+  const wino_run *r = vctx;
+  const int64_t M = r->w->M, C = r->w->C, K = r->K, NR = r->NR;
+  for (int64_t it = b; it < e; it++) {
+    const int64_t panel = it % r->np, o = (it / r->np) % r->po, xi = it / (r->np * r->po);
+    const mi_gemm_packed_view *A = &r->uv[xi];
+    float *cm = r->m + (xi * r->po + o) * M * r->tp + panel * NR;
+    const int nr = (int)(r->nt - panel * NR < NR ? r->nt - panel * NR : NR); /* edge kernels for a short last panel */
+    for (int64_t pc = 0; pc < K; pc += A->kc) {
+      const int64_t kc = K - pc < A->kc ? K - pc : A->kc;
+      for (int64_t ir = 0; ir < M; ir += A->mr) {
+        const float *pa = A->data + pc * A->mp + ir * kc;
+        const int mr = (int)(M - ir < A->mr ? M - ir : A->mr);
+        for (int64_t k = pc; k < pc + kc;) { /* pieces within one kernel plane kz */
+          const int64_t kz = k / C, c0 = k - kz * C;
+          const int64_t len = ((kz + 1) * C < pc + kc ? (kz + 1) * C : pc + kc) - k;
+          const float *pb = r->v + (((xi * r->pzn + o + kz) * r->np + panel) * C + c0) * NR;
+          A->kern(len, pa + (k - pc) * A->mr, pb, cm + ir * r->tp, r->tp, mr, nr, 1.f, k == 0 ? 0.f : 1.f);
+          k += len;
+        }
+      }
+    }
+  }
+}
+
+static void act_fn(const void *ctx, float *v, int64_t n) { mi_activation_apply(ctx, v, n); }
+
+static void output_items(void *vctx, int64_t b, int64_t e) {
+  const wino_run *r = vctx;
+  const mi_wino_conv *c = r->c;
+  const int64_t M = r->w->M, plane = c->Ho * c->Wo, ms = r->po * M * r->tp;
+  const mi_activation *act = &r->n->act;
+  for (int64_t it = b; it < e; it++) {
+    const int64_t g = it % r->groups, m = (it / r->groups) % M, o = it / (r->groups * M);
+    const int64_t lt = g * MI_WINO_LANES;
+    mi_wino_out_lanes L;
+    L.n = (int)(r->nt - lt < MI_WINO_LANES ? r->nt - lt : MI_WINO_LANES);
+    for (int l = 0; l < L.n; l++) {
+      int64_t n, oy, ox;
+      tile_pos(r, r->t0 + lt + l, &n, &oy, &ox);
+      L.off[l] = (int32_t)((r->fold ? n * M * plane : 0) + oy * c->Wo + ox);
+      L.rows[l] = (int32_t)(c->Ho - oy < 4 ? c->Ho - oy : 4);
+      L.cols[l] = (int32_t)(c->Wo - ox < 4 ? c->Wo - ox : 4);
+    }
+    const int64_t base = r->fold ? m * plane : ((r->img * M + m) * c->Do + r->z0 + o) * plane;
+    mi_wino_epi ep = {c->bias ? c->bias[m] : 0.f, c->res ? c->res + base : NULL, act->kind == MI_ACT_RELU,
+                      act->kind != MI_ACT_NONE && act->kind != MI_ACT_RELU ? act_fn : NULL, act};
+    const float *src = r->m + (o * M + m) * r->tp + lt;
+#ifdef MI_GEMM_X86
+    if (r->w->avx512) {
+      mi_wino_out_avx512(src, ms, &L, c->Wo, &ep, c->y + base);
+      continue;
+    }
+#endif
+    mi_wino_out_generic(src, ms, &L, c->Wo, &ep, c->y + base);
+  }
+}
+
+/* Sizes of a chunk's buffers (floats) for nt tiles. */
+static int64_t v_floats(const wino_run *r, int64_t nt) { return NXI * r->pzn * r->w->C * cdiv(nt, r->NR) * r->NR; }
+static int64_t m_floats(const wino_run *r, int64_t nt) { return NXI * r->po * r->w->M * cdiv(nt, r->NR) * r->NR; }
+
+/* Chunk idx of the plan: its tiles and planes (r->tc tiles per chunk, r->nq
+ * chunks per plane slab, r->slab output planes per slab). */
+static void chunk_at(wino_run *r, int64_t idx) {
+  const mi_wino_conv *c = r->c;
+  if (r->fold) {
+    const int64_t total = c->N * r->TP;
+    r->t0 = idx * r->tc;
+    r->nt = total - r->t0 < r->tc ? total - r->t0 : r->tc;
+    r->img = 0, r->z0 = 0, r->po = 1, r->pzn = 1;
+  } else {
+    const int64_t q = idx % r->nq, slabs = cdiv(c->Do, r->slab), s = (idx / r->nq) % slabs;
+    r->img = idx / (r->nq * slabs);
+    r->t0 = q * r->tc;
+    r->nt = r->TP - r->t0 < r->tc ? r->TP - r->t0 : r->tc;
+    r->z0 = s * r->slab;
+    r->po = c->Do - r->z0 < r->slab ? c->Do - r->z0 : r->slab;
+    r->pzn = r->po + r->w->kd - 1;
+  }
+  r->np = cdiv(r->nt, r->NR);
+  r->tp = r->np * r->NR;
+  r->groups = cdiv(r->nt, MI_WINO_LANES);
+}
+
+/* Many chunks: each thread takes whole chunks (its buffers stay in its
+ * cache from transform to product to output). */
+typedef struct slot_ctx {
+  const wino_run *base;
+  int64_t chunks;
+  _Atomic int64_t next;
+  _Atomic bool oom;
+} slot_ctx;
+
+static void slot_items(void *vctx, int64_t b, int64_t e) {
+  slot_ctx *s = vctx;
+  wino_run r = *s->base;
+  float *buf = malloc((size_t)(v_floats(&r, r.tc) + m_floats(&r, r.tc)) * sizeof(float) + 64);
+  if (!buf) {
+    s->oom = true;
+    return;
+  }
+  r.v = (float *)(((uintptr_t)buf + 63) & ~(uintptr_t)63);
+  r.m = r.v + v_floats(&r, r.tc);
+  for (int64_t i = b; i < e; i++)
+    for (int64_t idx; (idx = atomic_fetch_add(&s->next, 1)) < s->chunks;) {
+      chunk_at(&r, idx);
+      input_items(&r, 0, r.pzn * r.w->C * r.groups);
+      product_items(&r, 0, NXI * r.po * r.np);
+      output_items(&r, 0, r.po * r.w->M * r.groups);
+    }
+  free(buf);
+}
+
+mi_status *mi_wino_conv_run(mi_exec *ex, const mi_node *n, const mi_wino_weights *w, const mi_wino_conv *c) {
+  wino_run r = {.w = w, .c = c, .n = n};
+  for (int xi = 0; xi < NXI; xi++) r.uv[xi] = mi_gemm_packed_a_view(w->u[xi]);
+  const int64_t C = w->C, M = w->M, threads = ex->threads > 0 ? ex->threads : 1;
+  r.NR = r.uv[0].nr;
+  r.K = w->kd * C;
+  r.TX = cdiv(c->Wo, 4);
+  r.TP = cdiv(c->Ho, 4) * r.TX;
+  r.fold = w->kd == 1 && c->D == 1;
+  /* Chunks whose buffers fit a core's L2, in whole lane groups; 3D slabs
+   * of two output planes (each reads kd transformed input planes). */
+  r.slab = r.fold ? 1 : (c->Do < 2 ? c->Do : 2);
+  const int64_t space = r.fold ? c->N * r.TP : r.TP, zin = r.fold ? 1 : r.slab + w->kd - 1;
+  int64_t tc = CHUNK_L2 / (NXI * (zin * C + r.slab * M) * (int64_t)sizeof(float));
+  tc = tc < r.NR ? r.NR : tc / r.NR * r.NR;
+  int64_t nq = cdiv(space, tc);
+  tc = cdiv(cdiv(space, nq), MI_WINO_LANES) * MI_WINO_LANES; /* even chunks */
+  r.tc = tc, r.nq = r.fold ? 1 : nq, r.po = r.slab, r.pzn = zin;
+  const int64_t chunks = r.fold ? nq : c->N * cdiv(c->Do, r.slab) * nq;
+  if (chunks >= 2 * threads || threads == 1) {
+    slot_ctx sc = {&r, chunks, 0, false};
+    mi_parallel_for(ex, threads, 1, slot_items, &sc);
+    if (sc.oom) return mi_node_error(n, MI_ERR_NO_MEMORY, "out of memory for the Winograd transforms");
+    return NULL;
+  }
+  /* Few chunks (small maps, wide layers): larger ones (each rereads the 36
+   * U matrices), one at a time, each pass split over the threads (the
+   * products 36 x panels ways). */
+  tc = CHUNK_SHARED / (NXI * (zin * C + r.slab * M) * (int64_t)sizeof(float));
+  tc = tc < r.NR ? r.NR : tc / r.NR * r.NR;
+  nq = cdiv(space, tc);
+  tc = cdiv(cdiv(space, nq), MI_WINO_LANES) * MI_WINO_LANES;
+  r.tc = tc, r.nq = r.fold ? 1 : nq;
+  const int64_t shared_chunks = r.fold ? nq : c->N * cdiv(c->Do, r.slab) * nq;
+  r.v = mi_exec_scratch(ex, (size_t)v_floats(&r, tc) * sizeof(float));
+  r.m = mi_exec_scratch(ex, (size_t)m_floats(&r, tc) * sizeof(float));
+  if (!r.v || !r.m) {
+    if (r.v) mi_exec_scratch_release(ex, r.v);
+    if (r.m) mi_exec_scratch_release(ex, r.m);
+    return mi_node_error(n, MI_ERR_NO_MEMORY, "out of memory for the Winograd transforms");
+  }
+  for (int64_t idx = 0; idx < shared_chunks; idx++) {
+    chunk_at(&r, idx);
+    mi_parallel_for(ex, r.pzn * C * r.groups, 4, input_items, &r);
+    mi_parallel_for(ex, NXI * r.po * r.np, 1, product_items, &r);
+    mi_parallel_for(ex, r.po * M * r.groups, 4, output_items, &r);
+  }
+  mi_exec_scratch_release(ex, r.m);
+  mi_exec_scratch_release(ex, r.v);
+  return NULL;
+}

@@ -1,0 +1,39 @@
+/* Winograd F(4x4, 3x3) convolution (fast mode, mi_options.fast_math on the
+ * CPU): stride-1, undilated, single-group 3x3 layers (2D), and 3x3x3 ones
+ * as three 3x3 planes summed in the GEMMs' K (kz, channel).  Each output
+ * 4x4 block costs 36 multiply-adds per input channel and kernel plane
+ * instead of 144.  Differences from the exact convolution are rounding:
+ * about 1e-5 of the output's scale per layer. */
+#ifndef MEDINFER_OPS_CONV_WINOGRAD_H
+#define MEDINFER_OPS_CONV_WINOGRAD_H
+
+#include "../gemm/gemm.h"
+#include "../internal.h"
+
+/* The 36 transformed filter matrices U_xi [M, kd*C] (columns ordered kz,
+ * channel), packed once for the SGEMM micro-kernel (4x the weights'
+ * memory, so made at the first call that takes the path). */
+typedef struct mi_wino_weights mi_wino_weights;
+
+/* W [M, C, kd, 3, 3] (kd = 1: [M, C, 3, 3]).  NULL when this CPU's kernel
+ * level has no Winograd path (the portable level) or out of memory; the
+ * caller then keeps the exact convolution. */
+mi_wino_weights *mi_wino_weights_make(const float *w, int64_t M, int64_t C, int64_t kd);
+void mi_wino_weights_free(mi_wino_weights *w); /* accepts NULL */
+size_t mi_wino_weights_bytes(const mi_wino_weights *w);
+
+/* One call: X [N, C, D, H, W] -> Y [N, M, Do, Ho, Wo] with leading pads
+ * pz, py, px (D = Do = 1, pz = 0 for 2D); then bias (NULL: none), the
+ * residual res aligned with Y (NULL: none) and the node's activation. */
+typedef struct mi_wino_conv {
+  const float *x, *bias, *res;
+  float *y;
+  int64_t N, D, H, W, Do, Ho, Wo, pz, py, px;
+} mi_wino_conv;
+
+/* Whether the Winograd path pays for this call (enough tiles to fill the
+ * GEMMs' column panels) and its offsets fit its 32-bit indices. */
+bool mi_wino_wanted(int64_t C, int64_t M, int64_t kd, const mi_wino_conv *c);
+mi_status *mi_wino_conv_run(mi_exec *ex, const mi_node *n, const mi_wino_weights *w, const mi_wino_conv *c);
+
+#endif
