@@ -420,18 +420,20 @@ TEST(ConvKernel, Bf16WithinRounding) {
   EXPECT_GT(taken, 5);
 }
 
-// Fast mode: 3x3 layers (2D, and 3x3x3 / 1x3x3 in 3D), stride 1, group 1,
+// Fast mode: 3x3 layers (2D, dilated too, and 3x3x3 / 1x3x3 in 3D), stride 1, group 1,
 // constant weights take the Winograd F(4x4, 3x3) path, with every epilogue
 // (bias, residual + ReLU, a LeakyRelu) and a BatchNorm prologue.  Its
 // results differ from the exact convolution by rounding in the transforms:
 // each output within 4e-5 of its sum of |products| (measured: 9e-6) and a cosine of 0.999999 to the reference; and they
-// do differ from the exact mode's (the path was taken), except on the
-// portable kernel level, which has no Winograd path.
+// do differ from the exact mode's (the path was taken), except where there
+// is no Winograd path (the portable kernel level, weights not pre-packed).
 TEST(ConvKernel, WinogradWithinRounding) {
   std::mt19937 rng(20261204);
   auto pick = [&](int lo, int hi) { return std::uniform_int_distribution<int>(lo, hi)(rng); };
-  const char *isa = std::getenv("MEDINFER_ISA");
-  const bool has_path = !(isa && std::string(isa) == "generic");
+  // No Winograd path on the portable level, nor without our packed kernels.
+  auto env_is = [](const char *k, const char *v) { return std::getenv(k) && std::string(std::getenv(k)) == v; };
+  const bool has_path = !env_is("MEDINFER_ISA", "generic") && !env_is("MEDINFER_PREPACK", "0") &&
+                        !env_is("MEDINFER_GEMM", "openblas");
   double worst = 0;
   for (int trial = 0; trial < 40; trial++) {
     Geo g{};
@@ -442,10 +444,11 @@ TEST(ConvKernel, WinogradWithinRounding) {
     for (int j = 0; j < 3; j++) {
       const bool live = j >= 3 - g.nsp;
       g.k[j] = live ? 3 : 1;
-      g.s[j] = g.d[j] = 1;
-      g.pb[j] = live ? pick(0, 2) : 0, g.pe[j] = live ? pick(0, 2) : 0;
-      g.in[j] = live ? pick(j == 0 ? 3 : 15, j == 0 ? 7 : (g.nsp == 3 ? 20 : 37)) : 1;  // >= 16 tiles
-      g.out[j] = g.in[j] + g.pb[j] + g.pe[j] - g.k[j] + 1;
+      g.s[j] = 1;
+      g.d[j] = live && j > 0 && trial % 3 == 2 ? pick(2, 4) : 1;  // dilated in y and x (not in z)
+      g.pb[j] = live ? pick(0, 2 * (int)g.d[j]) : 0, g.pe[j] = live ? pick(0, 2 * (int)g.d[j]) : 0;
+      g.in[j] = live ? pick(j == 0 ? 3 : 15, j == 0 ? 7 : (g.nsp == 3 ? 20 : 37)) + 2 * (g.d[j] - 1) : 1;  // >= 16 tiles
+      g.out[j] = g.in[j] + g.pb[j] + g.pe[j] - (g.k[j] - 1) * g.d[j];
     }
     if (g.nsp == 3 && trial % 8 == 7) g.k[0] = 1, g.pb[0] = g.pe[0] = 0, g.out[0] = g.in[0], g.C += 10;  // 1x3x3
     const int epi = trial % 4;  // 0 none, 1 bias, 2 bias + residual + ReLU, 3 bias + LeakyRelu
@@ -478,7 +481,8 @@ TEST(ConvKernel, WinogradWithinRounding) {
     std::vector<int64_t> pads;
     for (auto v : spatial(g, g.pb)) pads.push_back(v);
     for (auto v : spatial(g, g.pe)) pads.push_back(v);
-    md.nodes.push_back({"Conv", "conv", cin, {epi >= 2 ? "c" : "y"}, {onnxb::attr_ints("pads", pads)}});
+    md.nodes.push_back({"Conv", "conv", cin, {epi >= 2 ? "c" : "y"},
+                        {onnxb::attr_ints("pads", pads), onnxb::attr_ints("dilations", spatial(g, g.d))}});
     std::vector<std::vector<int64_t>> dims = {xd};
     std::vector<std::vector<float>> data = {x};
     if (epi == 2) {
@@ -528,4 +532,47 @@ TEST(ConvKernel, WinogradWithinRounding) {
     if (HasFailure()) break;
   }
   std::printf("worst |error| / sum of |products|: %.3g\n", worst);
+}
+
+// Fast mode, one model, shapes changing between runs: a layer that took the
+// Winograd path keeps only its Winograd weights, so a later input too small
+// for that path runs the exact convolution on weights rebuilt from them.
+TEST(ConvKernel, WinogradThenExactShape) {
+  std::mt19937 rng(20261205);
+  const int64_t C = 24, M = 20;
+  auto w = rnd((size_t)(M * C * 9), rng), b = rnd((size_t)M, rng);
+  Model md;
+  md.inputs.push_back({"x", 1, {1, C, -1, -1}});
+  md.inits.push_back(onnxb::float_tensor("w", {M, C, 3, 3}, w));
+  md.inits.push_back(onnxb::float_tensor("b", {M}, b));
+  md.nodes.push_back({"Conv", "conv", {"x", "w", "b"}, {"y"}, {onnxb::attr_ints("pads", {1, 1, 1, 1})}});
+  md.outputs.push_back({"y", 1, {1, M, -1, -1}});
+  auto buf = md.serialize();
+  mi_options o;
+  mi_options_default(&o);
+  o.threads = 2;
+  o.fast_math = 1;
+  mi_model *m = nullptr;
+  ASSERT_EQ(mi_model_load_buffer(buf.data(), buf.size(), nullptr, "kernel.onnx", &o, &m), nullptr);
+  for (int64_t hw : {20, 7, 20, 5}) {
+    Geo g{};
+    g.nsp = 2, g.N = 1, g.C = C, g.M = M, g.G = 1;
+    for (int j = 0; j < 3; j++) {
+      const bool live = j > 0;
+      g.k[j] = live ? 3 : 1, g.s[j] = g.d[j] = 1, g.pb[j] = g.pe[j] = live ? 1 : 0;
+      g.in[j] = g.out[j] = live ? hw : 1;
+    }
+    const std::vector<int64_t> xd = {1, C, hw, hw};
+    auto x = rnd((size_t)numel(xd), rng);
+    mi_tensor *in = nullptr, *out = nullptr;
+    ASSERT_EQ(mi_tensor_wrap(MI_FLOAT, 4, xd.data(), x.data(), &in), nullptr);
+    mi_status *st = mi_model_run(m, &in, 1, &out, 1);
+    ASSERT_EQ(st, nullptr) << mi_status_message(st);
+    const float *p = static_cast<const float *>(mi_tensor_cdata(out));
+    std::vector<float> got(p, p + mi_tensor_numel(out));
+    expect_close(got, conv_ref(g, x, w, b, {}, false), "fast mode, " + std::to_string(hw) + "x" + std::to_string(hw));
+    mi_tensor_free(in);
+    mi_tensor_free(out);
+  }
+  mi_model_free(m);
 }

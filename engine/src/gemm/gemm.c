@@ -405,9 +405,8 @@ struct mi_gemm_packed_a {
   float *data;
 };
 
-mi_gemm_packed_a *mi_gemm_pack_a(mi_isa isa, bool trans_a, int64_t M, int64_t K, const float *A,
-                                 int64_t lda) {
-  if (M <= 0 || K <= 0 || !A) return NULL;
+mi_gemm_packed_a *mi_gemm_packed_a_alloc(mi_isa isa, int64_t M, int64_t K) {
+  if (M <= 0 || K <= 0) return NULL;
   mi_gemm_packed_a *p = calloc(1, sizeof *p);
   if (!p) return NULL;
   p->kd = kernel_for(isa);
@@ -420,12 +419,43 @@ mi_gemm_packed_a *mi_gemm_pack_a(mi_isa isa, bool trans_a, int64_t M, int64_t K,
     return NULL;
   }
   p->data = q;
-  const int64_t rsa = trans_a ? 1 : lda, csa = trans_a ? lda : 1, KC = p->kd->kc;
-  for (int64_t pc = 0; pc < K; pc += KC) {
-    const int64_t kc = K - pc < KC ? K - pc : KC;
-    pack_a(p->kd, M, kc, A + pc * csa, rsa, csa, p->data + pc * p->mp);
-  }
   return p;
+}
+
+int mi_gemm_packed_a_mr(const mi_gemm_packed_a *p) { return p->kd->mr; }
+
+static void fill_rows(mi_gemm_packed_a *p, int64_t r0, int64_t n, const float *A, int64_t rsa, int64_t csa) {
+  const int64_t KC = p->kd->kc;
+  for (int64_t pc = 0; pc < p->K; pc += KC) {
+    const int64_t kc = p->K - pc < KC ? p->K - pc : KC;
+    pack_a(p->kd, n, kc, A + pc * csa, rsa, csa, p->data + pc * p->mp + r0 * kc);
+  }
+}
+
+void mi_gemm_packed_a_fill_rows(mi_gemm_packed_a *p, int64_t r0, int64_t n, const float *A, int64_t lda) {
+  fill_rows(p, r0, n, A, lda, 1);
+}
+
+mi_gemm_packed_a *mi_gemm_pack_a(mi_isa isa, bool trans_a, int64_t M, int64_t K, const float *A,
+                                 int64_t lda) {
+  if (!A) return NULL;
+  mi_gemm_packed_a *p = mi_gemm_packed_a_alloc(isa, M, K);
+  if (p) fill_rows(p, 0, M, A, trans_a ? 1 : lda, trans_a ? lda : 1);
+  return p;
+}
+
+void mi_gemm_packed_a_rows(const mi_gemm_packed_a *p, int64_t r0, int64_t n, float *dst) {
+  const int MR = p->kd->mr;
+  const int64_t KC = p->kd->kc;
+  for (int64_t pc = 0; pc < p->K; pc += KC) {
+    const int64_t kc = p->K - pc < KC ? p->K - pc : KC;
+    for (int64_t i = 0; i < n; i++) {
+      const int64_t r = r0 + i;
+      const float *s = p->data + pc * p->mp + r / MR * MR * kc + r % MR;
+      float *d = dst + i * p->K + pc;
+      for (int64_t k = 0; k < kc; k++) d[k] = s[k * MR];
+    }
+  }
 }
 
 void mi_gemm_packed_a_free(mi_gemm_packed_a *p) {

@@ -70,6 +70,15 @@ typedef struct mi_gemm_packed_a mi_gemm_packed_a;
 /* NULL when out of memory. */
 mi_gemm_packed_a *mi_gemm_pack_a(mi_isa isa, bool trans_a, int64_t M, int64_t K, const float *A,
                                  int64_t lda);
+/* The same layout filled in parts: allocate (NULL when out of memory),
+ * then pack rows [r0, r0 + n) of A (row-major, n rows of K) into it, r0 a
+ * multiple of the kernel's mr; every row must be filled before use. */
+mi_gemm_packed_a *mi_gemm_packed_a_alloc(mi_isa isa, int64_t M, int64_t K);
+int mi_gemm_packed_a_mr(const mi_gemm_packed_a *p);
+void mi_gemm_packed_a_fill_rows(mi_gemm_packed_a *p, int64_t r0, int64_t n, const float *A, int64_t lda);
+/* Rows [r0, r0 + n) of op(A) back out of the packed layout, row-major into
+ * dst [n][K] (the packed copy can stand in for the original). */
+void mi_gemm_packed_a_rows(const mi_gemm_packed_a *p, int64_t r0, int64_t n, float *dst);
 void mi_gemm_packed_a_free(mi_gemm_packed_a *p);
 size_t mi_gemm_packed_a_bytes(const mi_gemm_packed_a *p);
 /* The packed layout, for kernels that read it in place: K in blocks of kc

@@ -21,16 +21,18 @@ extern "C" {
 #define MI_WINO_LANES 16
 
 /* Input tiles: lane l's patch starts at plane + off[l] (row y0[l], column
- * x0[l] of an H x W plane; taps outside the plane read zero).  Lanes >= n
- * are written as zeros. */
+ * x0[l] of an H x W plane) and takes every dy-th row and dx-th column (a
+ * dilated convolution's taps); taps outside the plane read zero.  Lanes
+ * >= n are written as zeros. */
 typedef struct mi_wino_in_lanes {
   int32_t off[MI_WINO_LANES], y0[MI_WINO_LANES], x0[MI_WINO_LANES];
   int n;
 } mi_wino_in_lanes;
 
-/* Output tiles: lane l's 4x4 block starts at plane + off[l], of which
- * rows[l] x cols[l] (1..4 each) lie inside the output.  Lanes >= n are
- * skipped. */
+/* Output tiles: lane l's 4x4 block starts at plane + off[l], every dy-th
+ * row and dx-th column (dilated: one of the interleaved sub-grids), of
+ * which rows[l] x cols[l] (0..4 each) lie inside the output.  Lanes >= n
+ * are skipped. */
 typedef struct mi_wino_out_lanes {
   int32_t off[MI_WINO_LANES], rows[MI_WINO_LANES], cols[MI_WINO_LANES];
   int n;
@@ -47,15 +49,15 @@ typedef struct mi_wino_epi {
   const void *ctx;
 } mi_wino_epi;
 
-void mi_wino_in_generic(const float *plane, int64_t H, int64_t W, const mi_wino_in_lanes *L, float *dst,
-                        int64_t xs);
+void mi_wino_in_generic(const float *plane, int64_t H, int64_t W, int64_t dy, int64_t dx, const mi_wino_in_lanes *L,
+                        float *dst, int64_t xs);
 /* m: the 36 sums of each lane at m[xi * ms + lane]; Wo: output row length. */
-void mi_wino_out_generic(const float *m, int64_t ms, const mi_wino_out_lanes *L, int64_t Wo,
+void mi_wino_out_generic(const float *m, int64_t ms, const mi_wino_out_lanes *L, int64_t Wo, int64_t dy, int64_t dx,
                          const mi_wino_epi *e, float *plane);
 #if defined(__x86_64__) || defined(__i386__)
-void mi_wino_in_avx512(const float *plane, int64_t H, int64_t W, const mi_wino_in_lanes *L, float *dst,
-                       int64_t xs);
-void mi_wino_out_avx512(const float *m, int64_t ms, const mi_wino_out_lanes *L, int64_t Wo,
+void mi_wino_in_avx512(const float *plane, int64_t H, int64_t W, int64_t dy, int64_t dx, const mi_wino_in_lanes *L,
+                       float *dst, int64_t xs);
+void mi_wino_out_avx512(const float *m, int64_t ms, const mi_wino_out_lanes *L, int64_t Wo, int64_t dy, int64_t dx,
                         const mi_wino_epi *e, float *plane);
 #endif
 

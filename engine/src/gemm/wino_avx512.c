@@ -29,26 +29,26 @@ static inline __attribute__((always_inline)) void at(__m512 o[4], const __m512 m
 
 static inline __mmask16 lane_mask(int n) { return n >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << n) - 1); }
 
-void mi_wino_in_avx512(const float *plane, int64_t H, int64_t W, const mi_wino_in_lanes *L, float *dst,
-                       int64_t xs) {
+void mi_wino_in_avx512(const float *plane, int64_t H, int64_t W, int64_t dy, int64_t dx, const mi_wino_in_lanes *L,
+                       float *dst, int64_t xs) {
   const __m512i off = _mm512_loadu_si512(L->off), y0 = _mm512_loadu_si512(L->y0), x0 = _mm512_loadu_si512(L->x0);
   const __m512i vh = _mm512_set1_epi32((int)H), vw = _mm512_set1_epi32((int)W);
   const __mmask16 lm = lane_mask(L->n);
   __mmask16 cm[6];
   for (int j = 0; j < 6; j++) {
-    const __m512i x = _mm512_add_epi32(x0, _mm512_set1_epi32(j));
+    const __m512i x = _mm512_add_epi32(x0, _mm512_set1_epi32((int)(j * dx)));
     cm[j] = _mm512_mask_cmplt_epi32_mask(_mm512_mask_cmpge_epi32_mask(lm, x, _mm512_setzero_si512()), x, vw);
   }
   __m512 t[6][6];
 #pragma GCC unroll 6
   for (int i = 0; i < 6; i++) {
-    const __m512i y = _mm512_add_epi32(y0, _mm512_set1_epi32(i));
+    const __m512i y = _mm512_add_epi32(y0, _mm512_set1_epi32((int)(i * dy)));
     const __mmask16 rm = _mm512_mask_cmplt_epi32_mask(_mm512_cmpge_epi32_mask(y, _mm512_setzero_si512()), y, vh);
-    const __m512i row = _mm512_add_epi32(off, _mm512_set1_epi32((int)(i * W)));
+    const __m512i row = _mm512_add_epi32(off, _mm512_set1_epi32((int)(i * dy * W)));
     __m512 d[6], r[6];
 #pragma GCC unroll 6
     for (int j = 0; j < 6; j++)
-      d[j] = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), rm & cm[j], _mm512_add_epi32(row, _mm512_set1_epi32(j)),
+      d[j] = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), rm & cm[j], _mm512_add_epi32(row, _mm512_set1_epi32((int)(j * dx))),
                                       plane, 4);
     bt(r, d);
 #pragma GCC unroll 6
@@ -63,7 +63,7 @@ void mi_wino_in_avx512(const float *plane, int64_t H, int64_t W, const mi_wino_i
   }
 }
 
-void mi_wino_out_avx512(const float *m, int64_t ms, const mi_wino_out_lanes *L, int64_t Wo,
+void mi_wino_out_avx512(const float *m, int64_t ms, const mi_wino_out_lanes *L, int64_t Wo, int64_t dy, int64_t dx,
                         const mi_wino_epi *e, float *plane) {
   const __m512i off = _mm512_loadu_si512(L->off), rows = _mm512_loadu_si512(L->rows),
                 cols = _mm512_loadu_si512(L->cols);
@@ -93,7 +93,7 @@ void mi_wino_out_avx512(const float *m, int64_t ms, const mi_wino_out_lanes *L, 
     const __mmask16 rm = _mm512_mask_cmpgt_epi32_mask(lm, rows, _mm512_set1_epi32(i));
     for (int j = 0; j < 4; j++) {
       km[i][j] = _mm512_mask_cmpgt_epi32_mask(rm, cols, _mm512_set1_epi32(j));
-      idx[i][j] = _mm512_add_epi32(off, _mm512_set1_epi32((int)(i * Wo + j)));
+      idx[i][j] = _mm512_add_epi32(off, _mm512_set1_epi32((int)(i * dy * Wo + j * dx)));
     }
   }
   if (e->res)

@@ -23,15 +23,15 @@
     o[3] = m[1] - m[2] + 8.f * (m[3] - m[4]) + m[5];       \
   } while (0)
 
-void mi_wino_in_generic(const float *plane, int64_t H, int64_t W, const mi_wino_in_lanes *L, float *dst,
-                        int64_t xs) {
+void mi_wino_in_generic(const float *plane, int64_t H, int64_t W, int64_t dy, int64_t dx, const mi_wino_in_lanes *L,
+                        float *dst, int64_t xs) {
   for (int l = 0; l < MI_WINO_LANES; l++) {
     float t[6][6], d[6], r[6];
     for (int i = 0; i < 6; i++) {
-      const int64_t y = (int64_t)L->y0[l] + i;
+      const int64_t y = (int64_t)L->y0[l] + i * dy;
       for (int j = 0; j < 6; j++) {
-        const int64_t x = (int64_t)L->x0[l] + j;
-        d[j] = l < L->n && y >= 0 && y < H && x >= 0 && x < W ? plane[(int64_t)L->off[l] + i * W + j] : 0.f;
+        const int64_t x = (int64_t)L->x0[l] + j * dx;
+        d[j] = l < L->n && y >= 0 && y < H && x >= 0 && x < W ? plane[(int64_t)L->off[l] + i * dy * W + j * dx] : 0.f;
       }
       WINO_BT(r, d);
       for (int k = 0; k < 6; k++) t[k][i] = r[k]; /* transposed: columns next */
@@ -43,7 +43,7 @@ void mi_wino_in_generic(const float *plane, int64_t H, int64_t W, const mi_wino_
   }
 }
 
-void mi_wino_out_generic(const float *m, int64_t ms, const mi_wino_out_lanes *L, int64_t Wo,
+void mi_wino_out_generic(const float *m, int64_t ms, const mi_wino_out_lanes *L, int64_t Wo, int64_t dy, int64_t dx,
                          const mi_wino_epi *e, float *plane) {
   float v[16][MI_WINO_LANES];
   if (L->n < MI_WINO_LANES) memset(v, 0, sizeof v); /* fn reads every lane */
@@ -58,7 +58,7 @@ void mi_wino_out_generic(const float *m, int64_t ms, const mi_wino_out_lanes *L,
       WINO_AT(o, s[j]);
       for (int i = 0; i < 4; i++) {
         float y = o[i] + e->bias;
-        if (e->res && i < L->rows[l] && j < L->cols[l]) y += e->res[(int64_t)L->off[l] + i * Wo + j];
+        if (e->res && i < L->rows[l] && j < L->cols[l]) y += e->res[(int64_t)L->off[l] + i * dy * Wo + j * dx];
         if (e->relu && y < 0.f) y = 0.f;
         v[i * 4 + j][l] = y;
       }
@@ -67,7 +67,7 @@ void mi_wino_out_generic(const float *m, int64_t ms, const mi_wino_out_lanes *L,
   if (e->fn) e->fn(e->ctx, &v[0][0], 16 * MI_WINO_LANES);
   for (int l = 0; l < L->n; l++)
     for (int i = 0; i < L->rows[l]; i++)
-      for (int j = 0; j < L->cols[l]; j++) plane[(int64_t)L->off[l] + i * Wo + j] = v[i * 4 + j][l];
+      for (int j = 0; j < L->cols[l]; j++) plane[(int64_t)L->off[l] + i * dy * Wo + j * dx] = v[i * 4 + j][l];
 }
 
 void mi_wino_filter(const float *g, float *u) {

@@ -37,11 +37,10 @@ typedef struct conv_attr {
 #ifdef MI_GEMM_X86
   mi_dconv_bf16_weights wbf; /* bf16 mode: packed at its first run */
 #endif
-  /* Fast mode, a 3x3 layer: Winograd weights from wino_src, made at the
+  /* Fast mode, a 3x3 layer: Winograd weights from wpack, made at the
    * first call that takes the path (layers too small for it never do). */
   bool wino_ok;
   mi_wino_weights *wino;
-  const float *wino_src;
 } conv_attr;
 
 /* Geometry normalised to 3 spatial dims (z, y, x). */
@@ -86,6 +85,22 @@ static void conv_destroy(mi_node *n) {
   n->priv = NULL;
 }
 
+/* A dense layer's packed weights are all it needs (the exact path reads
+ * them, bf16 and Winograd weights are made from them): free the graph's
+ * copy when no other node reads it, so the weights are held once. */
+static void release_packed_weights(const mi_node *n, mi_graph *g, conv_attr *a) {
+  mi_value *wv = &g->values[n->in[1]];
+  if (!g->keep_packed_only || a->group != 1 || !wv->t.owns_data || wv->is_output) return;
+  int uses = 0;
+  for (int k = 0; k < g->n_nodes; k++)
+    for (int i = 0; i < g->nodes[k].n_in; i++) uses += g->nodes[k].in[i] == n->in[1];
+  if (uses != 1) return;
+  free(wv->t.data);
+  wv->t.data = NULL;
+  wv->t.owns_data = false;
+  a->wsrc = NULL; /* conv_run: a NULL weight input is the packed one */
+}
+
 /* Weights are constant after the graph passes (BatchNormalization folded):
  * pack each group's [Mg, Cg*k] matrix for the SGEMM now rather than on every
  * call.  Anything unusual is left to conv_run's validation and plain path. */
@@ -113,23 +128,23 @@ static void conv_prepack(mi_node *n, mi_graph *g, conv_attr *a) {
   a->wsrc = w->data;
   a->wM = M;
   a->wK = K;
+  release_packed_weights(n, g, a);
 }
 
-/* Fast mode: stride-1, undilated, single-group convolutions with 3x3
- * (2D) or kd x 3 x 3 (3D) constant weights may take the Winograd path;
+/* Fast mode: stride-1, single-group convolutions with 3x3 (2D, dilated
+ * too) or kd x 3 x 3 (3D, undilated in z) constant weights may take the
+ * Winograd path;
  * each call chooses (mi_wino_wanted). */
 static void conv_prepack_winograd(mi_node *n, mi_graph *g, conv_attr *a) {
   if (!g->winograd || n->n_in < 2 || n->in[1] < 0 || a->group != 1) return;
   const mi_value *wv = &g->values[n->in[1]];
   const mi_tensor *w = &wv->t;
-  if (!wv->is_const || !w->data || w->dtype != MI_FLOAT || (w->ndim != 4 && w->ndim != 5)) return;
+  if (!wv->is_const || !a->wpack || w->dtype != MI_FLOAT || (w->ndim != 4 && w->ndim != 5)) return;
   if (w->dims[w->ndim - 1] != 3 || w->dims[w->ndim - 2] != 3) return;
   for (size_t i = 0; i < a->n_strides; i++)
     if (a->strides[i] != 1) return;
-  for (size_t i = 0; i < a->n_dilations; i++)
-    if (a->dilations[i] != 1) return;
-  a->wino_ok = true;
-  a->wino_src = w->data;
+  if (w->ndim == 5 && a->n_dilations == 3 && a->dilations[0] != 1) return; /* kz planes are consecutive */
+  a->wino_ok = true; /* the Winograd weights come from the packed ones */
 }
 
 static mi_status *conv_init(mi_node *n, mi_graph *g) {
@@ -853,8 +868,12 @@ static mi_status *conv_direct(mi_node *n, mi_exec *ex, conv_attr *a, const geom 
    * channel pairs per call (dconv.h). */
   const bool bf16 = direct_bf16(ex);
   const int64_t CP = (C + 1) / 2;
-  if (bf16 && !a->wbf.data && !mi_dconv_bf16_pack(a->wsrc, M, C, g->k_sz, &a->wbf))
-    return mi_node_error(n, MI_ERR_NO_MEMORY, "out of memory for the bf16 weights");
+  if (bf16 && !a->wbf.data) { /* from the packed weights (the graph's copy may be gone) */
+    float *wf = malloc((size_t)(M * K) * sizeof(float));
+    const bool ok = wf && (mi_gemm_packed_a_rows(a->wpack[0], 0, M, wf), mi_dconv_bf16_pack(wf, M, C, g->k_sz, &a->wbf));
+    free(wf);
+    if (!ok) return mi_node_error(n, MI_ERR_NO_MEMORY, "out of memory for the bf16 weights");
+  }
   phase_geom ph;
   const int64_t zo = direct_slab(g, C, bf16, &ph); /* output planes per copy (direct_wanted: >= 1) */
   bool has_pad = ph.sy * ph.sx > 1 || bf16;
@@ -939,14 +958,24 @@ static mi_status *conv_run(mi_node *n, mi_exec *ex, mi_tensor *const *in, mi_ten
   }
 
   const float *pre = n->pre_affine;
-  if (a->wino_ok && w == a->wino_src && G == 1) {
-    mi_wino_conv wc = {x, bias, res, y, N, g.in[0], g.in[1], g.in[2], g.out[0], g.out[1], g.out[2], g.pb[0], g.pb[1],
-                       g.pb[2]};
-    conv_attr *am = n->priv;
-    if (mi_wino_wanted(C, M, g.k[0], &wc) && !am->wino &&
-        !(am->wino = mi_wino_weights_make(w, M, C, g.k[0])))
-      am->wino_ok = false; /* no Winograd path on this kernel level (or no memory): the exact one */
-    if (am->wino && mi_wino_wanted(C, M, g.k[0], &wc)) {
+  /* The layer's own constant weights, packed at load (and then possibly
+   * only in their Winograd form). */
+  conv_attr *am = n->priv;
+  const bool own = (a->wpack || a->wino) && w == a->wsrc && M == a->wM && K == a->wK;
+  if (a->wino_ok && own && G == 1) {
+    mi_wino_conv wc = {x,        bias,     res,      y,     N,     g.in[0], g.in[1], g.in[2], g.out[0],
+                       g.out[1], g.out[2], g.pb[0], g.pb[1], g.pb[2], g.d[1], g.d[2]};
+    const bool wanted = mi_wino_wanted(C, M, g.k[0], &wc);
+    if (wanted && !am->wino) {
+      if (!(am->wino = mi_wino_weights_make(a->wpack[0], C, g.k[0])))
+        am->wino_ok = false; /* no Winograd path on this kernel level (or no memory): the exact one */
+      else if (G == 1) { /* held once: the exact weights come back from U if ever needed */
+        mi_gemm_packed_a_free(am->wpack[0]);
+        free(am->wpack);
+        am->wpack = NULL;
+      }
+    }
+    if (am->wino && wanted) {
       float *xn = NULL; /* the input prologue on a copy: the transforms read the input once */
       if (pre) {
         xn = mi_exec_scratch(ex, (size_t)(N * C * g.in_sz) * sizeof(float));
@@ -960,8 +989,17 @@ static mi_status *conv_run(mi_node *n, mi_exec *ex, mi_tensor *const *in, mi_ten
       return st;
     }
   }
+  if (own && !a->wpack) { /* a shape the Winograd path does not take, after one it did */
+    mi_gemm_packed_a *p = mi_wino_weights_exact(a->wino);
+    am->wpack = p ? calloc(1, sizeof *am->wpack) : NULL;
+    if (!am->wpack) {
+      mi_gemm_packed_a_free(p);
+      return mi_node_error(n, MI_ERR_NO_MEMORY, "out of memory for the exact weights");
+    }
+    am->wpack[0] = p;
+  }
+  const bool packed = a->wpack && own;
 
-  const bool packed = a->wpack && w == a->wsrc && M == a->wM && K == a->wK;
   bool pointwise = true;
   for (int j = 0; j < 3; j++)
     if (g.k[j] != 1 || g.s[j] != 1 || g.pb[j] != 0 || g.in[j] != g.out[j]) pointwise = false;

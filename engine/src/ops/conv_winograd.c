@@ -24,36 +24,81 @@
 struct mi_wino_weights {
   mi_gemm_packed_a *u[NXI];
   int64_t M, C, kd;
-  bool avx512; /* transforms: AVX-512 or portable */
+  mi_isa isa; /* the kernels U is packed for; AVX-512 transforms at that level, else portable */
 };
 
-mi_wino_weights *mi_wino_weights_make(const float *w, int64_t M, int64_t C, int64_t kd) {
+mi_wino_weights *mi_wino_weights_make(const mi_gemm_packed_a *wp, int64_t C, int64_t kd) {
   const mi_isa isa = mi_gemm_isa();
-  if (isa == MI_ISA_GENERIC || M < 1 || C < 1 || kd < 1) return NULL;
+  const int64_t M = mi_gemm_packed_a_view(wp).M;
+  if (isa == MI_ISA_GENERIC || M < 1 || C < 1 || kd < 1 || mi_gemm_packed_a_view(wp).K != C * kd * 9) return NULL;
   const int64_t K = kd * C;
-  float *u = malloc((size_t)(NXI * M * K) * sizeof(float)); /* [xi][m][kz, c] */
   mi_wino_weights *r = calloc(1, sizeof *r);
-  if (!u || !r) {
-    free(u);
-    free(r);
-    return NULL;
-  }
-  for (int64_t m = 0; m < M; m++)
-    for (int64_t c = 0; c < C; c++)
-      for (int64_t z = 0; z < kd; z++) {
-        float t[NXI];
-        mi_wino_filter(w + ((m * C + c) * kd + z) * 9, t);
-        for (int xi = 0; xi < NXI; xi++) u[(xi * M + m) * K + z * C + c] = t[xi];
-      }
-  r->M = M, r->C = C, r->kd = kd, r->avx512 = isa == MI_ISA_AVX512;
+  if (!r) return NULL;
+  r->M = M, r->C = C, r->kd = kd, r->isa = isa;
   bool ok = true;
-  for (int xi = 0; xi < NXI && ok; xi++) ok = (r->u[xi] = mi_gemm_pack_a(isa, false, M, K, u + xi * M * K, K)) != NULL;
-  free(u);
-  if (!ok || mi_gemm_packed_a_view(r->u[0]).nr % MI_WINO_LANES) { /* lane groups must not straddle panels */
+  for (int xi = 0; xi < NXI && ok; xi++) ok = (r->u[xi] = mi_gemm_packed_a_alloc(isa, M, K)) != NULL;
+  /* lane groups must not straddle the products' column panels */
+  const int64_t mr = ok ? mi_gemm_packed_a_mr(r->u[0]) : 0;
+  float *u = ok ? malloc((size_t)(NXI * mr * K) * sizeof(float)) : NULL; /* [xi][row][kz, c] of mr rows */
+  float *w = ok ? malloc((size_t)(mr * K * 9) * sizeof(float)) : NULL;    /* mr rows of W */
+  if (!u || !w || mi_gemm_packed_a_view(r->u[0]).nr % MI_WINO_LANES) {
+    free(u);
+    free(w);
     mi_wino_weights_free(r);
     return NULL;
   }
+  /* A few rows at a time, straight into the packed matrices: no full-size
+   * intermediate (the 2048 -> 512 3x3 head of an FCN would need 150 MB). */
+  for (int64_t m0 = 0; m0 < M; m0 += mr) {
+    const int64_t n = M - m0 < mr ? M - m0 : mr;
+    mi_gemm_packed_a_rows(wp, m0, n, w);
+    for (int64_t i = 0; i < n; i++)
+      for (int64_t c = 0; c < C; c++)
+        for (int64_t z = 0; z < kd; z++) {
+          float t[NXI];
+          mi_wino_filter(w + ((i * C + c) * kd + z) * 9, t);
+          for (int xi = 0; xi < NXI; xi++) u[(xi * mr + i) * K + z * C + c] = t[xi];
+        }
+    for (int xi = 0; xi < NXI; xi++) mi_gemm_packed_a_fill_rows(r->u[xi], m0, n, u + xi * mr * K, K);
+  }
+  free(u);
+  free(w);
   return r;
+}
+
+mi_gemm_packed_a *mi_wino_weights_exact(const mi_wino_weights *w) {
+  const int64_t M = w->M, K = w->kd * w->C;
+  mi_gemm_packed_a *p = mi_gemm_packed_a_alloc(w->isa, M, 9 * K);
+  const int64_t mr = p ? mi_gemm_packed_a_mr(p) : 0;
+  float *u = p ? malloc((size_t)(NXI * mr * K) * sizeof(float)) : NULL, *g = u ? malloc((size_t)(mr * 9 * K) * sizeof(float)) : NULL;
+  if (!g) {
+    free(u);
+    mi_gemm_packed_a_free(p);
+    return NULL;
+  }
+  /* L G = I: rows 0 and 5 of G are (1/4, 0, 0) and (0, 0, 1), rows 2 - 1 (0, 1/3, 0). */
+  static const float L[3][6] = {{4, 0, 0, 0, 0, 0}, {0, -3, 3, 0, 0, 0}, {0, 0, 0, 0, 0, 1}};
+  for (int64_t m0 = 0; m0 < M; m0 += mr) {
+    const int64_t n = M - m0 < mr ? M - m0 : mr;
+    for (int xi = 0; xi < NXI; xi++) mi_gemm_packed_a_rows(w->u[xi], m0, n, u + xi * mr * K);
+    for (int64_t i = 0; i < n; i++)
+      for (int64_t k = 0; k < K; k++) { /* k = (kz, c): W's column block (c, kz) */
+        const int64_t c = k % w->C, z = k / w->C;
+        float *gk = g + i * 9 * K + (c * w->kd + z) * 9;
+        for (int a = 0; a < 3; a++)
+          for (int b = 0; b < 3; b++) {
+            double s = 0;
+            for (int r = 0; r < 6; r++)
+              for (int q = 0; q < 6; q++)
+                if (L[a][r] != 0 && L[b][q] != 0) s += (double)L[a][r] * L[b][q] * u[((r * 6 + q) * mr + i) * K + k];
+            gk[a * 3 + b] = (float)s;
+          }
+      }
+    mi_gemm_packed_a_fill_rows(p, m0, n, g, 9 * K);
+  }
+  free(g);
+  free(u);
+  return p;
 }
 
 void mi_wino_weights_free(mi_wino_weights *w) {
@@ -70,8 +115,13 @@ size_t mi_wino_weights_bytes(const mi_wino_weights *w) {
 
 static int64_t cdiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
+/* Tiles per row and per plane of one image: dy x dx sub-grids of output
+ * positions (a dilated layer's interleaved undilated convolutions). */
+static int64_t tiles_x(const mi_wino_conv *c) { return cdiv(cdiv(c->Wo, c->dx), 4); }
+static int64_t tiles_plane(const mi_wino_conv *c) { return c->dy * c->dx * cdiv(cdiv(c->Ho, c->dy), 4) * tiles_x(c); }
+
 bool mi_wino_wanted(int64_t C, int64_t M, int64_t kd, const mi_wino_conv *c) {
-  const int64_t tiles = cdiv(c->Ho, 4) * cdiv(c->Wo, 4) * (kd == 1 && c->D == 1 ? c->N : 1);
+  const int64_t tiles = tiles_plane(c) * (kd == 1 && c->D == 1 ? c->N : 1);
   /* Below 16 tiles the 36 products are mostly edge kernels and reading U
    * (4x the weights) costs more than the exact path. */
   if (tiles < 16 || kd * C < 16) return false; /* few channels: the transforms dominate */
@@ -86,7 +136,7 @@ typedef struct wino_run {
   const mi_node *n;
   mi_gemm_packed_view uv[NXI];
   bool fold;          /* 2D: images folded into the tile index */
-  int64_t TX, TP;     /* tiles per row, per plane */
+  int64_t TX, TY, TP; /* tiles per sub-grid row, sub-grid rows, tiles per plane */
   int64_t K, NR, np, tp; /* np panels of NR tiles, tp = np * NR */
   int64_t t0, nt, groups;
   int64_t img, z0, po, pzn; /* 3D: image, first output plane, planes out, planes in */
@@ -94,11 +144,13 @@ typedef struct wino_run {
   float *v, *m;
 } wino_run;
 
-/* Tile t of the tile space: its image, and its first output row/column. */
+/* Tile t of the tile space: its image, and its first output row/column
+ * (its sub-grid's positions are dy rows and dx columns apart). */
 static void tile_pos(const wino_run *r, int64_t t, int64_t *n, int64_t *oy, int64_t *ox) {
   *n = r->fold ? t / r->TP : r->img;
-  const int64_t p = r->fold ? t % r->TP : t;
-  *oy = 4 * (p / r->TX), *ox = 4 * (p % r->TX);
+  const int64_t p = r->fold ? t % r->TP : t, sub = p / (r->TY * r->TX), q = p % (r->TY * r->TX);
+  *oy = sub / r->c->dx + r->c->dy * 4 * (q / r->TX);
+  *ox = sub % r->c->dx + r->c->dx * 4 * (q % r->TX);
 }
 
 static void input_items(void *vctx, int64_t b, int64_t e) {
@@ -121,12 +173,12 @@ static void input_items(void *vctx, int64_t b, int64_t e) {
     const float *src = c->x + (r->fold ? ch * plane : ((r->img * C + ch) * c->D + (L.n ? zi : 0)) * plane);
     float *dst = r->v + ((s * r->np + lt / r->NR) * C + ch) * r->NR + lt % r->NR;
 #ifdef MI_GEMM_X86
-    if (r->w->avx512) {
-      mi_wino_in_avx512(src, c->H, c->W, &L, dst, xs);
+    if (r->w->isa == MI_ISA_AVX512) {
+      mi_wino_in_avx512(src, c->H, c->W, c->dy, c->dx, &L, dst, xs);
       continue;
     }
 #endif
-    mi_wino_in_generic(src, c->H, c->W, &L, dst, xs);
+    mi_wino_in_generic(src, c->H, c->W, c->dy, c->dx, &L, dst, xs);
   }
 }
 
@@ -171,20 +223,21 @@ static void output_items(void *vctx, int64_t b, int64_t e) {
       int64_t n, oy, ox;
       tile_pos(r, r->t0 + lt + l, &n, &oy, &ox);
       L.off[l] = (int32_t)((r->fold ? n * M * plane : 0) + oy * c->Wo + ox);
-      L.rows[l] = (int32_t)(c->Ho - oy < 4 ? c->Ho - oy : 4);
-      L.cols[l] = (int32_t)(c->Wo - ox < 4 ? c->Wo - ox : 4);
+      const int64_t rows = cdiv(c->Ho - oy, c->dy), cols = cdiv(c->Wo - ox, c->dx); /* 0 past the edge */
+      L.rows[l] = (int32_t)(rows < 4 ? (rows > 0 ? rows : 0) : 4);
+      L.cols[l] = (int32_t)(cols < 4 ? (cols > 0 ? cols : 0) : 4);
     }
     const int64_t base = r->fold ? m * plane : ((r->img * M + m) * c->Do + r->z0 + o) * plane;
     mi_wino_epi ep = {c->bias ? c->bias[m] : 0.f, c->res ? c->res + base : NULL, act->kind == MI_ACT_RELU,
                       act->kind != MI_ACT_NONE && act->kind != MI_ACT_RELU ? act_fn : NULL, act};
     const float *src = r->m + (o * M + m) * r->tp + lt;
 #ifdef MI_GEMM_X86
-    if (r->w->avx512) {
-      mi_wino_out_avx512(src, ms, &L, c->Wo, &ep, c->y + base);
+    if (r->w->isa == MI_ISA_AVX512) {
+      mi_wino_out_avx512(src, ms, &L, c->Wo, c->dy, c->dx, &ep, c->y + base);
       continue;
     }
 #endif
-    mi_wino_out_generic(src, ms, &L, c->Wo, &ep, c->y + base);
+    mi_wino_out_generic(src, ms, &L, c->Wo, c->dy, c->dx, &ep, c->y + base);
   }
 }
 
@@ -250,8 +303,9 @@ mi_status *mi_wino_conv_run(mi_exec *ex, const mi_node *n, const mi_wino_weights
   const int64_t C = w->C, M = w->M, threads = ex->threads > 0 ? ex->threads : 1;
   r.NR = r.uv[0].nr;
   r.K = w->kd * C;
-  r.TX = cdiv(c->Wo, 4);
-  r.TP = cdiv(c->Ho, 4) * r.TX;
+  r.TX = tiles_x(c);
+  r.TY = cdiv(cdiv(c->Ho, c->dy), 4);
+  r.TP = tiles_plane(c);
   r.fold = w->kd == 1 && c->D == 1;
   /* Chunks whose buffers fit a core's L2, in whole lane groups; 3D slabs
    * of two output planes (each reads kd transformed input planes). */

@@ -1,6 +1,6 @@
 /* Winograd F(4x4, 3x3) convolution (fast mode, mi_options.fast_math on the
- * CPU): stride-1, undilated, single-group 3x3 layers (2D), and 3x3x3 ones
- * as three 3x3 planes summed in the GEMMs' K (kz, channel).  Each output
+ * CPU): stride-1, single-group 3x3 layers (2D, dilated too), and 3x3x3 ones
+ * (undilated in z) as three 3x3 planes summed in the GEMMs' K (kz, channel).  Each output
  * 4x4 block costs 36 multiply-adds per input channel and kernel plane
  * instead of 144.  Differences from the exact convolution are rounding:
  * about 1e-5 of the output's scale per layer. */
@@ -15,20 +15,26 @@
  * memory, so made at the first call that takes the path). */
 typedef struct mi_wino_weights mi_wino_weights;
 
-/* W [M, C, kd, 3, 3] (kd = 1: [M, C, 3, 3]).  NULL when this CPU's kernel
- * level has no Winograd path (the portable level) or out of memory; the
- * caller then keeps the exact convolution. */
-mi_wino_weights *mi_wino_weights_make(const float *w, int64_t M, int64_t C, int64_t kd);
+/* From the layer's packed weights W [M, C, kd, 3, 3] (kd = 1: [M, C, 3, 3];
+ * gemm.h).  NULL when this CPU's kernel level has no Winograd path (the
+ * portable level) or out of memory; the caller then keeps the exact
+ * convolution. */
+mi_wino_weights *mi_wino_weights_make(const mi_gemm_packed_a *w, int64_t C, int64_t kd);
 void mi_wino_weights_free(mi_wino_weights *w); /* accepts NULL */
+/* The exact weights back from U (g = L U L^T with a left inverse L of G:
+ * exact up to a few roundings), packed as mi_gemm_pack_a does; NULL when
+ * out of memory. */
+mi_gemm_packed_a *mi_wino_weights_exact(const mi_wino_weights *w);
 size_t mi_wino_weights_bytes(const mi_wino_weights *w);
 
 /* One call: X [N, C, D, H, W] -> Y [N, M, Do, Ho, Wo] with leading pads
- * pz, py, px (D = Do = 1, pz = 0 for 2D); then bias (NULL: none), the
+ * pz, py, px (D = Do = 1, pz = 0 for 2D) and dilations dy, dx (a dilated
+ * layer is dy x dx interleaved undilated ones); then bias (NULL: none), the
  * residual res aligned with Y (NULL: none) and the node's activation. */
 typedef struct mi_wino_conv {
   const float *x, *bias, *res;
   float *y;
-  int64_t N, D, H, W, Do, Ho, Wo, pz, py, px;
+  int64_t N, D, H, W, Do, Ho, Wo, pz, py, px, dy, dx;
 } mi_wino_conv;
 
 /* Whether the Winograd path pays for this call (enough tiles to fill the
