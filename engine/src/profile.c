@@ -103,7 +103,8 @@ mi_status *mi_model_write_profile(const mi_model *m, FILE *out, double peak) {
   fprintf(out, "  %-28s %-14s %5s %9s %6s %8s %8s%s\n", "operator", "", "nodes", "ms/run", "share", "GFLOP",
           "GFLOP/s", peak > 0 ? "  peak" : "");
   for (int i = 0; i < no; i++) print_row(out, &ops[i], total, peak);
-  const int top = nn < 15 ? nn : 15;
+  const char *topenv = getenv("MEDINFER_PROFILE_TOP"); /* more of the slowest nodes */
+  const int want = topenv ? atoi(topenv) : 15, top = nn < want ? nn : want;
   fprintf(out, "  %-28s %-14s %5s %9s %6s %8s %8s%s\n", "slowest nodes", "op", "", "ms/run", "share", "GFLOP",
           "GFLOP/s", peak > 0 ? "  peak" : "");
   for (int i = 0; i < top; i++) print_row(out, &nodes[i], total, peak);

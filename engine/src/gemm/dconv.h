@@ -34,6 +34,7 @@ typedef struct mi_dconv_job {
   const float *bias;     /* per channel, added in registers (NULL: none) */
   bool relu;             /* then max(0, .) in registers */
   const mi_gemm_epilogue *epi; /* anything else, on each stored run (NULL: none) */
+  int mgroup;            /* output channels per work item: a multiple of 8 up to 64 (0: 64) */
 } mi_dconv_job;
 
 /* ---- bf16 (dconv_bf16.c): the same job with channel pairs ---------------

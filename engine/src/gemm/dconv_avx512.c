@@ -26,8 +26,10 @@ bool DC_NAME(mi_dconv_supported)(const mi_gemm_packed_view *a) {
  * three: 61 positions are two tiles of two vectors, not 48 + 13. */
 static int64_t DC_NAME(plane_tiles)(const mi_dconv_job *j) { return ((j->q_end + 15) / 16 + 2) / 3; }
 
+static int64_t DC_NAME(group)(const mi_dconv_job *j) { return j->mgroup > 0 && j->mgroup < MGROUP ? j->mgroup : MGROUP; }
+
 int64_t DC_NAME(mi_dconv_items)(const mi_dconv_job *j) {
-  return j->planes * DC_NAME(plane_tiles)(j) * ((j->a.M + MGROUP - 1) / MGROUP);
+  return j->planes * DC_NAME(plane_tiles)(j) * ((j->a.M + DC_NAME(group)(j) - 1) / DC_NAME(group)(j));
 }
 
 /* Rows [ks, ks + kn) of the weights' K block at pc (kc rows) for channels
@@ -114,7 +116,8 @@ static void scatter_runs(const mi_dconv_job *j, const float *buf, int64_t z, int
 }
 
 void DC_NAME(mi_dconv_run)(const mi_dconv_job *j, int64_t begin, int64_t end) {
-  const int64_t M = j->a.M, K = j->a.K, nblk = DC_NAME(plane_tiles)(j), ngrp = (M + MGROUP - 1) / MGROUP;
+  const int64_t M = j->a.M, K = j->a.K, nblk = DC_NAME(plane_tiles)(j), grp = DC_NAME(group)(j);
+  const int64_t ngrp = (M + grp - 1) / grp;
   const int64_t nvec = (j->q_end + 15) / 16;
   const bool in_place = j->row == j->cols; /* no grid columns to drop */
   float buf[MR * NB] __attribute__((aligned(64)));
@@ -126,7 +129,7 @@ void DC_NAME(mi_dconv_run)(const mi_dconv_job *j, int64_t begin, int64_t end) {
     const int nv = (int)(v1 - v0), rem = (int)(n - 16 * (nv - 1));
     const __mmask16 lm = (__mmask16)(rem >= 16 ? 0xFFFFu : (1u << rem) - 1u);
     const float *x = j->x + z * j->x_plane + q0;
-    const int64_t m0 = g * MGROUP, me = m0 + MGROUP < M ? m0 + MGROUP : M;
+    const int64_t m0 = g * grp, me = m0 + grp < M ? m0 + grp : M;
     /* K in steps of KSTEP rows: the tile's source rows, the weights' panel
      * rows and the group's partial sums stay in L1 across the group. */
     for (int64_t pc = 0; pc < K; pc += j->a.kc) {

@@ -920,13 +920,17 @@ static mi_status *conv_direct(mi_node *n, mi_exec *ex, conv_attr *a, const geom 
     const int64_t planes = xpad && g->out[0] - z0 > zo ? zo : g->out[0] - z0;
     mi_dconv_job job = {bf16 ? a->wbf.view : mi_gemm_packed_a_view(a->wpack[0]), xb, toff, planes, zplane,
                         (g->out[1] - 1) * ph.w + g->out[2], ph.w, g->out[2], oplane, yb + z0 * oplane,
-                        g->out_sz, NULL, false, NULL};
+                        g->out_sz, NULL, false, NULL, 0};
     if (simple) {
       job.bias = bias;
       job.relu = n->act.kind == MI_ACT_RELU;
     } else {
       job.epi = &epi;
     }
+    /* Small layers (a DenseNet's 14x14 and 7x7 ones): narrower channel
+     * groups, so that every thread gets a few items. */
+    for (job.mgroup = 64; job.mgroup > 8 && (bf16 ? mi_dconv_items_bf16(&job) : mi_dconv_items(&job)) < 4 * ex->threads;)
+      job.mgroup /= 2;
     if (bf16) mi_parallel_for(ex, mi_dconv_items_bf16(&job), 1, dconv_items_bf16, &job);
     else mi_parallel_for(ex, mi_dconv_items(&job), 1, dconv_items, &job);
   }

@@ -157,19 +157,24 @@ static void input_items(void *vctx, int64_t b, int64_t e) {
   const wino_run *r = vctx;
   const mi_wino_conv *c = r->c;
   const int64_t C = r->w->C, plane = c->H * c->W, xs = r->pzn * r->np * C * r->NR;
-  for (int64_t it = b; it < e; it++) {
-    const int64_t g = it % r->groups, ch = (it / r->groups) % C, s = it / (r->groups * C);
+  mi_wino_in_lanes L, T; /* T: the group's tiles, worked out once per group */
+  int64_t tg = -1;
+  for (int64_t it = b; it < e; it++) { /* group slowest: consecutive items share the tiles */
+    const int64_t ch = it % C, s = (it / C) % r->pzn, g = it / (C * r->pzn);
     const int64_t lt = g * MI_WINO_LANES; /* first tile of the group, in the chunk */
-    mi_wino_in_lanes L;
-    L.n = (int)(r->nt - lt < MI_WINO_LANES ? r->nt - lt : MI_WINO_LANES);
+    if (g != tg) {
+      tg = g;
+      T.n = (int)(r->nt - lt < MI_WINO_LANES ? r->nt - lt : MI_WINO_LANES);
+      for (int l = 0; l < T.n; l++) {
+        int64_t n, oy, ox;
+        tile_pos(r, r->t0 + lt + l, &n, &oy, &ox);
+        T.y0[l] = (int32_t)(oy - c->py), T.x0[l] = (int32_t)(ox - c->px);
+        T.off[l] = (int32_t)((r->fold ? n * C * plane : 0) + T.y0[l] * c->W + T.x0[l]);
+      }
+    }
+    L = T;
     const int64_t zi = r->z0 - c->pz + s; /* the input plane (3D) */
     if (!r->fold && (zi < 0 || zi >= c->D)) L.n = 0; /* padding plane: zeros */
-    for (int l = 0; l < L.n; l++) {
-      int64_t n, oy, ox;
-      tile_pos(r, r->t0 + lt + l, &n, &oy, &ox);
-      L.y0[l] = (int32_t)(oy - c->py), L.x0[l] = (int32_t)(ox - c->px);
-      L.off[l] = (int32_t)((r->fold ? n * C * plane : 0) + L.y0[l] * c->W + L.x0[l]);
-    }
     const float *src = c->x + (r->fold ? ch * plane : ((r->img * C + ch) * c->D + (L.n ? zi : 0)) * plane);
     float *dst = r->v + ((s * r->np + lt / r->NR) * C + ch) * r->NR + lt % r->NR;
 #ifdef MI_GEMM_X86
@@ -214,18 +219,22 @@ static void output_items(void *vctx, int64_t b, int64_t e) {
   const mi_wino_conv *c = r->c;
   const int64_t M = r->w->M, plane = c->Ho * c->Wo, ms = r->po * M * r->tp;
   const mi_activation *act = &r->n->act;
-  for (int64_t it = b; it < e; it++) {
-    const int64_t g = it % r->groups, m = (it / r->groups) % M, o = it / (r->groups * M);
+  mi_wino_out_lanes L;
+  int64_t tg = -1;
+  for (int64_t it = b; it < e; it++) { /* group slowest, as in input_items */
+    const int64_t m = it % M, o = (it / M) % r->po, g = it / (M * r->po);
     const int64_t lt = g * MI_WINO_LANES;
-    mi_wino_out_lanes L;
-    L.n = (int)(r->nt - lt < MI_WINO_LANES ? r->nt - lt : MI_WINO_LANES);
-    for (int l = 0; l < L.n; l++) {
-      int64_t n, oy, ox;
-      tile_pos(r, r->t0 + lt + l, &n, &oy, &ox);
-      L.off[l] = (int32_t)((r->fold ? n * M * plane : 0) + oy * c->Wo + ox);
-      const int64_t rows = cdiv(c->Ho - oy, c->dy), cols = cdiv(c->Wo - ox, c->dx); /* 0 past the edge */
-      L.rows[l] = (int32_t)(rows < 4 ? (rows > 0 ? rows : 0) : 4);
-      L.cols[l] = (int32_t)(cols < 4 ? (cols > 0 ? cols : 0) : 4);
+    if (g != tg) {
+      tg = g;
+      L.n = (int)(r->nt - lt < MI_WINO_LANES ? r->nt - lt : MI_WINO_LANES);
+      for (int l = 0; l < L.n; l++) {
+        int64_t n, oy, ox;
+        tile_pos(r, r->t0 + lt + l, &n, &oy, &ox);
+        L.off[l] = (int32_t)((r->fold ? n * M * plane : 0) + oy * c->Wo + ox);
+        const int64_t rows = cdiv(c->Ho - oy, c->dy), cols = cdiv(c->Wo - ox, c->dx); /* 0 past the edge */
+        L.rows[l] = (int32_t)(rows < 4 ? (rows > 0 ? rows : 0) : 4);
+        L.cols[l] = (int32_t)(cols < 4 ? (cols > 0 ? cols : 0) : 4);
+      }
     }
     const int64_t base = r->fold ? m * plane : ((r->img * M + m) * c->Do + r->z0 + o) * plane;
     mi_wino_epi ep = {c->bias ? c->bias[m] : 0.f, c->res ? c->res + base : NULL, act->kind == MI_ACT_RELU,
