@@ -364,7 +364,8 @@ TEST(GemmKernel, RowsTimesTransposedWeightsMatchReference) {
 }
 
 // bf16 mode (where the CPU has AVX512-BF16): dense 2D layers with constant
-// weights take the bf16 direct kernel.  Each output is a sum of K products
+// weights take the bf16 direct kernel (on AMX tiles where the CPU has them;
+// ctest runs it again with MEDINFER_AMX=0), some with a fused residual + ReLU.  Each output is a sum of K products
 // of bf16-rounded factors (relative error 2^-8 each, fp32 accumulation):
 // within 2^-7 of the sum of |products|, and the layer's output within
 // cosine 0.9999 of the exact one.
@@ -389,16 +390,25 @@ TEST(ConvKernel, Bf16WithinRounding) {
     std::vector<int64_t> pads;
     for (auto v : spatial(g, g.pb)) pads.push_back(v);
     for (auto v : spatial(g, g.pe)) pads.push_back(v);
-    md.nodes.push_back({"Conv", "conv", {"x", "w", "b"}, {"y"},
+    const bool fused = trial % 3 == 1;  // + residual, ReLU (a ResNet block's last layer)
+    md.nodes.push_back({"Conv", "conv", {"x", "w", "b"}, {fused ? "c" : "y"},
                         {onnxb::attr_ints("strides", spatial(g, g.s)), onnxb::attr_ints("dilations", spatial(g, g.d)),
                          onnxb::attr_ints("pads", pads)}});
-    md.outputs.push_back({"y", 1, yd});
     std::vector<std::vector<int64_t>> dims = {xd};
     std::vector<std::vector<float>> data = {x};
+    auto r = fused ? rnd((size_t)numel(yd), rng) : std::vector<float>();
+    if (fused) {
+      md.inputs.push_back({"r", 1, yd});
+      dims.push_back(yd);
+      data.push_back(r);
+      md.nodes.push_back({"Add", "add", {"c", "r"}, {"s"}, {}});
+      md.nodes.push_back({"Relu", "relu", {"s"}, {"y"}, {}});
+    }
+    md.outputs.push_back({"y", 1, yd});
     std::string err;
     auto got = run(md, dims, data, &err);
     ASSERT_TRUE(err.empty()) << err;
-    auto want = conv_ref(g, x, w, b, {}, false);
+    auto want = conv_ref(g, x, w, b, r, fused);
     // Sum of |products| per output: the reference on |x|, |w| (bias exact).
     std::vector<float> ax(x), aw(w), zb((size_t)g.M, 0.f);
     for (auto &v : ax) v = std::fabs(v);

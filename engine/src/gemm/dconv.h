@@ -35,6 +35,8 @@ typedef struct mi_dconv_job {
   bool relu;             /* then max(0, .) in registers */
   const mi_gemm_epilogue *epi; /* anything else, on each stored run (NULL: none) */
   int mgroup;            /* output channels per work item: a multiple of 8 up to 64 (0: 64) */
+  int64_t csz;           /* AMX: floats from one (pair) plane of x to the next */
+  const float *res;      /* AMX: residual aligned with y, added before the ReLU (NULL: none) */
 } mi_dconv_job;
 
 /* ---- bf16 (dconv_bf16.c): the same job with channel pairs ---------------
@@ -54,6 +56,22 @@ bool mi_dconv_bf16_pack(const float *w, int64_t M, int64_t C, int64_t ksz, mi_dc
 void mi_dconv_bf16_pairs(const float *x, int64_t C, int64_t csz, float *dst, int64_t cp0, int64_t cp1);
 int64_t mi_dconv_items_bf16(const mi_dconv_job *j);
 void mi_dconv_run_bf16(const mi_dconv_job *j, int64_t begin, int64_t end);
+
+/* ---- bf16 on AMX (dconv_amx.c): the same job, the products on AMX tiles ---
+ * 32 output channels x 32 positions per work item, K in blocks of 16
+ * channel pairs of one tap (tdpbf16ps).  x as for the bf16 job, with the
+ * pair planes padded to a multiple of 16 (zero planes) and 32 floats of
+ * slack after the last; toff has a row per (padded pair, tap). */
+typedef struct mi_dconv_amx_weights {
+  void *data; /* owned: free() */
+  int64_t M, mblocks, taps, pblocks; /* 16-row blocks (even count), taps, 16-pair blocks */
+} mi_dconv_amx_weights;
+/* AMX-TILE and AMX-BF16 usable (CPUID, and the kernel's permission for the
+ * tile data, asked for once); MEDINFER_AMX=0 turns it off. */
+bool mi_dconv_amx_supported(void);
+bool mi_dconv_amx_pack(const float *w, int64_t M, int64_t C, int64_t ksz, mi_dconv_amx_weights *out);
+int64_t mi_dconv_items_amx(const mi_dconv_job *j, const mi_dconv_amx_weights *w);
+void mi_dconv_run_amx(const mi_dconv_job *j, const mi_dconv_amx_weights *w, int64_t begin, int64_t end);
 
 /* Whether the packed weights suit the kernel (AVX-512 layout). */
 bool mi_dconv_supported(const mi_gemm_packed_view *a);

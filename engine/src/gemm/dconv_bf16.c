@@ -71,18 +71,21 @@ bool mi_dconv_bf16_pack(const float *w, int64_t M, int64_t C, int64_t ksz, mi_dc
   return true;
 }
 
-void mi_dconv_bf16_pairs(const float *x, int64_t C, int64_t csz, float *dst, int64_t cp0, int64_t cp1) {
-  for (int64_t cp = cp0; cp < cp1; cp++) {
-    const float *a = x + 2 * cp * csz, *b = 2 * cp + 1 < C ? a + csz : NULL;
-    uint32_t *d = (uint32_t *)(dst + cp * csz);
-    int64_t i = 0;
-    for (; i + 16 <= csz; i += 16) {
-      const __m512i lo = _mm512_cvtepu16_epi32((__m256i)_mm512_cvtneps_pbh(_mm512_loadu_ps(a + i)));
-      const __m512i hi = b ? _mm512_cvtepu16_epi32((__m256i)_mm512_cvtneps_pbh(_mm512_loadu_ps(b + i)))
-                           : _mm512_setzero_si512();
-      _mm512_storeu_si512(d + i, _mm512_or_si512(lo, _mm512_slli_epi32(hi, 16)));
-    }
-    for (; i < csz; i++) d[i] = bf16_bits(a[i]) | (b ? bf16_bits(b[i]) : 0u) << 16;
+/* One row: a[i], b[i] (b NULL: zeros) as pairs into dst[0..n). */
+static void pair_row(const float *a, const float *b, int64_t n, float *dst) {
+  uint32_t *d = (uint32_t *)dst;
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    const __m512i lo = _mm512_cvtepu16_epi32((__m256i)_mm512_cvtneps_pbh(_mm512_loadu_ps(a + i)));
+    const __m512i hi = b ? _mm512_cvtepu16_epi32((__m256i)_mm512_cvtneps_pbh(_mm512_loadu_ps(b + i)))
+                         : _mm512_setzero_si512();
+    _mm512_storeu_si512(d + i, _mm512_or_si512(lo, _mm512_slli_epi32(hi, 16)));
   }
+  for (; i < n; i++) d[i] = bf16_bits(a[i]) | (b ? bf16_bits(b[i]) : 0u) << 16;
+}
+
+void mi_dconv_bf16_pairs(const float *x, int64_t C, int64_t csz, float *dst, int64_t cp0, int64_t cp1) {
+  for (int64_t cp = cp0; cp < cp1; cp++)
+    pair_row(x + 2 * cp * csz, 2 * cp + 1 < C ? x + (2 * cp + 1) * csz : NULL, csz, dst + cp * csz);
 }
 #endif

@@ -36,6 +36,7 @@ typedef struct conv_attr {
   int64_t wM, wK;
 #ifdef MI_GEMM_X86
   mi_dconv_bf16_weights wbf; /* bf16 mode: packed at its first run */
+  mi_dconv_amx_weights wamx; /* bf16 mode on AMX: the same */
 #endif
   /* Fast mode, a 3x3 layer: Winograd weights from wpack, made at the
    * first call that takes the path (layers too small for it never do). */
@@ -80,6 +81,7 @@ static void conv_destroy(mi_node *n) {
   if (a) mi_wino_weights_free(a->wino);
 #ifdef MI_GEMM_X86
   if (a) free(a->wbf.data); /* here, not in dconv_bf16.c: that file's code needs AVX-512 to run */
+  if (a) free(a->wamx.data);
 #endif
   free(a);
   n->priv = NULL;
@@ -365,6 +367,29 @@ static void epi_block(void *vctx, int64_t m0, int64_t mr, int64_t n0, int64_t nr
   const epi_block_ctx *e = vctx;
   (void)n0;
   const float *r = e->r0 ? e->r0 + (c - e->y0) : NULL;
+  const mi_act_kind ak = e->n->act.kind;
+  if (ak == MI_ACT_NONE || ak == MI_ACT_RELU) { /* one pass (a ResNet block's residual + ReLU) */
+    for (int64_t i = 0; i < mr; i++) {
+      float *y = c + i * ldc;
+      const float bv = e->bias ? e->bias[m0 + i] : 0.f;
+      const float *ri = r ? r + i * ldc : NULL;
+      if (ri && ak == MI_ACT_RELU)
+        for (int64_t j = 0; j < nr; j++) {
+          const float v = y[j] + bv + ri[j];
+          y[j] = v > 0.f ? v : 0.f;
+        }
+      else if (ri)
+        for (int64_t j = 0; j < nr; j++) y[j] = y[j] + bv + ri[j];
+      else if (ak == MI_ACT_RELU)
+        for (int64_t j = 0; j < nr; j++) {
+          const float v = y[j] + bv;
+          y[j] = v > 0.f ? v : 0.f;
+        }
+      else
+        for (int64_t j = 0; j < nr; j++) y[j] += bv;
+    }
+    return;
+  }
   for (int64_t i = 0; i < mr; i++) {
     float *y = c + i * ldc;
     if (e->bias) {
@@ -729,41 +754,45 @@ typedef struct phasecopy_ctx {
   int64_t z0;       /* first padded z-plane copied (ph->zs of them) */
 } phasecopy_ctx;
 
-static void phasecopy_planes(void *vctx, int64_t b, int64_t e) {
-  const phasecopy_ctx *c = vctx;
+/* Row r of phase (py, px) of padded z-plane z of channel ch into d (ph->w floats). */
+static void phase_row(const phasecopy_ctx *c, int64_t ch, int64_t z, int64_t py, int64_t px, int64_t r, float *d) {
   const geom *g = c->g;
   const phase_geom *ph = c->ph;
+  const int64_t iz = z - g->pb[0], iy = r * ph->sy + py - g->pb[1];
+  if (iz < 0 || iz >= g->in[0] || iy < 0 || iy >= g->in[1]) {
+    memset(d, 0, (size_t)ph->w * sizeof(float));
+    return;
+  }
+  const float pa = c->pre ? c->pre[ch] : 1.f, pb = c->pre ? c->pre[c->pre_c + ch] : 0.f;
+  const float *s = c->x + ch * g->in_sz + (iz * g->in[1] + iy) * g->in[2];
+  /* column t reads input column t*sx + px - pb: inside for t in [lo, hi) */
+  const int64_t off = px - g->pb[2];
+  int64_t lo = off >= 0 ? 0 : (-off + ph->sx - 1) / ph->sx;
+  int64_t hi = g->in[2] - off <= 0 ? 0 : (g->in[2] - off + ph->sx - 1) / ph->sx;
+  if (hi > ph->w) hi = ph->w;
+  if (lo > hi) lo = hi;
+  memset(d, 0, (size_t)lo * sizeof(float));
+  const float *src = s + off + lo * ph->sx; /* input column of t = lo */
+  if (c->pre) copy_affine(d + lo, src, ph->sx, 0, hi - lo, pa, pb, c->pre_relu);
+  else if (ph->sx == 1) memcpy(d + lo, src, (size_t)(hi - lo) * sizeof(float));
+  else
+    for (int64_t t = 0; t < hi - lo; t++) d[lo + t] = src[t * ph->sx];
+  memset(d + hi, 0, (size_t)(ph->w - hi) * sizeof(float));
+}
+
+static void phasecopy_planes(void *vctx, int64_t b, int64_t e) {
+  const phasecopy_ctx *c = vctx;
+  const phase_geom *ph = c->ph;
+  const int64_t zend = c->z0 + ph->zs < ph->pin[0] ? c->z0 + ph->zs : ph->pin[0];
   for (int64_t ch = b; ch < e; ch++) {
-    const float *sp = c->x + ch * g->in_sz;
-    const float pa = c->pre ? c->pre[ch] : 1.f, pb = c->pre ? c->pre[c->pre_c + ch] : 0.f;
     float *d = c->xp + ch * ph->csz;
-    const int64_t zend = c->z0 + ph->zs < ph->pin[0] ? c->z0 + ph->zs : ph->pin[0];
     for (int64_t z = c->z0; z < zend; z++)
       for (int64_t py = 0; py < ph->sy; py++)
         for (int64_t px = 0; px < ph->sx; px++)
-          for (int64_t r = 0; r < ph->h; r++, d += ph->w) {
-            const int64_t iz = z - g->pb[0], iy = r * ph->sy + py - g->pb[1];
-            if (iz < 0 || iz >= g->in[0] || iy < 0 || iy >= g->in[1]) {
-              memset(d, 0, (size_t)ph->w * sizeof(float));
-              continue;
-            }
-            const float *s = sp + (iz * g->in[1] + iy) * g->in[2];
-            /* column t reads input column t*sx + px - pb: inside for t in [lo, hi) */
-            const int64_t off = px - g->pb[2];
-            int64_t lo = off >= 0 ? 0 : (-off + ph->sx - 1) / ph->sx;
-            int64_t hi = g->in[2] - off <= 0 ? 0 : (g->in[2] - off + ph->sx - 1) / ph->sx;
-            if (hi > ph->w) hi = ph->w;
-            if (lo > hi) lo = hi;
-            memset(d, 0, (size_t)lo * sizeof(float));
-            const float *src = s + off + lo * ph->sx; /* input column of t = lo */
-            if (c->pre) copy_affine(d + lo, src, ph->sx, 0, hi - lo, pa, pb, c->pre_relu);
-            else if (ph->sx == 1) memcpy(d + lo, src, (size_t)(hi - lo) * sizeof(float));
-            else
-              for (int64_t t = 0; t < hi - lo; t++) d[lo + t] = src[t * ph->sx];
-            memset(d + hi, 0, (size_t)(ph->w - hi) * sizeof(float));
-          }
+          for (int64_t r = 0; r < ph->h; r++, d += ph->w) phase_row(c, ch, z, py, px, r, d);
   }
 }
+
 
 /* The input prologue on a whole copy of the input (paths that do not gather). */
 typedef struct pre_ctx {
@@ -792,6 +821,22 @@ static void pre_planes(void *vctx, int64_t b, int64_t e) {
 #ifdef MI_GEMM_X86
 static void dconv_items(void *vctx, int64_t b, int64_t e) { mi_dconv_run(vctx, b, e); }
 static void dconv_items_bf16(void *vctx, int64_t b, int64_t e) { mi_dconv_run_bf16(vctx, b, e); }
+typedef struct amx_ctx {
+  const mi_dconv_job *job;
+  const mi_dconv_amx_weights *w;
+} amx_ctx;
+static void dconv_items_amx(void *vctx, int64_t b, int64_t e) {
+  const amx_ctx *c = vctx;
+  mi_dconv_run_amx(c->job, c->w, b, e);
+}
+
+/* bf16 mode on AMX tiles where the CPU has them (checked once). */
+static bool direct_amx(void) {
+  static atomic_int have = -1;
+  int h = atomic_load(&have);
+  if (h < 0) atomic_store(&have, h = mi_dconv_amx_supported());
+  return h;
+}
 
 static int conv_direct_mode(void) {
   static atomic_int v = -1;
@@ -868,23 +913,33 @@ static mi_status *conv_direct(mi_node *n, mi_exec *ex, conv_attr *a, const geom 
    * channel pairs per call (dconv.h). */
   const bool bf16 = direct_bf16(ex);
   const int64_t CP = (C + 1) / 2;
-  if (bf16 && !a->wbf.data) { /* from the packed weights (the graph's copy may be gone) */
+  /* AMX's K blocks are 16 channel pairs: few channels (an RGB stem) would
+   * be mostly zero padding there. */
+  const bool amx = bf16 && C >= 24 && direct_amx();
+  if (bf16 && !(amx ? a->wamx.data : a->wbf.data)) { /* from the packed weights (the graph's copy may be gone) */
     float *wf = malloc((size_t)(M * K) * sizeof(float));
-    const bool ok = wf && (mi_gemm_packed_a_rows(a->wpack[0], 0, M, wf), mi_dconv_bf16_pack(wf, M, C, g->k_sz, &a->wbf));
+    const bool ok = wf && (mi_gemm_packed_a_rows(a->wpack[0], 0, M, wf),
+                           amx ? mi_dconv_amx_pack(wf, M, C, g->k_sz, &a->wamx)
+                               : mi_dconv_bf16_pack(wf, M, C, g->k_sz, &a->wbf));
     free(wf);
     if (!ok) return mi_node_error(n, MI_ERR_NO_MEMORY, "out of memory for the bf16 weights");
   }
+  /* AMX: pair planes up to whole 16-pair blocks (zeros), slack after the last */
+  const int64_t CPP = amx ? a->wamx.pblocks * 16 : (C + 1) / 2;
   phase_geom ph;
   const int64_t zo = direct_slab(g, C, bf16, &ph); /* output planes per copy (direct_wanted: >= 1) */
   bool has_pad = ph.sy * ph.sx > 1 || bf16;
   for (int j = 0; j < 3; j++)
     if (ph.pin[j] != g->in[j] || g->pb[j]) has_pad = true;
   if (!has_pad && !pre) phase_extent(g, true, &ph); /* read in place: the whole volume */
-  float *xpad = has_pad || pre ? mi_exec_scratch(ex, (size_t)(C * ph.csz) * sizeof(float)) : NULL;
-  float *xpair = bf16 ? mi_exec_scratch(ex, (size_t)(CP * ph.csz) * sizeof(float)) : NULL;
-  const int64_t ntap = bf16 ? CP * g->k_sz : K; /* rows of the product */
+  const bool copied = has_pad || pre; /* the input through a (slab) copy: bf16 always */
+  float *xpad = copied ? mi_exec_scratch(ex, (size_t)(C * ph.csz) * sizeof(float)) : NULL;
+  float *xpair = bf16 ? mi_exec_scratch(ex, (size_t)(CPP * ph.csz + 64) * sizeof(float)) : NULL;
+  if (xpair && CPP > CP) memset(xpair + CP * ph.csz, 0, (size_t)((CPP - CP) * ph.csz + 64) * sizeof(float));
+  else if (xpair) memset(xpair + CP * ph.csz, 0, 64 * sizeof(float));
+  const int64_t ntap = bf16 ? CPP * g->k_sz : K; /* rows of the product */
   int32_t *toff = mi_exec_scratch(ex, (size_t)ntap * sizeof *toff);
-  if ((!xpad && (has_pad || pre)) || (bf16 && !xpair) || !toff) {
+  if ((!xpad && copied) || (bf16 && !xpair) || !toff) {
     if (xpad) mi_exec_scratch_release(ex, xpad);
     if (xpair) mi_exec_scratch_release(ex, xpair);
     if (toff) mi_exec_scratch_release(ex, toff);
@@ -899,10 +954,10 @@ static mi_status *conv_direct(mi_node *n, mi_exec *ex, conv_attr *a, const geom 
     toff[k] = (int32_t)(ch * ph.csz + kz * g->d[0] * zplane + phase * ph.h * ph.w + (ty / ph.sy) * ph.w + tx / ph.sx);
   }
   /* Bias and ReLU in the kernel's registers; anything else after each store. */
-  const bool simple = !res && (n->act.kind == MI_ACT_NONE || n->act.kind == MI_ACT_RELU);
+  const bool simple = (!res || amx) && (n->act.kind == MI_ACT_NONE || n->act.kind == MI_ACT_RELU);
   const int64_t oplane = g->out[1] * g->out[2];
   for (int64_t b = 0; b < N; b++)
-   for (int64_t z0 = 0; z0 < g->out[0]; z0 += xpad ? zo : g->out[0]) {
+   for (int64_t z0 = 0; z0 < g->out[0]; z0 += copied ? zo : g->out[0]) {
     const float *xb = x + b * C * g->in_sz;
     if (xpad) { /* the padded planes of output planes [z0, z0 + zo) (stride 1 in z) */
       phasecopy_ctx pc = {g, &ph, xb, xpad, pre, C, n->pre_relu, z0};
@@ -917,13 +972,14 @@ static mi_status *conv_direct(mi_node *n, mi_exec *ex, conv_attr *a, const geom 
     float *yb = y + b * M * g->out_sz;
     epi_block_ctx ec = {n, yb, bias, res ? res + b * M * g->out_sz : NULL};
     const mi_gemm_epilogue epi = {epi_block, &ec};
-    const int64_t planes = xpad && g->out[0] - z0 > zo ? zo : g->out[0] - z0;
+    const int64_t planes = copied && g->out[0] - z0 > zo ? zo : g->out[0] - z0;
     mi_dconv_job job = {bf16 ? a->wbf.view : mi_gemm_packed_a_view(a->wpack[0]), xb, toff, planes, zplane,
                         (g->out[1] - 1) * ph.w + g->out[2], ph.w, g->out[2], oplane, yb + z0 * oplane,
-                        g->out_sz, NULL, false, NULL, 0};
+                        g->out_sz, NULL, false, NULL, 0, ph.csz, NULL};
     if (simple) {
       job.bias = bias;
       job.relu = n->act.kind == MI_ACT_RELU;
+      job.res = res ? res + b * M * g->out_sz : NULL; /* AMX only (simple allows it there) */
     } else {
       job.epi = &epi;
     }
@@ -931,7 +987,10 @@ static mi_status *conv_direct(mi_node *n, mi_exec *ex, conv_attr *a, const geom 
      * groups, so that every thread gets a few items. */
     for (job.mgroup = 64; job.mgroup > 8 && (bf16 ? mi_dconv_items_bf16(&job) : mi_dconv_items(&job)) < 4 * ex->threads;)
       job.mgroup /= 2;
-    if (bf16) mi_parallel_for(ex, mi_dconv_items_bf16(&job), 1, dconv_items_bf16, &job);
+    if (amx) {
+      amx_ctx ac = {&job, &a->wamx};
+      mi_parallel_for(ex, mi_dconv_items_amx(&job, &a->wamx), 1, dconv_items_amx, &ac);
+    } else if (bf16) mi_parallel_for(ex, mi_dconv_items_bf16(&job), 1, dconv_items_bf16, &job);
     else mi_parallel_for(ex, mi_dconv_items(&job), 1, dconv_items, &job);
   }
   if (xpair) mi_exec_scratch_release(ex, xpair);
@@ -966,7 +1025,12 @@ static mi_status *conv_run(mi_node *n, mi_exec *ex, mi_tensor *const *in, mi_ten
    * only in their Winograd form). */
   conv_attr *am = n->priv;
   const bool own = (a->wpack || a->wino) && w == a->wsrc && M == a->wM && K == a->wK;
-  if (a->wino_ok && own && G == 1) {
+#ifdef MI_GEMM_X86
+  const bool bf16_first = direct_bf16(ex); /* bf16 mode: its direct kernel before Winograd's FP32 */
+#else
+  const bool bf16_first = false;
+#endif
+  if (a->wino_ok && own && G == 1 && !bf16_first) {
     mi_wino_conv wc = {x,        bias,     res,      y,     N,     g.in[0], g.in[1], g.in[2], g.out[0],
                        g.out[1], g.out[2], g.pb[0], g.pb[1], g.pb[2], g.d[1], g.d[2]};
     const bool wanted = mi_wino_wanted(C, M, g.k[0], &wc);
