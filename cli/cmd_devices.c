@@ -28,8 +28,9 @@ int mi_cmd_devices(int argc, char **argv) {
     devices_usage(stderr);
     return MI_EXIT_USAGE;
   }
-  printf("cpu       %ld cores%s\n", sysconf(_SC_NPROCESSORS_ONLN),
-         mi_bf16_available() ? ", bf16 (AVX512-BF16: segment/detect --bf16)" : "");
+  const char *bf16 = mi_bf16_unit();
+  printf("cpu       %ld cores%s%s%s\n", sysconf(_SC_NPROCESSORS_ONLN), bf16 ? ", bf16 (" : "", bf16 ? bf16 : "",
+         bf16 ? ": segment/detect --bf16)" : "");
   int count = 0;
   mi_status *st = mi_cuda_device_count(&count);
   if (st) {

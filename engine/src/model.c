@@ -34,6 +34,14 @@ int mi_bf16_available(void) {
 #endif
 }
 
+const char *mi_bf16_unit(void) {
+  if (!mi_bf16_available()) return NULL;
+#ifdef MI_GEMM_X86
+  if (mi_dconv_amx_supported()) return "AMX-BF16";
+#endif
+  return "AVX512-BF16";
+}
+
 static mi_status *fill_io_info(mi_model *m) {
   mi_graph *g = &m->g;
   m->in_info = calloc((size_t)g->n_inputs + 1, sizeof(mi_io_info));

@@ -71,10 +71,12 @@ typedef struct mi_options {
   int device;            /* MI_DEVICE_CPU (default) or MI_DEVICE_CUDA       */
   int device_index;      /* CUDA device ordinal (0: the first GPU)          */
   int bf16;              /* CPU: 1 runs the convolutions the direct kernel
-                          * takes (2D, group 1, strides 1-2) in bf16 with
-                          * fp32 accumulation where the CPU has AVX512-BF16
+                          * takes (group 1, strides 1-2 in y and x, 1 in z)
+                          * in bf16 with fp32 accumulation where the CPU has
+                          * AVX512-BF16, on AMX tiles where it has AMX-BF16
                           * (about 1e-2 relative difference per layer);
-                          * elsewhere, and for other layers, FP32 as usual */
+                          * elsewhere, and for other layers, FP32 as usual;
+                          * before fast_math's Winograd where both apply */
   int fast_math;         /* fast mode.  CPU: stride-1, single-group 3x3 (and
                           * kd x 3 x 3) convolutions with constant weights
                           * run as Winograd F(4x4, 3x3) where the layer has
@@ -92,6 +94,9 @@ void mi_options_default(mi_options *opt);
 /* 1 when mi_options.bf16 takes effect on this CPU (AVX-512F and AVX512-BF16,
  * not capped by MEDINFER_ISA), else 0. */
 int mi_bf16_available(void);
+/* What runs bf16 mode's products: "AMX-BF16", "AVX512-BF16", or NULL when
+ * mi_bf16_available() is 0.  A static string. */
+const char *mi_bf16_unit(void);
 
 /* `opt` may be NULL for defaults.  External-data files are resolved beside
  * `path`.  An unsupported operator anywhere in the graph fails the load with
