@@ -13,6 +13,7 @@
 #if defined(MI_GEMM_X86) && defined(MEDINFER_HAVE_AMX)
 #include <cpuid.h>
 #include <immintrin.h>
+#include <stdatomic.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -20,19 +21,21 @@
 #define XFEATURE_XTILEDATA 18
 
 bool mi_dconv_amx_supported(void) {
-  static int ok = -1;
-  if (ok < 0) {
+  static atomic_int ok = -1;
+  int r = atomic_load(&ok);
+  if (r < 0) {
     const char *e = getenv("MEDINFER_AMX");
     unsigned a, b, c, d;
-    int r = !(e && !strcmp(e, "0")) && __get_cpuid_count(7, 0, &a, &b, &c, &d) && (d >> 22 & 1) && (d >> 24 & 1);
+    r = !(e && !strcmp(e, "0")) && __get_cpuid_count(7, 0, &a, &b, &c, &d) && (d >> 22 & 1) && (d >> 24 & 1) &&
+        __get_cpuid(1, &a, &b, &c, &d) && (c >> 27 & 1); /* AMX-BF16, AMX-TILE, OSXSAVE */
     if (r) { /* the OS keeps the tile state (XCR0 bits 17, 18) and lets this process use it */
       unsigned lo, hi;
       __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
       r = (lo >> 17 & 3) == 3 && syscall(SYS_arch_prctl, ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA) == 0;
     }
-    ok = r;
+    atomic_store(&ok, r); /* asking twice is harmless: the permission is per process */
   }
-  return ok;
+  return r;
 }
 
 /* float -> bf16, rounding to nearest even (NaN stays NaN). */

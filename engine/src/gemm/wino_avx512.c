@@ -73,7 +73,7 @@ void mi_wino_out_avx512(const float *m, int64_t ms, const mi_wino_out_lanes *L, 
   for (int k1 = 0; k1 < 6; k1++) {
     __m512 c[6], o[4];
 #pragma GCC unroll 6
-    for (int k2 = 0; k2 < 6; k2++) c[k2] = _mm512_loadu_ps(m + (k1 * 6 + k2) * ms);
+    for (int k2 = 0; k2 < 6; k2++) c[k2] = _mm512_maskz_loadu_ps(lm, m + (k1 * 6 + k2) * ms); /* lanes >= n: unwritten */
     at(o, c);
 #pragma GCC unroll 4
     for (int j = 0; j < 4; j++) s[j][k1] = o[j];

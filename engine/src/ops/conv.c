@@ -861,6 +861,7 @@ static bool direct_bf16(const mi_exec *ex) {
  * the copy fits the budget, and ph set for them; 0 when not even one does. */
 static int64_t direct_slab(const geom *g, int64_t C, bool bf16, phase_geom *ph) {
   phase_extent(g, true, ph);
+  if (C * ph->csz >= INT32_MAX) return 0; /* the tap offsets are 32-bit, and an unpadded input is read whole */
   /* bf16: the pairs besides the copy (counted as a second copy) */
   const int64_t per_plane = C * ph->sy * ph->sx * ph->h * ph->w * (bf16 ? 2 : 1) * (int64_t)sizeof(float);
   int64_t zo = pad_copy_budget() / per_plane - (g->k[0] - 1) * g->d[0];
@@ -979,7 +980,7 @@ static mi_status *conv_direct(mi_node *n, mi_exec *ex, conv_attr *a, const geom 
     if (simple) {
       job.bias = bias;
       job.relu = n->act.kind == MI_ACT_RELU;
-      job.res = res ? res + b * M * g->out_sz : NULL; /* AMX only (simple allows it there) */
+      job.res = res ? res + b * M * g->out_sz + z0 * oplane : NULL; /* AMX only (simple allows it there); the slab's */
     } else {
       job.epi = &epi;
     }

@@ -121,11 +121,19 @@ static int64_t tiles_x(const mi_wino_conv *c) { return cdiv(cdiv(c->Wo, c->dx), 
 static int64_t tiles_plane(const mi_wino_conv *c) { return c->dy * c->dx * cdiv(cdiv(c->Ho, c->dy), 4) * tiles_x(c); }
 
 bool mi_wino_wanted(int64_t C, int64_t M, int64_t kd, const mi_wino_conv *c) {
+  if (c->N * C * c->D * c->H * c->W >= INT32_MAX || c->N * M * c->Do * c->Ho * c->Wo >= INT32_MAX) return false;
+  /* MEDINFER_WINOGRAD=1: every call that can (tests), =0: none.  Read per
+   * call, not cached: the choice is per layer and per call anyway. */
+  const char *f = getenv("MEDINFER_WINOGRAD");
+  if (f && (!strcmp(f, "0") || !strcmp(f, "1"))) return f[0] == '1';
   const int64_t tiles = tiles_plane(c) * (kd == 1 && c->D == 1 ? c->N : 1);
   /* Below 16 tiles the 36 products are mostly edge kernels and reading U
    * (4x the weights) costs more than the exact path. */
   if (tiles < 16 || kd * C < 16) return false; /* few channels: the transforms dominate */
-  return c->N * C * c->D * c->H * c->W < INT32_MAX && c->N * M * c->Do * c->Ho * c->Wo < INT32_MAX;
+  /* Tiles hanging over the map's edge (7x7 maps, a dilation-4 layer's 6x6
+   * sub-grids) do work for nothing: below 2.5x fewer multiply-adds than the
+   * exact convolution, the 4x weight memory is not worth it. */
+  return c->Ho * c->Wo * 9 * 2 >= tiles_plane(c) * 36 * 5;
 }
 
 /* One chunk: tiles [t0, t0 + nt) of the tile space (2D: every image's

@@ -38,7 +38,8 @@ typedef struct mi_wino_conv {
 } mi_wino_conv;
 
 /* Whether the Winograd path pays for this call (enough tiles to fill the
- * GEMMs' column panels) and its offsets fit its 32-bit indices. */
+ * GEMMs' column panels, enough channels, little edge waste; or
+ * MEDINFER_WINOGRAD=1|0 says) and its offsets fit its 32-bit indices. */
 bool mi_wino_wanted(int64_t C, int64_t M, int64_t kd, const mi_wino_conv *c);
 mi_status *mi_wino_conv_run(mi_exec *ex, const mi_node *n, const mi_wino_weights *w, const mi_wino_conv *c);
 
