@@ -114,6 +114,8 @@ int main(int argc, char **argv) {
     mi_options_default(&opt);
     opt.threads = 1;
     opt.max_tensor_bytes = (size_t)256 << 20; /* keep hostile sizes cheap */
+    opt.fast_math = it % 3 == 1;              /* the Winograd path, and bf16's kernels, on hostile models too */
+    opt.bf16 = it % 3 == 2;
     mi_model *m = NULL;
     mi_status *st = mi_model_load_buffer(b, len, NULL, path, &opt, &m);
     if (st) {
