@@ -124,6 +124,24 @@ std::vector<int64_t> spatial(const Geo &g, const int64_t *v) {
   return r;
 }
 
+// ONNX pads: the begin pads, then the end pads, of the live dimensions.
+std::vector<int64_t> pads_of(const Geo &g) {
+  std::vector<int64_t> pads = spatial(g, g.pb);
+  for (auto v : spatial(g, g.pe)) pads.push_back(v);
+  return pads;
+}
+
+// The convolution's output "c" plus a residual graph input "r" (data r),
+// then ReLU, as "y": a ResNet block's last layer, which the graph pass fuses.
+void add_residual_relu(Model &md, const std::vector<int64_t> &yd, const std::vector<float> &r,
+                       std::vector<std::vector<int64_t>> &dims, std::vector<std::vector<float>> &data) {
+  md.inputs.push_back({"r", 1, yd});
+  dims.push_back(yd);
+  data.push_back(r);
+  md.nodes.push_back({"Add", "add", {"c", "r"}, {"s"}, {}});
+  md.nodes.push_back({"Relu", "relu", {"s"}, {"y"}, {}});
+}
+
 // y = relu(conv(x, w) + b + res) in double.
 std::vector<float> conv_ref(const Geo &g, const std::vector<float> &x, const std::vector<float> &w,
                             const std::vector<float> &b, const std::vector<float> &res, bool relu) {
@@ -226,19 +244,11 @@ TEST(ConvKernel, RandomGeometryMatchesReference) {
       md.inits.push_back(onnxb::float_tensor("b", {g.M}, b));
       cin.push_back("b");
     }
-    std::vector<int64_t> pads;
-    for (auto v : spatial(g, g.pb)) pads.push_back(v);
-    for (auto v : spatial(g, g.pe)) pads.push_back(v);
+    const auto pads = pads_of(g);
     md.nodes.push_back({"Conv", "conv", cin, {fused ? "c" : "y"},
                         {onnxb::attr_ints("strides", spatial(g, g.s)), onnxb::attr_ints("dilations", spatial(g, g.d)),
                          onnxb::attr_ints("pads", pads), onnxb::attr_int("group", g.G)}});
-    if (fused) {
-      md.inputs.push_back({"r", 1, yd});
-      dims.push_back(yd);
-      data.push_back(r);
-      md.nodes.push_back({"Add", "add", {"c", "r"}, {"s"}, {}});
-      md.nodes.push_back({"Relu", "relu", {"s"}, {"y"}, {}});
-    }
+    if (fused) add_residual_relu(md, yd, r, dims, data);
     md.outputs.push_back({"y", 1, yd});
     std::string err;
     auto got = run(md, dims, data, &err);
@@ -296,9 +306,7 @@ TEST(PoolKernel, RandomGeometryMatchesReference) {
     }
     const auto xd = shape(g, g.N, g.C, g.in), yd = shape(g, g.N, g.C, g.out);
     auto x = rnd((size_t)numel(xd), rng);
-    std::vector<int64_t> pads;
-    for (auto v : spatial(g, g.pb)) pads.push_back(v);
-    for (auto v : spatial(g, g.pe)) pads.push_back(v);
+    const auto pads = pads_of(g);
     Model md;
     md.inputs.push_back({"x", 1, xd});
     std::vector<onnxb::Attr> at = {onnxb::attr_ints("kernel_shape", spatial(g, g.k)),
@@ -396,9 +404,7 @@ TEST(ConvKernel, Bf16WithinRounding) {
     md.inputs.push_back({"x", 1, xd});
     md.inits.push_back(onnxb::float_tensor("w", wd, w));
     md.inits.push_back(onnxb::float_tensor("b", {g.M}, b));
-    std::vector<int64_t> pads;
-    for (auto v : spatial(g, g.pb)) pads.push_back(v);
-    for (auto v : spatial(g, g.pe)) pads.push_back(v);
+    const auto pads = pads_of(g);
     const bool fused = trial % 3 == 1;  // + residual, ReLU (a ResNet block's last layer)
     md.nodes.push_back({"Conv", "conv", {"x", "w", "b"}, {fused ? "c" : "y"},
                         {onnxb::attr_ints("strides", spatial(g, g.s)), onnxb::attr_ints("dilations", spatial(g, g.d)),
@@ -406,13 +412,7 @@ TEST(ConvKernel, Bf16WithinRounding) {
     std::vector<std::vector<int64_t>> dims = {xd};
     std::vector<std::vector<float>> data = {x};
     auto r = fused ? rnd((size_t)numel(yd), rng) : std::vector<float>();
-    if (fused) {
-      md.inputs.push_back({"r", 1, yd});
-      dims.push_back(yd);
-      data.push_back(r);
-      md.nodes.push_back({"Add", "add", {"c", "r"}, {"s"}, {}});
-      md.nodes.push_back({"Relu", "relu", {"s"}, {"y"}, {}});
-    }
+    if (fused) add_residual_relu(md, yd, r, dims, data);
     md.outputs.push_back({"y", 1, yd});
     std::string err;
     auto got = run(md, dims, data, &err);
@@ -497,19 +497,13 @@ TEST(ConvKernel, WinogradWithinRounding) {
       md.inits.push_back(onnxb::float_tensor("b", {g.M}, b));
       cin.push_back("b");
     }
-    std::vector<int64_t> pads;
-    for (auto v : spatial(g, g.pb)) pads.push_back(v);
-    for (auto v : spatial(g, g.pe)) pads.push_back(v);
+    const auto pads = pads_of(g);
     md.nodes.push_back({"Conv", "conv", cin, {epi >= 2 ? "c" : "y"},
                         {onnxb::attr_ints("pads", pads), onnxb::attr_ints("dilations", spatial(g, g.d))}});
     std::vector<std::vector<int64_t>> dims = {xd};
     std::vector<std::vector<float>> data = {x};
     if (epi == 2) {
-      md.inputs.push_back({"r", 1, yd});
-      dims.push_back(yd);
-      data.push_back(r);
-      md.nodes.push_back({"Add", "add", {"c", "r"}, {"s"}, {}});
-      md.nodes.push_back({"Relu", "relu", {"s"}, {"y"}, {}});
+      add_residual_relu(md, yd, r, dims, data);
     } else if (epi == 3) {
       md.nodes.push_back({"LeakyRelu", "leaky", {"c"}, {"y"}, {onnxb::attr_float("alpha", 0.1f)}});
     }

@@ -39,6 +39,25 @@ typedef struct mi_dconv_job {
   const float *res;      /* AMX: residual aligned with y, added before the ReLU (NULL: none) */
 } mi_dconv_job;
 
+/* The next run of real output positions at or after *q, before e: positions
+ * on the grid's extra columns are skipped, a run ends at a grid row.  false
+ * when none is left; else *q is its first position, *len its length and *o
+ * its output index (plane z).  Walk: for (q = q0; next_run(..); q += len). */
+static inline bool mi_dconv_next_run(const mi_dconv_job *j, int64_t z, int64_t *q, int64_t e, int64_t *len,
+                                     int64_t *o) {
+  for (;;) {
+    if (*q >= e) return false;
+    const int64_t r = *q / j->row, c = *q % j->row;
+    if (c >= j->cols) {
+      *q += j->row - c;
+      continue;
+    }
+    *len = j->cols - c < e - *q ? j->cols - c : e - *q;
+    *o = z * j->out_plane + r * j->cols + c;
+    return true;
+  }
+}
+
 /* ---- bf16 (dconv_bf16.c): the same job with channel pairs ---------------
  * x holds per 32-bit element the bf16 values of channels 2c (low half) and
  * 2c+1 at one position (mi_dconv_bf16_pairs), toff indexes channel pairs,

@@ -119,14 +119,7 @@ void mi_dconv_run_amx(const mi_dconv_job *j, const mi_dconv_amx_weights *w, int6
     /* The grid's real columns into Y, run by run, with bias, residual and
      * ReLU on the way. */
     const int64_t m0 = g * 32, mr = w->M - m0 < 32 ? w->M - m0 : 32;
-    for (int64_t q = q0, e = q0 + n; q < e;) {
-      const int64_t r = q / j->row, c = q % j->row;
-      if (c >= j->cols) {
-        q += j->row - c;
-        continue;
-      }
-      const int64_t len = j->cols - c < e - q ? j->cols - c : e - q;
-      const int64_t o = z * j->out_plane + r * j->cols + c;
+    for (int64_t q = q0, len, o; mi_dconv_next_run(j, z, &q, q0 + n, &len, &o); q += len) {
       float *y = j->y + m0 * j->ldy + o;
       for (int64_t i = 0; i < mr; i++) {
         const float *s = buf + i * NB + (q - q0), *rs = j->res ? j->res + (m0 + i) * j->ldy + o : NULL;
@@ -141,7 +134,6 @@ void mi_dconv_run_amx(const mi_dconv_job *j, const mi_dconv_amx_weights *w, int6
         }
       }
       if (j->epi) j->epi->fn(j->epi->ctx, m0, mr, o, len, y, j->ldy);
-      q += len;
     }
   }
   _tile_release();

@@ -100,18 +100,10 @@ TILE_FN(3)
  * buf[i * NB + ..] into Y, run by run (a run ends at a grid row). */
 static void scatter_runs(const mi_dconv_job *j, const float *buf, int64_t z, int64_t q0, int64_t n, int64_t m0,
                          int mr) {
-  for (int64_t q = q0, e = q0 + n; q < e;) {
-    const int64_t r = q / j->row, c = q % j->row;
-    if (c >= j->cols) {
-      q += j->row - c;
-      continue;
-    }
-    const int64_t len = j->cols - c < e - q ? j->cols - c : e - q;
-    const int64_t o = z * j->out_plane + r * j->cols + c;
+  for (int64_t q = q0, len, o; mi_dconv_next_run(j, z, &q, q0 + n, &len, &o); q += len) {
     float *y = j->y + m0 * j->ldy + o;
     for (int i = 0; i < mr; i++) memcpy(y + i * j->ldy, buf + i * NB + (q - q0), (size_t)len * sizeof(float));
     if (j->epi) j->epi->fn(j->epi->ctx, m0, mr, o, len, y, j->ldy);
-    q += len;
   }
 }
 

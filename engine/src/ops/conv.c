@@ -936,8 +936,7 @@ static mi_status *conv_direct(mi_node *n, mi_exec *ex, conv_attr *a, const geom 
   const bool copied = has_pad || pre; /* the input through a (slab) copy: bf16 always */
   float *xpad = copied ? mi_exec_scratch(ex, (size_t)(C * ph.csz) * sizeof(float)) : NULL;
   float *xpair = bf16 ? mi_exec_scratch(ex, (size_t)(CPP * ph.csz + 64) * sizeof(float)) : NULL;
-  if (xpair && CPP > CP) memset(xpair + CP * ph.csz, 0, (size_t)((CPP - CP) * ph.csz + 64) * sizeof(float));
-  else if (xpair) memset(xpair + CP * ph.csz, 0, 64 * sizeof(float));
+  if (xpair) memset(xpair + CP * ph.csz, 0, (size_t)((CPP - CP) * ph.csz + 64) * sizeof(float)); /* pads, slack */
   const int64_t ntap = bf16 ? CPP * g->k_sz : K; /* rows of the product */
   int32_t *toff = mi_exec_scratch(ex, (size_t)ntap * sizeof *toff);
   if ((!xpad && copied) || (bf16 && !xpair) || !toff) {

@@ -150,6 +150,10 @@ typedef struct wino_run {
   int64_t img, z0, po, pzn; /* 3D: image, first output plane, planes out, planes in */
   int64_t tc, nq, slab;     /* the plan: chunk tiles, chunks per slab, planes per slab */
   float *v, *m;
+  /* the transforms of U's kernel level: AVX-512 or portable */
+  void (*in_tf)(const float *, int64_t, int64_t, int64_t, int64_t, const mi_wino_in_lanes *, float *, int64_t);
+  void (*out_tf)(const float *, int64_t, const mi_wino_out_lanes *, int64_t, int64_t, int64_t, const mi_wino_epi *,
+                 float *);
 } wino_run;
 
 /* Tile t of the tile space: its image, and its first output row/column
@@ -185,13 +189,7 @@ static void input_items(void *vctx, int64_t b, int64_t e) {
     if (!r->fold && (zi < 0 || zi >= c->D)) L.n = 0; /* padding plane: zeros */
     const float *src = c->x + (r->fold ? ch * plane : ((r->img * C + ch) * c->D + (L.n ? zi : 0)) * plane);
     float *dst = r->v + ((s * r->np + lt / r->NR) * C + ch) * r->NR + lt % r->NR;
-#ifdef MI_GEMM_X86
-    if (r->w->isa == MI_ISA_AVX512) {
-      mi_wino_in_avx512(src, c->H, c->W, c->dy, c->dx, &L, dst, xs);
-      continue;
-    }
-#endif
-    mi_wino_in_generic(src, c->H, c->W, c->dy, c->dx, &L, dst, xs);
+    r->in_tf(src, c->H, c->W, c->dy, c->dx, &L, dst, xs);
   }
 }
 
@@ -248,13 +246,7 @@ static void output_items(void *vctx, int64_t b, int64_t e) {
     mi_wino_epi ep = {c->bias ? c->bias[m] : 0.f, c->res ? c->res + base : NULL, act->kind == MI_ACT_RELU,
                       act->kind != MI_ACT_NONE && act->kind != MI_ACT_RELU ? act_fn : NULL, act};
     const float *src = r->m + (o * M + m) * r->tp + lt;
-#ifdef MI_GEMM_X86
-    if (r->w->isa == MI_ISA_AVX512) {
-      mi_wino_out_avx512(src, ms, &L, c->Wo, c->dy, c->dx, &ep, c->y + base);
-      continue;
-    }
-#endif
-    mi_wino_out_generic(src, ms, &L, c->Wo, c->dy, c->dx, &ep, c->y + base);
+    r->out_tf(src, ms, &L, c->Wo, c->dy, c->dx, &ep, c->y + base);
   }
 }
 
@@ -319,6 +311,10 @@ mi_status *mi_wino_conv_run(mi_exec *ex, const mi_node *n, const mi_wino_weights
   for (int xi = 0; xi < NXI; xi++) r.uv[xi] = mi_gemm_packed_a_view(w->u[xi]);
   const int64_t C = w->C, M = w->M, threads = ex->threads > 0 ? ex->threads : 1;
   r.NR = r.uv[0].nr;
+  r.in_tf = mi_wino_in_generic, r.out_tf = mi_wino_out_generic;
+#ifdef MI_GEMM_X86
+  if (w->isa == MI_ISA_AVX512) r.in_tf = mi_wino_in_avx512, r.out_tf = mi_wino_out_avx512;
+#endif
   r.K = w->kd * C;
   r.TX = tiles_x(c);
   r.TY = cdiv(cdiv(c->Ho, c->dy), 4);
