@@ -141,7 +141,11 @@ int main(int argc, char **argv) {
     for (int64_t k = 0; k < mi_tensor_numel(in[i]); k++) p[k] = (float)rand() / RAND_MAX * 2.f - 1.f;
   }
   double *times = malloc(sizeof(double) * (size_t)runs);
+  const char *fl = getenv("MI_FLUSH_MB");
+  size_t flush_n = fl ? (size_t)atoi(fl) << 18 : 0;
+  float *flush = flush_n ? calloc(flush_n, sizeof(float)) : NULL;
   for (int r = -warmup; r < runs; r++) {
+    for (size_t i = 0; i < flush_n; i += 16) flush[i] += 1.f;
     double s = now_ms();
     st = mi_model_run(m, in, nin, out, nout);
     double e = now_ms() - s;
@@ -165,6 +169,7 @@ int main(int argc, char **argv) {
     if (peak <= 0) peak = mi_bench_peak_gflops(threads > 0 ? threads : (int)sysconf(_SC_NPROCESSORS_ONLN));
     st = mi_model_set_profiling(m, 1);
     for (int r = 0; r < runs && !st; r++) {
+      for (size_t i = 0; i < flush_n; i += 16) flush[i] += 1.f;
       st = mi_model_run(m, in, nin, out, nout);
       for (int i = 0; i < nout && !st; i++) mi_tensor_free(out[i]);
     }

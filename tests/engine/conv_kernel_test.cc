@@ -92,6 +92,13 @@ Geo random_conv(std::mt19937 &rng, bool wide = false) {
   g.G = kind == 0 ? pick(2, 9) : kind == 1 ? pick(2, 3) : 1;
   int64_t cg = kind == 0 ? 1 : pick(1, g.nsp == 3 ? 6 : 13), mg = kind == 0 ? pick(1, 2) : pick(1, 21);
   if (wide) cg = pick(20, 48), mg = pick(60, 140);
+  // The channel-vector kernel's run (ctest: conv_kernel_test.cv) takes
+  // dense layers whose channel count is whole vectors of 16.
+  static const bool m16 = [] {
+    const char *e = std::getenv("MEDINFER_CONV_CV");
+    return e && std::string(e) == "1";
+  }();
+  if (m16 && kind >= 2) mg = 16 * ((mg + 15) / 16);
   g.C = cg * g.G;
   g.M = mg * g.G;
   for (int j = 0; j < 3; j++) {
@@ -551,9 +558,11 @@ TEST(ConvKernel, WinogradWithinRounding) {
 // Fast mode, one model, shapes changing between runs: a layer that took the
 // Winograd path keeps only its Winograd weights, so a later input too small
 // for that path runs the exact convolution on weights rebuilt from them.
-TEST(ConvKernel, WinogradThenExactShape) {
-  std::mt19937 rng(20261205);
-  const int64_t C = 24, M = 20;
+// One model run on square maps of the given sizes in turn: a layer whose
+// weights a path replaced (Winograd's, the channel-vector kernel's) must give
+// exact results again on a map that path does not take, and after it.
+void maps_in_turn(uint32_t seed, int64_t C, int64_t M, bool fast, const std::vector<int64_t> &sizes) {
+  std::mt19937 rng(seed);
   auto w = rnd((size_t)(M * C * 9), rng), b = rnd((size_t)M, rng);
   Model md;
   md.inputs.push_back({"x", 1, {1, C, -1, -1}});
@@ -565,10 +574,10 @@ TEST(ConvKernel, WinogradThenExactShape) {
   mi_options o;
   mi_options_default(&o);
   o.threads = 2;
-  o.fast_math = 1;
+  o.fast_math = fast;
   mi_model *m = nullptr;
   ASSERT_EQ(mi_model_load_buffer(buf.data(), buf.size(), nullptr, "kernel.onnx", &o, &m), nullptr);
-  for (int64_t hw : {20, 7, 20, 5}) {
+  for (int64_t hw : sizes) {
     Geo g{};
     g.nsp = 2, g.N = 1, g.C = C, g.M = M, g.G = 1;
     for (int j = 0; j < 3; j++) {
@@ -584,9 +593,16 @@ TEST(ConvKernel, WinogradThenExactShape) {
     ASSERT_EQ(st, nullptr) << mi_status_message(st);
     const float *p = static_cast<const float *>(mi_tensor_cdata(out));
     std::vector<float> got(p, p + mi_tensor_numel(out));
-    expect_close(got, conv_ref(g, x, w, b, {}, false), "fast mode, " + std::to_string(hw) + "x" + std::to_string(hw));
+    expect_close(got, conv_ref(g, x, w, b, {}, false),
+                 std::string(fast ? "fast mode, " : "") + std::to_string(hw) + "x" + std::to_string(hw));
     mi_tensor_free(in);
     mi_tensor_free(out);
   }
   mi_model_free(m);
 }
+
+TEST(ConvKernel, WinogradThenExactShape) { maps_in_turn(20261205, 24, 20, true, {20, 7, 20, 5}); }
+
+// Small maps take the channel-vector kernel (AVX-512, 16k channels), a
+// 20x20 map does not: its weights are rebuilt from the kernel's.
+TEST(ConvKernel, ChannelVectorThenLargerMap) { maps_in_turn(20261202, 24, 32, false, {7, 20, 5, 20}); }

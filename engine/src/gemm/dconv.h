@@ -37,6 +37,9 @@ typedef struct mi_dconv_job {
   int mgroup;            /* output channels per work item: a multiple of 8 up to 64 (0: 64) */
   int64_t csz;           /* AMX: floats from one (pair) plane of x to the next */
   const float *res;      /* AMX: residual aligned with y, added before the ReLU (NULL: none) */
+  bool group_major;      /* items ordered channel group first: the position tiles of one group follow
+                            each other, so a thread reads the group's weights from memory once (set
+                            when the weights outweigh the input; else tile first, the input tile reused) */
 } mi_dconv_job;
 
 /* The next run of real output positions at or after *q, before e: positions
@@ -91,6 +94,23 @@ bool mi_dconv_amx_supported(void);
 bool mi_dconv_amx_pack(const float *w, int64_t M, int64_t C, int64_t ksz, mi_dconv_amx_weights *out);
 int64_t mi_dconv_items_amx(const mi_dconv_job *j, const mi_dconv_amx_weights *w);
 void mi_dconv_run_amx(const mi_dconv_job *j, const mi_dconv_amx_weights *w, int64_t begin, int64_t end);
+
+/* ---- output channels in the vectors (dconv_cv.c): the same job on small maps --
+ * Weights in blocks of vb (64, 32 or 16) output channels, [block][K][vb];
+ * a tile is up to 6 (vb 64) or 12 positions, each broadcast from x at its
+ * source offset plus the tap's; outputs scattered to Y (16 * ldy must fit
+ * 32 bits).  The job's a, mgroup, group_major, csz and res are unused. */
+typedef struct mi_dconv_cv_weights {
+  float *data; /* owned: free() */
+  int64_t M, K;
+  int vb;
+} mi_dconv_cv_weights;
+/* W [M, K] (M a multiple of 16) into *out; false when M is not or out of memory. */
+bool mi_dconv_cv_pack(const float *w, int64_t M, int64_t K, mi_dconv_cv_weights *out);
+/* Rows [r0, r0 + n) back out, row-major into dst [n][K]. */
+void mi_dconv_cv_rows(const mi_dconv_cv_weights *w, int64_t r0, int64_t n, float *dst);
+int64_t mi_dconv_cv_items(const mi_dconv_job *j, const mi_dconv_cv_weights *w);
+void mi_dconv_cv_run(const mi_dconv_job *j, const mi_dconv_cv_weights *w, int64_t begin, int64_t end);
 
 /* Whether the packed weights suit the kernel (AVX-512 layout). */
 bool mi_dconv_supported(const mi_gemm_packed_view *a);

@@ -115,7 +115,9 @@ void DC_NAME(mi_dconv_run)(const mi_dconv_job *j, int64_t begin, int64_t end) {
   float buf[MR * NB] __attribute__((aligned(64)));
   float part[MGROUP * NB] __attribute__((aligned(64)));
   for (int64_t it = begin; it < end; it++) {
-    const int64_t g = it % ngrp, b = (it / ngrp) % nblk, z = it / (ngrp * nblk);
+    int64_t g, b, z;
+    if (j->group_major) g = it / (nblk * j->planes), b = it % nblk, z = (it / nblk) % j->planes;
+    else g = it % ngrp, b = (it / ngrp) % nblk, z = it / (ngrp * nblk);
     const int64_t v0 = b * nvec / nblk, v1 = (b + 1) * nvec / nblk, q0 = 16 * v0;
     const int64_t n = 16 * v1 < j->q_end ? 16 * v1 - q0 : j->q_end - q0;
     const int nv = (int)(v1 - v0), rem = (int)(n - 16 * (nv - 1));
@@ -126,10 +128,20 @@ void DC_NAME(mi_dconv_run)(const mi_dconv_job *j, int64_t begin, int64_t end) {
      * rows and the group's partial sums stay in L1 across the group. */
     for (int64_t pc = 0; pc < K; pc += j->a.kc) {
       const int64_t kc = K - pc < j->a.kc ? K - pc : j->a.kc;
+      /* The group's weights of the next K block, fetched into L2 a slice per
+       * tile call: in a network the weights come from memory (they outgrow
+       * the caches), and the hardware prefetcher restarts at every page. */
+      const int64_t nkc = K - pc - kc < j->a.kc ? K - pc - kc : j->a.kc;
+      const char *pf = (const char *)(j->a.data + (pc + kc) * j->a.mp + m0 * nkc);
+      const int64_t pf_lines = nkc > 0 ? ((me - m0 + MR - 1) / MR * MR * nkc * 4 + 63) / 64 : 0;
+      const int64_t calls = (kc + KSTEP - 1) / KSTEP * ((me - m0 + MR - 1) / MR);
+      int64_t call = 0;
       for (int64_t ks = 0; ks < kc; ks += KSTEP) {
         const int64_t kn = kc - ks < KSTEP ? kc - ks : KSTEP;
         const bool first = pc == 0 && ks == 0, last = pc + ks + kn >= K;
-        for (int64_t ir = m0; ir < me; ir += MR) {
+        for (int64_t ir = m0; ir < me; ir += MR, call++) {
+          for (int64_t l = pf_lines * call / calls, le = pf_lines * (call + 1) / calls; l < le; l++)
+            _mm_prefetch(pf + 64 * l, _MM_HINT_T1);
           const int mr = me - ir < MR ? (int)(me - ir) : MR;
           float *c = in_place ? j->y + ir * j->ldy + z * j->out_plane + q0 : buf;
           const int64_t ldc = in_place ? j->ldy : NB;
