@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 // ONNX Runtime side of the benchmark: the same measurement medinfer-bench makes.
-// usage: node ort_bench.js MODEL [--shape 1x3x224x224] [--threads N] [--runs N] [--warmup N]
+// usage: node ort_bench.js MODEL [--shape 1x3x224x224] [--threads N] [--runs N] [--warmup N] [--flush MB]
+// --flush MB writes that much memory before each run (weights out of the caches), as medinfer-bench's.
 // Prints human-readable lines, then one machine-readable line starting with "RESULT".
 'use strict';
 
@@ -10,10 +11,10 @@ const baseRss = process.resourceUsage().maxRSS / 1024; // maxRSS is in KiB
 
 const ort = require('onnxruntime-node');
 
-const usage = 'usage: node ort_bench.js MODEL [--shape 1x3x224x224] [--threads N] [--runs N] [--warmup N]';
+const usage = 'usage: node ort_bench.js MODEL [--shape 1x3x224x224] [--threads N] [--runs N] [--warmup N] [--flush MB]';
 
 function parseArgs(argv) {
-  const a = { model: null, shape: null, threads: 2, runs: 10, warmup: 2 };
+  const a = { model: null, shape: null, threads: 2, runs: 10, warmup: 2, flush: 0 };
   for (let i = 0; i < argv.length; i++) {
     const k = argv[i];
     const v = argv[i + 1];
@@ -21,6 +22,7 @@ function parseArgs(argv) {
     else if (k === '--threads' && v) { a.threads = Number(v); i++; }
     else if (k === '--runs' && v) { a.runs = Number(v); i++; }
     else if (k === '--warmup' && v) { a.warmup = Number(v); i++; }
+    else if (k === '--flush' && v) { a.flush = Number(v); i++; }
     else if (k.startsWith('-') || a.model) { console.error(`ort_bench: unexpected argument '${k}'\n${usage}`); process.exit(2); }
     else a.model = k;
   }
@@ -61,7 +63,9 @@ async function main() {
   const feeds = { [session.inputNames[0]]: new ort.Tensor('float32', randomInput(n), a.shape) };
 
   const times = [];
+  const flush = new Float32Array(a.flush * 262144);
   for (let r = -a.warmup; r < a.runs; r++) {
+    for (let i = 0; i < flush.length; i += 16) flush[i] += 1;
     t0 = performance.now();
     const out = await session.run(feeds);
     const ms = performance.now() - t0;

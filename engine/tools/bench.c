@@ -12,13 +12,15 @@
 
 static const char usage[] =
     "usage: medinfer-bench MODEL [--shape 1x3x224x224]... [--threads N] [--runs N] [--warmup N]\n"
-    "       [--device cpu|cuda|cuda:N] [--fast] [--bf16] [--profile] [--peak GFLOPS]\n"
+    "       [--device cpu|cuda|cuda:N] [--fast] [--bf16] [--profile] [--peak GFLOPS] [--flush MB]\n"
     "Runs MODEL on random float32 input (one --shape per graph input, in order;\n"
     "fixed declared shapes are used when omitted) and prints the median latency\n"
     "and the process's peak resident memory.  --profile then repeats the runs with\n"
     "per-node timing and prints time per operator type and for the slowest nodes,\n"
     "with the GFLOP/s of convolutions and matrix products and their share of the\n"
-    "machine's FP32 FMA peak (measured on the same threads unless --peak gives it).\n";
+    "machine's FP32 FMA peak (measured on the same threads unless --peak gives it).\n"
+    "--flush MB writes that much memory before each run: the weights then come\n"
+    "from memory, as a layer's do inside a network larger than the caches.\n";
 
 static double now_ms(void) {
   struct timespec ts;
@@ -48,6 +50,7 @@ static int parse_shape(const char *s, int64_t *dims) {
 int main(int argc, char **argv) {
   const char *model = NULL;
   int threads = 0, runs = 10, warmup = 2, nshapes = 0;
+  size_t flush_n = 0; /* floats */
   int device = MI_DEVICE_CPU, device_index = 0, fast_math = 0, bf16 = 0, profile = 0;
   double peak = 0;
   int64_t shapes[16][MI_MAX_DIMS];
@@ -81,6 +84,7 @@ int main(int argc, char **argv) {
       }
     }
     else if (!strcmp(argv[i], "--warmup") && i + 1 < argc) warmup = atoi(argv[++i]);
+    else if (!strcmp(argv[i], "--flush") && i + 1 < argc) flush_n = (size_t)atoi(argv[++i]) << 18;
     else if (argv[i][0] == '-' || model) {
       fprintf(stderr, "medinfer-bench: unexpected argument '%s'\n%s", argv[i], usage);
       return 2;
@@ -141,9 +145,10 @@ int main(int argc, char **argv) {
     for (int64_t k = 0; k < mi_tensor_numel(in[i]); k++) p[k] = (float)rand() / RAND_MAX * 2.f - 1.f;
   }
   double *times = malloc(sizeof(double) * (size_t)runs);
-  const char *fl = getenv("MI_FLUSH_MB");
-  size_t flush_n = fl ? (size_t)atoi(fl) << 18 : 0;
+  /* --flush MB: that much memory written between runs, so that a run
+   * finds its weights out of the caches, as a layer does in a larger network */
   float *flush = flush_n ? calloc(flush_n, sizeof(float)) : NULL;
+  if (flush_n && !flush) flush_n = 0;
   for (int r = -warmup; r < runs; r++) {
     for (size_t i = 0; i < flush_n; i += 16) flush[i] += 1.f;
     double s = now_ms();

@@ -128,20 +128,10 @@ void DC_NAME(mi_dconv_run)(const mi_dconv_job *j, int64_t begin, int64_t end) {
      * rows and the group's partial sums stay in L1 across the group. */
     for (int64_t pc = 0; pc < K; pc += j->a.kc) {
       const int64_t kc = K - pc < j->a.kc ? K - pc : j->a.kc;
-      /* The group's weights of the next K block, fetched into L2 a slice per
-       * tile call: in a network the weights come from memory (they outgrow
-       * the caches), and the hardware prefetcher restarts at every page. */
-      const int64_t nkc = K - pc - kc < j->a.kc ? K - pc - kc : j->a.kc;
-      const char *pf = (const char *)(j->a.data + (pc + kc) * j->a.mp + m0 * nkc);
-      const int64_t pf_lines = nkc > 0 ? ((me - m0 + MR - 1) / MR * MR * nkc * 4 + 63) / 64 : 0;
-      const int64_t calls = (kc + KSTEP - 1) / KSTEP * ((me - m0 + MR - 1) / MR);
-      int64_t call = 0;
       for (int64_t ks = 0; ks < kc; ks += KSTEP) {
         const int64_t kn = kc - ks < KSTEP ? kc - ks : KSTEP;
         const bool first = pc == 0 && ks == 0, last = pc + ks + kn >= K;
-        for (int64_t ir = m0; ir < me; ir += MR, call++) {
-          for (int64_t l = pf_lines * call / calls, le = pf_lines * (call + 1) / calls; l < le; l++)
-            _mm_prefetch(pf + 64 * l, _MM_HINT_T1);
+        for (int64_t ir = m0; ir < me; ir += MR) {
           const int mr = me - ir < MR ? (int)(me - ir) : MR;
           float *c = in_place ? j->y + ir * j->ldy + z * j->out_plane + q0 : buf;
           const int64_t ldc = in_place ? j->ldy : NB;

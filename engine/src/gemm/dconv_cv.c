@@ -16,7 +16,7 @@
 
 bool mi_dconv_cv_pack(const float *w, int64_t M, int64_t K, mi_dconv_cv_weights *out) {
   if (M <= 0 || M % 16 || K <= 0) return false;
-  const int vb = M % 64 == 0 ? 64 : M % 32 == 0 ? 32 : 16;
+  const int vb = M % 64 == 0 && K <= 1152 ? 64 : M % 32 == 0 ? 32 : 16;
   float *d = aligned_alloc(64, (size_t)(M * K) * sizeof(float));
   if (!d) return false;
   for (int64_t b = 0; b < M / vb; b++)

@@ -1,4 +1,3 @@
-#include <sys/mman.h>
 /* medinfer SGEMM driver, GotoBLAS/BLIS structure:
  *
  *   for jc in N step NC            B panel KC x NC packed (L3/L2)
@@ -415,13 +414,10 @@ mi_gemm_packed_a *mi_gemm_packed_a_alloc(mi_isa isa, int64_t M, int64_t K) {
   p->K = K;
   p->mp = (M + p->kd->mr - 1) / p->kd->mr * p->kd->mr;
   void *q = NULL;
-  const size_t bytes = (size_t)p->mp * (size_t)K * sizeof(float);
-  const size_t huge = (size_t)2 << 20;
-  if (posix_memalign(&q, bytes >= huge ? huge : 64, bytes >= huge ? (bytes + huge - 1) / huge * huge : bytes)) {
+  if (posix_memalign(&q, 64, (size_t)p->mp * (size_t)K * sizeof(float))) {
     free(p);
     return NULL;
   }
-  if (bytes >= huge && getenv("MI_HUGE")) madvise(q, (bytes + huge - 1) / huge * huge, MADV_HUGEPAGE);
   p->data = q;
   return p;
 }

@@ -26,6 +26,7 @@ static inline __attribute__((always_inline)) void body(const int mr, const int n
     for (int v = 0; v < nv; v++) acc[i][v] = _mm256_setzero_ps();
 #pragma GCC unroll 4
   for (int64_t k = 0; k < kc; k++) {
+    _mm_prefetch((const char *)(a + 384), _MM_HINT_T0); /* 1.5 KB ahead: see kernel_avx512.c */
     __m256 b0 = _mm256_load_ps(b), b1 = nv > 1 ? _mm256_load_ps(b + 8) : b0;
 #pragma GCC unroll 8
     for (int i = 0; i < mr; i++) {
