@@ -40,8 +40,12 @@ void mi_dconv_cv_rows(const mi_dconv_cv_weights *w, int64_t r0, int64_t n, float
 static int pmax(int vb) { return vb == 64 ? 6 : PMAX; }
 static int64_t positions(const mi_dconv_job *j) { return j->planes * ((j->q_end - j->cols) / j->row + 1) * j->cols; }
 
+/* Tiles of a job: as few as hold its positions, dealt evenly (49 positions
+ * are 10 + 10 + 10 + 10 + 9, not 4 x 12 + 1). */
+static int64_t ntiles(const mi_dconv_job *j, int vb) { return (positions(j) + pmax(vb) - 1) / pmax(vb); }
+
 int64_t mi_dconv_cv_items(const mi_dconv_job *j, const mi_dconv_cv_weights *w) {
-  return w->M / w->vb * ((positions(j) + pmax(w->vb) - 1) / pmax(w->vb));
+  return w->M / w->vb * ntiles(j, w->vb);
 }
 
 /* np positions (source offsets q, output indices o) x V vectors of
@@ -109,14 +113,14 @@ static const tile_fn tiles4[6] = {t_4_1, t_4_2, t_4_3, t_4_4, t_4_5, t_4_6};
 #undef ROW12
 
 void mi_dconv_cv_run(const mi_dconv_job *j, const mi_dconv_cv_weights *w, int64_t begin, int64_t end) {
-  const int P = pmax(w->vb);
-  const int64_t total = positions(j), ntiles = (total + P - 1) / P;
+  const int64_t total = positions(j), nt = ntiles(j, w->vb);
   const int64_t rows = (j->q_end - j->cols) / j->row + 1, plane = rows * j->cols;
   const tile_fn *fns = w->vb == 64 ? tiles4 : w->vb == 32 ? tiles2 : tiles1;
   for (int64_t it = begin; it < end; it++) {
     /* block first: one thread's consecutive items reuse the block's weights from L2 */
-    const int64_t blk = it / ntiles, t0 = it % ntiles * P, m0 = blk * w->vb;
-    const int np = (int)(total - t0 < P ? total - t0 : P);
+    const int64_t blk = it / nt, tile_i = it % nt, m0 = blk * w->vb;
+    const int64_t t0 = tile_i * total / nt;
+    const int np = (int)((tile_i + 1) * total / nt - t0);
     int64_t q[PMAX], o[PMAX];
     for (int p = 0; p < np; p++) {
       const int64_t t = t0 + p, z = t / plane, r = t % plane / j->cols, c = t % j->cols;

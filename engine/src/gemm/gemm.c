@@ -212,6 +212,10 @@ typedef struct problem {
   int nt;
   bool split_n;
   int64_t unit, units;
+  /* op(B) packed once for all threads (N within one NC block), block pc at
+   * bsh + pc * bsh_np; NULL: each thread packs its own */
+  float *bsh;
+  int64_t bsh_np;
 } problem;
 
 static void gemm_rect(const problem *p, slot *s, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
@@ -224,7 +228,9 @@ static void gemm_rect(const problem *p, slot *s, int64_t m0, int64_t m1, int64_t
       const int64_t kc = p->K - pc < KC ? p->K - pc : KC;
       const float beta = pc == 0 ? p->beta : 1.f;
       const mi_gemm_epilogue *epi = pc + kc >= p->K ? p->epi : NULL;
-      if (p->packb) p->packb(p->packb_ctx, pc, kc, jc, nc, NR, s->b);
+      const float *pb = p->bsh ? p->bsh + pc * p->bsh_np : s->b;
+      if (p->bsh) {
+      } else if (p->packb) p->packb(p->packb_ctx, pc, kc, jc, nc, NR, s->b);
       else pack_b(kd, kc, nc, p->B + pc * p->rsb + jc * p->csb, p->rsb, p->csb, s->b);
       for (int64_t ic = m0; ic < m1; ic += MC) {
         const int64_t mc = m1 - ic < MC ? m1 - ic : MC;
@@ -241,8 +247,7 @@ static void gemm_rect(const problem *p, slot *s, int64_t m0, int64_t m1, int64_t
             const int64_t ir = rows_first ? o : i, jr = rows_first ? i : o;
             const int mr = mc - ir < MR ? (int)(mc - ir) : MR, nr = nc - jr < NR ? (int)(nc - jr) : NR;
             float *cc = p->C + (ic + ir) * p->ldc + jc + jr;
-            kd->kern(kc, pa + (ir / MR) * kc * MR, s->b + (jr / NR) * kc * NR, cc, p->ldc, mr, nr, p->alpha,
-                     beta);
+            kd->kern(kc, pa + (ir / MR) * kc * MR, pb + (jr / NR) * kc * NR, cc, p->ldc, mr, nr, p->alpha, beta);
             if (epi) epi->fn(epi->ctx, ic + ir, mr, jc + jr, nr, cc, p->ldc);
           }
       }
@@ -269,6 +274,8 @@ static atomic_int g_threads = 1;
 static slot g_slots[MAX_THREADS]; /* guarded by holding the pool */
 static float *g_t;                /* transpose scratch, likewise */
 static size_t g_nt;
+static float *g_bsh;              /* op(B) packed for all threads, likewise */
+static size_t g_nbsh;
 
 void mi_gemm_set_threads(int threads) {
   atomic_store(&g_threads, threads < 1 ? 1 : threads > MAX_THREADS ? MAX_THREADS : threads);
@@ -280,6 +287,9 @@ __attribute__((destructor)) static void gemm_shutdown(void) {
   free(g_t);
   g_t = NULL;
   g_nt = 0;
+  free(g_bsh);
+  g_bsh = NULL;
+  g_nbsh = 0;
 }
 
 static void pool_part(void *ctx, int tid, int nt) {
@@ -288,6 +298,20 @@ static void pool_part(void *ctx, int tid, int nt) {
 }
 
 static void run_pool(problem *p) { mi_pool_run(p->nt, pool_part, p); }
+
+/* Shared op(B): thread tid packs its share of the (K block, NR panel) units. */
+static void pack_shared_part(void *ctx, int tid, int nt) {
+  const problem *p = ctx;
+  const int64_t KC = p->kd->kc, NR = p->kd->nr, panels = p->bsh_np / NR, kblocks = (p->K + KC - 1) / KC;
+  const int64_t units = kblocks * panels, u0 = units * tid / nt, u1 = units * (tid + 1) / nt;
+  for (int64_t u = u0; u < u1; u++) {
+    const int64_t pc = u / panels * KC, j0 = u % panels * NR;
+    const int64_t kc = p->K - pc < KC ? p->K - pc : KC, nc = p->N - j0 < NR ? p->N - j0 : NR;
+    float *dst = p->bsh + pc * p->bsh_np + j0 * kc;
+    if (p->packb) p->packb(p->packb_ctx, pc, kc, j0, nc, (int)NR, dst);
+    else pack_b(p->kd, kc, nc, p->B + pc * p->rsb + j0 * p->csb, p->rsb, p->csb, dst);
+  }
+}
 
 /* ---- entry ------------------------------------------------------------------------------ */
 static double fit(int64_t m, int64_t n, const mi_gemm_kernel *kd) {
@@ -310,7 +334,7 @@ void mi_gemm_sgemm_isa(mi_isa isa, int threads, bool trans_a, bool trans_b, int6
   }
   const mi_gemm_kernel *kd = kernel_for(isa);
   problem p = {kd, M, N, K, alpha, beta, A, trans_a ? 1 : lda, trans_a ? lda : 1,
-               B, trans_b ? 1 : ldb, trans_b ? ldb : 1, NULL, 0, NULL, NULL, C, ldc, NULL, 1, true, 1, 1};
+               B, trans_b ? 1 : ldb, trans_b ? ldb : 1, NULL, 0, NULL, NULL, C, ldc, NULL, 1, true, 1, 1, NULL, 0};
   /* Transposed orientation into scratch when it fills the tiles better. */
   const bool transpose = M * N <= (1 << 22) && fit(N, M, kd) > 1.05 * fit(M, N, kd);
   if (transpose) {
@@ -513,7 +537,7 @@ static bool sgemm_packed(int threads, const mi_gemm_packed_a *pk, bool trans_b, 
   }
   const mi_gemm_kernel *kd = pk->kd;
   problem p = {kd, M, N, K, alpha, beta, NULL, 0, 0, B, trans_b ? 1 : ldb, trans_b ? ldb : 1,
-               pk->data, pk->mp, fn, ctx, C, ldc, epi, 1, true, 1, 1};
+               pk->data, pk->mp, fn, ctx, C, ldc, epi, 1, true, 1, 1, NULL, 0};
   if (threads <= 0) threads = mi_gemm_threads();
   if (threads > MAX_THREADS) threads = MAX_THREADS;
   const double macs = (double)M * (double)N * (double)K;
@@ -569,6 +593,14 @@ static bool sgemm_packed(int threads, const mi_gemm_packed_a *pk, bool trans_b, 
   if (p.units < nt) nt = (int)p.units;
   p.nt = nt < 1 ? 1 : nt;
   if (pooled) {
+    /* Split along M, every thread would pack all of op(B) (a caller's
+     * gather with its prologue included): pack it once, together. */
+    const int64_t np = (N + kd->nr - 1) / kd->nr * kd->nr;
+    if (!p.split_n && p.nt > 1 && N <= kd->nc && grow(&g_bsh, &g_nbsh, (size_t)(np * K))) {
+      p.bsh = g_bsh;
+      p.bsh_np = np;
+      mi_pool_run(p.nt, pack_shared_part, &p);
+    }
     run_pool(&p);
     mi_pool_release();
   } else {

@@ -38,6 +38,8 @@ typedef struct conv_attr {
   mi_dconv_bf16_weights wbf; /* bf16 mode: packed at its first run */
   mi_dconv_amx_weights wamx; /* bf16 mode on AMX: the same */
   mi_dconv_cv_weights wcv;   /* small maps: made at the first call that takes the path, then replacing wpack */
+  int32_t *toff;             /* direct kernels: the last call's tap offsets, and what they depend on */
+  int64_t toff_key[6];
 #endif
   /* Fast mode, a 3x3 layer: Winograd weights from wpack, made at the
    * first call that takes the path (layers too small for it never do). */
@@ -84,6 +86,7 @@ static void conv_destroy(mi_node *n) {
   if (a) free(a->wbf.data); /* here, not in dconv_bf16.c: that file's code needs AVX-512 to run */
   if (a) free(a->wamx.data);
   if (a) free(a->wcv.data);
+  if (a) free(a->toff);
 #endif
   free(a);
   n->priv = NULL;
@@ -539,6 +542,19 @@ static inline __attribute__((always_inline)) void colpack_panels(const colpack_c
   const int64_t p1 = c->pin[1], p2 = c->pin[2], psz = c->pin[0] * p1 * p2; /* padded source */
   colrow rows[COLPACK_MAX_KC];
   colrun runs[COLPACK_MAX_NR];
+  if (g->k_sz == 1 && st == 1 && g->s[0] * g->s[1] == 1 && g->in_sz == g->out_sz && (!c->padded || psz == g->in_sz)) {
+    /* Positions are the input's own (a 1x1 layer with its prologue): a
+     * panel is one run of the channel's plane, whatever the rows. */
+    for (int64_t q0 = 0; q0 < nc; q0 += NR) {
+      const int64_t w = nc - q0 < NR ? nc - q0 : NR;
+      float *d = dst + (q0 / NR) * kc * NR;
+      for (int64_t k = 0; k < kc; k++, d += NR) {
+        copy_run(c, k0 + k, d, c->x + (k0 + k) * g->in_sz + c->p0 + j0 + q0, 1, 0, w);
+        for (int64_t t = w; t < NR; t++) d[t] = 0.f;
+      }
+    }
+    return;
+  }
   for (int64_t kb = 0; kb < kc; kb += COLPACK_MAX_KC) { /* one pass for every blocking the kernels use */
     const int64_t ke = kc - kb < COLPACK_MAX_KC ? kc : kb + COLPACK_MAX_KC;
     for (int64_t k = kb; k < ke; k++) {
@@ -995,15 +1011,22 @@ static mi_status *conv_direct(mi_node *n, mi_exec *ex, conv_attr *a, const geom 
   float *xpair = bf16 ? mi_exec_scratch(ex, (size_t)(CPP * ph.csz + 64) * sizeof(float)) : NULL;
   if (xpair) memset(xpair + CP * ph.csz, 0, (size_t)((CPP - CP) * ph.csz + 64) * sizeof(float)); /* pads, slack */
   const int64_t ntap = bf16 ? CPP * g->k_sz : K; /* rows of the product */
-  int32_t *toff = mi_exec_scratch(ex, (size_t)ntap * sizeof *toff);
+  const int64_t zplane = ph.sy * ph.sx * ph.h * ph.w; /* one z of one channel: its phase planes */
+  /* Tap offsets: kept for the next call of the same geometry (every call, in a network) */
+  const int64_t key[6] = {ntap, ph.csz, zplane, ph.w, ph.sy, ph.sx};
+  const bool same = a->toff && !memcmp(key, a->toff_key, sizeof key);
+  if (!same) {
+    free(a->toff);
+    a->toff = malloc((size_t)ntap * sizeof *a->toff);
+  }
+  int32_t *toff = a->toff;
   if ((!xpad && copied) || (bf16 && !xpair) || !toff) {
     if (xpad) mi_exec_scratch_release(ex, xpad);
     if (xpair) mi_exec_scratch_release(ex, xpair);
-    if (toff) mi_exec_scratch_release(ex, toff);
     return mi_node_error(n, MI_ERR_NO_MEMORY, "out of memory for the direct kernel's input copy");
   }
-  const int64_t zplane = ph.sy * ph.sx * ph.h * ph.w; /* one z of one channel: its phase planes */
-  for (int64_t k = 0; k < ntap; k++) { /* ch: a channel, or in bf16 a channel pair */
+  memcpy(a->toff_key, key, sizeof key);
+  for (int64_t k = 0; k < ntap && !same; k++) { /* ch: a channel, or in bf16 a channel pair */
     const int64_t ch = k / g->k_sz, kk = k % g->k_sz;
     const int64_t kz = kk / (g->k[1] * g->k[2]), ky = (kk / g->k[2]) % g->k[1], kx = kk % g->k[2];
     const int64_t ty = ky * g->d[1], tx = kx * g->d[2]; /* the tap in padded input coordinates */
@@ -1058,7 +1081,6 @@ static mi_status *conv_direct(mi_node *n, mi_exec *ex, conv_attr *a, const geom 
   }
   if (xpair) mi_exec_scratch_release(ex, xpair);
   if (xpad) mi_exec_scratch_release(ex, xpad);
-  mi_exec_scratch_release(ex, toff);
   return NULL;
 }
 #endif
