@@ -606,3 +606,7 @@ TEST(ConvKernel, WinogradThenExactShape) { maps_in_turn(20261205, 24, 20, true, 
 // Small maps take the channel-vector kernel (AVX-512, 16k channels), a
 // 20x20 map does not: its weights are rebuilt from the kernel's.
 TEST(ConvKernel, ChannelVectorThenLargerMap) { maps_in_turn(20261202, 24, 32, false, {7, 20, 5, 20}); }
+
+// Fast mode: Winograd's weights first (20x20), then the channel-vector
+// kernel's made from them (7x7), then both again.
+TEST(ConvKernel, WinogradThenChannelVector) { maps_in_turn(20261203, 24, 32, true, {20, 7, 20, 7}); }

@@ -941,10 +941,14 @@ static bool cv_wanted(const mi_exec *ex, const geom *g, int64_t C, int64_t M, bo
   phase_geom ph;
   if (!direct_slab(g, C, false, &ph)) return false;
   if (mode == 1) return true;
-  /* Up to 32x32 (ResNet-50's 28x28 3x3 layers: 0.90 -> 0.68 ms, 56x56 ones
-   * 0.82 -> 1.06: the position-vector kernel's tiles are full there); 1x1
-   * layers, strided ones too, measured as fast or faster on the SGEMM. */
-  return g->k_sz > 1 && g->out[0] * g->out[1] * g->out[2] <= 1024;
+  /* Up to 16x16, and up to 32x32 while K is small (ResNet-50's 28x28 3x3
+   * layers, K 1152: 0.90 -> 0.68 ms; 56x56 ones 0.82 -> 1.06: the
+   * position-vector kernel's tiles are full there).  Each tile reads its
+   * block's K weights whole: PSPNet's dilated 24x24 layers (K 4608) took
+   * twice as long here.  1x1 layers, strided ones too, measured as fast or
+   * faster on the SGEMM. */
+  const int64_t pos = g->out[0] * g->out[1] * g->out[2], K = C * g->k_sz;
+  return g->k_sz > 1 && (pos <= 256 || (pos <= 1024 && K <= 1152));
 }
 
 typedef struct cv_ctx {
