@@ -839,13 +839,18 @@ static void pre_planes(void *vctx, int64_t b, int64_t e) {
 #ifdef MI_GEMM_X86
 static void dconv_items(void *vctx, int64_t b, int64_t e) { mi_dconv_run(vctx, b, e); }
 static void dconv_items_bf16(void *vctx, int64_t b, int64_t e) { mi_dconv_run_bf16(vctx, b, e); }
-typedef struct amx_ctx {
+/* A job and the weights of a kernel that keeps its own layout (AMX, channel-vector). */
+typedef struct job_weights {
   const mi_dconv_job *job;
-  const mi_dconv_amx_weights *w;
-} amx_ctx;
+  const void *w;
+} job_weights;
 static void dconv_items_amx(void *vctx, int64_t b, int64_t e) {
-  const amx_ctx *c = vctx;
+  const job_weights *c = vctx;
   mi_dconv_run_amx(c->job, c->w, b, e);
+}
+static void dconv_items_cv(void *vctx, int64_t b, int64_t e) {
+  const job_weights *c = vctx;
+  mi_dconv_cv_run(c->job, c->w, b, e);
 }
 
 /* bf16 mode on AMX tiles where the CPU has them (checked once). */
@@ -856,28 +861,27 @@ static bool direct_amx(void) {
   return h;
 }
 
-static int conv_direct_mode(void) {
-  static atomic_int v = -1;
-  int r = atomic_load(&v);
+/* An env switch read once: 0 ("0"), 1 ("1") or 2 (unset or anything else: the default rule). */
+static int env_switch(const char *name, atomic_int *cache) {
+  int r = atomic_load(cache);
   if (r < 0) {
-    const char *e = getenv("MEDINFER_CONV_DIRECT");
+    const char *e = getenv(name);
     r = e && !strcmp(e, "0") ? 0 : e && !strcmp(e, "1") ? 1 : 2;
-    atomic_store(&v, r);
+    atomic_store(cache, r);
   }
   return r;
+}
+
+static int conv_direct_mode(void) {
+  static atomic_int v = -1;
+  return env_switch("MEDINFER_CONV_DIRECT", &v);
 }
 
 /* MEDINFER_CONV_CV=0|1: the channel-vector kernel never, or on every
  * layer it can run (tests); else on small maps. */
 static int conv_cv_mode(void) {
   static atomic_int v = -1;
-  int r = atomic_load(&v);
-  if (r < 0) {
-    const char *e = getenv("MEDINFER_CONV_CV");
-    r = e && !strcmp(e, "0") ? 0 : e && !strcmp(e, "1") ? 1 : 2;
-    atomic_store(&v, r);
-  }
-  return r;
+  return env_switch("MEDINFER_CONV_CV", &v);
 }
 
 /* Whether the direct kernel should run this convolution. */
@@ -952,15 +956,6 @@ static bool cv_wanted(const mi_exec *ex, const geom *g, int64_t C, int64_t M, bo
    * faster on the SGEMM. */
   const int64_t pos = g->out[0] * g->out[1] * g->out[2], K = C * g->k_sz;
   return g->k_sz > 1 && (pos <= 256 || (pos <= 1024 && K <= 1152));
-}
-
-typedef struct cv_ctx {
-  const mi_dconv_job *job;
-  const mi_dconv_cv_weights *w;
-} cv_ctx;
-static void dconv_items_cv(void *vctx, int64_t b, int64_t e) {
-  const cv_ctx *c = vctx;
-  mi_dconv_cv_run(c->job, c->w, b, e);
 }
 
 typedef struct pairs_ctx {
@@ -1078,10 +1073,10 @@ static mi_status *conv_direct(mi_node *n, mi_exec *ex, conv_attr *a, const geom 
     for (job.mgroup = 64; !cv && job.mgroup > 8 && (bf16 ? mi_dconv_items_bf16(&job) : mi_dconv_items(&job)) < 4 * ex->threads;)
       job.mgroup /= 2;
     if (cv) {
-      cv_ctx cc = {&job, &a->wcv};
+      job_weights cc = {&job, &a->wcv};
       mi_parallel_for(ex, mi_dconv_cv_items(&job, &a->wcv), 1, dconv_items_cv, &cc);
     } else if (amx) {
-      amx_ctx ac = {&job, &a->wamx};
+      job_weights ac = {&job, &a->wamx};
       mi_parallel_for(ex, mi_dconv_items_amx(&job, &a->wamx), 1, dconv_items_amx, &ac);
     } else if (bf16) mi_parallel_for(ex, mi_dconv_items_bf16(&job), 1, dconv_items_bf16, &job);
     else mi_parallel_for(ex, mi_dconv_items(&job), 1, dconv_items, &job);
