@@ -41,6 +41,9 @@ set(CPACK_DEBIAN_PACKAGE_SHLIBDEPS ON)
 # command and the module) are not dependencies.
 set(CPACK_DEBIAN_PACKAGE_SHLIBDEPS_PRIVATE_DIRS
     "${CMAKE_BINARY_DIR}/engine")
+# OpenBLAS is loaded at run time when MEDINFER_GEMM=openblas asks for it
+# (the engine's reference GEMM), so shlibdeps does not see it.
+set(CPACK_DEBIAN_PACKAGE_DEPENDS "libopenblas0")
 set(CPACK_DEBIAN_PACKAGE_GENERATE_SHLIBS ON)
 set(CPACK_DEBIAN_PACKAGE_CONTROL_STRICT_PERMISSION ON)
 
