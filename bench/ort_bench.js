@@ -26,7 +26,7 @@ function parseArgs(argv) {
     else if (k.startsWith('-') || a.model) { console.error(`ort_bench: unexpected argument '${k}'\n${usage}`); process.exit(2); }
     else a.model = k;
   }
-  if (!a.model || !(a.runs >= 1) || !(a.threads >= 1) || (a.shape && a.shape.some((d) => !(d >= 0)))) {
+  if (!a.model || !(a.runs >= 1) || !(a.threads >= 1) || !(a.flush >= 0 && a.flush <= 65536) || (a.shape && a.shape.some((d) => !(d >= 0)))) {
     console.error(usage);
     process.exit(2);
   }

@@ -84,7 +84,14 @@ int main(int argc, char **argv) {
       }
     }
     else if (!strcmp(argv[i], "--warmup") && i + 1 < argc) warmup = atoi(argv[++i]);
-    else if (!strcmp(argv[i], "--flush") && i + 1 < argc) flush_n = (size_t)atoi(argv[++i]) << 18;
+    else if (!strcmp(argv[i], "--flush") && i + 1 < argc) {
+      const int mb = atoi(argv[++i]);
+      if (mb < 0 || mb > 65536) {
+        fprintf(stderr, "medinfer-bench: --flush %s: want megabytes, 0 to 65536\n", argv[i]);
+        return 2;
+      }
+      flush_n = (size_t)mb << 18;
+    }
     else if (argv[i][0] == '-' || model) {
       fprintf(stderr, "medinfer-bench: unexpected argument '%s'\n%s", argv[i], usage);
       return 2;
@@ -148,7 +155,10 @@ int main(int argc, char **argv) {
   /* --flush MB: that much memory written between runs, so that a run
    * finds its weights out of the caches, as a layer does in a larger network */
   float *flush = flush_n ? calloc(flush_n, sizeof(float)) : NULL;
-  if (flush_n && !flush) flush_n = 0;
+  if (flush_n && !flush) {
+    fprintf(stderr, "medinfer-bench: out of memory for --flush (%zu MB)\n", flush_n >> 18);
+    return 1;
+  }
   for (int r = -warmup; r < runs; r++) {
     for (size_t i = 0; i < flush_n; i += 16) flush[i] += 1.f;
     double s = now_ms();
@@ -185,6 +195,7 @@ int main(int argc, char **argv) {
       return 1;
     }
   }
+  free(flush);
   for (int i = 0; i < nin; i++) mi_tensor_free(in[i]);
   mi_model_free(m);
   return 0;

@@ -228,10 +228,11 @@ static void gemm_rect(const problem *p, slot *s, int64_t m0, int64_t m1, int64_t
       const int64_t kc = p->K - pc < KC ? p->K - pc : KC;
       const float beta = pc == 0 ? p->beta : 1.f;
       const mi_gemm_epilogue *epi = pc + kc >= p->K ? p->epi : NULL;
-      const float *pb = p->bsh ? p->bsh + pc * p->bsh_np : s->b;
-      if (p->bsh) {
-      } else if (p->packb) p->packb(p->packb_ctx, pc, kc, jc, nc, NR, s->b);
-      else pack_b(kd, kc, nc, p->B + pc * p->rsb + jc * p->csb, p->rsb, p->csb, s->b);
+      const float *pb = p->bsh ? p->bsh + pc * p->bsh_np : s->b; /* shared: packed before the split */
+      if (!p->bsh) {
+        if (p->packb) p->packb(p->packb_ctx, pc, kc, jc, nc, NR, s->b);
+        else pack_b(kd, kc, nc, p->B + pc * p->rsb + jc * p->csb, p->rsb, p->csb, s->b);
+      }
       for (int64_t ic = m0; ic < m1; ic += MC) {
         const int64_t mc = m1 - ic < MC ? m1 - ic : MC;
         const float *pa = p->pa ? p->pa + pc * p->pa_mp + ic * kc : s->a;

@@ -969,6 +969,28 @@ static void pairs_planes(void *vctx, int64_t b, int64_t e) {
   mi_dconv_bf16_pairs(c->x, c->C, c->csz, c->dst, b, e);
 }
 
+/* The layer's weights as a row-major [M][K] copy, from whichever packed form
+ * it holds (SGEMM, channel-vector or Winograd); the caller frees it.  NULL
+ * when out of memory. */
+static float *weights_rows(const conv_attr *a, int64_t M, int64_t K) {
+  float *wf = malloc((size_t)(M * K) * sizeof(float));
+  if (!wf) return NULL;
+  if (a->wpack) {
+    mi_gemm_packed_a_rows(a->wpack[0], 0, M, wf);
+  } else if (a->wcv.data) {
+    mi_dconv_cv_rows(&a->wcv, 0, M, wf);
+  } else {
+    mi_gemm_packed_a *p = mi_wino_weights_exact(a->wino);
+    if (!p) {
+      free(wf);
+      return NULL;
+    }
+    mi_gemm_packed_a_rows(p, 0, M, wf);
+    mi_gemm_packed_a_free(p);
+  }
+  return wf;
+}
+
 static mi_status *conv_direct(mi_node *n, mi_exec *ex, conv_attr *a, const geom *g, const float *x, const float *pre,
                               const float *bias, const float *res, float *y, int64_t N, int64_t C, int64_t M,
                               int64_t K, bool cv) {
@@ -976,11 +998,9 @@ static mi_status *conv_direct(mi_node *n, mi_exec *ex, conv_attr *a, const geom 
    * channel pairs per call (dconv.h). */
   const bool bf16 = !cv && direct_bf16(ex);
   if (cv && !a->wcv.data) { /* from the packed (or Winograd) weights, which they then replace */
-    mi_gemm_packed_a *src = a->wpack ? a->wpack[0] : mi_wino_weights_exact(a->wino);
-    float *wf = src ? malloc((size_t)(M * K) * sizeof(float)) : NULL;
-    const bool ok = wf && (mi_gemm_packed_a_rows(src, 0, M, wf), mi_dconv_cv_pack(wf, M, K, &a->wcv));
+    float *wf = weights_rows(a, M, K);
+    const bool ok = wf && mi_dconv_cv_pack(wf, M, K, &a->wcv);
     free(wf);
-    if (!a->wpack) mi_gemm_packed_a_free(src);
     if (!ok) return mi_node_error(n, MI_ERR_NO_MEMORY, "out of memory for the channel-vector weights");
     if (a->wpack) {
       mi_gemm_packed_a_free(a->wpack[0]);
@@ -993,9 +1013,8 @@ static mi_status *conv_direct(mi_node *n, mi_exec *ex, conv_attr *a, const geom 
    * be mostly zero padding there. */
   const bool amx = bf16 && C >= 24 && direct_amx();
   if (bf16 && !(amx ? a->wamx.data : a->wbf.data)) { /* from the packed weights (the graph's copy may be gone) */
-    float *wf = malloc((size_t)(M * K) * sizeof(float));
-    const bool ok = wf && (mi_gemm_packed_a_rows(a->wpack[0], 0, M, wf),
-                           amx ? mi_dconv_amx_pack(wf, M, C, g->k_sz, &a->wamx)
+    float *wf = weights_rows(a, M, K);
+    const bool ok = wf && (amx ? mi_dconv_amx_pack(wf, M, C, g->k_sz, &a->wamx)
                                : mi_dconv_bf16_pack(wf, M, C, g->k_sz, &a->wbf));
     free(wf);
     if (!ok) return mi_node_error(n, MI_ERR_NO_MEMORY, "out of memory for the bf16 weights");
@@ -1159,8 +1178,8 @@ static mi_status *conv_run(mi_node *n, mi_exec *ex, mi_tensor *const *in, mi_ten
     mi_gemm_packed_a *p = NULL;
 #ifdef MI_GEMM_X86
     if (has_cv) {
-      float *wf = malloc((size_t)(M * K) * sizeof(float));
-      if (wf) mi_dconv_cv_rows(&a->wcv, 0, M, wf), p = mi_gemm_pack_a(mi_gemm_isa(), false, M, K, wf, K);
+      float *wf = weights_rows(a, M, K);
+      p = wf ? mi_gemm_pack_a(mi_gemm_isa(), false, M, K, wf, K) : NULL;
       free(wf);
     } else
 #endif
