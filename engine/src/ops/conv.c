@@ -949,13 +949,17 @@ static bool cv_wanted(const mi_exec *ex, const geom *g, int64_t C, int64_t M, bo
   if (!direct_slab(g, C, false, &ph)) return false;
   if (mode == 1) return true;
   /* Up to 16x16, and up to 32x32 while K is small (ResNet-50's 28x28 3x3
-   * layers, K 1152: 0.90 -> 0.68 ms; 56x56 ones 0.82 -> 1.06: the
-   * position-vector kernel's tiles are full there).  Each tile reads its
-   * block's K weights whole: PSPNet's dilated 24x24 layers (K 4608) took
-   * twice as long here.  1x1 layers, strided ones too, measured as fast or
-   * faster on the SGEMM. */
+   * layers, K 1152: 0.90 -> 0.68 ms).  Larger maps while K <= 2304 and the
+   * output stays under 8 MB (chains of 3x3 layers, ms per chain: 64-ch
+   * 56x56 5.19 -> 4.73, 128-ch 112x112 35.9 -> 31.5, 256-ch 56x56 39.6 ->
+   * 35.8); the 12.8 MB output of a 64-ch 224x224 layer ran slower here
+   * (43.1 -> 48.1): its outputs are scattered a few positions at a time.
+   * Each tile reads its block's K weights whole: PSPNet's dilated 24x24
+   * layers (K 4608) took twice as long here.  1x1 layers, strided ones too,
+   * measured as fast or faster on the SGEMM. */
   const int64_t pos = g->out[0] * g->out[1] * g->out[2], K = C * g->k_sz;
-  return g->k_sz > 1 && (pos <= 256 || (pos <= 1024 && K <= 1152));
+  const int64_t out_bytes = M * pos * (int64_t)sizeof(float);
+  return g->k_sz > 1 && (pos <= 256 || (pos <= 1024 && K <= 1152) || (K <= 2304 && out_bytes <= (8 << 20)));
 }
 
 typedef struct pairs_ctx {
