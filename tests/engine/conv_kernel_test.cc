@@ -393,11 +393,13 @@ TEST(ConvKernel, Bf16WithinRounding) {
     Geo g = random_conv(rng, trial % 2 == 0);
     if (trial % 5 == 4) {  // 3D, wide enough for AMX's 16-pair blocks (slabs: conv_kernel_test.bf16_slabs)
       auto pick = [&](int lo, int hi) { return std::uniform_int_distribution<int>(lo, hi)(rng); };
+      // every other one 1x1x1: its pairs made from the input itself, slab by slab
+      const bool pointwise = trial % 10 == 9;
       g = Geo{};
       g.nsp = 3, g.N = pick(1, 2), g.G = 1, g.C = pick(24, 40), g.M = pick(8, 40);
       for (int j = 0; j < 3; j++) {
-        g.k[j] = 3, g.s[j] = g.d[j] = 1, g.pb[j] = g.pe[j] = 1;
-        g.in[j] = g.out[j] = j == 0 ? pick(4, 8) : pick(8, 10);
+        g.k[j] = pointwise ? 1 : 3, g.s[j] = g.d[j] = 1, g.pb[j] = g.pe[j] = pointwise ? 0 : 1;
+        g.in[j] = g.out[j] = j == 0 ? pick(4, 8) : pointwise ? pick(14, 16) : pick(8, 10);  // 1x1x1: several slabs too
       }
     }
     if (g.G != 1 || g.s[0] != 1) continue;

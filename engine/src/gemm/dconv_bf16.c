@@ -15,8 +15,9 @@ bool mi_dconv_bf16_pack(const float *w, int64_t M, int64_t C, int64_t ksz, mi_dc
   (void)w, (void)M, (void)C, (void)ksz, (void)out;
   return false;
 }
-void mi_dconv_bf16_pairs(const float *x, int64_t C, int64_t csz, float *dst, int64_t cp0, int64_t cp1) {
-  (void)x, (void)C, (void)csz, (void)dst, (void)cp0, (void)cp1;
+void mi_dconv_bf16_pairs(const float *x, int64_t xstride, int64_t n, int64_t C, int64_t csz, float *dst,
+                         int64_t cp0, int64_t cp1) {
+  (void)x, (void)xstride, (void)n, (void)C, (void)csz, (void)dst, (void)cp0, (void)cp1;
 }
 int64_t mi_dconv_items_bf16(const mi_dconv_job *j) {
   (void)j;
@@ -84,8 +85,9 @@ static void pair_row(const float *a, const float *b, int64_t n, float *dst) {
   for (; i < n; i++) d[i] = bf16_bits(a[i]) | (b ? bf16_bits(b[i]) : 0u) << 16;
 }
 
-void mi_dconv_bf16_pairs(const float *x, int64_t C, int64_t csz, float *dst, int64_t cp0, int64_t cp1) {
+void mi_dconv_bf16_pairs(const float *x, int64_t xstride, int64_t n, int64_t C, int64_t csz, float *dst,
+                         int64_t cp0, int64_t cp1) {
   for (int64_t cp = cp0; cp < cp1; cp++)
-    pair_row(x + 2 * cp * csz, 2 * cp + 1 < C ? x + (2 * cp + 1) * csz : NULL, csz, dst + cp * csz);
+    pair_row(x + 2 * cp * xstride, 2 * cp + 1 < C ? x + (2 * cp + 1) * xstride : NULL, n, dst + cp * csz);
 }
 #endif
