@@ -884,12 +884,19 @@ static int conv_cv_mode(void) {
   return env_switch("MEDINFER_CONV_CV", &v);
 }
 
-/* Whether the direct kernel should run this convolution. */
-static bool direct_bf16(const mi_exec *ex) {
+/* AMX's K blocks are 16 channel pairs: few channels (an RGB stem) would be
+ * mostly zero padding there. */
+#define AMX_MIN_C 24
+
+/* Whether a layer of C input channels runs in bf16 (the mode is on and the
+ * CPU has AVX512-BF16).  Where the CPU has AMX, the layers AMX does not take
+ * stay in FP32: there vdpbf16ps ran slower than FP32 FMAs (ResNet-50 with
+ * every layer on it 56.3 ms, FP32 33.0; its 7x7 RGB stem 1.84 ms, FP32 1.0). */
+static bool direct_bf16(const mi_exec *ex, int64_t C) {
   static atomic_int have = -1;
   int h = atomic_load(&have);
   if (h < 0) atomic_store(&have, h = mi_bf16_available());
-  return ex->bf16 && h;
+  return ex->bf16 && h && (C >= AMX_MIN_C || !direct_amx());
 }
 
 /* Output z-planes per input copy (a 2D layer: 1, its only plane) so that
@@ -908,7 +915,7 @@ static int64_t direct_slab(const geom *g, int64_t C, bool bf16, phase_geom *ph) 
 
 static bool direct_wanted(const mi_exec *ex, const geom *g, const conv_attr *a, int64_t C, int64_t M, bool pre) {
   const int mode = conv_direct_mode();
-  const bool bf16 = direct_bf16(ex);
+  const bool bf16 = direct_bf16(ex, C);
   /* The ISA first: the kernel files' code (mi_dconv_supported included) is
    * compiled for AVX-512 and must not run on a CPU without it. */
   if ((mode == 0 && !bf16) || a->group != 1 || !a->wpack || mi_gemm_isa() != MI_ISA_AVX512) return false;
@@ -943,7 +950,7 @@ static bool direct_wanted(const mi_exec *ex, const geom *g, const conv_attr *a, 
  * 1.2 ms, ONNX Runtime 1.2). */
 static bool cv_wanted(const mi_exec *ex, const geom *g, int64_t C, int64_t M, bool own) {
   const int mode = conv_cv_mode();
-  if (mode == 0 || !own || direct_bf16(ex) || mi_gemm_isa() != MI_ISA_AVX512 || M % 16) return false;
+  if (mode == 0 || !own || direct_bf16(ex, C) || mi_gemm_isa() != MI_ISA_AVX512 || M % 16) return false;
   if (g->s[0] != 1 || g->s[1] > 2 || g->s[2] > 2 || 16 * g->out_sz >= INT32_MAX) return false;
   phase_geom ph;
   if (!direct_slab(g, C, false, &ph)) return false;
@@ -1000,7 +1007,7 @@ static mi_status *conv_direct(mi_node *n, mi_exec *ex, conv_attr *a, const geom 
                               int64_t K, bool cv) {
   /* bf16: the weights in channel pairs once, the input copy converted to
    * channel pairs per call (dconv.h). */
-  const bool bf16 = !cv && direct_bf16(ex);
+  const bool bf16 = !cv && direct_bf16(ex, C);
   if (cv && !a->wcv.data) { /* from the packed (or Winograd) weights, which they then replace */
     float *wf = weights_rows(a, M, K);
     const bool ok = wf && mi_dconv_cv_pack(wf, M, K, &a->wcv);
@@ -1013,9 +1020,7 @@ static mi_status *conv_direct(mi_node *n, mi_exec *ex, conv_attr *a, const geom 
     }
   }
   const int64_t CP = (C + 1) / 2;
-  /* AMX's K blocks are 16 channel pairs: few channels (an RGB stem) would
-   * be mostly zero padding there. */
-  const bool amx = bf16 && C >= 24 && direct_amx();
+  const bool amx = bf16 && C >= AMX_MIN_C && direct_amx();
   if (bf16 && !(amx ? a->wamx.data : a->wbf.data)) { /* from the packed weights (the graph's copy may be gone) */
     float *wf = weights_rows(a, M, K);
     const bool ok = wf && (amx ? mi_dconv_amx_pack(wf, M, C, g->k_sz, &a->wamx)
@@ -1146,7 +1151,7 @@ static mi_status *conv_run(mi_node *n, mi_exec *ex, mi_tensor *const *in, mi_ten
 #endif
   const bool own = (a->wpack || a->wino || has_cv) && w == a->wsrc && M == a->wM && K == a->wK;
 #ifdef MI_GEMM_X86
-  const bool bf16_first = direct_bf16(ex); /* bf16 mode: its direct kernel before Winograd's FP32 */
+  const bool bf16_first = direct_bf16(ex, C); /* bf16 mode: its direct kernel before Winograd's FP32 */
 #else
   const bool bf16_first = false;
 #endif
