@@ -75,9 +75,10 @@ bool mi_dconv_bf16_supported(void); /* AVX-512F and AVX512-BF16 */
 bool mi_dconv_bf16_pack(const float *w, int64_t M, int64_t C, int64_t ksz, mi_dconv_bf16_weights *out);
 /* Channel pairs [cp0, cp1) of x (C channels, channel c's n floats at
  * x + c * xstride) into dst (planes of csz 32-bit pairs, n of each written;
- * an odd C's last pair has a zero high half). */
-void mi_dconv_bf16_pairs(const float *x, int64_t xstride, int64_t n, int64_t C, int64_t csz, float *dst,
-                         int64_t cp0, int64_t cp1);
+ * an odd C's last pair has a zero high half).  With pre, each value is
+ * first pre[c] * v + pre[C + c], then max(0, .) if relu. */
+void mi_dconv_bf16_pairs(const float *x, int64_t xstride, int64_t n, int64_t C, const float *pre, bool relu,
+                         int64_t csz, float *dst, int64_t cp0, int64_t cp1);
 int64_t mi_dconv_items_bf16(const mi_dconv_job *j);
 void mi_dconv_run_bf16(const mi_dconv_job *j, int64_t begin, int64_t end);
 

@@ -15,9 +15,9 @@ bool mi_dconv_bf16_pack(const float *w, int64_t M, int64_t C, int64_t ksz, mi_dc
   (void)w, (void)M, (void)C, (void)ksz, (void)out;
   return false;
 }
-void mi_dconv_bf16_pairs(const float *x, int64_t xstride, int64_t n, int64_t C, int64_t csz, float *dst,
-                         int64_t cp0, int64_t cp1) {
-  (void)x, (void)xstride, (void)n, (void)C, (void)csz, (void)dst, (void)cp0, (void)cp1;
+void mi_dconv_bf16_pairs(const float *x, int64_t xstride, int64_t n, int64_t C, const float *pre, bool relu,
+                         int64_t csz, float *dst, int64_t cp0, int64_t cp1) {
+  (void)x, (void)xstride, (void)n, (void)C, (void)pre, (void)relu, (void)csz, (void)dst, (void)cp0, (void)cp1;
 }
 int64_t mi_dconv_items_bf16(const mi_dconv_job *j) {
   (void)j;
@@ -72,22 +72,51 @@ bool mi_dconv_bf16_pack(const float *w, int64_t M, int64_t C, int64_t ksz, mi_dc
   return true;
 }
 
-/* One row: a[i], b[i] (b NULL: zeros) as pairs into dst[0..n). */
-static void pair_row(const float *a, const float *b, int64_t n, float *dst) {
+/* v * s + t, then max(0, .) if relu (AFF false: v as it is). */
+static inline __attribute__((always_inline)) __m512 aff16(const bool AFF, __m512 v, __m512 s, __m512 t, bool relu) {
+  if (!AFF) return v;
+  v = _mm512_fmadd_ps(v, s, t);
+  return relu ? _mm512_max_ps(v, _mm512_setzero_ps()) : v;
+}
+static inline __attribute__((always_inline)) float aff1(const bool AFF, float v, float s, float t, bool relu) {
+  if (!AFF) return v;
+  v = v * s + t;
+  return relu && !(v > 0.f) ? 0.f : v;
+}
+
+/* One row: a[i], b[i] (b NULL: zeros), each through its affine (AFF), as
+ * pairs into dst[0..n). */
+static inline __attribute__((always_inline)) void pair_row(const bool AFF, const float *a, const float *b, int64_t n,
+                                                         const float *sa, const float *sb, bool relu, float *dst) {
   uint32_t *d = (uint32_t *)dst;
+  const __m512 vsa = _mm512_set1_ps(sa[0]), vta = _mm512_set1_ps(sa[1]);
+  const __m512 vsb = _mm512_set1_ps(sb[0]), vtb = _mm512_set1_ps(sb[1]);
   int64_t i = 0;
   for (; i + 16 <= n; i += 16) {
-    const __m512i lo = _mm512_cvtepu16_epi32((__m256i)_mm512_cvtneps_pbh(_mm512_loadu_ps(a + i)));
-    const __m512i hi = b ? _mm512_cvtepu16_epi32((__m256i)_mm512_cvtneps_pbh(_mm512_loadu_ps(b + i)))
+    const __m512 va = aff16(AFF, _mm512_loadu_ps(a + i), vsa, vta, relu);
+    const __m512i lo = _mm512_cvtepu16_epi32((__m256i)_mm512_cvtneps_pbh(va));
+    const __m512i hi = b ? _mm512_cvtepu16_epi32(
+                               (__m256i)_mm512_cvtneps_pbh(aff16(AFF, _mm512_loadu_ps(b + i), vsb, vtb, relu)))
                          : _mm512_setzero_si512();
     _mm512_storeu_si512(d + i, _mm512_or_si512(lo, _mm512_slli_epi32(hi, 16)));
   }
-  for (; i < n; i++) d[i] = bf16_bits(a[i]) | (b ? bf16_bits(b[i]) : 0u) << 16;
+  for (; i < n; i++)
+    d[i] = bf16_bits(aff1(AFF, a[i], sa[0], sa[1], relu)) |
+           (b ? bf16_bits(aff1(AFF, b[i], sb[0], sb[1], relu)) : 0u) << 16;
 }
 
-void mi_dconv_bf16_pairs(const float *x, int64_t xstride, int64_t n, int64_t C, int64_t csz, float *dst,
-                         int64_t cp0, int64_t cp1) {
-  for (int64_t cp = cp0; cp < cp1; cp++)
-    pair_row(x + 2 * cp * xstride, 2 * cp + 1 < C ? x + (2 * cp + 1) * xstride : NULL, n, dst + cp * csz);
+void mi_dconv_bf16_pairs(const float *x, int64_t xstride, int64_t n, int64_t C, const float *pre, bool relu,
+                         int64_t csz, float *dst, int64_t cp0, int64_t cp1) {
+  for (int64_t cp = cp0; cp < cp1; cp++) {
+    const int64_t c0 = 2 * cp, c1 = c0 + 1 < C ? c0 + 1 : c0;
+    const float *a = x + c0 * xstride, *b = c0 + 1 < C ? x + c1 * xstride : NULL;
+    if (pre) {
+      const float sa[2] = {pre[c0], pre[C + c0]}, sb[2] = {pre[c1], pre[C + c1]};
+      pair_row(true, a, b, n, sa, sb, relu, dst + cp * csz);
+    } else {
+      const float one[2] = {1.f, 0.f};
+      pair_row(false, a, b, n, one, one, false, dst + cp * csz);
+    }
+  }
 }
 #endif

@@ -976,11 +976,13 @@ typedef struct pairs_ctx {
   const float *x;
   float *dst;
   int64_t xstride, n, C, csz;
+  const float *pre; /* input prologue applied on the way (NULL: none) */
+  bool pre_relu;
 } pairs_ctx;
 
 static void pairs_planes(void *vctx, int64_t b, int64_t e) {
   const pairs_ctx *c = vctx;
-  mi_dconv_bf16_pairs(c->x, c->xstride, c->n, c->C, c->csz, c->dst, b, e);
+  mi_dconv_bf16_pairs(c->x, c->xstride, c->n, c->C, c->pre, c->pre_relu, c->csz, c->dst, b, e);
 }
 
 /* The layer's weights as a row-major [M][K] copy, from whichever packed form
@@ -1040,10 +1042,11 @@ static mi_status *conv_direct(mi_node *n, mi_exec *ex, conv_attr *a, const geom 
     if (ph.pin[j] != g->in[j] || g->pb[j]) has_pad = true;
   if (!has_pad && !pre && !bf16) phase_extent(g, true, &ph); /* read in place: the whole volume */
   /* The input through a slab copy: padded (or normalised), and in bf16 the
-   * channel pairs, converted from the input itself when it needs no padding
-   * (1x1 layers: no FP32 copy first). */
+   * channel pairs, made from the input itself (normalised on the way) when
+   * it needs no padding (1x1 layers: no FP32 copy first). */
   const bool copied = has_pad || pre || bf16;
-  float *xpad = has_pad || pre ? mi_exec_scratch(ex, (size_t)(C * ph.csz) * sizeof(float)) : NULL;
+  const bool padcopy = has_pad || (pre && !bf16);
+  float *xpad = padcopy ? mi_exec_scratch(ex, (size_t)(C * ph.csz) * sizeof(float)) : NULL;
   float *xpair = bf16 ? mi_exec_scratch(ex, (size_t)(CPP * ph.csz + 64) * sizeof(float)) : NULL;
   if (xpair) memset(xpair + CP * ph.csz, 0, (size_t)((CPP - CP) * ph.csz + 64) * sizeof(float)); /* pads, slack */
   const int64_t ntap = bf16 ? CPP * g->k_sz : K; /* rows of the product */
@@ -1056,7 +1059,7 @@ static mi_status *conv_direct(mi_node *n, mi_exec *ex, conv_attr *a, const geom 
     a->toff = malloc((size_t)ntap * sizeof *a->toff);
   }
   int32_t *toff = a->toff;
-  if ((!xpad && (has_pad || pre)) || (bf16 && !xpair) || !toff) {
+  if ((!xpad && padcopy) || (bf16 && !xpair) || !toff) {
     if (xpad) mi_exec_scratch_release(ex, xpad);
     if (xpair) mi_exec_scratch_release(ex, xpair);
     return mi_node_error(n, MI_ERR_NO_MEMORY, "out of memory for the direct kernel's input copy");
@@ -1083,7 +1086,7 @@ static mi_status *conv_direct(mi_node *n, mi_exec *ex, conv_attr *a, const geom 
     if (bf16) { /* unpadded: padded z-planes are input planes, [z0, zend) of them in this slab */
       const int64_t zend = z0 + ph.zs < ph.pin[0] ? z0 + ph.zs : ph.pin[0];
       pairs_ctx pc = {xpad ? xb : xb + z0 * ph.h * ph.w, xpair, xpad ? ph.csz : g->in_sz,
-                      xpad ? ph.csz : (zend - z0) * ph.h * ph.w, C, ph.csz};
+                      xpad ? ph.csz : (zend - z0) * ph.h * ph.w, C, ph.csz, xpad ? NULL : pre, n->pre_relu};
       mi_parallel_for(ex, CP, 1, pairs_planes, &pc);
       xb = xpair;
     }
