@@ -191,6 +191,74 @@ static size_t place_buffers(buffer *bufs, int nb) {
   return total;
 }
 
+/* ---- Concatenations in place --------------------------------------------
+ * A DenseNet block concatenates its input and every layer's output so far,
+ * once per layer: Concat(x0, y1), Concat(x0, y1, y2), ... each copying all
+ * of its inputs.  Where a channel concatenation of one image has such
+ * prefixes, one buffer holds the longest: each input is written straight
+ * to its place in it, and the shorter concatenations are its leading part,
+ * so none of them copies anything (concat_run sees its inputs in place). */
+
+static bool is_concat(const mi_node *n) { return !strcmp(n->op_type, "Concat") && n->n_out == 1; }
+
+/* Concat node n's axis when the dims before it multiply to one (a single
+ * outer row: each input is one contiguous piece of the output), else -1. */
+static int concat_axis_outer1(const mi_graph *g, const mi_node *n) {
+  const mi_tensor *o = &g->values[n->out[0]].t;
+  int64_t ax = mi_attr_int(n, "axis", 1);
+  if (ax < 0) ax += o->ndim;
+  if (ax < 0 || ax >= o->ndim || mi_numel((int)ax, o->dims) != 1) return -1;
+  return (int)ax;
+}
+
+/* A value that can live inside another buffer: made by a planned node into
+ * the arena, in no other slot. */
+static bool slot_member_ok(const mi_graph *g, int v, const int *slot) {
+  if (v < 0 || slot[v] >= 0) return false;
+  const mi_value *val = &g->values[v];
+  return !known(val) && !val->is_output && !val->dynamic && !val->is_input && val->producer >= 0 &&
+         !g->nodes[val->producer].tail;
+}
+
+/* Whether concat p's inputs are a shorter prefix of concat n's. */
+static bool concat_prefix(const mi_graph *g, const mi_node *p, const mi_node *n) {
+  if (p->n_in >= n->n_in || concat_axis_outer1(g, p) < 0) return false;
+  for (int i = 0; i < p->n_in; i++)
+    if (p->in[i] != n->in[i]) return false;
+  return true;
+}
+
+/* slot[v]: the root concat node whose output buffer holds value v (-1:
+ * none), sub[v] its byte offset there. */
+static void concat_slots(const mi_graph *g, int *slot, size_t *sub) {
+  for (int k = g->n_nodes - 1; k >= 0; k--) {
+    const mi_node *n = &g->nodes[k];
+    if (!is_concat(n) || n->tail || n->n_in < 2 || !slot_member_ok(g, n->out[0], slot)) continue;
+    if (concat_axis_outer1(g, n) < 0) continue;
+    bool has_prefix = false, ok = true;
+    for (int j = 0; j < k && !has_prefix; j++) {
+      const mi_node *p = &g->nodes[j];
+      has_prefix = is_concat(p) && !p->tail && concat_prefix(g, p, n) && slot_member_ok(g, p->out[0], slot);
+    }
+    for (int i = 0; i < n->n_in && ok; i++) {
+      ok = slot_member_ok(g, n->in[i], slot);
+      for (int j = 0; j < i && ok; j++) ok = n->in[j] != n->in[i];
+    }
+    if (!has_prefix || !ok) continue;
+    slot[n->out[0]] = k, sub[n->out[0]] = 0;
+    size_t off = 0;
+    for (int i = 0; i < n->n_in; i++) {
+      slot[n->in[i]] = k, sub[n->in[i]] = off;
+      off += mi_tensor_nbytes(&g->values[n->in[i]].t);
+    }
+    for (int j = 0; j < k; j++) {
+      const mi_node *p = &g->nodes[j];
+      if (is_concat(p) && !p->tail && concat_prefix(g, p, n) && slot_member_ok(g, p->out[0], slot))
+        slot[p->out[0]] = k, sub[p->out[0]] = 0;
+    }
+  }
+}
+
 mi_status *mi_plan_build(mi_model *m, mi_tensor *const *inputs) {
   mi_graph *g = &m->g;
   mi_plan_clear(m);
@@ -284,9 +352,14 @@ mi_status *mi_plan_build(mi_model *m, mi_tensor *const *inputs) {
   int nv = g->n_values;
   int *buf_of = malloc(sizeof(int) * (size_t)(nv + 1));
   buffer *bufs = calloc((size_t)nv + 1, sizeof *bufs);
-  if (!buf_of || !bufs) {
+  int *slot = malloc(sizeof(int) * (size_t)(nv + 1)), *slot_buf = malloc(sizeof(int) * (size_t)(g->n_nodes + 1));
+  size_t *sub = calloc((size_t)nv + 1, sizeof *sub);
+  if (!buf_of || !bufs || !slot || !slot_buf || !sub) {
     free(buf_of);
     free(bufs);
+    free(slot);
+    free(slot_buf);
+    free(sub);
     return mi_error(MI_ERR_NO_MEMORY, "out of memory");
   }
   for (int v = 0; v < nv; v++) {
@@ -307,6 +380,9 @@ mi_status *mi_plan_build(mi_model *m, mi_tensor *const *inputs) {
       g->values[v].n_uses++;
     }
   }
+  for (int v = 0; v < nv; v++) slot[v] = -1;
+  for (int k = 0; k < g->n_nodes; k++) slot_buf[k] = -1;
+  if (m->opt.optimize) concat_slots(g, slot, sub);
   int nb = 0;
   for (int k = 0; k < g->n_nodes; k++) {
     mi_node *n = &g->nodes[k];
@@ -316,7 +392,21 @@ mi_status *mi_plan_build(mi_model *m, mi_tensor *const *inputs) {
       mi_value *val = &g->values[v];
       if (known(val) || val->is_output || val->dynamic) continue;
       int end = val->last_use > k ? val->last_use : k;
+      if (slot[v] >= 0) { /* in its concatenation's buffer: made at its first member, kept to the last use of any */
+        const int r = slot[v];
+        if (slot_buf[r] < 0) {
+          slot_buf[r] = nb;
+          bufs[nb].size = mi_tensor_nbytes(&g->values[g->nodes[r].out[0]].t);
+          bufs[nb].start = k;
+          bufs[nb].end = end;
+          nb++;
+        }
+        buf_of[v] = slot_buf[r];
+        if (bufs[buf_of[v]].end < end) bufs[buf_of[v]].end = end;
+        continue;
+      }
       int a = i == 0 && (n->op->flags & MI_OP_INPLACE) && n->n_in > 0 ? n->in[0] : -1;
+      if (a >= 0 && slot[a] >= 0) a = -1; /* the others in its buffer are still read */
       for (int j = 1; a >= 0 && j < n->n_in; j++)
         if (n->in[j] == a) a = -1; /* read again after the output is written */
       if (a >= 0 && buf_of[a] >= 0 && g->values[a].last_use == k &&
@@ -349,7 +439,7 @@ mi_status *mi_plan_build(mi_model *m, mi_tensor *const *inputs) {
   }
   if (!st) {
     for (int v = 0; v < nv; v++)
-      if (buf_of[v] >= 0) g->values[v].arena_offset = bufs[buf_of[v]].offset;
+      if (buf_of[v] >= 0) g->values[v].arena_offset = bufs[buf_of[v]].offset + (int64_t)sub[v];
     m->plan.arena_bytes = total;
     m->plan.valid = true;
   } else {
@@ -357,5 +447,8 @@ mi_status *mi_plan_build(mi_model *m, mi_tensor *const *inputs) {
   }
   free(buf_of);
   free(bufs);
+  free(slot);
+  free(slot_buf);
+  free(sub);
   return st;
 }

@@ -58,7 +58,9 @@ static mi_status *concat_run(mi_node *n, mi_cuda_ctx *cx, mi_tensor *const *in, 
     sh.ndim = r;
     memcpy(sh.dims, x->dims, sizeof(int64_t) * (size_t)r);
     mi_cuda_contig_strides(r, x->dims, sh.strides);
-    MI_TRY(mi_cuda_strided_copy(cx, n, x->data, 0, y->data, off * ost[ax], ost, &sh, es));
+    /* an input the plan placed at its spot in the output (plan.c) is there already */
+    const bool in_place = mi_numel(ax, y->dims) == 1 && (const char *)x->data == (const char *)y->data + off * ost[ax] * es;
+    if (!in_place) MI_TRY(mi_cuda_strided_copy(cx, n, x->data, 0, y->data, off * ost[ax], ost, &sh, es));
     off += x->dims[ax];
   }
   return NULL;

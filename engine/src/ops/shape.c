@@ -291,7 +291,8 @@ static void concat_range(void *p, int64_t b, int64_t e) {
       if (r < off + len) break;
     }
     const size_t within = r - off, n = len - within < end - pos ? len - within : end - pos;
-    memcpy(c->dst + pos, (const char *)c->in[i]->data + o * len + within, n);
+    const char *src = (const char *)c->in[i]->data + o * len + within;
+    if (src != c->dst + pos) memcpy(c->dst + pos, src, n); /* in place already: see plan.c */
     pos += n;
   }
 }
