@@ -479,8 +479,13 @@ TEST(ConvKernel, WinogradWithinRounding) {
       g.out[j] = g.in[j] + g.pb[j] + g.pe[j] - (g.k[j] - 1) * g.d[j];
     }
     if (g.nsp == 3 && trial % 8 == 7) g.k[0] = 1, g.pb[0] = g.pe[0] = 0, g.out[0] = g.in[0];  // 1x3x3
+    const bool wide = g.d[2] == 1 && (trial % 5 == 0 || trial % 5 == 3);
+    if (wide) {  // rows of 16 tiles and more: read and written as whole rows, not gathered
+      g.C = pick(1, 12), g.M = pick(1, 12), g.in[2] = pick(66, 140);
+      g.out[2] = g.in[2] + g.pb[2] + g.pe[2] - 2;
+    }
     const int epi = trial % 4;  // 0 none, 1 bias, 2 bias + residual + ReLU, 3 bias + LeakyRelu
-    const bool bn_in = trial % 5 == 1;
+    const bool bn_in = trial % 5 == 1 || (wide && trial % 10 == 3);
     const auto xd = shape(g, g.N, g.C, g.in), yd = shape(g, g.N, g.M, g.out);
     std::vector<int64_t> wd = {g.M, g.C};
     for (auto v : spatial(g, g.k)) wd.push_back(v);

@@ -29,6 +29,55 @@ static inline __attribute__((always_inline)) void at(__m512 o[4], const __m512 m
 
 static inline __mmask16 lane_mask(int n) { return n >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << n) - 1); }
 
+static inline __m512i iota(void) { return _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0); }
+
+/* Lanes in runs of tiles side by side along one row (lane l of a run that
+ * starts at lane s is 4(l - s) columns after it), at most two runs (a
+ * group that wraps to the next row), unit taps: rows then are read as
+ * whole vectors (masked at the plane's edges), no gathers.  start[r],
+ * end[r]: run r's lanes; 0 when the lanes do not fall so. */
+static int in_runs(const mi_wino_in_lanes *L, int64_t dy, int64_t dx, int start[2], int end[2]) {
+  if (dy != 1 || dx != 1 || L->n < 1) return 0;
+  int nr = 0;
+  for (int l = 0; l < L->n; l++) {
+    if (l > 0 && L->y0[l] == L->y0[l - 1] && L->x0[l] == L->x0[l - 1] + 4) continue;
+    if (nr == 2) return 0;
+    start[nr] = l;
+    if (nr) end[nr - 1] = l;
+    nr++;
+  }
+  end[nr - 1] = L->n;
+  return nr;
+}
+
+/* Columns xb + 16k + i, i < 16, inside [0, W) (k < 5; the fifth: i < 2). */
+static void col_masks(int64_t xb, int64_t W, __mmask16 m[5]) {
+  const __m512i c = _mm512_add_epi32(_mm512_set1_epi32((int)xb), iota()), w = _mm512_set1_epi32((int)W);
+  for (int k = 0; k < 5; k++) {
+    const __m512i ck = _mm512_add_epi32(c, _mm512_set1_epi32(16 * k));
+    m[k] = _mm512_mask_cmplt_epi32_mask(_mm512_cmpge_epi32_mask(ck, _mm512_setzero_si512()), ck, w);
+  }
+  m[4] &= 0x3;
+}
+
+/* A row's taps for the run: d[j] lane l = p[4l + j], j < 6, columns outside
+ * the masks read as zero. */
+static inline __attribute__((always_inline)) void row_taps(const float *p, const __mmask16 m[5], __m512 d[6]) {
+  const __m512 v0 = _mm512_maskz_loadu_ps(m[0], p), v1 = _mm512_maskz_loadu_ps(m[1], p + 16),
+               v2 = _mm512_maskz_loadu_ps(m[2], p + 32), v3 = _mm512_maskz_loadu_ps(m[3], p + 48),
+               v4 = _mm512_maskz_loadu_ps(m[4], p + 64);
+  const __m512i i4 = _mm512_slli_epi32(iota(), 2), m31 = _mm512_set1_epi32(31);
+#pragma GCC unroll 4
+  for (int j = 0; j < 4; j++) { /* lanes 0-7 from v0:v1, 8-15 from v2:v3 (index 4l + j mod 32) */
+    const __m512i idx = _mm512_and_si512(_mm512_add_epi32(i4, _mm512_set1_epi32(j)), m31);
+    d[j] = _mm512_mask_blend_ps(0xff00, _mm512_permutex2var_ps(v0, idx, v1), _mm512_permutex2var_ps(v2, idx, v3));
+  }
+  /* columns 4l + 4 and 4l + 5: the next lane's 0 and 1, the last from v4 */
+  const __m512i w4 = _mm512_castps_si512(v4);
+  d[4] = _mm512_castsi512_ps(_mm512_alignr_epi32(w4, _mm512_castps_si512(d[0]), 1));
+  d[5] = _mm512_castsi512_ps(_mm512_alignr_epi32(_mm512_alignr_epi32(w4, w4, 1), _mm512_castps_si512(d[1]), 1));
+}
+
 void mi_wino_in_avx512(const float *plane, int64_t H, int64_t W, int64_t dy, int64_t dx, const mi_wino_in_lanes *L,
                        float *dst, int64_t xs) {
   const __m512i off = _mm512_loadu_si512(L->off), y0 = _mm512_loadu_si512(L->y0), x0 = _mm512_loadu_si512(L->x0);
@@ -40,6 +89,35 @@ void mi_wino_in_avx512(const float *plane, int64_t H, int64_t W, int64_t dy, int
     cm[j] = _mm512_mask_cmplt_epi32_mask(_mm512_mask_cmpge_epi32_mask(lm, x, _mm512_setzero_si512()), x, vw);
   }
   __m512 t[6][6];
+  int rs[2], re[2];
+  const int nruns = in_runs(L, dy, dx, rs, re);
+  if (nruns) {
+    __mmask16 cmk[2][5], lanes[2];
+    const float *base[2]; /* row 0 of each run's patches, at its virtual lane 0 */
+    for (int q = 0; q < nruns; q++) {
+      const int64_t xb = L->x0[rs[q]] - 4 * rs[q];
+      col_masks(xb, W, cmk[q]);
+      lanes[q] = (__mmask16)(lane_mask(re[q]) & ~lane_mask(rs[q]));
+      base[q] = plane + (L->off[rs[q]] - L->x0[rs[q]]) + xb;
+    }
+#pragma GCC unroll 6
+    for (int i = 0; i < 6; i++) {
+      __m512 d[6], r[6];
+#pragma GCC unroll 6
+      for (int j = 0; j < 6; j++) d[j] = _mm512_setzero_ps();
+      for (int q = 0; q < nruns; q++) {
+        const int64_t y = L->y0[rs[q]] + i;
+        if (y < 0 || y >= H) continue; /* padding row: zeros */
+        __m512 e[6];
+        row_taps(base[q] + i * W, cmk[q], e);
+#pragma GCC unroll 6
+        for (int j = 0; j < 6; j++) d[j] = _mm512_mask_blend_ps(lanes[q], d[j], e[j]);
+      }
+      bt(r, d);
+#pragma GCC unroll 6
+      for (int k = 0; k < 6; k++) t[k][i] = r[k];
+    }
+  } else
 #pragma GCC unroll 6
   for (int i = 0; i < 6; i++) {
     const __m512i y = _mm512_add_epi32(y0, _mm512_set1_epi32((int)(i * dy)));
@@ -61,6 +139,42 @@ void mi_wino_in_avx512(const float *plane, int64_t H, int64_t W, int64_t dy, int
 #pragma GCC unroll 6
     for (int k1 = 0; k1 < 6; k1++) _mm512_storeu_ps(dst + (k1 * 6 + k2) * xs, r[k1]);
   }
+}
+
+/* Output lanes in at most two runs of tiles side by side along a row (as
+ * in_runs), unit steps: rows are stored as whole vectors, masked to the
+ * lanes' tiles and their columns inside the plane. */
+static int out_runs(const mi_wino_out_lanes *L, int64_t dy, int64_t dx, int start[2], int end[2]) {
+  if (dy != 1 || dx != 1 || L->n < 1) return 0;
+  int nr = 0;
+  for (int l = 0; l < L->n; l++) {
+    if (l > 0 && L->off[l] == L->off[l - 1] + 4 && L->rows[l] == L->rows[l - 1]) continue;
+    if (nr == 2) return 0;
+    start[nr] = l;
+    if (nr) end[nr - 1] = l;
+    nr++;
+  }
+  end[nr - 1] = L->n;
+  return nr;
+}
+
+/* One output row of 16 tiles: c[j] lane l is column 4l + j; o[k] holds
+ * columns 16k .. 16k + 15 (tiles 4k .. 4k + 3). */
+static inline __attribute__((always_inline)) void row_out(const __m512 c[4], __m512 o[4]) {
+  const __m512 lo01 = _mm512_unpacklo_ps(c[0], c[1]), hi01 = _mm512_unpackhi_ps(c[0], c[1]);
+  const __m512 lo23 = _mm512_unpacklo_ps(c[2], c[3]), hi23 = _mm512_unpackhi_ps(c[2], c[3]);
+  /* in 128-bit block b: tile 4b (a), 4b + 1 (b), 4b + 2 (cc), 4b + 3 (d) */
+  const __m512 a = _mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(lo01), _mm512_castps_pd(lo23)));
+  const __m512 b = _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(lo01), _mm512_castps_pd(lo23)));
+  const __m512 cc = _mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(hi01), _mm512_castps_pd(hi23)));
+  const __m512 d = _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(hi01), _mm512_castps_pd(hi23)));
+  /* a 4x4 transpose of 128-bit blocks */
+  const __m512 t0 = _mm512_shuffle_f32x4(a, b, 0x44), t1 = _mm512_shuffle_f32x4(cc, d, 0x44);
+  const __m512 t2 = _mm512_shuffle_f32x4(a, b, 0xee), t3 = _mm512_shuffle_f32x4(cc, d, 0xee);
+  o[0] = _mm512_shuffle_f32x4(t0, t1, 0x88);
+  o[1] = _mm512_shuffle_f32x4(t0, t1, 0xdd);
+  o[2] = _mm512_shuffle_f32x4(t2, t3, 0x88);
+  o[3] = _mm512_shuffle_f32x4(t2, t3, 0xdd);
 }
 
 void mi_wino_out_avx512(const float *m, int64_t ms, const mi_wino_out_lanes *L, int64_t Wo, int64_t dy, int64_t dx,
@@ -86,6 +200,36 @@ void mi_wino_out_avx512(const float *m, int64_t ms, const mi_wino_out_lanes *L, 
     at(o, s[j]);
 #pragma GCC unroll 4
     for (int i = 0; i < 4; i++) v[i][j] = _mm512_add_ps(o[i], bias);
+  }
+  int rs[2], re[2];
+  const int nruns = out_runs(L, dy, dx, rs, re);
+  if (nruns) { /* each row of a run: 64 columns at its virtual lane 0, 4 vectors */
+    __m512 o[4][4]; /* [row][vector] */
+#pragma GCC unroll 4
+    for (int i = 0; i < 4; i++) row_out(v[i], o[i]);
+    for (int q = 0; q < nruns; q++) {
+      uint64_t cm = 0; /* column 4l + j of the run's 64: lane l in the run, j < its columns */
+      for (int l = rs[q]; l < re[q]; l++) cm |= ((1ull << L->cols[l]) - 1) << (4 * l);
+      const int64_t ob = L->off[rs[q]] - 4 * rs[q];
+      for (int i = 0; i < L->rows[rs[q]]; i++)
+#pragma GCC unroll 4
+        for (int k = 0; k < 4; k++) {
+          const __mmask16 m = (__mmask16)(cm >> (16 * k));
+          if (!m) continue;
+          const int64_t at = ob + i * dy * Wo + 16 * k;
+          __m512 r = o[i][k];
+          if (e->res) r = _mm512_add_ps(r, _mm512_maskz_loadu_ps(m, e->res + at));
+          if (e->relu) r = _mm512_max_ps(r, _mm512_setzero_ps());
+          if (e->fn) { /* elementwise, after the residual */
+            float buf[16] __attribute__((aligned(64)));
+            _mm512_store_ps(buf, r);
+            e->fn(e->ctx, buf, 16);
+            r = _mm512_load_ps(buf);
+          }
+          _mm512_mask_storeu_ps(plane + at, m, r);
+        }
+    }
+    return;
   }
   __mmask16 km[4][4];
   __m512i idx[4][4];
