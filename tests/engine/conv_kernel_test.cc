@@ -378,6 +378,60 @@ TEST(GemmKernel, RowsTimesTransposedWeightsMatchReference) {
   }
 }
 
+// bf16 mode: a Gemm's constant transposed weights are held in bf16 (rows
+// times them: the streaming path; more rows: the weights widened back for
+// the SGEMM).  Only the weights are rounded (relative error 2^-9 each), so
+// each output is within 2^-8 of its sum of |products|; and the rounding
+// shows (the bf16 weights were used).
+TEST(GemmKernel, Bf16WeightsWithinRounding) {
+  if (!mi_bf16_available()) GTEST_SKIP() << "bf16 tests skipped: no AVX512-BF16 (or MEDINFER_ISA below avx512)";
+  std::mt19937 rng(20261205);
+  auto pick = [&](int lo, int hi) { return std::uniform_int_distribution<int>(lo, hi)(rng); };
+  double differs = 0;
+  for (int trial = 0; trial < 40; trial++) {
+    const int64_t M = trial % 4 == 3 ? pick(3, 6) : pick(1, 2), K = pick(1, 90), N = pick(1, 11);
+    const bool ta = trial % 5 == 1, with_c = trial % 3 != 0;
+    const float alpha = trial % 4 == 2 ? 0.5f : 1.f, beta = with_c ? 1.f : 0.f;
+    const std::vector<int64_t> ad = ta ? std::vector<int64_t>{K, M} : std::vector<int64_t>{M, K}, wd = {N, K};
+    auto x = rnd((size_t)(M * K), rng), w = rnd((size_t)(N * K), rng), c = rnd((size_t)N, rng);
+    Model md;
+    md.inputs.push_back({"a", 1, ad});
+    md.inits.push_back(onnxb::float_tensor("w", wd, w));
+    std::vector<std::string> gin = {"a", "w"};
+    if (with_c) {
+      md.inits.push_back(onnxb::float_tensor("c", {N}, c));
+      gin.push_back("c");
+    }
+    md.nodes.push_back({"Gemm", "gemm", gin, {"y"},
+                        {onnxb::attr_int("transA", ta ? 1 : 0), onnxb::attr_int("transB", 1),
+                         onnxb::attr_float("alpha", alpha), onnxb::attr_float("beta", beta)}});
+    md.outputs.push_back({"y", 1, {M, N}});
+    std::vector<std::vector<int64_t>> dims = {ad};
+    std::vector<std::vector<float>> data = {x};
+    std::string err;
+    g_bf16 = true;
+    auto got = run(md, dims, data, &err);
+    g_bf16 = false;
+    ASSERT_TRUE(err.empty()) << err;
+    ASSERT_EQ(got.size(), (size_t)(M * N));
+    for (int64_t i = 0; i < M; i++)
+      for (int64_t j = 0; j < N; j++) {
+        double s = 0, mag = 0;
+        for (int64_t k = 0; k < K; k++) {
+          const double p = (double)(ta ? x[k * M + i] : x[i * K + k]) * w[j * K + k];
+          s += p, mag += std::fabs(p);
+        }
+        const double want = alpha * s + (with_c ? beta * c[j] : 0.0), got_ij = got[(size_t)(i * N + j)];
+        EXPECT_LE(std::fabs(got_ij - want), alpha * mag / 256 + 1e-5)
+            << "trial " << trial << " M=" << M << " K=" << K << " N=" << N << (ta ? " transA" : "") << " element "
+            << i << "," << j;
+        differs = std::max(differs, std::fabs(got_ij - want) / (alpha * mag + 1e-30));
+      }
+    if (HasFailure()) return;
+  }
+  EXPECT_GT(differs, 1e-5) << "no bf16 rounding seen: the FP32 weights were used";
+}
+
 // bf16 mode (where the CPU has AVX512-BF16): dense 2D layers with constant
 // weights take the bf16 direct kernel (on AMX tiles where the CPU has them;
 // ctest runs it again with MEDINFER_AMX=0), some with a fused residual + ReLU.  Each output is a sum of K products

@@ -8,6 +8,20 @@
  * AVX512-BF16 (mi_dconv_bf16_supported). */
 #include "dconv.h"
 
+#include <string.h>
+
+/* float -> bf16, rounding to nearest even (NaN stays NaN). */
+static uint32_t bf16_bits(float f) {
+  uint32_t u;
+  memcpy(&u, &f, sizeof u);
+  if ((u & 0x7fffffffu) > 0x7f800000u) return (u >> 16) | 0x40u;
+  return (u + 0x7fffu + ((u >> 16) & 1u)) >> 16;
+}
+
+void mi_bf16_from_f32(const float *src, int64_t n, uint16_t *dst) {
+  for (int64_t i = 0; i < n; i++) dst[i] = (uint16_t)bf16_bits(src[i]);
+}
+
 #if defined(MI_GEMM_X86) && !defined(MEDINFER_HAVE_BF16)
 /* The compiler cannot target AVX512-BF16: the mode is never available. */
 bool mi_dconv_bf16_supported(void) { return false; }
@@ -38,13 +52,6 @@ bool mi_dconv_bf16_supported(void) {
   return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bf16");
 }
 
-/* float -> bf16, rounding to nearest even (NaN stays NaN). */
-static uint32_t bf16_bits(float f) {
-  uint32_t u;
-  memcpy(&u, &f, sizeof u);
-  if ((u & 0x7fffffffu) > 0x7f800000u) return (u >> 16) | 0x40u;
-  return (u + 0x7fffu + ((u >> 16) & 1u)) >> 16;
-}
 
 bool mi_dconv_bf16_pack(const float *w, int64_t M, int64_t C, int64_t ksz, mi_dconv_bf16_weights *out) {
   memset(out, 0, sizeof *out);

@@ -31,6 +31,7 @@ static mi_status *if_init(mi_node *n, mi_graph *g) {
       if (sub->capture_slot[c] < 1 || sub->capture_slot[c] >= n->n_in)
         return mi_node_error(n, MI_ERR_INTERNAL, "'%s' reads a value not passed to the node", names[b]);
     sub->winograd = g->winograd;
+    sub->bf16 = g->bf16;
     sub->keep_packed_only = g->keep_packed_only;
     MI_TRY(mi_graph_init_ops(sub));
     p->branch[b] = sub;
