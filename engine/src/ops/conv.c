@@ -963,13 +963,15 @@ static bool cv_wanted(const mi_exec *ex, const geom *g, int64_t C, int64_t M, bo
    * output stays under 8 MB (chains of 3x3 layers, ms per chain: 64-ch
    * 56x56 5.19 -> 4.73, 128-ch 112x112 35.9 -> 31.5, 256-ch 56x56 39.6 ->
    * 35.8); the 12.8 MB output of a 64-ch 224x224 layer ran slower here
-   * (43.1 -> 48.1): its outputs are scattered a few positions at a time.
+   * (43.1 -> 48.1): its outputs are scattered a few positions at a time;
+   * and strided ones, the 7x7 RGB stems (PSPNet's 0.87 -> 1.46 ms).
    * Each tile reads its block's K weights whole: PSPNet's dilated 24x24
    * layers (K 4608) took twice as long here.  1x1 layers, strided ones too,
    * measured as fast or faster on the SGEMM. */
   const int64_t pos = g->out[0] * g->out[1] * g->out[2], K = C * g->k_sz;
   const int64_t out_bytes = M * pos * (int64_t)sizeof(float);
-  return g->k_sz > 1 && (pos <= 256 || (pos <= 1024 && K <= 1152) || (K <= 2304 && out_bytes <= (8 << 20)));
+  const bool strided = g->s[1] * g->s[2] > 1;
+  return g->k_sz > 1 && (pos <= 256 || (pos <= 1024 && K <= 1152) || (!strided && K <= 2304 && out_bytes <= (8 << 20)));
 }
 
 typedef struct pairs_ctx {
