@@ -92,7 +92,9 @@ void mi_dconv_run_amx(const mi_dconv_job *j, const mi_dconv_amx_weights *w, int6
   const int64_t stride = j->csz * (int64_t)sizeof(float); /* bytes from one pair plane to the next */
   float buf[32 * NB] __attribute__((aligned(64))); /* [channel][position] */
   for (int64_t it = begin; it < end; it++) {
-    const int64_t g = it % ngrp, b = (it / ngrp) % nblk, z = it / (ngrp * nblk);
+    int64_t g, b, z;
+    if (j->group_major) g = it / (nblk * j->planes), b = it % nblk, z = (it / nblk) % j->planes;
+    else g = it % ngrp, b = (it / ngrp) % nblk, z = it / (ngrp * nblk);
     const int64_t q0 = b * NB, n = j->q_end - q0 < NB ? j->q_end - q0 : NB;
     const float *x = j->x + z * j->x_plane + q0;
     const uint16_t *wa = (const uint16_t *)w->data + (2 * g) * ksz * pbn * 512, *wb = wa + ksz * pbn * 512;

@@ -1107,8 +1107,10 @@ static mi_status *conv_direct(mi_node *n, mi_exec *ex, conv_attr *a, const geom 
       job.epi = &epi;
     }
     /* Weights larger than the input (the 14x14 and 7x7 layers): each thread
-     * walks its groups' tiles in turn and reads each weight from memory once. */
-    job.group_major = !amx && M * K > C * ph.csz;
+     * walks its groups' tiles in turn and reads each weight from memory once
+     * (on AMX too: FCN-ResNet50 bf16 45.0 -> 33.0 ms, PSPNet 18.6 -> 14.9,
+     * ResNet-50 14.9 -> 13.6). */
+    job.group_major = M * K > C * ph.csz;
     /* Small layers (a DenseNet's 14x14 and 7x7 ones): narrower channel
      * groups, so that every thread gets a few items. */
     for (job.mgroup = 64; !cv && job.mgroup > 8 && (bf16 ? mi_dconv_items_bf16(&job) : mi_dconv_items(&job)) < 4 * ex->threads;)
