@@ -85,10 +85,14 @@ int64_t mi_dconv_items_bf16(const mi_dconv_job *j);
 void mi_dconv_run_bf16(const mi_dconv_job *j, int64_t begin, int64_t end);
 
 /* ---- bf16 on AMX (dconv_amx.c): the same job, the products on AMX tiles ---
- * 32 output channels x 32 positions per work item, K in blocks of 16
- * channel pairs of one tap (tdpbf16ps).  x as for the bf16 job, with the
- * pair planes padded to a multiple of 16 (zero planes) and 32 floats of
- * slack after the last; toff has a row per (padded pair, tap). */
+ * 32 positions x 32 output channels per work item, K in blocks of 16
+ * channel pairs of one tap (tdpbf16ps, the input tile the left operand).
+ * x holds the pairs in blocks of 16 (mi_dconv_amx_pairs): block p's csz
+ * positions of 16 pairs each, so that an input tile (16 positions x 16
+ * pairs) is 1 KB in a row; MI_DCONV_AMX_SLACK elements after the last
+ * block.  toff has a row per (padded pair, tap), as for the bf16 job
+ * (pair 16p's row: 16p * csz + the tap's offset). */
+#define MI_DCONV_AMX_SLACK 512
 typedef struct mi_dconv_amx_weights {
   void *data; /* owned: free() */
   int64_t M, mblocks, taps, pblocks; /* 16-row blocks (even count), taps, 16-pair blocks */
@@ -97,6 +101,12 @@ typedef struct mi_dconv_amx_weights {
  * tile data, asked for once); MEDINFER_AMX=0 turns it off. */
 bool mi_dconv_amx_supported(void);
 bool mi_dconv_amx_pack(const float *w, int64_t M, int64_t C, int64_t ksz, mi_dconv_amx_weights *out);
+/* FP32 channel planes (channel c's values at x + c * xstride, through the
+ * prologue pre as for mi_dconv_bf16_pairs) into the pair blocks of dst:
+ * pair 16p + i at position q is dst[(p * csz + q) * 16 + i].  Writes
+ * blocks [pb0, pb1), positions [q0, q1); pairs past C are zeros. */
+void mi_dconv_amx_pairs(const float *x, int64_t xstride, int64_t C, const float *pre, bool relu, int64_t csz,
+                        float *dst, int64_t pb0, int64_t pb1, int64_t q0, int64_t q1);
 int64_t mi_dconv_items_amx(const mi_dconv_job *j, const mi_dconv_amx_weights *w);
 void mi_dconv_run_amx(const mi_dconv_job *j, const mi_dconv_amx_weights *w, int64_t begin, int64_t end);
 

@@ -904,8 +904,13 @@ static bool direct_bf16(const mi_exec *ex, int64_t C) {
 static int64_t direct_slab(const geom *g, int64_t C, bool bf16, phase_geom *ph) {
   phase_extent(g, true, ph);
   if (C * ph->csz >= INT32_MAX) return 0; /* the tap offsets are 32-bit, and an unpadded input is read whole */
-  /* bf16: the pairs besides the copy (counted as a second copy) */
-  const int64_t per_plane = C * ph->sy * ph->sx * ph->h * ph->w * (bf16 ? 2 : 1) * (int64_t)sizeof(float);
+  /* bf16: the pairs besides the copy (counted as a second copy), except in
+   * a 2D layer, which is one plane and cannot be cut into slabs: there the
+   * pairs may double the budget (else VGG's 224x224 64-channel layer, 13 MB
+   * a copy, ran in FP32 on the SGEMM: 17.5 ms). */
+  const bool planar = g->out[0] == 1 && g->k[0] == 1;
+  const int64_t per_plane =
+      C * ph->sy * ph->sx * ph->h * ph->w * (bf16 && !planar ? 2 : 1) * (int64_t)sizeof(float);
   int64_t zo = pad_copy_budget() / per_plane - (g->k[0] - 1) * g->d[0];
   if (zo > g->out[0]) zo = g->out[0];
   if (zo < 1) return 0;
@@ -987,6 +992,18 @@ static void pairs_planes(void *vctx, int64_t b, int64_t e) {
   mi_dconv_bf16_pairs(c->x, c->xstride, c->n, c->C, c->pre, c->pre_relu, c->csz, c->dst, b, e);
 }
 
+/* AMX: the same pairs in blocks of 16 (mi_dconv_amx_pairs); an item is one
+ * block's positions [AMX_PAIR_CHUNK * i, ..) */
+#define AMX_PAIR_CHUNK 2048
+static void amx_pairs_items(void *vctx, int64_t b, int64_t e) {
+  const pairs_ctx *c = vctx;
+  const int64_t nq = (c->n + AMX_PAIR_CHUNK - 1) / AMX_PAIR_CHUNK;
+  for (int64_t it = b; it < e; it++) {
+    const int64_t p = it / nq, q0 = it % nq * AMX_PAIR_CHUNK, q1 = q0 + AMX_PAIR_CHUNK < c->n ? q0 + AMX_PAIR_CHUNK : c->n;
+    mi_dconv_amx_pairs(c->x, c->xstride, c->C, c->pre, c->pre_relu, c->csz, c->dst, p, p + 1, q0, q1);
+  }
+}
+
 /* The layer's weights as a row-major [M][K] copy, from whichever packed form
  * it holds (SGEMM, channel-vector or Winograd); the caller frees it.  NULL
  * when out of memory. */
@@ -1049,8 +1066,10 @@ static mi_status *conv_direct(mi_node *n, mi_exec *ex, conv_attr *a, const geom 
   const bool copied = has_pad || pre || bf16;
   const bool padcopy = has_pad || (pre && !bf16);
   float *xpad = padcopy ? mi_exec_scratch(ex, (size_t)(C * ph.csz) * sizeof(float)) : NULL;
-  float *xpair = bf16 ? mi_exec_scratch(ex, (size_t)(CPP * ph.csz + 64) * sizeof(float)) : NULL;
-  if (xpair) memset(xpair + CP * ph.csz, 0, (size_t)((CPP - CP) * ph.csz + 64) * sizeof(float)); /* pads, slack */
+  const int64_t slack = amx ? MI_DCONV_AMX_SLACK : 64;
+  float *xpair = bf16 ? mi_exec_scratch(ex, (size_t)(CPP * ph.csz + slack) * sizeof(float)) : NULL;
+  if (xpair) /* pads (AMX: written with the blocks), slack */
+    memset(xpair + (amx ? CPP : CP) * ph.csz, 0, (size_t)((amx ? 0 : (CPP - CP) * ph.csz) + slack) * sizeof(float));
   const int64_t ntap = bf16 ? CPP * g->k_sz : K; /* rows of the product */
   const int64_t zplane = ph.sy * ph.sx * ph.h * ph.w; /* one z of one channel: its phase planes */
   /* Tap offsets: kept for the next call of the same geometry (every call, in a network) */
@@ -1089,7 +1108,10 @@ static mi_status *conv_direct(mi_node *n, mi_exec *ex, conv_attr *a, const geom 
       const int64_t zend = z0 + ph.zs < ph.pin[0] ? z0 + ph.zs : ph.pin[0];
       pairs_ctx pc = {xpad ? xb : xb + z0 * ph.h * ph.w, xpair, xpad ? ph.csz : g->in_sz,
                       xpad ? ph.csz : (zend - z0) * ph.h * ph.w, C, ph.csz, xpad ? NULL : pre, n->pre_relu};
-      mi_parallel_for(ex, CP, 1, pairs_planes, &pc);
+      if (amx)
+        mi_parallel_for(ex, CPP / 16 * ((pc.n + AMX_PAIR_CHUNK - 1) / AMX_PAIR_CHUNK), 1, amx_pairs_items, &pc);
+      else
+        mi_parallel_for(ex, CP, 1, pairs_planes, &pc);
       xb = xpair;
     }
     float *yb = y + b * M * g->out_sz;
