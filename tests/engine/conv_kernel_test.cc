@@ -456,6 +456,14 @@ TEST(ConvKernel, Bf16WithinRounding) {
         g.in[j] = g.out[j] = j == 0 ? pick(4, 8) : pointwise ? pick(14, 16) : pick(8, 10);  // 1x1x1: several slabs too
       }
     }
+    if (trial % 10 == 7) {  // a 1x1 stride-2 layer (a ResNet's downsampling), wide enough for AMX
+      g.G = 1, g.C = std::max<int64_t>(g.C, 24);
+      for (int j = 3 - g.nsp; j < 3; j++) {
+        g.k[j] = 1, g.d[j] = 1, g.pb[j] = g.pe[j] = 0;
+        g.s[j] = j == 0 && g.nsp == 3 ? 1 : 2;
+        g.out[j] = (g.in[j] - 1) / g.s[j] + 1;
+      }
+    }
     if (g.G != 1 || g.s[0] != 1) continue;
     taken++;
     const int64_t ksz = g.k[0] * g.k[1] * g.k[2];
@@ -463,13 +471,31 @@ TEST(ConvKernel, Bf16WithinRounding) {
     std::vector<int64_t> wd = {g.M, g.C};
     for (auto v : spatial(g, g.k)) wd.push_back(v);
     auto x = rnd((size_t)numel(xd), rng), w = rnd((size_t)(g.M * g.C * ksz), rng), b = rnd((size_t)g.M, rng);
+    // BatchNormalization + ReLU in front (folded into the layer's input
+    // prologue, applied while the pairs are made) on every other trial
+    const bool bn_in = trial % 2 == 1;
+    std::vector<float> scale((size_t)g.C), shift((size_t)g.C), xin = x;
     Model md;
     md.inputs.push_back({"x", 1, xd});
+    if (bn_in) {  // mean 0, variance 1 - eps: y = scale * x + shift
+      scale = rnd((size_t)g.C, rng), shift = rnd((size_t)g.C, rng);
+      md.inits.push_back(onnxb::float_tensor("gamma", {g.C}, scale));
+      md.inits.push_back(onnxb::float_tensor("beta", {g.C}, shift));
+      md.inits.push_back(onnxb::float_tensor("mean", {g.C}, std::vector<float>((size_t)g.C, 0.f)));
+      md.inits.push_back(onnxb::float_tensor("var", {g.C}, std::vector<float>((size_t)g.C, 1.f - 1e-5f)));
+      md.nodes.push_back({"BatchNormalization", "bn", {"x", "gamma", "beta", "mean", "var"}, {"xb"}, {}});
+      md.nodes.push_back({"Relu", "bnrelu", {"xb"}, {"xn"}, {}});
+      const int64_t plane = numel(xd) / (g.N * g.C);
+      for (int64_t i = 0; i < numel(xd); i++) {
+        const int64_t c = (i / plane) % g.C;
+        xin[i] = std::max(0.f, x[i] * scale[c] + shift[c]);
+      }
+    }
     md.inits.push_back(onnxb::float_tensor("w", wd, w));
     md.inits.push_back(onnxb::float_tensor("b", {g.M}, b));
     const auto pads = pads_of(g);
     const bool fused = trial % 3 == 1;  // + residual, ReLU (a ResNet block's last layer)
-    md.nodes.push_back({"Conv", "conv", {"x", "w", "b"}, {fused ? "c" : "y"},
+    md.nodes.push_back({"Conv", "conv", {bn_in ? "xn" : "x", "w", "b"}, {fused ? "c" : "y"},
                         {onnxb::attr_ints("strides", spatial(g, g.s)), onnxb::attr_ints("dilations", spatial(g, g.d)),
                          onnxb::attr_ints("pads", pads)}});
     std::vector<std::vector<int64_t>> dims = {xd};
@@ -480,9 +506,9 @@ TEST(ConvKernel, Bf16WithinRounding) {
     std::string err;
     auto got = run(md, dims, data, &err);
     ASSERT_TRUE(err.empty()) << err;
-    auto want = conv_ref(g, x, w, b, r, fused);
+    auto want = conv_ref(g, xin, w, b, r, fused);
     // Sum of |products| per output: the reference on |x|, |w| (bias exact).
-    std::vector<float> ax(x), aw(w), zb((size_t)g.M, 0.f);
+    std::vector<float> ax(xin), aw(w), zb((size_t)g.M, 0.f);
     for (auto &v : ax) v = std::fabs(v);
     for (auto &v : aw) v = std::fabs(v);
     auto mag = conv_ref(g, ax, aw, zb, {}, false);

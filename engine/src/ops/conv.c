@@ -812,6 +812,34 @@ static void phasecopy_planes(void *vctx, int64_t b, int64_t e) {
 }
 
 
+/* A strided 1x1 layer's input positions (every s-th), prologue applied. */
+typedef struct subsample_ctx {
+  const geom *g;
+  const float *x;
+  float *y;
+  const float *pre;
+  int64_t C;
+  bool relu;
+} subsample_ctx;
+
+static void subsample_planes(void *vctx, int64_t b, int64_t e) {
+  const subsample_ctx *c = vctx;
+  const geom *g = c->g;
+  for (int64_t p = b; p < e; p++) {
+    const int64_t ch = p % c->C;
+    const float pa = c->pre ? c->pre[ch] : 1.f, pb = c->pre ? c->pre[c->C + ch] : 0.f;
+    const float *x = c->x + p * g->in_sz;
+    float *y = c->y + p * g->out_sz;
+    for (int64_t z = 0; z < g->out[0]; z++)
+      for (int64_t r = 0; r < g->out[1]; r++, y += g->out[2]) {
+        const float *s = x + (z * g->s[0] * g->in[1] + r * g->s[1]) * g->in[2];
+        if (c->pre) copy_affine(y, s, g->s[2], 0, g->out[2], pa, pb, c->relu);
+        else
+          for (int64_t t = 0; t < g->out[2]; t++) y[t] = s[t * g->s[2]];
+      }
+  }
+}
+
 /* The input prologue on a whole copy of the input (paths that do not gather). */
 typedef struct pre_ctx {
   const float *x;
@@ -1257,6 +1285,25 @@ static mi_status *conv_run(mi_node *n, mi_exec *ex, mi_tensor *const *in, mi_ten
   }
   if (pre) pointwise = false;
 #ifdef MI_GEMM_X86
+  if (packed && G == 1 && g.k_sz == 1 && g.s[0] * g.s[1] * g.s[2] > 1 && !g.pb[0] && !g.pb[1] && !g.pb[2] &&
+      direct_bf16(ex, C)) {
+    /* bf16: a strided 1x1 layer (a ResNet's downsampling) reads one input
+     * position in s x s.  Those positions first (prologue applied), then
+     * the layer unstrided, instead of a copy and pairs of every phase
+     * (ResNet-50 bf16 13.6 -> 12.3 ms). */
+    geom g1 = g;
+    for (int j = 0; j < 3; j++) g1.in[j] = g.out[j], g1.s[j] = 1;
+    g1.in_sz = g.out_sz;
+    if (direct_wanted(ex, &g1, a, C, M, false)) {
+      float *xs = mi_exec_scratch(ex, (size_t)(N * C * g.out_sz) * sizeof(float));
+      if (!xs) return mi_node_error(n, MI_ERR_NO_MEMORY, "out of memory for the subsampled input");
+      subsample_ctx sc = {&g, x, xs, pre, C, n->pre_relu};
+      mi_parallel_for(ex, N * C, 1, subsample_planes, &sc);
+      mi_status *st = conv_direct(n, ex, n->priv, &g1, xs, NULL, bias, res, y, N, C, M, K, false);
+      mi_exec_scratch_release(ex, xs);
+      return st;
+    }
+  }
   if (packed && G == 1 && direct_wanted(ex, &g, a, C, M, pre != NULL)) {
     mi_status *st = conv_direct(n, ex, n->priv, &g, x, pre, bias, res, y, N, C, M, K, false);
     if (xcopy) mi_exec_scratch_release(ex, xcopy);
