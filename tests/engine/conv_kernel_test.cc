@@ -473,7 +473,7 @@ TEST(ConvKernel, Bf16WithinRounding) {
     auto x = rnd((size_t)numel(xd), rng), w = rnd((size_t)(g.M * g.C * ksz), rng), b = rnd((size_t)g.M, rng);
     // BatchNormalization + ReLU in front (folded into the layer's input
     // prologue, applied while the pairs are made) on every other trial
-    const bool bn_in = trial % 2 == 1;
+    const bool bn_in = trial % 2 == 1 || trial % 10 == 4;  // 4: a padded 3D layer, wide enough for AMX
     std::vector<float> scale((size_t)g.C), shift((size_t)g.C), xin = x;
     Model md;
     md.inputs.push_back({"x", 1, xd});

@@ -110,6 +110,67 @@ static inline __m512 pre_f32(__m512 v, const float *pre, int64_t C, int64_t c, b
   return relu ? _mm512_max_ps(v, _mm512_setzero_ps()) : v;
 }
 
+/* Where 16 padded positions from q read the input: runs along padded rows
+ * (as many as rows they touch, 16 on rows of one), each a lane mask and the
+ * offset (from a channel plane's start) that lane 0 would read; inside: all
+ * their lanes. */
+typedef struct pad_runs {
+  int n;
+  __mmask16 m[16], inside;
+  int64_t off[16];
+} pad_runs;
+
+static void pad_runs_at(const mi_dconv_pad *pd, int64_t q, int n, pad_runs *pr) {
+  const int64_t plane = pd->ph * pd->pw;
+  pr->n = 0, pr->inside = 0;
+  for (int i = 0; i < n;) {
+    const int64_t p = q + i, zz = pd->z0 + p / plane - pd->top[0], r = p % plane / pd->pw - pd->top[1];
+    const int64_t t = p % pd->pw, len = pd->pw - t < n - i ? pd->pw - t : n - i, col = t - pd->top[2];
+    if (zz >= 0 && zz < pd->in[0] && r >= 0 && r < pd->in[1]) {
+      const int64_t lo = col >= 0 ? 0 : -col, hi = pd->in[2] - col < len ? pd->in[2] - col : len;
+      if (hi > lo) {
+        pr->m[pr->n] = (__mmask16)((((1u << (hi - lo)) - 1u) << (i + lo)) & 0xffffu);
+        pr->off[pr->n] = (zz * pd->in[1] + r) * pd->in[2] + col - i;
+        pr->inside |= pr->m[pr->n++];
+      }
+    }
+    i += (int)len;
+  }
+}
+
+/* Channel plane x at those positions, zero outside, the prologue on the
+ * inside only. */
+static inline __m512 padded16(const float *x, const pad_runs *pr, const float *pre, int64_t C, int64_t c, bool relu) {
+  __m512 v = _mm512_setzero_ps();
+  for (int k = 0; k < pr->n; k++) v = _mm512_mask_loadu_ps(v, pr->m[k], x + pr->off[k]);
+  if (!pre) return v;
+  __m512 a = _mm512_fmadd_ps(v, _mm512_set1_ps(pre[c]), _mm512_set1_ps(pre[C + c]));
+  if (relu) a = _mm512_max_ps(a, _mm512_setzero_ps());
+  return _mm512_mask_mov_ps(_mm512_setzero_ps(), pr->inside, a);
+}
+
+void mi_dconv_amx_pairs_padded(const float *x, int64_t xstride, int64_t C, const float *pre, bool relu,
+                               const mi_dconv_pad *pad, int64_t csz, float *dst, int64_t pb0, int64_t pb1, int64_t q0,
+                               int64_t q1) {
+  uint32_t *d = (uint32_t *)dst;
+  for (int64_t q = q0; q < q1; q += 16) {
+    const int n = (int)(q1 - q < 16 ? q1 - q : 16);
+    pad_runs pr;
+    pad_runs_at(pad, q, n, &pr);
+    for (int64_t p = pb0; p < pb1; p++) {
+      __m512i r[16];
+      for (int i = 0; i < 16; i++) {
+        const int64_t c0 = 2 * (16 * p + i), c1 = c0 + 1;
+        const __m512i lo = c0 < C ? bf16x16(padded16(x + c0 * xstride, &pr, pre, C, c0, relu)) : _mm512_setzero_si512();
+        const __m512i hi = c1 < C ? bf16x16(padded16(x + c1 * xstride, &pr, pre, C, c1, relu)) : _mm512_setzero_si512();
+        r[i] = _mm512_or_si512(lo, _mm512_slli_epi32(hi, 16));
+      }
+      transpose16(r);
+      for (int j = 0; j < n; j++) _mm512_storeu_si512(d + (p * csz + q + j) * 16, r[j]);
+    }
+  }
+}
+
 void mi_dconv_amx_pairs(const float *x, int64_t xstride, int64_t C, const float *pre, bool relu, int64_t csz,
                         float *dst, int64_t pb0, int64_t pb1, int64_t q0, int64_t q1) {
   uint32_t *d = (uint32_t *)dst;
@@ -231,5 +292,11 @@ void mi_dconv_run_amx(const mi_dconv_job *j, const mi_dconv_amx_weights *w, int6
 void mi_dconv_amx_pairs(const float *x, int64_t xstride, int64_t C, const float *pre, bool relu, int64_t csz,
                         float *dst, int64_t pb0, int64_t pb1, int64_t q0, int64_t q1) {
   (void)x, (void)xstride, (void)C, (void)pre, (void)relu, (void)csz, (void)dst, (void)pb0, (void)pb1, (void)q0, (void)q1;
+}
+void mi_dconv_amx_pairs_padded(const float *x, int64_t xstride, int64_t C, const float *pre, bool relu,
+                               const mi_dconv_pad *pad, int64_t csz, float *dst, int64_t pb0, int64_t pb1, int64_t q0,
+                               int64_t q1) {
+  (void)x, (void)xstride, (void)C, (void)pre, (void)relu, (void)pad, (void)csz, (void)dst, (void)pb0, (void)pb1;
+  (void)q0, (void)q1;
 }
 #endif

@@ -1020,15 +1020,25 @@ static void pairs_planes(void *vctx, int64_t b, int64_t e) {
   mi_dconv_bf16_pairs(c->x, c->xstride, c->n, c->C, c->pre, c->pre_relu, c->csz, c->dst, b, e);
 }
 
-/* AMX: the same pairs in blocks of 16 (mi_dconv_amx_pairs); an item is one
- * block's positions [AMX_PAIR_CHUNK * i, ..) */
+/* AMX: the same pairs in blocks of 16 (mi_dconv_amx_pairs, or with pad
+ * set mi_dconv_amx_pairs_padded); an item is one block's positions
+ * [AMX_PAIR_CHUNK * i, ..) */
 #define AMX_PAIR_CHUNK 2048
+typedef struct amx_pairs_ctx {
+  pairs_ctx p;
+  const mi_dconv_pad *pad;
+} amx_pairs_ctx;
+
 static void amx_pairs_items(void *vctx, int64_t b, int64_t e) {
-  const pairs_ctx *c = vctx;
+  const amx_pairs_ctx *a = vctx;
+  const pairs_ctx *c = &a->p;
   const int64_t nq = (c->n + AMX_PAIR_CHUNK - 1) / AMX_PAIR_CHUNK;
   for (int64_t it = b; it < e; it++) {
     const int64_t p = it / nq, q0 = it % nq * AMX_PAIR_CHUNK, q1 = q0 + AMX_PAIR_CHUNK < c->n ? q0 + AMX_PAIR_CHUNK : c->n;
-    mi_dconv_amx_pairs(c->x, c->xstride, c->C, c->pre, c->pre_relu, c->csz, c->dst, p, p + 1, q0, q1);
+    if (a->pad)
+      mi_dconv_amx_pairs_padded(c->x, c->xstride, c->C, c->pre, c->pre_relu, a->pad, c->csz, c->dst, p, p + 1, q0, q1);
+    else
+      mi_dconv_amx_pairs(c->x, c->xstride, c->C, c->pre, c->pre_relu, c->csz, c->dst, p, p + 1, q0, q1);
   }
 }
 
@@ -1092,7 +1102,9 @@ static mi_status *conv_direct(mi_node *n, mi_exec *ex, conv_attr *a, const geom 
    * channel pairs, made from the input itself (normalised on the way) when
    * it needs no padding (1x1 layers: no FP32 copy first). */
   const bool copied = has_pad || pre || bf16;
-  const bool padcopy = has_pad || (pre && !bf16);
+  /* AMX, stride 1: the pair blocks straight from the unpadded input (no padded FP32 copy) */
+  const bool amx_pad = amx && has_pad && ph.sy == 1 && ph.sx == 1;
+  const bool padcopy = (has_pad && !amx_pad) || (pre && !bf16);
   float *xpad = padcopy ? mi_exec_scratch(ex, (size_t)(C * ph.csz) * sizeof(float)) : NULL;
   const int64_t slack = amx ? MI_DCONV_AMX_SLACK : 64;
   float *xpair = bf16 ? mi_exec_scratch(ex, (size_t)(CPP * ph.csz + slack) * sizeof(float)) : NULL;
@@ -1136,9 +1148,12 @@ static mi_status *conv_direct(mi_node *n, mi_exec *ex, conv_attr *a, const geom 
       const int64_t zend = z0 + ph.zs < ph.pin[0] ? z0 + ph.zs : ph.pin[0];
       pairs_ctx pc = {xpad ? xb : xb + z0 * ph.h * ph.w, xpair, xpad ? ph.csz : g->in_sz,
                       xpad ? ph.csz : (zend - z0) * ph.h * ph.w, C, ph.csz, xpad ? NULL : pre, n->pre_relu};
-      if (amx)
-        mi_parallel_for(ex, CPP / 16 * ((pc.n + AMX_PAIR_CHUNK - 1) / AMX_PAIR_CHUNK), 1, amx_pairs_items, &pc);
-      else
+      if (amx) {
+        const mi_dconv_pad pad = {{g->in[0], g->in[1], g->in[2]}, {g->pb[0], g->pb[1], g->pb[2]}, ph.h, ph.w, z0};
+        amx_pairs_ctx ac = {pc, amx_pad ? &pad : NULL};
+        if (amx_pad) ac.p.x = xb, ac.p.xstride = g->in_sz, ac.p.n = ph.csz, ac.p.pre = pre;
+        mi_parallel_for(ex, CPP / 16 * ((ac.p.n + AMX_PAIR_CHUNK - 1) / AMX_PAIR_CHUNK), 1, amx_pairs_items, &ac);
+      } else
         mi_parallel_for(ex, CP, 1, pairs_planes, &pc);
       xb = xpair;
     }
