@@ -11,6 +11,20 @@ int mi_graph_find_value(const mi_graph *g, const char *name) {
   return -1;
 }
 
+bool mi_graph_free_packed_const(mi_graph *g, const mi_node *n, int in) {
+  if (in >= n->n_in || n->in[in] < 0) return false;
+  mi_value *v = &g->values[n->in[in]];
+  if (!g->keep_packed_only || !v->t.owns_data || v->is_output) return false;
+  int uses = 0;
+  for (int k = 0; k < g->n_nodes; k++)
+    for (int i = 0; i < g->nodes[k].n_in; i++) uses += g->nodes[k].in[i] == n->in[in];
+  if (uses != 1) return false;
+  free(v->t.data);
+  v->t.data = NULL;
+  v->t.owns_data = false;
+  return true;
+}
+
 const mi_attr *mi_node_attr(const mi_node *n, const char *name) {
   for (int i = 0; i < n->n_attr; i++)
     if (strcmp(n->attr[i].name, name) == 0) return &n->attr[i];

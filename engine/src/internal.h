@@ -144,6 +144,10 @@ typedef struct mi_graph {
 } mi_graph;
 
 int mi_graph_find_value(const mi_graph *g, const char *name); /* -1 if absent */
+/* Frees the graph's copy of constant input `in` of node n when an op holds
+ * its own packed form and nothing else reads it (CPU runs: keep_packed_only;
+ * the value's data is then NULL).  True when freed. */
+bool mi_graph_free_packed_const(mi_graph *g, const mi_node *n, int in);
 const mi_attr *mi_node_attr(const mi_node *n, const char *name);
 int64_t mi_attr_int(const mi_node *n, const char *name, int64_t def);
 float mi_attr_float(const mi_node *n, const char *name, float def);

@@ -96,16 +96,7 @@ static void conv_destroy(mi_node *n) {
  * them, bf16 and Winograd weights are made from them): free the graph's
  * copy when no other node reads it, so the weights are held once. */
 static void release_packed_weights(const mi_node *n, mi_graph *g, conv_attr *a) {
-  mi_value *wv = &g->values[n->in[1]];
-  if (!g->keep_packed_only || a->group != 1 || !wv->t.owns_data || wv->is_output) return;
-  int uses = 0;
-  for (int k = 0; k < g->n_nodes; k++)
-    for (int i = 0; i < g->nodes[k].n_in; i++) uses += g->nodes[k].in[i] == n->in[1];
-  if (uses != 1) return;
-  free(wv->t.data);
-  wv->t.data = NULL;
-  wv->t.owns_data = false;
-  a->wsrc = NULL; /* conv_run: a NULL weight input is the packed one */
+  if (a->group == 1 && mi_graph_free_packed_const(g, n, 1)) a->wsrc = NULL; /* conv_run: a NULL weight input is the packed one */
 }
 
 /* Weights are constant after the graph passes (BatchNormalization folded):

@@ -158,15 +158,7 @@ static void gemm_weights_bf16(mi_node *n, mi_graph *g, gemm_attr *a) {
   if (!(a->wbf = malloc((size_t)(N * K) * sizeof *a->wbf))) return; /* out of memory: FP32 */
   mi_bf16_from_f32(w->data, N * K, a->wbf);
   a->wsrc = w->data, a->wN = N, a->wK = K;
-  if (!g->keep_packed_only || !wv->t.owns_data || wv->is_output) return;
-  int uses = 0;
-  for (int k = 0; k < g->n_nodes; k++)
-    for (int i = 0; i < g->nodes[k].n_in; i++) uses += g->nodes[k].in[i] == n->in[1];
-  if (uses != 1) return;
-  free(wv->t.data);
-  wv->t.data = NULL;
-  wv->t.owns_data = false;
-  a->wsrc = NULL; /* gemm_run: a NULL weight input is the bf16 one */
+  if (mi_graph_free_packed_const(g, n, 1)) a->wsrc = NULL; /* gemm_run: a NULL weight input is the bf16 one */
 }
 
 static mi_status *gemm_init(mi_node *n, mi_graph *g) {
@@ -244,86 +236,65 @@ typedef struct gemv_task {
 } gemv_task;
 
 #if defined(__x86_64__) && defined(__GNUC__)
+/* 16 weights of a row from k: FP32, or bf16 widened (n < 16: the rest zero). */
+__attribute__((target("avx512f,fma"), always_inline)) static inline __m512 wload(const bool BF16, const gemv_task *t,
+                                                                                int64_t j, int64_t k, int n) {
+  if (!BF16) {
+    const float *b = t->B + j * t->ldb + k;
+    return n == 16 ? _mm512_loadu_ps(b) : _mm512_maskz_loadu_ps((__mmask16)((1u << n) - 1u), b);
+  }
+  const uint16_t *b = t->Bh + j * t->ldb + k;
+  uint16_t tail[16] = {0};
+  if (n < 16) b = memcpy(tail, b, (size_t)n * sizeof *b);
+  const __m512i u = _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)b));
+  return _mm512_castsi512_ps(_mm512_slli_epi32(u, 16));
+}
+
 /* Four weight rows at a time against one 16-float load of the input row:
  * the weights (hundreds of MB for VGG's first classifier layer) stream from
- * memory once, at memory speed rather than at a scalar loop's. */
-__attribute__((target("avx512f,fma"))) static void gemv_cols_avx512(const gemv_task *t, int64_t j0, int64_t j1) {
+ * memory once, at memory speed rather than at a scalar loop's; in bf16 mode
+ * they are bf16, widened on load. */
+__attribute__((target("avx512f,fma"), always_inline)) static inline void gemv_body(const bool BF16, const gemv_task *t,
+                                                                                  int64_t j0, int64_t j1) {
   const float *a = t->A + t->row * t->ars;
   float *y = t->y + t->row * t->N;
   const int64_t K = t->K, kv = K & ~(int64_t)15;
-  const __mmask16 tail = (__mmask16)((1u << (K & 15)) - 1u);
+  const int rem = (int)(K & 15);
+  const __mmask16 tail = (__mmask16)((1u << rem) - 1u);
   int64_t j = j0;
   for (; j + 4 <= j1; j += 4) {
-    const float *b0 = t->B + j * t->ldb, *b1 = b0 + t->ldb, *b2 = b1 + t->ldb, *b3 = b2 + t->ldb;
     __m512 s0 = _mm512_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
     for (int64_t k = 0; k < kv; k += 16) {
       const __m512 av = _mm512_loadu_ps(a + k);
-      s0 = _mm512_fmadd_ps(av, _mm512_loadu_ps(b0 + k), s0);
-      s1 = _mm512_fmadd_ps(av, _mm512_loadu_ps(b1 + k), s1);
-      s2 = _mm512_fmadd_ps(av, _mm512_loadu_ps(b2 + k), s2);
-      s3 = _mm512_fmadd_ps(av, _mm512_loadu_ps(b3 + k), s3);
+      s0 = _mm512_fmadd_ps(av, wload(BF16, t, j, k, 16), s0);
+      s1 = _mm512_fmadd_ps(av, wload(BF16, t, j + 1, k, 16), s1);
+      s2 = _mm512_fmadd_ps(av, wload(BF16, t, j + 2, k, 16), s2);
+      s3 = _mm512_fmadd_ps(av, wload(BF16, t, j + 3, k, 16), s3);
     }
-    if (tail) {
+    if (rem) {
       const __m512 av = _mm512_maskz_loadu_ps(tail, a + kv);
-      s0 = _mm512_fmadd_ps(av, _mm512_maskz_loadu_ps(tail, b0 + kv), s0);
-      s1 = _mm512_fmadd_ps(av, _mm512_maskz_loadu_ps(tail, b1 + kv), s1);
-      s2 = _mm512_fmadd_ps(av, _mm512_maskz_loadu_ps(tail, b2 + kv), s2);
-      s3 = _mm512_fmadd_ps(av, _mm512_maskz_loadu_ps(tail, b3 + kv), s3);
+      s0 = _mm512_fmadd_ps(av, wload(BF16, t, j, kv, rem), s0);
+      s1 = _mm512_fmadd_ps(av, wload(BF16, t, j + 1, kv, rem), s1);
+      s2 = _mm512_fmadd_ps(av, wload(BF16, t, j + 2, kv, rem), s2);
+      s3 = _mm512_fmadd_ps(av, wload(BF16, t, j + 3, kv, rem), s3);
     }
     const float d[4] = {_mm512_reduce_add_ps(s0), _mm512_reduce_add_ps(s1), _mm512_reduce_add_ps(s2),
                         _mm512_reduce_add_ps(s3)};
     for (int q = 0; q < 4; q++) y[j + q] = t->alpha * d[q] + (t->beta != 0.f ? t->beta * y[j + q] : 0.f);
   }
   for (; j < j1; j++) {
-    const float *b = t->B + j * t->ldb;
     __m512 s = _mm512_setzero_ps();
-    for (int64_t k = 0; k < kv; k += 16) s = _mm512_fmadd_ps(_mm512_loadu_ps(a + k), _mm512_loadu_ps(b + k), s);
-    if (tail) s = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(tail, a + kv), _mm512_maskz_loadu_ps(tail, b + kv), s);
+    for (int64_t k = 0; k < kv; k += 16) s = _mm512_fmadd_ps(_mm512_loadu_ps(a + k), wload(BF16, t, j, k, 16), s);
+    if (rem) s = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(tail, a + kv), wload(BF16, t, j, kv, rem), s);
     y[j] = t->alpha * _mm512_reduce_add_ps(s) + (t->beta != 0.f ? t->beta * y[j] : 0.f);
   }
 }
 
-/* The same with B in bf16 (each value widened to FP32 on load). */
+__attribute__((target("avx512f,fma"))) static void gemv_cols_avx512(const gemv_task *t, int64_t j0, int64_t j1) {
+  gemv_body(false, t, j0, j1);
+}
 __attribute__((target("avx512f,fma"))) static void gemv_cols_bf16_avx512(const gemv_task *t, int64_t j0, int64_t j1) {
-  const float *a = t->A + t->row * t->ars;
-  float *y = t->y + t->row * t->N;
-  const int64_t K = t->K, kv = K & ~(int64_t)15;
-  const __mmask16 tail = (__mmask16)((1u << (K & 15)) - 1u);
-#define WIDEN(p) _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)(p))), 16))
-/* the last K % 16 weights of a row, through a zero-padded copy */
-#define WIDEN_TAIL(p) (memcpy(tb16, (p), (size_t)(K & 15) * 2), WIDEN(tb16))
-  uint16_t tb16[16] = {0};
-  int64_t j = j0;
-  for (; j + 4 <= j1; j += 4) {
-    const uint16_t *b0 = t->Bh + j * t->ldb, *b1 = b0 + t->ldb, *b2 = b1 + t->ldb, *b3 = b2 + t->ldb;
-    __m512 s0 = _mm512_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
-    for (int64_t k = 0; k < kv; k += 16) {
-      const __m512 av = _mm512_loadu_ps(a + k);
-      s0 = _mm512_fmadd_ps(av, WIDEN(b0 + k), s0);
-      s1 = _mm512_fmadd_ps(av, WIDEN(b1 + k), s1);
-      s2 = _mm512_fmadd_ps(av, WIDEN(b2 + k), s2);
-      s3 = _mm512_fmadd_ps(av, WIDEN(b3 + k), s3);
-    }
-    if (tail) {
-      const __m512 av = _mm512_maskz_loadu_ps(tail, a + kv);
-      s0 = _mm512_fmadd_ps(av, WIDEN_TAIL(b0 + kv), s0);
-      s1 = _mm512_fmadd_ps(av, WIDEN_TAIL(b1 + kv), s1);
-      s2 = _mm512_fmadd_ps(av, WIDEN_TAIL(b2 + kv), s2);
-      s3 = _mm512_fmadd_ps(av, WIDEN_TAIL(b3 + kv), s3);
-    }
-    const float d[4] = {_mm512_reduce_add_ps(s0), _mm512_reduce_add_ps(s1), _mm512_reduce_add_ps(s2),
-                        _mm512_reduce_add_ps(s3)};
-    for (int q = 0; q < 4; q++) y[j + q] = t->alpha * d[q] + (t->beta != 0.f ? t->beta * y[j + q] : 0.f);
-  }
-  for (; j < j1; j++) {
-    const uint16_t *b = t->Bh + j * t->ldb;
-    __m512 s = _mm512_setzero_ps();
-    for (int64_t k = 0; k < kv; k += 16) s = _mm512_fmadd_ps(_mm512_loadu_ps(a + k), WIDEN(b + k), s);
-    if (tail) s = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(tail, a + kv), WIDEN_TAIL(b + kv), s);
-    y[j] = t->alpha * _mm512_reduce_add_ps(s) + (t->beta != 0.f ? t->beta * y[j] : 0.f);
-  }
-#undef WIDEN
-#undef WIDEN_TAIL
+  gemv_body(true, t, j0, j1);
 }
 
 static void gemv_cols_bf16(void *ctx, int64_t j0, int64_t j1) { gemv_cols_bf16_avx512(ctx, j0, j1); }
