@@ -1135,7 +1135,10 @@ static mi_status *conv_direct(mi_node *n, mi_exec *ex, conv_attr *a, const geom 
       mi_parallel_for(ex, C, 1, phasecopy_planes, &pc);
       xb = xpad;
     }
-    if (bf16) { /* unpadded: padded z-planes are input planes, [z0, zend) of them in this slab */
+    /* bf16 pairs: from the padded copy; else from the input (unpadded: padded
+     * z-planes are input planes, [z0, zend) of them in this slab; AMX with
+     * padding, stride 1: mapped position by position, amx_pad) */
+    if (bf16) {
       const int64_t zend = z0 + ph.zs < ph.pin[0] ? z0 + ph.zs : ph.pin[0];
       pairs_ctx pc = {xpad ? xb : xb + z0 * ph.h * ph.w, xpair, xpad ? ph.csz : g->in_sz,
                       xpad ? ph.csz : (zend - z0) * ph.h * ph.w, C, ph.csz, xpad ? NULL : pre, n->pre_relu};
