@@ -334,6 +334,24 @@ TEST(PoolKernel, RandomGeometryMatchesReference) {
   }
 }
 
+// y = alpha * op(a) * w^T (+ beta * c): input a ([K, M] with transA), constant w [N, K] and c [N].
+Model gemm_rows_model(int64_t M, int64_t K, int64_t N, bool ta, bool with_c, float alpha, float beta,
+                      const std::vector<float> &w, const std::vector<float> &c) {
+  Model md;
+  md.inputs.push_back({"a", 1, ta ? std::vector<int64_t>{K, M} : std::vector<int64_t>{M, K}});
+  md.inits.push_back(onnxb::float_tensor("w", {N, K}, w));
+  std::vector<std::string> gin = {"a", "w"};
+  if (with_c) {
+    md.inits.push_back(onnxb::float_tensor("c", {N}, c));
+    gin.push_back("c");
+  }
+  md.nodes.push_back({"Gemm", "gemm", gin, {"y"},
+                      {onnxb::attr_int("transA", ta ? 1 : 0), onnxb::attr_int("transB", 1),
+                       onnxb::attr_float("alpha", alpha), onnxb::attr_float("beta", beta)}});
+  md.outputs.push_back({"y", 1, {M, N}});
+  return md;
+}
+
 }  // namespace
 
 // Gemm with one or two rows times transposed weights (a classifier head at
@@ -346,20 +364,9 @@ TEST(GemmKernel, RowsTimesTransposedWeightsMatchReference) {
     const int64_t M = pick(1, 2), K = pick(1, 70), N = pick(1, 11);
     const bool ta = trial % 2 == 1, with_c = trial % 3 != 0;
     const float alpha = trial % 4 == 3 ? 0.5f : 1.f, beta = with_c ? (trial % 5 == 0 ? 2.f : 1.f) : 0.f;
-    const std::vector<int64_t> ad = ta ? std::vector<int64_t>{K, M} : std::vector<int64_t>{M, K}, wd = {N, K};
+    const std::vector<int64_t> ad = ta ? std::vector<int64_t>{K, M} : std::vector<int64_t>{M, K};
     auto x = rnd((size_t)(M * K), rng), w = rnd((size_t)(N * K), rng), c = rnd((size_t)N, rng);
-    Model md;
-    md.inputs.push_back({"a", 1, ad});
-    md.inits.push_back(onnxb::float_tensor("w", wd, w));
-    std::vector<std::string> gin = {"a", "w"};
-    if (with_c) {
-      md.inits.push_back(onnxb::float_tensor("c", {N}, c));
-      gin.push_back("c");
-    }
-    md.nodes.push_back({"Gemm", "gemm", gin, {"y"},
-                        {onnxb::attr_int("transA", ta ? 1 : 0), onnxb::attr_int("transB", 1),
-                         onnxb::attr_float("alpha", alpha), onnxb::attr_float("beta", beta)}});
-    md.outputs.push_back({"y", 1, {M, N}});
+    const Model md = gemm_rows_model(M, K, N, ta, with_c, alpha, beta, w, c);
     std::vector<std::vector<int64_t>> dims = {ad};
     std::vector<std::vector<float>> data = {x};
     std::string err;
@@ -392,20 +399,9 @@ TEST(GemmKernel, Bf16WeightsWithinRounding) {
     const int64_t M = trial % 4 == 3 ? pick(3, 6) : pick(1, 2), K = pick(1, 90), N = pick(1, 11);
     const bool ta = trial % 5 == 1, with_c = trial % 3 != 0;
     const float alpha = trial % 4 == 2 ? 0.5f : 1.f, beta = with_c ? 1.f : 0.f;
-    const std::vector<int64_t> ad = ta ? std::vector<int64_t>{K, M} : std::vector<int64_t>{M, K}, wd = {N, K};
+    const std::vector<int64_t> ad = ta ? std::vector<int64_t>{K, M} : std::vector<int64_t>{M, K};
     auto x = rnd((size_t)(M * K), rng), w = rnd((size_t)(N * K), rng), c = rnd((size_t)N, rng);
-    Model md;
-    md.inputs.push_back({"a", 1, ad});
-    md.inits.push_back(onnxb::float_tensor("w", wd, w));
-    std::vector<std::string> gin = {"a", "w"};
-    if (with_c) {
-      md.inits.push_back(onnxb::float_tensor("c", {N}, c));
-      gin.push_back("c");
-    }
-    md.nodes.push_back({"Gemm", "gemm", gin, {"y"},
-                        {onnxb::attr_int("transA", ta ? 1 : 0), onnxb::attr_int("transB", 1),
-                         onnxb::attr_float("alpha", alpha), onnxb::attr_float("beta", beta)}});
-    md.outputs.push_back({"y", 1, {M, N}});
+    const Model md = gemm_rows_model(M, K, N, ta, with_c, alpha, beta, w, c);
     std::vector<std::vector<int64_t>> dims = {ad};
     std::vector<std::vector<float>> data = {x};
     std::string err;

@@ -71,7 +71,8 @@ typedef struct mi_dconv_bf16_weights {
 } mi_dconv_bf16_weights;
 
 bool mi_dconv_bf16_supported(void); /* AVX-512F and AVX512-BF16 */
-/* dst[i] = src[i] rounded to bf16 (nearest even; NaN stays NaN), i < n. */
+/* f rounded to bf16 (nearest even; NaN stays NaN), and n of them. */
+uint16_t mi_bf16_round(float f);
 void mi_bf16_from_f32(const float *src, int64_t n, uint16_t *dst);
 /* W [M, C, taps] (ksz taps per channel) into *out; false on out of memory. */
 bool mi_dconv_bf16_pack(const float *w, int64_t M, int64_t C, int64_t ksz, mi_dconv_bf16_weights *out);

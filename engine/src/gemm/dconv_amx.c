@@ -42,14 +42,6 @@ bool mi_dconv_amx_supported(void) {
   return r;
 }
 
-/* float -> bf16, rounding to nearest even (NaN stays NaN). */
-static uint16_t bf16(float f) {
-  uint32_t u;
-  memcpy(&u, &f, sizeof u);
-  if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x40u);
-  return (uint16_t)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
-}
-
 bool mi_dconv_amx_pack(const float *w, int64_t M, int64_t C, int64_t ksz, mi_dconv_amx_weights *out) {
   memset(out, 0, sizeof *out);
   const int64_t mb = (M + 31) / 32 * 2, pb = ((C + 1) / 2 + 15) / 16, K = C * ksz;
@@ -64,7 +56,7 @@ bool mi_dconv_amx_pack(const float *w, int64_t M, int64_t C, int64_t ksz, mi_dco
         for (int64_t r = 0; r < 16; r++)
           for (int64_t e = 0; e < 32; e++) {
             const int64_t m = b * 16 + e / 2, c = (p * 16 + r) * 2 + e % 2;
-            *d++ = m < M && c < C ? bf16(w[m * K + c * ksz + t]) : 0;
+            *d++ = m < M && c < C ? mi_bf16_round(w[m * K + c * ksz + t]) : 0;
           }
   out->data = q;
   out->M = M, out->mblocks = mb, out->taps = ksz, out->pblocks = pb;

@@ -18,6 +18,8 @@ static uint32_t bf16_bits(float f) {
   return (u + 0x7fffu + ((u >> 16) & 1u)) >> 16;
 }
 
+uint16_t mi_bf16_round(float f) { return (uint16_t)bf16_bits(f); }
+
 void mi_bf16_from_f32(const float *src, int64_t n, uint16_t *dst) {
   for (int64_t i = 0; i < n; i++) dst[i] = (uint16_t)bf16_bits(src[i]);
 }

@@ -36,18 +36,26 @@ static inline __m512i iota(void) { return _mm512_set_epi32(15, 14, 13, 12, 11, 1
  * group that wraps to the next row), unit taps: rows then are read as
  * whole vectors (masked at the plane's edges), no gathers.  start[r],
  * end[r]: run r's lanes; 0 when the lanes do not fall so. */
-static int in_runs(const mi_wino_in_lanes *L, int64_t dy, int64_t dx, int start[2], int end[2]) {
-  if (dy != 1 || dx != 1 || L->n < 1) return 0;
+/* Lanes [0, n) in at most two runs, lane l joining lane l - 1's run when
+ * bit l of cont is set; start[r], end[r]: run r's lanes.  0 when more. */
+static int split_runs(int n, uint32_t cont, int start[2], int end[2]) {
   int nr = 0;
-  for (int l = 0; l < L->n; l++) {
-    if (l > 0 && L->y0[l] == L->y0[l - 1] && L->x0[l] == L->x0[l - 1] + 4) continue;
+  for (int l = 0; l < n; l++) {
+    if (l > 0 && (cont >> l & 1u)) continue;
     if (nr == 2) return 0;
     start[nr] = l;
     if (nr) end[nr - 1] = l;
     nr++;
   }
-  end[nr - 1] = L->n;
+  if (nr) end[nr - 1] = n;
   return nr;
+}
+
+static int in_runs(const mi_wino_in_lanes *L, int64_t dy, int64_t dx, int start[2], int end[2]) {
+  if (dy != 1 || dx != 1 || L->n < 1) return 0;
+  uint32_t cont = 0;
+  for (int l = 1; l < L->n; l++) cont |= (uint32_t)(L->y0[l] == L->y0[l - 1] && L->x0[l] == L->x0[l - 1] + 4) << l;
+  return split_runs(L->n, cont, start, end);
 }
 
 /* Columns xb + 16k + i, i < 16, inside [0, W) (k < 5; the fifth: i < 2). */
@@ -146,16 +154,9 @@ void mi_wino_in_avx512(const float *plane, int64_t H, int64_t W, int64_t dy, int
  * lanes' tiles and their columns inside the plane. */
 static int out_runs(const mi_wino_out_lanes *L, int64_t dy, int64_t dx, int start[2], int end[2]) {
   if (dy != 1 || dx != 1 || L->n < 1) return 0;
-  int nr = 0;
-  for (int l = 0; l < L->n; l++) {
-    if (l > 0 && L->off[l] == L->off[l - 1] + 4 && L->rows[l] == L->rows[l - 1]) continue;
-    if (nr == 2) return 0;
-    start[nr] = l;
-    if (nr) end[nr - 1] = l;
-    nr++;
-  }
-  end[nr - 1] = L->n;
-  return nr;
+  uint32_t cont = 0;
+  for (int l = 1; l < L->n; l++) cont |= (uint32_t)(L->off[l] == L->off[l - 1] + 4 && L->rows[l] == L->rows[l - 1]) << l;
+  return split_runs(L->n, cont, start, end);
 }
 
 /* One output row of 16 tiles: c[j] lane l is column 4l + j; o[k] holds

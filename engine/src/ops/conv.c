@@ -1140,15 +1140,16 @@ static mi_status *conv_direct(mi_node *n, mi_exec *ex, conv_attr *a, const geom 
      * padding, stride 1: mapped position by position, amx_pad) */
     if (bf16) {
       const int64_t zend = z0 + ph.zs < ph.pin[0] ? z0 + ph.zs : ph.pin[0];
-      pairs_ctx pc = {xpad ? xb : xb + z0 * ph.h * ph.w, xpair, xpad ? ph.csz : g->in_sz,
-                      xpad ? ph.csz : (zend - z0) * ph.h * ph.w, C, ph.csz, xpad ? NULL : pre, n->pre_relu};
+      pairs_ctx pc = {xb, xpair, ph.csz, ph.csz, C, ph.csz, NULL, n->pre_relu}; /* from the padded copy */
+      if (!xpad) pc.xstride = g->in_sz, pc.pre = pre;                          /* from the input */
+      if (!xpad && !amx_pad) pc.x = xb + z0 * ph.h * ph.w, pc.n = (zend - z0) * ph.h * ph.w;
       if (amx) {
         const mi_dconv_pad pad = {{g->in[0], g->in[1], g->in[2]}, {g->pb[0], g->pb[1], g->pb[2]}, ph.h, ph.w, z0};
         amx_pairs_ctx ac = {pc, amx_pad ? &pad : NULL};
-        if (amx_pad) ac.p.x = xb, ac.p.xstride = g->in_sz, ac.p.n = ph.csz, ac.p.pre = pre;
-        mi_parallel_for(ex, CPP / 16 * ((ac.p.n + AMX_PAIR_CHUNK - 1) / AMX_PAIR_CHUNK), 1, amx_pairs_items, &ac);
-      } else
+        mi_parallel_for(ex, CPP / 16 * ((pc.n + AMX_PAIR_CHUNK - 1) / AMX_PAIR_CHUNK), 1, amx_pairs_items, &ac);
+      } else {
         mi_parallel_for(ex, CP, 1, pairs_planes, &pc);
+      }
       xb = xpair;
     }
     float *yb = y + b * M * g->out_sz;
