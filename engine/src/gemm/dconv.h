@@ -108,13 +108,15 @@ bool mi_dconv_amx_pack(const float *w, int64_t M, int64_t C, int64_t ksz, mi_dco
  * blocks [pb0, pb1), positions [q0, q1); pairs past C are zeros. */
 void mi_dconv_amx_pairs(const float *x, int64_t xstride, int64_t C, const float *pre, bool relu, int64_t csz,
                         float *dst, int64_t pb0, int64_t pb1, int64_t q0, int64_t q1);
-/* The same from the unpadded input of a stride-1 layer: position q of the
- * zero-padded slab (planes of ph x pw from padded plane z0) reads input
- * (z, y, x) = (z0 + q / (ph pw) - top[0], q / pw % ph - top[1], q % pw -
- * top[2]) of the in[0] x in[1] x in[2] channel planes, zero outside (the
- * prologue applied to the inside only): no padded FP32 copy first. */
+/* The same from the unpadded input: position q of the zero-padded slab,
+ * split into sy x sx stride phases of ph x pw (phase_geom in conv.c; 1 x 1:
+ * the plain padded planes) from padded plane z0, reads input (z, y, x) =
+ * (z0 + q / (sy sx ph pw) - top[0], r sy + py - top[1], t sx + px - top[2])
+ * where (py, px) is its phase, r = q / pw % ph and t = q % pw, of the in[0]
+ * x in[1] x in[2] channel planes, zero outside (the prologue applied to the
+ * inside only): no padded FP32 copy first.  sx is 1 or 2. */
 typedef struct mi_dconv_pad {
-  int64_t in[3], top[3], ph, pw, z0;
+  int64_t in[3], top[3], ph, pw, z0, sy, sx;
 } mi_dconv_pad;
 void mi_dconv_amx_pairs_padded(const float *x, int64_t xstride, int64_t C, const float *pre, bool relu,
                                const mi_dconv_pad *pad, int64_t csz, float *dst, int64_t pb0, int64_t pb1, int64_t q0,

@@ -102,27 +102,36 @@ static inline __m512 pre_f32(__m512 v, const float *pre, int64_t C, int64_t c, b
   return relu ? _mm512_max_ps(v, _mm512_setzero_ps()) : v;
 }
 
-/* Where 16 padded positions from q read the input: runs along padded rows
+/* Where 16 padded positions from q read the input: runs along phase rows
  * (as many as rows they touch, 16 on rows of one), each a lane mask and the
- * offset (from a channel plane's start) that lane 0 would read; inside: all
+ * offset (from a channel plane's start) that lane 0 would read, lane j
+ * reading sx elements further than lane j - 1; with sx 2 also the mask of
+ * the 32 elements from there that the lanes read (even ones); inside: all
  * their lanes. */
 typedef struct pad_runs {
   int n;
   __mmask16 m[16], inside;
+  __mmask32 e[16];
   int64_t off[16];
 } pad_runs;
 
 static void pad_runs_at(const mi_dconv_pad *pd, int64_t q, int n, pad_runs *pr) {
-  const int64_t plane = pd->ph * pd->pw;
+  const int64_t hw = pd->ph * pd->pw, plane = pd->sy * pd->sx * hw, sx = pd->sx;
   pr->n = 0, pr->inside = 0;
   for (int i = 0; i < n;) {
-    const int64_t p = q + i, zz = pd->z0 + p / plane - pd->top[0], r = p % plane / pd->pw - pd->top[1];
-    const int64_t t = p % pd->pw, len = pd->pw - t < n - i ? pd->pw - t : n - i, col = t - pd->top[2];
+    const int64_t p = q + i, phase = p % plane / hw, py = phase / sx, px = phase % sx;
+    const int64_t zz = pd->z0 + p / plane - pd->top[0], r = p % hw / pd->pw * pd->sy + py - pd->top[1];
+    const int64_t t = p % pd->pw, len = pd->pw - t < n - i ? pd->pw - t : n - i, col = t * sx + px - pd->top[2];
     if (zz >= 0 && zz < pd->in[0] && r >= 0 && r < pd->in[1]) {
-      const int64_t lo = col >= 0 ? 0 : -col, hi = pd->in[2] - col < len ? pd->in[2] - col : len;
+      /* lane i + k reads column col + k sx: inside for k in [lo, hi) */
+      const int64_t lo = col >= 0 ? 0 : (-col + sx - 1) / sx;
+      const int64_t rest = pd->in[2] - col <= 0 ? 0 : (pd->in[2] - col + sx - 1) / sx, hi = rest < len ? rest : len;
       if (hi > lo) {
-        pr->m[pr->n] = (__mmask16)((((1u << (hi - lo)) - 1u) << (i + lo)) & 0xffffu);
-        pr->off[pr->n] = (zz * pd->in[1] + r) * pd->in[2] + col - i;
+        const __mmask16 m = (__mmask16)((((1u << (hi - lo)) - 1u) << (i + lo)) & 0xffffu);
+        __mmask32 e = 0;
+        for (int k = 0; k < 16; k++) e |= (__mmask32)((m >> k & 1u) << (2 * k));
+        pr->m[pr->n] = m, pr->e[pr->n] = e;
+        pr->off[pr->n] = (zz * pd->in[1] + r) * pd->in[2] + col - i * sx;
         pr->inside |= pr->m[pr->n++];
       }
     }
@@ -132,9 +141,19 @@ static void pad_runs_at(const mi_dconv_pad *pd, int64_t q, int n, pad_runs *pr) 
 
 /* Channel plane x at those positions, zero outside, the prologue on the
  * inside only. */
-static inline __m512 padded16(const float *x, const pad_runs *pr, const float *pre, int64_t C, int64_t c, bool relu) {
+static inline __m512 padded16(const float *x, const pad_runs *pr, int64_t sx, const float *pre, int64_t C, int64_t c,
+                              bool relu) {
   __m512 v = _mm512_setzero_ps();
-  for (int k = 0; k < pr->n; k++) v = _mm512_mask_loadu_ps(v, pr->m[k], x + pr->off[k]);
+  if (sx == 1) {
+    for (int k = 0; k < pr->n; k++) v = _mm512_mask_loadu_ps(v, pr->m[k], x + pr->off[k]);
+  } else { /* every other element of 32: the even ones of two loads */
+    const __m512i even = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
+    for (int k = 0; k < pr->n; k++) {
+      const __m512 a = _mm512_maskz_loadu_ps((__mmask16)pr->e[k], x + pr->off[k]);
+      const __m512 b = _mm512_maskz_loadu_ps((__mmask16)(pr->e[k] >> 16), x + pr->off[k] + 16);
+      v = _mm512_mask_mov_ps(v, pr->m[k], _mm512_permutex2var_ps(a, even, b));
+    }
+  }
   if (!pre) return v;
   __m512 a = _mm512_fmadd_ps(v, _mm512_set1_ps(pre[c]), _mm512_set1_ps(pre[C + c]));
   if (relu) a = _mm512_max_ps(a, _mm512_setzero_ps());
@@ -153,8 +172,8 @@ void mi_dconv_amx_pairs_padded(const float *x, int64_t xstride, int64_t C, const
       __m512i r[16];
       for (int i = 0; i < 16; i++) {
         const int64_t c0 = 2 * (16 * p + i), c1 = c0 + 1;
-        const __m512i lo = c0 < C ? bf16x16(padded16(x + c0 * xstride, &pr, pre, C, c0, relu)) : _mm512_setzero_si512();
-        const __m512i hi = c1 < C ? bf16x16(padded16(x + c1 * xstride, &pr, pre, C, c1, relu)) : _mm512_setzero_si512();
+        const __m512i lo = c0 < C ? bf16x16(padded16(x + c0 * xstride, &pr, pad->sx, pre, C, c0, relu)) : _mm512_setzero_si512();
+        const __m512i hi = c1 < C ? bf16x16(padded16(x + c1 * xstride, &pr, pad->sx, pre, C, c1, relu)) : _mm512_setzero_si512();
         r[i] = _mm512_or_si512(lo, _mm512_slli_epi32(hi, 16));
       }
       transpose16(r);

@@ -1093,8 +1093,9 @@ static mi_status *conv_direct(mi_node *n, mi_exec *ex, conv_attr *a, const geom 
    * channel pairs, made from the input itself (normalised on the way) when
    * it needs no padding (1x1 layers: no FP32 copy first). */
   const bool copied = has_pad || pre || bf16;
-  /* AMX, stride 1: the pair blocks straight from the unpadded input (no padded FP32 copy) */
-  const bool amx_pad = amx && has_pad && ph.sy == 1 && ph.sx == 1;
+  /* AMX: the pair blocks straight from the unpadded input (no padded FP32
+   * copy), in its stride phases when strided (direct_wanted: strides <= 2) */
+  const bool amx_pad = amx && has_pad;
   const bool padcopy = (has_pad && !amx_pad) || (pre && !bf16);
   float *xpad = padcopy ? mi_exec_scratch(ex, (size_t)(C * ph.csz) * sizeof(float)) : NULL;
   const int64_t slack = amx ? MI_DCONV_AMX_SLACK : 64;
@@ -1137,14 +1138,14 @@ static mi_status *conv_direct(mi_node *n, mi_exec *ex, conv_attr *a, const geom 
     }
     /* bf16 pairs: from the padded copy; else from the input (unpadded: padded
      * z-planes are input planes, [z0, zend) of them in this slab; AMX with
-     * padding, stride 1: mapped position by position, amx_pad) */
+     * padding or strides: mapped position by position, amx_pad) */
     if (bf16) {
       const int64_t zend = z0 + ph.zs < ph.pin[0] ? z0 + ph.zs : ph.pin[0];
       pairs_ctx pc = {xb, xpair, ph.csz, ph.csz, C, ph.csz, NULL, n->pre_relu}; /* from the padded copy */
       if (!xpad) pc.xstride = g->in_sz, pc.pre = pre;                          /* from the input */
       if (!xpad && !amx_pad) pc.x = xb + z0 * ph.h * ph.w, pc.n = (zend - z0) * ph.h * ph.w;
       if (amx) {
-        const mi_dconv_pad pad = {{g->in[0], g->in[1], g->in[2]}, {g->pb[0], g->pb[1], g->pb[2]}, ph.h, ph.w, z0};
+        const mi_dconv_pad pad = {{g->in[0], g->in[1], g->in[2]}, {g->pb[0], g->pb[1], g->pb[2]}, ph.h, ph.w, z0, ph.sy, ph.sx};
         amx_pairs_ctx ac = {pc, amx_pad ? &pad : NULL};
         mi_parallel_for(ex, CPP / 16 * ((pc.n + AMX_PAIR_CHUNK - 1) / AMX_PAIR_CHUNK), 1, amx_pairs_items, &ac);
       } else {
