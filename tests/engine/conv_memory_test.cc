@@ -3,6 +3,7 @@
 // bad geometry must be refused with a message instead of crashing.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
@@ -177,6 +178,82 @@ TEST(ConvMemory, ConvTranspose3dTilesItsColumnBuffer) {
 }
 
 // Geometry the kernels cannot honour is refused with a named, clear error.
+// Strides equal to the kernel, no padding (a U-Net's upsampling): each output
+// value is one input position times one tap, written once with bias,
+// residual and activation.  Output (m, o) = b[m] + r + sum_c w[c, m, o % s]
+// x[c, o / s] per axis; the residual is a second such layer computed first.
+TEST(ConvMemory, ConvTransposeStrideEqualsKernelMatchesReference) {
+  struct Case {
+    std::vector<int64_t> in, k;
+    int C, M;
+    bool bias, relu_res;
+  };
+  const Case cases[] = {
+      {{6, 5, 7}, {2, 2, 2}, 5, 7, true, true},
+      {{4, 6, 5}, {1, 2, 3}, 3, 4, true, false},
+      {{3, 4}, {3, 1}, 2, 3, false, false},
+      {{9, 11}, {2, 2}, 4, 6, true, false},
+      {{2, 1500}, {2, 2}, 2, 64, true, true},  // tiles shorter than a row (columns kept in L2)
+  };
+  unsigned seed = 30;
+  for (const Case &cs : cases) {
+    const int nd = (int)cs.in.size();
+    SCOPED_TRACE("case with " + std::to_string(nd) + "D input, M " + std::to_string(cs.M));
+    int64_t in_sz = 1, k_sz = 1;
+    std::vector<int64_t> out(cs.in.size());
+    for (int j = 0; j < nd; j++) in_sz *= cs.in[j], k_sz *= cs.k[j], out[j] = cs.in[j] * cs.k[j];
+    const int64_t out_sz = in_sz * k_sz;
+    auto x = random_floats(size_t(cs.C * in_sz), seed++);
+    const auto w1 = random_floats(size_t(cs.C * cs.M * k_sz), seed++), w2 = random_floats(size_t(cs.C * cs.M * k_sz), seed++);
+    const auto b1 = random_floats(size_t(cs.M), seed++);
+    std::vector<int64_t> wd = {cs.C, cs.M}, xd = {1, cs.C};
+    wd.insert(wd.end(), cs.k.begin(), cs.k.end());
+    xd.insert(xd.end(), cs.in.begin(), cs.in.end());
+    Model md;
+    md.inputs.push_back({"x", 1, xd});
+    md.outputs.push_back({"y", 1, {}});
+    md.inits.push_back(onnxb::float_tensor("w1", wd, w1));
+    md.inits.push_back(onnxb::float_tensor("w2", wd, w2));
+    md.inits.push_back(onnxb::float_tensor("b1", {cs.M}, b1));
+    const auto strides = onnxb::attr_ints("strides", cs.k);
+    std::vector<std::string> in1 = {"x", "w1"};
+    if (cs.bias) in1.push_back("b1");
+    if (cs.relu_res) {
+      md.nodes.push_back({"ConvTranspose", "skip", {"x", "w2"}, {"r"}, {strides}});
+      md.nodes.push_back({"ConvTranspose", "up", in1, {"u"}, {strides}});
+      md.nodes.push_back({"Add", "add", {"u", "r"}, {"s"}, {}});
+      md.nodes.push_back({"Relu", "act", {"s"}, {"y"}, {}});
+    } else {
+      md.nodes.push_back({"ConvTranspose", "up", in1, {"y"}, {strides}});
+    }
+    std::vector<float> y;
+    std::vector<int64_t> yd;
+    std::string msg;
+    ASSERT_EQ(run_model(md, xd, x, &y, &yd, &msg, nullptr), MI_OK) << msg;
+    std::vector<int64_t> want = {1, cs.M};
+    want.insert(want.end(), out.begin(), out.end());
+    ASSERT_EQ(yd, want);
+    int bad = 0;
+    for (int m = 0; m < cs.M; m++)
+      for (int64_t o = 0; o < out_sz; o++) {
+        int64_t i = 0, kk = 0, rest = o;  // o's coordinates split into input position and tap
+        std::vector<int64_t> oc(cs.in.size());
+        for (int j = nd - 1; j >= 0; j--) oc[j] = rest % out[j], rest /= out[j];
+        for (int j = 0; j < nd; j++) i = i * cs.in[j] + oc[j] / cs.k[j], kk = kk * cs.k[j] + oc[j] % cs.k[j];
+        double u = cs.bias ? b1[size_t(m)] : 0, r = 0;
+        for (int c = 0; c < cs.C; c++) {
+          const double xv = x[size_t(c * in_sz + i)];
+          u += double(w1[size_t((c * cs.M + m) * k_sz + kk)]) * xv;
+          r += double(w2[size_t((c * cs.M + m) * k_sz + kk)]) * xv;
+        }
+        const double want_v = cs.relu_res ? std::max(u + r, 0.0) : u;
+        const float got = y[size_t(m * out_sz + o)];
+        if (!(std::fabs(got - want_v) <= 1e-4 * (1 + std::fabs(want_v))) && bad++ < 5)
+          ADD_FAILURE() << "channel " << m << " output " << o << ": " << got << " vs " << want_v;
+      }
+  }
+}
+
 TEST(ConvMemory, BadGeometryIsRefused) {
   struct Case {
     const char *what;
