@@ -261,7 +261,31 @@ static void pool_sep_f32(void *vctx, int64_t b, int64_t e) {
           zc = z1 - z0;
           yc = y1 - y0;
         }
+        /* Maxima of outputs whose taps are all inside the row: no range
+         * per output (its divisions cost more than the taps) */
+        const int64_t kx1 = (g->k[2] - 1) * g->d[2], s2 = g->s[2], d2 = g->d[2];
+        int64_t in_lo = (g->pb[2] + s2 - 1) / s2, in_hi = W - 1 - kx1 + g->pb[2] >= 0 ? (W - 1 - kx1 + g->pb[2]) / s2 + 1 : 0;
+        if (in_hi > g->out[2]) in_hi = g->out[2];
+        if (!is_max || rows == 0 || in_hi < in_lo) in_lo = in_hi = 0;
+        const float *tb = t - g->pb[2];
+        if (s2 == 2 && d2 == 1 && g->k[2] == 3)
+          for (int64_t ox = in_lo; ox < in_hi; ox++) {
+            float best = tb[2 * ox]; /* the order of the general loop (NaN taps after the first lose) */
+            best = tb[2 * ox + 1] > best ? tb[2 * ox + 1] : best;
+            yrow[ox] = tb[2 * ox + 2] > best ? tb[2 * ox + 2] : best;
+          }
+        else if (s2 == 2 && d2 == 1 && g->k[2] == 2)
+          for (int64_t ox = in_lo; ox < in_hi; ox++) yrow[ox] = tb[2 * ox + 1] > tb[2 * ox] ? tb[2 * ox + 1] : tb[2 * ox];
+        else
+          for (int64_t ox = in_lo; ox < in_hi; ox++) {
+            const float *q = tb + ox * s2;
+            float best = q[0];
+            for (int64_t kx = d2; kx <= kx1; kx += d2) best = q[kx] > best ? q[kx] : best;
+            yrow[ox] = best;
+          }
         for (int64_t ox = 0; ox < g->out[2]; ox++) {
+          if (ox == in_lo && in_hi > in_lo) ox = in_hi;
+          if (ox >= g->out[2]) break;
           const int64_t sx = ox * g->s[2] - g->pb[2];
           int64_t xl, xh;
           mi_valid_range(g->k[2], g->d[2], sx, W, &xl, &xh);
