@@ -31,7 +31,7 @@ bool mi_dconv_amx_supported(void) {
     __builtin_cpu_init();
     r = !(e && !strcmp(e, "0")) && __get_cpuid_count(7, 0, &a, &b, &c, &d) && (d >> 22 & 1) && (d >> 24 & 1) &&
         __get_cpuid(1, &a, &b, &c, &d) && (c >> 27 & 1) && /* AMX-BF16, AMX-TILE, OSXSAVE */
-        __builtin_cpu_supports("avx512bf16");              /* the input's conversion */
+        __builtin_cpu_supports("avx512bf16") && __builtin_cpu_supports("avx512bw"); /* the input's conversion */
     if (r) { /* the OS keeps the tile state (XCR0 bits 17, 18) and lets this process use it */
       unsigned lo, hi;
       __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
@@ -92,14 +92,30 @@ static inline __attribute__((always_inline)) void transpose16(__m512i r[16]) {
   }
 }
 
-/* 16 floats to bf16 (vcvtneps2bf16: nearest even) in the low halves of
- * 32-bit lanes. */
-static inline __m512i bf16x16(__m512 v) { return _mm512_cvtepu16_epi32((__m256i)_mm512_cvtneps_pbh(v)); }
+/* Two channels' 16 floats to bf16 pairs (vcvtne2ps2bf16: nearest even):
+ * lane j holds lo[j] in its low half, hi[j] in its high half. */
+static inline __m512i pair16(__m512 lo, __m512 hi) {
+  const __m512i inter = _mm512_set_epi16(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8, 23, 7, 22, 6,
+                                         21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
+  return _mm512_permutexvar_epi16(inter, (__m512i)_mm512_cvtne2ps_pbh(hi, lo));
+}
 
 static inline __m512 pre_f32(__m512 v, const float *pre, int64_t C, int64_t c, bool relu) {
   if (!pre) return v;
   v = _mm512_fmadd_ps(v, _mm512_set1_ps(pre[c]), _mm512_set1_ps(pre[C + c]));
   return relu ? _mm512_max_ps(v, _mm512_setzero_ps()) : v;
+}
+
+/* The transposed block's first n rows (positions) to d, 64 bytes each:
+ * whole blocks as 16 vector stores (a loop of n stores, left to the
+ * compiler, became a spill and a memcpy of 8-byte moves). */
+static inline __attribute__((always_inline)) void store_rows(uint32_t *d, const __m512i r[16], int64_t n) {
+  if (n == 16) {
+#pragma GCC unroll 16
+    for (int j = 0; j < 16; j++) _mm512_storeu_si512(d + j * 16, r[j]);
+  } else {
+    for (int64_t j = 0; j < n; j++) _mm512_storeu_si512(d + j * 16, r[j]);
+  }
 }
 
 /* Where 16 padded positions from q read the input: runs along phase rows
@@ -172,12 +188,12 @@ void mi_dconv_amx_pairs_padded(const float *x, int64_t xstride, int64_t C, const
       __m512i r[16];
       for (int i = 0; i < 16; i++) {
         const int64_t c0 = 2 * (16 * p + i), c1 = c0 + 1;
-        const __m512i lo = c0 < C ? bf16x16(padded16(x + c0 * xstride, &pr, pad->sx, pre, C, c0, relu)) : _mm512_setzero_si512();
-        const __m512i hi = c1 < C ? bf16x16(padded16(x + c1 * xstride, &pr, pad->sx, pre, C, c1, relu)) : _mm512_setzero_si512();
-        r[i] = _mm512_or_si512(lo, _mm512_slli_epi32(hi, 16));
+        const __m512 lo = c0 < C ? padded16(x + c0 * xstride, &pr, pad->sx, pre, C, c0, relu) : _mm512_setzero_ps();
+        const __m512 hi = c1 < C ? padded16(x + c1 * xstride, &pr, pad->sx, pre, C, c1, relu) : _mm512_setzero_ps();
+        r[i] = pair16(lo, hi);
       }
       transpose16(r);
-      for (int j = 0; j < n; j++) _mm512_storeu_si512(d + (p * csz + q + j) * 16, r[j]);
+      store_rows(d + (p * csz + q) * 16, r, n);
     }
   }
 }
@@ -192,14 +208,14 @@ void mi_dconv_amx_pairs(const float *x, int64_t xstride, int64_t C, const float 
       __m512i r[16]; /* r[i]: pair 16p + i at positions q .. q + 15 */
       for (int i = 0; i < 16; i++) {
         const int64_t c0 = 2 * (16 * p + i), c1 = c0 + 1;
-        const __m512i lo = c0 < C ? bf16x16(pre_f32(_mm512_maskz_loadu_ps(m, x + c0 * xstride + q), pre, C, c0, relu))
-                                  : _mm512_setzero_si512();
-        const __m512i hi = c1 < C ? bf16x16(pre_f32(_mm512_maskz_loadu_ps(m, x + c1 * xstride + q), pre, C, c1, relu))
-                                  : _mm512_setzero_si512();
-        r[i] = _mm512_or_si512(lo, _mm512_slli_epi32(hi, 16));
+        const __m512 lo = c0 < C ? pre_f32(_mm512_maskz_loadu_ps(m, x + c0 * xstride + q), pre, C, c0, relu)
+                                 : _mm512_setzero_ps();
+        const __m512 hi = c1 < C ? pre_f32(_mm512_maskz_loadu_ps(m, x + c1 * xstride + q), pre, C, c1, relu)
+                                 : _mm512_setzero_ps();
+        r[i] = pair16(lo, hi);
       }
       transpose16(r); /* r[j]: position q + j, its 16 pairs */
-      for (int64_t j = 0; j < n; j++) _mm512_storeu_si512(d + (p * csz + q + j) * 16, r[j]);
+      store_rows(d + (p * csz + q) * 16, r, n);
     }
 }
 
