@@ -97,11 +97,12 @@ void mi_dconv_run_bf16(const mi_dconv_job *j, int64_t begin, int64_t end);
 typedef struct mi_dconv_amx_weights {
   void *data; /* owned: free() */
   int64_t M, mblocks, taps, pblocks; /* 16-row blocks (even count), taps, 16-pair blocks */
+  bool left;  /* the weights the left operand (1x1 layers, mi_dconv_amx_pairs_cols below) */
 } mi_dconv_amx_weights;
 /* AMX-TILE and AMX-BF16 usable (CPUID, and the kernel's permission for the
  * tile data, asked for once); MEDINFER_AMX=0 turns it off. */
 bool mi_dconv_amx_supported(void);
-bool mi_dconv_amx_pack(const float *w, int64_t M, int64_t C, int64_t ksz, mi_dconv_amx_weights *out);
+bool mi_dconv_amx_pack(const float *w, int64_t M, int64_t C, int64_t ksz, bool left, mi_dconv_amx_weights *out);
 /* FP32 channel planes (channel c's values at x + c * xstride, through the
  * prologue pre as for mi_dconv_bf16_pairs) into the pair blocks of dst:
  * pair 16p + i at position q is dst[(p * csz + q) * 16 + i].  Writes
@@ -121,6 +122,17 @@ typedef struct mi_dconv_pad {
 void mi_dconv_amx_pairs_padded(const float *x, int64_t xstride, int64_t C, const float *pre, bool relu,
                                const mi_dconv_pad *pad, int64_t csz, float *dst, int64_t pb0, int64_t pb1, int64_t q0,
                                int64_t q1);
+/* A 1x1 layer read in place (no padding, unit strides; left weights): the
+ * products the other way round, the weights the left operand and the input
+ * the right one, so that neither the pairs nor the sums are transposed:
+ * the pairs as blocks of 16 positions x 16 pairs, each pair's 16 positions
+ * one 64-byte row: pair 16p + r at position 16b + i is dst[((b * pbn + p) *
+ * 16 + r) * 16 + i] (pbn pair blocks).  Writes blocks [pb0, pb1) of the
+ * 16-position blocks covering [q0, q1) (q0 a multiple of 16), zeros at
+ * positions from n and for pairs past C.  The job's positions are then
+ * planes * q_end consecutive ones, output index = position. */
+void mi_dconv_amx_pairs_cols(const float *x, int64_t xstride, int64_t C, const float *pre, bool relu, int64_t pbn,
+                             float *dst, int64_t pb0, int64_t pb1, int64_t q0, int64_t q1, int64_t n);
 int64_t mi_dconv_items_amx(const mi_dconv_job *j, const mi_dconv_amx_weights *w);
 void mi_dconv_run_amx(const mi_dconv_job *j, const mi_dconv_amx_weights *w, int64_t begin, int64_t end);
 

@@ -42,24 +42,25 @@ bool mi_dconv_amx_supported(void) {
   return r;
 }
 
-bool mi_dconv_amx_pack(const float *w, int64_t M, int64_t C, int64_t ksz, mi_dconv_amx_weights *out) {
+bool mi_dconv_amx_pack(const float *w, int64_t M, int64_t C, int64_t ksz, bool left, mi_dconv_amx_weights *out) {
   memset(out, 0, sizeof *out);
   const int64_t mb = (M + 31) / 32 * 2, pb = ((C + 1) / 2 + 15) / 16, K = C * ksz;
   const size_t n = (size_t)(mb * ksz * pb) * 512;
   void *q = NULL;
-  if (posix_memalign(&q, 64, n * sizeof(uint16_t))) return false;
+  if ((left && ksz != 1) || posix_memalign(&q, 64, n * sizeof(uint16_t))) return false;
   uint16_t *d = q;
-  /* [m block][tap][pair block][16 pairs][16 channels x 2]: a right operand */
+  /* [m block][tap][pair block][16 pairs][16 channels x 2]: a right operand;
+   * left: [m block][pair block][16 channels][16 pairs x 2] */
   for (int64_t b = 0; b < mb; b++)
     for (int64_t t = 0; t < ksz; t++)
       for (int64_t p = 0; p < pb; p++)
         for (int64_t r = 0; r < 16; r++)
           for (int64_t e = 0; e < 32; e++) {
-            const int64_t m = b * 16 + e / 2, c = (p * 16 + r) * 2 + e % 2;
+            const int64_t m = b * 16 + (left ? r : e / 2), c = (p * 16 + (left ? e / 2 : r)) * 2 + e % 2;
             *d++ = m < M && c < C ? mi_bf16_round(w[m * K + c * ksz + t]) : 0;
           }
   out->data = q;
-  out->M = M, out->mblocks = mb, out->taps = ksz, out->pblocks = pb;
+  out->M = M, out->mblocks = mb, out->taps = ksz, out->pblocks = pb, out->left = left;
   return true;
 }
 
@@ -219,12 +220,36 @@ void mi_dconv_amx_pairs(const float *x, int64_t xstride, int64_t C, const float 
     }
 }
 
+void mi_dconv_amx_pairs_cols(const float *x, int64_t xstride, int64_t C, const float *pre, bool relu, int64_t pbn,
+                             float *dst, int64_t pb0, int64_t pb1, int64_t q0, int64_t q1, int64_t n) {
+  uint32_t *d = (uint32_t *)dst;
+  for (int64_t p = pb0; p < pb1; p++)
+    for (int64_t q = q0; q < q1; q += 16) {
+      const int64_t k = n - q < 16 ? (n - q > 0 ? n - q : 0) : 16;
+      const __mmask16 m = (__mmask16)(k == 16 ? 0xffffu : (1u << k) - 1u);
+      uint32_t *row = d + ((q / 16 * pbn + p) * 16) * 16;
+#pragma GCC unroll 4
+      for (int i = 0; i < 16; i++) { /* pair 16p + i at positions q .. q + 15 */
+        const int64_t c0 = 2 * (16 * p + i), c1 = c0 + 1;
+        const __m512 lo = c0 < C ? pre_f32(_mm512_maskz_loadu_ps(m, x + c0 * xstride + q), pre, C, c0, relu)
+                                 : _mm512_setzero_ps();
+        const __m512 hi = c1 < C ? pre_f32(_mm512_maskz_loadu_ps(m, x + c1 * xstride + q), pre, C, c1, relu)
+                                 : _mm512_setzero_ps();
+        /* the prologue's shift would make the positions past n nonzero: they stay zero */
+        _mm512_store_si512(row + i * 16, _mm512_maskz_mov_epi32(m, pair16(lo, hi)));
+      }
+    }
+}
+
 #define NB 32 /* positions per item */
 
 static int64_t pos_blocks(const mi_dconv_job *j) { return (j->q_end + NB - 1) / NB; }
 
+/* Left weights: one run of planes * q_end positions (pairs_cols) */
+static int64_t left_blocks(const mi_dconv_job *j) { return (j->planes * j->q_end + NB - 1) / NB; }
+
 int64_t mi_dconv_items_amx(const mi_dconv_job *j, const mi_dconv_amx_weights *w) {
-  return j->planes * pos_blocks(j) * (w->mblocks / 2);
+  return (w->left ? left_blocks(j) : j->planes * pos_blocks(j)) * (w->mblocks / 2);
 }
 
 typedef struct tilecfg {
@@ -234,12 +259,72 @@ typedef struct tilecfg {
   uint8_t rows[16];
 } tilecfg;
 
+/* Output rows [m0, m0 + mr) of a run of len positions at output index o,
+ * from src[channel * NB + ..], into Y with bias, residual and ReLU on the
+ * way, then the job's epilogue on it. */
+static inline __attribute__((always_inline)) void store_sums(const mi_dconv_job *j, const float *src, int64_t m0,
+                                                            int64_t mr, int64_t len, int64_t o) {
+  float *y = j->y + m0 * j->ldy + o;
+  for (int64_t i = 0; i < mr; i++) {
+    const float *s = src + i * NB, *rs = j->res ? j->res + (m0 + i) * j->ldy + o : NULL;
+    const __m512 bv = _mm512_set1_ps(j->bias ? j->bias[m0 + i] : 0.f);
+    float *yi = y + i * j->ldy;
+    for (int64_t k = 0; k < len; k += 16) {
+      const __mmask16 lm = (__mmask16)(len - k >= 16 ? 0xffffu : (1u << (len - k)) - 1u);
+      __m512 v = _mm512_add_ps(_mm512_maskz_loadu_ps(lm, s + k), bv);
+      if (rs) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(lm, rs + k));
+      if (j->relu) v = _mm512_max_ps(v, _mm512_setzero_ps());
+      _mm512_mask_storeu_ps(yi + k, lm, v);
+    }
+  }
+  if (j->epi) j->epi->fn(j->epi->ctx, m0, mr, o, len, y, j->ldy);
+}
+
+/* Left weights (1x1): C = weights x input, the sums [channel][position]
+ * as the tiles hold them; no transposes. */
+static void run_amx_left(const mi_dconv_job *j, const mi_dconv_amx_weights *w, int64_t begin, int64_t end) {
+  const int64_t nblk = left_blocks(j), ngrp = w->mblocks / 2, pbn = w->pblocks, total = j->planes * j->q_end;
+  const uint32_t *xb = (const uint32_t *)j->x;
+  float buf[32 * NB] __attribute__((aligned(64))); /* [channel][position] */
+  for (int64_t it = begin; it < end; it++) {
+    const int64_t g = j->group_major ? it / nblk : it % ngrp, b = j->group_major ? it % nblk : it / ngrp;
+    const int64_t q0 = b * NB, n = total - q0 < NB ? total - q0 : NB;
+    const uint16_t *wa = (const uint16_t *)w->data + (2 * g) * pbn * 512, *wb = wa + pbn * 512;
+    const uint32_t *x0 = xb + (q0 / 16) * pbn * 256, *x1 = x0 + pbn * 256;
+    _tile_zero(0);
+    _tile_zero(1);
+    _tile_zero(2);
+    _tile_zero(3);
+    for (int64_t p = 0; p < pbn; p++) {
+      _tile_loadd(4, wa + p * 512, 64);
+      _tile_loadd(5, wb + p * 512, 64);
+      _tile_loadd(6, x0 + p * 256, 64);
+      _tile_loadd(7, x1 + p * 256, 64);
+      _tile_dpbf16ps(0, 4, 6);
+      _tile_dpbf16ps(1, 4, 7);
+      _tile_dpbf16ps(2, 5, 6);
+      _tile_dpbf16ps(3, 5, 7);
+    }
+    _tile_stored(0, buf, NB * 4);
+    _tile_stored(1, buf + 16, NB * 4);
+    _tile_stored(2, buf + 16 * NB, NB * 4);
+    _tile_stored(3, buf + 16 * NB + 16, NB * 4);
+    const int64_t m0 = g * 32, mr = w->M - m0 < 32 ? w->M - m0 : 32;
+    store_sums(j, buf, m0, mr, n, q0);
+  }
+}
+
 void mi_dconv_run_amx(const mi_dconv_job *j, const mi_dconv_amx_weights *w, int64_t begin, int64_t end) {
   tilecfg cfg __attribute__((aligned(64)));
   memset(&cfg, 0, sizeof cfg);
   cfg.palette = 1;
   for (int t = 0; t < 8; t++) cfg.colsb[t] = 64, cfg.rows[t] = 16; /* 0-3 sums, 4-5 weights, 6-7 input */
   _tile_loadconfig(&cfg);
+  if (w->left) {
+    run_amx_left(j, w, begin, end);
+    _tile_release();
+    return;
+  }
   const int64_t nblk = pos_blocks(j), ngrp = w->mblocks / 2, ksz = w->taps, pbn = w->pblocks, csz = j->csz;
   const uint32_t *xb = (const uint32_t *)j->x;
   float pc[NB * 32] __attribute__((aligned(64)));  /* [position][channel], as the tiles hold it */
@@ -282,30 +367,16 @@ void mi_dconv_run_amx(const mi_dconv_job *j, const mi_dconv_amx_weights *w, int6
     /* The grid's real columns into Y, run by run, with bias, residual and
      * ReLU on the way. */
     const int64_t m0 = g * 32, mr = w->M - m0 < 32 ? w->M - m0 : 32;
-    for (int64_t q = q0, len, o; mi_dconv_next_run(j, z, &q, q0 + n, &len, &o); q += len) {
-      float *y = j->y + m0 * j->ldy + o;
-      for (int64_t i = 0; i < mr; i++) {
-        const float *s = buf + i * NB + (q - q0), *rs = j->res ? j->res + (m0 + i) * j->ldy + o : NULL;
-        const __m512 bv = _mm512_set1_ps(j->bias ? j->bias[m0 + i] : 0.f);
-        float *yi = y + i * j->ldy;
-        for (int64_t k = 0; k < len; k += 16) {
-          const __mmask16 lm = (__mmask16)(len - k >= 16 ? 0xffffu : (1u << (len - k)) - 1u);
-          __m512 v = _mm512_add_ps(_mm512_maskz_loadu_ps(lm, s + k), bv);
-          if (rs) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(lm, rs + k));
-          if (j->relu) v = _mm512_max_ps(v, _mm512_setzero_ps());
-          _mm512_mask_storeu_ps(yi + k, lm, v);
-        }
-      }
-      if (j->epi) j->epi->fn(j->epi->ctx, m0, mr, o, len, y, j->ldy);
-    }
+    for (int64_t q = q0, len, o; mi_dconv_next_run(j, z, &q, q0 + n, &len, &o); q += len)
+      store_sums(j, buf + (q - q0), m0, mr, len, o);
   }
   _tile_release();
 }
 #elif defined(MI_GEMM_X86)
 /* The compiler cannot target AMX: never available. */
 bool mi_dconv_amx_supported(void) { return false; }
-bool mi_dconv_amx_pack(const float *w, int64_t M, int64_t C, int64_t ksz, mi_dconv_amx_weights *out) {
-  (void)w, (void)M, (void)C, (void)ksz;
+bool mi_dconv_amx_pack(const float *w, int64_t M, int64_t C, int64_t ksz, bool left, mi_dconv_amx_weights *out) {
+  (void)w, (void)M, (void)C, (void)ksz, (void)left;
   memset(out, 0, sizeof *out);
   return false;
 }
@@ -319,6 +390,11 @@ void mi_dconv_run_amx(const mi_dconv_job *j, const mi_dconv_amx_weights *w, int6
 void mi_dconv_amx_pairs(const float *x, int64_t xstride, int64_t C, const float *pre, bool relu, int64_t csz,
                         float *dst, int64_t pb0, int64_t pb1, int64_t q0, int64_t q1) {
   (void)x, (void)xstride, (void)C, (void)pre, (void)relu, (void)csz, (void)dst, (void)pb0, (void)pb1, (void)q0, (void)q1;
+}
+void mi_dconv_amx_pairs_cols(const float *x, int64_t xstride, int64_t C, const float *pre, bool relu, int64_t pbn,
+                             float *dst, int64_t pb0, int64_t pb1, int64_t q0, int64_t q1, int64_t n) {
+  (void)x, (void)xstride, (void)C, (void)pre, (void)relu, (void)pbn, (void)dst, (void)pb0, (void)pb1, (void)q0, (void)q1;
+  (void)n;
 }
 void mi_dconv_amx_pairs_padded(const float *x, int64_t xstride, int64_t C, const float *pre, bool relu,
                                const mi_dconv_pad *pad, int64_t csz, float *dst, int64_t pb0, int64_t pb1, int64_t q0,

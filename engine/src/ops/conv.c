@@ -1041,15 +1041,21 @@ static void pairs_planes(void *vctx, int64_t b, int64_t e) {
 typedef struct amx_pairs_ctx {
   pairs_ctx p;
   const mi_dconv_pad *pad;
+  int64_t left_pbn; /* > 0: the blocks for left weights (mi_dconv_amx_pairs_cols), this many pair blocks */
 } amx_pairs_ctx;
+
+/* Positions a left-weights layer's pairs cover: its work items' whole 32-position tiles. */
+static int64_t round32(int64_t n) { return (n + 31) / 32 * 32; }
 
 static void amx_pairs_items(void *vctx, int64_t b, int64_t e) {
   const amx_pairs_ctx *a = vctx;
   const pairs_ctx *c = &a->p;
-  const int64_t nq = (c->n + AMX_PAIR_CHUNK - 1) / AMX_PAIR_CHUNK;
+  const int64_t n = a->left_pbn ? round32(c->n) : c->n, nq = (n + AMX_PAIR_CHUNK - 1) / AMX_PAIR_CHUNK;
   for (int64_t it = b; it < e; it++) {
-    const int64_t p = it / nq, q0 = it % nq * AMX_PAIR_CHUNK, q1 = q0 + AMX_PAIR_CHUNK < c->n ? q0 + AMX_PAIR_CHUNK : c->n;
-    if (a->pad)
+    const int64_t p = it / nq, q0 = it % nq * AMX_PAIR_CHUNK, q1 = q0 + AMX_PAIR_CHUNK < n ? q0 + AMX_PAIR_CHUNK : n;
+    if (a->left_pbn)
+      mi_dconv_amx_pairs_cols(c->x, c->xstride, c->C, c->pre, c->pre_relu, a->left_pbn, c->dst, p, p + 1, q0, q1, c->n);
+    else if (a->pad)
       mi_dconv_amx_pairs_padded(c->x, c->xstride, c->C, c->pre, c->pre_relu, a->pad, c->csz, c->dst, p, p + 1, q0, q1);
     else
       mi_dconv_amx_pairs(c->x, c->xstride, c->C, c->pre, c->pre_relu, c->csz, c->dst, p, p + 1, q0, q1);
@@ -1097,9 +1103,16 @@ static mi_status *conv_direct(mi_node *n, mi_exec *ex, conv_attr *a, const geom 
   }
   const int64_t CP = (C + 1) / 2;
   const bool amx = bf16 && C >= AMX_MIN_C && direct_amx();
+  /* AMX, a 1x1 layer read in place: the weights the left operand (no transposes) */
+  bool left = amx && g->k_sz == 1;
+  for (int j = 0; j < 3; j++) left = left && !g->pb[j] && g->s[j] == 1 && g->out[j] == g->in[j];
+  if (amx && a->wamx.data && a->wamx.left != left) { /* packed for the other scheme: not expected */
+    free(a->wamx.data);
+    a->wamx.data = NULL;
+  }
   if (bf16 && !(amx ? a->wamx.data : a->wbf.data)) { /* from the packed weights (the graph's copy may be gone) */
     float *wf = weights_rows(a, M, K);
-    const bool ok = wf && (amx ? mi_dconv_amx_pack(wf, M, C, g->k_sz, &a->wamx)
+    const bool ok = wf && (amx ? mi_dconv_amx_pack(wf, M, C, g->k_sz, left, &a->wamx)
                                : mi_dconv_bf16_pack(wf, M, C, g->k_sz, &a->wbf));
     free(wf);
     if (!ok) return mi_node_error(n, MI_ERR_NO_MEMORY, "out of memory for the bf16 weights");
@@ -1122,7 +1135,7 @@ static mi_status *conv_direct(mi_node *n, mi_exec *ex, conv_attr *a, const geom 
   const bool padcopy = (has_pad && !amx_pad) || (pre && !bf16);
   float *xpad = padcopy ? mi_exec_scratch(ex, (size_t)(C * ph.csz) * sizeof(float)) : NULL;
   const int64_t slack = amx ? MI_DCONV_AMX_SLACK : 64;
-  float *xpair = bf16 ? mi_exec_scratch(ex, (size_t)(CPP * ph.csz + slack) * sizeof(float)) : NULL;
+  float *xpair = bf16 ? mi_exec_scratch(ex, (size_t)(CPP * (left ? round32(ph.csz) : ph.csz) + slack) * sizeof(float)) : NULL;
   if (xpair) /* pads (AMX: written with the blocks), slack */
     memset(xpair + (amx ? CPP : CP) * ph.csz, 0, (size_t)((amx ? 0 : (CPP - CP) * ph.csz) + slack) * sizeof(float));
   const int64_t ntap = bf16 ? CPP * g->k_sz : K; /* rows of the product */
@@ -1169,8 +1182,9 @@ static mi_status *conv_direct(mi_node *n, mi_exec *ex, conv_attr *a, const geom 
       if (!xpad && !amx_pad) pc.x = xb + z0 * ph.h * ph.w, pc.n = (zend - z0) * ph.h * ph.w;
       if (amx) {
         const mi_dconv_pad pad = {{g->in[0], g->in[1], g->in[2]}, {g->pb[0], g->pb[1], g->pb[2]}, ph.h, ph.w, z0, ph.sy, ph.sx};
-        amx_pairs_ctx ac = {pc, amx_pad ? &pad : NULL};
-        mi_parallel_for(ex, CPP / 16 * ((pc.n + AMX_PAIR_CHUNK - 1) / AMX_PAIR_CHUNK), 1, amx_pairs_items, &ac);
+        amx_pairs_ctx ac = {pc, amx_pad ? &pad : NULL, left ? CPP / 16 : 0};
+        const int64_t np = left ? round32(pc.n) : pc.n;
+        mi_parallel_for(ex, CPP / 16 * ((np + AMX_PAIR_CHUNK - 1) / AMX_PAIR_CHUNK), 1, amx_pairs_items, &ac);
       } else {
         mi_parallel_for(ex, CP, 1, pairs_planes, &pc);
       }
