@@ -87,7 +87,8 @@ void mi_dconv_run_bf16(const mi_dconv_job *j, int64_t begin, int64_t end);
 
 /* ---- bf16 on AMX (dconv_amx.c): the same job, the products on AMX tiles ---
  * 32 positions x 32 output channels per work item, K in blocks of 16
- * channel pairs of one tap (tdpbf16ps, the input tile the left operand).
+ * channel pairs of one tap (tdpbf16ps, the input tile the left operand;
+ * 1x1 layers read in place the other way round, mi_dconv_amx_pairs_cols).
  * x holds the pairs in blocks of 16 (mi_dconv_amx_pairs): block p's csz
  * positions of 16 pairs each, so that an input tile (16 positions x 16
  * pairs) is 1 KB in a row; MI_DCONV_AMX_SLACK elements after the last
