@@ -134,6 +134,20 @@ void mi_dconv_amx_pairs_padded(const float *x, int64_t xstride, int64_t C, const
  * planes * q_end consecutive ones, output index = position. */
 void mi_dconv_amx_pairs_cols(const float *x, int64_t xstride, int64_t C, const float *pre, bool relu, int64_t pbn,
                              float *dst, int64_t pb0, int64_t pb1, int64_t q0, int64_t q1, int64_t n);
+/* A layer of few channels (an RGB stem: AMX's pair blocks would be mostly
+ * zeros) as a 1x1 layer of its K = C kh kw taps: the same blocks, of its
+ * im2col matrix, made from the 2D input: row k = (c, ky, kx) at output
+ * position q = oy OW + ox reads x[c][oy sy + ky dy - pt][2 ox + kx - pl],
+ * zero outside the input.  Column stride 2, no column dilation, OW a
+ * multiple of 16, kw <= 17 and K <= MI_DCONV_STEM_MAXK (a 7x7 stride-2
+ * stem; mi_dconv_amx_stem_ok says). */
+#define MI_DCONV_STEM_MAXK 256
+typedef struct mi_dconv_im2col {
+  int64_t C, H, W, kh, kw, sy, dy, pt, pl, OH, OW;
+} mi_dconv_im2col;
+bool mi_dconv_amx_stem_ok(const mi_dconv_im2col *g, int64_t sx, int64_t dx);
+void mi_dconv_amx_im2col_cols(const float *x, const mi_dconv_im2col *g, int64_t pbn, float *dst, int64_t q0,
+                              int64_t q1);
 int64_t mi_dconv_items_amx(const mi_dconv_job *j, const mi_dconv_amx_weights *w);
 void mi_dconv_run_amx(const mi_dconv_job *j, const mi_dconv_amx_weights *w, int64_t begin, int64_t end);
 

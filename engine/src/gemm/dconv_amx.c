@@ -241,6 +241,64 @@ void mi_dconv_amx_pairs_cols(const float *x, int64_t xstride, int64_t C, const f
     }
 }
 
+bool mi_dconv_amx_stem_ok(const mi_dconv_im2col *g, int64_t sx, int64_t dx) {
+  return sx == 2 && (dx == 1 || g->kw == 1) && g->OW % 16 == 0 && g->kw <= 17 &&
+         g->C * g->kh * g->kw <= MI_DCONV_STEM_MAXK;
+}
+
+void mi_dconv_amx_im2col_cols(const float *x, const mi_dconv_im2col *g, int64_t pbn, float *dst, int64_t q0,
+                              int64_t q1) {
+  uint32_t *d = (uint32_t *)dst;
+  const int64_t K = g->C * g->kh * g->kw;
+  const __m512i even = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
+  const __m512i odd = _mm512_set_epi32(31, 29, 27, 25, 23, 21, 19, 17, 15, 13, 11, 9, 7, 5, 3, 1);
+  __m512 vals[MI_DCONV_STEM_MAXK + 32]; /* row k of the block: its 16 positions */
+  for (int64_t i = K; i < pbn * 32; i++) vals[i] = _mm512_setzero_ps();
+  for (int64_t q = q0; q < q1; q += 16) { /* 16 positions of one output row (OW a multiple of 16) */
+    const int64_t oy = q / g->OW, ox = q % g->OW, c0 = 2 * ox - g->pl;
+    /* the row's columns c0 .. c0 + 47 that are inside the input */
+    const int64_t lo = c0 >= 0 ? 0 : -c0, hi = g->W - c0 < 48 ? g->W - c0 : 48;
+    const uint64_t m48 = hi > lo ? ((hi >= 64 ? ~0ull : (1ull << hi) - 1) & ~((1ull << lo) - 1)) : 0;
+    for (int64_t c = 0; c < g->C; c++)
+      for (int64_t ky = 0; ky < g->kh; ky++) {
+        __m512 *v = vals + (c * g->kh + ky) * g->kw;
+        const int64_t iy = oy * g->sy + ky * g->dy - g->pt;
+        if (iy < 0 || iy >= g->H || !m48) {
+          for (int64_t kx = 0; kx < g->kw; kx++) v[kx] = _mm512_setzero_ps();
+          continue;
+        }
+        const float *r = x + (c * g->H + iy) * g->W + c0;
+        const __m512 w0 = _mm512_maskz_loadu_ps((__mmask16)m48, r), w1 = _mm512_maskz_loadu_ps((__mmask16)(m48 >> 16), r + 16);
+        const __m512 w2 = _mm512_maskz_loadu_ps((__mmask16)(m48 >> 32), r + 32);
+        /* columns c0 + 2j (+ 1), and in lanes 0 .. 7 c0 + 32 + 2j (+ 1) */
+        const __m512i e0 = _mm512_castps_si512(_mm512_permutex2var_ps(w0, even, w1));
+        const __m512i e1 = _mm512_castps_si512(_mm512_permutex2var_ps(w2, even, w2));
+        const __m512i o0 = _mm512_castps_si512(_mm512_permutex2var_ps(w0, odd, w1));
+        const __m512i o1 = _mm512_castps_si512(_mm512_permutex2var_ps(w2, odd, w2));
+        for (int64_t kx = 0; kx < g->kw; kx++) { /* tap kx: columns c0 + 2j + kx */
+          const __m512i a = kx % 2 ? o0 : e0, b = kx % 2 ? o1 : e1;
+          __m512i t;
+          switch (kx / 2) { /* lanes j + kx / 2 of (a, b) */
+          case 0: t = a; break;
+          case 1: t = _mm512_alignr_epi32(b, a, 1); break;
+          case 2: t = _mm512_alignr_epi32(b, a, 2); break;
+          case 3: t = _mm512_alignr_epi32(b, a, 3); break;
+          case 4: t = _mm512_alignr_epi32(b, a, 4); break;
+          case 5: t = _mm512_alignr_epi32(b, a, 5); break;
+          case 6: t = _mm512_alignr_epi32(b, a, 6); break;
+          case 7: t = _mm512_alignr_epi32(b, a, 7); break;
+          default: t = _mm512_alignr_epi32(b, a, 8); break;
+          }
+          v[kx] = _mm512_castsi512_ps(t);
+        }
+      }
+    for (int64_t p = 0; p < pbn; p++) {
+      uint32_t *row = d + ((q / 16 * pbn + p) * 16) * 16;
+      for (int i = 0; i < 16; i++) _mm512_store_si512(row + i * 16, pair16(vals[2 * (16 * p + i)], vals[2 * (16 * p + i) + 1]));
+    }
+  }
+}
+
 #define NB 32 /* positions per item */
 
 static int64_t pos_blocks(const mi_dconv_job *j) { return (j->q_end + NB - 1) / NB; }
@@ -395,6 +453,14 @@ void mi_dconv_amx_pairs_cols(const float *x, int64_t xstride, int64_t C, const f
                              float *dst, int64_t pb0, int64_t pb1, int64_t q0, int64_t q1, int64_t n) {
   (void)x, (void)xstride, (void)C, (void)pre, (void)relu, (void)pbn, (void)dst, (void)pb0, (void)pb1, (void)q0, (void)q1;
   (void)n;
+}
+bool mi_dconv_amx_stem_ok(const mi_dconv_im2col *g, int64_t sx, int64_t dx) {
+  (void)g, (void)sx, (void)dx;
+  return false;
+}
+void mi_dconv_amx_im2col_cols(const float *x, const mi_dconv_im2col *g, int64_t pbn, float *dst, int64_t q0,
+                              int64_t q1) {
+  (void)x, (void)g, (void)pbn, (void)dst, (void)q0, (void)q1;
 }
 void mi_dconv_amx_pairs_padded(const float *x, int64_t xstride, int64_t C, const float *pre, bool relu,
                                const mi_dconv_pad *pad, int64_t csz, float *dst, int64_t pb0, int64_t pb1, int64_t q0,

@@ -1226,6 +1226,72 @@ static mi_status *conv_direct(mi_node *n, mi_exec *ex, conv_attr *a, const geom 
   if (xpad) mi_exec_scratch_release(ex, xpad);
   return NULL;
 }
+/* bf16 on AMX, a 2D layer of fewer than AMX_MIN_C channels (an RGB 7x7
+ * stride-2 stem, K = 147): its im2col matrix as the pair blocks of a 1x1
+ * layer of K channels with left weights (mi_dconv_amx_im2col_cols), not FP32. */
+static bool stem_amx_wanted(const mi_exec *ex, const geom *g, int64_t C, const float *pre) {
+  if (!ex->bf16 || C >= AMX_MIN_C || C * g->k_sz < 64 || pre || g->k[0] != 1 || g->in[0] != 1 || g->s[1] > 2 ||
+      !direct_amx() || !direct_bf16(ex, AMX_MIN_C) || mi_gemm_isa() != MI_ISA_AVX512)
+    return false;
+  const mi_dconv_im2col ig = {C, g->in[1], g->in[2], g->k[1], g->k[2], g->s[1], g->d[1], g->pb[1], g->pb[2],
+                              g->out[1], g->out[2]};
+  return mi_dconv_amx_stem_ok(&ig, g->s[2], g->d[2]);
+}
+
+typedef struct stem_cols_ctx {
+  const float *x;
+  const mi_dconv_im2col *g;
+  int64_t pbn, n;
+  float *dst;
+} stem_cols_ctx;
+
+#define STEM_CHUNK 256 /* positions per item of the conversion */
+static void stem_cols_items(void *vctx, int64_t b, int64_t e) {
+  const stem_cols_ctx *c = vctx;
+  for (int64_t it = b; it < e; it++) {
+    const int64_t q0 = it * STEM_CHUNK, q1 = q0 + STEM_CHUNK < c->n ? q0 + STEM_CHUNK : c->n;
+    mi_dconv_amx_im2col_cols(c->x, c->g, c->pbn, c->dst, q0, q1);
+  }
+}
+
+static mi_status *conv_stem_amx(mi_node *n, mi_exec *ex, conv_attr *a, const geom *g, const float *x,
+                                const float *bias, const float *res, float *y, int64_t N, int64_t C, int64_t M,
+                                int64_t K) {
+  if (!a->wamx.data) { /* the K taps as the channels of a 1x1 layer */
+    float *wf = weights_rows(a, M, K);
+    const bool ok = wf && mi_dconv_amx_pack(wf, M, K, 1, true, &a->wamx);
+    free(wf);
+    if (!ok) return mi_node_error(n, MI_ERR_NO_MEMORY, "out of memory for the bf16 weights");
+  }
+  /* whole 32-position tiles (OW is a multiple of 16: one more block at most) */
+  const int64_t pbn = a->wamx.pblocks, np = round32(g->out_sz);
+  float *xpair = mi_exec_scratch(ex, (size_t)(pbn * 16 * np) * sizeof(float));
+  if (!xpair) return mi_node_error(n, MI_ERR_NO_MEMORY, "out of memory for the stem's pairs");
+  if (np > g->out_sz) memset(xpair + pbn * 16 * g->out_sz, 0, (size_t)(pbn * 16 * (np - g->out_sz)) * sizeof(float));
+  const mi_dconv_im2col ig = {C, g->in[1], g->in[2], g->k[1], g->k[2], g->s[1], g->d[1], g->pb[1], g->pb[2],
+                              g->out[1], g->out[2]};
+  const bool simple = n->act.kind == MI_ACT_NONE || n->act.kind == MI_ACT_RELU;
+  for (int64_t b = 0; b < N; b++) {
+    stem_cols_ctx sc = {x + b * C * g->in_sz, &ig, pbn, g->out_sz, xpair};
+    mi_parallel_for(ex, (g->out_sz + STEM_CHUNK - 1) / STEM_CHUNK, 1, stem_cols_items, &sc);
+    float *yb = y + b * M * g->out_sz;
+    epi_block_ctx ec = {n, yb, bias, res ? res + b * M * g->out_sz : NULL};
+    const mi_gemm_epilogue epi = {epi_block, &ec};
+    mi_dconv_job job = {{0}, xpair, NULL, 1, g->out_sz, g->out_sz, g->out[2], g->out[2], g->out_sz, yb,
+                        g->out_sz, NULL, false, NULL, 0, 0, NULL, false};
+    if (simple) {
+      job.bias = bias;
+      job.relu = n->act.kind == MI_ACT_RELU;
+      job.res = res ? res + b * M * g->out_sz : NULL;
+    } else {
+      job.epi = &epi;
+    }
+    job_weights ac = {&job, &a->wamx};
+    mi_parallel_for(ex, mi_dconv_items_amx(&job, &a->wamx), 1, dconv_items_amx, &ac);
+  }
+  mi_exec_scratch_release(ex, xpair);
+  return NULL;
+}
 #endif
 
 static mi_status *conv_run(mi_node *n, mi_exec *ex, mi_tensor *const *in, mi_tensor **out) {
@@ -1351,6 +1417,11 @@ static mi_status *conv_run(mi_node *n, mi_exec *ex, mi_tensor *const *in, mi_ten
       mi_exec_scratch_release(ex, xs);
       return st;
     }
+  }
+  if (packed && G == 1 && stem_amx_wanted(ex, &g, C, pre)) {
+    mi_status *st = conv_stem_amx(n, ex, n->priv, &g, x, bias, res, y, N, C, M, K);
+    if (xcopy) mi_exec_scratch_release(ex, xcopy);
+    return st;
   }
   if (packed && G == 1 && direct_wanted(ex, &g, a, C, M, pre != NULL)) {
     mi_status *st = conv_direct(n, ex, n->priv, &g, x, pre, bias, res, y, N, C, M, K, false);
