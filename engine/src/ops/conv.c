@@ -1229,12 +1229,16 @@ static mi_status *conv_direct(mi_node *n, mi_exec *ex, conv_attr *a, const geom 
 /* bf16 on AMX, a 2D layer of fewer than AMX_MIN_C channels (an RGB 7x7
  * stride-2 stem, K = 147): its im2col matrix as the pair blocks of a 1x1
  * layer of K channels with left weights (mi_dconv_amx_im2col_cols), not FP32. */
+static mi_dconv_im2col stem_geom(const geom *g, int64_t C) {
+  return (mi_dconv_im2col){C,       g->in[1], g->in[2], g->k[1],  g->k[2],  g->s[1],
+                           g->d[1], g->pb[1], g->pb[2], g->out[1], g->out[2]};
+}
+
 static bool stem_amx_wanted(const mi_exec *ex, const geom *g, int64_t C, const float *pre) {
   if (!ex->bf16 || C >= AMX_MIN_C || C * g->k_sz < 64 || pre || g->k[0] != 1 || g->in[0] != 1 || g->s[1] > 2 ||
       !direct_amx() || !direct_bf16(ex, AMX_MIN_C) || mi_gemm_isa() != MI_ISA_AVX512)
     return false;
-  const mi_dconv_im2col ig = {C, g->in[1], g->in[2], g->k[1], g->k[2], g->s[1], g->d[1], g->pb[1], g->pb[2],
-                              g->out[1], g->out[2]};
+  const mi_dconv_im2col ig = stem_geom(g, C);
   return mi_dconv_amx_stem_ok(&ig, g->s[2], g->d[2]);
 }
 
@@ -1268,8 +1272,7 @@ static mi_status *conv_stem_amx(mi_node *n, mi_exec *ex, conv_attr *a, const geo
   float *xpair = mi_exec_scratch(ex, (size_t)(pbn * 16 * np) * sizeof(float));
   if (!xpair) return mi_node_error(n, MI_ERR_NO_MEMORY, "out of memory for the stem's pairs");
   if (np > g->out_sz) memset(xpair + pbn * 16 * g->out_sz, 0, (size_t)(pbn * 16 * (np - g->out_sz)) * sizeof(float));
-  const mi_dconv_im2col ig = {C, g->in[1], g->in[2], g->k[1], g->k[2], g->s[1], g->d[1], g->pb[1], g->pb[2],
-                              g->out[1], g->out[2]};
+  const mi_dconv_im2col ig = stem_geom(g, C);
   const bool simple = n->act.kind == MI_ACT_NONE || n->act.kind == MI_ACT_RELU;
   for (int64_t b = 0; b < N; b++) {
     stem_cols_ctx sc = {x + b * C * g->in_sz, &ig, pbn, g->out_sz, xpair};
