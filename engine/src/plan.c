@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "hugepages.h"
 #include "model.h"
 
 #define ARENA_ALIGN 64
@@ -434,6 +435,7 @@ mi_status *mi_plan_build(mi_model *m, mi_tensor *const *inputs) {
                   g->name, (double)total, (double)m->opt.max_tensor_bytes);
   if (!st) {
     m->plan.arena = total ? aligned_alloc(ARENA_ALIGN, total) : NULL;
+    mi_advise_huge(m->plan.arena, total);
     if (total && !m->plan.arena)
       st = mi_error(MI_ERR_NO_MEMORY, "'%s': cannot allocate %zu bytes for activations", g->name, total);
   }

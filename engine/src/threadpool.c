@@ -200,18 +200,29 @@ int mi_threadpool_size(const mi_threadpool *p) { return p ? p->n : 1; }
 typedef struct range_job {
   mi_range_fn fn;
   void *ctx;
-  int64_t total, chunk;
+  int64_t total, grain;
+  int nt;
   atomic_llong next;
 } range_job;
 
+/* Guided self-scheduling: each claim takes half of an even share of what is
+ * left (at least the grain), so the first chunks are long and the last ones
+ * short: a thread that falls behind (another process on its core) leaves
+ * the others at most a short chunk to wait for, where equal chunks of an
+ * eighth of the work could leave them idle for most of one. */
 static void run_chunks(void *vctx, int tid, int nt) {
   (void)tid;
   (void)nt;
   range_job *j = vctx;
+  int64_t b = atomic_load_explicit(&j->next, memory_order_relaxed);
   for (;;) {
-    const int64_t b = atomic_fetch_add(&j->next, j->chunk);
     if (b >= j->total) return;
-    j->fn(j->ctx, b, b + j->chunk < j->total ? b + j->chunk : j->total);
+    int64_t len = (j->total - b) / (2 * (int64_t)j->nt);
+    if (len < j->grain) len = j->grain;
+    if (len > j->total - b) len = j->total - b;
+    if (!atomic_compare_exchange_weak(&j->next, &b, b + len)) continue; /* b now holds the current value */
+    j->fn(j->ctx, b, b + len);
+    b = atomic_load_explicit(&j->next, memory_order_relaxed);
   }
 }
 
@@ -225,10 +236,7 @@ void mi_threadpool_run(mi_threadpool *p, int64_t n, int64_t grain, mi_range_fn f
   }
   nt = mi_pool_threads(nt);
   if ((int64_t)nt > (n + grain - 1) / grain) nt = (int)((n + grain - 1) / grain);
-  /* A few chunks per thread balance uneven work without much contention. */
-  int64_t chunk = (n + (int64_t)nt * 4 - 1) / ((int64_t)nt * 4);
-  if (chunk < grain) chunk = grain;
-  range_job j = {fn, ctx, n, chunk, 0};
+  range_job j = {fn, ctx, n, grain, nt, 0};
   mi_pool_run(nt, run_chunks, &j);
   mi_pool_release();
 }

@@ -8,6 +8,7 @@
  * apart each.  Compiled with -mamx-tile -mamx-bf16 -mavx512f; only called
  * when mi_dconv_amx_supported(). */
 #include "dconv.h"
+#include "../hugepages.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -48,6 +49,7 @@ bool mi_dconv_amx_pack(const float *w, int64_t M, int64_t C, int64_t ksz, bool l
   const size_t n = (size_t)(mb * ksz * pb) * 512;
   void *q = NULL;
   if ((left && ksz != 1) || posix_memalign(&q, 64, n * sizeof(uint16_t))) return false;
+  mi_advise_huge(q, n * sizeof(uint16_t));
   uint16_t *d = q;
   /* [m block][tap][pair block][16 pairs][16 channels x 2]: a right operand;
    * left: [m block][pair block][16 channels][16 pairs x 2] */

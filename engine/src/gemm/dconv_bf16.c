@@ -7,6 +7,7 @@
  * with -mavx512f -mfma -mavx512bf16; only called when CPUID reports
  * AVX512-BF16 (mi_dconv_bf16_supported). */
 #include "dconv.h"
+#include "../hugepages.h"
 
 #include <string.h>
 
@@ -60,6 +61,7 @@ bool mi_dconv_bf16_pack(const float *w, int64_t M, int64_t C, int64_t ksz, mi_dc
   const int64_t kp_n = (C + 1) / 2 * ksz, kc = 192, mp = (M + MR - 1) / MR * MR;
   void *q = NULL;
   if (posix_memalign(&q, 64, (size_t)(mp * kp_n) * sizeof(uint32_t))) return false;
+  mi_advise_huge(q, (size_t)(mp * kp_n) * sizeof(uint32_t));
   uint32_t *d = q;
   const int64_t K = C * ksz;
   /* The SGEMM's packed layout (K blocks of kc rows, panels of MR rows), a

@@ -6,6 +6,7 @@
  * order, and the few positions of a map fill whole tiles.  Compiled with
  * -mavx512f -mfma; only called when CPUID reports AVX-512F. */
 #include "dconv.h"
+#include "../hugepages.h"
 
 #ifdef MI_GEMM_X86
 #include <immintrin.h>
@@ -19,6 +20,7 @@ bool mi_dconv_cv_pack(const float *w, int64_t M, int64_t K, mi_dconv_cv_weights 
   const int vb = M % 64 == 0 && K <= 1152 ? 64 : M % 32 == 0 ? 32 : 16;
   float *d = aligned_alloc(64, (size_t)(M * K) * sizeof(float));
   if (!d) return false;
+  mi_advise_huge(d, (size_t)(M * K) * sizeof(float));
   for (int64_t b = 0; b < M / vb; b++)
     for (int64_t i = 0; i < vb; i++) {
       const float *src = w + (b * vb + i) * K;

@@ -19,6 +19,7 @@
 #define _POSIX_C_SOURCE 200809L
 #include "gemm.h"
 #include "../pool.h"
+#include "../hugepages.h"
 
 #include <stdatomic.h>
 #include <stdio.h>
@@ -443,6 +444,7 @@ mi_gemm_packed_a *mi_gemm_packed_a_alloc(mi_isa isa, int64_t M, int64_t K) {
     free(p);
     return NULL;
   }
+  mi_advise_huge(q, (size_t)p->mp * (size_t)K * sizeof(float));
   p->data = q;
   return p;
 }

@@ -1,0 +1,33 @@
+#define _DEFAULT_SOURCE
+#include "hugepages.h"
+
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#define HUGE_BYTES ((uintptr_t)2 << 20)
+
+static int enabled(void) {
+  static atomic_int v = -1;
+  int r = atomic_load(&v);
+  if (r < 0) {
+    const char *e = getenv("MEDINFER_HUGEPAGES");
+    r = !(e && !strcmp(e, "0"));
+    atomic_store(&v, r);
+  }
+  return r;
+}
+
+void mi_advise_huge(void *p, size_t bytes) {
+#ifdef MADV_HUGEPAGE
+  if (!p || bytes < HUGE_BYTES || !enabled()) return;
+  const uintptr_t b = ((uintptr_t)p + HUGE_BYTES - 1) & ~(HUGE_BYTES - 1);
+  const uintptr_t e = ((uintptr_t)p + bytes) & ~(HUGE_BYTES - 1);
+  if (e > b) (void)madvise((void *)b, e - b, MADV_HUGEPAGE); /* advice: a kernel without THP says EINVAL */
+#else
+  (void)p;
+  (void)bytes;
+#endif
+}

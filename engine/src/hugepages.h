@@ -1,0 +1,27 @@
+/* Transparent huge pages for the engine's large, long-lived buffers.
+ *
+ * A network's packed weights (ResNet-50: about 100 MB) and its activation
+ * arena are read in long streams on every run; on 4 KB pages each page is a
+ * TLB miss and a page walk per run, on 2 MB pages one per 2 MB.  Kernels set
+ * to "madvise" (Debian's default) give huge pages only to memory that asks. */
+#ifndef MEDINFER_HUGEPAGES_H
+#define MEDINFER_HUGEPAGES_H
+
+#include <stddef.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Asks for huge pages on the 2 MB-aligned part of [p, p + bytes) (no memory
+ * beyond the buffer is claimed; a buffer without a whole aligned 2 MB in it is
+ * left alone).  Call before the buffer is first written: pages are chosen when
+ * they are first touched.  Advice only: nothing fails; MEDINFER_HUGEPAGES=0
+ * turns it off. */
+void mi_advise_huge(void *p, size_t bytes);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif
