@@ -197,6 +197,58 @@ TEST_P(GemmIsa, PackedA) {
   }
 }
 
+// A simple epilogue (bias per row, residual, ReLU) applied by the kernel in
+// registers where it can (mi_gemm_kernel.kern_epi) gives what the epilogue's
+// fn gives on the stored tiles: every tile shape, edges and C^T remainders
+// included, each combination of bias, residual and ReLU, beta 0 and 1.
+struct EpiCtx {
+  const float *bias, *res, *c0;
+  bool relu;
+};
+void epi_fn(void *vctx, int64_t m0, int64_t mr, int64_t, int64_t nr, float *c, int64_t ldc) {
+  const EpiCtx *e = static_cast<const EpiCtx *>(vctx);
+  for (int64_t i = 0; i < mr; i++)
+    for (int64_t j = 0; j < nr; j++) {
+      float v = c[i * ldc + j];
+      if (e->bias) v += e->bias[m0 + i];
+      if (e->res) v += e->res[(c - e->c0) + i * ldc + j];
+      c[i * ldc + j] = e->relu && !(v > 0.f) ? 0.f : v;
+    }
+}
+
+TEST_P(GemmIsa, PackedEpilogueInRegisters) {
+  std::mt19937 rng(4242);
+  const int64_t shapes[][3] = {{8, 48, 64}, {13, 49, 70}, {64, 196, 256}, {5, 7, 9},
+                               {24, 100, 300}, {256, 3136 / 4, 64}, {1, 16, 3}, {9, 41, 200}};
+  for (const auto &sh : shapes)
+    for (int variant = 0; variant < 8; variant++)
+      for (float beta : {0.f, 1.f}) {
+        const int64_t M = sh[0], N = sh[1], K = sh[2], ldc = N + 3;
+        const bool has_bias = variant & 1, has_res = variant & 2, relu = variant & 4;
+        std::vector<float> A = rnd(size_t(M * K), rng), B = rnd(size_t(K * N), rng);
+        std::vector<float> bias = rnd(size_t(M), rng), res = rnd(size_t(M * ldc), rng), C0 = rnd(size_t(M * ldc), rng);
+        mi_gemm_packed_a *pa = mi_gemm_pack_a(GetParam(), false, M, K, A.data(), K);
+        ASSERT_NE(pa, nullptr);
+        std::vector<float> want = C0, got = C0;
+        EpiCtx ew{has_bias ? bias.data() : nullptr, has_res ? res.data() : nullptr, want.data(), relu};
+        const mi_gemm_epilogue plain = {epi_fn, &ew, false, false, nullptr, nullptr, nullptr};
+        mi_gemm_sgemm_packed_a(2, pa, false, N, 1.f, B.data(), N, beta, want.data(), ldc, &plain);
+        EpiCtx eg{ew.bias, ew.res, got.data(), relu};
+        const mi_gemm_epilogue simple = {epi_fn, &eg, true, relu, ew.bias, ew.res, got.data()};
+        mi_gemm_sgemm_packed_a(2, pa, false, N, 1.f, B.data(), N, beta, got.data(), ldc, &simple);
+        mi_gemm_packed_a_free(pa);
+        int bad = 0;
+        for (int64_t i = 0; i < M; i++)
+          for (int64_t j = 0; j < ldc; j++)
+            if (!(got[size_t(i * ldc + j)] == want[size_t(i * ldc + j)]) && bad++ < 3)
+              ADD_FAILURE() << mi_gemm_isa_name(GetParam()) << " M=" << M << " N=" << N << " K=" << K
+                            << " bias=" << has_bias << " res=" << has_res << " relu=" << relu << " beta=" << beta
+                            << ": C[" << i << "][" << j << "] = " << got[size_t(i * ldc + j)] << ", expected "
+                            << want[size_t(i * ldc + j)];
+        if (bad) return;
+      }
+}
+
 TEST(GemmPackedA, DegenerateAndConcurrent) {
   std::vector<float> A(12, 1.f);
   EXPECT_EQ(mi_gemm_pack_a(mi_gemm_isa(), false, 0, 3, A.data(), 3), nullptr);

@@ -249,7 +249,12 @@ static void gemm_rect(const problem *p, slot *s, int64_t m0, int64_t m1, int64_t
             const int64_t ir = rows_first ? o : i, jr = rows_first ? i : o;
             const int mr = mc - ir < MR ? (int)(mc - ir) : MR, nr = nc - jr < NR ? (int)(nc - jr) : NR;
             float *cc = p->C + (ic + ir) * p->ldc + jc + jr;
-            kd->kern(kc, pa + (ir / MR) * kc * MR, pb + (jr / NR) * kc * NR, cc, p->ldc, mr, nr, p->alpha, beta);
+            const float *ap = pa + (ir / MR) * kc * MR, *bp = pb + (jr / NR) * kc * NR;
+            if (epi && epi->simple && kd->kern_epi &&
+                kd->kern_epi(kc, ap, bp, cc, p->ldc, mr, nr, p->alpha, beta, epi->bias ? epi->bias + ic + ir : NULL,
+                             epi->res ? epi->res + (cc - epi->c0) : NULL, epi->relu))
+              continue;
+            kd->kern(kc, ap, bp, cc, p->ldc, mr, nr, p->alpha, beta);
             if (epi) epi->fn(epi->ctx, ic + ir, mr, jc + jr, nr, cc, p->ldc);
           }
       }

@@ -21,7 +21,8 @@ static inline __attribute__((always_inline)) void body(const int mr, const int n
                                                       const float *restrict a,
                                                       const float *restrict b, float *c,
                                                       int64_t ldc, int nr, float alpha,
-                                                      float beta) {
+                                                      float beta, const float *bias,
+                                                      const float *res, bool relu) {
   __m512 acc[MR][NV];
 #pragma GCC unroll 8
   for (int i = 0; i < mr; i++)
@@ -53,15 +54,24 @@ static inline __attribute__((always_inline)) void body(const int mr, const int n
       float *p = c + i * ldc + 16 * v;
       __m512 r = _mm512_mul_ps(acc[i][v], va);
       if (beta != 0.f) r = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m, p), r);
+      if (bias) r = _mm512_add_ps(r, _mm512_set1_ps(bias[i]));
+      if (res) r = _mm512_add_ps(r, _mm512_maskz_loadu_ps(m, res + i * ldc + 16 * v));
+      if (relu) r = _mm512_max_ps(r, _mm512_setzero_ps());
       _mm512_mask_storeu_ps(p, m, r);
     }
   }
 }
 
+/* k_M_V: the plain tile; ke_M_V: with the epilogue in registers (kern_epi). */
 #define K(M, V)                                                                                \
   static void k_##M##_##V(int64_t kc, const float *a, const float *b, float *c, int64_t ldc, \
                           int nr, float alpha, float beta) {                                 \
-    body(M, V, kc, a, b, c, ldc, nr, alpha, beta);                                           \
+    body(M, V, kc, a, b, c, ldc, nr, alpha, beta, NULL, NULL, false);                        \
+  }                                                                                          \
+  static void ke_##M##_##V(int64_t kc, const float *a, const float *b, float *c, int64_t ldc,\
+                           int nr, float alpha, float beta, const float *bias,               \
+                           const float *res, bool relu) {                                    \
+    body(M, V, kc, a, b, c, ldc, nr, alpha, beta, bias, res, relu);                          \
   }
 #define KROW(M) K(M, 1) K(M, 2) K(M, 3)
 KROW(1) KROW(2) KROW(3) KROW(4) KROW(5) KROW(6) KROW(7) KROW(8)
@@ -69,8 +79,13 @@ KROW(1) KROW(2) KROW(3) KROW(4) KROW(5) KROW(6) KROW(7) KROW(8)
 #undef KROW
 
 typedef void (*kfn)(int64_t, const float *, const float *, float *, int64_t, int, float, float);
+typedef void (*kefn)(int64_t, const float *, const float *, float *, int64_t, int, float, float, const float *,
+                     const float *, bool);
 #define ROW(M) {k_##M##_1, k_##M##_2, k_##M##_3}
 static const kfn table[MR][NV] = {ROW(1), ROW(2), ROW(3), ROW(4), ROW(5), ROW(6), ROW(7), ROW(8)};
+#undef ROW
+#define ROW(M) {ke_##M##_1, ke_##M##_2, ke_##M##_3}
+static const kefn table_epi[MR][NV] = {ROW(1), ROW(2), ROW(3), ROW(4), ROW(5), ROW(6), ROW(7), ROW(8)};
 #undef ROW
 
 /* Narrow column remainder (1..8 columns): the 8 rows of the A micro-panel
@@ -139,7 +154,17 @@ static void kern_avx512(int64_t kc, const float *pa, const float *pb, float *c, 
   cols_table[rem - 1](kc, pa, pb + full, c + full, ldc, mr, alpha, beta);
 }
 
+/* Whole vectors and masked ones; a narrow remainder (1..8 columns, the
+ * C^T tiles) is left to kern and the epilogue's fn. */
+static bool kern_epi_avx512(int64_t kc, const float *pa, const float *pb, float *c, int64_t ldc, int mr, int nr,
+                            float alpha, float beta, const float *bias, const float *res, bool relu) {
+  const int rem = nr & 15;
+  if (rem != 0 && rem <= 8) return false;
+  table_epi[mr - 1][(nr + 15) / 16 - 1](kc, pa, pb, c, ldc, nr, alpha, beta, bias, res, relu);
+  return true;
+}
+
 const mi_gemm_kernel mi_gemm_kernel_avx512 = {"avx512", MR, NR, 16, 192, 512, 2304, kern_avx512,
                                              mi_gemm_pack_a_rows_avx2, mi_gemm_pack_b_cols_avx2,
-                                             mi_gemm_pack_b_rows_avx2};
+                                             mi_gemm_pack_b_rows_avx2, kern_epi_avx512};
 #endif

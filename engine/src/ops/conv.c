@@ -1192,7 +1192,7 @@ static mi_status *conv_direct(mi_node *n, mi_exec *ex, conv_attr *a, const geom 
     }
     float *yb = y + b * M * g->out_sz;
     epi_block_ctx ec = {n, yb, bias, res ? res + b * M * g->out_sz : NULL};
-    const mi_gemm_epilogue epi = {epi_block, &ec};
+    const mi_gemm_epilogue epi = {.fn = epi_block, .ctx = &ec};
     const int64_t planes = copied && g->out[0] - z0 > zo ? zo : g->out[0] - z0;
     mi_dconv_job job = {bf16 ? a->wbf.view : cv ? (mi_gemm_packed_view){0} : mi_gemm_packed_a_view(a->wpack[0]), xb, toff, planes, zplane,
                         (g->out[1] - 1) * ph.w + g->out[2], ph.w, g->out[2], oplane, yb + z0 * oplane,
@@ -1279,7 +1279,7 @@ static mi_status *conv_stem_amx(mi_node *n, mi_exec *ex, conv_attr *a, const geo
     mi_parallel_for(ex, (g->out_sz + STEM_CHUNK - 1) / STEM_CHUNK, 1, stem_cols_items, &sc);
     float *yb = y + b * M * g->out_sz;
     epi_block_ctx ec = {n, yb, bias, res ? res + b * M * g->out_sz : NULL};
-    const mi_gemm_epilogue epi = {epi_block, &ec};
+    const mi_gemm_epilogue epi = {.fn = epi_block, .ctx = &ec};
     mi_dconv_job job = {{0}, xpair, NULL, 1, g->out_sz, g->out_sz, g->out[2], g->out[2], g->out_sz, yb,
                         g->out_sz, NULL, false, NULL, 0, 0, NULL, false};
     if (simple) {
@@ -1464,7 +1464,9 @@ static mi_status *conv_run(mi_node *n, mi_exec *ex, mi_tensor *const *in, mi_ten
         int64_t p1 = p0 + P < g.out_sz ? p0 + P : g.out_sz, len = p1 - p0;
         const bool has_epi = bias || rg || n->act.kind != MI_ACT_NONE;
         epi_block_ctx ec = {n, yg + p0, bias ? bias + gi * Mg : NULL, rg ? rg + p0 : NULL};
-        const mi_gemm_epilogue epi = {epi_block, &ec}, *ep = packed && has_epi ? &epi : NULL;
+        const bool simple = n->act.kind == MI_ACT_NONE || n->act.kind == MI_ACT_RELU; /* epi_block_simple's */
+        const mi_gemm_epilogue epi = {epi_block, &ec, simple, n->act.kind == MI_ACT_RELU, ec.bias, ec.r0, ec.y0},
+                               *ep = packed && has_epi ? &epi : NULL;
         if (pointwise) {
           /* 1x1, stride 1, unpadded: the input planes already are the B matrix. */
           if (packed)
