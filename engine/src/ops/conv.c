@@ -558,12 +558,17 @@ static inline __attribute__((always_inline)) void colpack_panels(const colpack_c
   colrun runs[COLPACK_MAX_NR];
   if (g->k_sz == 1 && st == 1 && g->s[0] * g->s[1] == 1 && g->in_sz == g->out_sz && (!c->padded || psz == g->in_sz)) {
     /* Positions are the input's own (a 1x1 layer with its prologue): a
-     * panel is one run of the channel's plane, whatever the rows. */
-    for (int64_t q0 = 0; q0 < nc; q0 += NR) {
-      const int64_t w = nc - q0 < NR ? nc - q0 : NR;
-      float *d = dst + (q0 / NR) * kc * NR;
-      for (int64_t k = 0; k < kc; k++, d += NR) {
-        copy_run(c, k0 + k, d, c->x + (k0 + k) * g->in_sz + c->p0 + j0 + q0, 1, 0, w);
+     * panel is one run of the channel's plane, whatever the rows.  Channel
+     * by channel, each plane's nc floats read in one sweep: panel by panel,
+     * the kc planes would be kc read streams at once, more than the
+     * hardware prefetchers follow (a DenseNet layer's concatenated input
+     * read from memory at load latency: 11 % of its run in this copy). */
+    for (int64_t k = 0; k < kc; k++) {
+      const float *src = c->x + (k0 + k) * g->in_sz + c->p0 + j0;
+      for (int64_t q0 = 0; q0 < nc; q0 += NR) {
+        const int64_t w = nc - q0 < NR ? nc - q0 : NR;
+        float *d = dst + (q0 / NR) * kc * NR + k * NR;
+        copy_run(c, k0 + k, d, src + q0, 1, 0, w);
         for (int64_t t = w; t < NR; t++) d[t] = 0.f;
       }
     }
