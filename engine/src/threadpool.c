@@ -214,10 +214,10 @@ static void run_chunks(void *vctx, int tid, int nt) {
   (void)tid;
   (void)nt;
   range_job *j = vctx;
-  int64_t b = atomic_load_explicit(&j->next, memory_order_relaxed);
+  long long b = atomic_load_explicit(&j->next, memory_order_relaxed); /* atomic_llong's type, for the exchange */
   for (;;) {
     if (b >= j->total) return;
-    int64_t len = (j->total - b) / (2 * (int64_t)j->nt);
+    long long len = (j->total - b) / (2 * (long long)j->nt);
     if (len < j->grain) len = j->grain;
     if (len > j->total - b) len = j->total - b;
     if (!atomic_compare_exchange_weak(&j->next, &b, b + len)) continue; /* b now holds the current value */
