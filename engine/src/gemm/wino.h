@@ -2,10 +2,15 @@
  * 0, 1, -1, 2, -2, inf): a 6x6 input patch d becomes V = B^T d B, the
  * 36 products U .* V with the transformed 3x3 filter U = G g G^T are
  * summed over channels (36 GEMMs, ops/conv_winograd.c), and A^T M A turns
- * each 6x6 sum into a 4x4 block of outputs.
+ * each 6x6 sum into a 4x4 block of outputs.  F(2x2, 3x3) (points 0, 1, -1,
+ * inf; the mi_wino2_ functions) does the same with 4x4 patches, 16
+ * products and 2x2 blocks: for maps whose 4x4 blocks would hang over the
+ * edge (a dilation-4 layer's 6x6 sub-grids), as few multiply-adds with
+ * 16/36 of the transformed weights.
  *
  * The transforms work on 16 tiles ("lanes") of one channel plane at once;
- * transform element xi = 6 * row + column goes to dst[xi * xs + lane].
+ * transform element xi = alpha * row + column (alpha: 6, or 4 in F(2x2))
+ * goes to dst[xi * xs + lane].
  * wino_generic.c is portable C, wino_avx512.c AVX-512F (gathers and
  * scatters): call the latter only when mi_gemm_isa() is MI_ISA_AVX512. */
 #ifndef MEDINFER_GEMM_WINO_H
@@ -29,18 +34,18 @@ typedef struct mi_wino_in_lanes {
   int n;
 } mi_wino_in_lanes;
 
-/* Output tiles: lane l's 4x4 block starts at plane + off[l], every dy-th
- * row and dx-th column (dilated: one of the interleaved sub-grids), of
- * which rows[l] x cols[l] (0..4 each) lie inside the output.  Lanes >= n
- * are skipped. */
+/* Output tiles: lane l's 4x4 (2x2) block starts at plane + off[l], every
+ * dy-th row and dx-th column (dilated: one of the interleaved sub-grids),
+ * of which rows[l] x cols[l] (0..4, 0..2 each) lie inside the output.
+ * Lanes >= n are skipped. */
 typedef struct mi_wino_out_lanes {
   int32_t off[MI_WINO_LANES], rows[MI_WINO_LANES], cols[MI_WINO_LANES];
   int n;
 } mi_wino_out_lanes;
 
 /* What the output transform applies before storing: bias, a residual read
- * at the same offsets (NULL: none), then ReLU, or fn on the 16 x 16 values
- * (other activations; NULL: none). */
+ * at the same offsets (NULL: none), then ReLU, or fn on the block's values
+ * of the 16 lanes (other activations; NULL: none). */
 typedef struct mi_wino_epi {
   float bias;
   const float *res;
@@ -63,6 +68,20 @@ void mi_wino_out_avx512(const float *m, int64_t ms, const mi_wino_out_lanes *L, 
 
 /* U = G g G^T for one 3x3 filter g (row-major), as u[36]. */
 void mi_wino_filter(const float *g, float *u);
+
+/* F(2x2, 3x3): the same contracts, 4x4 patches, m holding 16 sums per lane. */
+void mi_wino2_in_generic(const float *plane, int64_t H, int64_t W, int64_t dy, int64_t dx, const mi_wino_in_lanes *L,
+                         float *dst, int64_t xs);
+void mi_wino2_out_generic(const float *m, int64_t ms, const mi_wino_out_lanes *L, int64_t Wo, int64_t dy, int64_t dx,
+                          const mi_wino_epi *e, float *plane);
+#if defined(__x86_64__) || defined(__i386__)
+void mi_wino2_in_avx512(const float *plane, int64_t H, int64_t W, int64_t dy, int64_t dx, const mi_wino_in_lanes *L,
+                        float *dst, int64_t xs);
+void mi_wino2_out_avx512(const float *m, int64_t ms, const mi_wino_out_lanes *L, int64_t Wo, int64_t dy, int64_t dx,
+                         const mi_wino_epi *e, float *plane);
+#endif
+/* U = G g G^T of F(2x2, 3x3), as u[16]. */
+void mi_wino2_filter(const float *g, float *u);
 
 #ifdef __cplusplus
 }

@@ -1,6 +1,6 @@
-/* Winograd F(4x4, 3x3) transforms, AVX-512F: 16 tiles per vector, read
- * with masked gathers (taps outside the plane are zero) and written with
- * masked scatters (see wino.h).  Compiled with -mavx512f -mfma; only called
+/* Winograd F(4x4, 3x3) and F(2x2, 3x3) transforms, AVX-512F: 16 tiles per
+ * vector, read with masked gathers (taps outside the plane are zero) and
+ * written with masked scatters (see wino.h).  Compiled with -mavx512f -mfma; only called
  * when CPUID reports AVX-512F. */
 #include "wino.h"
 #if defined(__x86_64__) || defined(__i386__)
@@ -258,5 +258,97 @@ void mi_wino_out_avx512(const float *m, int64_t ms, const mi_wino_out_lanes *L, 
   }
   for (int i = 0; i < 4; i++)
     for (int j = 0; j < 4; j++) _mm512_mask_i32scatter_ps(plane, km[i][j], idx[i][j], v[i][j], 4);
+}
+/* ---- F(2x2, 3x3): gathers and scatters only (its layers are the dilated
+ * ones, whose taps are not consecutive anyway) ------------------------------ */
+
+static inline __attribute__((always_inline)) void bt2(__m512 r[4], const __m512 d[4]) {
+  r[0] = _mm512_sub_ps(d[0], d[2]);
+  r[1] = _mm512_add_ps(d[1], d[2]);
+  r[2] = _mm512_sub_ps(d[2], d[1]);
+  r[3] = _mm512_sub_ps(d[1], d[3]);
+}
+
+static inline __attribute__((always_inline)) void at2(__m512 o[2], const __m512 m[4]) {
+  o[0] = _mm512_add_ps(_mm512_add_ps(m[0], m[1]), m[2]);
+  o[1] = _mm512_sub_ps(_mm512_sub_ps(m[1], m[2]), m[3]);
+}
+
+void mi_wino2_in_avx512(const float *plane, int64_t H, int64_t W, int64_t dy, int64_t dx, const mi_wino_in_lanes *L,
+                        float *dst, int64_t xs) {
+  const __m512i off = _mm512_loadu_si512(L->off), y0 = _mm512_loadu_si512(L->y0), x0 = _mm512_loadu_si512(L->x0);
+  const __m512i vh = _mm512_set1_epi32((int)H), vw = _mm512_set1_epi32((int)W);
+  const __mmask16 lm = lane_mask(L->n);
+  __mmask16 cm[4];
+  for (int j = 0; j < 4; j++) {
+    const __m512i x = _mm512_add_epi32(x0, _mm512_set1_epi32((int)(j * dx)));
+    cm[j] = _mm512_mask_cmplt_epi32_mask(_mm512_mask_cmpge_epi32_mask(lm, x, _mm512_setzero_si512()), x, vw);
+  }
+  __m512 t[4][4];
+#pragma GCC unroll 4
+  for (int i = 0; i < 4; i++) {
+    const __m512i y = _mm512_add_epi32(y0, _mm512_set1_epi32((int)(i * dy)));
+    const __mmask16 rm = _mm512_mask_cmplt_epi32_mask(_mm512_cmpge_epi32_mask(y, _mm512_setzero_si512()), y, vh);
+    const __m512i row = _mm512_add_epi32(off, _mm512_set1_epi32((int)(i * dy * W)));
+    __m512 d[4], r[4];
+#pragma GCC unroll 4
+    for (int j = 0; j < 4; j++)
+      d[j] = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), rm & cm[j], _mm512_add_epi32(row, _mm512_set1_epi32((int)(j * dx))),
+                                      plane, 4);
+    bt2(r, d);
+#pragma GCC unroll 4
+    for (int k = 0; k < 4; k++) t[k][i] = r[k];
+  }
+#pragma GCC unroll 4
+  for (int k2 = 0; k2 < 4; k2++) {
+    __m512 r[4];
+    bt2(r, t[k2]);
+#pragma GCC unroll 4
+    for (int k1 = 0; k1 < 4; k1++) _mm512_storeu_ps(dst + (k1 * 4 + k2) * xs, r[k1]);
+  }
+}
+
+void mi_wino2_out_avx512(const float *m, int64_t ms, const mi_wino_out_lanes *L, int64_t Wo, int64_t dy, int64_t dx,
+                         const mi_wino_epi *e, float *plane) {
+  const __m512i off = _mm512_loadu_si512(L->off), rows = _mm512_loadu_si512(L->rows),
+                cols = _mm512_loadu_si512(L->cols);
+  const __mmask16 lm = lane_mask(L->n);
+  __m512 s[2][4];
+#pragma GCC unroll 4
+  for (int k1 = 0; k1 < 4; k1++) {
+    __m512 c[4], o[2];
+#pragma GCC unroll 4
+    for (int k2 = 0; k2 < 4; k2++) c[k2] = _mm512_maskz_loadu_ps(lm, m + (k1 * 4 + k2) * ms); /* lanes >= n: unwritten */
+    at2(o, c);
+    s[0][k1] = o[0], s[1][k1] = o[1];
+  }
+  __m512 v[2][2]; /* [row][column] */
+  const __m512 bias = _mm512_set1_ps(e->bias);
+  __mmask16 km[2][2];
+  __m512i idx[2][2];
+#pragma GCC unroll 2
+  for (int j = 0; j < 2; j++) {
+    __m512 o[2];
+    at2(o, s[j]);
+    v[0][j] = _mm512_add_ps(o[0], bias), v[1][j] = _mm512_add_ps(o[1], bias);
+  }
+  for (int i = 0; i < 2; i++) {
+    const __mmask16 rm = _mm512_mask_cmpgt_epi32_mask(lm, rows, _mm512_set1_epi32(i));
+    for (int j = 0; j < 2; j++) {
+      km[i][j] = _mm512_mask_cmpgt_epi32_mask(rm, cols, _mm512_set1_epi32(j));
+      idx[i][j] = _mm512_add_epi32(off, _mm512_set1_epi32((int)(i * dy * Wo + j * dx)));
+      if (e->res)
+        v[i][j] = _mm512_add_ps(v[i][j], _mm512_mask_i32gather_ps(_mm512_setzero_ps(), km[i][j], idx[i][j], e->res, 4));
+      if (e->relu) v[i][j] = _mm512_max_ps(v[i][j], _mm512_setzero_ps());
+    }
+  }
+  if (e->fn) {
+    float buf[4][16] __attribute__((aligned(64)));
+    for (int q = 0; q < 4; q++) _mm512_store_ps(buf[q], v[q / 2][q % 2]);
+    e->fn(e->ctx, &buf[0][0], 64);
+    for (int q = 0; q < 4; q++) v[q / 2][q % 2] = _mm512_load_ps(buf[q]);
+  }
+  for (int i = 0; i < 2; i++)
+    for (int j = 0; j < 2; j++) _mm512_mask_i32scatter_ps(plane, km[i][j], idx[i][j], v[i][j], 4);
 }
 #endif

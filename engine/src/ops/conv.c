@@ -1340,9 +1340,10 @@ static mi_status *conv_run(mi_node *n, mi_exec *ex, mi_tensor *const *in, mi_ten
   if (a->wino_ok && own && G == 1 && !bf16_first) {
     mi_wino_conv wc = {x,        bias,     res,      y,     N,     g.in[0], g.in[1], g.in[2], g.out[0],
                        g.out[1], g.out[2], g.pb[0], g.pb[1], g.pb[2], g.d[1], g.d[2]};
-    const bool wanted = mi_wino_wanted(C, M, g.k[0], &wc);
-    if (wanted && !am->wino) {
-      if (!(am->wino = mi_wino_weights_make(a->wpack[0], C, g.k[0])))
+    const int tile = mi_wino_wanted(C, M, g.k[0], &wc);
+    const bool wanted = tile != 0;
+    if (wanted && !am->wino) { /* in the first call's tile (a network's layer keeps its map size) */
+      if (!(am->wino = mi_wino_weights_make(a->wpack[0], C, g.k[0], tile)))
         am->wino_ok = false; /* no Winograd path on this kernel level (or no memory): the exact one */
       else if (G == 1) { /* held once: the exact weights come back from U if ever needed */
         mi_gemm_packed_a_free(am->wpack[0]);

@@ -1,9 +1,9 @@
-/* Winograd F(4x4, 3x3) convolution (see conv_winograd.h).
+/* Winograd F(4x4, 3x3) and F(2x2, 3x3) convolution (see conv_winograd.h).
  *
  * Per chunk of output tiles, three passes over the thread pool:
  *   1. input transform: V_xi[plane][panel][c][NR] (B^T d B of every 6x6
- *      patch, written straight into the SGEMM micro-kernel's B panels);
- *   2. 36 products M_xi[m][t] = U_xi[m][(kz, c)] V_xi[(kz, c)][t], run as
+ *      (4x4) patch, written straight into the SGEMM micro-kernel's B panels);
+ *   2. 36 (16) products M_xi[m][t] = U_xi[m][(kz, c)] V_xi[(kz, c)][t], run as
  *      micro-kernel calls on the packed U (no packing per call);
  *   3. output transform A^T M A with the epilogue, stored to Y.
  * 2D layers fold the batch into the tile index; 3D layers run a slab of
@@ -17,29 +17,33 @@
 
 #include "../gemm/wino.h"
 
-#define NXI 36
+#define NXI 36 /* the most transform elements: F(4x4)'s 6x6 */
 #define CHUNK_L2 ((int64_t)1 << 20)     /* V + M of a thread's chunk: a core's L2 */
 #define CHUNK_SHARED ((int64_t)16 << 20) /* V + M of a chunk all threads work on */
 
 struct mi_wino_weights {
-  mi_gemm_packed_a *u[NXI];
+  mi_gemm_packed_a *u[NXI]; /* nxi of them */
+  int tile, nxi;            /* 4: F(4x4, 3x3), 36 elements; 2: F(2x2, 3x3), 16 */
   int64_t M, C, kd;
   mi_isa isa; /* the kernels U is packed for; AVX-512 transforms at that level, else portable */
 };
 
-mi_wino_weights *mi_wino_weights_make(const mi_gemm_packed_a *wp, int64_t C, int64_t kd) {
+mi_wino_weights *mi_wino_weights_make(const mi_gemm_packed_a *wp, int64_t C, int64_t kd, int tile) {
   const mi_isa isa = mi_gemm_isa();
   const int64_t M = mi_gemm_packed_a_view(wp).M;
   if (isa == MI_ISA_GENERIC || M < 1 || C < 1 || kd < 1 || mi_gemm_packed_a_view(wp).K != C * kd * 9) return NULL;
+  if (tile != 2 && tile != 4) return NULL;
   const int64_t K = kd * C;
   mi_wino_weights *r = calloc(1, sizeof *r);
   if (!r) return NULL;
   r->M = M, r->C = C, r->kd = kd, r->isa = isa;
+  r->tile = tile, r->nxi = (tile + 2) * (tile + 2);
+  const int nxi = r->nxi;
   bool ok = true;
-  for (int xi = 0; xi < NXI && ok; xi++) ok = (r->u[xi] = mi_gemm_packed_a_alloc(isa, M, K)) != NULL;
+  for (int xi = 0; xi < nxi && ok; xi++) ok = (r->u[xi] = mi_gemm_packed_a_alloc(isa, M, K)) != NULL;
   /* lane groups must not straddle the products' column panels */
   const int64_t mr = ok ? mi_gemm_packed_a_mr(r->u[0]) : 0;
-  float *u = ok ? malloc((size_t)(NXI * mr * K) * sizeof(float)) : NULL; /* [xi][row][kz, c] of mr rows */
+  float *u = ok ? malloc((size_t)(nxi * mr * K) * sizeof(float)) : NULL; /* [xi][row][kz, c] of mr rows */
   float *w = ok ? malloc((size_t)(mr * K * 9) * sizeof(float)) : NULL;    /* mr rows of W */
   if (!u || !w || mi_gemm_packed_a_view(r->u[0]).nr % MI_WINO_LANES) {
     free(u);
@@ -56,10 +60,10 @@ mi_wino_weights *mi_wino_weights_make(const mi_gemm_packed_a *wp, int64_t C, int
       for (int64_t c = 0; c < C; c++)
         for (int64_t z = 0; z < kd; z++) {
           float t[NXI];
-          mi_wino_filter(w + ((i * C + c) * kd + z) * 9, t);
-          for (int xi = 0; xi < NXI; xi++) u[(xi * mr + i) * K + z * C + c] = t[xi];
+          (tile == 4 ? mi_wino_filter : mi_wino2_filter)(w + ((i * C + c) * kd + z) * 9, t);
+          for (int xi = 0; xi < nxi; xi++) u[(xi * mr + i) * K + z * C + c] = t[xi];
         }
-    for (int xi = 0; xi < NXI; xi++) mi_gemm_packed_a_fill_rows(r->u[xi], m0, n, u + xi * mr * K, K);
+    for (int xi = 0; xi < nxi; xi++) mi_gemm_packed_a_fill_rows(r->u[xi], m0, n, u + xi * mr * K, K);
   }
   free(u);
   free(w);
@@ -68,19 +72,24 @@ mi_wino_weights *mi_wino_weights_make(const mi_gemm_packed_a *wp, int64_t C, int
 
 mi_gemm_packed_a *mi_wino_weights_exact(const mi_wino_weights *w) {
   const int64_t M = w->M, K = w->kd * w->C;
+  const int pts = w->tile + 2; /* points per side: 6 or 4 */
   mi_gemm_packed_a *p = mi_gemm_packed_a_alloc(w->isa, M, 9 * K);
   const int64_t mr = p ? mi_gemm_packed_a_mr(p) : 0;
-  float *u = p ? malloc((size_t)(NXI * mr * K) * sizeof(float)) : NULL, *g = u ? malloc((size_t)(mr * 9 * K) * sizeof(float)) : NULL;
+  float *u = p ? malloc((size_t)(w->nxi * mr * K) * sizeof(float)) : NULL, *g = u ? malloc((size_t)(mr * 9 * K) * sizeof(float)) : NULL;
   if (!g) {
     free(u);
     mi_gemm_packed_a_free(p);
     return NULL;
   }
-  /* L G = I: rows 0 and 5 of G are (1/4, 0, 0) and (0, 0, 1), rows 2 - 1 (0, 1/3, 0). */
-  static const float L[3][6] = {{4, 0, 0, 0, 0, 0}, {0, -3, 3, 0, 0, 0}, {0, 0, 0, 0, 0, 1}};
+  /* L G = I.  F(4x4): rows 0 and 5 of G are (1/4, 0, 0) and (0, 0, 1),
+   * rows 2 - 1 (0, 1/3, 0); F(2x2): rows 0 and 3 (1, 0, 0) and (0, 0, 1),
+   * rows 1 - 2 (0, 1, 0). */
+  static const float L4[3][6] = {{4, 0, 0, 0, 0, 0}, {0, -3, 3, 0, 0, 0}, {0, 0, 0, 0, 0, 1}};
+  static const float L2[3][6] = {{1, 0, 0, 0}, {0, 1, -1, 0}, {0, 0, 0, 1}};
+  const float(*L)[6] = w->tile == 4 ? L4 : L2;
   for (int64_t m0 = 0; m0 < M; m0 += mr) {
     const int64_t n = M - m0 < mr ? M - m0 : mr;
-    for (int xi = 0; xi < NXI; xi++) mi_gemm_packed_a_rows(w->u[xi], m0, n, u + xi * mr * K);
+    for (int xi = 0; xi < w->nxi; xi++) mi_gemm_packed_a_rows(w->u[xi], m0, n, u + xi * mr * K);
     for (int64_t i = 0; i < n; i++)
       for (int64_t k = 0; k < K; k++) { /* k = (kz, c): W's column block (c, kz) */
         const int64_t c = k % w->C, z = k / w->C;
@@ -88,9 +97,9 @@ mi_gemm_packed_a *mi_wino_weights_exact(const mi_wino_weights *w) {
         for (int a = 0; a < 3; a++)
           for (int b = 0; b < 3; b++) {
             double s = 0;
-            for (int r = 0; r < 6; r++)
-              for (int q = 0; q < 6; q++)
-                if (L[a][r] != 0 && L[b][q] != 0) s += (double)L[a][r] * L[b][q] * u[((r * 6 + q) * mr + i) * K + k];
+            for (int r = 0; r < pts; r++)
+              for (int q = 0; q < pts; q++)
+                if (L[a][r] != 0 && L[b][q] != 0) s += (double)L[a][r] * L[b][q] * u[((r * pts + q) * mr + i) * K + k];
             gk[a * 3 + b] = (float)s;
           }
       }
@@ -115,25 +124,40 @@ size_t mi_wino_weights_bytes(const mi_wino_weights *w) {
 
 static int64_t cdiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
-/* Tiles per row and per plane of one image: dy x dx sub-grids of output
- * positions (a dilated layer's interleaved undilated convolutions). */
-static int64_t tiles_x(const mi_wino_conv *c) { return cdiv(cdiv(c->Wo, c->dx), 4); }
-static int64_t tiles_plane(const mi_wino_conv *c) { return c->dy * c->dx * cdiv(cdiv(c->Ho, c->dy), 4) * tiles_x(c); }
+/* Tiles (blocks of tile x tile outputs) per row and per plane of one
+ * image: dy x dx sub-grids of output positions (a dilated layer's
+ * interleaved undilated convolutions). */
+static int64_t tiles_x(const mi_wino_conv *c, int tile) { return cdiv(cdiv(c->Wo, c->dx), tile); }
+static int64_t tiles_plane(const mi_wino_conv *c, int tile) {
+  return c->dy * c->dx * cdiv(cdiv(c->Ho, c->dy), tile) * tiles_x(c, tile);
+}
 
-bool mi_wino_wanted(int64_t C, int64_t M, int64_t kd, const mi_wino_conv *c) {
-  if (c->N * C * c->D * c->H * c->W >= INT32_MAX || c->N * M * c->Do * c->Ho * c->Wo >= INT32_MAX) return false;
-  /* MEDINFER_WINOGRAD=1: every call that can (tests), =0: none.  Read per
-   * call, not cached: the choice is per layer and per call anyway. */
+int mi_wino_wanted(int64_t C, int64_t M, int64_t kd, const mi_wino_conv *c) {
+  if (c->N * C * c->D * c->H * c->W >= INT32_MAX || c->N * M * c->Do * c->Ho * c->Wo >= INT32_MAX) return 0;
+  /* MEDINFER_WINOGRAD=0: none; =1: every call that can, in the tile the
+   * rules below pick or else F(4x4); =4 / =2: every call, in that tile
+   * (tests).  Read per call, not cached: the choice is per layer and per
+   * call anyway. */
   const char *f = getenv("MEDINFER_WINOGRAD");
-  if (f && (!strcmp(f, "0") || !strcmp(f, "1"))) return f[0] == '1';
-  const int64_t tiles = tiles_plane(c) * (kd == 1 && c->D == 1 ? c->N : 1);
-  /* Below 16 tiles the 36 products are mostly edge kernels and reading U
-   * (4x the weights) costs more than the exact path. */
-  if (tiles < 16 || kd * C < 16) return false; /* few channels: the transforms dominate */
-  /* Tiles hanging over the map's edge (7x7 maps, a dilation-4 layer's 6x6
-   * sub-grids) do work for nothing: below 2.5x fewer multiply-adds than the
-   * exact convolution, the 4x weight memory is not worth it. */
-  return c->Ho * c->Wo * 9 * 2 >= tiles_plane(c) * 36 * 5;
+  const int force = f && (!strcmp(f, "0") || !strcmp(f, "1") || !strcmp(f, "2") || !strcmp(f, "4")) ? f[0] - '0' : -1;
+  if (force == 0 || force == 2 || force == 4) return force;
+  const int64_t imgs = kd == 1 && c->D == 1 ? c->N : 1, exact = c->Ho * c->Wo * 9;
+  const int64_t t4 = tiles_plane(c, 4), t2 = tiles_plane(c, 2);
+  /* Below 16 tiles the products are mostly edge kernels and reading U
+   * (4x the weights) costs more than the exact path; few channels: the
+   * transforms dominate. */
+  int tile = 0;
+  if (kd * C >= 16) {
+    /* Tiles hanging over the map's edge (7x7 maps) do work for nothing:
+     * below 2.5x fewer multiply-adds than the exact convolution, the 4x
+     * weight memory of F(4x4) is not worth it.  F(2x2) saves at most 2.25x
+     * with 16/9 the weights; it takes maps its 2x2 blocks fit and F(4x4)'s
+     * do not (a dilation-4 layer's 6x6 sub-grids: 2.25x either way, and
+     * PSPNet's 512-channel ones ran 11 ms on F(4x4), 15 on the exact path). */
+    if (t4 * imgs >= 16 && exact * 2 >= t4 * 36 * 5) tile = 4;
+    else if (t2 * imgs >= 16 && exact >= t2 * 16 * 2) tile = 2;
+  }
+  return force == 1 && !tile ? 4 : tile;
 }
 
 /* One chunk: tiles [t0, t0 + nt) of the tile space (2D: every image's
@@ -143,6 +167,7 @@ typedef struct wino_run {
   const mi_wino_conv *c;
   const mi_node *n;
   mi_gemm_packed_view uv[NXI];
+  int tile, nxi;      /* the weights' (mi_wino_weights) */
   bool fold;          /* 2D: images folded into the tile index */
   int64_t TX, TY, TP; /* tiles per sub-grid row, sub-grid rows, tiles per plane */
   int64_t K, NR, np, tp; /* np panels of NR tiles, tp = np * NR */
@@ -161,8 +186,8 @@ typedef struct wino_run {
 static void tile_pos(const wino_run *r, int64_t t, int64_t *n, int64_t *oy, int64_t *ox) {
   *n = r->fold ? t / r->TP : r->img;
   const int64_t p = r->fold ? t % r->TP : t, sub = p / (r->TY * r->TX), q = p % (r->TY * r->TX);
-  *oy = sub / r->c->dx + r->c->dy * 4 * (q / r->TX);
-  *ox = sub % r->c->dx + r->c->dx * 4 * (q % r->TX);
+  *oy = sub / r->c->dx + r->c->dy * r->tile * (q / r->TX);
+  *ox = sub % r->c->dx + r->c->dx * r->tile * (q % r->TX);
 }
 
 static void input_items(void *vctx, int64_t b, int64_t e) {
@@ -238,8 +263,8 @@ static void output_items(void *vctx, int64_t b, int64_t e) {
         tile_pos(r, r->t0 + lt + l, &n, &oy, &ox);
         L.off[l] = (int32_t)((r->fold ? n * M * plane : 0) + oy * c->Wo + ox);
         const int64_t rows = cdiv(c->Ho - oy, c->dy), cols = cdiv(c->Wo - ox, c->dx); /* 0 past the edge */
-        L.rows[l] = (int32_t)(rows < 4 ? (rows > 0 ? rows : 0) : 4);
-        L.cols[l] = (int32_t)(cols < 4 ? (cols > 0 ? cols : 0) : 4);
+        L.rows[l] = (int32_t)(rows < r->tile ? (rows > 0 ? rows : 0) : r->tile);
+        L.cols[l] = (int32_t)(cols < r->tile ? (cols > 0 ? cols : 0) : r->tile);
       }
     }
     const int64_t base = r->fold ? m * plane : ((r->img * M + m) * c->Do + r->z0 + o) * plane;
@@ -251,8 +276,8 @@ static void output_items(void *vctx, int64_t b, int64_t e) {
 }
 
 /* Sizes of a chunk's buffers (floats) for nt tiles. */
-static int64_t v_floats(const wino_run *r, int64_t nt) { return NXI * r->pzn * r->w->C * cdiv(nt, r->NR) * r->NR; }
-static int64_t m_floats(const wino_run *r, int64_t nt) { return NXI * r->po * r->w->M * cdiv(nt, r->NR) * r->NR; }
+static int64_t v_floats(const wino_run *r, int64_t nt) { return r->nxi * r->pzn * r->w->C * cdiv(nt, r->NR) * r->NR; }
+static int64_t m_floats(const wino_run *r, int64_t nt) { return r->nxi * r->po * r->w->M * cdiv(nt, r->NR) * r->NR; }
 
 /* Chunk idx of the plan: its tiles and planes (r->tc tiles per chunk, r->nq
  * chunks per plane slab, r->slab output planes per slab). */
@@ -300,31 +325,35 @@ static void slot_items(void *vctx, int64_t b, int64_t e) {
     for (int64_t idx; (idx = atomic_fetch_add(&s->next, 1)) < s->chunks;) {
       chunk_at(&r, idx);
       input_items(&r, 0, r.pzn * r.w->C * r.groups);
-      product_items(&r, 0, NXI * r.po * r.np);
+      product_items(&r, 0, r.nxi * r.po * r.np);
       output_items(&r, 0, r.po * r.w->M * r.groups);
     }
   free(buf);
 }
 
 mi_status *mi_wino_conv_run(mi_exec *ex, const mi_node *n, const mi_wino_weights *w, const mi_wino_conv *c) {
-  wino_run r = {.w = w, .c = c, .n = n};
-  for (int xi = 0; xi < NXI; xi++) r.uv[xi] = mi_gemm_packed_a_view(w->u[xi]);
-  const int64_t C = w->C, M = w->M, threads = ex->threads > 0 ? ex->threads : 1;
+  wino_run r = {.w = w, .c = c, .n = n, .tile = w->tile, .nxi = w->nxi};
+  for (int xi = 0; xi < w->nxi; xi++) r.uv[xi] = mi_gemm_packed_a_view(w->u[xi]);
+  const int64_t C = w->C, M = w->M, threads = ex->threads > 0 ? ex->threads : 1, nxi = w->nxi;
   r.NR = r.uv[0].nr;
-  r.in_tf = mi_wino_in_generic, r.out_tf = mi_wino_out_generic;
+  const bool f4 = w->tile == 4;
+  r.in_tf = f4 ? mi_wino_in_generic : mi_wino2_in_generic, r.out_tf = f4 ? mi_wino_out_generic : mi_wino2_out_generic;
 #ifdef MI_GEMM_X86
-  if (w->isa == MI_ISA_AVX512) r.in_tf = mi_wino_in_avx512, r.out_tf = mi_wino_out_avx512;
+  if (w->isa == MI_ISA_AVX512) {
+    r.in_tf = f4 ? mi_wino_in_avx512 : mi_wino2_in_avx512;
+    r.out_tf = f4 ? mi_wino_out_avx512 : mi_wino2_out_avx512;
+  }
 #endif
   r.K = w->kd * C;
-  r.TX = tiles_x(c);
-  r.TY = cdiv(cdiv(c->Ho, c->dy), 4);
-  r.TP = tiles_plane(c);
+  r.TX = tiles_x(c, r.tile);
+  r.TY = cdiv(cdiv(c->Ho, c->dy), r.tile);
+  r.TP = tiles_plane(c, r.tile);
   r.fold = w->kd == 1 && c->D == 1;
   /* Chunks whose buffers fit a core's L2, in whole lane groups; 3D slabs
    * of two output planes (each reads kd transformed input planes). */
   r.slab = r.fold ? 1 : (c->Do < 2 ? c->Do : 2);
   const int64_t space = r.fold ? c->N * r.TP : r.TP, zin = r.fold ? 1 : r.slab + w->kd - 1;
-  int64_t tc = CHUNK_L2 / (NXI * (zin * C + r.slab * M) * (int64_t)sizeof(float));
+  int64_t tc = CHUNK_L2 / (nxi * (zin * C + r.slab * M) * (int64_t)sizeof(float));
   tc = tc < r.NR ? r.NR : tc / r.NR * r.NR;
   int64_t nq = cdiv(space, tc);
   tc = cdiv(cdiv(space, nq), MI_WINO_LANES) * MI_WINO_LANES; /* even chunks */
@@ -336,10 +365,10 @@ mi_status *mi_wino_conv_run(mi_exec *ex, const mi_node *n, const mi_wino_weights
     if (sc.oom) return mi_node_error(n, MI_ERR_NO_MEMORY, "out of memory for the Winograd transforms");
     return NULL;
   }
-  /* Few chunks (small maps, wide layers): larger ones (each rereads the 36
+  /* Few chunks (small maps, wide layers): larger ones (each rereads the nxi
    * U matrices), one at a time, each pass split over the threads (the
-   * products 36 x panels ways). */
-  tc = CHUNK_SHARED / (NXI * (zin * C + r.slab * M) * (int64_t)sizeof(float));
+   * products nxi x panels ways). */
+  tc = CHUNK_SHARED / (nxi * (zin * C + r.slab * M) * (int64_t)sizeof(float));
   tc = tc < r.NR ? r.NR : tc / r.NR * r.NR;
   nq = cdiv(space, tc);
   tc = cdiv(cdiv(space, nq), MI_WINO_LANES) * MI_WINO_LANES;
@@ -355,7 +384,7 @@ mi_status *mi_wino_conv_run(mi_exec *ex, const mi_node *n, const mi_wino_weights
   for (int64_t idx = 0; idx < shared_chunks; idx++) {
     chunk_at(&r, idx);
     mi_parallel_for(ex, r.pzn * C * r.groups, 4, input_items, &r);
-    mi_parallel_for(ex, NXI * r.po * r.np, 1, product_items, &r);
+    mi_parallel_for(ex, nxi * r.po * r.np, 1, product_items, &r);
     mi_parallel_for(ex, r.po * M * r.groups, 4, output_items, &r);
   }
   mi_exec_scratch_release(ex, r.m);

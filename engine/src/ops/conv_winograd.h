@@ -2,24 +2,25 @@
  * CPU): stride-1, single-group 3x3 layers (2D, dilated too), and 3x3x3 ones
  * (undilated in z) as three 3x3 planes summed in the GEMMs' K (kz, channel).  Each output
  * 4x4 block costs 36 multiply-adds per input channel and kernel plane
- * instead of 144.  Differences from the exact convolution are rounding:
- * about 1e-5 of the output's scale per layer. */
+ * instead of 144; where 4x4 blocks fit the map badly, F(2x2, 3x3): 16
+ * instead of 36 per 2x2 block.  Differences from the exact convolution are
+ * rounding: about 1e-5 of the output's scale per layer. */
 #ifndef MEDINFER_OPS_CONV_WINOGRAD_H
 #define MEDINFER_OPS_CONV_WINOGRAD_H
 
 #include "../gemm/gemm.h"
 #include "../internal.h"
 
-/* The 36 transformed filter matrices U_xi [M, kd*C] (columns ordered kz,
- * channel), packed once for the SGEMM micro-kernel (4x the weights'
- * memory, so made at the first call that takes the path). */
+/* The 36 (F(2x2): 16) transformed filter matrices U_xi [M, kd*C] (columns
+ * ordered kz, channel), packed once for the SGEMM micro-kernel (4x, 16/9x
+ * the weights' memory, so made at the first call that takes the path). */
 typedef struct mi_wino_weights mi_wino_weights;
 
 /* From the layer's packed weights W [M, C, kd, 3, 3] (kd = 1: [M, C, 3, 3];
- * gemm.h).  NULL when this CPU's kernel level has no Winograd path (the
- * portable level) or out of memory; the caller then keeps the exact
- * convolution. */
-mi_wino_weights *mi_wino_weights_make(const mi_gemm_packed_a *w, int64_t C, int64_t kd);
+ * gemm.h), for output tiles of tile x tile (4 or 2).  NULL when this CPU's
+ * kernel level has no Winograd path (the portable level), for another
+ * tile, or out of memory; the caller then keeps the exact convolution. */
+mi_wino_weights *mi_wino_weights_make(const mi_gemm_packed_a *w, int64_t C, int64_t kd, int tile);
 void mi_wino_weights_free(mi_wino_weights *w); /* accepts NULL */
 /* The exact weights back from U (g = L U L^T with a left inverse L of G:
  * exact up to a few roundings), packed as mi_gemm_pack_a does; NULL when
@@ -37,10 +38,12 @@ typedef struct mi_wino_conv {
   int64_t N, D, H, W, Do, Ho, Wo, pz, py, px, dy, dx;
 } mi_wino_conv;
 
-/* Whether the Winograd path pays for this call (enough tiles to fill the
- * GEMMs' column panels, enough channels, little edge waste; or
- * MEDINFER_WINOGRAD=1|0 says) and its offsets fit its 32-bit indices. */
-bool mi_wino_wanted(int64_t C, int64_t M, int64_t kd, const mi_wino_conv *c);
+/* The tile (4 or 2) in which the Winograd path pays for this call (enough
+ * tiles to fill the GEMMs' column panels, enough channels, little edge
+ * waste; or MEDINFER_WINOGRAD=0|1|2|4 says), 0 where it does not or its
+ * offsets would not fit its 32-bit indices.  A call runs in its weights'
+ * tile (mi_wino_conv_run). */
+int mi_wino_wanted(int64_t C, int64_t M, int64_t kd, const mi_wino_conv *c);
 mi_status *mi_wino_conv_run(mi_exec *ex, const mi_node *n, const mi_wino_weights *w, const mi_wino_conv *c);
 
 #endif
