@@ -706,6 +706,43 @@ TEST(ConvKernel, WinogradSmallTilesThenExactShape) { maps_in_turn(20261206, 24, 
 // 20x20 map does not: its weights are rebuilt from the kernel's.
 TEST(ConvKernel, ChannelVectorThenLargerMap) { maps_in_turn(20261202, 24, 32, false, {7, 20, 5, 20}); }
 
+// The channel-vector kernel (a small map) with more taps than it runs at
+// once (K 1440 > 1152): K in chunks of 128, 256 or 512 taps (64, 32 or 16
+// channels a block, the last chunk partial), tiles in groups that keep
+// their sums between chunks; bias + ReLU in registers, or a residual added
+// by the epilogue after the last chunk.
+TEST(ConvKernel, ChannelVectorChunkedTaps) {
+  std::mt19937 rng(20261207);
+  for (int64_t M : {64, 96, 48}) {
+    const bool with_res = M != 64;
+    Geo g{};
+    g.nsp = 2, g.N = 1, g.C = 160, g.M = M, g.G = 1;
+    const int64_t hw[3] = {1, 13, 11};
+    for (int j = 0; j < 3; j++) {
+      const bool live = j > 0;
+      g.k[j] = live ? 3 : 1, g.s[j] = g.d[j] = 1, g.pb[j] = g.pe[j] = live ? 1 : 0;
+      g.in[j] = g.out[j] = hw[j];
+    }
+    const auto xd = shape(g, 1, g.C, g.in), yd = shape(g, 1, g.M, g.out);
+    auto x = rnd((size_t)numel(xd), rng), w = rnd((size_t)(g.M * g.C * 9), rng), b = rnd((size_t)g.M, rng);
+    auto r = with_res ? rnd((size_t)numel(yd), rng) : std::vector<float>();
+    Model md;
+    md.inputs.push_back({"x", 1, xd});
+    md.inits.push_back(onnxb::float_tensor("w", {g.M, g.C, 3, 3}, w));
+    md.inits.push_back(onnxb::float_tensor("b", {g.M}, b));
+    md.nodes.push_back({"Conv", "conv", {"x", "w", "b"}, {"c"}, {onnxb::attr_ints("pads", pads_of(g))}});
+    std::vector<std::vector<int64_t>> dims = {xd};
+    std::vector<std::vector<float>> data = {x};
+    if (with_res) add_residual_relu(md, yd, r, dims, data);
+    else md.nodes.push_back({"Relu", "relu", {"c"}, {"y"}, {}});
+    md.outputs.push_back({"y", 1, yd});
+    std::string err;
+    auto got = run(md, dims, data, &err);
+    ASSERT_TRUE(err.empty()) << err;
+    expect_close(got, conv_ref(g, x, w, b, r, true), "M " + std::to_string(M) + (with_res ? ", residual" : ""));
+  }
+}
+
 // Fast mode: Winograd's weights first (20x20), then the channel-vector
 // kernel's made from them (7x7), then both again.
 TEST(ConvKernel, WinogradThenChannelVector) { maps_in_turn(20261203, 24, 32, true, {20, 7, 20, 7}); }

@@ -1017,9 +1017,10 @@ static bool cv_wanted(const mi_exec *ex, const geom *g, int64_t C, int64_t M, bo
    * 35.8); the 12.8 MB output of a 64-ch 224x224 layer ran slower here
    * (43.1 -> 48.1): its outputs are scattered a few positions at a time;
    * and strided ones, the 7x7 RGB stems (PSPNet's 0.87 -> 1.46 ms).
-   * Each tile reads its block's K weights whole: PSPNet's dilated 24x24
-   * layers (K 4608) took twice as long here.  1x1 layers, strided ones too,
-   * measured as fast or faster on the SGEMM. */
+   * PSPNet's dilated 24x24 layers (K 4608) took twice as long here while
+   * each tile read its block's whole K, and with K in chunks (dconv_cv.c)
+   * still no less (16.0-17.1 against 15.5-15.7 ms).  1x1 layers, strided
+   * ones too, measured as fast or faster on the SGEMM. */
   const int64_t pos = g->out[0] * g->out[1] * g->out[2], K = C * g->k_sz;
   const int64_t out_bytes = M * pos * (int64_t)sizeof(float);
   const bool strided = g->s[1] * g->s[2] > 1;
