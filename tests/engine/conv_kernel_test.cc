@@ -706,11 +706,10 @@ TEST(ConvKernel, WinogradSmallTilesThenExactShape) { maps_in_turn(20261206, 24, 
 // 20x20 map does not: its weights are rebuilt from the kernel's.
 TEST(ConvKernel, ChannelVectorThenLargerMap) { maps_in_turn(20261202, 24, 32, false, {7, 20, 5, 20}); }
 
-// The channel-vector kernel (a small map) with more taps than it runs at
-// once (K 1440 > 1152): K in chunks of 128, 256 or 512 taps (64, 32 or 16
-// channels a block, the last chunk partial), tiles in groups that keep
-// their sums between chunks; bias + ReLU in registers, or a residual added
-// by the epilogue after the last chunk.
+// The channel-vector kernel (a small map) with K 1440 in chunks of 128, 256
+// or 512 taps (64, 32 or 16 channels a block, the last chunk partial),
+// tiles in groups that keep their sums between chunks; bias + ReLU in
+// registers, or a residual added by the epilogue after the last chunk.
 TEST(ConvKernel, ChannelVectorChunkedTaps) {
   std::mt19937 rng(20261207);
   for (int64_t M : {64, 96, 48}) {

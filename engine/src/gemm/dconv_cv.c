@@ -14,15 +14,16 @@
 #include <string.h>
 
 #define PMAX 12 /* positions per tile: 6 with 64 channels (24 accumulators) */
-/* Up to UNCHUNKED_K taps a tile runs its block's whole K, its sums in
- * registers, and the block's weights are reread from L2 by each tile.  Past
- * it, K runs in chunks of CHUNK_FLOATS of the block's weights (32 KB) that
- * a group of up to GROUP_TILES tiles takes in turn, each tile's sums kept
- * in a buffer between chunks (layers of 256 channels at 24x24, K 2304:
- * 4.6-4.8 -> 4.0-4.1 ms; 512 channels at 7x7 and 14x14: within noise). */
-#define UNCHUNKED_K 1152
+/* K runs in chunks of CHUNK_FLOATS of a block's weights (32 KB, in L1)
+ * that a group of up to GROUP_TILES tiles takes in turn, each tile's sums
+ * kept in a buffer between chunks; a tile streaming its block's whole K
+ * from L2 waited on it.  Whole networks, runs alternating in one process
+ * (40 each; min / quartile / median ms): ResNet-50 58.6 / 65.6 / 73.1 ->
+ * 58.1 / 61.5 / 66.2, DenseNet-121 49.6 / 54.4 / 56.9 -> 46.2 / 51.3 / 54.9;
+ * a 256-channel 24x24 layer alone (K 2304) 4.6-5.1 -> 3.9-4.5. */
 #define CHUNK_FLOATS 8192
 #define GROUP_TILES 16
+#define MIN_ITEMS 8 /* work items per layer, fewer only when there are fewer tiles */
 
 bool mi_dconv_cv_pack(const float *w, int64_t M, int64_t K, mi_dconv_cv_weights *out) {
   if (M <= 0 || M % 16 || K <= 0) return false;
@@ -55,11 +56,16 @@ static int64_t positions(const mi_dconv_job *j) { return j->planes * ((j->q_end 
  * are 10 + 10 + 10 + 10 + 9, not 4 x 12 + 1). */
 static int64_t ntiles(const mi_dconv_job *j, int vb) { return (positions(j) + pmax(vb) - 1) / pmax(vb); }
 
-/* Taps per chunk, and tiles per work item (a group takes the chunks in turn). */
-static int64_t chunk_k(const mi_dconv_cv_weights *w) { return w->K <= UNCHUNKED_K ? w->K : CHUNK_FLOATS / w->vb; }
+/* Taps per chunk, and tiles per work item (a group takes the chunks in
+ * turn): groups as even as they can be (33 tiles are 11 + 11 + 11), and
+ * enough of them for the threads where a layer has few channel blocks. */
+static int64_t chunk_k(const mi_dconv_cv_weights *w) { return CHUNK_FLOATS / w->vb; }
 static int64_t group_tiles(const mi_dconv_job *j, const mi_dconv_cv_weights *w) {
-  const int64_t nt = ntiles(j, w->vb), groups = (nt + GROUP_TILES - 1) / GROUP_TILES;
-  return w->K <= UNCHUNKED_K ? 1 : (nt + groups - 1) / groups; /* even groups: 33 tiles are 11 + 11 + 11 */
+  const int64_t nt = ntiles(j, w->vb), blocks = w->M / w->vb;
+  int64_t groups = (nt + GROUP_TILES - 1) / GROUP_TILES;
+  if (groups * blocks < MIN_ITEMS) groups = (MIN_ITEMS + blocks - 1) / blocks;
+  if (groups > nt) groups = nt;
+  return (nt + groups - 1) / groups;
 }
 
 int64_t mi_dconv_cv_items(const mi_dconv_job *j, const mi_dconv_cv_weights *w) {
