@@ -190,11 +190,21 @@ static void tile_pos(const wino_run *r, int64_t t, int64_t *n, int64_t *oy, int6
   *ox = sub % r->c->dx + r->c->dx * r->tile * (q % r->TX);
 }
 
+/* Floats from one transform element's V (M) to the next, for np panels: a
+ * cache line over the element's own size, which for the layers here is a
+ * multiple of 4 KB; else the transforms' 16 or 36 loads and stores, one
+ * per element, all fall in one L1 set (F(2x2) on a 512-channel layer: the
+ * output transform 13% of the layer's samples, on those loads). */
+#define SKEW 16
+static int64_t v_plane(const wino_run *r, int64_t np) { return r->pzn * np * r->w->C * r->NR + SKEW; }
+static int64_t m_plane(const wino_run *r, int64_t np) { return r->po * np * r->w->M * r->NR + SKEW; }
+
 static void input_items(void *vctx, int64_t b, int64_t e) {
   const wino_run *r = vctx;
   const mi_wino_conv *c = r->c;
-  const int64_t C = r->w->C, plane = c->H * c->W, xs = r->pzn * r->np * C * r->NR;
-  mi_wino_in_lanes L, T; /* T: the group's tiles, worked out once per group */
+  const int64_t C = r->w->C, plane = c->H * c->W, xs = v_plane(r, r->np);
+  static const mi_wino_in_lanes none; /* n = 0 */
+  mi_wino_in_lanes T = {0};             /* the group's tiles, worked out once per group */
   int64_t tg = -1;
   for (int64_t it = b; it < e; it++) { /* group slowest: consecutive items share the tiles */
     const int64_t ch = it % C, s = (it / C) % r->pzn, g = it / (C * r->pzn);
@@ -209,12 +219,16 @@ static void input_items(void *vctx, int64_t b, int64_t e) {
         T.off[l] = (int32_t)((r->fold ? n * C * plane : 0) + T.y0[l] * c->W + T.x0[l]);
       }
     }
-    L = T;
+    /* The transforms load the lanes as vectors: from T, written a group
+     * ago, not from a fresh per-item copy (a store-forwarding stall on
+     * every call: 68% of F(2x2)'s input transform). */
+    const mi_wino_in_lanes *lp = &T;
     const int64_t zi = r->z0 - c->pz + s; /* the input plane (3D) */
-    if (!r->fold && (zi < 0 || zi >= c->D)) L.n = 0; /* padding plane: zeros */
-    const float *src = c->x + (r->fold ? ch * plane : ((r->img * C + ch) * c->D + (L.n ? zi : 0)) * plane);
+    const bool pad_plane = !r->fold && (zi < 0 || zi >= c->D);
+    if (pad_plane) lp = &none; /* padding plane: zeros */
+    const float *src = c->x + (r->fold ? ch * plane : ((r->img * C + ch) * c->D + (pad_plane ? 0 : zi)) * plane);
     float *dst = r->v + ((s * r->np + lt / r->NR) * C + ch) * r->NR + lt % r->NR;
-    r->in_tf(src, c->H, c->W, c->dy, c->dx, &L, dst, xs);
+    r->in_tf(src, c->H, c->W, c->dy, c->dx, lp, dst, xs);
   }
 }
 
@@ -224,7 +238,7 @@ static void product_items(void *vctx, int64_t b, int64_t e) {
   for (int64_t it = b; it < e; it++) {
     const int64_t panel = it % r->np, o = (it / r->np) % r->po, xi = it / (r->np * r->po);
     const mi_gemm_packed_view *A = &r->uv[xi];
-    float *cm = r->m + (xi * r->po + o) * M * r->tp + panel * NR;
+    float *cm = r->m + xi * m_plane(r, r->np) + o * M * r->tp + panel * NR;
     const int nr = (int)(r->nt - panel * NR < NR ? r->nt - panel * NR : NR); /* edge kernels for a short last panel */
     for (int64_t pc = 0; pc < K; pc += A->kc) {
       const int64_t kc = K - pc < A->kc ? K - pc : A->kc;
@@ -234,7 +248,7 @@ static void product_items(void *vctx, int64_t b, int64_t e) {
         for (int64_t k = pc; k < pc + kc;) { /* pieces within one kernel plane kz */
           const int64_t kz = k / C, c0 = k - kz * C;
           const int64_t len = ((kz + 1) * C < pc + kc ? (kz + 1) * C : pc + kc) - k;
-          const float *pb = r->v + (((xi * r->pzn + o + kz) * r->np + panel) * C + c0) * NR;
+          const float *pb = r->v + xi * v_plane(r, r->np) + (((o + kz) * r->np + panel) * C + c0) * NR;
           A->kern(len, pa + (k - pc) * A->mr, pb, cm + ir * r->tp, r->tp, mr, nr, 1.f, k == 0 ? 0.f : 1.f);
           k += len;
         }
@@ -248,7 +262,7 @@ static void act_fn(const void *ctx, float *v, int64_t n) { mi_activation_apply(c
 static void output_items(void *vctx, int64_t b, int64_t e) {
   const wino_run *r = vctx;
   const mi_wino_conv *c = r->c;
-  const int64_t M = r->w->M, plane = c->Ho * c->Wo, ms = r->po * M * r->tp;
+  const int64_t M = r->w->M, plane = c->Ho * c->Wo, ms = m_plane(r, r->np);
   const mi_activation *act = &r->n->act;
   mi_wino_out_lanes L;
   int64_t tg = -1;
@@ -276,8 +290,8 @@ static void output_items(void *vctx, int64_t b, int64_t e) {
 }
 
 /* Sizes of a chunk's buffers (floats) for nt tiles. */
-static int64_t v_floats(const wino_run *r, int64_t nt) { return r->nxi * r->pzn * r->w->C * cdiv(nt, r->NR) * r->NR; }
-static int64_t m_floats(const wino_run *r, int64_t nt) { return r->nxi * r->po * r->w->M * cdiv(nt, r->NR) * r->NR; }
+static int64_t v_floats(const wino_run *r, int64_t nt) { return r->nxi * v_plane(r, cdiv(nt, r->NR)); }
+static int64_t m_floats(const wino_run *r, int64_t nt) { return r->nxi * m_plane(r, cdiv(nt, r->NR)); }
 
 /* Chunk idx of the plan: its tiles and planes (r->tc tiles per chunk, r->nq
  * chunks per plane slab, r->slab output planes per slab). */
