@@ -16,7 +16,7 @@
 #define MR 8      /* channels per tile: the SGEMM's packed panels */
 #define NB 48     /* positions per tile: three vectors */
 #define MGROUP 64 /* channels per work item */
-#define KSTEP 96  /* weight rows per pass over a group (divides the packing's 192) */
+#define KSTEP 96  /* weight rows per pass over a group (the packing's K blocks in steps of it) */
 
 bool DC_NAME(mi_dconv_supported)(const mi_gemm_packed_view *a) {
   return a->data && a->mr == MR && !strcmp(a->kernel, "avx512");

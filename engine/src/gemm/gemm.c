@@ -98,8 +98,9 @@ static float *grow(float **p, size_t *have, size_t need) {
 }
 
 static bool slot_reserve(slot *s, const mi_gemm_kernel *kd) {
+  const int kcb = kd->kc_packed > kd->kc ? kd->kc_packed : kd->kc; /* B blocks follow A's */
   size_t na = (size_t)((kd->mc + kd->mr - 1) / kd->mr * kd->mr) * (size_t)kd->kc;
-  size_t nb = (size_t)((kd->nc + kd->nr - 1) / kd->nr * kd->nr) * (size_t)kd->kc;
+  size_t nb = (size_t)((kd->nc + kd->nr - 1) / kd->nr * kd->nr) * (size_t)kcb;
   return grow(&s->a, &s->na, na) && grow(&s->b, &s->nb, nb);
 }
 
@@ -217,12 +218,13 @@ typedef struct problem {
    * bsh + pc * bsh_np; NULL: each thread packs its own */
   float *bsh;
   int64_t bsh_np;
+  int64_t kc; /* K block: the pre-packed A's, else the kernel's */
 } problem;
 
 static void gemm_rect(const problem *p, slot *s, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
   const mi_gemm_kernel *kd = p->kd;
   const int MR = kd->mr, NR = kd->nr;
-  const int64_t KC = kd->kc, MC = kd->mc, NC = kd->nc;
+  const int64_t KC = p->kc, MC = kd->mc, NC = kd->nc;
   for (int64_t jc = n0; jc < n1; jc += NC) {
     const int64_t nc = n1 - jc < NC ? n1 - jc : NC;
     for (int64_t pc = 0; pc < p->K; pc += KC) {
@@ -309,7 +311,7 @@ static void run_pool(problem *p) { mi_pool_run(p->nt, pool_part, p); }
 /* Shared op(B): thread tid packs its share of the (K block, NR panel) units. */
 static void pack_shared_part(void *ctx, int tid, int nt) {
   const problem *p = ctx;
-  const int64_t KC = p->kd->kc, NR = p->kd->nr, panels = p->bsh_np / NR, kblocks = (p->K + KC - 1) / KC;
+  const int64_t KC = p->kc, NR = p->kd->nr, panels = p->bsh_np / NR, kblocks = (p->K + KC - 1) / KC;
   const int64_t units = kblocks * panels, u0 = units * tid / nt, u1 = units * (tid + 1) / nt;
   for (int64_t u = u0; u < u1; u++) {
     const int64_t pc = u / panels * KC, j0 = u % panels * NR;
@@ -341,7 +343,7 @@ void mi_gemm_sgemm_isa(mi_isa isa, int threads, bool trans_a, bool trans_b, int6
   }
   const mi_gemm_kernel *kd = kernel_for(isa);
   problem p = {kd, M, N, K, alpha, beta, A, trans_a ? 1 : lda, trans_a ? lda : 1,
-               B, trans_b ? 1 : ldb, trans_b ? ldb : 1, NULL, 0, NULL, NULL, C, ldc, NULL, 1, true, 1, 1, NULL, 0};
+               B, trans_b ? 1 : ldb, trans_b ? ldb : 1, NULL, 0, NULL, NULL, C, ldc, NULL, 1, true, 1, 1, NULL, 0, kd->kc};
   /* Transposed orientation into scratch when it fills the tiles better. */
   const bool transpose = M * N <= (1 << 22) && fit(N, M, kd) > 1.05 * fit(M, N, kd);
   if (transpose) {
@@ -432,9 +434,22 @@ fallback: /* out of memory for packing buffers: naive but correct */
 /* ---- constant A packed once ---------------------------------------------------------------- */
 struct mi_gemm_packed_a {
   const mi_gemm_kernel *kd;
-  int64_t M, K, mp;
+  int64_t M, K, mp, kc; /* kc: its K blocks (packed_kc) */
   float *data;
 };
+
+/* Up to this K (a ResNet's 1x1 layers, 3x3 ones of 512 channels) packed
+ * weights take the kernel's kc_packed blocks: FCN-ResNet50's 1x1 layers of
+ * K 512 and 1024 at 24x24 ran 9.1-9.6 -> 7.7-8.2 and 17.9 -> 14.6 ms with
+ * blocks of 512 instead of 192 (C summed in 1 and 2 passes, not 3 and 6);
+ * its 3x3 head of K 18432 ran slower (63.6 -> 66.4). */
+#define KC_PACKED_MAX_K 4608
+
+static int64_t packed_kc(const mi_gemm_kernel *kd, int64_t K) {
+  if (kd->kc_packed <= 0 || K > KC_PACKED_MAX_K) return kd->kc;
+  const int64_t blocks = (K + kd->kc_packed - 1) / kd->kc_packed;
+  return (K + blocks - 1) / blocks; /* even: 576 is 288 + 288, not 512 + 64 */
+}
 
 mi_gemm_packed_a *mi_gemm_packed_a_alloc(mi_isa isa, int64_t M, int64_t K) {
   if (M <= 0 || K <= 0) return NULL;
@@ -444,6 +459,7 @@ mi_gemm_packed_a *mi_gemm_packed_a_alloc(mi_isa isa, int64_t M, int64_t K) {
   p->M = M;
   p->K = K;
   p->mp = (M + p->kd->mr - 1) / p->kd->mr * p->kd->mr;
+  p->kc = packed_kc(p->kd, K);
   void *q = NULL;
   if (posix_memalign(&q, 64, (size_t)p->mp * (size_t)K * sizeof(float))) {
     free(p);
@@ -457,7 +473,7 @@ mi_gemm_packed_a *mi_gemm_packed_a_alloc(mi_isa isa, int64_t M, int64_t K) {
 int mi_gemm_packed_a_mr(const mi_gemm_packed_a *p) { return p->kd->mr; }
 
 static void fill_rows(mi_gemm_packed_a *p, int64_t r0, int64_t n, const float *A, int64_t rsa, int64_t csa) {
-  const int64_t KC = p->kd->kc;
+  const int64_t KC = p->kc;
   for (int64_t pc = 0; pc < p->K; pc += KC) {
     const int64_t kc = p->K - pc < KC ? p->K - pc : KC;
     pack_a(p->kd, n, kc, A + pc * csa, rsa, csa, p->data + pc * p->mp + r0 * kc);
@@ -478,7 +494,7 @@ mi_gemm_packed_a *mi_gemm_pack_a(mi_isa isa, bool trans_a, int64_t M, int64_t K,
 
 void mi_gemm_packed_a_rows(const mi_gemm_packed_a *p, int64_t r0, int64_t n, float *dst) {
   const int MR = p->kd->mr;
-  const int64_t KC = p->kd->kc;
+  const int64_t KC = p->kc;
   for (int64_t pc = 0; pc < p->K; pc += KC) {
     const int64_t kc = p->K - pc < KC ? p->K - pc : KC;
     for (int64_t i = 0; i < n; i++) {
@@ -501,7 +517,7 @@ size_t mi_gemm_packed_a_bytes(const mi_gemm_packed_a *p) {
 }
 
 mi_gemm_packed_view mi_gemm_packed_a_view(const mi_gemm_packed_a *p) {
-  return (mi_gemm_packed_view){p->data, p->M, p->K, p->mp, p->kd->mr, p->kd->kc, p->kd->name, p->kd->nr, p->kd->kern};
+  return (mi_gemm_packed_view){p->data, p->M, p->K, p->mp, p->kd->mr, (int)p->kc, p->kd->name, p->kd->nr, p->kd->kern};
 }
 
 bool mi_gemm_prepack_enabled(void) {
@@ -545,7 +561,7 @@ static bool sgemm_packed(int threads, const mi_gemm_packed_a *pk, bool trans_b, 
   }
   const mi_gemm_kernel *kd = pk->kd;
   problem p = {kd, M, N, K, alpha, beta, NULL, 0, 0, B, trans_b ? 1 : ldb, trans_b ? ldb : 1,
-               pk->data, pk->mp, fn, ctx, C, ldc, epi, 1, true, 1, 1, NULL, 0};
+               pk->data, pk->mp, fn, ctx, C, ldc, epi, 1, true, 1, 1, NULL, 0, pk->kc};
   if (threads <= 0) threads = mi_gemm_threads();
   if (threads > MAX_THREADS) threads = MAX_THREADS;
   const double macs = (double)M * (double)N * (double)K;
@@ -569,8 +585,8 @@ static bool sgemm_packed(int threads, const mi_gemm_packed_a *pk, bool trans_b, 
     for (int64_t i = 0; i < M; i++)
       for (int64_t j = 0; j < N; j++) {
         double s = 0;
-        for (int64_t pc = 0; pc < K; pc += kd->kc) {
-          const int64_t kc = K - pc < kd->kc ? K - pc : kd->kc;
+        for (int64_t pc = 0; pc < K; pc += pk->kc) {
+          const int64_t kc = K - pc < pk->kc ? K - pc : pk->kc;
           const float *a = pk->data + pc * pk->mp + (i / MR) * MR * kc + i % MR;
           for (int64_t k = 0; k < kc; k++)
             s += (double)a[k * MR] * (double)(trans_b ? B[j * ldb + pc + k] : B[(pc + k) * ldb + j]);
