@@ -1,7 +1,8 @@
 /* Winograd F(4x4, 3x3) and F(2x2, 3x3) transforms, AVX-512F: 16 tiles per
  * vector, read with masked gathers (taps outside the plane are zero) and
- * written with masked scatters (see wino.h).  Compiled with -mavx512f -mfma; only called
- * when CPUID reports AVX-512F. */
+ * written with masked scatters (see wino.h); F(4x4) reads and writes runs
+ * of tiles along a row as whole vectors.  Compiled with -mavx512f -mfma;
+ * only called when CPUID reports AVX-512F. */
 #include "wino.h"
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
@@ -25,6 +26,30 @@ static inline __attribute__((always_inline)) void at(__m512 o[4], const __m512 m
   o[1] = _mm512_fmadd_ps(F(2.f), m34, m12);
   o[2] = _mm512_fmadd_ps(F(4.f), p34, p12);
   o[3] = _mm512_add_ps(_mm512_fmadd_ps(F(8.f), m34, m12), m[5]);
+}
+
+/* F(2x2, 3x3): 4 points, 2 outputs. */
+static inline __attribute__((always_inline)) void bt2(__m512 r[4], const __m512 d[4]) {
+  r[0] = _mm512_sub_ps(d[0], d[2]);
+  r[1] = _mm512_add_ps(d[1], d[2]);
+  r[2] = _mm512_sub_ps(d[2], d[1]);
+  r[3] = _mm512_sub_ps(d[1], d[3]);
+}
+
+static inline __attribute__((always_inline)) void at2(__m512 o[2], const __m512 m[4]) {
+  o[0] = _mm512_add_ps(_mm512_add_ps(m[0], m[1]), m[2]);
+  o[1] = _mm512_sub_ps(_mm512_sub_ps(m[1], m[2]), m[3]);
+}
+
+/* P points: 6 (F(4x4)) or 4 (F(2x2)); a constant where these are inlined. */
+static inline __attribute__((always_inline)) void btp(const int P, __m512 *r, const __m512 *d) {
+  if (P == 6) bt(r, d);
+  else bt2(r, d);
+}
+
+static inline __attribute__((always_inline)) void atp(const int P, __m512 *o, const __m512 *m) {
+  if (P == 6) at(o, m);
+  else at2(o, m);
 }
 
 static inline __mmask16 lane_mask(int n) { return n >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << n) - 1); }
@@ -86,16 +111,48 @@ static inline __attribute__((always_inline)) void row_taps(const float *p, const
   d[5] = _mm512_castsi512_ps(_mm512_alignr_epi32(_mm512_alignr_epi32(w4, w4, 1), _mm512_castps_si512(d[1]), 1));
 }
 
-void mi_wino_in_avx512(const float *plane, int64_t H, int64_t W, int64_t dy, int64_t dx, const mi_wino_in_lanes *L,
-                       float *dst, int64_t xs) {
+/* The P rows of every lane's patch by masked gathers (taps outside the
+ * plane zero), each row's B^T transform into t, transposed. */
+static inline __attribute__((always_inline)) void gather_rows(const int P, const float *plane, int64_t H, int64_t W,
+                                                             int64_t dy, int64_t dx, const mi_wino_in_lanes *L,
+                                                             __m512 t[6][6]) {
   const __m512i off = _mm512_loadu_si512(L->off), y0 = _mm512_loadu_si512(L->y0), x0 = _mm512_loadu_si512(L->x0);
   const __m512i vh = _mm512_set1_epi32((int)H), vw = _mm512_set1_epi32((int)W);
   const __mmask16 lm = lane_mask(L->n);
   __mmask16 cm[6];
-  for (int j = 0; j < 6; j++) {
+  for (int j = 0; j < P; j++) {
     const __m512i x = _mm512_add_epi32(x0, _mm512_set1_epi32((int)(j * dx)));
     cm[j] = _mm512_mask_cmplt_epi32_mask(_mm512_mask_cmpge_epi32_mask(lm, x, _mm512_setzero_si512()), x, vw);
   }
+#pragma GCC unroll 6
+  for (int i = 0; i < P; i++) {
+    const __m512i y = _mm512_add_epi32(y0, _mm512_set1_epi32((int)(i * dy)));
+    const __mmask16 rm = _mm512_mask_cmplt_epi32_mask(_mm512_cmpge_epi32_mask(y, _mm512_setzero_si512()), y, vh);
+    const __m512i row = _mm512_add_epi32(off, _mm512_set1_epi32((int)(i * dy * W)));
+    __m512 d[6], r[6];
+#pragma GCC unroll 6
+    for (int j = 0; j < P; j++)
+      d[j] = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), rm & cm[j], _mm512_add_epi32(row, _mm512_set1_epi32((int)(j * dx))),
+                                      plane, 4);
+    btp(P, r, d);
+#pragma GCC unroll 6
+    for (int k = 0; k < P; k++) t[k][i] = r[k];
+  }
+}
+
+/* The columns' B^T transform of t, element xi = P * k1 + k2 to dst + xi * xs. */
+static inline __attribute__((always_inline)) void store_cols(const int P, __m512 t[6][6], float *dst, int64_t xs) {
+#pragma GCC unroll 6
+  for (int k2 = 0; k2 < P; k2++) {
+    __m512 r[6];
+    btp(P, r, t[k2]);
+#pragma GCC unroll 6
+    for (int k1 = 0; k1 < P; k1++) _mm512_storeu_ps(dst + (k1 * P + k2) * xs, r[k1]);
+  }
+}
+
+void mi_wino_in_avx512(const float *plane, int64_t H, int64_t W, int64_t dy, int64_t dx, const mi_wino_in_lanes *L,
+                       float *dst, int64_t xs) {
   __m512 t[6][6];
   int rs[2], re[2];
   const int nruns = in_runs(L, dy, dx, rs, re);
@@ -125,28 +182,17 @@ void mi_wino_in_avx512(const float *plane, int64_t H, int64_t W, int64_t dy, int
 #pragma GCC unroll 6
       for (int k = 0; k < 6; k++) t[k][i] = r[k];
     }
-  } else
-#pragma GCC unroll 6
-  for (int i = 0; i < 6; i++) {
-    const __m512i y = _mm512_add_epi32(y0, _mm512_set1_epi32((int)(i * dy)));
-    const __mmask16 rm = _mm512_mask_cmplt_epi32_mask(_mm512_cmpge_epi32_mask(y, _mm512_setzero_si512()), y, vh);
-    const __m512i row = _mm512_add_epi32(off, _mm512_set1_epi32((int)(i * dy * W)));
-    __m512 d[6], r[6];
-#pragma GCC unroll 6
-    for (int j = 0; j < 6; j++)
-      d[j] = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), rm & cm[j], _mm512_add_epi32(row, _mm512_set1_epi32((int)(j * dx))),
-                                      plane, 4);
-    bt(r, d);
-#pragma GCC unroll 6
-    for (int k = 0; k < 6; k++) t[k][i] = r[k];
+  } else {
+    gather_rows(6, plane, H, W, dy, dx, L, t);
   }
-#pragma GCC unroll 6
-  for (int k2 = 0; k2 < 6; k2++) {
-    __m512 r[6];
-    bt(r, t[k2]);
-#pragma GCC unroll 6
-    for (int k1 = 0; k1 < 6; k1++) _mm512_storeu_ps(dst + (k1 * 6 + k2) * xs, r[k1]);
-  }
+  store_cols(6, t, dst, xs);
+}
+
+void mi_wino2_in_avx512(const float *plane, int64_t H, int64_t W, int64_t dy, int64_t dx, const mi_wino_in_lanes *L,
+                        float *dst, int64_t xs) {
+  __m512 t[6][6];
+  gather_rows(4, plane, H, W, dy, dx, L, t); /* its layers are the dilated ones: no runs of unit taps */
+  store_cols(4, t, dst, xs);
 }
 
 /* Output lanes in at most two runs of tiles side by side along a row (as
@@ -178,30 +224,71 @@ static inline __attribute__((always_inline)) void row_out(const __m512 c[4], __m
   o[3] = _mm512_shuffle_f32x4(t2, t3, 0xdd);
 }
 
-void mi_wino_out_avx512(const float *m, int64_t ms, const mi_wino_out_lanes *L, int64_t Wo, int64_t dy, int64_t dx,
-                        const mi_wino_epi *e, float *plane) {
+/* A^T M A of each lane's P x P sums, plus the bias: v[row][column] of its
+ * T x T block (T = P - 2). */
+static inline __attribute__((always_inline)) void blocks(const int P, const float *m, int64_t ms, __mmask16 lm,
+                                                        float bias, __m512 v[4][4]) {
+  const int T = P - 2;
+  __m512 s[4][6];
+#pragma GCC unroll 6
+  for (int k1 = 0; k1 < P; k1++) {
+    __m512 c[6], o[4];
+#pragma GCC unroll 6
+    for (int k2 = 0; k2 < P; k2++) c[k2] = _mm512_maskz_loadu_ps(lm, m + (k1 * P + k2) * ms); /* lanes >= n: unwritten */
+    atp(P, o, c);
+#pragma GCC unroll 4
+    for (int j = 0; j < T; j++) s[j][k1] = o[j];
+  }
+  const __m512 vb = _mm512_set1_ps(bias);
+#pragma GCC unroll 4
+  for (int j = 0; j < T; j++) {
+    __m512 o[4];
+    atp(P, o, s[j]);
+#pragma GCC unroll 4
+    for (int i = 0; i < T; i++) v[i][j] = _mm512_add_ps(o[i], vb);
+  }
+}
+
+/* The epilogue on T x T blocks, each scattered to its rows[l] x cols[l]
+ * positions inside the output. */
+static inline __attribute__((always_inline)) void scatter_blocks(const int T, __m512 v[4][4], const mi_wino_out_lanes *L,
+                                                                int64_t Wo, int64_t dy, int64_t dx,
+                                                                const mi_wino_epi *e, float *plane) {
   const __m512i off = _mm512_loadu_si512(L->off), rows = _mm512_loadu_si512(L->rows),
                 cols = _mm512_loadu_si512(L->cols);
   const __mmask16 lm = lane_mask(L->n);
-  __m512 s[4][6];
-#pragma GCC unroll 6
-  for (int k1 = 0; k1 < 6; k1++) {
-    __m512 c[6], o[4];
-#pragma GCC unroll 6
-    for (int k2 = 0; k2 < 6; k2++) c[k2] = _mm512_maskz_loadu_ps(lm, m + (k1 * 6 + k2) * ms); /* lanes >= n: unwritten */
-    at(o, c);
-#pragma GCC unroll 4
-    for (int j = 0; j < 4; j++) s[j][k1] = o[j];
+  __mmask16 km[4][4];
+  __m512i idx[4][4];
+  for (int i = 0; i < T; i++) {
+    const __mmask16 rm = _mm512_mask_cmpgt_epi32_mask(lm, rows, _mm512_set1_epi32(i));
+    for (int j = 0; j < T; j++) {
+      km[i][j] = _mm512_mask_cmpgt_epi32_mask(rm, cols, _mm512_set1_epi32(j));
+      idx[i][j] = _mm512_add_epi32(off, _mm512_set1_epi32((int)(i * dy * Wo + j * dx)));
+    }
   }
+  if (e->res)
+    for (int i = 0; i < T; i++)
+      for (int j = 0; j < T; j++)
+        v[i][j] = _mm512_add_ps(v[i][j], _mm512_mask_i32gather_ps(_mm512_setzero_ps(), km[i][j], idx[i][j], e->res, 4));
+  if (e->relu)
+    for (int i = 0; i < T; i++)
+      for (int j = 0; j < T; j++) v[i][j] = _mm512_max_ps(v[i][j], _mm512_setzero_ps());
+  if (e->fn) {
+    float buf[16][16] __attribute__((aligned(64)));
+    for (int i = 0; i < T; i++)
+      for (int j = 0; j < T; j++) _mm512_store_ps(buf[i * T + j], v[i][j]);
+    e->fn(e->ctx, &buf[0][0], T * T * 16);
+    for (int i = 0; i < T; i++)
+      for (int j = 0; j < T; j++) v[i][j] = _mm512_load_ps(buf[i * T + j]);
+  }
+  for (int i = 0; i < T; i++)
+    for (int j = 0; j < T; j++) _mm512_mask_i32scatter_ps(plane, km[i][j], idx[i][j], v[i][j], 4);
+}
+
+void mi_wino_out_avx512(const float *m, int64_t ms, const mi_wino_out_lanes *L, int64_t Wo, int64_t dy, int64_t dx,
+                        const mi_wino_epi *e, float *plane) {
   __m512 v[4][4]; /* [row][column] */
-  const __m512 bias = _mm512_set1_ps(e->bias);
-#pragma GCC unroll 4
-  for (int j = 0; j < 4; j++) {
-    __m512 o[4];
-    at(o, s[j]);
-#pragma GCC unroll 4
-    for (int i = 0; i < 4; i++) v[i][j] = _mm512_add_ps(o[i], bias);
-  }
+  blocks(6, m, ms, lane_mask(L->n), e->bias, v);
   int rs[2], re[2];
   const int nruns = out_runs(L, dy, dx, rs, re);
   if (nruns) { /* each row of a run: 64 columns at its virtual lane 0, 4 vectors */
@@ -232,123 +319,13 @@ void mi_wino_out_avx512(const float *m, int64_t ms, const mi_wino_out_lanes *L, 
     }
     return;
   }
-  __mmask16 km[4][4];
-  __m512i idx[4][4];
-  for (int i = 0; i < 4; i++) {
-    const __mmask16 rm = _mm512_mask_cmpgt_epi32_mask(lm, rows, _mm512_set1_epi32(i));
-    for (int j = 0; j < 4; j++) {
-      km[i][j] = _mm512_mask_cmpgt_epi32_mask(rm, cols, _mm512_set1_epi32(j));
-      idx[i][j] = _mm512_add_epi32(off, _mm512_set1_epi32((int)(i * dy * Wo + j * dx)));
-    }
-  }
-  if (e->res)
-    for (int i = 0; i < 4; i++)
-      for (int j = 0; j < 4; j++)
-        v[i][j] = _mm512_add_ps(v[i][j], _mm512_mask_i32gather_ps(_mm512_setzero_ps(), km[i][j], idx[i][j], e->res, 4));
-  if (e->relu)
-    for (int i = 0; i < 4; i++)
-      for (int j = 0; j < 4; j++) v[i][j] = _mm512_max_ps(v[i][j], _mm512_setzero_ps());
-  if (e->fn) {
-    float buf[16][16] __attribute__((aligned(64)));
-    for (int i = 0; i < 4; i++)
-      for (int j = 0; j < 4; j++) _mm512_store_ps(buf[i * 4 + j], v[i][j]);
-    e->fn(e->ctx, &buf[0][0], 256);
-    for (int i = 0; i < 4; i++)
-      for (int j = 0; j < 4; j++) v[i][j] = _mm512_load_ps(buf[i * 4 + j]);
-  }
-  for (int i = 0; i < 4; i++)
-    for (int j = 0; j < 4; j++) _mm512_mask_i32scatter_ps(plane, km[i][j], idx[i][j], v[i][j], 4);
-}
-/* ---- F(2x2, 3x3): gathers and scatters only (its layers are the dilated
- * ones, whose taps are not consecutive anyway) ------------------------------ */
-
-static inline __attribute__((always_inline)) void bt2(__m512 r[4], const __m512 d[4]) {
-  r[0] = _mm512_sub_ps(d[0], d[2]);
-  r[1] = _mm512_add_ps(d[1], d[2]);
-  r[2] = _mm512_sub_ps(d[2], d[1]);
-  r[3] = _mm512_sub_ps(d[1], d[3]);
-}
-
-static inline __attribute__((always_inline)) void at2(__m512 o[2], const __m512 m[4]) {
-  o[0] = _mm512_add_ps(_mm512_add_ps(m[0], m[1]), m[2]);
-  o[1] = _mm512_sub_ps(_mm512_sub_ps(m[1], m[2]), m[3]);
-}
-
-void mi_wino2_in_avx512(const float *plane, int64_t H, int64_t W, int64_t dy, int64_t dx, const mi_wino_in_lanes *L,
-                        float *dst, int64_t xs) {
-  const __m512i off = _mm512_loadu_si512(L->off), y0 = _mm512_loadu_si512(L->y0), x0 = _mm512_loadu_si512(L->x0);
-  const __m512i vh = _mm512_set1_epi32((int)H), vw = _mm512_set1_epi32((int)W);
-  const __mmask16 lm = lane_mask(L->n);
-  __mmask16 cm[4];
-  for (int j = 0; j < 4; j++) {
-    const __m512i x = _mm512_add_epi32(x0, _mm512_set1_epi32((int)(j * dx)));
-    cm[j] = _mm512_mask_cmplt_epi32_mask(_mm512_mask_cmpge_epi32_mask(lm, x, _mm512_setzero_si512()), x, vw);
-  }
-  __m512 t[4][4];
-#pragma GCC unroll 4
-  for (int i = 0; i < 4; i++) {
-    const __m512i y = _mm512_add_epi32(y0, _mm512_set1_epi32((int)(i * dy)));
-    const __mmask16 rm = _mm512_mask_cmplt_epi32_mask(_mm512_cmpge_epi32_mask(y, _mm512_setzero_si512()), y, vh);
-    const __m512i row = _mm512_add_epi32(off, _mm512_set1_epi32((int)(i * dy * W)));
-    __m512 d[4], r[4];
-#pragma GCC unroll 4
-    for (int j = 0; j < 4; j++)
-      d[j] = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), rm & cm[j], _mm512_add_epi32(row, _mm512_set1_epi32((int)(j * dx))),
-                                      plane, 4);
-    bt2(r, d);
-#pragma GCC unroll 4
-    for (int k = 0; k < 4; k++) t[k][i] = r[k];
-  }
-#pragma GCC unroll 4
-  for (int k2 = 0; k2 < 4; k2++) {
-    __m512 r[4];
-    bt2(r, t[k2]);
-#pragma GCC unroll 4
-    for (int k1 = 0; k1 < 4; k1++) _mm512_storeu_ps(dst + (k1 * 4 + k2) * xs, r[k1]);
-  }
+  scatter_blocks(4, v, L, Wo, dy, dx, e, plane);
 }
 
 void mi_wino2_out_avx512(const float *m, int64_t ms, const mi_wino_out_lanes *L, int64_t Wo, int64_t dy, int64_t dx,
                          const mi_wino_epi *e, float *plane) {
-  const __m512i off = _mm512_loadu_si512(L->off), rows = _mm512_loadu_si512(L->rows),
-                cols = _mm512_loadu_si512(L->cols);
-  const __mmask16 lm = lane_mask(L->n);
-  __m512 s[2][4];
-#pragma GCC unroll 4
-  for (int k1 = 0; k1 < 4; k1++) {
-    __m512 c[4], o[2];
-#pragma GCC unroll 4
-    for (int k2 = 0; k2 < 4; k2++) c[k2] = _mm512_maskz_loadu_ps(lm, m + (k1 * 4 + k2) * ms); /* lanes >= n: unwritten */
-    at2(o, c);
-    s[0][k1] = o[0], s[1][k1] = o[1];
-  }
-  __m512 v[2][2]; /* [row][column] */
-  const __m512 bias = _mm512_set1_ps(e->bias);
-  __mmask16 km[2][2];
-  __m512i idx[2][2];
-#pragma GCC unroll 2
-  for (int j = 0; j < 2; j++) {
-    __m512 o[2];
-    at2(o, s[j]);
-    v[0][j] = _mm512_add_ps(o[0], bias), v[1][j] = _mm512_add_ps(o[1], bias);
-  }
-  for (int i = 0; i < 2; i++) {
-    const __mmask16 rm = _mm512_mask_cmpgt_epi32_mask(lm, rows, _mm512_set1_epi32(i));
-    for (int j = 0; j < 2; j++) {
-      km[i][j] = _mm512_mask_cmpgt_epi32_mask(rm, cols, _mm512_set1_epi32(j));
-      idx[i][j] = _mm512_add_epi32(off, _mm512_set1_epi32((int)(i * dy * Wo + j * dx)));
-      if (e->res)
-        v[i][j] = _mm512_add_ps(v[i][j], _mm512_mask_i32gather_ps(_mm512_setzero_ps(), km[i][j], idx[i][j], e->res, 4));
-      if (e->relu) v[i][j] = _mm512_max_ps(v[i][j], _mm512_setzero_ps());
-    }
-  }
-  if (e->fn) {
-    float buf[4][16] __attribute__((aligned(64)));
-    for (int q = 0; q < 4; q++) _mm512_store_ps(buf[q], v[q / 2][q % 2]);
-    e->fn(e->ctx, &buf[0][0], 64);
-    for (int q = 0; q < 4; q++) v[q / 2][q % 2] = _mm512_load_ps(buf[q]);
-  }
-  for (int i = 0; i < 2; i++)
-    for (int j = 0; j < 2; j++) _mm512_mask_i32scatter_ps(plane, km[i][j], idx[i][j], v[i][j], 4);
+  __m512 v[4][4];
+  blocks(4, m, ms, lane_mask(L->n), e->bias, v);
+  scatter_blocks(2, v, L, Wo, dy, dx, e, plane);
 }
 #endif
