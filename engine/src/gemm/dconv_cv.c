@@ -80,7 +80,7 @@ int64_t mi_dconv_cv_items(const mi_dconv_job *j, const mi_dconv_cv_weights *w) {
 static inline __attribute__((always_inline)) void tile(const int V, const int NP, const mi_dconv_job *j,
                                                       const mi_dconv_cv_weights *w, int64_t m0, const int64_t *q,
                                                       const int64_t *o, int64_t k0, int64_t k1, float *buf,
-                                                      bool first, bool last) {
+                                                      bool first, bool last, const char *pf, int64_t npf) {
   __m512 acc[PMAX][4];
 #pragma GCC unroll 12
   for (int p = 0; p < NP; p++)
@@ -93,6 +93,12 @@ static inline __attribute__((always_inline)) void tile(const int V, const int NP
   const int32_t *t = j->toff;
 #pragma GCC unroll 2
   for (int64_t k = k0; k < k1; k++, wp += 16 * V) {
+    if (npf > 0) { /* two lines of the weights this thread takes next, into L2 */
+      _mm_prefetch(pf, _MM_HINT_T1);
+      _mm_prefetch(pf + 64, _MM_HINT_T1);
+      pf += 128;
+      npf -= 2;
+    }
     __m512 wv[4];
 #pragma GCC unroll 4
     for (int v = 0; v < V; v++) wv[v] = _mm512_load_ps(wp + 16 * v);
@@ -128,11 +134,12 @@ static inline __attribute__((always_inline)) void tile(const int V, const int NP
 }
 
 typedef void (*tile_fn)(const mi_dconv_job *, const mi_dconv_cv_weights *, int64_t, const int64_t *,
-                        const int64_t *, int64_t, int64_t, float *, bool, bool);
+                        const int64_t *, int64_t, int64_t, float *, bool, bool, const char *, int64_t);
 #define T(V, P)                                                                                            \
   static void t_##V##_##P(const mi_dconv_job *j, const mi_dconv_cv_weights *w, int64_t m0, const int64_t *q, \
-                          const int64_t *o, int64_t k0, int64_t k1, float *buf, bool first, bool last) {     \
-    tile(V, P, j, w, m0, q, o, k0, k1, buf, first, last);                                                  \
+                          const int64_t *o, int64_t k0, int64_t k1, float *buf, bool first, bool last,       \
+                          const char *pf, int64_t npf) {                                                   \
+    tile(V, P, j, w, m0, q, o, k0, k1, buf, first, last, pf, npf);                                         \
   }
 #define T6(V) T(V, 1) T(V, 2) T(V, 3) T(V, 4) T(V, 5) T(V, 6)
 #define T12(V) T6(V) T(V, 7) T(V, 8) T(V, 9) T(V, 10) T(V, 11) T(V, 12)
@@ -172,8 +179,25 @@ void mi_dconv_cv_run(const mi_dconv_job *j, const mi_dconv_cv_weights *w, int64_
     for (int64_t ti = g0; ti < g1; ti++) np[ti - g0] = tile_positions(j, total, nt, plane, ti, q[ti - g0], o[ti - g0]);
     for (int64_t k0 = 0; k0 < w->K; k0 += kch) {
       const int64_t k1 = k0 + kch < w->K ? k0 + kch : w->K;
-      for (int64_t g = 0; g < g1 - g0; g++) {
-        fns[np[g] - 1](j, w, m0, q[g], o[g], k0, k1, buf[g], k0 == 0, k1 == w->K);
+      /* The weights taken next (this block's next chunk, else the next
+       * item's first) are prefetched into L2 while this chunk runs, shared
+       * out among the group's tiles: the hardware prefetcher left the first
+       * tile of each chunk waiting on memory.  ResNet-50's 3x3 layers, per
+       * node minimum over interleaved runs: 21.2 -> 18.6 ms in all (its 7x7
+       * ones 1.39-1.45 -> 1.11-1.13); layers whose weights stay in L2 as
+       * they were. */
+      const float *next = NULL;
+      int64_t next_k = 0;
+      if (k1 < w->K) {
+        next = w->data + m0 * w->K + k1 * w->vb, next_k = (k1 + kch < w->K ? k1 + kch : w->K) - k1;
+      } else if (it + 1 < end) {
+        next = w->data + (it + 1) / ng * w->vb * w->K, next_k = kch < w->K ? kch : w->K;
+      }
+      const int64_t lines = next ? next_k * w->vb / 16 : 0, nt_g = g1 - g0;
+      for (int64_t g = 0; g < nt_g; g++) {
+        const int64_t l0 = g * lines / nt_g, l1 = (g + 1) * lines / nt_g;
+        fns[np[g] - 1](j, w, m0, q[g], o[g], k0, k1, buf[g], k0 == 0, k1 == w->K,
+                       next ? (const char *)next + l0 * 64 : NULL, l1 - l0);
         if (!j->epi || k1 < w->K) continue;
         const int64_t *og = o[g];
         for (int p = 0; p < np[g];) { /* runs of consecutive outputs */
