@@ -40,6 +40,8 @@ typedef struct mi_dconv_job {
   bool group_major;      /* items ordered channel group first: the position tiles of one group follow
                             each other, so a thread reads the group's weights from memory once (set
                             when the weights outweigh the input; else tile first, the input tile reused) */
+  int64_t sy, sx;        /* channel-vector kernel: source rows and columns per output row and column (the
+                            strides of a layer read on its plain padded grid; 0 or 1: unit) */
 } mi_dconv_job;
 
 /* The next run of real output positions at or after *q, before e: positions

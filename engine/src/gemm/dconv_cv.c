@@ -158,9 +158,10 @@ static int tile_positions(const mi_dconv_job *j, int64_t total, int64_t nt, int6
                           int64_t *q, int64_t *o) {
   const int64_t t0 = tile_i * total / nt;
   const int np = (int)((tile_i + 1) * total / nt - t0);
+  const int64_t sy = j->sy > 1 ? j->sy : 1, sx = j->sx > 1 ? j->sx : 1;
   for (int p = 0; p < np; p++) {
     const int64_t t = t0 + p, z = t / plane, r = t % plane / j->cols, c = t % j->cols;
-    q[p] = z * j->x_plane + r * j->row + c;
+    q[p] = z * j->x_plane + r * j->row * sy + c * sx;
     o[p] = z * j->out_plane + r * j->cols + c;
   }
   return np;

@@ -947,9 +947,14 @@ static bool direct_bf16(const mi_exec *ex, int64_t C) {
 }
 
 /* Output z-planes per input copy (a 2D layer: 1, its only plane) so that
- * the copy fits the budget, and ph set for them; 0 when not even one does. */
-static int64_t direct_slab(const geom *g, int64_t C, bool bf16, phase_geom *ph) {
-  phase_extent(g, true, ph);
+ * the copy fits the budget, and ph set for them; 0 when not even one does.
+ * phases: a strided layer's input split into its stride phases (the
+ * position-vector kernels); else the plain padded grid (the channel-vector
+ * kernel, which steps its positions by the strides: the phase split cost
+ * it 17% of a 128-channel stride-2 layer, whose copy is now row memcpys;
+ * ResNet-50's strided 3x3 layers 1.49-1.62 -> 1.33-1.41 ms). */
+static int64_t direct_slab(const geom *g, int64_t C, bool bf16, bool phases, phase_geom *ph) {
+  phase_extent(g, phases, ph);
   if (C * ph->csz >= INT32_MAX) return 0; /* the tap offsets are 32-bit, and an unpadded input is read whole */
   /* bf16: the pairs besides the copy (counted as a second copy), except in
    * a 2D layer, which is one plane and cannot be cut into slabs: there the
@@ -974,7 +979,7 @@ static bool direct_wanted(const mi_exec *ex, const geom *g, const conv_attr *a, 
   const mi_gemm_packed_view v = mi_gemm_packed_a_view(a->wpack[0]);
   if (!mi_dconv_supported(&v) || g->s[0] != 1 || g->s[1] > 2 || g->s[2] > 2) return false;
   phase_geom ph;
-  if (!direct_slab(g, C, bf16, &ph)) return false;
+  if (!direct_slab(g, C, bf16, true, &ph)) return false;
   if (mode == 1 || bf16) return true; /* bf16: twice the multiply-adds per instruction, every layer gains */
   /* Measured on ResNet-50, DenseNet-121 and VGG-16 layers: it wins while
    * the weights are few rows (each 8-row panel rereads its input tile).  A
@@ -1008,7 +1013,7 @@ static bool cv_wanted(const mi_exec *ex, const geom *g, int64_t C, int64_t M, bo
   if (mode == 0 || !own || direct_bf16(ex, C) || mi_gemm_isa() != MI_ISA_AVX512 || M % 16) return false;
   if (g->s[0] != 1 || g->s[1] > 2 || g->s[2] > 2 || 16 * g->out_sz >= INT32_MAX) return false;
   phase_geom ph;
-  if (!direct_slab(g, C, false, &ph)) return false;
+  if (!direct_slab(g, C, false, false, &ph)) return false;
   if (mode == 1) return true;
   /* Up to 16x16, and up to 32x32 while K is small (ResNet-50's 28x28 3x3
    * layers, K 1152: 0.90 -> 0.68 ms).  Larger maps while K <= 2304 and the
@@ -1126,11 +1131,11 @@ static mi_status *conv_direct(mi_node *n, mi_exec *ex, conv_attr *a, const geom 
   /* AMX: pair planes up to whole 16-pair blocks (zeros), slack after the last */
   const int64_t CPP = amx ? a->wamx.pblocks * 16 : (C + 1) / 2;
   phase_geom ph;
-  const int64_t zo = direct_slab(g, C, bf16, &ph); /* output planes per copy (direct_wanted: >= 1) */
+  const int64_t zo = direct_slab(g, C, bf16, !cv, &ph); /* output planes per copy (direct_wanted: >= 1) */
   bool has_pad = ph.sy * ph.sx > 1;
   for (int j = 0; j < 3; j++)
     if (ph.pin[j] != g->in[j] || g->pb[j]) has_pad = true;
-  if (!has_pad && !pre && !bf16) phase_extent(g, true, &ph); /* read in place: the whole volume */
+  if (!has_pad && !pre && !bf16) phase_extent(g, !cv, &ph); /* read in place: the whole volume */
   /* The input through a slab copy: padded (or normalised), and in bf16 the
    * channel pairs, made from the input itself (normalised on the way) when
    * it needs no padding (1x1 layers: no FP32 copy first). */
@@ -1202,7 +1207,7 @@ static mi_status *conv_direct(mi_node *n, mi_exec *ex, conv_attr *a, const geom 
     const int64_t planes = copied && g->out[0] - z0 > zo ? zo : g->out[0] - z0;
     mi_dconv_job job = {bf16 ? a->wbf.view : cv ? (mi_gemm_packed_view){0} : mi_gemm_packed_a_view(a->wpack[0]), xb, toff, planes, zplane,
                         (g->out[1] - 1) * ph.w + g->out[2], ph.w, g->out[2], oplane, yb + z0 * oplane,
-                        g->out_sz, NULL, false, NULL, 0, ph.csz, NULL, false};
+                        g->out_sz, NULL, false, NULL, 0, ph.csz, NULL, false, cv ? g->s[1] : 1, cv ? g->s[2] : 1};
     if (simple) {
       job.bias = bias;
       job.relu = n->act.kind == MI_ACT_RELU;
@@ -1287,7 +1292,7 @@ static mi_status *conv_stem_amx(mi_node *n, mi_exec *ex, conv_attr *a, const geo
     epi_block_ctx ec = {n, yb, bias, res ? res + b * M * g->out_sz : NULL};
     const mi_gemm_epilogue epi = {.fn = epi_block, .ctx = &ec};
     mi_dconv_job job = {{0}, xpair, NULL, 1, g->out_sz, g->out_sz, g->out[2], g->out[2], g->out_sz, yb,
-                        g->out_sz, NULL, false, NULL, 0, 0, NULL, false};
+                        g->out_sz, NULL, false, NULL, 0, 0, NULL, false, 1, 1};
     if (simple) {
       job.bias = bias;
       job.relu = n->act.kind == MI_ACT_RELU;
