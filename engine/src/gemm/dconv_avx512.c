@@ -40,7 +40,8 @@ int64_t DC_NAME(mi_dconv_items)(const mi_dconv_job *j) {
 static inline __attribute__((always_inline)) void tile(const int NV, const mi_dconv_job *j, int64_t ir,
                                                       const float *x, __mmask16 lm, int64_t pc, int64_t kc,
                                                       int64_t ks, int64_t kn, float *part, bool first, bool last,
-                                                      float *c, int64_t ldc, int mr) {
+                                                      float *c, int64_t ldc, int mr, const float *pfx,
+                                                      const int32_t *pft, int64_t npf) {
   const mi_gemm_packed_view *A = &j->a;
   __m512 acc[MR][3];
 #pragma GCC unroll 8
@@ -51,6 +52,11 @@ static inline __attribute__((always_inline)) void tile(const int NV, const mi_dc
   const int32_t *t = j->toff + pc + ks;
 #pragma GCC unroll 2
   for (int64_t k = 0; k < kn; k++, a += MR) {
+    if (k < npf) { /* the source rows of the tile's next K step, into L2 */
+      const char *pp = (const char *)(pfx + pft[k]);
+#pragma GCC unroll 3
+      for (int v = 0; v < NV; v++) _mm_prefetch(pp + 64 * v, _MM_HINT_T1);
+    }
     const float *xp = x + t[k];
     __m512 b[3];
 #pragma GCC unroll 3
@@ -88,8 +94,8 @@ static inline __attribute__((always_inline)) void tile(const int NV, const mi_dc
 #define TILE_FN(NV)                                                                                            \
   static void tile##NV(const mi_dconv_job *j, int64_t ir, const float *x, __mmask16 lm, int64_t pc, int64_t kc, \
                        int64_t ks, int64_t kn, float *part, bool first, bool last, float *c, int64_t ldc,      \
-                       int mr) {                                                                               \
-    tile(NV, j, ir, x, lm, pc, kc, ks, kn, part, first, last, c, ldc, mr);                                     \
+                       int mr, const float *pfx, const int32_t *pft, int64_t npf) {                            \
+    tile(NV, j, ir, x, lm, pc, kc, ks, kn, part, first, last, c, ldc, mr, pfx, pft, npf);                      \
   }
 TILE_FN(1)
 TILE_FN(2)
@@ -131,14 +137,26 @@ void DC_NAME(mi_dconv_run)(const mi_dconv_job *j, int64_t begin, int64_t end) {
       for (int64_t ks = 0; ks < kc; ks += KSTEP) {
         const int64_t kn = kc - ks < KSTEP ? kc - ks : KSTEP;
         const bool first = pc == 0 && ks == 0, last = pc + ks + kn >= K;
+        /* The first panel prefetches the source rows of the next K step
+         * (the next item's first at the last): a map's channels lie pages
+         * apart, where the hardware prefetchers do not follow. */
+        const int64_t kn_next = last ? 0 : (K - (pc + ks + kn) < KSTEP ? K - (pc + ks + kn) : KSTEP);
+        const float *pfx = x;
+        const int32_t *pft = j->toff + pc + ks + kn;
+        int64_t npf = kn_next;
+        if (last && it + 1 < end && !j->group_major) { /* tile first: the next item is likely the next tile */
+          const int64_t nb = (it + 1) / ngrp % nblk, nz = (it + 1) / (ngrp * nblk);
+          pfx = j->x + nz * j->x_plane + 16 * (nb * nvec / nblk), pft = j->toff, npf = K < KSTEP ? K : KSTEP;
+        }
         for (int64_t ir = m0; ir < me; ir += MR) {
           const int mr = me - ir < MR ? (int)(me - ir) : MR;
           float *c = in_place ? j->y + ir * j->ldy + z * j->out_plane + q0 : buf;
           const int64_t ldc = in_place ? j->ldy : NB;
           float *pp = part + (ir - m0) * NB;
-          if (nv == 3) tile3(j, ir, x, lm, pc, kc, ks, kn, pp, first, last, c, ldc, mr);
-          else if (nv == 2) tile2(j, ir, x, lm, pc, kc, ks, kn, pp, first, last, c, ldc, mr);
-          else tile1(j, ir, x, lm, pc, kc, ks, kn, pp, first, last, c, ldc, mr);
+          const int64_t np = ir == m0 ? npf : 0;
+          if (nv == 3) tile3(j, ir, x, lm, pc, kc, ks, kn, pp, first, last, c, ldc, mr, pfx, pft, np);
+          else if (nv == 2) tile2(j, ir, x, lm, pc, kc, ks, kn, pp, first, last, c, ldc, mr, pfx, pft, np);
+          else tile1(j, ir, x, lm, pc, kc, ks, kn, pp, first, last, c, ldc, mr, pfx, pft, np);
           if (!last) continue;
           if (!in_place) scatter_runs(j, buf, z, q0, n, ir, mr);
           else if (j->epi) j->epi->fn(j->epi->ctx, ir, mr, z * j->out_plane + q0, n, c, j->ldy);
