@@ -41,7 +41,8 @@ static inline __attribute__((always_inline)) void tile(const int NV, const mi_dc
                                                       const float *x, __mmask16 lm, int64_t pc, int64_t kc,
                                                       int64_t ks, int64_t kn, float *part, bool first, bool last,
                                                       float *c, int64_t ldc, int mr, const float *pfx,
-                                                      const int32_t *pft, int64_t npf) {
+                                                      const int32_t *pft, int64_t npf, const int64_t *soff,
+                                                      const __mmask16 *smask) {
   const mi_gemm_packed_view *A = &j->a;
   __m512 acc[MR][3];
 #pragma GCC unroll 8
@@ -85,8 +86,14 @@ static inline __attribute__((always_inline)) void tile(const int NV, const mi_dc
     for (int v = 0; v < NV; v++) {
       __m512 r = _mm512_add_ps(acc[i][v], bi);
       if (j->relu) r = _mm512_max_ps(r, zero);
-      if (v == NV - 1) _mm512_mask_storeu_ps(c + i * ldc + 16 * v, lm, r);
-      else _mm512_storeu_ps(c + i * ldc + 16 * v, r);
+      if (soff) { /* straight to Y: the vector's lanes on each of the (at most two) grid rows it meets */
+        _mm512_mask_storeu_ps(c + i * ldc + soff[2 * v], smask[2 * v], r);
+        _mm512_mask_storeu_ps(c + i * ldc + soff[2 * v + 1], smask[2 * v + 1], r);
+      } else if (v == NV - 1) {
+        _mm512_mask_storeu_ps(c + i * ldc + 16 * v, lm, r);
+      } else {
+        _mm512_storeu_ps(c + i * ldc + 16 * v, r);
+      }
     }
   }
 }
@@ -94,8 +101,9 @@ static inline __attribute__((always_inline)) void tile(const int NV, const mi_dc
 #define TILE_FN(NV)                                                                                            \
   static void tile##NV(const mi_dconv_job *j, int64_t ir, const float *x, __mmask16 lm, int64_t pc, int64_t kc, \
                        int64_t ks, int64_t kn, float *part, bool first, bool last, float *c, int64_t ldc,      \
-                       int mr, const float *pfx, const int32_t *pft, int64_t npf) {                            \
-    tile(NV, j, ir, x, lm, pc, kc, ks, kn, part, first, last, c, ldc, mr, pfx, pft, npf);                      \
+                       int mr, const float *pfx, const int32_t *pft, int64_t npf, const int64_t *soff,         \
+                       const __mmask16 *smask) {                                                               \
+    tile(NV, j, ir, x, lm, pc, kc, ks, kn, part, first, last, c, ldc, mr, pfx, pft, npf, soff, smask);         \
   }
 TILE_FN(1)
 TILE_FN(2)
@@ -130,6 +138,27 @@ void DC_NAME(mi_dconv_run)(const mi_dconv_job *j, int64_t begin, int64_t end) {
     const __mmask16 lm = (__mmask16)(rem >= 16 ? 0xFFFFu : (1u << rem) - 1u);
     const float *x = j->x + z * j->x_plane + q0;
     const int64_t m0 = g * grp, me = m0 + grp < M ? m0 + grp : M;
+    /* A grid with extra columns and no epilogue: the tile's vectors go
+     * straight to Y by masked stores, lane l of vector v (grid position
+     * p = q0 + 16 v + l, row r) to output z * out_plane + p - r * (row -
+     * cols) when p % row < cols; else through buf (scatter_runs). */
+    int64_t soff[6];
+    __mmask16 smask[6];
+    const bool direct = !in_place && !j->epi && j->row >= 16;
+    for (int v = 0; direct && v < nv; v++) {
+      const int64_t p0 = q0 + 16 * v, r0 = p0 / j->row;
+      const unsigned valid = v == nv - 1 ? lm : 0xFFFFu;
+      for (int h = 0; h < 2; h++) {
+        const int64_t r = r0 + h, c0 = r * j->row - p0; /* lane of the row's first column (may be negative) */
+        unsigned m = 0;
+        for (int l = 0; l < 16; l++) {
+          const int64_t c = l - c0;
+          if (c >= 0 && c < j->cols) m |= 1u << l;
+        }
+        smask[2 * v + h] = (__mmask16)(m & valid);
+        soff[2 * v + h] = z * j->out_plane + p0 - r * (j->row - j->cols);
+      }
+    }
     /* K in steps of KSTEP rows: the tile's source rows, the weights' panel
      * rows and the group's partial sums stay in L1 across the group. */
     for (int64_t pc = 0; pc < K; pc += j->a.kc) {
@@ -150,15 +179,16 @@ void DC_NAME(mi_dconv_run)(const mi_dconv_job *j, int64_t begin, int64_t end) {
         }
         for (int64_t ir = m0; ir < me; ir += MR) {
           const int mr = me - ir < MR ? (int)(me - ir) : MR;
-          float *c = in_place ? j->y + ir * j->ldy + z * j->out_plane + q0 : buf;
-          const int64_t ldc = in_place ? j->ldy : NB;
+          float *c = in_place ? j->y + ir * j->ldy + z * j->out_plane + q0 : direct ? j->y + ir * j->ldy : buf;
+          const int64_t ldc = in_place || direct ? j->ldy : NB;
           float *pp = part + (ir - m0) * NB;
           const int64_t np = ir == m0 ? npf : 0;
-          if (nv == 3) tile3(j, ir, x, lm, pc, kc, ks, kn, pp, first, last, c, ldc, mr, pfx, pft, np);
-          else if (nv == 2) tile2(j, ir, x, lm, pc, kc, ks, kn, pp, first, last, c, ldc, mr, pfx, pft, np);
-          else tile1(j, ir, x, lm, pc, kc, ks, kn, pp, first, last, c, ldc, mr, pfx, pft, np);
+          const int64_t *so = direct ? soff : NULL;
+          if (nv == 3) tile3(j, ir, x, lm, pc, kc, ks, kn, pp, first, last, c, ldc, mr, pfx, pft, np, so, smask);
+          else if (nv == 2) tile2(j, ir, x, lm, pc, kc, ks, kn, pp, first, last, c, ldc, mr, pfx, pft, np, so, smask);
+          else tile1(j, ir, x, lm, pc, kc, ks, kn, pp, first, last, c, ldc, mr, pfx, pft, np, so, smask);
           if (!last) continue;
-          if (!in_place) scatter_runs(j, buf, z, q0, n, ir, mr);
+          if (!in_place && !direct) scatter_runs(j, buf, z, q0, n, ir, mr);
           else if (j->epi) j->epi->fn(j->epi->ctx, ir, mr, z * j->out_plane + q0, n, c, j->ldy);
         }
       }
