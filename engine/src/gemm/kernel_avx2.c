@@ -145,6 +145,9 @@ void mi_gemm_pack_b_rows_avx2(int nrmax, int64_t kc, int nr, const float *B, int
   for (int64_t k = 0; k < kc; k++) {
     const float *s = B + k * ldb;
     float *d = dst + k * nrmax;
+    /* The row's next panel, into L2: a panel reads kc rows a page or more
+     * apart, more streams than the hardware prefetchers follow. */
+    for (int j = 0; j < nrmax; j += 16) _mm_prefetch((const char *)(s + nrmax + j), _MM_HINT_T1);
     int j = 0;
     for (; j < full; j += 8) _mm256_storeu_ps(d + j, _mm256_loadu_ps(s + j));
     if (rem) {
