@@ -21,7 +21,8 @@ struct mi_model {
   mi_io_info *in_info, *out_info;
   struct mi_cuda_model *cuda; /* device state when opt.device is CUDA */
   /* Per-node timing (mi_model_set_profiling): totals over prof_runs
-   * successful runs in prof_ms[0..n), the current run in prof_ms[n..2n). */
+   * successful runs in prof_ms[0..n), the current run in prof_ms[n..2n),
+   * each node's fastest run in prof_ms[2n..3n). */
   double *prof_ms;
   int prof_n; /* node count prof_ms was made for */
   int64_t prof_runs;

@@ -198,6 +198,16 @@ TEST(EngineApi, ProfileReportsOperatorsAndFlops) {
   EXPECT_NE(out.find("(3.6e-06 GFLOP"), std::string::npos) << out;
   EXPECT_NE(out.find("  Conv "), std::string::npos) << out;
   EXPECT_NE(out.find("% of a 100 GFLOP/s peak"), std::string::npos) << out;
+  EXPECT_NE(out.find("sum of each node's fastest run: "), std::string::npos) << out;
+  // The operator row: nodes, mean ms per run, then the fastest run, which is no more than the mean.
+  const size_t row = out.find("  Conv ");
+  ASSERT_NE(row, std::string::npos) << out;
+  int nodes = 0;
+  double mean = -1, best = -1;
+  ASSERT_EQ(sscanf(out.c_str() + row, " Conv %d %lf %lf", &nodes, &mean, &best), 3) << out;
+  EXPECT_EQ(nodes, 1);
+  EXPECT_GT(best, 0.0) << out;
+  EXPECT_LE(best, mean) << out;
   ASSERT_EQ(take(mi_model_set_profiling(m, 0)).code, MI_OK);
   mi_model_free(m);
 }
