@@ -438,15 +438,14 @@ struct mi_gemm_packed_a {
   float *data;
 };
 
-/* Up to this K (a ResNet's 1x1 layers, 3x3 ones of 512 channels) packed
- * weights take the kernel's kc_packed blocks: FCN-ResNet50's 1x1 layers of
- * K 512 and 1024 at 24x24 ran 9.1-9.6 -> 7.7-8.2 and 17.9 -> 14.6 ms with
- * blocks of 512 instead of 192 (C summed in 1 and 2 passes, not 3 and 6);
- * its 3x3 head of K 18432 ran slower (63.6 -> 66.4). */
-#define KC_PACKED_MAX_K 4608
-
+/* Up to kc_packed_max_k (the AVX-512 kernel's 4608: a ResNet's 1x1 layers,
+ * 3x3 ones of 512 channels) packed weights take the kernel's kc_packed
+ * blocks: FCN-ResNet50's 1x1 layers of K 512 and 1024 at 24x24 ran
+ * 9.1-9.6 -> 7.7-8.2 and 17.9 -> 14.6 ms with blocks of 512 instead of 192
+ * (C summed in 1 and 2 passes, not 3 and 6); its 3x3 head of K 18432 ran
+ * slower (63.6 -> 66.4). */
 static int64_t packed_kc(const mi_gemm_kernel *kd, int64_t K) {
-  if (kd->kc_packed <= 0 || K > KC_PACKED_MAX_K) return kd->kc;
+  if (kd->kc_packed <= 0 || K > kd->kc_packed_max_k) return kd->kc;
   const int64_t blocks = (K + kd->kc_packed - 1) / kd->kc_packed;
   return (K + blocks - 1) / blocks; /* even: 576 is 288 + 288, not 512 + 64 */
 }

@@ -43,10 +43,10 @@ typedef struct mi_gemm_kernel {
   void (*pack_b_cols)(int NR, int64_t kc, int nr, const float *B, int64_t ldb, float *dst);
   void (*pack_b_rows)(int NR, int64_t kc, int nr, const float *B, int64_t ldb, float *dst);
   mi_gemm_ukernel_epi kern_epi; /* optional (NULL: kern, then the epilogue's fn) */
-  /* Constant weights packed once (mi_gemm_pack_a) with K up to 4608
-   * (gemm.c's KC_PACKED_MAX_K): K in even blocks of up to kc_packed (0:
-   * kc), so that C is summed in fewer passes. */
-  int kc_packed;
+  /* Constant weights packed once (mi_gemm_pack_a) with K up to
+   * kc_packed_max_k: K in even blocks of up to kc_packed (0: kc), so that
+   * C is summed in fewer passes. */
+  int kc_packed, kc_packed_max_k;
 } mi_gemm_kernel;
 
 extern const mi_gemm_kernel mi_gemm_kernel_generic;

@@ -160,5 +160,5 @@ void mi_gemm_pack_b_rows_avx2(int nrmax, int64_t kc, int nr, const float *B, int
 
 const mi_gemm_kernel mi_gemm_kernel_avx2 = {"avx2", MR, NR, 8, 256, 144, 2048, kern_avx2,
                                            mi_gemm_pack_a_rows_avx2, mi_gemm_pack_b_cols_avx2,
-                                           mi_gemm_pack_b_rows_avx2, NULL, 0};
+                                           mi_gemm_pack_b_rows_avx2, NULL, 0, 0};
 #endif

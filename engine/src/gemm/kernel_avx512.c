@@ -166,5 +166,5 @@ static bool kern_epi_avx512(int64_t kc, const float *pa, const float *pb, float 
 
 const mi_gemm_kernel mi_gemm_kernel_avx512 = {"avx512", MR, NR, 16, 192, 512, 2304, kern_avx512,
                                              mi_gemm_pack_a_rows_avx2, mi_gemm_pack_b_cols_avx2,
-                                             mi_gemm_pack_b_rows_avx2, kern_epi_avx512, 512};
+                                             mi_gemm_pack_b_rows_avx2, kern_epi_avx512, 512, 4608};
 #endif

@@ -26,4 +26,4 @@ static void kern_generic(int64_t kc, const float *restrict pa, const float *rest
   }
 }
 
-const mi_gemm_kernel mi_gemm_kernel_generic = {"generic", MR, NR, NR, 256, 128, 2048, kern_generic, NULL, NULL, NULL, NULL, 0};
+const mi_gemm_kernel mi_gemm_kernel_generic = {"generic", MR, NR, NR, 256, 128, 2048, kern_generic, NULL, NULL, NULL, NULL, 0, 0};
