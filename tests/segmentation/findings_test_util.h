@@ -12,6 +12,7 @@
 #include <string>
 
 #include "medinfer/segmentation.h"
+#include "seg_test_util.h"
 
 // Label 2's name needs CSV quoting and HTML escaping.
 inline const char *kFindingsCard = R"({
@@ -27,11 +28,6 @@ inline const char *kFindingsCard = R"({
      "category": {"scheme": "SCT", "value": "49755003", "meaning": "Morphologically Altered Structure"},
      "type": {"scheme": "SCT", "value": "4147007", "meaning": "Mass"}}]}
 })";
-
-inline std::string temp_dir(const char *tag) {
-  std::string t = std::string("/tmp/mi-") + tag + "-XXXXXX";
-  return mkdtemp(&t[0]);
-}
 
 inline std::string read_text(const std::string &path) {
   std::ifstream in(path, std::ios::binary);

@@ -7,6 +7,7 @@
 #include <string>
 
 #include "medinfer/segmentation.h"
+#include "seg_test_util.h"
 
 namespace {
 
@@ -24,12 +25,8 @@ const char *kCard = R"({
 })";
 
 std::string dir() {
-  static std::string d;
-  if (d.empty()) {
-    char t[] = "/tmp/mi-seg-card-XXXXXX";
-    d = mkdtemp(t);
-  }
-  return d;
+  static TempDir d("seg-card");  // removed at exit
+  return d.path();
 }
 
 std::string write(const std::string &name, const std::string &text) {

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "medinfer/segmentation.h"
+#include "seg_test_util.h"
 
 namespace {
 
@@ -108,8 +109,8 @@ std::string card_error(const std::string &from, const std::string &to) {
   size_t at = s.find(from);
   EXPECT_NE(at, std::string::npos) << from;
   s.replace(at, from.size(), to);
-  char t[] = "/tmp/mi-det-card-XXXXXX";
-  std::string p = std::string(mkdtemp(t)) + "/bad.card.json";
+  static TempDir dir("det-card");  // removed at exit
+  std::string p = dir.path() + "/bad.card.json";
   std::ofstream(p) << s;
   mi_card *c = nullptr;
   mi_status *st = mi_card_load(p.c_str(), &c);
@@ -122,8 +123,8 @@ std::string card_error(const std::string &from, const std::string &to) {
 }  // namespace
 
 TEST(DetectorCard, LoadsAndNamesBadFields) {
-  char t[] = "/tmp/mi-det-card-XXXXXX";
-  std::string p = std::string(mkdtemp(t)) + "/d.card.json";
+  TempDir dir("det-card");
+  std::string p = dir.path() + "/d.card.json";
   std::ofstream(p) << kDetCard;
   mi_card *c = nullptr;
   mi_status *st = mi_card_load(p.c_str(), &c);

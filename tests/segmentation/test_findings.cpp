@@ -16,7 +16,8 @@
 namespace {
 
 struct Fixture {
-  std::string dir = temp_dir("findings");
+  TempDir tmp{"findings"};
+  std::string dir = tmp.path();
   mi_card *card = load_test_card(dir);
   std::vector<mi_finding> f;
   Fixture(double rot_deg = 20.0, double kdir = 1.0) {

@@ -19,8 +19,9 @@
 namespace {
 
 std::string identity_card(double spacing, const char *orientation, bool lcc) {
-  char t[] = "/tmp/mi-seg-pipe-XXXXXX";
-  std::string dir = mkdtemp(t), path = dir + "/threshold.card.json";
+  static TempDir dir("seg-pipe");  // removed at exit
+  static int made = 0;
+  const std::string path = dir.path() + "/threshold-" + std::to_string(made++) + ".card.json";
   std::ofstream(path) << R"({"name": "threshold", "version": "1", "task": "segmentation",
     "model": ")" << MI_SEG_TEST_MODELS << R"(/identity3d.onnx",
     "applies_to": {"modality": ["CT"]},

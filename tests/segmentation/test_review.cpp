@@ -59,7 +59,8 @@ Rect find(const Rgb &im, int x0, int y0, int x1, int y1, P pred) {
 // A 64 x 48 x 20 volume of -1000 with a cube of 200 at voxels
 // [20, 29] x [10, 19] x [8, 11]; the window (100, 200) shows it white.
 struct Scene {
-  std::string dir = temp_dir("review");
+  TempDir tmp{"review"};
+  std::string dir = tmp.path();
   mi_card *card = load_test_card(dir);
   mi_geometry g;
   std::vector<float> vol;
