@@ -155,9 +155,11 @@ void mi_dconv_run_amx(const mi_dconv_job *j, const mi_dconv_amx_weights *w, int6
 
 /* ---- output channels in the vectors (dconv_cv.c): the same job on small maps --
  * Weights in blocks of vb (64, 32 or 16) output channels, [block][K][vb];
- * a tile is up to 6 (vb 64) or 12 positions, each broadcast from x at its
- * source offset plus the tap's; outputs scattered to Y (16 * ldy must fit
- * 32 bits).  The job's a, mgroup, group_major, csz and res are unused. */
+ * a tile is up to 6 (vb 64) or 12 consecutive positions, each broadcast
+ * from x at its source offset plus the tap's; each channel's outputs stored
+ * as one run, so the output must be compact (out_plane = rows x cols, the
+ * rows (q_end - cols) / row + 1).  The job's a, mgroup, group_major, csz and
+ * res are unused. */
 typedef struct mi_dconv_cv_weights {
   float *data; /* owned: free() */
   int64_t M, K;

@@ -106,13 +106,13 @@ static inline __attribute__((always_inline)) void store_rows8(const __m512 *r, i
   }
 }
 
-/* np positions (source offsets q, output indices o) x V vectors of
+/* np positions (source offsets q; output indices o0, o0 + 1, ..) x V vectors of
  * channels from m0, taps [k0, k1): the sums start from buf unless first,
  * and go back to it unless last; the last chunk adds the bias and ReLU in
- * registers, then scatters them to Y. */
+ * registers, then stores them to Y. */
 static inline __attribute__((always_inline)) void tile(const int V, const int NP, const mi_dconv_job *j,
                                                       const mi_dconv_cv_weights *w, int64_t m0, const int64_t *q,
-                                                      const int64_t *o, int64_t k0, int64_t k1, float *buf,
+                                                      int64_t o0, int64_t k0, int64_t k1, float *buf,
                                                       bool first, bool last, const char *pf, int64_t npf) {
   __m512 acc[PMAX][4];
 #pragma GCC unroll 12
@@ -151,38 +151,28 @@ static inline __attribute__((always_inline)) void tile(const int V, const int NP
     return;
   }
   const __m512 zero = _mm512_setzero_ps();
-  bool run = true; /* the outputs one run (a compact output: always) */
-#pragma GCC unroll 12
-  for (int p = 1; p < NP; p++) run = run && o[p] == o[0] + p;
 #pragma GCC unroll 4
   for (int v = 0; v < V; v++) {
     const __m512 bv = j->bias ? _mm512_loadu_ps(j->bias + m0 + 16 * v) : zero;
-    float *yv = j->y + (m0 + 16 * v) * j->ldy;
+    float *yv = j->y + (m0 + 16 * v) * j->ldy + o0;
     __m512 r[PMAX];
 #pragma GCC unroll 12
     for (int p = 0; p < NP; p++) {
       r[p] = _mm512_add_ps(acc[p][v], bv);
       if (j->relu) r[p] = _mm512_max_ps(r[p], zero);
     }
-    if (run) {
-      store_rows8(r, NP < 8 ? NP : 8, yv + o[0], j->ldy);
-      if (NP > 8) store_rows8(r + 8, NP - 8, yv + o[0] + 8, j->ldy);
-    } else {
-      const __m512i lanes = _mm512_mullo_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
-                                               _mm512_set1_epi32((int)j->ldy));
-#pragma GCC unroll 12
-      for (int p = 0; p < NP; p++) _mm512_i32scatter_ps(yv + o[p], lanes, r[p], 4);
-    }
+    store_rows8(r, NP < 8 ? NP : 8, yv, j->ldy);
+    if (NP > 8) store_rows8(r + 8, NP - 8, yv + 8, j->ldy);
   }
 }
 
-typedef void (*tile_fn)(const mi_dconv_job *, const mi_dconv_cv_weights *, int64_t, const int64_t *,
-                        const int64_t *, int64_t, int64_t, float *, bool, bool, const char *, int64_t);
+typedef void (*tile_fn)(const mi_dconv_job *, const mi_dconv_cv_weights *, int64_t, const int64_t *, int64_t,
+                        int64_t, int64_t, float *, bool, bool, const char *, int64_t);
 #define T(V, P)                                                                                            \
   static void t_##V##_##P(const mi_dconv_job *j, const mi_dconv_cv_weights *w, int64_t m0, const int64_t *q, \
-                          const int64_t *o, int64_t k0, int64_t k1, float *buf, bool first, bool last,       \
+                          int64_t o0, int64_t k0, int64_t k1, float *buf, bool first, bool last,             \
                           const char *pf, int64_t npf) {                                                   \
-    tile(V, P, j, w, m0, q, o, k0, k1, buf, first, last, pf, npf);                                         \
+    tile(V, P, j, w, m0, q, o0, k0, k1, buf, first, last, pf, npf);                                         \
   }
 #define T6(V) T(V, 1) T(V, 2) T(V, 3) T(V, 4) T(V, 5) T(V, 6)
 #define T12(V) T6(V) T(V, 7) T(V, 8) T(V, 9) T(V, 10) T(V, 11) T(V, 12)
@@ -196,17 +186,19 @@ static const tile_fn tiles1[PMAX] = ROW12(1), tiles2[PMAX] = ROW12(2);
 static const tile_fn tiles4[6] = {t_4_1, t_4_2, t_4_3, t_4_4, t_4_5, t_4_6};
 #undef ROW12
 
-/* Tile tile_i's np positions: source offsets q, output indices o. */
+/* Tile tile_i's np positions: source offsets q, and the first one's output
+ * index *o0 (the output compact: consecutive positions, consecutive
+ * indices). */
 static int tile_positions(const mi_dconv_job *j, int64_t total, int64_t nt, int64_t plane, int64_t tile_i,
-                          int64_t *q, int64_t *o) {
+                          int64_t *q, int64_t *o0) {
   const int64_t t0 = tile_i * total / nt;
   const int np = (int)((tile_i + 1) * total / nt - t0);
   const int64_t sy = j->sy > 1 ? j->sy : 1, sx = j->sx > 1 ? j->sx : 1;
   for (int p = 0; p < np; p++) {
     const int64_t t = t0 + p, z = t / plane, r = t % plane / j->cols, c = t % j->cols;
     q[p] = z * j->x_plane + r * j->row * sy + c * sx;
-    o[p] = z * j->out_plane + r * j->cols + c;
   }
+  *o0 = t0 / plane * j->out_plane + t0 % plane;
   return np;
 }
 
@@ -218,9 +210,9 @@ void mi_dconv_cv_run(const mi_dconv_job *j, const mi_dconv_cv_weights *w, int64_
   for (int64_t it = begin; it < end; it++) {
     /* block first: one thread's consecutive items reuse the block's weights from L2 */
     const int64_t blk = it / ng, g0 = it % ng * gt, g1 = g0 + gt < nt ? g0 + gt : nt, m0 = blk * w->vb;
-    int64_t q[GROUP_TILES][PMAX], o[GROUP_TILES][PMAX];
+    int64_t q[GROUP_TILES][PMAX], o0[GROUP_TILES];
     int np[GROUP_TILES];
-    for (int64_t ti = g0; ti < g1; ti++) np[ti - g0] = tile_positions(j, total, nt, plane, ti, q[ti - g0], o[ti - g0]);
+    for (int64_t ti = g0; ti < g1; ti++) np[ti - g0] = tile_positions(j, total, nt, plane, ti, q[ti - g0], &o0[ti - g0]);
     for (int64_t k0 = 0; k0 < w->K; k0 += kch) {
       const int64_t k1 = k0 + kch < w->K ? k0 + kch : w->K;
       /* The weights taken next (this block's next chunk, else the next
@@ -240,16 +232,10 @@ void mi_dconv_cv_run(const mi_dconv_job *j, const mi_dconv_cv_weights *w, int64_
       const int64_t lines = next ? next_k * w->vb / 16 : 0, nt_g = g1 - g0;
       for (int64_t g = 0; g < nt_g; g++) {
         const int64_t l0 = g * lines / nt_g, l1 = (g + 1) * lines / nt_g;
-        fns[np[g] - 1](j, w, m0, q[g], o[g], k0, k1, buf[g], k0 == 0, k1 == w->K,
+        fns[np[g] - 1](j, w, m0, q[g], o0[g], k0, k1, buf[g], k0 == 0, k1 == w->K,
                        next ? (const char *)next + l0 * 64 : NULL, l1 - l0);
-        if (!j->epi || k1 < w->K) continue;
-        const int64_t *og = o[g];
-        for (int p = 0; p < np[g];) { /* runs of consecutive outputs */
-          int e = p + 1;
-          while (e < np[g] && og[e] == og[e - 1] + 1) e++;
-          j->epi->fn(j->epi->ctx, m0, w->vb, og[p], og[e - 1] - og[p] + 1, j->y + m0 * j->ldy + og[p], j->ldy);
-          p = e;
-        }
+        if (j->epi && k1 == w->K)
+          j->epi->fn(j->epi->ctx, m0, w->vb, o0[g], np[g], j->y + m0 * j->ldy + o0[g], j->ldy);
       }
     }
   }

@@ -1011,7 +1011,7 @@ static bool direct_wanted(const mi_exec *ex, const geom *g, const conv_attr *a, 
 static bool cv_wanted(const mi_exec *ex, const geom *g, int64_t C, int64_t M, bool own) {
   const int mode = conv_cv_mode();
   if (mode == 0 || !own || direct_bf16(ex, C) || mi_gemm_isa() != MI_ISA_AVX512 || M % 16) return false;
-  if (g->s[0] != 1 || g->s[1] > 2 || g->s[2] > 2 || 16 * g->out_sz >= INT32_MAX) return false;
+  if (g->s[0] != 1 || g->s[1] > 2 || g->s[2] > 2) return false;
   phase_geom ph;
   if (!direct_slab(g, C, false, false, &ph)) return false;
   if (mode == 1) return true;
