@@ -189,8 +189,9 @@ static const tile_fn tiles4[6] = {t_4_1, t_4_2, t_4_3, t_4_4, t_4_5, t_4_6};
 
 /* Tile tile_i's np positions: source offsets q, and the first one's output
  * index *o0 (the output compact: consecutive positions, consecutive
- * indices).  Divisions only for the first position, the rest walked: per
- * position they were 2 % of a 64-channel 48x48 3x3 layer. */
+ * indices).  Divisions only for the first position, the rest walked (a
+ * 64-channel 48x48 3x3 layer's time outside the tiles: 3.65 -> 3.01 % of
+ * its perf samples). */
 static int tile_positions(const mi_dconv_job *j, int64_t total, int64_t nt, int64_t plane, int64_t tile_i,
                           int64_t *q, int64_t *o0) {
   const int64_t t0 = tile_i * total / nt;
