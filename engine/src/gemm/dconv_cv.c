@@ -50,7 +50,9 @@ void mi_dconv_cv_rows(const mi_dconv_cv_weights *w, int64_t r0, int64_t n, float
 }
 
 static int pmax(int vb) { return vb == 64 ? 6 : PMAX; }
-static int64_t positions(const mi_dconv_job *j) { return j->planes * ((j->q_end - j->cols) / j->row + 1) * j->cols; }
+/* Output rows per plane, and positions in all. */
+static int64_t grid_rows(const mi_dconv_job *j) { return (j->q_end - j->cols) / j->row + 1; }
+static int64_t positions(const mi_dconv_job *j) { return j->planes * grid_rows(j) * j->cols; }
 
 /* Tiles of a job: as few as hold its positions, dealt evenly (49 positions
  * are 10 + 10 + 10 + 10 + 9, not 4 x 12 + 1). */
@@ -192,12 +194,13 @@ static const tile_fn tiles4[6] = {t_4_1, t_4_2, t_4_3, t_4_4, t_4_5, t_4_6};
  * indices).  Divisions only for the first position, the rest walked (a
  * 64-channel 48x48 3x3 layer's time outside the tiles: 3.65 -> 3.01 % of
  * its perf samples). */
-static int tile_positions(const mi_dconv_job *j, int64_t total, int64_t nt, int64_t plane, int64_t tile_i,
+static int tile_positions(const mi_dconv_job *j, int64_t total, int64_t nt, int64_t rows, int64_t tile_i,
                           int64_t *q, int64_t *o0) {
   const int64_t t0 = tile_i * total / nt;
   const int np = (int)((tile_i + 1) * total / nt - t0);
-  const int64_t sy = j->sy > 1 ? j->sy : 1, sx = j->sx > 1 ? j->sx : 1, rows = plane / j->cols;
+  const int64_t sy = j->sy > 1 ? j->sy : 1, sx = j->sx > 1 ? j->sx : 1, plane = rows * j->cols;
   int64_t z = t0 / plane, r = t0 % plane / j->cols, c = t0 % j->cols;
+  *o0 = z * j->out_plane + r * j->cols + c;
   for (int p = 0; p < np; p++) {
     q[p] = z * j->x_plane + r * j->row * sy + c * sx;
     if (++c == j->cols) {
@@ -205,13 +208,12 @@ static int tile_positions(const mi_dconv_job *j, int64_t total, int64_t nt, int6
       if (++r == rows) r = 0, z++;
     }
   }
-  *o0 = t0 / plane * j->out_plane + t0 % plane;
   return np;
 }
 
 void mi_dconv_cv_run(const mi_dconv_job *j, const mi_dconv_cv_weights *w, int64_t begin, int64_t end) {
   const int64_t total = positions(j), nt = ntiles(j, w->vb), gt = group_tiles(j, w), ng = (nt + gt - 1) / gt;
-  const int64_t rows = (j->q_end - j->cols) / j->row + 1, plane = rows * j->cols, kch = chunk_k(w);
+  const int64_t rows = grid_rows(j), kch = chunk_k(w);
   const tile_fn *fns = w->vb == 64 ? tiles4 : w->vb == 32 ? tiles2 : tiles1;
   float buf[GROUP_TILES][PMAX * 32] __attribute__((aligned(64))); /* a tile's sums: 6 x 64, 12 x 32 or 12 x 16 */
   for (int64_t it = begin; it < end; it++) {
@@ -219,7 +221,7 @@ void mi_dconv_cv_run(const mi_dconv_job *j, const mi_dconv_cv_weights *w, int64_
     const int64_t blk = it / ng, g0 = it % ng * gt, g1 = g0 + gt < nt ? g0 + gt : nt, m0 = blk * w->vb;
     int64_t q[GROUP_TILES][PMAX], o0[GROUP_TILES];
     int np[GROUP_TILES];
-    for (int64_t ti = g0; ti < g1; ti++) np[ti - g0] = tile_positions(j, total, nt, plane, ti, q[ti - g0], &o0[ti - g0]);
+    for (int64_t ti = g0; ti < g1; ti++) np[ti - g0] = tile_positions(j, total, nt, rows, ti, q[ti - g0], &o0[ti - g0]);
     for (int64_t k0 = 0; k0 < w->K; k0 += kch) {
       const int64_t k1 = k0 + kch < w->K ? k0 + kch : w->K;
       /* The weights taken next (this block's next chunk, else the next
