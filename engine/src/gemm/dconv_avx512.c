@@ -166,9 +166,13 @@ void DC_NAME(mi_dconv_run)(const mi_dconv_job *j, int64_t begin, int64_t end) {
       for (int64_t ks = 0; ks < kc; ks += KSTEP) {
         const int64_t kn = kc - ks < KSTEP ? kc - ks : KSTEP;
         const bool first = pc == 0 && ks == 0, last = pc + ks + kn >= K;
-        /* The first panel prefetches the source rows of the next K step
-         * (the next item's first at the last): a map's channels lie pages
-         * apart, where the hardware prefetchers do not follow. */
+        /* The source rows of the next K step (the next item's first at the
+         * last) are prefetched into L2: a map's channels lie pages apart,
+         * where the hardware prefetchers do not follow.  The group's panels
+         * share them out, a few per k: issued all from the first panel they
+         * held its loads up behind the misses (a 1x1 layer of 256 -> 64
+         * channels at 56x56, input from L3, one thread, best of 8 rounds:
+         * 1013 -> 940 us; ResNet-50 about 2 % faster, both orders). */
         const int64_t kn_next = last ? 0 : (K - (pc + ks + kn) < KSTEP ? K - (pc + ks + kn) : KSTEP);
         const float *pfx = x;
         const int32_t *pft = j->toff + pc + ks + kn;
@@ -177,16 +181,18 @@ void DC_NAME(mi_dconv_run)(const mi_dconv_job *j, int64_t begin, int64_t end) {
           const int64_t nb = (it + 1) / ngrp % nblk, nz = (it + 1) / (ngrp * nblk);
           pfx = j->x + nz * j->x_plane + 16 * (nb * nvec / nblk), pft = j->toff, npf = K < KSTEP ? K : KSTEP;
         }
+        const int64_t panels = (me - m0 + MR - 1) / MR;
         for (int64_t ir = m0; ir < me; ir += MR) {
           const int mr = me - ir < MR ? (int)(me - ir) : MR;
           float *c = in_place ? j->y + ir * j->ldy + z * j->out_plane + q0 : direct ? j->y + ir * j->ldy : buf;
           const int64_t ldc = in_place || direct ? j->ldy : NB;
           float *pp = part + (ir - m0) * NB;
-          const int64_t np = ir == m0 ? npf : 0;
+          const int64_t pi = (ir - m0) / MR, f0 = pi * npf / panels, np = (pi + 1) * npf / panels - f0;
+          const int32_t *pft_i = pft + f0;
           const int64_t *so = direct ? soff : NULL;
-          if (nv == 3) tile3(j, ir, x, lm, pc, kc, ks, kn, pp, first, last, c, ldc, mr, pfx, pft, np, so, smask);
-          else if (nv == 2) tile2(j, ir, x, lm, pc, kc, ks, kn, pp, first, last, c, ldc, mr, pfx, pft, np, so, smask);
-          else tile1(j, ir, x, lm, pc, kc, ks, kn, pp, first, last, c, ldc, mr, pfx, pft, np, so, smask);
+          if (nv == 3) tile3(j, ir, x, lm, pc, kc, ks, kn, pp, first, last, c, ldc, mr, pfx, pft_i, np, so, smask);
+          else if (nv == 2) tile2(j, ir, x, lm, pc, kc, ks, kn, pp, first, last, c, ldc, mr, pfx, pft_i, np, so, smask);
+          else tile1(j, ir, x, lm, pc, kc, ks, kn, pp, first, last, c, ldc, mr, pfx, pft_i, np, so, smask);
           if (!last) continue;
           if (!in_place && !direct) scatter_runs(j, buf, z, q0, n, ir, mr);
           else if (j->epi) j->epi->fn(j->epi->ctx, ir, mr, z * j->out_plane + q0, n, c, j->ldy);
