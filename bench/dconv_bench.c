@@ -4,8 +4,8 @@
  * around it.  Each shape runs with its input hot (the same buffer every run,
  * in L2 where it fits) and cold (runs rotating over copies that together
  * exceed L2, so that the input streams in from L3 as a network's previous
- * layer leaves it).  The best of the runs is kept: on a shared machine that
- * is the run the others slowed least.
+ * layer leaves it); the weights stay hot in both.  The best of the runs is
+ * kept: on a shared machine that is the run the others slowed least.
  *
  *   cc -O3 -I engine/src bench/dconv_bench.c engine/tools/peak.c -L build-bench/engine \
  *      -Wl,-rpath,$PWD/build-bench/engine -lmedinfer_engine -lpthread -o /tmp/dconv_bench
@@ -25,7 +25,7 @@
 #include "../engine/tools/peak.h"
 #include "gemm/dconv.h"
 
-#define COPIES 6 /* cold: 6 inputs of >= 0.4 MB rotate, past a 2 MB L2 */
+#define COLD_BYTES (8 << 20) /* cold: inputs rotate, at least this much of them (past two 2 MB L2s) */
 
 static double now(void) {
   struct timespec t;
@@ -57,7 +57,7 @@ static const shape shapes[] = {
 /* Best seconds of `runs` runs of one kernel on the shape; cold rotates the inputs. */
 static double time_kernel(const shape *s, bool cv, bool cold, int runs) {
   const int64_t pad = s->k / 2, R = s->H + 2 * pad, plane = R * R, K = s->C * s->k * s->k;
-  const int64_t xn = s->C * plane + 64, ncopy = cold ? COPIES : 1;
+  const int64_t xn = s->C * plane + 64, ncopy = cold ? 1 + COLD_BYTES / (xn * (int64_t)sizeof(float)) : 1;
   float *w = big((size_t)(s->M * K)), *x = big((size_t)(xn * ncopy)), *y = big((size_t)(s->M * s->H * s->H));
   int32_t *toff = malloc((size_t)K * sizeof *toff);
   if (!w || !x || !y || !toff) {
