@@ -158,14 +158,6 @@ std::string save(DcmFileFormat &ff, const Spec &s, const std::string &path) {
 
 }  // namespace
 
-std::string temp_dir(const std::string &tag) {
-  std::string tmpl = (fs::temp_directory_path() / ("mi-dicom-" + tag + "-XXXXXX")).string();
-  std::vector<char> buf(tmpl.begin(), tmpl.end());
-  buf.push_back(0);
-  if (!mkdtemp(buf.data())) return "";
-  return buf.data();
-}
-
 std::string write_series(const Spec &s, const std::string &dir, Series &out) {
   std::error_code ec;
   fs::create_directories(dir, ec);

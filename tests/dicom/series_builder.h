@@ -45,8 +45,5 @@ struct Series {
 // Writes the series into dir (created).  Returns "" or an error.
 std::string write_series(const Spec &spec, const std::string &dir, Series &out);
 
-// A fresh empty temporary folder (removed by the caller with remove_all).
-std::string temp_dir(const std::string &tag);
-
 }  // namespace testdata
 #endif

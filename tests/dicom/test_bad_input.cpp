@@ -10,6 +10,7 @@
 #include <memory>
 
 #include "helpers.h"
+#include "../common/temp_dir.h"
 #include "series_builder.h"
 
 namespace fs = std::filesystem;
@@ -18,13 +19,14 @@ using testdata::Spec;
 namespace {
 
 struct Scratch {
+  std::unique_ptr<TempDir> tmp;
   std::string dir;
   testdata::Series s;
   explicit Scratch(const char *tag, const Spec &spec = Spec()) {
-    dir = testdata::temp_dir(tag);
+    tmp = std::make_unique<TempDir>(std::string("dicom-") + tag);
+    dir = tmp->path();
     EXPECT_EQ(testdata::write_series(spec, dir, s), "");
   }
-  ~Scratch() { fs::remove_all(dir); }
 };
 
 // Loads dir; returns the status text and code, and checks no volume came back.
@@ -178,7 +180,8 @@ TEST(DicomBadInput, SameInstanceTwiceIsDroppedWithAWarning) {
 }
 
 TEST(DicomBadInput, NotDicomAtAll) {
-  std::string dir = testdata::temp_dir("junk");
+  TempDir tmp("dicom-junk");
+  const std::string dir = tmp.path();
   std::ofstream(dir + "/a.txt") << "hello, this is not DICOM\n";
   const std::string f = dir + "/a.txt";
   const char *files[1] = {f.c_str()};
@@ -187,7 +190,6 @@ TEST(DicomBadInput, NotDicomAtAll) {
   EXPECT_NE(err.find(f), std::string::npos) << err;
   err = load_error(dir);
   EXPECT_NE(err.find("no DICOM image series"), std::string::npos) << err;
-  fs::remove_all(dir);
 }
 
 TEST(DicomBadInput, NoSuchFolder) {

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "helpers.h"
+#include "../common/temp_dir.h"
 #include "series_builder.h"
 
 namespace fs = std::filesystem;
@@ -18,10 +19,10 @@ using testdata::Spec;
 namespace {
 
 struct Study {
-  std::string dir;
+  TempDir tmp{"dicom-index"};
+  std::string dir = tmp.path();
   testdata::Series axial, coronal;
   Study() {
-    dir = testdata::temp_dir("index");
     Spec a;
     EXPECT_EQ(testdata::write_series(a, dir + "/S1", axial), "");
     Spec c;
@@ -36,7 +37,6 @@ struct Study {
     std::ofstream junk(dir + "/S2/junk.bin", std::ios::binary);
     for (int i = 0; i < 5000; ++i) junk.put((char)(i * 37));
   }
-  ~Study() { fs::remove_all(dir); }
 };
 
 std::map<std::string, mi_dicom_series_info> by_uid(const mi_dicom_index *idx) {
@@ -115,7 +115,8 @@ TEST(DicomIndex, Dicomdir) {
 }
 
 TEST(DicomIndex, UnloadableSeriesSaysWhy) {
-  std::string dir = testdata::temp_dir("index-gap");
+  TempDir tmp("dicom-index-gap");
+  const std::string dir = tmp.path();
   testdata::Series s;
   ASSERT_EQ(testdata::write_series(Spec(), dir, s), "");
   fs::remove(s.files[5]);
@@ -126,11 +127,11 @@ TEST(DicomIndex, UnloadableSeriesSaysWhy) {
   EXPECT_FALSE(info.loadable);
   EXPECT_NE(std::string(info.reason).find("missing slice"), std::string::npos) << info.reason;
   mi_dicom_index_free(idx);
-  fs::remove_all(dir);
 }
 
 TEST(DicomIndex, SegBesideItsSourceIsANonLoadableSeries) {
-  std::string dir = testdata::temp_dir("index-seg");
+  TempDir tmp("dicom-index-seg");
+  const std::string dir = tmp.path();
   testdata::Series s;
   ASSERT_EQ(testdata::write_series(Spec(), dir, s), "");
   mi_dicom_volume *v = nullptr;
@@ -158,5 +159,4 @@ TEST(DicomIndex, SegBesideItsSourceIsANonLoadableSeries) {
   ASSERT_EQ(take(mi_dicom_load_dir(dir.c_str(), nullptr, nullptr, &v)), "");
   EXPECT_EQ(std::string(mi_dicom_volume_attribute(v, "SeriesInstanceUID")), s.series_uid);
   mi_dicom_volume_free(v);
-  fs::remove_all(dir);
 }

@@ -10,6 +10,7 @@
 #include <memory>
 #include <vector>
 
+#include "../common/temp_dir.h"
 #include "helpers.h"
 #include "series_builder.h"
 
@@ -19,6 +20,7 @@ using testdata::Spec;
 namespace {
 
 struct Loaded {
+  std::unique_ptr<TempDir> tmp;
   testdata::Series truth;
   std::unique_ptr<mi_dicom_volume, VolumeDeleter> vol;
   std::string dir, error;
@@ -26,7 +28,8 @@ struct Loaded {
 
 Loaded build_and_load(const Spec &spec, const char *tag) {
   Loaded l;
-  l.dir = testdata::temp_dir(tag);
+  l.tmp = std::make_unique<TempDir>(std::string("dicom-") + tag);
+  l.dir = l.tmp->path();
   std::string err = testdata::write_series(spec, l.dir, l.truth);
   if (!err.empty()) {
     l.error = "builder: " + err;
@@ -61,7 +64,6 @@ void expect_round_trip(const Spec &spec, const char *tag, float tol = 0) {
   }
   EXPECT_EQ(std::string(mi_dicom_volume_attribute(l.vol.get(), "SeriesInstanceUID")), l.truth.series_uid);
   EXPECT_EQ(std::string(mi_dicom_volume_attribute(l.vol.get(), "PatientID")), "MI-TEST-1");
-  fs::remove_all(l.dir);
 }
 
 }  // namespace
@@ -108,7 +110,6 @@ TEST(DicomLoad, GantryTiltIsReportedAndGeometrySheared) {
   EXPECT_TRUE(mi_dicom_volume_issues(l.vol.get()) & MI_DICOM_ISSUE_GANTRY_TILT);
   ASSERT_GE(mi_dicom_volume_warning_count(l.vol.get()), 1u);
   EXPECT_NE(std::string(mi_dicom_volume_warning(l.vol.get(), 0)).find("tilt"), std::string::npos);
-  fs::remove_all(l.dir);
 }
 
 TEST(DicomLoad, SignedPixels) {
@@ -199,7 +200,6 @@ TEST(DicomLoad, SingleSliceUsesSliceThickness) {
   ASSERT_EQ(l.error, "");
   EXPECT_EQ(mi_dicom_volume_geometry(l.vol.get())->size[2], 1);
   EXPECT_NEAR(mi_dicom_volume_geometry(l.vol.get())->spacing[2], 2.5, 1e-9);
-  fs::remove_all(l.dir);
 }
 
 // Every transfer syntax the loader decodes, lossless ones exactly.

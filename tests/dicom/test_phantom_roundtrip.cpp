@@ -10,6 +10,7 @@
 #include "helpers.h"
 #include "medinfer/phantom.h"
 #include "seg_check.h"
+#include "../common/temp_dir.h"
 #include "series_builder.h"
 
 namespace fs = std::filesystem;
@@ -52,7 +53,8 @@ TEST_P(PhantomRoundTrip, LoadsVoxelForVoxel) {
   mi_phantom *raw = nullptr;
   ASSERT_EQ(take(mi_phantom_generate(&o, &raw)), "");
   std::unique_ptr<mi_phantom, PhantomDeleter> p(raw);
-  const std::string dir = testdata::temp_dir(GetParam().name);
+  TempDir tmp(std::string("dicom-") + GetParam().name);
+  const std::string dir = tmp.path();
   const std::string dcm = dir + "/dicom";
   ASSERT_EQ(take(mi_phantom_write_dicom(p.get(), dcm.c_str(), nullptr)), "");
 
@@ -99,7 +101,6 @@ TEST_P(PhantomRoundTrip, LoadsVoxelForVoxel) {
     EXPECT_EQ(segcheck::dciodvfy_errors(out), "");
     EXPECT_EQ(segcheck::pydicom_check(v, p->labels, segs.size(), out, dir), "");
   }
-  fs::remove_all(dir);
 }
 
 #define V(name, body, seg) Variant{name, [](mi_phantom_options &o) { body; }, seg}

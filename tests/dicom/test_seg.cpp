@@ -15,6 +15,7 @@
 
 #include "helpers.h"
 #include "seg_check.h"
+#include "../common/temp_dir.h"
 #include "series_builder.h"
 
 namespace fs = std::filesystem;
@@ -81,13 +82,15 @@ void expect_dcmtk_masks(DcmSegmentation &seg, const mi_dicom_volume *v, const st
 }
 
 struct Fixture {
+  std::unique_ptr<TempDir> tmp;
   std::string dir;
   testdata::Series truth;
   std::unique_ptr<mi_dicom_volume, VolumeDeleter> vol;
 };
 
 void setup(const Spec &spec, const char *tag, Fixture &f) {
-  f.dir = testdata::temp_dir(tag);
+  f.tmp = std::make_unique<TempDir>(std::string("dicom-") + tag);
+  f.dir = f.tmp->path();
   const std::string src = f.dir + "/src";
   ASSERT_EQ(testdata::write_series(spec, src, f.truth), "");
   mi_dicom_volume *v = nullptr;
@@ -128,7 +131,6 @@ void write_and_check(const Spec &spec, const char *tag, int fractional = 0) {
   seg->getFramesForSegment(3, frames);
   EXPECT_TRUE(frames.empty());
   if ((g->size[0] * g->size[1]) % 8 == 0) expect_dcmtk_masks(*seg, f.vol.get(), labels);
-  fs::remove_all(f.dir);
 }
 
 const double kCoronal[6] = {1, 0, 0, 0, 0, -1}, kSagittal[6] = {0, 1, 0, 0, 0, -1};
@@ -201,7 +203,6 @@ TEST(DicomSeg, MasksFractional) {
   const DcmIODTypes::Frame *fr = seg->getFrame(0);
   ASSERT_NE(fr, nullptr);
   EXPECT_EQ(fr->pixData[5], 128);
-  fs::remove_all(f.dir);
 }
 
 TEST(DicomSeg, UnwritableFolderIsNamedAndLeavesNothing) {
@@ -226,7 +227,6 @@ TEST(DicomSeg, UnwritableFolderIsNamedAndLeavesNothing) {
   EXPECT_NE(err, "");
   EXPECT_TRUE(fs::is_empty(ro));
   fs::permissions(ro, fs::perms::owner_all);
-  fs::remove_all(f.dir);
 }
 
 TEST(DicomSeg, RefusesToOverwriteASourceImage) {
@@ -239,7 +239,6 @@ TEST(DicomSeg, RefusesToOverwriteASourceImage) {
   std::string err = take(mi_dicom_write_seg_labelmap(f.vol.get(), labels.data(), kSegments, 3, nullptr, victim.c_str()));
   EXPECT_NE(err.find("source image"), std::string::npos) << err;
   EXPECT_EQ(fs::file_size(victim), before);
-  fs::remove_all(f.dir);
 }
 
 TEST(DicomSeg, LabelBeyondSegmentCountIsRejected) {
@@ -252,7 +251,6 @@ TEST(DicomSeg, LabelBeyondSegmentCountIsRejected) {
   std::string err = take(mi_dicom_write_seg_labelmap(f.vol.get(), labels.data(), kSegments, 3, nullptr, out.c_str()));
   EXPECT_NE(err.find("label value 9"), std::string::npos) << err;
   EXPECT_FALSE(fs::exists(out));
-  fs::remove_all(f.dir);
 }
 
 TEST(DicomSeg, CielabColourMatchesDcmtk) {
@@ -285,5 +283,4 @@ TEST(DicomSeg, SingleSliceResultAmongSeveralSegments) {
   std::unique_ptr<DcmSegmentation> owner(seg);
   EXPECT_EQ(seg->getNumberOfFrames(), 3u);
   if (plane % 8 == 0) expect_dcmtk_masks(*seg, f.vol.get(), labels);
-  fs::remove_all(f.dir);
 }

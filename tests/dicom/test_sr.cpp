@@ -23,6 +23,7 @@
 #include "helpers.h"
 #include "medinfer/phantom.h"
 #include "seg_check.h"
+#include "../common/temp_dir.h"
 #include "series_builder.h"
 
 #ifndef MI_DICOM_TEST_DIR
@@ -38,6 +39,7 @@ struct PhantomDeleter {
 };
 
 struct Study {
+  std::unique_ptr<TempDir> tmp;
   std::string dir;
   std::unique_ptr<mi_phantom, PhantomDeleter> phantom;
   std::unique_ptr<mi_dicom_volume, VolumeDeleter> vol;
@@ -54,7 +56,8 @@ void make_study(const char *tag, void (*tweak)(mi_phantom_options &), Study &s) 
   mi_phantom *p = nullptr;
   ASSERT_EQ(take(mi_phantom_generate(&o, &p)), "");
   s.phantom.reset(p);
-  s.dir = testdata::temp_dir(tag);
+  s.tmp = std::make_unique<TempDir>(std::string("dicom-") + tag);
+  s.dir = s.tmp->path();
   const std::string dcm = s.dir + "/dicom";
   ASSERT_EQ(take(mi_phantom_write_dicom(p, dcm.c_str(), nullptr)), "");
   mi_dicom_volume *v = nullptr;
@@ -316,7 +319,6 @@ void write_and_check(const char *tag, void (*tweak)(mi_phantom_options &), bool 
     for (const mi_sr_finding &f : fs) EXPECT_NE(dump.find(f.tracking_id), std::string::npos) << dump;
     EXPECT_EQ(dump.find("error"), std::string::npos) << dump;
   }
-  fs::remove_all(s.dir);
 }
 
 }  // namespace
@@ -435,5 +437,4 @@ TEST(DicomSr, BadInputIsRefusedAndLeavesNothing) {
   // And with everything right, the same call succeeds.
   EXPECT_EQ(take(mi_dicom_write_sr_findings(v, good.data(), good.size(), nullptr, out.c_str())), "");
   EXPECT_TRUE(fs::exists(out));
-  fs::remove_all(s.dir);
 }

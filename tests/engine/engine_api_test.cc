@@ -1,6 +1,5 @@
 // Engine API: loading, describing, running, and refusing bad models cleanly.
 #include <gtest/gtest.h>
-#include <unistd.h>
 
 #include <cmath>
 #include <cstdio>
@@ -9,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "../common/temp_dir.h"
 #include "medinfer/engine.h"
 #include "onnx_builder.h"
 
@@ -367,13 +367,8 @@ TEST(EngineBadInput, NotAnOnnxFile) {
 
 class ExternalData : public ::testing::Test {
  protected:
-  std::string dir;
-  void SetUp() override {
-    char tmpl[] = "/tmp/medinfer-extXXXXXX";
-    ASSERT_NE(mkdtemp(tmpl), nullptr);
-    dir = tmpl;
-  }
-  void TearDown() override { (void)!system(("rm -rf '" + dir + "'").c_str()); }
+  TempDir tmp{"ext"};
+  std::string dir = tmp.path();
   void write(const std::string &name, const std::vector<uint8_t> &bytes) {
     std::ofstream f(dir + "/" + name, std::ios::binary);
     f.write(reinterpret_cast<const char *>(bytes.data()), (std::streamsize)bytes.size());

@@ -31,19 +31,6 @@ PhantomPtr make_phantom(const mi_phantom_options &o) {
   return PhantomPtr(p);
 }
 
-ScratchDir::ScratchDir(const std::string &name) {
-  const auto *info = ::testing::UnitTest::GetInstance()->current_test_info();
-  path = (fs::temp_directory_path() / ("mi_phantom_" + std::to_string((long)getpid()) + "_" +
-                                       (info ? std::string(info->name()) : "x") + "_" + name))
-             .string();
-  fs::remove_all(path);
-  fs::create_directories(path);
-}
-ScratchDir::~ScratchDir() {
-  std::error_code ec;
-  fs::remove_all(path, ec);
-}
-
 std::vector<std::string> list_dir(const std::string &dir) {
   std::vector<std::string> v;
   for (const auto &e : fs::directory_iterator(dir)) v.push_back(e.path().filename().string());

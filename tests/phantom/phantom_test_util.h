@@ -1,5 +1,5 @@
-// Helpers for the phantom tests: generation with defaults, scratch folders,
-// reading DICOM back with DCMTK.
+// Helpers for the phantom tests: generation with defaults, reading DICOM back
+// with DCMTK (scratch folders: TempDir, tests/common/temp_dir.h).
 #ifndef MI_PHANTOM_TEST_UTIL_H
 #define MI_PHANTOM_TEST_UTIL_H
 
@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "../common/temp_dir.h"
 #include "medinfer/phantom.h"
 
 struct PhantomDeleter {
@@ -22,12 +23,6 @@ mi_phantom_options small_options(uint64_t seed = 7);
 // Generate or fail the current test (returns null after ADD_FAILURE).
 PhantomPtr make_phantom(const mi_phantom_options &o);
 
-// A fresh empty folder under the test temp dir; removed by the caller's ScratchDir.
-struct ScratchDir {
-  std::string path;
-  explicit ScratchDir(const std::string &name);
-  ~ScratchDir();
-};
 
 std::vector<std::string> list_dir(const std::string &dir);  // sorted names, no "." or ".."
 

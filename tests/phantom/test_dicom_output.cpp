@@ -18,16 +18,16 @@ struct Written {
   std::vector<std::string> names;
 };
 
-void write_and_read(const mi_phantom_options &o, const ScratchDir &dir, Written &w) {
+void write_and_read(const mi_phantom_options &o, const TempDir &dir, Written &w) {
   w.p = make_phantom(o);
   ASSERT_TRUE(w.p);
   int64_t count = -1;
-  mi_status *st = mi_phantom_write_dicom(w.p.get(), dir.path.c_str(), &count);
+  mi_status *st = mi_phantom_write_dicom(w.p.get(), dir.path().c_str(), &count);
   ASSERT_EQ(st, nullptr) << mi_status_message(st);
-  w.names = list_dir(dir.path);
+  w.names = list_dir(dir.path());
   ASSERT_EQ((int64_t)w.names.size(), count);
   for (const auto &n : w.names) {
-    w.files.push_back(read_dicom(dir.path + "/" + n));
+    w.files.push_back(read_dicom(dir.path() + "/" + n));
     ASSERT_TRUE(w.files.back()->ok) << n;
   }
 }
@@ -60,7 +60,7 @@ void expect_slice_pixels(DicomFile &f, const mi_phantom *p, int64_t k, const uin
 }  // namespace
 
 TEST(PhantomDicom, ClassicCTSeriesMatchesThePhantom) {
-  ScratchDir dir("ct");
+  TempDir dir("ct");
   Written w;
   write_and_read(small_options(), dir, w);
   const mi_phantom *p = w.p.get();
@@ -100,7 +100,7 @@ TEST(PhantomDicom, ClassicCTSeriesMatchesThePhantom) {
 }
 
 TEST(PhantomDicom, ReversedOrderNumbersFromTheTop) {
-  ScratchDir dir("rev");
+  TempDir dir("rev");
   mi_phantom_options o = small_options();
   o.reverse_slices = 1;
   Written w;
@@ -125,7 +125,7 @@ TEST(PhantomDicom, ReversedOrderNumbersFromTheTop) {
 }
 
 TEST(PhantomDicom, GantryTiltShowsInOrientationAndPositions) {
-  ScratchDir dir("tilt");
+  TempDir dir("tilt");
   mi_phantom_options o = small_options();
   o.gantry_tilt_deg = 15;
   Written w;
@@ -148,7 +148,7 @@ TEST(PhantomDicom, GantryTiltShowsInOrientationAndPositions) {
 }
 
 TEST(PhantomDicom, MissingSliceLeavesAGap) {
-  ScratchDir dir("gap");
+  TempDir dir("gap");
   mi_phantom_options o = small_options();
   o.missing_slice = 9;
   Written w;
@@ -165,7 +165,7 @@ TEST(PhantomDicom, MissingSliceLeavesAGap) {
 
 TEST(PhantomDicom, EnhancedCTHasFramesAndFunctionalGroups) {
   for (int reverse : {0, 1}) {
-    ScratchDir dir(reverse ? "enh_rev" : "enh");
+    TempDir dir(reverse ? "enh_rev" : "enh");
     mi_phantom_options o = small_options();
     o.enhanced = 1;
     o.reverse_slices = reverse;
@@ -212,7 +212,7 @@ TEST(PhantomDicom, TransferSyntaxesAreAsRequestedAndLossless) {
        {MI_PHANTOM_TS_IMPLICIT_LE, MI_PHANTOM_TS_EXPLICIT_BE, MI_PHANTOM_TS_DEFLATED, MI_PHANTOM_TS_RLE,
         MI_PHANTOM_TS_JPEG_LOSSLESS, MI_PHANTOM_TS_JPEGLS_LOSSLESS}) {
     for (int enhanced : {0, 1}) {
-      ScratchDir dir("ts" + std::to_string((int)ts) + "_" + std::to_string(enhanced));
+      TempDir dir("ts" + std::to_string((int)ts) + "_" + std::to_string(enhanced));
       mi_phantom_options o = small_options();
       o.size[2] = 6;
       o.transfer_syntax = ts;
@@ -236,7 +236,7 @@ TEST(PhantomDicom, TransferSyntaxesAreAsRequestedAndLossless) {
 }
 
 TEST(PhantomDicom, MRSeriesHasNoRescale) {
-  ScratchDir dir("mr");
+  TempDir dir("mr");
   mi_phantom_options o = small_options();
   o.modality = MI_PHANTOM_MR;
   o.orientation = MI_PHANTOM_SAGITTAL;
@@ -271,17 +271,17 @@ TEST(PhantomDicom, DciodvfyFindsNoErrors) {
       {"jpegls", [](mi_phantom_options &o) { o.transfer_syntax = MI_PHANTOM_TS_JPEGLS_LOSSLESS; }},
   };
   for (const auto &k : kinds) {
-    ScratchDir dir(k.name);
+    TempDir dir(k.name);
     mi_phantom_options o = small_options();
     o.size[2] = 4;
     k.edit(o);
     PhantomPtr p = make_phantom(o);
     ASSERT_TRUE(p);
-    mi_status *st = mi_phantom_write_dicom(p.get(), dir.path.c_str(), nullptr);
+    mi_status *st = mi_phantom_write_dicom(p.get(), dir.path().c_str(), nullptr);
     ASSERT_EQ(st, nullptr) << mi_status_message(st);
-    const auto names = list_dir(dir.path);
+    const auto names = list_dir(dir.path());
     ASSERT_FALSE(names.empty());
-    const auto errors = dciodvfy_errors(dir.path + "/" + names[0]);
+    const auto errors = dciodvfy_errors(dir.path() + "/" + names[0]);
     std::string all;
     for (const auto &e : errors) all += e;
     EXPECT_TRUE(errors.empty()) << k.name << ":\n" << all;
@@ -291,8 +291,8 @@ TEST(PhantomDicom, DciodvfyFindsNoErrors) {
 TEST(PhantomDicom, UnwritableFolderIsANamedError) {
   PhantomPtr p = make_phantom(small_options());
   ASSERT_TRUE(p);
-  ScratchDir dir("file");
-  const std::string file = dir.path + "/plain_file";
+  TempDir dir("file");
+  const std::string file = dir.path() + "/plain_file";
   std::ofstream(file) << "x";
   for (const std::string &target : {file, file + "/sub", std::string("/proc/mi_phantom_cannot_exist")}) {
     mi_status *st = mi_phantom_write_dicom(p.get(), target.c_str(), nullptr);
@@ -309,28 +309,28 @@ TEST(PhantomDicom, FailedWriteLeavesNothingBehind) {
   o.threads = 1;
   PhantomPtr p = make_phantom(o);
   ASSERT_TRUE(p);
-  ScratchDir dir("partial");
+  TempDir dir("partial");
   // A non-empty folder where one slice file must go makes that rename fail.
-  const std::string blocker = dir.path + "/IM00005.dcm";
+  const std::string blocker = dir.path() + "/IM00005.dcm";
   ASSERT_EQ(mkdir(blocker.c_str(), 0755), 0);
   std::ofstream(blocker + "/keep") << "x";
-  mi_status *st = mi_phantom_write_dicom(p.get(), dir.path.c_str(), nullptr);
+  mi_status *st = mi_phantom_write_dicom(p.get(), dir.path().c_str(), nullptr);
   ASSERT_NE(st, nullptr);
   EXPECT_EQ(mi_status_code(st), MI_ERR_IO);
   EXPECT_NE(std::string(mi_status_message(st)).find("IM00005.dcm"), std::string::npos) << mi_status_message(st);
   mi_status_free(st);
-  EXPECT_EQ(list_dir(dir.path), std::vector<std::string>{"IM00005.dcm"});
+  EXPECT_EQ(list_dir(dir.path()), std::vector<std::string>{"IM00005.dcm"});
 }
 
 // The dciodvfy check above must be able to fail: break a valid file on purpose.
 TEST(PhantomDicom, DciodvfyCheckDetectsABrokenFile) {
-  ScratchDir dir("broken");
+  TempDir dir("broken");
   mi_phantom_options o = small_options();
   o.size[2] = 3;
   PhantomPtr p = make_phantom(o);
   ASSERT_TRUE(p);
-  ASSERT_EQ(mi_phantom_write_dicom(p.get(), dir.path.c_str(), nullptr), nullptr);
-  const std::string path = dir.path + "/" + list_dir(dir.path)[0];
+  ASSERT_EQ(mi_phantom_write_dicom(p.get(), dir.path().c_str(), nullptr), nullptr);
+  const std::string path = dir.path() + "/" + list_dir(dir.path())[0];
   ASSERT_TRUE(dciodvfy_errors(path).empty());
   auto f = read_dicom(path);
   delete f->ds()->remove(DCM_ImageType);  // type 1 in the CT Image module

@@ -32,14 +32,14 @@ TEST(PhantomTruth, NrrdVolumesCarryGeometryAndVoxels) {
   o.gantry_tilt_deg = 10;
   PhantomPtr p = make_phantom(o);
   ASSERT_TRUE(p);
-  ScratchDir dir("truth");
-  mi_status *st = mi_phantom_write_truth(p.get(), dir.path.c_str());
+  TempDir dir("truth");
+  mi_status *st = mi_phantom_write_truth(p.get(), dir.path().c_str());
   ASSERT_EQ(st, nullptr) << mi_status_message(st);
-  EXPECT_EQ(list_dir(dir.path), (std::vector<std::string>{"image.nrrd", "labels.json", "labels.nrrd"}));
+  EXPECT_EQ(list_dir(dir.path()), (std::vector<std::string>{"image.nrrd", "labels.json", "labels.nrrd"}));
   const mi_geometry &g = p->geometry;
   const size_t n = (size_t)(g.size[0] * g.size[1] * g.size[2]);
   for (const char *name : {"labels.nrrd", "image.nrrd"}) {
-    const std::string data = slurp(dir.path + "/" + name);
+    const std::string data = slurp(dir.path() + "/" + name);
     const size_t end = data.find("\n\n");
     ASSERT_NE(end, std::string::npos);
     const std::string h = data.substr(0, end + 1);
@@ -74,12 +74,12 @@ TEST(PhantomTruth, LabelsJsonHasCodesColoursAndLesions) {
   o.lesions = 3;
   PhantomPtr p = make_phantom(o);
   ASSERT_TRUE(p);
-  ScratchDir dir("json");
-  mi_status *st = mi_phantom_write_study(p.get(), dir.path.c_str());
+  TempDir dir("json");
+  mi_status *st = mi_phantom_write_study(p.get(), dir.path().c_str());
   ASSERT_EQ(st, nullptr) << mi_status_message(st);
-  EXPECT_EQ(list_dir(dir.path), (std::vector<std::string>{"dicom", "truth"}));
-  EXPECT_EQ((int64_t)list_dir(dir.path + "/dicom").size(), o.size[2]);
-  const std::string j = slurp(dir.path + "/truth/labels.json");
+  EXPECT_EQ(list_dir(dir.path()), (std::vector<std::string>{"dicom", "truth"}));
+  EXPECT_EQ((int64_t)list_dir(dir.path() + "/dicom").size(), o.size[2]);
+  const std::string j = slurp(dir.path() + "/truth/labels.json");
   EXPECT_NE(j.find("\"name\": \"Liver\", \"category\": {\"scheme\": \"SCT\", \"code\": \"123037004\", \"meaning\": "
                    "\"Anatomical Structure\"}, \"type\": {\"scheme\": \"SCT\", \"code\": \"10200004\""),
             std::string::npos)
@@ -90,6 +90,6 @@ TEST(PhantomTruth, LabelsJsonHasCodesColoursAndLesions) {
   EXPECT_EQ(lesions, 3u);
   // Python's json module must accept it.
   const std::string cmd = "python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); assert len(d[\"labels\"])==11' '" +
-                          dir.path + "/truth/labels.json'";
+                          dir.path() + "/truth/labels.json'";
   EXPECT_EQ(std::system(cmd.c_str()), 0);
 }

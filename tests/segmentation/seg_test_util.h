@@ -2,13 +2,10 @@
 #ifndef MI_SEG_TEST_UTIL_H
 #define MI_SEG_TEST_UTIL_H
 
-#include <stdlib.h>
-
 #include <cstdint>
-#include <filesystem>
-#include <string>
 #include <vector>
 
+#include "../common/temp_dir.h"
 #include "medinfer/geometry.h"
 
 // Voxels of `a` whose 26-neighbourhood holds a single value (interior of a
@@ -28,27 +25,5 @@ inline std::vector<char> interior_mask(const mi_geometry &g, const std::vector<u
       }
   return m;
 }
-
-// A fresh directory /tmp/mi-TAG-XXXXXX, removed with all it holds when the
-// object goes, so that the tests leave nothing behind in /tmp.  Should
-// mkdtemp fail, path() names a directory that does not exist: writing there
-// fails the test.
-class TempDir {
- public:
-  explicit TempDir(const char *tag) : path_(std::string("/tmp/mi-") + tag + "-XXXXXX") {
-    made_ = mkdtemp(&path_[0]) != nullptr;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    if (made_) std::filesystem::remove_all(path_, ec);
-  }
-  TempDir(const TempDir &) = delete;
-  TempDir &operator=(const TempDir &) = delete;
-  const std::string &path() const { return path_; }
-
- private:
-  std::string path_;
-  bool made_ = false;
-};
 
 #endif
