@@ -1016,20 +1016,24 @@ static bool cv_wanted(const mi_exec *ex, const geom *g, int64_t C, int64_t M, bo
   if (!direct_slab(g, C, false, false, &ph)) return false;
   if (mode == 1) return true;
   /* Up to 16x16, and up to 32x32 while K is small (ResNet-50's 28x28 3x3
-   * layers, K 1152: 0.90 -> 0.68 ms).  Larger maps while K <= 2304 and the
-   * output stays under 8 MB (chains of 3x3 layers, ms per chain: 64-ch
-   * 56x56 5.19 -> 4.73, 128-ch 112x112 35.9 -> 31.5, 256-ch 56x56 39.6 ->
-   * 35.8); the 12.8 MB output of a 64-ch 224x224 layer ran slower here
-   * (43.1 -> 48.1): its outputs are scattered a few positions at a time;
-   * and strided ones, the 7x7 RGB stems (PSPNet's 0.87 -> 1.46 ms).
-   * PSPNet's dilated 24x24 layers (K 4608) took twice as long here while
-   * each tile read its block's whole K, and with K in chunks (dconv_cv.c)
-   * still no less (16.0-17.1 against 15.5-15.7 ms).  1x1 layers, strided
-   * ones too, measured as fast or faster on the SGEMM. */
+   * layers, K 1152: 0.90 -> 0.68 ms).  Larger maps while K <= 2304 (chains
+   * of 3x3 layers, ms per chain: 64-ch 56x56 5.19 -> 4.73, 128-ch 112x112
+   * 35.9 -> 31.5, 256-ch 56x56 39.6 -> 35.8): in 3D while the output stays
+   * under 8 MB, in 2D at any size now that the sums are stored by channel
+   * rows (VGG-16's 64-ch 224x224 layer, 12.8 MB out: 43.1 -> 48.1 ms when
+   * they were scattered value by value, now 21.1 -> 17.3 ms against the
+   * position-vector kernel, best of 4 alternating runs), but not with so few
+   * rows that a tile is mostly its stores (VGG's RGB 3x3 first layer, K 27:
+   * 1.6 -> 2.4 ms); and not strided ones, the 7x7 RGB stems (PSPNet's
+   * 0.87 -> 1.46 ms).  PSPNet's dilated 24x24 layers (K 4608) took twice as
+   * long here while each tile read its block's whole K, and with K in chunks
+   * (dconv_cv.c) still no less (16.0-17.1 against 15.5-15.7 ms).  1x1
+   * layers, strided ones too, measured as fast or faster on the SGEMM. */
   const int64_t pos = g->out[0] * g->out[1] * g->out[2], K = C * g->k_sz;
   const int64_t out_bytes = M * pos * (int64_t)sizeof(float);
   const bool strided = g->s[1] * g->s[2] > 1;
-  return g->k_sz > 1 && (pos <= 256 || (pos <= 1024 && K <= 1152) || (!strided && K <= 2304 && out_bytes <= (8 << 20)));
+  const bool large_ok = out_bytes <= (8 << 20) || (g->out[0] == 1 && K >= 64);
+  return g->k_sz > 1 && (pos <= 256 || (pos <= 1024 && K <= 1152) || (!strided && K <= 2304 && large_ok));
 }
 
 typedef struct pairs_ctx {
