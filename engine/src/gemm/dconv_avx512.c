@@ -172,7 +172,7 @@ void DC_NAME(mi_dconv_run)(const mi_dconv_job *j, int64_t begin, int64_t end) {
          * share them out, a few per k: issued all from the first panel they
          * held its loads up behind the misses (a 1x1 layer of 256 -> 64
          * channels at 56x56, input from L3, one thread, best of 8 rounds:
-         * 1013 -> 940 us; ResNet-50 about 2 % faster, both orders). */
+         * 1013 -> 940 us; whole networks within this machine's noise). */
         const int64_t kn_next = last ? 0 : (K - (pc + ks + kn) < KSTEP ? K - (pc + ks + kn) : KSTEP);
         const float *pfx = x;
         const int32_t *pft = j->toff + pc + ks + kn;
