@@ -54,16 +54,18 @@ static const shape shapes[] = {
     {"layer3 conv2 3x3", 256, 256, 14, 3}, {"layer4 conv2 3x3", 512, 512, 7, 3},
 };
 
+static void fail(const shape *s, const char *why) {
+  fprintf(stderr, "dconv_bench: %s: %s\n", s->name, why);
+  exit(1);
+}
+
 /* Best seconds of `runs` runs of one kernel on the shape; cold rotates the inputs. */
 static double time_kernel(const shape *s, bool cv, bool cold, int runs) {
   const int64_t pad = s->k / 2, R = s->H + 2 * pad, plane = R * R, K = s->C * s->k * s->k;
   const int64_t xn = s->C * plane + 64, ncopy = cold ? 1 + COLD_BYTES / (xn * (int64_t)sizeof(float)) : 1;
   float *w = big((size_t)(s->M * K)), *x = big((size_t)(xn * ncopy)), *y = big((size_t)(s->M * s->H * s->H));
   int32_t *toff = malloc((size_t)K * sizeof *toff);
-  if (!w || !x || !y || !toff) {
-    fprintf(stderr, "out of memory\n");
-    exit(1);
-  }
+  if (!w || !x || !y || !toff) fail(s, "out of memory for the operands");
   for (int64_t i = 0; i < s->M * K; i++) w[i] = (float)(i % 13) * 0.01f - 0.06f;
   for (int64_t c = 0; c < ncopy; c++) /* zero borders, values inside */
     for (int64_t ch = 0; ch < s->C; ch++)
@@ -85,10 +87,10 @@ static double time_kernel(const shape *s, bool cv, bool cold, int runs) {
   mi_gemm_packed_a *pa = NULL;
   mi_dconv_cv_weights cw = {0};
   if (cv) {
-    if (!mi_dconv_cv_pack(w, s->M, K, &cw)) exit(1);
+    if (!mi_dconv_cv_pack(w, s->M, K, &cw)) fail(s, "out of memory packing the weights");
   } else {
     pa = mi_gemm_pack_a(MI_ISA_AVX512, false, s->M, K, w, K);
-    if (!pa) exit(1);
+    if (!pa) fail(s, "out of memory packing the weights");
     j.a = mi_gemm_packed_a_view(pa);
   }
   double best = 1e30;
@@ -110,20 +112,25 @@ static double time_kernel(const shape *s, bool cv, bool cold, int runs) {
 }
 
 int main(int argc, char **argv) {
-  const int runs = argc > 1 ? atoi(argv[1]) : 300;
+  char *end = NULL;
+  const long runs = argc > 1 ? strtol(argv[1], &end, 10) : 300;
+  if (argc > 2 || (argc > 1 && (*end || runs < 1 || runs > 1000000))) {
+    fprintf(stderr, "usage: dconv_bench [runs]   (runs: 1 to 1000000, default 300)\n");
+    return 2;
+  }
   if (mi_gemm_isa() != MI_ISA_AVX512) {
     fprintf(stderr, "dconv_bench: the direct kernels need AVX-512\n");
     return 1;
   }
   const double peak = mi_bench_peak_gflops(1);
-  printf("1-thread FP32 FMA peak: %.1f GFLOP/s; best of %d runs\n\n", peak, runs);
+  printf("1-thread FP32 FMA peak: %.1f GFLOP/s; best of %ld runs\n\n", peak, runs);
   printf("| layer | M | C | map | kernel | input | us | GFLOP/s | peak |\n|---|---:|---:|---:|---|---|---:|---:|---:|\n");
   for (size_t i = 0; i < sizeof shapes / sizeof *shapes; i++) {
     const shape *s = &shapes[i];
     const double flop = 2.0 * (double)(s->M * s->C * s->k * s->k * s->H * s->H);
     for (int cv = 0; cv < 2; cv++)
       for (int cold = 0; cold < 2; cold++) {
-        const double t = time_kernel(s, cv, cold, runs);
+        const double t = time_kernel(s, cv, cold, (int)runs);
         printf("| %s | %lld | %lld | %lldx%lld | %s | %s | %.0f | %.1f | %.0f%% |\n", s->name, (long long)s->M,
                (long long)s->C, (long long)s->H, (long long)s->H, cv ? "cv" : "direct", cold ? "cold" : "hot", t * 1e6,
                flop / t * 1e-9, peak > 0 ? 100 * flop / t * 1e-9 / peak : 0.0);

@@ -137,7 +137,7 @@ void DC_NAME(mi_dconv_run)(const mi_dconv_job *j, int64_t begin, int64_t end) {
     const int nv = (int)(v1 - v0), rem = (int)(n - 16 * (nv - 1));
     const __mmask16 lm = (__mmask16)(rem >= 16 ? 0xFFFFu : (1u << rem) - 1u);
     const float *x = j->x + z * j->x_plane + q0;
-    const int64_t m0 = g * grp, me = m0 + grp < M ? m0 + grp : M;
+    const int64_t m0 = g * grp, me = m0 + grp < M ? m0 + grp : M, panels = (me - m0 + MR - 1) / MR;
     /* A grid with extra columns and no epilogue: the tile's vectors go
      * straight to Y by masked stores, lane l of vector v (grid position
      * p = q0 + 16 v + l, row r) to output z * out_plane + p - r * (row -
@@ -181,7 +181,6 @@ void DC_NAME(mi_dconv_run)(const mi_dconv_job *j, int64_t begin, int64_t end) {
           const int64_t nb = (it + 1) / ngrp % nblk, nz = (it + 1) / (ngrp * nblk);
           pfx = j->x + nz * j->x_plane + 16 * (nb * nvec / nblk), pft = j->toff, npf = K < KSTEP ? K : KSTEP;
         }
-        const int64_t panels = (me - m0 + MR - 1) / MR;
         for (int64_t ir = m0; ir < me; ir += MR) {
           const int mr = me - ir < MR ? (int)(me - ir) : MR;
           float *c = in_place ? j->y + ir * j->ldy + z * j->out_plane + q0 : direct ? j->y + ir * j->ldy : buf;
