@@ -260,6 +260,48 @@ static void concat_slots(const mi_graph *g, int *slot, size_t *sub) {
   }
 }
 
+/* Channel-blocked values (mi_tensor.chan16) between nodes that take them
+ * (MI_OP_CHAN16, mi_conv_layouts): a value is blocked when its producer can write it so
+ * and every reader reads it so, as its X, or as the fused residual of a
+ * node whose own output is blocked (read at the output's index), down to a
+ * fixed point.  Graph outputs, folded and tail values, and anything another
+ * op reads stay plain.  CPU only; MEDINFER_CHAN16=0 turns it off. */
+static void plan_layouts(mi_model *m) {
+  mi_graph *g = &m->g;
+  for (int v = 0; v < g->n_values; v++) g->values[v].t.chan16 = false;
+  const char *env = getenv("MEDINFER_CHAN16");
+  if (!m->opt.optimize || m->opt.device != MI_DEVICE_CPU || (env && !strcmp(env, "0"))) return;
+  unsigned *caps = calloc((size_t)g->n_nodes + 1, sizeof *caps);
+  if (!caps) return; /* plain layouts need nothing */
+  for (int k = 0; k < g->n_nodes; k++) {
+    mi_node *n = &g->nodes[k];
+    if (n->dead || n->tail || !(n->op->flags & MI_OP_CHAN16) || n->n_out != 1 || n->out[0] < 0) continue;
+    mi_tensor *in[MI_MAX_IO + 1], *out[MI_MAX_IO];
+    gather(g, n, in, out);
+    caps[k] = mi_conv_layouts(n, &m->ex, in);
+    mi_value *o = &g->values[n->out[0]];
+    o->t.chan16 = (caps[k] & MI_CHAN16_OUT) && !known(o) && !o->is_output && !o->dynamic;
+  }
+  for (bool changed = true; changed;) {
+    changed = false;
+    for (int k = 0; k < g->n_nodes; k++) {
+      const mi_node *n = &g->nodes[k];
+      if (n->dead) continue;
+      const bool out16 = n->n_out == 1 && n->out[0] >= 0 && g->values[n->out[0]].t.chan16;
+      for (int i = 0; i <= n->n_in; i++) {
+        const int v = i < n->n_in ? n->in[i] : n->fused_add;
+        if (v < 0) continue;
+        mi_tensor *t = &g->values[v].t;
+        const bool ok = i == n->n_in ? out16 : i == 0 && !n->tail && (caps[k] & MI_CHAN16_IN);
+        if (t->chan16 && !ok) t->chan16 = false, changed = true;
+        /* a blocked output adds a plain residual nowhere: the output goes plain */
+        if (i == n->n_in && out16 && !t->chan16) g->values[n->out[0]].t.chan16 = false, changed = true;
+      }
+    }
+  }
+  free(caps);
+}
+
 mi_status *mi_plan_build(mi_model *m, mi_tensor *const *inputs) {
   mi_graph *g = &m->g;
   mi_plan_clear(m);
@@ -349,6 +391,7 @@ mi_status *mi_plan_build(mi_model *m, mi_tensor *const *inputs) {
                            "the residual added to this node's output no longer matches its shape");
     }
   }
+  plan_layouts(m);
   /* Lifetimes. */
   int nv = g->n_values;
   int *buf_of = malloc(sizeof(int) * (size_t)(nv + 1));

@@ -40,8 +40,12 @@ typedef struct mi_dconv_job {
   bool group_major;      /* items ordered channel group first: the position tiles of one group follow
                             each other, so a thread reads the group's weights from memory once (set
                             when the weights outweigh the input; else tile first, the input tile reused) */
-  int64_t sy, sx;        /* channel-vector kernel: source rows and columns per output row and column (the
-                            strides of a layer read on its plain padded grid; 0 or 1: unit) */
+  int64_t sy, sx;        /* channel-vector kernel: source floats per output row step and column step over
+                            row and 1 (the strides of a layer read on its plain padded grid, times 16 for a
+                            channel-blocked source; 0 or 1: unit) */
+  bool chan16;           /* channel-vector kernel: y (and res) channel-blocked, NCHW16c: channel m at
+                            position o is y[(m / 16) * 16 * ldy + 16 * o + m % 16]; the residual res added
+                            in registers before the ReLU (epi must be NULL) */
 } mi_dconv_job;
 
 /* The next run of real output positions at or after *q, before e: positions
@@ -157,9 +161,10 @@ void mi_dconv_run_amx(const mi_dconv_job *j, const mi_dconv_amx_weights *w, int6
  * Weights in blocks of vb (64, 32 or 16) output channels, [block][K][vb];
  * a tile is up to 6 (vb 64) or 12 consecutive positions, each broadcast
  * from x at its source offset plus the tap's; each channel's outputs stored
- * as one run, so the output must be compact (out_plane = rows x cols, the
- * rows (q_end - cols) / row + 1).  The job's a, mgroup, group_major, csz and
- * res are unused. */
+ * as one run (chan16: each position's 16 channels as one vector), so the
+ * output must be compact (out_plane = rows x cols, the rows (q_end - cols) /
+ * row + 1).  The job's a, mgroup and csz are unused, and res unless
+ * chan16. */
 typedef struct mi_dconv_cv_weights {
   float *data; /* owned: free() */
   int64_t M, K;

@@ -154,6 +154,21 @@ static inline __attribute__((always_inline)) void tile(const int V, const int NP
     return;
   }
   const __m512 zero = _mm512_setzero_ps();
+  if (j->chan16) { /* each position's 16 channels one vector of Y, the residual read at the same place */
+#pragma GCC unroll 4
+    for (int v = 0; v < V; v++) {
+      const __m512 bv = j->bias ? _mm512_loadu_ps(j->bias + m0 + 16 * v) : zero;
+      const int64_t off = (m0 + 16 * v) * j->ldy + 16 * o0;
+#pragma GCC unroll 12
+      for (int p = 0; p < NP; p++) {
+        __m512 r = _mm512_add_ps(acc[p][v], bv);
+        if (j->res) r = _mm512_add_ps(r, _mm512_loadu_ps(j->res + off + 16 * p));
+        if (j->relu) r = _mm512_max_ps(r, zero);
+        _mm512_storeu_ps(j->y + off + 16 * p, r);
+      }
+    }
+    return;
+  }
 #pragma GCC unroll 4
   for (int v = 0; v < V; v++) {
     const __m512 bv = j->bias ? _mm512_loadu_ps(j->bias + m0 + 16 * v) : zero;
@@ -216,9 +231,15 @@ void mi_dconv_cv_run(const mi_dconv_job *j, const mi_dconv_cv_weights *w, int64_
   const int64_t rows = grid_rows(j), kch = chunk_k(w);
   const tile_fn *fns = w->vb == 64 ? tiles4 : w->vb == 32 ? tiles2 : tiles1;
   float buf[GROUP_TILES][PMAX * 32] __attribute__((aligned(64))); /* a tile's sums: 6 x 64, 12 x 32 or 12 x 16 */
+  const int64_t nb = w->M / w->vb;
   for (int64_t it = begin; it < end; it++) {
-    /* block first: one thread's consecutive items reuse the block's weights from L2 */
-    const int64_t blk = it / ng, g0 = it % ng * gt, g1 = g0 + gt < nt ? g0 + gt : nt, m0 = blk * w->vb;
+    /* Block first where the weights outweigh the input: one thread's
+     * consecutive items reuse the block's weights from L2.  Else positions
+     * first: the blocks of a tile group follow each other on its input, and
+     * each thread reads only its share of the input (a 64 -> 256-channel
+     * 56x56 layer, block first, had both threads stream all of it). */
+    const int64_t blk = j->group_major ? it / ng : it % nb, gi = j->group_major ? it % ng : it / nb;
+    const int64_t g0 = gi * gt, g1 = g0 + gt < nt ? g0 + gt : nt, m0 = blk * w->vb;
     int64_t q[GROUP_TILES][PMAX], o0[GROUP_TILES];
     int np[GROUP_TILES];
     for (int64_t ti = g0; ti < g1; ti++) np[ti - g0] = tile_positions(j, total, nt, rows, ti, q[ti - g0], &o0[ti - g0]);
@@ -236,7 +257,8 @@ void mi_dconv_cv_run(const mi_dconv_job *j, const mi_dconv_cv_weights *w, int64_
       if (k1 < w->K) {
         next = w->data + m0 * w->K + k1 * w->vb, next_k = (k1 + kch < w->K ? k1 + kch : w->K) - k1;
       } else if (it + 1 < end) {
-        next = w->data + (it + 1) / ng * w->vb * w->K, next_k = kch < w->K ? kch : w->K;
+        const int64_t nblk = j->group_major ? (it + 1) / ng : (it + 1) % nb;
+        next = w->data + nblk * w->vb * w->K, next_k = kch < w->K ? kch : w->K;
       }
       const int64_t lines = next ? next_k * w->vb / 16 : 0, nt_g = g1 - g0, share = (lines + nt_g - 1) / nt_g;
       for (int64_t g = 0; g < nt_g; g++) {
