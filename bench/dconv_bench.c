@@ -14,7 +14,10 @@
  * "direct" is the position-vector kernel (mi_dconv_run: 8 channels x 48
  * positions per tile), "cv" the channel-vector one (mi_dconv_cv_run: 6
  * positions x 64 channels), both reading a zero-padded NCHW source in place
- * as the engine gives it to them. */
+ * as the engine gives it to them; "cv16" the channel-vector kernel on
+ * channel-blocked (NCHW16c) tensors, source and output, as the engine runs
+ * it between two such layers (the source's zero-padded copy made by the
+ * engine beforehand, not timed here). */
 #define _GNU_SOURCE
 #include <stdio.h>
 #include <stdlib.h>
@@ -59,20 +62,33 @@ static void fail(const shape *s, const char *why) {
   exit(1);
 }
 
+enum kernel { DIRECT, CV, CV16, KERNELS };
+static const char *const kernel_name[KERNELS] = {"direct", "cv", "cv16"};
+
 /* Best seconds of `runs` runs of one kernel on the shape; cold rotates the inputs. */
-static double time_kernel(const shape *s, bool cv, bool cold, int runs) {
-  const int64_t pad = s->k / 2, R = s->H + 2 * pad, plane = R * R, K = s->C * s->k * s->k;
-  const int64_t xn = s->C * plane + 64, ncopy = cold ? 1 + COLD_BYTES / (xn * (int64_t)sizeof(float)) : 1;
+static double time_kernel(const shape *s, enum kernel kn, bool cold, int runs) {
+  const int64_t pad = s->k / 2, R = s->H + 2 * pad, plane = R * R, K = s->C * s->k * s->k, ksz = s->k * s->k;
+  const bool blocked = kn == CV16; /* NCHW16c: C a multiple of 16 */
+  const int64_t xn = s->C * plane + 64;
+  const int64_t ncopy = cold ? 1 + COLD_BYTES / (xn * (int64_t)sizeof(float)) : 1;
   float *w = big((size_t)(s->M * K)), *x = big((size_t)(xn * ncopy)), *y = big((size_t)(s->M * s->H * s->H));
   int32_t *toff = malloc((size_t)K * sizeof *toff);
   if (!w || !x || !y || !toff) fail(s, "out of memory for the operands");
   for (int64_t i = 0; i < s->M * K; i++) w[i] = (float)(i % 13) * 0.01f - 0.06f;
+  /* where channel ch's padded position P (row r, column q of the R x R grid) is */
   for (int64_t c = 0; c < ncopy; c++) /* zero borders, values inside */
     for (int64_t ch = 0; ch < s->C; ch++)
       for (int64_t r = 0; r < s->H; r++)
-        for (int64_t q = 0; q < s->H; q++) x[c * xn + ch * plane + (r + pad) * R + q + pad] = (float)((ch + r + q) % 7) * 0.1f;
+        for (int64_t q = 0; q < s->H; q++) {
+          const float v = (float)((ch + r + q) % 7) * 0.1f;
+          const int64_t P = (r + pad) * R + q + pad;
+          x[c * xn + (blocked ? (ch / 16 * plane + P) * 16 + ch % 16 : ch * plane + P)] = v;
+        }
   for (int64_t ch = 0; ch < s->C; ch++)
-    for (int64_t t = 0; t < s->k * s->k; t++) toff[ch * s->k * s->k + t] = (int32_t)(ch * plane + (t / s->k) * R + t % s->k);
+    for (int64_t t = 0; t < ksz; t++) {
+      const int64_t tap = (t / s->k) * R + t % s->k;
+      toff[ch * ksz + t] = (int32_t)(blocked ? (ch / 16 * plane + tap) * 16 + ch % 16 : ch * plane + tap);
+    }
   mi_dconv_job j = {0};
   j.toff = toff;
   j.planes = 1;
@@ -84,9 +100,11 @@ static double time_kernel(const shape *s, bool cv, bool cold, int runs) {
   j.y = y;
   j.ldy = s->H * s->H;
   j.relu = true;
+  j.chan16 = blocked;
+  if (blocked) j.sy = j.sx = 16; /* positions 16 floats apart */
   mi_gemm_packed_a *pa = NULL;
   mi_dconv_cv_weights cw = {0};
-  if (cv) {
+  if (kn != DIRECT) {
     if (!mi_dconv_cv_pack(w, s->M, K, &cw)) fail(s, "out of memory packing the weights");
   } else {
     pa = mi_gemm_pack_a(MI_ISA_AVX512, false, s->M, K, w, K);
@@ -97,7 +115,7 @@ static double time_kernel(const shape *s, bool cv, bool cold, int runs) {
   for (int r = 0; r < runs; r++) {
     j.x = x + (r % ncopy) * xn;
     const double t0 = now();
-    if (cv) mi_dconv_cv_run(&j, &cw, 0, mi_dconv_cv_items(&j, &cw));
+    if (kn != DIRECT) mi_dconv_cv_run(&j, &cw, 0, mi_dconv_cv_items(&j, &cw));
     else mi_dconv_run(&j, 0, mi_dconv_items(&j));
     const double t = now() - t0;
     if (t < best) best = t;
@@ -128,11 +146,11 @@ int main(int argc, char **argv) {
   for (size_t i = 0; i < sizeof shapes / sizeof *shapes; i++) {
     const shape *s = &shapes[i];
     const double flop = 2.0 * (double)(s->M * s->C * s->k * s->k * s->H * s->H);
-    for (int cv = 0; cv < 2; cv++)
+    for (int kn = 0; kn < KERNELS; kn++)
       for (int cold = 0; cold < 2; cold++) {
-        const double t = time_kernel(s, cv, cold, (int)runs);
+        const double t = time_kernel(s, (enum kernel)kn, cold, (int)runs);
         printf("| %s | %lld | %lld | %lldx%lld | %s | %s | %.0f | %.1f | %.0f%% |\n", s->name, (long long)s->M,
-               (long long)s->C, (long long)s->H, (long long)s->H, cv ? "cv" : "direct", cold ? "cold" : "hot", t * 1e6,
+               (long long)s->C, (long long)s->H, (long long)s->H, kernel_name[kn], cold ? "cold" : "hot", t * 1e6,
                flop / t * 1e-9, peak > 0 ? 100 * flop / t * 1e-9 / peak : 0.0);
       }
   }
