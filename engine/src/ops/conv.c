@@ -1063,8 +1063,8 @@ static bool cv_wanted(const mi_exec *ex, const geom *g, int64_t C, int64_t M, bo
 /* What of NCHW16c (mi_tensor.chan16: channels in blocks of 16, each
  * position's 16 one vector) this layer can read and write: the
  * channel-vector kernel's own order, which it then stores without
- * transposing and reads with one stride for every channel.  FP32 exact
- * only (no Winograd, no bf16), the layer's own packed weights, no input
+ * transposing and reads with one stride for every channel.  FP32 layers
+ * off Winograd (fast mode's 1x1 ones too) and off bf16, the layer's own packed weights, no input
  * prologue, the activation ReLU or none, 2D, the kernel's conditions
  * (cv_fits); reading it also needs C % 16 == 0.
  * plan.c decides each value's layout from it; conv_run then takes the
