@@ -100,6 +100,7 @@ static double time_kernel(const shape *s, enum kernel kn, bool cold, int runs) {
   j.y = y;
   j.ldy = s->H * s->H;
   j.relu = true;
+  j.group_major = s->M * K > s->C * plane; /* as the engine orders the work items */
   j.chan16 = blocked;
   if (blocked) j.sy = j.sx = 16; /* positions 16 floats apart */
   mi_gemm_packed_a *pa = NULL;

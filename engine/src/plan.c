@@ -131,6 +131,7 @@ void mi_plan_clear(mi_model *m) {
       v->folded = false;
     }
     if (!v->is_const) v->t.data = NULL;
+    v->t.chan16 = false; /* a node folded while planning again reads and writes NCHW */
     v->arena_offset = -1;
     v->alias_of = -1;
   }

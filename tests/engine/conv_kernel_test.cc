@@ -780,11 +780,13 @@ Geo layer2d(int64_t N, int64_t C, int64_t M, int64_t H, int64_t W, int64_t k, in
 // (dilated, sometimes strided), C is a 1x1 layer read in place that adds A's
 // blocked output as its residual in registers, D reads blocked and writes
 // the plain graph output.  A value stays plain where a reader cannot take it
-// blocked: B's output when it is also a graph output, C's when D's output
-// channels are not whole vectors of 16 (nor then A's, C's residual), and
-// around a 1x1 layer that the kernel leaves to the SGEMM (a small map).
-// Against the double reference, layer by layer; on an AVX-512 CPU the
-// profile must count the blocked outputs.
+// blocked: B's or A's output when it is also a graph output (A's then
+// leaves C's plain, as C adds it), C's when D's output channels are not
+// whole vectors of 16 (nor then A's, C's residual), and around a 1x1 layer
+// that the kernel leaves to the SGEMM (a small map).  Against the double
+// reference, layer by layer; where the CPU has AVX-512 and AVX512-BF16 (the
+// public query that says AVX-512 is in use) the profile must count the
+// blocked outputs.
 TEST(ConvKernel, ChannelBlockedChainMatchesReference) {
   std::mt19937 rng(20261203);
   auto pick = [&](int lo, int hi) { return std::uniform_int_distribution<int>(lo, hi)(rng); };
@@ -792,7 +794,9 @@ TEST(ConvKernel, ChannelBlockedChainMatchesReference) {
   // channel-vector kernel forced on changes nothing here); the runs with
   // knobs that take the blocked layouts away check the numbers only.
   const char *cv_env = std::getenv("MEDINFER_CONV_CV");
+  const char *c16_env = std::getenv("MEDINFER_CHAN16");
   const bool blocked_expected = mi_bf16_available() && !(cv_env && std::string(cv_env) == "0") &&
+                                !(c16_env && std::string(c16_env) == "0") &&
                                 !std::getenv("MEDINFER_PREPACK") && !std::getenv("MEDINFER_PAD_COPY") &&
                                 !std::getenv("MEDINFER_GEMM");
   for (int trial = 0; trial < 16; trial++) {
@@ -800,7 +804,7 @@ TEST(ConvKernel, ChannelBlockedChainMatchesReference) {
     const int64_t M3 = trial % 3 == 2 ? pick(5, 40) : 16 * pick(1, 3);
     const int64_t H = pick(6, 30), W = pick(6, 30), kA = pick(0, 1) ? 3 : 1, sA = pick(1, 3) == 3 ? 2 : 1;
     const int64_t dB = pick(1, 2), sB = trial % 4 == 3 ? 2 : 1, kD = pick(0, 1) ? 3 : 1;
-    const bool tap_b = trial % 5 == 4;
+    const bool tap_b = trial % 5 == 4, tap_a = trial % 7 == 5;
     const Geo gA = layer2d(N, C0, M1, H, W, kA, sA, 1, kA / 2);
     const Geo gB = layer2d(N, M1, M2, gA.out[1], gA.out[2], 3, sB, dB, dB);
     const Geo gC = layer2d(N, M2, M1, gB.out[1], gB.out[2], 1, 1, 1, 0);
@@ -836,25 +840,28 @@ TEST(ConvKernel, ChannelBlockedChainMatchesReference) {
     conv("D", {"c", "wD", "bD"}, "y", gD);
     md.outputs.push_back({"y", 1, yd});
     if (tap_b) md.outputs.push_back({"b", 1, bd});
+    if (tap_a) md.outputs.push_back({"a", 1, shape(gA, N, M1, gA.out)});
     std::vector<std::vector<int64_t>> dims = {xd};
     std::vector<std::vector<float>> data = {x};
     std::string err, profile;
     std::vector<std::vector<float>> rest;
     auto got = run(md, dims, data, &err, &profile, &rest);
     const std::string what = "trial " + std::to_string(trial) + " (A: " + describe(gA) + "; B: " + describe(gB) +
-                             "; D: " + describe(gD) + (res ? ", residual" : "") + (tap_b ? ", B an output" : "") + ")";
+                             "; D: " + describe(gD) + (res ? ", residual" : "") + (tap_b ? ", B an output" : "") +
+                             (tap_a ? ", A an output" : "") + ")";
     ASSERT_TRUE(err.empty()) << what << ": " << err;
     const auto a = conv_ref(gA, x, wA, bA, {}, true), b = conv_ref(gB, a, wB, bB, {}, true);
     const auto c = conv_ref(gC, b, wC, {}, res ? a : std::vector<float>(), true);
     expect_close(got, conv_ref(gD, c, wD, bD, {}, false), what);
-    if (tap_b) {
-      ASSERT_EQ(rest.size(), 1u) << what;
-      expect_close(rest[0], b, what + ", output b");
-    }
+    ASSERT_EQ(rest.size(), (size_t)(tap_b + tap_a)) << what;
+    if (tap_b) expect_close(rest[0], b, what + ", output b");
+    if (tap_a) expect_close(rest[tap_b], a, what + ", output a");
     if (blocked_expected) {
       // 1x1 unit-stride layers on maps of up to 64 positions stay on the SGEMM
       auto takes = [](const Geo &g) { return !(g.k[2] == 1 && g.s[2] == 1 && g.out[1] * g.out[2] <= 64); };
-      const bool c16 = takes(gC) && takes(gD) && M3 % 16 == 0, a16 = takes(gA) && (res ? c16 : true);
+      // A's output plain (a graph output) leaves C's plain too when it is C's residual
+      const bool c16 = takes(gC) && takes(gD) && M3 % 16 == 0 && !(res && tap_a);
+      const bool a16 = takes(gA) && !tap_a && (res ? c16 : true);
       const bool b16 = !tap_b && takes(gC);
       const std::string want = "channel-blocked (NCHW16c) outputs: " + std::to_string(a16 + b16 + c16) + " of 4";
       EXPECT_NE(profile.find(want), std::string::npos) << what << ": wanted '" << want << "' in\n" << profile;

@@ -1,5 +1,6 @@
 /* Direct convolution (AVX-512): the SGEMM's packed weights times input rows
- * read in place from a zero-padded NC(D)HW source.
+ * read in place from a zero-padded NC(D)HW source (the channel-vector
+ * kernel below also from a channel-blocked NCHW16c one).
  *
  * A convolution is Y[m, p] = sum_k W[m, k] X[k-th tap of position p].  With
  * every tap inside the padded source, the tap of position p is at
@@ -36,7 +37,7 @@ typedef struct mi_dconv_job {
   const mi_gemm_epilogue *epi; /* anything else, on each stored run (NULL: none) */
   int mgroup;            /* output channels per work item: a multiple of 8 up to 64 (0: 64) */
   int64_t csz;           /* AMX: floats from one (pair) plane of x to the next */
-  const float *res;      /* AMX: residual aligned with y, added before the ReLU (NULL: none) */
+  const float *res;      /* AMX and chan16: residual aligned with y, added before the ReLU (NULL: none) */
   bool group_major;      /* items ordered channel group first: the position tiles of one group follow
                             each other, so a thread reads the group's weights from memory once (set
                             when the weights outweigh the input; else tile first, the input tile reused) */

@@ -1064,9 +1064,14 @@ static bool cv_wanted(const mi_exec *ex, const geom *g, int64_t C, int64_t M, bo
  * position's 16 one vector) this layer can read and write: the
  * channel-vector kernel's own order, which it then stores without
  * transposing and reads with one stride for every channel.  FP32 layers
- * off Winograd (fast mode's 1x1 ones too) and off bf16, the layer's own packed weights, no input
- * prologue, the activation ReLU or none, 2D, the kernel's conditions
- * (cv_fits); reading it also needs C % 16 == 0.
+ * that cannot take Winograd (in fast mode all but the stride-1 3x3 ones)
+ * and not bf16, the layer's own packed weights, no input prologue, the
+ * activation ReLU or none, 2D, the kernel's conditions (cv_fits), so also
+ * layers that cv_wanted would leave to the SGEMM on NCHW tensors (on
+ * blocked ones the kernel held its own: VGG-16's 28x28 layers of K 4608,
+ * 9.0 and 19.2 ms per-node minimums here against 11.2 and 22.4 with them
+ * left NCHW on the SGEMM; PSPNet's dilated ones about even); reading it
+ * also needs C % 16 == 0.
  * plan.c decides each value's layout from it; conv_run then takes the
  * kernel. */
 static unsigned chan16_caps(const mi_node *n, const mi_exec *ex, const conv_attr *a, const mi_tensor *x,
@@ -1076,7 +1081,7 @@ static unsigned chan16_caps(const mi_node *n, const mi_exec *ex, const conv_attr
   if (n->act.kind != MI_ACT_NONE && n->act.kind != MI_ACT_RELU) return 0;
   const bool own = (a->wpack || a->wcv.data) && w->data == a->wsrc && M == a->wM && C * g->k_sz == a->wK;
   if (!cv_fits(ex, g, C, M, own)) return 0;
-  /* 1x1 layers, which the kernel never takes on NCHW tensors, ran faster
+  /* 1x1 layers, which the kernel takes on NCHW tensors only when forced (MEDINFER_CONV_CV=1), ran faster
    * here on channel-blocked ones (ResNet-50, one thread, sums of per-node
    * minimums over runs alternating in both orders: its 56x56 1x1 layers
    * 7.20 -> 6.49 ms, 28x28 11.70 -> 10.44, 14x14 15.32 -> 13.50), except
