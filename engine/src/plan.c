@@ -266,10 +266,10 @@ static void concat_slots(const mi_graph *g, int *slot, size_t *sub) {
  * and every reader reads it so, as its X, or as the fused residual of a
  * node whose own output is blocked (read at the output's index), down to a
  * fixed point.  Graph outputs, folded and tail values, and anything another
- * op reads stay plain.  CPU only; MEDINFER_CHAN16=0 turns it off. */
+ * op reads stay plain.  CPU only; MEDINFER_CHAN16=0 turns it off.  Every
+ * value starts plain (mi_plan_clear). */
 static void plan_layouts(mi_model *m) {
   mi_graph *g = &m->g;
-  for (int v = 0; v < g->n_values; v++) g->values[v].t.chan16 = false;
   const char *env = getenv("MEDINFER_CHAN16");
   if (!m->opt.optimize || m->opt.device != MI_DEVICE_CPU || (env && !strcmp(env, "0"))) return;
   unsigned *caps = calloc((size_t)g->n_nodes + 1, sizeof *caps);

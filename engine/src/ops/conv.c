@@ -1081,12 +1081,13 @@ static unsigned chan16_caps(const mi_node *n, const mi_exec *ex, const conv_attr
   if (n->act.kind != MI_ACT_NONE && n->act.kind != MI_ACT_RELU) return 0;
   const bool own = (a->wpack || a->wcv.data) && w->data == a->wsrc && M == a->wM && C * g->k_sz == a->wK;
   if (!cv_fits(ex, g, C, M, own)) return 0;
-  /* 1x1 layers, which the kernel takes on NCHW tensors only when forced (MEDINFER_CONV_CV=1), ran faster
-   * here on channel-blocked ones (ResNet-50, one thread, sums of per-node
-   * minimums over runs alternating in both orders: its 56x56 1x1 layers
-   * 7.20 -> 6.49 ms, 28x28 11.70 -> 10.44, 14x14 15.32 -> 13.50), except
-   * unit-stride ones on maps of up to 64 positions (its last stage's 7x7
-   * 512 -> 2048 layers: 3.07-3.58 ms on the SGEMM, 3.86-4.06 here). */
+  /* 1x1 layers, which the kernel takes on NCHW tensors only when forced
+   * (MEDINFER_CONV_CV=1), ran faster here on channel-blocked ones
+   * (ResNet-50, one thread, sums of per-node minimums over runs alternating
+   * in both orders: its 56x56 1x1 layers 7.20 -> 6.49 ms, 28x28 11.70 ->
+   * 10.44, 14x14 15.32 -> 13.50), except unit-stride ones on maps of up to
+   * 64 positions (its last stage's 7x7 512 -> 2048 layers: 3.07-3.58 ms on
+   * the SGEMM, 3.86-4.06 here). */
   if (g->k_sz == 1 && g->s[1] * g->s[2] == 1 && g->out[0] * g->out[1] * g->out[2] <= 64) return 0;
   return MI_CHAN16_OUT | (C % 16 ? 0 : MI_CHAN16_IN);
 }
