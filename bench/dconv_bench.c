@@ -9,7 +9,7 @@
  *
  *   cc -O3 -I engine/src bench/dconv_bench.c engine/tools/peak.c -L build-bench/engine \
  *      -Wl,-rpath,$PWD/build-bench/engine -lmedinfer_engine -lpthread -o /tmp/dconv_bench
- *   /tmp/dconv_bench [runs]
+ *   /tmp/dconv_bench [runs [layer]]   (layer: only the shapes whose name contains it)
  *
  * "direct" is the position-vector kernel (mi_dconv_run: 8 channels x 48
  * positions per tile), "cv" the channel-vector one (mi_dconv_cv_run: 6
@@ -48,13 +48,16 @@ static float *big(size_t floats) {
 
 typedef struct shape {
   const char *name;
-  int64_t M, C, H, k; /* output and input channels, map side, kernel side (pad k / 2, stride 1) */
+  int64_t M, C, H, k, d; /* output and input channels, map side, kernel side, dilation (0: 1; pad d * (k / 2),
+                             stride 1) */
 } shape;
 
 static const shape shapes[] = {
     {"layer1 conv1 1x1", 64, 256, 56, 1},  {"layer2.0 conv1 1x1", 128, 256, 56, 1},
     {"layer1 conv2 3x3", 64, 64, 56, 3},   {"layer2 conv2 3x3", 128, 128, 28, 3},
     {"layer3 conv2 3x3", 256, 256, 14, 3}, {"layer4 conv2 3x3", 512, 512, 7, 3},
+    /* PSPNet (ResNet-18, 192x192): its dilated last stage and the head's bottleneck */
+    {"PSPNet layers.3 3x3 dil 4", 512, 512, 24, 3, 4}, {"PSPNet bottleneck 3x3", 256, 1024, 24, 3},
 };
 
 static void fail(const shape *s, const char *why) {
@@ -67,7 +70,8 @@ static const char *const kernel_name[KERNELS] = {"direct", "cv", "cv16"};
 
 /* Best seconds of `runs` runs of one kernel on the shape; cold rotates the inputs. */
 static double time_kernel(const shape *s, enum kernel kn, bool cold, int runs) {
-  const int64_t pad = s->k / 2, R = s->H + 2 * pad, plane = R * R, K = s->C * s->k * s->k, ksz = s->k * s->k;
+  const int64_t d = s->d > 1 ? s->d : 1, pad = d * (s->k / 2), R = s->H + 2 * pad, plane = R * R;
+  const int64_t K = s->C * s->k * s->k, ksz = s->k * s->k;
   const bool blocked = kn == CV16; /* NCHW16c: C a multiple of 16 */
   const int64_t xn = s->C * plane + 64;
   const int64_t ncopy = cold ? 1 + COLD_BYTES / (xn * (int64_t)sizeof(float)) : 1;
@@ -86,7 +90,7 @@ static double time_kernel(const shape *s, enum kernel kn, bool cold, int runs) {
         }
   for (int64_t ch = 0; ch < s->C; ch++)
     for (int64_t t = 0; t < ksz; t++) {
-      const int64_t tap = (t / s->k) * R + t % s->k;
+      const int64_t tap = d * ((t / s->k) * R + t % s->k);
       toff[ch * ksz + t] = (int32_t)(blocked ? (ch / 16 * plane + tap) * 16 + ch % 16 : ch * plane + tap);
     }
   mi_dconv_job j = {0};
@@ -133,8 +137,9 @@ static double time_kernel(const shape *s, enum kernel kn, bool cold, int runs) {
 int main(int argc, char **argv) {
   char *end = NULL;
   const long runs = argc > 1 ? strtol(argv[1], &end, 10) : 300;
-  if (argc > 2 || (argc > 1 && (*end || runs < 1 || runs > 1000000))) {
-    fprintf(stderr, "usage: dconv_bench [runs]   (runs: 1 to 1000000, default 300)\n");
+  if (argc > 3 || (argc > 1 && (*end || runs < 1 || runs > 1000000))) {
+    fprintf(stderr, "usage: dconv_bench [runs [layer]]   (runs: 1 to 1000000, default 300; layer: a part of"
+                    " the shapes' names)\n");
     return 2;
   }
   if (mi_gemm_isa() != MI_ISA_AVX512) {
@@ -146,6 +151,7 @@ int main(int argc, char **argv) {
   printf("| layer | M | C | map | kernel | input | us | GFLOP/s | peak |\n|---|---:|---:|---:|---|---|---:|---:|---:|\n");
   for (size_t i = 0; i < sizeof shapes / sizeof *shapes; i++) {
     const shape *s = &shapes[i];
+    if (argc > 2 && !strstr(s->name, argv[2])) continue;
     const double flop = 2.0 * (double)(s->M * s->C * s->k * s->k * s->H * s->H);
     for (int kn = 0; kn < KERNELS; kn++)
       for (int cold = 0; cold < 2; cold++) {

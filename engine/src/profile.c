@@ -56,9 +56,14 @@ static int by_time(const void *x, const void *y) {
   return a->ms < b->ms ? 1 : a->ms > b->ms ? -1 : 0;
 }
 
+/* A long node name by its end ("..layer4.2/conv1/Conv"): exported networks'
+ * names share long prefixes and differ at the end. */
 static void print_row(FILE *out, const prof_row *r, double total, double peak) {
-  fprintf(out, "  %-28.28s %-14.14s %5d %9.3f %8.3f %5.1f%%", r->what, r->op, r->count, r->ms, r->min_ms,
-          100 * r->ms / total);
+  const size_t len = strlen(r->what);
+  const char *what = r->what, *dots = "";
+  if (len > 28) what += len - 26, dots = "..";
+  fprintf(out, "  %s%-*s %-14.14s %5d %9.3f %8.3f %5.1f%%", dots, (int)(28 - strlen(dots)), what, r->op, r->count,
+          r->ms, r->min_ms, 100 * r->ms / total);
   if (r->flops > 0 && r->ms > 0) {
     const double gfs = r->flops / (r->ms * 1e6);
     fprintf(out, " %8.2f %8.1f", r->flops * 1e-9, gfs);
