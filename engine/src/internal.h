@@ -193,9 +193,12 @@ struct mi_op_def {
 };
 /* An MI_OP_CHAN16 node (Conv): which of MI_CHAN16_IN / MI_CHAN16_OUT it can
  * take for the planned shapes, X read and Y (with a fused residual)
- * written channel-blocked (mi_tensor.chan16). */
+ * written channel-blocked (mi_tensor.chan16); with MI_CHAN16_COPY only
+ * through NCHW copies (a cost, where the others gain: the plan blocks a
+ * value only where a layer without it writes or reads it). */
 #define MI_CHAN16_IN 1u
 #define MI_CHAN16_OUT 2u
+#define MI_CHAN16_COPY 4u
 unsigned mi_conv_layouts(const mi_node *n, const mi_exec *ex, mi_tensor *const *in);
 
 const mi_op_def *mi_op_find(const char *op_type, const char *domain);

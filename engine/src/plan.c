@@ -265,7 +265,8 @@ static void concat_slots(const mi_graph *g, int *slot, size_t *sub) {
  * (MI_OP_CHAN16, mi_conv_layouts): a value is blocked when its producer can write it so
  * and every reader reads it so, as its X, or as the fused residual of a
  * node whose own output is blocked (read at the output's index), down to a
- * fixed point.  Graph outputs, folded and tail values, and anything another
+ * fixed point; and when its producer or one of its readers takes it so
+ * without copies (not between two of fast mode's Winograd layers).  Graph outputs, folded and tail values, and anything another
  * op reads stay plain.  CPU only; MEDINFER_CHAN16=0 turns it off.  Every
  * value starts plain (mi_plan_clear). */
 static void plan_layouts(mi_model *m) {
@@ -273,15 +274,27 @@ static void plan_layouts(mi_model *m) {
   const char *env = getenv("MEDINFER_CHAN16");
   if (!m->opt.optimize || m->opt.device != MI_DEVICE_CPU || (env && !strcmp(env, "0"))) return;
   unsigned *caps = calloc((size_t)g->n_nodes + 1, sizeof *caps);
-  if (!caps) return; /* plain layouts need nothing */
+  bool *native = calloc((size_t)g->n_values + 1, sizeof *native); /* a layer takes it blocked without copies */
+  if (!caps || !native) { /* plain layouts need nothing */
+    free(caps);
+    free(native);
+    return;
+  }
   for (int k = 0; k < g->n_nodes; k++) {
     mi_node *n = &g->nodes[k];
     if (n->dead || n->tail || !(n->op->flags & MI_OP_CHAN16) || n->n_out != 1 || n->out[0] < 0) continue;
     mi_tensor *in[MI_MAX_IO + 1], *out[MI_MAX_IO];
     gather(g, n, in, out);
     caps[k] = mi_conv_layouts(n, &m->ex, in);
+    if (caps[k] & MI_CHAN16_COPY) continue;
+    if (caps[k] & MI_CHAN16_OUT) native[n->out[0]] = true;
+    if (caps[k] & MI_CHAN16_IN) native[n->in[0]] = true;
+  }
+  for (int k = 0; k < g->n_nodes; k++) {
+    const mi_node *n = &g->nodes[k];
+    if (!caps[k]) continue;
     mi_value *o = &g->values[n->out[0]];
-    o->t.chan16 = (caps[k] & MI_CHAN16_OUT) && !known(o) && !o->is_output && !o->dynamic;
+    o->t.chan16 = (caps[k] & MI_CHAN16_OUT) && native[n->out[0]] && !known(o) && !o->is_output && !o->dynamic;
   }
   for (bool changed = true; changed;) {
     changed = false;
@@ -301,6 +314,7 @@ static void plan_layouts(mi_model *m) {
     }
   }
   free(caps);
+  free(native);
 }
 
 mi_status *mi_plan_build(mi_model *m, mi_tensor *const *inputs) {

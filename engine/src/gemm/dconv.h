@@ -178,6 +178,13 @@ void mi_dconv_cv_rows(const mi_dconv_cv_weights *w, int64_t r0, int64_t n, float
 int64_t mi_dconv_cv_items(const mi_dconv_job *j, const mi_dconv_cv_weights *w);
 void mi_dconv_cv_run(const mi_dconv_job *j, const mi_dconv_cv_weights *w, int64_t begin, int64_t end);
 
+/* ---- NCHW16c <-> NCHW (chan16_avx512.c), one 16-channel block of n
+ * positions: channel c's values at plain + c * n, position p's 16 channels
+ * at blk + 16 p.  mi_chan16_block adds res (blocked as blk; NULL: none),
+ * then max(0, .) if relu. */
+void mi_chan16_unblock(const float *blk, int64_t n, float *plain);
+void mi_chan16_block(const float *plain, int64_t n, const float *res, bool relu, float *blk);
+
 /* Whether the packed weights suit the kernel (AVX-512 layout). */
 bool mi_dconv_supported(const mi_gemm_packed_view *a);
 /* Work items of a job, and running a range of them (any split over threads). */

@@ -1063,23 +1063,25 @@ static bool cv_wanted(const mi_exec *ex, const geom *g, int64_t C, int64_t M, bo
 /* What of NCHW16c (mi_tensor.chan16: channels in blocks of 16, each
  * position's 16 one vector) this layer can read and write: the
  * channel-vector kernel's own order, which it then stores without
- * transposing and reads with one stride for every channel.  FP32 layers
- * that cannot take Winograd (in fast mode all but the stride-1 3x3 ones)
- * and not bf16, the layer's own packed weights, no input prologue, the
+ * transposing and reads with one stride for every channel.  FP32 layers,
+ * not bf16, the layer's own packed weights, no input prologue, the
  * activation ReLU or none, 2D, the kernel's conditions (cv_fits), so also
  * layers that cv_wanted would leave to the SGEMM on NCHW tensors (on
  * blocked ones the kernel held its own: VGG-16's 28x28 layers of K 4608,
  * 9.0 and 19.2 ms per-node minimums here against 11.2 and 22.4 with them
  * left NCHW on the SGEMM; PSPNet's dilated ones about even); reading it
- * also needs C % 16 == 0.
+ * also needs C % 16 == 0.  Fast mode's Winograd layers take them through
+ * NCHW copies (MI_CHAN16_COPY, conv_winograd), for the 1x1 layers around
+ * them: FCN-ResNet50 in fast mode had its 1x1 layers 10-20 % slower than in
+ * exact mode, where they are blocked.
  * plan.c decides each value's layout from it; conv_run then takes the
- * kernel. */
+ * kernel, or Winograd where the call pays on it. */
 static unsigned chan16_caps(const mi_node *n, const mi_exec *ex, const conv_attr *a, const mi_tensor *x,
                             const mi_tensor *w, const geom *g) {
   const int64_t C = x->dims[1], M = w->dims[0];
-  if (x->dtype != MI_FLOAT || x->ndim != 4 || a->group != 1 || a->wino_ok || n->pre_affine) return 0;
+  if (x->dtype != MI_FLOAT || x->ndim != 4 || a->group != 1 || n->pre_affine) return 0;
   if (n->act.kind != MI_ACT_NONE && n->act.kind != MI_ACT_RELU) return 0;
-  const bool own = (a->wpack || a->wcv.data) && w->data == a->wsrc && M == a->wM && C * g->k_sz == a->wK;
+  const bool own = (a->wpack || a->wcv.data || a->wino) && w->data == a->wsrc && M == a->wM && C * g->k_sz == a->wK;
   if (!cv_fits(ex, g, C, M, own)) return 0;
   /* 1x1 layers, which the kernel takes on NCHW tensors only when forced
    * (MEDINFER_CONV_CV=1), ran faster here on channel-blocked ones
@@ -1089,7 +1091,14 @@ static unsigned chan16_caps(const mi_node *n, const mi_exec *ex, const conv_attr
    * 64 positions (its last stage's 7x7 512 -> 2048 layers: 3.07-3.58 ms on
    * the SGEMM, 3.86-4.06 here). */
   if (g->k_sz == 1 && g->s[1] * g->s[2] == 1 && g->out[0] * g->out[1] * g->out[2] <= 64) return 0;
-  return MI_CHAN16_OUT | (C % 16 ? 0 : MI_CHAN16_IN);
+  /* Fast mode's Winograd layers through NCHW copies (conv_winograd) */
+  bool wino = a->wino_ok;
+  if (wino) {
+    const mi_wino_conv wc = {.N = x->dims[0], .D = g->in[0], .H = g->in[1], .W = g->in[2], .Do = g->out[0],
+                             .Ho = g->out[1], .Wo = g->out[2], .dy = g->d[1], .dx = g->d[2]};
+    wino = mi_wino_wanted(C, M, g->k[0], &wc) != 0;
+  }
+  return MI_CHAN16_OUT | (C % 16 ? 0 : MI_CHAN16_IN) | (wino ? MI_CHAN16_COPY : 0);
 }
 
 typedef struct pairs_ctx {
@@ -1375,6 +1384,93 @@ static mi_status *conv_stem_amx(mi_node *n, mi_exec *ex, conv_attr *a, const geo
 }
 #endif
 
+#ifdef MI_GEMM_X86
+/* A blocked tensor's 16-channel blocks to or from an NCHW copy, one block
+ * plane an item (block: the residual added and the ReLU applied on the way). */
+typedef struct chan16_ctx {
+  const float *src, *res;
+  float *dst;
+  int64_t n; /* positions per plane */
+  bool relu;
+} chan16_ctx;
+
+static void unblock_items(void *vctx, int64_t b, int64_t e) {
+  const chan16_ctx *c = vctx;
+  for (int64_t i = b; i < e; i++) mi_chan16_unblock(c->src + i * 16 * c->n, c->n, c->dst + i * 16 * c->n);
+}
+
+static void block_items(void *vctx, int64_t b, int64_t e) {
+  const chan16_ctx *c = vctx;
+  for (int64_t i = b; i < e; i++)
+    mi_chan16_block(c->src + i * 16 * c->n, c->n, c->res ? c->res + i * 16 * c->n : NULL, c->relu, c->dst + i * 16 * c->n);
+}
+#endif
+
+/* The Winograd path (fast mode), where the layer has it and this call's
+ * shape pays on it (mi_wino_wanted); *ran says whether it took the call.
+ * in16 / out16: X / Y (and the residual) channel-blocked, converted to and
+ * from NCHW copies around it: its transforms read and write rows of one
+ * channel plane, and gathering them from blocked tensors cost more than the
+ * conversions (FCN-ResNet50's dilated 3x3 layers, per-node minimums: 1.68 ->
+ * 1.83 ms with the transforms' gathers 16 floats apart, against about 2 %
+ * for the copies). */
+static mi_status *conv_winograd(mi_node *n, mi_exec *ex, const geom *g, const float *x, const float *pre,
+                                const float *bias, const float *res, float *y, int64_t N, int64_t C, int64_t M,
+                                bool in16, bool out16, bool *ran) {
+  conv_attr *a = n->priv;
+  *ran = false;
+  mi_wino_conv wc = {x,        bias,     res,      y,     N,     g->in[0], g->in[1], g->in[2], g->out[0],
+                     g->out[1], g->out[2], g->pb[0], g->pb[1], g->pb[2], g->d[1], g->d[2], false};
+  const int tile = mi_wino_wanted(C, M, g->k[0], &wc);
+  if (!tile) return NULL;
+  if (!a->wino) { /* in the first call's tile (a network's layer keeps its map size) */
+    if (!a->wpack) return NULL; /* the channel-vector kernel's weights took their place: it keeps the layer */
+    if (!(a->wino = mi_wino_weights_make(a->wpack[0], C, g->k[0], tile))) {
+      a->wino_ok = false; /* no Winograd path on this kernel level (or no memory): the exact one */
+      return NULL;
+    }
+    /* held once: the exact weights come back from U if ever needed */
+    mi_gemm_packed_a_free(a->wpack[0]);
+    free(a->wpack);
+    a->wpack = NULL;
+  }
+  /* the input prologue, or the blocked input, on an NCHW copy: the transforms read the input once */
+  float *xn = NULL, *yn = NULL;
+  if (pre || in16) {
+    xn = mi_exec_scratch(ex, (size_t)(N * C * g->in_sz) * sizeof(float));
+    if (!xn) return mi_node_error(n, MI_ERR_NO_MEMORY, "out of memory for the normalised input");
+    if (in16) { /* no prologue then (chan16_caps) */
+#ifdef MI_GEMM_X86
+      chan16_ctx uc = {x, NULL, xn, g->in_sz, false};
+      mi_parallel_for(ex, N * C / 16, 1, unblock_items, &uc);
+#endif
+    } else {
+      pre_ctx pc = {x, xn, pre, C, n->pre_relu, g->in_sz};
+      mi_parallel_for(ex, N * C, 1, pre_planes, &pc);
+    }
+    wc.x = xn;
+  }
+  if (out16) { /* the sums with their bias to an NCHW copy, the residual and the ReLU on the way back */
+    yn = mi_exec_scratch(ex, (size_t)(N * M * g->out_sz) * sizeof(float));
+    if (!yn) {
+      if (xn) mi_exec_scratch_release(ex, xn);
+      return mi_node_error(n, MI_ERR_NO_MEMORY, "out of memory for the Winograd output copy");
+    }
+    wc.y = yn, wc.res = NULL, wc.no_act = true;
+  }
+  *ran = true;
+  mi_status *st = mi_wino_conv_run(ex, n, a->wino, &wc);
+#ifdef MI_GEMM_X86
+  if (!st && out16) {
+    chan16_ctx bc = {yn, res, y, g->out_sz, n->act.kind == MI_ACT_RELU};
+    mi_parallel_for(ex, N * M / 16, 1, block_items, &bc);
+  }
+#endif
+  if (xn) mi_exec_scratch_release(ex, xn);
+  if (yn) mi_exec_scratch_release(ex, yn);
+  return st;
+}
+
 unsigned mi_conv_layouts(const mi_node *n, const mi_exec *ex, mi_tensor *const *in) {
 #ifdef MI_GEMM_X86
   geom g;
@@ -1408,6 +1504,11 @@ static mi_status *conv_run(mi_node *n, mi_exec *ex, mi_tensor *const *in, mi_ten
     const unsigned caps = chan16_caps(n, ex, a, xt, wt, &g);
     const bool fits = (!xt->chan16 || caps & MI_CHAN16_IN) && (!out[0]->chan16 || caps & MI_CHAN16_OUT) &&
                       (!res || in[n->n_in]->chan16 == out[0]->chan16);
+    if (fits && a->wino_ok) { /* fast mode: Winograd where this call pays on it, else the kernel below */
+      bool ran = false;
+      mi_status *st = conv_winograd(n, ex, &g, x, NULL, bias, res, y, N, C, M, xt->chan16, out[0]->chan16, &ran);
+      if (st || ran) return st;
+    }
     if (fits) return conv_direct(n, ex, n->priv, &g, x, NULL, bias, res, y, N, C, M, K, true, xt->chan16, out[0]->chan16);
 #endif
     return mi_node_error(n, MI_ERR_INTERNAL, "planned for channel-blocked tensors that this layer cannot take");
@@ -1435,32 +1536,9 @@ static mi_status *conv_run(mi_node *n, mi_exec *ex, mi_tensor *const *in, mi_ten
   const bool bf16_first = false;
 #endif
   if (a->wino_ok && own && G == 1 && !bf16_first) {
-    mi_wino_conv wc = {x,        bias,     res,      y,     N,     g.in[0], g.in[1], g.in[2], g.out[0],
-                       g.out[1], g.out[2], g.pb[0], g.pb[1], g.pb[2], g.d[1], g.d[2]};
-    const int tile = mi_wino_wanted(C, M, g.k[0], &wc);
-    const bool wanted = tile != 0;
-    if (wanted && !am->wino) { /* in the first call's tile (a network's layer keeps its map size) */
-      if (!(am->wino = mi_wino_weights_make(a->wpack[0], C, g.k[0], tile)))
-        am->wino_ok = false; /* no Winograd path on this kernel level (or no memory): the exact one */
-      else if (G == 1) { /* held once: the exact weights come back from U if ever needed */
-        mi_gemm_packed_a_free(am->wpack[0]);
-        free(am->wpack);
-        am->wpack = NULL;
-      }
-    }
-    if (am->wino && wanted) {
-      float *xn = NULL; /* the input prologue on a copy: the transforms read the input once */
-      if (pre) {
-        xn = mi_exec_scratch(ex, (size_t)(N * C * g.in_sz) * sizeof(float));
-        if (!xn) return mi_node_error(n, MI_ERR_NO_MEMORY, "out of memory for the normalised input");
-        pre_ctx pc = {x, xn, pre, C, n->pre_relu, g.in_sz};
-        mi_parallel_for(ex, N * C, 1, pre_planes, &pc);
-        wc.x = xn;
-      }
-      mi_status *st = mi_wino_conv_run(ex, n, a->wino, &wc);
-      if (xn) mi_exec_scratch_release(ex, xn);
-      return st;
-    }
+    bool ran = false;
+    mi_status *st = conv_winograd(n, ex, &g, x, pre, bias, res, y, N, C, M, false, false, &ran);
+    if (st || ran) return st;
   }
 #ifdef MI_GEMM_X86
   if (G == 1 && cv_wanted(ex, &g, C, M, own)) {

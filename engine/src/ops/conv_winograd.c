@@ -263,7 +263,8 @@ static void output_items(void *vctx, int64_t b, int64_t e) {
   const wino_run *r = vctx;
   const mi_wino_conv *c = r->c;
   const int64_t M = r->w->M, plane = c->Ho * c->Wo, ms = m_plane(r, r->np);
-  const mi_activation *act = &r->n->act;
+  static const mi_activation none; /* MI_ACT_NONE */
+  const mi_activation *act = c->no_act ? &none : &r->n->act;
   mi_wino_out_lanes L;
   int64_t tg = -1;
   for (int64_t it = b; it < e; it++) { /* group slowest, as in input_items */

@@ -31,11 +31,13 @@ size_t mi_wino_weights_bytes(const mi_wino_weights *w);
 /* One call: X [N, C, D, H, W] -> Y [N, M, Do, Ho, Wo] with leading pads
  * pz, py, px (D = Do = 1, pz = 0 for 2D) and dilations dy, dx (a dilated
  * layer is dy x dx interleaved undilated ones); then bias (NULL: none), the
- * residual res aligned with Y (NULL: none) and the node's activation. */
+ * residual res aligned with Y (NULL: none) and the node's activation unless
+ * no_act (the caller applies it). */
 typedef struct mi_wino_conv {
   const float *x, *bias, *res;
   float *y;
   int64_t N, D, H, W, Do, Ho, Wo, pz, py, px, dy, dx;
+  bool no_act;
 } mi_wino_conv;
 
 /* The tile (4 or 2) in which the Winograd path pays for this call (enough
