@@ -88,11 +88,6 @@ static double time_kernel(const shape *s, enum kernel kn, bool cold, int runs) {
           const int64_t P = (r + pad) * R + q + pad;
           x[c * xn + (blocked ? (ch / 16 * plane + P) * 16 + ch % 16 : ch * plane + P)] = v;
         }
-  for (int64_t ch = 0; ch < s->C; ch++)
-    for (int64_t t = 0; t < ksz; t++) {
-      const int64_t tap = d * ((t / s->k) * R + t % s->k);
-      toff[ch * ksz + t] = (int32_t)(blocked ? (ch / 16 * plane + tap) * 16 + ch % 16 : ch * plane + tap);
-    }
   mi_dconv_job j = {0};
   j.toff = toff;
   j.planes = 1;
@@ -109,12 +104,17 @@ static double time_kernel(const shape *s, enum kernel kn, bool cold, int runs) {
   if (blocked) j.sy = j.sx = 16; /* positions 16 floats apart */
   mi_gemm_packed_a *pa = NULL;
   mi_dconv_cv_weights cw = {0};
-  if (kn != DIRECT) {
-    if (!mi_dconv_cv_pack(w, s->M, K, &cw)) fail(s, "out of memory packing the weights");
+  if (kn != DIRECT) { /* a blocked source: the steps in its order, as the engine packs them */
+    if (!mi_dconv_cv_pack(w, s->M, K, blocked ? ksz : 0, &cw)) fail(s, "out of memory packing the weights");
   } else {
     pa = mi_gemm_pack_a(MI_ISA_AVX512, false, s->M, K, w, K);
     if (!pa) fail(s, "out of memory packing the weights");
     j.a = mi_gemm_packed_a_view(pa);
+  }
+  for (int64_t k = 0; k < K; k++) { /* the tap each step reads */
+    const int64_t src = kn != DIRECT ? mi_dconv_cv_source(&cw, k) : k, ch = src / ksz, t = src % ksz;
+    const int64_t tap = d * ((t / s->k) * R + t % s->k);
+    toff[k] = (int32_t)(blocked ? (ch / 16 * plane + tap) * 16 + ch % 16 : ch * plane + tap);
   }
   double best = 1e30;
   for (int r = 0; r < runs; r++) {

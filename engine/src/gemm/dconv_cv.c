@@ -25,19 +25,19 @@
 #define GROUP_TILES 16
 #define MIN_ITEMS 8 /* work items per layer, fewer only when there are fewer tiles */
 
-bool mi_dconv_cv_pack(const float *w, int64_t M, int64_t K, mi_dconv_cv_weights *out) {
-  if (M <= 0 || M % 16 || K <= 0) return false;
+bool mi_dconv_cv_pack(const float *w, int64_t M, int64_t K, int64_t taps, mi_dconv_cv_weights *out) {
+  if (M <= 0 || M % 16 || K <= 0 || (taps > 1 && K % (16 * taps))) return false;
   const int vb = M % 64 == 0 ? 64 : M % 32 == 0 ? 32 : 16;
   float *d = aligned_alloc(64, (size_t)(M * K) * sizeof(float));
   if (!d) return false;
   mi_advise_huge(d, (size_t)(M * K) * sizeof(float));
+  *out = (mi_dconv_cv_weights){d, M, K, vb, taps > 1 ? taps : 0};
   for (int64_t b = 0; b < M / vb; b++)
     for (int64_t i = 0; i < vb; i++) {
       const float *src = w + (b * vb + i) * K;
       float *dst = d + b * K * vb + i;
-      for (int64_t k = 0; k < K; k++) dst[k * vb] = src[k];
+      for (int64_t k = 0; k < K; k++) dst[k * vb] = src[mi_dconv_cv_source(out, k)];
     }
-  *out = (mi_dconv_cv_weights){d, M, K, vb};
   return true;
 }
 
@@ -45,7 +45,7 @@ void mi_dconv_cv_rows(const mi_dconv_cv_weights *w, int64_t r0, int64_t n, float
   for (int64_t i = 0; i < n; i++) {
     const int64_t m = r0 + i, b = m / w->vb;
     const float *src = w->data + b * w->K * w->vb + m % w->vb;
-    for (int64_t k = 0; k < w->K; k++) dst[i * w->K + k] = src[k * w->vb];
+    for (int64_t k = 0; k < w->K; k++) dst[i * w->K + mi_dconv_cv_source(w, k)] = src[k * w->vb];
   }
 }
 

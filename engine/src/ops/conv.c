@@ -39,7 +39,7 @@ typedef struct conv_attr {
   mi_dconv_amx_weights wamx; /* bf16 mode on AMX: the same */
   mi_dconv_cv_weights wcv;   /* small maps: made at the first call that takes the path, then replacing wpack */
   int32_t *toff;             /* direct kernels: the last call's tap offsets, and what they depend on */
-  int64_t toff_key[7];
+  int64_t toff_key[8];
 #endif
   /* Fast mode, a 3x3 layer: Winograd weights from wpack, made at the
    * first call that takes the path (layers too small for it never do). */
@@ -1174,7 +1174,8 @@ static mi_status *conv_direct(mi_node *n, mi_exec *ex, conv_attr *a, const geom 
   const bool bf16 = !cv && direct_bf16(ex, C);
   if (cv && !a->wcv.data) { /* from the packed (or Winograd) weights, which they then replace */
     float *wf = weights_rows(a, M, K);
-    const bool ok = wf && mi_dconv_cv_pack(wf, M, K, &a->wcv);
+    /* a blocked source: the steps in its order (a 1x1 layer's are already) */
+    const bool ok = wf && mi_dconv_cv_pack(wf, M, K, in16 ? g->k_sz : 0, &a->wcv);
     free(wf);
     if (!ok) return mi_node_error(n, MI_ERR_NO_MEMORY, "out of memory for the channel-vector weights");
     if (a->wpack) {
@@ -1223,7 +1224,8 @@ static mi_status *conv_direct(mi_node *n, mi_exec *ex, conv_attr *a, const geom 
   const int64_t ntap = bf16 ? CPP * g->k_sz : K; /* rows of the product */
   const int64_t zplane = ph.sy * ph.sx * ph.h * ph.w; /* one z of one channel: its phase planes */
   /* Tap offsets: kept for the next call of the same geometry (every call, in a network) */
-  const int64_t key[7] = {ntap, ph.csz, zplane, ph.w, ph.sy, ph.sx, in16};
+  const int64_t order = cv ? a->wcv.taps : -1; /* the steps' order: the channel-vector weights' */
+  const int64_t key[8] = {ntap, ph.csz, zplane, ph.w, ph.sy, ph.sx, in16, order};
   const bool same = a->toff && !memcmp(key, a->toff_key, sizeof key);
   if (!same) {
     free(a->toff);
@@ -1237,7 +1239,7 @@ static mi_status *conv_direct(mi_node *n, mi_exec *ex, conv_attr *a, const geom 
   }
   memcpy(a->toff_key, key, sizeof key);
   for (int64_t k = 0; k < ntap && !same; k++) { /* ch: a channel, or in bf16 a channel pair */
-    const int64_t ch = k / g->k_sz, kk = k % g->k_sz;
+    const int64_t src = cv ? mi_dconv_cv_source(&a->wcv, k) : k, ch = src / g->k_sz, kk = src % g->k_sz;
     const int64_t kz = kk / (g->k[1] * g->k[2]), ky = (kk / g->k[2]) % g->k[1], kx = kk % g->k[2];
     const int64_t ty = ky * g->d[1], tx = kx * g->d[2]; /* the tap in padded input coordinates */
     const int64_t phase = (ty % ph.sy) * ph.sx + tx % ph.sx;
