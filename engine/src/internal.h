@@ -19,8 +19,8 @@ struct mi_tensor {
   int64_t dims[MI_MAX_DIMS];
   void *data;
   bool owns_data;
-  /* NCHW16c, set by the plan on values that only convolutions read and
-   * write (plan.c, mi_conv_layouts): element (n, c, y, x) of a 4D tensor
+  /* NCHW16c, set by the plan on values that only convolutions and max
+   * pooling read and write (plan.c, mi_op_layouts): element (n, c, y, x) of a 4D tensor
    * at (n * C + c / 16 * 16) * H * W + (y * W + x) * 16 + c % 16. */
   bool chan16;
 };
@@ -173,7 +173,7 @@ enum {
    * known while planning, the node and everything depending on it run
    * eagerly after the planned part (eager.c). */
   MI_OP_DYNAMIC = 1u << 2,
-  MI_OP_CHAN16 = 1u << 3,    /* may read and write NCHW16c (mi_conv_layouts)  */
+  MI_OP_CHAN16 = 1u << 3,    /* may read and write NCHW16c (mi_op_layouts)  */
 };
 
 /* Operators see tensors only.  in[i] is NULL for an omitted optional input.
@@ -191,15 +191,18 @@ struct mi_op_def {
   mi_status *(*run)(mi_node *n, mi_exec *ex, mi_tensor *const *in, mi_tensor **out);
   void (*destroy)(mi_node *n); /* free n->priv; may be NULL (then free()) */
 };
-/* An MI_OP_CHAN16 node (Conv): which of MI_CHAN16_IN / MI_CHAN16_OUT it can
- * take for the planned shapes, X read and Y (with a fused residual)
- * written channel-blocked (mi_tensor.chan16); with MI_CHAN16_COPY only
- * through NCHW copies (a cost, where the others gain: the plan blocks a
- * value only where a layer without it writes or reads it). */
+/* An MI_OP_CHAN16 node (Conv, MaxPool): which of MI_CHAN16_IN /
+ * MI_CHAN16_OUT it can take for the planned shapes, X (input 0) read and Y
+ * (output 0, with a fused residual) written channel-blocked
+ * (mi_tensor.chan16); with MI_CHAN16_COPY only through NCHW copies (a cost,
+ * where the others gain: the plan blocks a value only where a node without
+ * it writes or reads it). */
 #define MI_CHAN16_IN 1u
 #define MI_CHAN16_OUT 2u
 #define MI_CHAN16_COPY 4u
+unsigned mi_op_layouts(const mi_node *n, const mi_exec *ex, mi_tensor *const *in);
 unsigned mi_conv_layouts(const mi_node *n, const mi_exec *ex, mi_tensor *const *in);
+unsigned mi_maxpool_layouts(const mi_node *n, const mi_exec *ex, mi_tensor *const *in);
 
 const mi_op_def *mi_op_find(const char *op_type, const char *domain);
 /* Call every node's op init (once at load; subgraphs from their owner's init). */

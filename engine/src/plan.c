@@ -262,7 +262,7 @@ static void concat_slots(const mi_graph *g, int *slot, size_t *sub) {
 }
 
 /* Channel-blocked values (mi_tensor.chan16) between nodes that take them
- * (MI_OP_CHAN16, mi_conv_layouts): a value is blocked when its producer can write it so
+ * (MI_OP_CHAN16, mi_op_layouts): a value is blocked when its producer can write it so
  * and every reader reads it so, as its X, or as the fused residual of a
  * node whose own output is blocked (read at the output's index), down to a
  * fixed point; and when its producer or one of its readers takes it so
@@ -285,7 +285,7 @@ static void plan_layouts(mi_model *m) {
     if (n->dead || n->tail || !(n->op->flags & MI_OP_CHAN16) || n->n_out != 1 || n->out[0] < 0) continue;
     mi_tensor *in[MI_MAX_IO + 1], *out[MI_MAX_IO];
     gather(g, n, in, out);
-    caps[k] = mi_conv_layouts(n, &m->ex, in);
+    caps[k] = mi_op_layouts(n, &m->ex, in);
     if (caps[k] & MI_CHAN16_COPY) continue;
     if (caps[k] & MI_CHAN16_OUT) native[n->out[0]] = true;
     if (caps[k] & MI_CHAN16_IN) native[n->in[0]] = true;

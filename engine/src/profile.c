@@ -111,14 +111,15 @@ mi_status *mi_model_write_profile(const mi_model *m, FILE *out, double peak) {
   /* On a shared machine a run's time moves with the neighbours' load; each
    * node's fastest run shows what the node itself costs. */
   fprintf(out, "sum of each node's fastest run: %.3f ms\n", total_min);
-  int blocked = 0, convs = 0; /* the plan's layouts (plan.c): how many outputs skip the NCHW round trip */
+  int blocked = 0, layers = 0; /* the plan's layouts (plan.c): how many outputs skip the NCHW round trip */
   for (int k = 0; k < g->n_nodes; k++) {
     const mi_node *n = &g->nodes[k];
     if (n->dead || !(n->op->flags & MI_OP_CHAN16) || n->n_out < 1 || n->out[0] < 0) continue;
-    convs++;
+    layers++;
     blocked += g->values[n->out[0]].t.chan16;
   }
-  if (convs) fprintf(out, "channel-blocked (NCHW16c) outputs: %d of %d convolutions\n", blocked, convs);
+  if (layers)
+    fprintf(out, "channel-blocked (NCHW16c) outputs: %d of %d convolution and max pooling layers\n", blocked, layers);
   fprintf(out, "  %-28s %-14s %5s %9s %8s %6s %8s %8s%s\n", "operator", "", "nodes", "ms/run", "min ms", "share",
           "GFLOP", "GFLOP/s", peak > 0 ? "  peak" : "");
   for (int i = 0; i < no; i++) print_row(out, &ops[i], total, peak);

@@ -887,3 +887,77 @@ TEST(ConvKernel, ChannelBlockedChainMatchesReference) {
 // Fast mode: Winograd's weights first (20x20), then the channel-vector
 // kernel's made from them (7x7), then both again.
 TEST(ConvKernel, WinogradThenChannelVector) { maps_in_turn(20261203, 24, 32, true, {20, 7, 20, 7}); }
+
+// Max pooling between channel-blocked layers: A (3x3, blocked output) ->
+// MaxPool -> B (3x3, reads blocked), the pool reading and writing blocked
+// tensors (random window, stride, pads, dilation); its output NCHW when it
+// is also a graph output; and a pool on the graph input (NCHW) writing
+// blocked for B (a ResNet's stem pool before its first stage, when the stem
+// writes NCHW).  Against the double reference; where AVX-512 is in use the
+// profile counts the blocked outputs.
+TEST(PoolKernel, ChannelBlockedMaxPoolMatchesReference) {
+  std::mt19937 rng(20261204);
+  auto pick = [&](int lo, int hi) { return std::uniform_int_distribution<int>(lo, hi)(rng); };
+  const char *cv_env = std::getenv("MEDINFER_CONV_CV");
+  const char *c16_env = std::getenv("MEDINFER_CHAN16");
+  const bool blocked_expected = mi_bf16_available() && !(cv_env && std::string(cv_env) == "0") &&
+                                !(c16_env && std::string(c16_env) == "0") &&
+                                !std::getenv("MEDINFER_PREPACK") && !std::getenv("MEDINFER_PAD_COPY") &&
+                                !std::getenv("MEDINFER_GEMM");
+  for (int trial = 0; trial < 12; trial++) {
+    const bool from_input = trial % 3 == 2, tap_p = trial % 4 == 1;
+    const int64_t N = pick(1, 2), C0 = 8 * pick(1, 4), C = 16 * pick(1, 3), M = 16 * pick(1, 2);
+    const int64_t H = pick(7, 26), W = pick(7, 26);
+    const Geo gA = layer2d(N, C0, C, H, W, 3, 1, 1, 1);
+    Geo gP{};  // the pool: C channels in and out
+    gP.nsp = 2, gP.N = N, gP.C = gP.M = C, gP.G = 1;
+    for (int j = 0; j < 3; j++) {
+      const bool live = j > 0;
+      gP.in[j] = live ? (j == 1 ? H : W) : 1;
+      gP.k[j] = live ? pick(2, 3) : 1, gP.s[j] = live ? pick(1, 2) : 1, gP.d[j] = live ? pick(1, 2) : 1;
+      const int64_t dk = (gP.k[j] - 1) * gP.d[j] + 1;
+      gP.pb[j] = gP.pe[j] = live ? pick(0, (int)std::min<int64_t>(gP.k[j] - 1, dk / 2)) : 0;
+      gP.out[j] = (gP.in[j] + gP.pb[j] + gP.pe[j] - dk) / gP.s[j] + 1;
+    }
+    const Geo gB = layer2d(N, C, M, gP.out[1], gP.out[2], 3, 1, 1, 1);
+    auto x = rnd((size_t)(N * (from_input ? C : C0) * H * W), rng);
+    auto wA = rnd((size_t)(C * C0 * 9), rng), wB = rnd((size_t)(M * C * 9), rng);
+    auto bA = rnd((size_t)C, rng), bB = rnd((size_t)M, rng);
+    Model md;
+    const std::vector<int64_t> xd = {N, from_input ? C : C0, H, W}, pd = {N, C, gP.out[1], gP.out[2]};
+    md.inputs.push_back({"x", 1, xd});
+    md.inits.push_back(onnxb::float_tensor("wB", {M, C, 3, 3}, wB));
+    md.inits.push_back(onnxb::float_tensor("bB", {M}, bB));
+    if (!from_input) {
+      md.inits.push_back(onnxb::float_tensor("wA", {C, C0, 3, 3}, wA));
+      md.inits.push_back(onnxb::float_tensor("bA", {C}, bA));
+      md.nodes.push_back({"Conv", "A", {"x", "wA", "bA"}, {"a"}, {onnxb::attr_ints("pads", {1, 1, 1, 1})}});
+    }
+    md.nodes.push_back({"MaxPool", "pool", {from_input ? "x" : "a"}, {"p"},
+                        {onnxb::attr_ints("kernel_shape", spatial(gP, gP.k)), onnxb::attr_ints("strides", spatial(gP, gP.s)),
+                         onnxb::attr_ints("dilations", spatial(gP, gP.d)), onnxb::attr_ints("pads", pads_of(gP))}});
+    md.nodes.push_back({"Conv", "B", {"p", "wB", "bB"}, {"y"}, {onnxb::attr_ints("pads", {1, 1, 1, 1})}});
+    md.outputs.push_back({"y", 1, {N, M, gB.out[1], gB.out[2]}});
+    if (tap_p) md.outputs.push_back({"p", 1, pd});
+    std::vector<std::vector<int64_t>> dims = {xd};
+    std::vector<std::vector<float>> data = {x};
+    std::string err, profile;
+    std::vector<std::vector<float>> rest;
+    auto got = run(md, dims, data, &err, &profile, &rest);
+    const std::string what = "trial " + std::to_string(trial) + " (pool " + describe(gP) +
+                             (from_input ? ", on the input" : ", after A") + (tap_p ? ", an output" : "") + ")";
+    ASSERT_TRUE(err.empty()) << what << ": " << err;
+    const auto a = from_input ? x : conv_ref(gA, x, wA, bA, {}, false);
+    const auto p = pool_ref(gP, a, true, false);
+    expect_close(got, conv_ref(gB, p, wB, bB, {}, false), what);
+    ASSERT_EQ(rest.size(), (size_t)tap_p) << what;
+    if (tap_p) expect_close(rest[0], p, what + ", output p");
+    if (blocked_expected) {  // A's output (read by the pool), the pool's unless a graph output; B's is one
+      const int blocked = (from_input ? 0 : 1) + (tap_p ? 0 : 1), layers = from_input ? 2 : 3;
+      const std::string want = "channel-blocked (NCHW16c) outputs: " + std::to_string(blocked) + " of " +
+                               std::to_string(layers);
+      EXPECT_NE(profile.find(want), std::string::npos) << what << ": wanted '" << want << "' in\n" << profile;
+    }
+    if (HasFailure()) return;
+  }
+}

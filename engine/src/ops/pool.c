@@ -9,9 +9,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "gemm/dconv.h"
 #include "gemm/gemm.h"
 #include "ops.h"
 #include "spatial.h"
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+#endif
 
 enum { POOL_MAX, POOL_AVG };
 
@@ -335,11 +339,100 @@ static void pool_sep_f32(void *vctx, int64_t b, int64_t e) {
   pool_sep_body(vctx, b, e);
 }
 
+#if defined(__x86_64__) && defined(__GNUC__)
+/* ---- 2D max pooling on channel-blocked (NCHW16c) tensors -----------------
+ * Between blocked convolutions (VGG's stages, a ResNet's stem pool before
+ * its first stage): each position's 16 channels one vector, the window's
+ * maximum a vector max per tap; the output blocked, or NCHW from blocked
+ * input (a network's last pool before its classifier).  NCHW input to a
+ * blocked output goes through the NCHW kernel and a blocked copy. */
+typedef struct pool16_ctx {
+  const pgeom *g;
+  const float *x;
+  float *y;
+  bool out16;
+} pool16_ctx;
+
+/* Items: output rows of one image's channel block. */
+__attribute__((target("avx512f"))) static void maxpool16_rows(void *vctx, int64_t b, int64_t e) {
+  const pool16_ctx *c = vctx;
+  const pgeom *g = c->g;
+  const int64_t H = g->in[1], W = g->in[2], OH = g->out[1], OW = g->out[2];
+  for (int64_t it = b; it < e; it++) {
+    const int64_t plane = it / OH, oy = it % OH; /* plane: image n's block (n C / 16 + block) */
+    const float *xb = c->x + plane * 16 * H * W;
+    const int64_t sy = oy * g->s[1] - g->pb[1];
+    int64_t yl, yh;
+    mi_valid_range(g->k[1], g->d[1], sy, H, &yl, &yh);
+    for (int64_t ox = 0; ox < OW; ox++) {
+      const int64_t sx = ox * g->s[2] - g->pb[2];
+      int64_t xl, xh;
+      mi_valid_range(g->k[2], g->d[2], sx, W, &xl, &xh);
+      __m512 v = _mm512_set1_ps(-FLT_MAX);
+      for (int64_t ky = yl; ky < yh; ky++) {
+        const float *row = xb + (sy + ky * g->d[1]) * W * 16;
+        for (int64_t kx = xl; kx < xh; kx++) v = _mm512_max_ps(v, _mm512_loadu_ps(row + (sx + kx * g->d[2]) * 16));
+      }
+      const int64_t o = oy * OW + ox;
+      if (c->out16) {
+        _mm512_storeu_ps(c->y + (plane * OH * OW + o) * 16, v);
+      } else { /* channel 16 block + i of image n at (n C + 16 block + i) planes: plane * 16 + i */
+        float t[16];
+        _mm512_storeu_ps(t, v);
+        for (int i = 0; i < 16; i++) c->y[(plane * 16 + i) * OH * OW + o] = t[i];
+      }
+    }
+  }
+}
+
+typedef struct block16_ctx {
+  const float *src;
+  float *dst;
+  int64_t n;
+} block16_ctx;
+
+static void block16_planes(void *vctx, int64_t b, int64_t e) {
+  const block16_ctx *c = vctx;
+  for (int64_t i = b; i < e; i++) mi_chan16_block(c->src + i * 16 * c->n, c->n, NULL, false, c->dst + i * 16 * c->n);
+}
+#endif
+
+/* MaxPool: 2D FP32 without Indices, whole blocks of 16 channels, on AVX-512. */
+unsigned mi_maxpool_layouts(const mi_node *n, const mi_exec *ex, mi_tensor *const *in) {
+  (void)ex;
+  const mi_tensor *x = in[0];
+  if (!x || x->dtype != MI_FLOAT || x->ndim != 4 || x->dims[1] % 16 || mi_gemm_isa() != MI_ISA_AVX512) return 0;
+  if (n->n_out > 1 && n->out[1] >= 0) return 0;
+  return MI_CHAN16_IN | MI_CHAN16_OUT;
+}
+
 static mi_status *pool_run(mi_node *n, mi_exec *ex, mi_tensor *const *in, mi_tensor **out) {
   const pool_attr *a = n->priv;
   const mi_tensor *x = in[0];
   pgeom g;
   MI_TRY(pool_geom(n, a, x, &g));
+  if (x->chan16 || out[0]->chan16) { /* the plan's layouts (mi_maxpool_layouts) */
+#if defined(__x86_64__) && defined(__GNUC__)
+    if (mi_maxpool_layouts(n, ex, in) && x->chan16) {
+      pool16_ctx c = {&g, x->data, out[0]->data, out[0]->chan16};
+      mi_parallel_for(ex, x->dims[0] * x->dims[1] / 16 * g.out[1], 1, maxpool16_rows, &c);
+      return NULL;
+    }
+    if (mi_maxpool_layouts(n, ex, in)) { /* NCHW in, blocked out: through an NCHW copy */
+      const int64_t planes = x->dims[0] * x->dims[1];
+      float *yn = mi_exec_scratch(ex, (size_t)(planes * g.out_sz) * sizeof(float));
+      if (!yn) return mi_node_error(n, MI_ERR_NO_MEMORY, "out of memory for the pooled copy");
+      pool_ctx c = {a, &g, x->data, yn, NULL};
+      mi_parallel_for(ex, planes, 1, g.in[2] <= SEP_MAX_WIDTH && g.k[1] * g.k[2] <= SEP_MAX_TAPS ? pool_sep_f32 : maxpool_f32,
+                      &c);
+      block16_ctx bc = {yn, out[0]->data, g.out_sz};
+      mi_parallel_for(ex, planes / 16, 1, block16_planes, &bc);
+      mi_exec_scratch_release(ex, yn);
+      return NULL;
+    }
+#endif
+    return mi_node_error(n, MI_ERR_INTERNAL, "planned for channel-blocked tensors that this layer cannot take");
+  }
   int64_t planes = x->dims[0] * x->dims[1];
   int64_t *idx = n->n_out > 1 && n->out[1] >= 0 && out[1] ? out[1]->data : NULL;
   pool_ctx c = {a, &g, x->data, out[0]->data, idx};
@@ -425,7 +518,7 @@ static mi_status *gmax_run(mi_node *n, mi_exec *ex, mi_tensor *const *in, mi_ten
 }
 
 const mi_op_def mi_ops_pool[] = {
-    {"MaxPool", 1, 0, maxpool_init, pool_infer, pool_run, NULL},
+    {"MaxPool", 1, MI_OP_CHAN16, maxpool_init, pool_infer, pool_run, NULL},
     {"AveragePool", 1, 0, avgpool_init, pool_infer, pool_run, NULL},
     {"GlobalAveragePool", 1, 0, NULL, gpool_infer, gavg_run, NULL},
     {"GlobalMaxPool", 1, 0, NULL, gpool_infer, gmax_run, NULL},

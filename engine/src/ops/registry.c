@@ -17,3 +17,8 @@ const mi_op_def *mi_op_find(const char *op_type, const char *domain) {
       if (strcmp(d->op_type, op_type) == 0) return d;
   return NULL;
 }
+
+unsigned mi_op_layouts(const mi_node *n, const mi_exec *ex, mi_tensor *const *in) {
+  if (!(n->op->flags & MI_OP_CHAN16)) return 0;
+  return strcmp(n->op->op_type, "MaxPool") == 0 ? mi_maxpool_layouts(n, ex, in) : mi_conv_layouts(n, ex, in);
+}
