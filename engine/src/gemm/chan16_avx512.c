@@ -50,13 +50,13 @@ void mi_chan16_unblock(const float *blk, int64_t n, float *plain) {
   }
 }
 
-void mi_chan16_block(const float *plain, int64_t n, const float *res, bool relu, float *blk) {
+void mi_chan16_block(const float *plain, int64_t n, int64_t cstride, const float *res, bool relu, float *blk) {
   const __m512 zero = _mm512_setzero_ps();
   for (int64_t p = 0; p < n; p += 16) {
     const int64_t k = n - p < 16 ? n - p : 16;
     __m512 r[16], o[16];
 #pragma GCC unroll 16
-    for (int c = 0; c < 16; c++) r[c] = _mm512_maskz_loadu_ps(first(k), plain + c * n + p);
+    for (int c = 0; c < 16; c++) r[c] = _mm512_maskz_loadu_ps(first(k), plain + c * cstride + p);
     transpose16(r, o);
     for (int i = 0; i < k; i++) {
       __m512 v = o[i];

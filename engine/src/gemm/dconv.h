@@ -191,11 +191,11 @@ int64_t mi_dconv_cv_items(const mi_dconv_job *j, const mi_dconv_cv_weights *w);
 void mi_dconv_cv_run(const mi_dconv_job *j, const mi_dconv_cv_weights *w, int64_t begin, int64_t end);
 
 /* ---- NCHW16c <-> NCHW (chan16_avx512.c), one 16-channel block of n
- * positions: channel c's values at plain + c * n, position p's 16 channels
- * at blk + 16 p.  mi_chan16_block adds res (blocked as blk; NULL: none),
- * then max(0, .) if relu. */
+ * positions: channel c's values at plain + c * n (mi_chan16_block: plain +
+ * c * cstride), position p's 16 channels at blk + 16 p.  mi_chan16_block
+ * adds res (blocked as blk; NULL: none), then max(0, .) if relu. */
 void mi_chan16_unblock(const float *blk, int64_t n, float *plain);
-void mi_chan16_block(const float *plain, int64_t n, const float *res, bool relu, float *blk);
+void mi_chan16_block(const float *plain, int64_t n, int64_t cstride, const float *res, bool relu, float *blk);
 
 /* Whether the packed weights suit the kernel (AVX-512 layout). */
 bool mi_dconv_supported(const mi_gemm_packed_view *a);

@@ -393,7 +393,7 @@ typedef struct block16_ctx {
 
 static void block16_planes(void *vctx, int64_t b, int64_t e) {
   const block16_ctx *c = vctx;
-  for (int64_t i = b; i < e; i++) mi_chan16_block(c->src + i * 16 * c->n, c->n, NULL, false, c->dst + i * 16 * c->n);
+  for (int64_t i = b; i < e; i++) mi_chan16_block(c->src + i * 16 * c->n, c->n, c->n, NULL, false, c->dst + i * 16 * c->n);
 }
 #endif
 
