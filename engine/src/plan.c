@@ -266,9 +266,10 @@ static void concat_slots(const mi_graph *g, int *slot, size_t *sub) {
  * and every reader reads it so, as its X, or as the fused residual of a
  * node whose own output is blocked (read at the output's index), down to a
  * fixed point; and when its producer or one of its readers takes it so
- * without copies (not between two of fast mode's Winograd layers).  Graph outputs, folded and tail values, and anything another
- * op reads stay plain.  CPU only; MEDINFER_CHAN16=0 turns it off.  Every
- * value starts plain (mi_plan_clear). */
+ * without copies (not between two of fast mode's Winograd layers).  Graph
+ * outputs, folded and tail values, and anything another op reads stay
+ * plain.  CPU only; MEDINFER_CHAN16=0 turns it off.  Every value starts
+ * plain (mi_plan_clear). */
 static void plan_layouts(mi_model *m) {
   mi_graph *g = &m->g;
   const char *env = getenv("MEDINFER_CHAN16");

@@ -761,6 +761,15 @@ TEST(ConvKernel, ChannelVectorChunkedTaps) {
   }
 }
 
+// Whether the plan keeps values channel-blocked in this run: AVX-512 in use (the public query that says so) and no
+// knob that takes the blocked layouts away (the runs with those check the numbers only).
+bool blocked_layouts_expected() {
+  const char *cv_env = std::getenv("MEDINFER_CONV_CV");
+  const char *c16_env = std::getenv("MEDINFER_CHAN16");
+  return mi_bf16_available() && !(cv_env && std::string(cv_env) == "0") && !(c16_env && std::string(c16_env) == "0") &&
+         !std::getenv("MEDINFER_PREPACK") && !std::getenv("MEDINFER_PAD_COPY") && !std::getenv("MEDINFER_GEMM");
+}
+
 // A 2D layer's geometry: square kernel k, stride st, dilation dl, pad p on every side.
 Geo layer2d(int64_t N, int64_t C, int64_t M, int64_t H, int64_t W, int64_t k, int64_t st, int64_t dl, int64_t p) {
   Geo g{};
@@ -797,12 +806,7 @@ TEST(ConvKernel, ChannelBlockedChainMatchesReference) {
   // The count is checked with the kernel choices at their defaults (the
   // channel-vector kernel forced on changes nothing here); the runs with
   // knobs that take the blocked layouts away check the numbers only.
-  const char *cv_env = std::getenv("MEDINFER_CONV_CV");
-  const char *c16_env = std::getenv("MEDINFER_CHAN16");
-  const bool blocked_expected = mi_bf16_available() && !(cv_env && std::string(cv_env) == "0") &&
-                                !(c16_env && std::string(c16_env) == "0") &&
-                                !std::getenv("MEDINFER_PREPACK") && !std::getenv("MEDINFER_PAD_COPY") &&
-                                !std::getenv("MEDINFER_GEMM");
+  const bool blocked_expected = blocked_layouts_expected();
   for (int trial = 0; trial < 16; trial++) {
     const int64_t N = pick(1, 2), C0 = 8 * pick(1, 6), M1 = 16 * pick(1, 4), M2 = 16 * pick(1, 5);
     const int64_t M3 = trial % 3 == 2 ? pick(5, 40) : 16 * pick(1, 3);
@@ -898,12 +902,7 @@ TEST(ConvKernel, WinogradThenChannelVector) { maps_in_turn(20261203, 24, 32, tru
 TEST(PoolKernel, ChannelBlockedMaxPoolMatchesReference) {
   std::mt19937 rng(20261204);
   auto pick = [&](int lo, int hi) { return std::uniform_int_distribution<int>(lo, hi)(rng); };
-  const char *cv_env = std::getenv("MEDINFER_CONV_CV");
-  const char *c16_env = std::getenv("MEDINFER_CHAN16");
-  const bool blocked_expected = mi_bf16_available() && !(cv_env && std::string(cv_env) == "0") &&
-                                !(c16_env && std::string(c16_env) == "0") &&
-                                !std::getenv("MEDINFER_PREPACK") && !std::getenv("MEDINFER_PAD_COPY") &&
-                                !std::getenv("MEDINFER_GEMM");
+  const bool blocked_expected = blocked_layouts_expected();
   for (int trial = 0; trial < 12; trial++) {
     const bool from_input = trial % 3 == 2, tap_p = trial % 4 == 1;
     const int64_t N = pick(1, 2), C0 = 8 * pick(1, 4), C = 16 * pick(1, 3), M = 16 * pick(1, 2);

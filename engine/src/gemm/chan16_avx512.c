@@ -28,7 +28,8 @@ static inline __attribute__((always_inline)) void transpose16(const __m512 r[16]
 #pragma GCC unroll 4
   for (int j = 0; j < 4; j++) { /* column 4L + j: lane L of u[j], u[4 + j], u[8 + j], u[12 + j] */
     const __m512 v0 = _mm512_shuffle_f32x4(u[j], u[4 + j], 0x44), v1 = _mm512_shuffle_f32x4(u[j], u[4 + j], 0xee);
-    const __m512 w0 = _mm512_shuffle_f32x4(u[8 + j], u[12 + j], 0x44), w1 = _mm512_shuffle_f32x4(u[8 + j], u[12 + j], 0xee);
+    const __m512 w0 = _mm512_shuffle_f32x4(u[8 + j], u[12 + j], 0x44);
+    const __m512 w1 = _mm512_shuffle_f32x4(u[8 + j], u[12 + j], 0xee);
     o[j] = _mm512_shuffle_f32x4(v0, w0, 0x88);
     o[4 + j] = _mm512_shuffle_f32x4(v0, w0, 0xdd);
     o[8 + j] = _mm512_shuffle_f32x4(v1, w1, 0x88);

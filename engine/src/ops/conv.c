@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "chan16.h"
 #include "conv_winograd.h"
 #include "gemm/dconv.h"
 #include "gemm/gemm.h"
@@ -789,6 +790,7 @@ typedef struct phasecopy_ctx {
   int64_t pre_c;
   bool pre_relu;
   int64_t z0;       /* first padded z-plane copied (ph->zs of them) */
+  bool from_plain;  /* padcopy16_rows: the input NCHW */
 } phasecopy_ctx;
 
 /* Row r of phase (py, px) of padded z-plane z of channel ch into d (ph->w floats). */
@@ -833,7 +835,11 @@ static void phasecopy_planes(void *vctx, int64_t b, int64_t e) {
 /* The zero-padded copy of a channel-blocked (NCHW16c) input, blocked the
  * same way (one phase: the channel-vector kernel reads strides on the
  * padded grid): block b's padded position P at xp[(b * csz + P) * 16].
- * Items are (block, padded row) pairs. */
+ * Items are (block, padded row) pairs.  from_plain: made so from an NCHW
+ * input (C % 16 == 0), so that the kernel reads one cache line per position
+ * for 16 steps: a chain of three 512-channel dilated 24x24 layers, per-node
+ * minimums, the first (on the plain input) 16.2-16.8 ms -> 14.2-14.5 (the
+ * others, on blocked inputs, 13.3-14.1). */
 static void padcopy16_rows(void *vctx, int64_t b, int64_t e) {
   const phasecopy_ctx *c = vctx;
   const geom *g = c->g;
@@ -847,30 +853,9 @@ static void padcopy16_rows(void *vctx, int64_t b, int64_t e) {
       continue;
     }
     memset(d, 0, (size_t)(16 * lo) * sizeof(float));
-    memcpy(d + 16 * lo, c->x + (blk * g->in_sz + (iz * g->in[1] + iy) * g->in[2]) * 16, (size_t)(16 * n) * sizeof(float));
-    memset(d + 16 * (lo + n), 0, (size_t)(16 * (ph->w - lo - n)) * sizeof(float));
-  }
-}
-
-/* The same blocked padded copy made from an NCHW input (C % 16 == 0): the
- * channel-vector kernel then reads one cache line per position for 16
- * steps.  A chain of three 512-channel dilated 24x24 layers, per-node
- * minimums: the first, on the plain input, 16.2-16.8 ms -> 14.2-14.5 (the
- * others, on blocked inputs, 13.3-14.1). */
-static void padcopy16_plain_rows(void *vctx, int64_t b, int64_t e) {
-  const phasecopy_ctx *c = vctx;
-  const geom *g = c->g;
-  const phase_geom *ph = c->ph;
-  const int64_t rows = ph->zs * ph->h, lo = g->pb[2], n = ph->w - lo < g->in[2] ? ph->w - lo : g->in[2];
-  for (int64_t it = b; it < e; it++) {
-    const int64_t blk = it / rows, row = it % rows, iz = c->z0 + row / ph->h - g->pb[0], iy = row % ph->h - g->pb[1];
-    float *d = c->xp + (blk * ph->csz + row * ph->w) * 16;
-    if (iz < 0 || iz >= g->in[0] || iy < 0 || iy >= g->in[1]) {
-      memset(d, 0, (size_t)(16 * ph->w) * sizeof(float));
-      continue;
-    }
-    memset(d, 0, (size_t)(16 * lo) * sizeof(float));
-    mi_chan16_block(c->x + blk * 16 * g->in_sz + (iz * g->in[1] + iy) * g->in[2], n, g->in_sz, NULL, false, d + 16 * lo);
+    const int64_t at = (iz * g->in[1] + iy) * g->in[2]; /* the row in a plane */
+    if (c->from_plain) mi_chan16_block(c->x + blk * 16 * g->in_sz + at, n, g->in_sz, NULL, false, d + 16 * lo);
+    else memcpy(d + 16 * lo, c->x + (blk * g->in_sz + at) * 16, (size_t)(16 * n) * sizeof(float));
     memset(d + 16 * (lo + n), 0, (size_t)(16 * (ph->w - lo - n)) * sizeof(float));
   }
 }
@@ -1238,7 +1223,7 @@ static mi_status *conv_direct(mi_node *n, mi_exec *ex, conv_attr *a, const geom 
    * copy), in its stride phases when strided (direct_wanted: strides <= 2) */
   const bool amx_pad = amx && has_pad;
   const bool padcopy = (has_pad && !amx_pad) || (pre && !bf16);
-  /* The kernel's source channel-blocked: the input, or its padded copy made so (padcopy16_plain_rows) */
+  /* The kernel's source channel-blocked: the input, or its padded copy made so (padcopy16_rows) */
   const bool src16 = in16 || (cv && padcopy && !pre && C % 16 == 0 && g->in[0] == 1 && g->k[0] == 1);
   if (cv && !a->wcv.data) { /* from the packed (or Winograd) weights, which they then replace */
     float *wf = weights_rows(a, M, K);
@@ -1289,8 +1274,8 @@ static mi_status *conv_direct(mi_node *n, mi_exec *ex, conv_attr *a, const geom 
    for (int64_t z0 = 0; z0 < g->out[0]; z0 += copied ? zo : g->out[0]) {
     const float *xb = x + b * C * g->in_sz;
     if (xpad) { /* the padded planes of output planes [z0, z0 + zo) (stride 1 in z) */
-      phasecopy_ctx pc = {g, &ph, xb, xpad, pre, C, n->pre_relu, z0};
-      if (src16) mi_parallel_for(ex, C / 16 * ph.zs * ph.h, 1, in16 ? padcopy16_rows : padcopy16_plain_rows, &pc);
+      phasecopy_ctx pc = {g, &ph, xb, xpad, pre, C, n->pre_relu, z0, !in16};
+      if (src16) mi_parallel_for(ex, C / 16 * ph.zs * ph.h, 1, padcopy16_rows, &pc);
       else mi_parallel_for(ex, C, 1, phasecopy_planes, &pc);
       xb = xpad;
     }
@@ -1422,29 +1407,6 @@ static mi_status *conv_stem_amx(mi_node *n, mi_exec *ex, conv_attr *a, const geo
 }
 #endif
 
-#ifdef MI_GEMM_X86
-/* A blocked tensor's 16-channel blocks to or from an NCHW copy, one block
- * plane an item (block: the residual added and the ReLU applied on the way). */
-typedef struct chan16_ctx {
-  const float *src, *res;
-  float *dst;
-  int64_t n; /* positions per plane */
-  bool relu;
-} chan16_ctx;
-
-static void unblock_items(void *vctx, int64_t b, int64_t e) {
-  const chan16_ctx *c = vctx;
-  for (int64_t i = b; i < e; i++) mi_chan16_unblock(c->src + i * 16 * c->n, c->n, c->dst + i * 16 * c->n);
-}
-
-static void block_items(void *vctx, int64_t b, int64_t e) {
-  const chan16_ctx *c = vctx;
-  for (int64_t i = b; i < e; i++)
-    mi_chan16_block(c->src + i * 16 * c->n, c->n, c->n, c->res ? c->res + i * 16 * c->n : NULL, c->relu,
-                    c->dst + i * 16 * c->n);
-}
-#endif
-
 /* The Winograd path (fast mode), where the layer has it and this call's
  * shape pays on it (mi_wino_wanted); *ran says whether it took the call.
  * in16 / out16: X / Y (and the residual) channel-blocked, converted to and
@@ -1480,8 +1442,7 @@ static mi_status *conv_winograd(mi_node *n, mi_exec *ex, const geom *g, const fl
     if (!xn) return mi_node_error(n, MI_ERR_NO_MEMORY, "out of memory for the normalised input");
     if (in16) { /* no prologue then (chan16_caps) */
 #ifdef MI_GEMM_X86
-      chan16_ctx uc = {x, NULL, xn, g->in_sz, false};
-      mi_parallel_for(ex, N * C / 16, 1, unblock_items, &uc);
+      mi_chan16_unblock_all(ex, x, N * C / 16, g->in_sz, xn);
 #endif
     } else {
       pre_ctx pc = {x, xn, pre, C, n->pre_relu, g->in_sz};
@@ -1501,8 +1462,7 @@ static mi_status *conv_winograd(mi_node *n, mi_exec *ex, const geom *g, const fl
   mi_status *st = mi_wino_conv_run(ex, n, a->wino, &wc);
 #ifdef MI_GEMM_X86
   if (!st && out16) {
-    chan16_ctx bc = {yn, res, y, g->out_sz, n->act.kind == MI_ACT_RELU};
-    mi_parallel_for(ex, N * M / 16, 1, block_items, &bc);
+    mi_chan16_block_all(ex, yn, N * M / 16, g->out_sz, res, n->act.kind == MI_ACT_RELU, y);
   }
 #endif
   if (xn) mi_exec_scratch_release(ex, xn);
@@ -1698,7 +1658,7 @@ static mi_status *conv_run(mi_node *n, mi_exec *ex, mi_tensor *const *in, mi_ten
           if (xpad) { /* the prologue, if any, goes into the padded copy */
             phase_geom ph;
             phase_extent(&g, false, &ph);
-            phasecopy_ctx pc = {&g, &ph, xg, xpad, pre, C, n->pre_relu, 0};
+            phasecopy_ctx pc = {&g, &ph, xg, xpad, pre, C, n->pre_relu, 0, false};
             if (p0 == 0) mi_parallel_for(ex, Cg, 1, phasecopy_planes, &pc);
             cp.x = xpad;
             cp.pre = NULL;

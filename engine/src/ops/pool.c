@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "gemm/dconv.h"
+#include "chan16.h"
 #include "gemm/gemm.h"
 #include "ops.h"
 #include "spatial.h"
@@ -385,16 +385,6 @@ __attribute__((target("avx512f"))) static void maxpool16_rows(void *vctx, int64_
   }
 }
 
-typedef struct block16_ctx {
-  const float *src;
-  float *dst;
-  int64_t n;
-} block16_ctx;
-
-static void block16_planes(void *vctx, int64_t b, int64_t e) {
-  const block16_ctx *c = vctx;
-  for (int64_t i = b; i < e; i++) mi_chan16_block(c->src + i * 16 * c->n, c->n, c->n, NULL, false, c->dst + i * 16 * c->n);
-}
 #endif
 
 /* MaxPool: 2D FP32 without Indices, whole blocks of 16 channels, on AVX-512. */
@@ -423,10 +413,9 @@ static mi_status *pool_run(mi_node *n, mi_exec *ex, mi_tensor *const *in, mi_ten
       float *yn = mi_exec_scratch(ex, (size_t)(planes * g.out_sz) * sizeof(float));
       if (!yn) return mi_node_error(n, MI_ERR_NO_MEMORY, "out of memory for the pooled copy");
       pool_ctx c = {a, &g, x->data, yn, NULL};
-      mi_parallel_for(ex, planes, 1, g.in[2] <= SEP_MAX_WIDTH && g.k[1] * g.k[2] <= SEP_MAX_TAPS ? pool_sep_f32 : maxpool_f32,
-                      &c);
-      block16_ctx bc = {yn, out[0]->data, g.out_sz};
-      mi_parallel_for(ex, planes / 16, 1, block16_planes, &bc);
+      const bool sep = g.in[2] <= SEP_MAX_WIDTH && g.k[1] * g.k[2] <= SEP_MAX_TAPS;
+      mi_parallel_for(ex, planes, 1, sep ? pool_sep_f32 : maxpool_f32, &c);
+      mi_chan16_block_all(ex, yn, planes / 16, g.out_sz, NULL, false, out[0]->data);
       mi_exec_scratch_release(ex, yn);
       return NULL;
     }
