@@ -194,9 +194,10 @@ struct mi_op_def {
 /* An MI_OP_CHAN16 node (Conv, MaxPool): which of MI_CHAN16_IN /
  * MI_CHAN16_OUT it can take for the planned shapes, X (input 0) read and Y
  * (output 0, with a fused residual) written channel-blocked
- * (mi_tensor.chan16); with MI_CHAN16_COPY only through NCHW copies (a cost,
- * where the others gain: the plan blocks a value only where a node without
- * it writes or reads it). */
+ * (mi_tensor.chan16); with MI_CHAN16_COPY it gains nothing by them itself
+ * (takes them through NCHW copies, or either way alike), where the others
+ * gain: the plan blocks a value only where a node without it writes or
+ * reads it. */
 #define MI_CHAN16_IN 1u
 #define MI_CHAN16_OUT 2u
 #define MI_CHAN16_COPY 4u

@@ -724,6 +724,11 @@ TEST(ConvKernel, WinogradSmallTilesThenExactShape) { maps_in_turn(20261206, 24, 
 // Small maps take the channel-vector kernel (AVX-512, 16k channels), a
 // 20x20 map does not: its weights are rebuilt from the kernel's.
 TEST(ConvKernel, ChannelVectorThenLargerMap) { maps_in_turn(20261202, 24, 32, false, {7, 20, 5, 20}); }
+// With 32 input channels the kernel reads a channel-blocked padded copy and
+// holds its weights in that order (block, tap, channel); a 370x370 map's copy
+// is past the copy budget, so the SGEMM takes it on weights put back in
+// their own order.
+TEST(ConvKernel, ChannelVectorBlockedOrderThenLargeMap) { maps_in_turn(20261208, 32, 16, false, {12, 370, 12}); }
 
 // The channel-vector kernel (a small map) with K 1440 in chunks of 128, 256
 // or 512 taps (64, 32 or 16 channels a block, the last chunk partial),
@@ -894,7 +899,7 @@ TEST(ConvKernel, WinogradThenChannelVector) { maps_in_turn(20261203, 24, 32, tru
 
 // Max pooling between channel-blocked layers: A (3x3, blocked output) ->
 // MaxPool -> B (3x3, reads blocked), the pool reading and writing blocked
-// tensors (random window, stride, pads, dilation); its output NCHW when it
+// tensors (random window, stride, asymmetric pads, dilation, ceil mode); its output NCHW when it
 // is also a graph output; and a pool on the graph input (NCHW) writing
 // blocked for B (a ResNet's stem pool before its first stage, when the stem
 // writes NCHW).  Against the double reference; where AVX-512 is in use the
@@ -904,7 +909,7 @@ TEST(PoolKernel, ChannelBlockedMaxPoolMatchesReference) {
   auto pick = [&](int lo, int hi) { return std::uniform_int_distribution<int>(lo, hi)(rng); };
   const bool blocked_expected = blocked_layouts_expected();
   for (int trial = 0; trial < 12; trial++) {
-    const bool from_input = trial % 3 == 2, tap_p = trial % 4 == 1;
+    const bool from_input = trial % 3 == 2, tap_p = trial % 4 == 1, ceil = trial % 2 == 1;
     const int64_t N = pick(1, 2), C0 = 8 * pick(1, 4), C = 16 * pick(1, 3), M = 16 * pick(1, 2);
     const int64_t H = pick(7, 26), W = pick(7, 26);
     const Geo gA = layer2d(N, C0, C, H, W, 3, 1, 1, 1);
@@ -914,9 +919,11 @@ TEST(PoolKernel, ChannelBlockedMaxPoolMatchesReference) {
       const bool live = j > 0;
       gP.in[j] = live ? (j == 1 ? H : W) : 1;
       gP.k[j] = live ? pick(2, 3) : 1, gP.s[j] = live ? pick(1, 2) : 1, gP.d[j] = live ? pick(1, 2) : 1;
-      const int64_t dk = (gP.k[j] - 1) * gP.d[j] + 1;
-      gP.pb[j] = gP.pe[j] = live ? pick(0, (int)std::min<int64_t>(gP.k[j] - 1, dk / 2)) : 0;
-      gP.out[j] = (gP.in[j] + gP.pb[j] + gP.pe[j] - dk) / gP.s[j] + 1;
+      const int64_t dk = (gP.k[j] - 1) * gP.d[j] + 1, pmax = std::min<int64_t>(gP.k[j] - 1, dk / 2);
+      gP.pb[j] = live ? pick(0, (int)pmax) : 0, gP.pe[j] = live ? pick(0, (int)pmax) : 0;  // asymmetric too
+      const int64_t span = gP.in[j] + gP.pb[j] + gP.pe[j] - dk;
+      gP.out[j] = (ceil ? (span + gP.s[j] - 1) / gP.s[j] : span / gP.s[j]) + 1;
+      if (ceil && (gP.out[j] - 1) * gP.s[j] >= gP.in[j] + gP.pb[j]) gP.out[j]--;  // a last window inside
     }
     const Geo gB = layer2d(N, C, M, gP.out[1], gP.out[2], 3, 1, 1, 1);
     auto x = rnd((size_t)(N * (from_input ? C : C0) * H * W), rng);
@@ -934,7 +941,8 @@ TEST(PoolKernel, ChannelBlockedMaxPoolMatchesReference) {
     }
     md.nodes.push_back({"MaxPool", "pool", {from_input ? "x" : "a"}, {"p"},
                         {onnxb::attr_ints("kernel_shape", spatial(gP, gP.k)), onnxb::attr_ints("strides", spatial(gP, gP.s)),
-                         onnxb::attr_ints("dilations", spatial(gP, gP.d)), onnxb::attr_ints("pads", pads_of(gP))}});
+                         onnxb::attr_ints("dilations", spatial(gP, gP.d)), onnxb::attr_ints("pads", pads_of(gP)),
+                         onnxb::attr_int("ceil_mode", ceil)}});
     md.nodes.push_back({"Conv", "B", {"p", "wB", "bB"}, {"y"}, {onnxb::attr_ints("pads", {1, 1, 1, 1})}});
     md.outputs.push_back({"y", 1, {N, M, gB.out[1], gB.out[2]}});
     if (tap_p) md.outputs.push_back({"p", 1, pd});
@@ -943,7 +951,7 @@ TEST(PoolKernel, ChannelBlockedMaxPoolMatchesReference) {
     std::string err, profile;
     std::vector<std::vector<float>> rest;
     auto got = run(md, dims, data, &err, &profile, &rest);
-    const std::string what = "trial " + std::to_string(trial) + " (pool " + describe(gP) +
+    const std::string what = "trial " + std::to_string(trial) + " (pool " + describe(gP) + (ceil ? ", ceil" : "") +
                              (from_input ? ", on the input" : ", after A") + (tap_p ? ", an output" : "") + ")";
     ASSERT_TRUE(err.empty()) << what << ": " << err;
     const auto a = from_input ? x : conv_ref(gA, x, wA, bA, {}, false);

@@ -59,11 +59,12 @@ void mi_chan16_block(const float *plain, int64_t n, int64_t cstride, const float
 #pragma GCC unroll 16
     for (int c = 0; c < 16; c++) r[c] = _mm512_maskz_loadu_ps(first(k), plain + c * cstride + p);
     transpose16(r, o);
-    for (int i = 0; i < k; i++) {
+#pragma GCC unroll 16
+    for (int i = 0; i < 16; i++) { /* unrolled: o stays in registers; positions past k not stored */
       __m512 v = o[i];
-      if (res) v = _mm512_add_ps(v, _mm512_loadu_ps(res + (p + i) * 16));
+      if (res) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(i < k ? 0xffff : 0, res + (p + i) * 16));
       if (relu) v = _mm512_max_ps(v, zero);
-      _mm512_storeu_ps(blk + (p + i) * 16, v);
+      _mm512_mask_storeu_ps(blk + (p + i) * 16, i < k ? 0xffff : 0, v);
     }
   }
 }

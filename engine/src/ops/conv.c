@@ -1056,7 +1056,9 @@ static bool cv_wanted(const mi_exec *ex, const geom *g, int64_t C, int64_t M, bo
   bool padded = false; /* taps before or after the input */
   for (int j = 0; j < 3; j++)
     padded = padded || g->pb[j] || (g->out[j] - 1) * g->s[j] + (g->k[j] - 1) * g->d[j] + 1 > g->in[j] + g->pb[j];
-  if (padded && !pre && C % 16 == 0 && g->in[0] == 1 && g->k[0] == 1 && g->k_sz > 1 && g->s[1] * g->s[2] == 1)
+  const int64_t pos = g->out[0] * g->out[1] * g->out[2], K = C * g->k_sz;
+  if (padded && !pre && C % 16 == 0 && g->in[0] == 1 && g->k[0] == 1 && g->k_sz > 1 && g->s[1] * g->s[2] == 1 &&
+      pos <= 1024) /* maps of up to 32x32, as measured; larger ones by the rules below */
     return true;
   /* Up to 16x16, and up to 32x32 while K is small (ResNet-50's 28x28 3x3
    * layers, K 1152: 0.90 -> 0.68 ms).  Larger maps while K <= 2304 (chains
@@ -1070,9 +1072,9 @@ static bool cv_wanted(const mi_exec *ex, const geom *g, int64_t C, int64_t M, bo
    * 1.6 -> 2.4 ms); and not strided ones, the 7x7 RGB stems (PSPNet's
    * 0.87 -> 1.46 ms).  PSPNet's dilated 24x24 layers (K 4608) took twice as
    * long here while each tile read its block's whole K, and with K in chunks
-   * (dconv_cv.c) still no less (16.0-17.1 against 15.5-15.7 ms).  1x1
-   * layers, strided ones too, measured as fast or faster on the SGEMM. */
-  const int64_t pos = g->out[0] * g->out[1] * g->out[2], K = C * g->k_sz;
+   * (dconv_cv.c) still no less (16.0-17.1 against 15.5-15.7 ms), on NCHW
+   * copies (now blocked ones, above).  1x1 layers, strided ones too,
+   * measured as fast or faster on the SGEMM. */
   const int64_t out_bytes = M * pos * (int64_t)sizeof(float);
   const bool strided = g->s[1] * g->s[2] > 1;
   const bool large_ok = out_bytes <= (8 << 20) || (g->out[0] == 1 && K >= 64);

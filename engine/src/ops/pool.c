@@ -368,10 +368,15 @@ __attribute__((target("avx512f"))) static void maxpool16_rows(void *vctx, int64_
       const int64_t sx = ox * g->s[2] - g->pb[2];
       int64_t xl, xh;
       mi_valid_range(g->k[2], g->d[2], sx, W, &xl, &xh);
+      /* as maxpool_f32: the first tap, then each one above it (a NaN first stays, later ones lose); an empty
+       * window the lowest float */
       __m512 v = _mm512_set1_ps(-FLT_MAX);
       for (int64_t ky = yl; ky < yh; ky++) {
         const float *row = xb + (sy + ky * g->d[1]) * W * 16;
-        for (int64_t kx = xl; kx < xh; kx++) v = _mm512_max_ps(v, _mm512_loadu_ps(row + (sx + kx * g->d[2]) * 16));
+        for (int64_t kx = xl; kx < xh; kx++) {
+          const __m512 t = _mm512_loadu_ps(row + (sx + kx * g->d[2]) * 16);
+          v = ky == yl && kx == xl ? t : _mm512_max_ps(t, v); /* max_ps: the second operand where either is NaN */
+        }
       }
       const int64_t o = oy * OW + ox;
       if (c->out16) {
@@ -387,13 +392,21 @@ __attribute__((target("avx512f"))) static void maxpool16_rows(void *vctx, int64_
 
 #endif
 
-/* MaxPool: 2D FP32 without Indices, whole blocks of 16 channels, on AVX-512. */
+/* MaxPool: 2D FP32 without Indices, whole blocks of 16 channels, on
+ * AVX-512.  It gains nothing by the layout itself (MI_CHAN16_COPY): a value
+ * between it and a layer that takes blocked tensors through copies (fast
+ * mode's Winograd ones, around VGG's pools) stays NCHW. */
 unsigned mi_maxpool_layouts(const mi_node *n, const mi_exec *ex, mi_tensor *const *in) {
   (void)ex;
+#if defined(__x86_64__) && defined(__GNUC__)
   const mi_tensor *x = in[0];
   if (!x || x->dtype != MI_FLOAT || x->ndim != 4 || x->dims[1] % 16 || mi_gemm_isa() != MI_ISA_AVX512) return 0;
   if (n->n_out > 1 && n->out[1] >= 0) return 0;
-  return MI_CHAN16_IN | MI_CHAN16_OUT;
+  return MI_CHAN16_IN | MI_CHAN16_OUT | MI_CHAN16_COPY;
+#else
+  (void)n, (void)in;
+  return 0;
+#endif
 }
 
 static mi_status *pool_run(mi_node *n, mi_exec *ex, mi_tensor *const *in, mi_tensor **out) {
