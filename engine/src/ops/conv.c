@@ -54,6 +54,13 @@ typedef struct geom {
   int64_t in_sz, out_sz, k_sz;
 } geom;
 
+/* A Winograd call's geometry (its tensors unset): N images of the layer's. */
+static mi_wino_conv wino_call(const geom *g, int64_t N) {
+  return (mi_wino_conv){.N = N,         .D = g->in[0],  .H = g->in[1],  .W = g->in[2],  .Do = g->out[0],
+                        .Ho = g->out[1], .Wo = g->out[2], .pz = g->pb[0], .py = g->pb[1], .px = g->pb[2],
+                        .dy = g->d[1],  .dx = g->d[2]};
+}
+
 static int64_t clamp64(int64_t v, int64_t lo, int64_t hi) { return v < lo ? lo : (v > hi ? hi : v); }
 
 static mi_status *conv_init_common(mi_node *n, bool transpose) {
@@ -1044,6 +1051,13 @@ static bool cv_fits(const mi_exec *ex, const geom *g, int64_t C, int64_t M, bool
   return direct_slab(g, C, false, false, &ph) != 0;
 }
 
+/* Whether the channel-vector kernel's padded copy of an NCHW input is made
+ * channel-blocked (conv_direct's src16; padcopy16_rows): 2D, whole blocks
+ * of 16 channels, no input prologue. */
+static bool copy16_ok(const geom *g, int64_t C, bool pre) {
+  return !pre && C % 16 == 0 && g->in[0] == 1 && g->k[0] == 1;
+}
+
 static bool cv_wanted(const mi_exec *ex, const geom *g, int64_t C, int64_t M, bool own, bool pre) {
   if (!cv_fits(ex, g, C, M, own)) return false;
   if (conv_cv_mode() == 1) return true;
@@ -1053,11 +1067,12 @@ static bool cv_wanted(const mi_exec *ex, const geom *g, int64_t C, int64_t M, bo
    * 12.8 ms on the SGEMM, 11.1 here (ONNX Runtime in calm minutes: 11.1);
    * the whole network, builds alternating in one process, first quartile
    * 90.8 -> 85.0 ms. */
-  bool padded = false; /* taps before or after the input */
-  for (int j = 0; j < 3; j++)
-    padded = padded || g->pb[j] || (g->out[j] - 1) * g->s[j] + (g->k[j] - 1) * g->d[j] + 1 > g->in[j] + g->pb[j];
+  int64_t pin[3]; /* taps before or after the input: a padded copy */
+  padded_extent(g, pin);
+  bool padded = false;
+  for (int j = 0; j < 3; j++) padded = padded || g->pb[j] || pin[j] != g->in[j];
   const int64_t pos = g->out[0] * g->out[1] * g->out[2], K = C * g->k_sz;
-  if (padded && !pre && C % 16 == 0 && g->in[0] == 1 && g->k[0] == 1 && g->k_sz > 1 && g->s[1] * g->s[2] == 1 &&
+  if (padded && copy16_ok(g, C, pre) && g->k_sz > 1 && g->s[1] * g->s[2] == 1 &&
       pos <= 1024) /* maps of up to 32x32, as measured; larger ones by the rules below */
     return true;
   /* Up to 16x16, and up to 32x32 while K is small (ResNet-50's 28x28 3x3
@@ -1119,8 +1134,7 @@ static unsigned chan16_caps(const mi_node *n, const mi_exec *ex, const conv_attr
   /* Fast mode's Winograd layers through NCHW copies (conv_winograd) */
   bool wino = a->wino_ok;
   if (wino) {
-    const mi_wino_conv wc = {.N = x->dims[0], .D = g->in[0], .H = g->in[1], .W = g->in[2], .Do = g->out[0],
-                             .Ho = g->out[1], .Wo = g->out[2], .dy = g->d[1], .dx = g->d[2]};
+    const mi_wino_conv wc = wino_call(g, x->dims[0]);
     wino = mi_wino_wanted(C, M, g->k[0], &wc) != 0;
   }
   return MI_CHAN16_OUT | (C % 16 ? 0 : MI_CHAN16_IN) | (wino ? MI_CHAN16_COPY : 0);
@@ -1230,7 +1244,7 @@ static mi_status *conv_direct(mi_node *n, mi_exec *ex, conv_attr *a, const geom 
   const bool amx_pad = amx && has_pad;
   const bool padcopy = (has_pad && !amx_pad) || (pre && !bf16);
   /* The kernel's source channel-blocked: the input, or its padded copy made so (padcopy16_rows) */
-  const bool src16 = in16 || (cv && padcopy && !pre && C % 16 == 0 && g->in[0] == 1 && g->k[0] == 1);
+  const bool src16 = in16 || (cv && padcopy && copy16_ok(g, C, pre != NULL));
   if (cv && !a->wcv.data) { /* from the packed (or Winograd) weights, which they then replace */
     float *wf = weights_rows(a, M, K);
     /* a blocked source: the steps in its order (a 1x1 layer's are already) */
@@ -1426,8 +1440,8 @@ static mi_status *conv_winograd(mi_node *n, mi_exec *ex, const geom *g, const fl
                                 bool in16, bool out16, bool *ran) {
   conv_attr *a = n->priv;
   *ran = false;
-  mi_wino_conv wc = {x,        bias,     res,      y,     N,     g->in[0], g->in[1], g->in[2], g->out[0],
-                     g->out[1], g->out[2], g->pb[0], g->pb[1], g->pb[2], g->d[1], g->d[2], false};
+  mi_wino_conv wc = wino_call(g, N);
+  wc.x = x, wc.bias = bias, wc.res = res, wc.y = y;
   const int tile = mi_wino_wanted(C, M, g->k[0], &wc);
   if (!tile) return NULL;
   if (!a->wino) { /* in the first call's tile (a network's layer keeps its map size) */

@@ -416,12 +416,13 @@ static mi_status *pool_run(mi_node *n, mi_exec *ex, mi_tensor *const *in, mi_ten
   MI_TRY(pool_geom(n, a, x, &g));
   if (x->chan16 || out[0]->chan16) { /* the plan's layouts (mi_maxpool_layouts) */
 #if defined(__x86_64__) && defined(__GNUC__)
-    if (mi_maxpool_layouts(n, ex, in) && x->chan16) {
+    const bool takes = mi_maxpool_layouts(n, ex, in) != 0;
+    if (takes && x->chan16) {
       pool16_ctx c = {&g, x->data, out[0]->data, out[0]->chan16};
       mi_parallel_for(ex, x->dims[0] * x->dims[1] / 16 * g.out[1], 1, maxpool16_rows, &c);
       return NULL;
     }
-    if (mi_maxpool_layouts(n, ex, in)) { /* NCHW in, blocked out: through an NCHW copy */
+    if (takes) { /* NCHW in, blocked out: through an NCHW copy */
       const int64_t planes = x->dims[0] * x->dims[1];
       float *yn = mi_exec_scratch(ex, (size_t)(planes * g.out_sz) * sizeof(float));
       if (!yn) return mi_node_error(n, MI_ERR_NO_MEMORY, "out of memory for the pooled copy");
