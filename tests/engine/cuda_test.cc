@@ -156,6 +156,26 @@ Model unet_3d() {
   return m;
 }
 
+// Normalizations carrying what the graph passes fuse into them: InstanceNorm
+// with a residual Add and LeakyRelu, BatchNorm (no Conv to fold into) with Relu.
+Model fused_norms() {
+  Model m;
+  m.inputs.push_back({"x", 1, {-1, 4, 5, 7}});
+  m.outputs.push_back({"y", 1, {}});
+  m.inits.push_back(weights("g", {4}, 31));
+  m.inits.push_back(weights("be", {4}, 32));
+  m.inits.push_back(weights("s", {4}, 33));
+  m.inits.push_back(weights("bb", {4}, 34));
+  m.inits.push_back(weights("mu", {4}, 35));
+  m.inits.push_back(onnxb::float_tensor("var", {4}, random_floats(4, 36, 0.5f, 1.5f)));
+  m.nodes.push_back({"InstanceNormalization", "in", {"x", "g", "be"}, {"in"}, {}});
+  m.nodes.push_back({"Add", "add", {"in", "x"}, {"a"}, {}});
+  m.nodes.push_back({"LeakyRelu", "lr", {"a"}, {"lr"}, {onnxb::attr_float("alpha", 0.1f)}});
+  m.nodes.push_back({"BatchNormalization", "bn", {"lr", "s", "bb", "mu", "var"}, {"bn"}, {}});
+  m.nodes.push_back({"Relu", "r", {"bn"}, {"y"}, {}});
+  return m;
+}
+
 // Bilinear Resize, Transpose, MatMul, ReduceMean, Sigmoid, Slice-free shape ops.
 Model misc_ops() {
   Model m;
@@ -213,6 +233,11 @@ TEST(Cuda, ResNetBlockMatchesCpu) {
 TEST(Cuda, UNet3dMatchesCpu) {
   REQUIRE_GPU();
   compare(unet_3d(), {1, 2, 12, 12, 12}, 103);
+}
+
+TEST(Cuda, FusedNormalizationsMatchCpu) {
+  REQUIRE_GPU();
+  compare(fused_norms(), {2, 4, 5, 7}, 104);
 }
 
 TEST(Cuda, ResizeMatMulReduceMatchCpu) {

@@ -86,6 +86,19 @@ typedef struct mi_cuda_shape {
  * 0 along broadcast dims. */
 void mi_cuda_bcast_strides(const mi_tensor *t, int nd, const int64_t *dims, int64_t *strides);
 
+/* A fused activation (mi_node.act) of one element. */
+template <typename T>
+static __device__ __forceinline__ T mi_cuda_act(T v, int kind, float a, float b) {
+  switch (kind) {
+    case MI_ACT_RELU: return v > (T)0 ? v : (T)0;
+    case MI_ACT_LEAKY_RELU: return v >= (T)0 ? v : v * (T)a;
+    case MI_ACT_CLIP: return v < (T)a ? (T)a : (v > (T)b ? (T)b : v);
+    case MI_ACT_SIGMOID: return (T)1 / ((T)1 + exp(-v));
+    case MI_ACT_TANH: return tanh(v);
+    default: return v;
+  }
+}
+
 /* Fused epilogue: y = act(y + bias[c] + res), over [outer, C, inner].
  * bias and res may be NULL. */
 mi_status *mi_cuda_epilogue(mi_cuda_ctx *cx, const mi_node *n, float *y, const float *bias,

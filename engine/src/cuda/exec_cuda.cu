@@ -65,24 +65,13 @@ void mi_cuda_bcast_strides(const mi_tensor *t, int nd, const int64_t *dims, int6
   }
 }
 
-__device__ __forceinline__ float mi_act(float v, int kind, float a, float b) {
-  switch (kind) {
-    case MI_ACT_RELU: return v > 0.f ? v : 0.f;
-    case MI_ACT_LEAKY_RELU: return v >= 0.f ? v : v * a;
-    case MI_ACT_CLIP: return fminf(fmaxf(v, a), b);
-    case MI_ACT_SIGMOID: return 1.f / (1.f + expf(-v));
-    case MI_ACT_TANH: return tanhf(v);
-    default: return v;
-  }
-}
-
 __global__ void k_epilogue(float *y, const float *bias, const float *res, int64_t total, int64_t C,
                            int64_t inner, int kind, float a, float b) {
   CU_LOOP(i, total) {
     float v = y[i];
     if (bias) v += bias[(i / inner) % C];
     if (res) v += res[i];
-    y[i] = mi_act(v, kind, a, b);
+    y[i] = mi_cuda_act(v, kind, a, b);
   }
 }
 

@@ -90,7 +90,8 @@ static mi_status *row_stats(mi_cuda_ctx *cx, const mi_node *n, const float *x, i
 }
 
 /* y = (x - mean[row]) * inv[row] * scale + bias.  InstanceNorm: scale/bias
- * indexed by channel = row % C; LayerNorm: by the element's position in the
+ * indexed by channel = row % C, then the fused residual and activation
+ * (mi_node.fused_add, mi_node.act); LayerNorm: by the element's position in the
  * row through broadcast strides (sl). */
 typedef struct ln_index {
   int nd;
@@ -98,11 +99,14 @@ typedef struct ln_index {
 } ln_index;
 
 __global__ void k_norm_apply_ch(const float *x, float *y, const float *mean, const float *inv, const float *sc,
-                                const float *bi, int64_t total, int64_t L, int64_t C) {
+                                const float *bi, int64_t total, int64_t L, int64_t C, const float *res,
+                                mi_activation act) {
   CU_LOOP(i, total) {
     int64_t r = i / L, c = r % C;
     float v = (x[i] - mean[r]) * inv[r];
-    y[i] = v * (sc ? sc[c] : 1.f) + (bi ? bi[c] : 0.f);
+    v = v * (sc ? sc[c] : 1.f) + (bi ? bi[c] : 0.f);
+    if (res) v += res[i];
+    y[i] = mi_cuda_act(v, act.kind, act.alpha, act.beta);
   }
 }
 
@@ -123,7 +127,7 @@ __global__ void k_norm_apply_ln(const float *x, float *y, const float *mean, con
 
 static mi_status *instnorm_run(mi_node *n, mi_cuda_ctx *cx, mi_tensor *const *in, const mi_tensor *const *hin,
                                mi_tensor **out) {
-  const mi_tensor *x = in[0];
+  const mi_tensor *x = in[0], *res = in[n->n_in];
   if (x->dtype != MI_FLOAT) return mi_node_error(n, MI_ERR_UNSUPPORTED, "CUDA InstanceNormalization supports float32 only");
   int64_t C = x->dims[1], rows = x->dims[0] * C, L = mi_numel(x->ndim - 2, x->dims + 2);
   if (!rows || !L) return NULL;
@@ -132,7 +136,8 @@ static mi_status *instnorm_run(mi_node *n, mi_cuda_ctx *cx, mi_tensor *const *in
   int64_t total = rows * L;
   k_norm_apply_ch<<<mi_cuda_grid(total, 256), 256, 0, cx->stream>>>((const float *)x->data, (float *)out[0]->data,
                                                                     mean, inv, (const float *)in[1]->data,
-                                                                    (const float *)in[2]->data, total, L, C);
+                                                                    (const float *)in[2]->data, total, L, C,
+                                                                    res ? (const float *)res->data : NULL, n->act);
   CU_LAUNCHED(n);
   return NULL;
 }
@@ -177,17 +182,19 @@ static mi_status *layernorm_run(mi_node *n, mi_cuda_ctx *cx, mi_tensor *const *i
 
 template <typename T>
 __global__ void k_batchnorm(const T *x, T *y, const T *sc, const T *bi, const T *mu, const T *var, double eps,
-                            int64_t total, int64_t C, int64_t inner) {
+                            int64_t total, int64_t C, int64_t inner, const T *res, mi_activation act) {
   CU_LOOP(i, total) {
     int64_t c = (i / inner) % C;
     double s = (double)sc[c] / sqrt((double)var[c] + eps);
-    y[i] = (T)(((double)x[i] - (double)mu[c]) * s + (double)bi[c]);
+    T v = (T)(((double)x[i] - (double)mu[c]) * s + (double)bi[c]);
+    if (res) v += res[i];
+    y[i] = mi_cuda_act(v, act.kind, act.alpha, act.beta);
   }
 }
 
 static mi_status *batchnorm_run(mi_node *n, mi_cuda_ctx *cx, mi_tensor *const *in, const mi_tensor *const *hin,
                                 mi_tensor **out) {
-  const mi_tensor *x = in[0];
+  const mi_tensor *x = in[0], *res = in[n->n_in];
   bool spatial = n->opset >= 9 || mi_attr_int(n, "spatial", 1) != 0;
   int64_t C = x->ndim > 1 ? x->dims[1] : 1;
   int64_t inner = x->ndim > 2 ? mi_numel(x->ndim - 2, x->dims + 2) : 1;
@@ -202,11 +209,13 @@ static mi_status *batchnorm_run(mi_node *n, mi_cuda_ctx *cx, mi_tensor *const *i
   if (x->dtype == MI_FLOAT)
     k_batchnorm<float><<<g, 256, 0, cx->stream>>>((const float *)x->data, (float *)out[0]->data, (const float *)in[1]->data,
                                                  (const float *)in[2]->data, (const float *)in[3]->data,
-                                                 (const float *)in[4]->data, eps, total, C, inner);
+                                                 (const float *)in[4]->data, eps, total, C, inner,
+                                                 res ? (const float *)res->data : NULL, n->act);
   else if (x->dtype == MI_DOUBLE)
     k_batchnorm<double><<<g, 256, 0, cx->stream>>>((const double *)x->data, (double *)out[0]->data, (const double *)in[1]->data,
                                                   (const double *)in[2]->data, (const double *)in[3]->data,
-                                                  (const double *)in[4]->data, eps, total, C, inner);
+                                                  (const double *)in[4]->data, eps, total, C, inner,
+                                                  (const double *)NULL, n->act);
   else
     return mi_node_error(n, MI_ERR_UNSUPPORTED, "element type %s is not supported on CUDA", mi_dtype_name(x->dtype));
   CU_LAUNCHED(n);
