@@ -730,8 +730,9 @@ TEST(ConvKernel, ChannelVectorThenLargerMap) { maps_in_turn(20261202, 24, 32, fa
 // their own order.
 TEST(ConvKernel, ChannelVectorBlockedOrderThenLargeMap) { maps_in_turn(20261208, 32, 16, false, {12, 370, 12}); }
 
-// The channel-vector kernel (a small map) with K 1440 in chunks of 128, 256
-// or 512 taps (64, 32 or 16 channels a block, the last chunk partial),
+// The channel-vector kernel (a small map) with K 2160 in chunks of 128, 256
+// or 512 taps (64, 32 or 16 channels a block; 512, 1024 or 2048 on AMD), the
+// last chunk partial,
 // tiles in groups that keep their sums between chunks; bias + ReLU in
 // registers, or a residual added by the epilogue after the last chunk.
 TEST(ConvKernel, ChannelVectorChunkedTaps) {
@@ -739,7 +740,7 @@ TEST(ConvKernel, ChannelVectorChunkedTaps) {
   for (int64_t M : {64, 96, 48}) {
     const bool with_res = M != 64;
     Geo g{};
-    g.nsp = 2, g.N = 1, g.C = 160, g.M = M, g.G = 1;
+    g.nsp = 2, g.N = 1, g.C = 240, g.M = M, g.G = 1;
     const int64_t hw[3] = {1, 13, 11};
     for (int j = 0; j < 3; j++) {
       const bool live = j > 0;
