@@ -767,6 +767,55 @@ TEST(ConvKernel, ChannelVectorChunkedTaps) {
   }
 }
 
+// Padded 2D layers on the channel-vector kernel in its channel-blocked order
+// (whole blocks of 16 channels): tiles whose positions all read only padding
+// at some taps leave those taps out (border rows of a dilated 24x24 layer, a
+// 7x7 map's first and last rows, strided and asymmetric pads, a 7x7 kernel
+// of 49 taps); results as the reference's, with a residual on some.
+TEST(ConvKernel, ChannelVectorSkipsPaddingTaps) {
+  struct Case {
+    int64_t C, M, h, w, k, s, d, pt, pl, pb, pr;
+  };
+  const Case cases[] = {{32, 64, 24, 24, 3, 1, 4, 4, 4, 4, 4}, {48, 32, 7, 7, 3, 1, 1, 1, 1, 1, 1},
+                        {16, 16, 13, 11, 3, 2, 1, 1, 1, 1, 1}, {32, 48, 9, 10, 3, 1, 2, 0, 2, 3, 1},
+                        {16, 32, 7, 7, 7, 1, 1, 3, 3, 3, 3},   {64, 64, 12, 12, 3, 1, 6, 6, 6, 6, 6}};
+  std::mt19937 rng(20261204);
+  int i = 0;
+  for (const Case &c : cases) {
+    const bool with_res = i++ % 2 == 1;
+    Geo g{};
+    g.nsp = 2, g.N = 1, g.C = c.C, g.M = c.M, g.G = 1;
+    const int64_t in[3] = {1, c.h, c.w}, pb[3] = {0, c.pt, c.pl}, pe[3] = {0, c.pb, c.pr};
+    for (int j = 0; j < 3; j++) {
+      const bool live = j > 0;
+      g.k[j] = live ? c.k : 1, g.s[j] = live ? c.s : 1, g.d[j] = live ? c.d : 1;
+      g.pb[j] = pb[j], g.pe[j] = pe[j], g.in[j] = in[j];
+      g.out[j] = (in[j] + pb[j] + pe[j] - g.d[j] * (g.k[j] - 1) - 1) / g.s[j] + 1;
+    }
+    const auto xd = shape(g, 1, g.C, g.in), yd = shape(g, 1, g.M, g.out);
+    auto x = rnd((size_t)numel(xd), rng), w = rnd((size_t)(g.M * g.C * c.k * c.k), rng), b = rnd((size_t)g.M, rng);
+    auto r = with_res ? rnd((size_t)numel(yd), rng) : std::vector<float>();
+    Model md;
+    md.inputs.push_back({"x", 1, xd});
+    md.inits.push_back(onnxb::float_tensor("w", {g.M, g.C, c.k, c.k}, w));
+    md.inits.push_back(onnxb::float_tensor("b", {g.M}, b));
+    md.nodes.push_back({"Conv", "conv", {"x", "w", "b"}, {"c"},
+                        {onnxb::attr_ints("pads", pads_of(g)), onnxb::attr_ints("strides", {c.s, c.s}),
+                         onnxb::attr_ints("dilations", {c.d, c.d})}});
+    std::vector<std::vector<int64_t>> dims = {xd};
+    std::vector<std::vector<float>> data = {x};
+    if (with_res) add_residual_relu(md, yd, r, dims, data);
+    else md.nodes.push_back({"Relu", "relu", {"c"}, {"y"}, {}});
+    md.outputs.push_back({"y", 1, yd});
+    std::string err;
+    auto got = run(md, dims, data, &err);
+    ASSERT_TRUE(err.empty()) << err;
+    expect_close(got, conv_ref(g, x, w, b, r, true),
+                 "case " + std::to_string(i) + ": " + std::to_string(c.h) + "x" + std::to_string(c.w) + " k" +
+                     std::to_string(c.k) + " s" + std::to_string(c.s) + " d" + std::to_string(c.d));
+  }
+}
+
 // Whether the plan keeps values channel-blocked in this run: AVX-512 in use (the public query that says so) and no
 // knob that takes the blocked layouts away (the runs with those check the numbers only).
 bool blocked_layouts_expected() {

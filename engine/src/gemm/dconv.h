@@ -47,6 +47,10 @@ typedef struct mi_dconv_job {
   bool chan16;           /* channel-vector kernel: y (and res) channel-blocked, NCHW16c: channel m at
                             position o is y[(m / 16) * 16 * ldy + 16 * o + m % 16]; the residual res added
                             in registers before the ReLU (epi must be NULL) */
+  const uint64_t *skip_rows, *skip_cols; /* channel-vector kernel, weights in channel-blocked order
+                            (mi_dconv_cv_weights.taps, at most 64): per output row (grid_rows) and column
+                            (cols) of a plane, the taps (bit t) that read only padding there; a tile skips
+                            the taps that all its positions skip (NULL: none) */
 } mi_dconv_job;
 
 /* The next run of real output positions at or after *q, before e: positions

@@ -132,7 +132,8 @@ static inline __attribute__((always_inline)) void store_rows8(const __m512 *r, i
 static inline __attribute__((always_inline)) void tile(const int V, const int NP, const mi_dconv_job *j,
                                                       const mi_dconv_cv_weights *w, int64_t m0, const int64_t *q,
                                                       int64_t o0, int64_t k0, int64_t k1, float *buf,
-                                                      bool first, bool last, const char *pf, int64_t npf) {
+                                                      bool first, bool last, const char *pf, int64_t npf,
+                                                      uint64_t skip) {
   __m512 acc[PMAX][4];
 #pragma GCC unroll 12
   for (int p = 0; p < NP; p++)
@@ -143,25 +144,36 @@ static inline __attribute__((always_inline)) void tile(const int V, const int NP
   for (int p = 0; p < NP; p++) xs[p] = j->x + q[p];
   const float *wp = w->data + m0 * w->K + k0 * 16 * V;
   const int32_t *t = j->toff;
+  /* One step: the weights of V vectors of channels times each position's input value at tap offset t[k]. */
+#define CV_STEP(k, wk)                                                               \
+  do {                                                                               \
+    if (npf > 0) { /* two lines of the weights this thread takes next, into L2 */    \
+      _mm_prefetch(pf, _MM_HINT_T1);                                                 \
+      _mm_prefetch(pf + 64, _MM_HINT_T1);                                            \
+      pf += 128;                                                                     \
+      npf -= 2;                                                                      \
+    }                                                                                \
+    __m512 wv[4];                                                                    \
+    _Pragma("GCC unroll 4") for (int v = 0; v < V; v++) wv[v] = _mm512_load_ps((wk) + 16 * v); \
+    const int64_t tk = t[k];                                                         \
+    _Pragma("GCC unroll 12") for (int p = 0; p < NP; p++) {                          \
+      const __m512 b = _mm512_set1_ps(xs[p][tk]);                                    \
+      _Pragma("GCC unroll 4") for (int v = 0; v < V; v++) acc[p][v] = _mm512_fmadd_ps(wv[v], b, acc[p][v]); \
+    }                                                                                \
+  } while (0)
+  if (skip) {
+    /* Channel-blocked order: steps k = (block taps + tap) 16 + channel % 16, so
+     * a tap of a block is 16 steps in a row (chunks start at multiples of 16). */
+    for (int64_t k = k0; k < k1; k += 16, wp += 16 * 16 * V) {
+      if (skip >> ((k >> 4) % w->taps) & 1) continue;
 #pragma GCC unroll 2
-  for (int64_t k = k0; k < k1; k++, wp += 16 * V) {
-    if (npf > 0) { /* two lines of the weights this thread takes next, into L2 */
-      _mm_prefetch(pf, _MM_HINT_T1);
-      _mm_prefetch(pf + 64, _MM_HINT_T1);
-      pf += 128;
-      npf -= 2;
+      for (int64_t i = 0; i < 16; i++) CV_STEP(k + i, wp + i * 16 * V);
     }
-    __m512 wv[4];
-#pragma GCC unroll 4
-    for (int v = 0; v < V; v++) wv[v] = _mm512_load_ps(wp + 16 * v);
-    const int64_t tk = t[k];
-#pragma GCC unroll 12
-    for (int p = 0; p < NP; p++) {
-      const __m512 b = _mm512_set1_ps(xs[p][tk]);
-#pragma GCC unroll 4
-      for (int v = 0; v < V; v++) acc[p][v] = _mm512_fmadd_ps(wv[v], b, acc[p][v]);
-    }
+  } else {
+#pragma GCC unroll 2
+    for (int64_t k = k0; k < k1; k++, wp += 16 * V) CV_STEP(k, wp);
   }
+#undef CV_STEP
   if (!last) {
 #pragma GCC unroll 12
     for (int p = 0; p < NP; p++)
@@ -201,12 +213,12 @@ static inline __attribute__((always_inline)) void tile(const int V, const int NP
 }
 
 typedef void (*tile_fn)(const mi_dconv_job *, const mi_dconv_cv_weights *, int64_t, const int64_t *, int64_t,
-                        int64_t, int64_t, float *, bool, bool, const char *, int64_t);
+                        int64_t, int64_t, float *, bool, bool, const char *, int64_t, uint64_t);
 #define T(V, P)                                                                                            \
   static void t_##V##_##P(const mi_dconv_job *j, const mi_dconv_cv_weights *w, int64_t m0, const int64_t *q, \
                           int64_t o0, int64_t k0, int64_t k1, float *buf, bool first, bool last,             \
-                          const char *pf, int64_t npf) {                                                   \
-    tile(V, P, j, w, m0, q, o0, k0, k1, buf, first, last, pf, npf);                                         \
+                          const char *pf, int64_t npf, uint64_t skip) {                                     \
+    tile(V, P, j, w, m0, q, o0, k0, k1, buf, first, last, pf, npf, skip);                                   \
   }
 #define T6(V) T(V, 1) T(V, 2) T(V, 3) T(V, 4) T(V, 5) T(V, 6)
 #define T12(V) T6(V) T(V, 7) T(V, 8) T(V, 9) T(V, 10) T(V, 11) T(V, 12)
@@ -242,6 +254,21 @@ static int tile_positions(const mi_dconv_job *j, int64_t total, int64_t nt, int6
   return np;
 }
 
+/* The taps that all np positions from output index o0 read only padding at:
+ * the multiply-adds with zeros a tile leaves out (a 512-channel 24x24 layer
+ * of dilation 4: its 8 border rows skip a third of their taps, 11 % of the
+ * layer; a 7x7 map's first and last row, the 3x3 taps above and below). */
+static uint64_t tile_skip(const mi_dconv_job *j, const mi_dconv_cv_weights *w, int64_t rows, int64_t o0, int np) {
+  if (!j->skip_rows || w->taps <= 0 || w->taps > 64) return 0;
+  uint64_t s = ~(uint64_t)0;
+  int64_t r = o0 / j->cols % rows, c = o0 % j->cols;
+  for (int p = 0; p < np && s; p++) {
+    s &= j->skip_rows[r] | j->skip_cols[c];
+    if (++c == j->cols) c = 0, r = r + 1 == rows ? 0 : r + 1;
+  }
+  return s;
+}
+
 void mi_dconv_cv_run(const mi_dconv_job *j, const mi_dconv_cv_weights *w, int64_t begin, int64_t end) {
   const int64_t total = positions(j), nt = ntiles(j, w->vb), gt = group_tiles(j, w), ng = (nt + gt - 1) / gt;
   const int64_t rows = grid_rows(j), kch = chunk_k(w);
@@ -258,7 +285,11 @@ void mi_dconv_cv_run(const mi_dconv_job *j, const mi_dconv_cv_weights *w, int64_
     const int64_t g0 = gi * gt, g1 = g0 + gt < nt ? g0 + gt : nt, m0 = blk * w->vb;
     int64_t q[GROUP_TILES][PMAX], o0[GROUP_TILES];
     int np[GROUP_TILES];
-    for (int64_t ti = g0; ti < g1; ti++) np[ti - g0] = tile_positions(j, total, nt, rows, ti, q[ti - g0], &o0[ti - g0]);
+    uint64_t skip[GROUP_TILES];
+    for (int64_t ti = g0; ti < g1; ti++) {
+      np[ti - g0] = tile_positions(j, total, nt, rows, ti, q[ti - g0], &o0[ti - g0]);
+      skip[ti - g0] = tile_skip(j, w, rows, o0[ti - g0], np[ti - g0]);
+    }
     for (int64_t k0 = 0; k0 < w->K; k0 += kch) {
       const int64_t k1 = k0 + kch < w->K ? k0 + kch : w->K;
       /* The weights taken next (this block's next chunk, else the next
@@ -280,7 +311,7 @@ void mi_dconv_cv_run(const mi_dconv_job *j, const mi_dconv_cv_weights *w, int64_
       for (int64_t g = 0; g < nt_g; g++) {
         const int64_t l0 = g * share < lines ? g * share : lines, l1 = l0 + share < lines ? l0 + share : lines;
         fns[np[g] - 1](j, w, m0, q[g], o0[g], k0, k1, buf[g], k0 == 0, k1 == w->K,
-                       next ? (const char *)next + l0 * 64 : NULL, l1 - l0);
+                       next ? (const char *)next + l0 * 64 : NULL, l1 - l0, skip[g]);
         if (j->epi && k1 == w->K)
           j->epi->fn(j->epi->ctx, m0, w->vb, o0[g], np[g], j->y + m0 * j->ldy + o0[g], j->ldy);
       }

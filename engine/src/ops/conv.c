@@ -1051,6 +1051,32 @@ static bool cv_fits(const mi_exec *ex, const geom *g, int64_t C, int64_t M, bool
   return direct_slab(g, C, false, false, &ph) != 0;
 }
 
+/* The channel-vector kernel's tap skips (mi_dconv_job.skip_rows, skip_cols:
+ * out[1] then out[2] masks, one allocation) of a padded 2D layer of at most
+ * 64 taps; NULL where no tap reads only padding (or out of memory: none
+ * skipped, the same result). */
+static uint64_t *padding_taps(const geom *g) {
+  if (g->k[0] != 1 || g->k_sz > 64) return NULL;
+  uint64_t *m = malloc((size_t)(g->out[1] + g->out[2]) * sizeof *m);
+  if (!m) return NULL;
+  uint64_t any = 0;
+  for (int dim = 1; dim <= 2; dim++)
+    for (int64_t o = 0; o < g->out[dim]; o++) {
+      uint64_t bits = 0;
+      for (int64_t t = 0; t < g->k_sz; t++) {
+        const int64_t kt = dim == 1 ? t / g->k[2] : t % g->k[2], i = o * g->s[dim] - g->pb[dim] + kt * g->d[dim];
+        if (i < 0 || i >= g->in[dim]) bits |= (uint64_t)1 << t;
+      }
+      m[(dim == 2 ? g->out[1] : 0) + o] = bits;
+      any |= bits;
+    }
+  if (!any) {
+    free(m);
+    return NULL;
+  }
+  return m;
+}
+
 /* Whether the channel-vector kernel's padded copy of an NCHW input is made
  * channel-blocked (conv_direct's src16; padcopy16_rows): 2D, whole blocks
  * of 16 channels, no input prologue. */
@@ -1289,6 +1315,7 @@ static mi_status *conv_direct(mi_node *n, mi_exec *ex, conv_attr *a, const geom 
   }
   /* Bias and ReLU in the kernel's registers; anything else after each store. */
   const bool simple = (!res || amx || out16) && (n->act.kind == MI_ACT_NONE || n->act.kind == MI_ACT_RELU);
+  uint64_t *skip = cv && a->wcv.taps > 1 ? padding_taps(g) : NULL; /* taps > 1: channel-blocked order */
   const int64_t oplane = g->out[1] * g->out[2];
   for (int64_t b = 0; b < N; b++)
    for (int64_t z0 = 0; z0 < g->out[0]; z0 += copied ? zo : g->out[0]) {
@@ -1325,7 +1352,7 @@ static mi_status *conv_direct(mi_node *n, mi_exec *ex, conv_attr *a, const geom 
     mi_dconv_job job = {bf16 ? a->wbf.view : cv ? (mi_gemm_packed_view){0} : mi_gemm_packed_a_view(a->wpack[0]), xb, toff, planes, zplane * xs,
                         (g->out[1] - 1) * ph.w + g->out[2], ph.w, g->out[2], oplane, yb + z0 * oplane * ys,
                         g->out_sz, NULL, false, NULL, 0, ph.csz, NULL, false, cv ? g->s[1] * xs : 1, cv ? g->s[2] * xs : 1,
-                        out16};
+                        out16, skip, skip ? skip + g->out[1] : NULL};
     if (simple) {
       job.bias = bias;
       job.relu = n->act.kind == MI_ACT_RELU;
@@ -1352,6 +1379,7 @@ static mi_status *conv_direct(mi_node *n, mi_exec *ex, conv_attr *a, const geom 
     } else if (bf16) mi_parallel_for(ex, mi_dconv_items_bf16(&job), 1, dconv_items_bf16, &job);
     else mi_parallel_for(ex, mi_dconv_items(&job), 1, dconv_items, &job);
   }
+  free(skip);
   if (xpair) mi_exec_scratch_release(ex, xpair);
   if (xpad) mi_exec_scratch_release(ex, xpad);
   return NULL;
@@ -1411,7 +1439,7 @@ static mi_status *conv_stem_amx(mi_node *n, mi_exec *ex, conv_attr *a, const geo
     epi_block_ctx ec = {n, yb, bias, res ? res + b * M * g->out_sz : NULL};
     const mi_gemm_epilogue epi = {.fn = epi_block, .ctx = &ec};
     mi_dconv_job job = {{0}, xpair, NULL, 1, g->out_sz, g->out_sz, g->out[2], g->out[2], g->out_sz, yb,
-                        g->out_sz, NULL, false, NULL, 0, 0, NULL, false, 1, 1, false};
+                        g->out_sz, NULL, false, NULL, 0, 0, NULL, false, 1, 1, false, NULL, NULL};
     if (simple) {
       job.bias = bias;
       job.relu = n->act.kind == MI_ACT_RELU;
