@@ -730,6 +730,31 @@ TEST(ConvKernel, ChannelVectorThenLargerMap) { maps_in_turn(20261202, 24, 32, fa
 // their own order.
 TEST(ConvKernel, ChannelVectorBlockedOrderThenLargeMap) { maps_in_turn(20261208, 32, 16, false, {12, 370, 12}); }
 
+// A 2D layer of geometry g (one image, one group) with bias, then ReLU or a
+// residual Add and ReLU, on random data: the engine's result against conv_ref.
+void check_layer_2d(const Geo &g, std::mt19937 &rng, bool with_res, const std::string &what) {
+  const auto xd = shape(g, 1, g.C, g.in), yd = shape(g, 1, g.M, g.out);
+  auto x = rnd((size_t)numel(xd), rng), w = rnd((size_t)(g.M * g.C * g.k[1] * g.k[2]), rng);
+  auto b = rnd((size_t)g.M, rng);
+  auto r = with_res ? rnd((size_t)numel(yd), rng) : std::vector<float>();
+  Model md;
+  md.inputs.push_back({"x", 1, xd});
+  md.inits.push_back(onnxb::float_tensor("w", {g.M, g.C, g.k[1], g.k[2]}, w));
+  md.inits.push_back(onnxb::float_tensor("b", {g.M}, b));
+  md.nodes.push_back({"Conv", "conv", {"x", "w", "b"}, {"c"},
+                      {onnxb::attr_ints("pads", pads_of(g)), onnxb::attr_ints("strides", {g.s[1], g.s[2]}),
+                       onnxb::attr_ints("dilations", {g.d[1], g.d[2]})}});
+  std::vector<std::vector<int64_t>> dims = {xd};
+  std::vector<std::vector<float>> data = {x};
+  if (with_res) add_residual_relu(md, yd, r, dims, data);
+  else md.nodes.push_back({"Relu", "relu", {"c"}, {"y"}, {}});
+  md.outputs.push_back({"y", 1, yd});
+  std::string err;
+  auto got = run(md, dims, data, &err);
+  ASSERT_TRUE(err.empty()) << err;
+  expect_close(got, conv_ref(g, x, w, b, r, true), what);
+}
+
 // The channel-vector kernel (a small map) with K 2160 in chunks of 128, 256
 // or 512 taps (64, 32 or 16 channels a block; 512, 1024 or 2048 on AMD), the
 // last chunk partial,
@@ -747,23 +772,7 @@ TEST(ConvKernel, ChannelVectorChunkedTaps) {
       g.k[j] = live ? 3 : 1, g.s[j] = g.d[j] = 1, g.pb[j] = g.pe[j] = live ? 1 : 0;
       g.in[j] = g.out[j] = hw[j];
     }
-    const auto xd = shape(g, 1, g.C, g.in), yd = shape(g, 1, g.M, g.out);
-    auto x = rnd((size_t)numel(xd), rng), w = rnd((size_t)(g.M * g.C * 9), rng), b = rnd((size_t)g.M, rng);
-    auto r = with_res ? rnd((size_t)numel(yd), rng) : std::vector<float>();
-    Model md;
-    md.inputs.push_back({"x", 1, xd});
-    md.inits.push_back(onnxb::float_tensor("w", {g.M, g.C, 3, 3}, w));
-    md.inits.push_back(onnxb::float_tensor("b", {g.M}, b));
-    md.nodes.push_back({"Conv", "conv", {"x", "w", "b"}, {"c"}, {onnxb::attr_ints("pads", pads_of(g))}});
-    std::vector<std::vector<int64_t>> dims = {xd};
-    std::vector<std::vector<float>> data = {x};
-    if (with_res) add_residual_relu(md, yd, r, dims, data);
-    else md.nodes.push_back({"Relu", "relu", {"c"}, {"y"}, {}});
-    md.outputs.push_back({"y", 1, yd});
-    std::string err;
-    auto got = run(md, dims, data, &err);
-    ASSERT_TRUE(err.empty()) << err;
-    expect_close(got, conv_ref(g, x, w, b, r, true), "M " + std::to_string(M) + (with_res ? ", residual" : ""));
+    check_layer_2d(g, rng, with_res, "M " + std::to_string(M) + (with_res ? ", residual" : ""));
   }
 }
 
@@ -792,27 +801,9 @@ TEST(ConvKernel, ChannelVectorSkipsPaddingTaps) {
       g.pb[j] = pb[j], g.pe[j] = pe[j], g.in[j] = in[j];
       g.out[j] = (in[j] + pb[j] + pe[j] - g.d[j] * (g.k[j] - 1) - 1) / g.s[j] + 1;
     }
-    const auto xd = shape(g, 1, g.C, g.in), yd = shape(g, 1, g.M, g.out);
-    auto x = rnd((size_t)numel(xd), rng), w = rnd((size_t)(g.M * g.C * c.k * c.k), rng), b = rnd((size_t)g.M, rng);
-    auto r = with_res ? rnd((size_t)numel(yd), rng) : std::vector<float>();
-    Model md;
-    md.inputs.push_back({"x", 1, xd});
-    md.inits.push_back(onnxb::float_tensor("w", {g.M, g.C, c.k, c.k}, w));
-    md.inits.push_back(onnxb::float_tensor("b", {g.M}, b));
-    md.nodes.push_back({"Conv", "conv", {"x", "w", "b"}, {"c"},
-                        {onnxb::attr_ints("pads", pads_of(g)), onnxb::attr_ints("strides", {c.s, c.s}),
-                         onnxb::attr_ints("dilations", {c.d, c.d})}});
-    std::vector<std::vector<int64_t>> dims = {xd};
-    std::vector<std::vector<float>> data = {x};
-    if (with_res) add_residual_relu(md, yd, r, dims, data);
-    else md.nodes.push_back({"Relu", "relu", {"c"}, {"y"}, {}});
-    md.outputs.push_back({"y", 1, yd});
-    std::string err;
-    auto got = run(md, dims, data, &err);
-    ASSERT_TRUE(err.empty()) << err;
-    expect_close(got, conv_ref(g, x, w, b, r, true),
-                 "case " + std::to_string(i) + ": " + std::to_string(c.h) + "x" + std::to_string(c.w) + " k" +
-                     std::to_string(c.k) + " s" + std::to_string(c.s) + " d" + std::to_string(c.d));
+    check_layer_2d(g, rng, with_res,
+                   "case " + std::to_string(i) + ": " + std::to_string(c.h) + "x" + std::to_string(c.w) + " k" +
+                       std::to_string(c.k) + " s" + std::to_string(c.s) + " d" + std::to_string(c.d));
   }
 }
 
