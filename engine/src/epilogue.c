@@ -23,8 +23,8 @@ void mi_activation_apply(const mi_activation *a, float *x, int64_t n) {
       return;
     case MI_ACT_CLIP:
       for (int64_t i = 0; i < n; i++) {
-        const float v = x[i];
-        x[i] = v < alpha ? alpha : (v > beta ? beta : v);
+        const float v = x[i] < alpha ? alpha : x[i]; /* then the max: min > max gives max, as Clip; NaN stays */
+        x[i] = v > beta ? beta : v;
       }
       return;
     case MI_ACT_SIGMOID:

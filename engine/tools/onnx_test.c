@@ -209,16 +209,26 @@ static int run_case(const char *dir, char *line, size_t n) {
   return result;
 }
 
-/* Each case runs in a child so that a crash is a failing case, not the end. */
-static int run_isolated(int (*fn)(const char *, char *, size_t), const char *dir, char *line, size_t n) {
+/* Each case runs in a child so that a crash is a failing case, not the end;
+ * where no child can be made, in this process unless must_fork (the CUDA
+ * probe: CUDA initialised here would fail every later child). */
+static int run_isolated(int (*fn)(const char *, char *, size_t), const char *dir, char *line, size_t n,
+                        bool must_fork) {
   int fd[2];
-  if (pipe(fd) != 0) return fn(dir, line, n);
+  if (pipe(fd) != 0) {
+    if (!must_fork) return fn(dir, line, n);
+    snprintf(line, n, "pipe: %s", strerror(errno));
+    return 1;
+  }
   fflush(stdout);
   pid_t pid = fork();
   if (pid < 0) {
+    const int err = errno;
     close(fd[0]);
     close(fd[1]);
-    return fn(dir, line, n);
+    if (!must_fork) return fn(dir, line, n);
+    snprintf(line, n, "fork: %s", strerror(err));
+    return 1;
   }
   if (pid == 0) {
     close(fd[0]);
@@ -373,7 +383,7 @@ int main(int argc, char **argv) {
   /* No GPU: a skip (ctest SKIP_RETURN_CODE), not a failure.  Asked in a child:
    * CUDA initialised in this process would be unusable in the cases' children. */
   char why[4096] = "";
-  int probe = g_device == MI_DEVICE_CUDA ? run_isolated(probe_cuda, NULL, why, sizeof why) : 0;
+  int probe = g_device == MI_DEVICE_CUDA ? run_isolated(probe_cuda, NULL, why, sizeof why, true) : 0;
   if (probe) {
     printf("%s: --device cuda:%d: %s\n", probe == 77 ? "SKIPPED" : "FAILED", g_device_index, why);
     return probe == 77 ? 77 : 1;
@@ -389,7 +399,7 @@ int main(int argc, char **argv) {
     const char *name = strrchr(dir, '/');
     name = name ? name + 1 : dir;
     char line[4096] = "";
-    int rc = run_isolated(run_case, dir, line, sizeof line);
+    int rc = run_isolated(run_case, dir, line, sizeof line, false);
     bool listed = list_has(&known, name);
     if (rc == 0 && listed) {
       printf("XPASS %s (listed as a known failure: update the list)\n", name);

@@ -756,10 +756,10 @@ void check_layer_2d(const Geo &g, std::mt19937 &rng, bool with_res, const std::s
 }
 
 // The channel-vector kernel (a small map) with K 2160 in chunks of 128, 256
-// or 512 taps (64, 32 or 16 channels a block; 512, 1024 or 2048 on AMD), the
-// last chunk partial,
-// tiles in groups that keep their sums between chunks; bias + ReLU in
-// registers, or a residual added by the epilogue after the last chunk.
+// or 512 steps (64, 32 or 16 channels a block; 512, 1024 or 2048 on AMD),
+// the last chunk partial, tiles in groups that keep their sums between
+// chunks; bias + ReLU in registers, or a residual added by the epilogue after
+// the last chunk.
 TEST(ConvKernel, ChannelVectorChunkedTaps) {
   std::mt19937 rng(20261207);
   for (int64_t M : {64, 96, 48}) {

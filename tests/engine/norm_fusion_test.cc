@@ -65,6 +65,21 @@ void expect_close(const std::vector<float> &a, const std::vector<float> &b, floa
 const int64_t C = 5;
 const std::vector<int64_t> kDims = {2, C, 7, 9, 11};
 
+// act on t as "y"; "ClipInverted" is a Clip whose min is above its max
+// (ONNX: every value becomes the max).
+void add_activation(Model &md, const std::string &act, const std::string &t) {
+  std::vector<onnxb::Attr> at;
+  std::vector<std::string> in = {t};
+  if (act == "LeakyRelu") at.push_back(onnxb::attr_float("alpha", 0.1f));
+  if (act == "Clip" || act == "ClipInverted") {
+    const bool inv = act == "ClipInverted";
+    md.inits.push_back(onnxb::float_tensor("lo", {}, {inv ? 0.7f : -0.5f}));
+    md.inits.push_back(onnxb::float_tensor("hi", {}, {inv ? -0.5f : 0.7f}));
+    in = {t, "lo", "hi"};
+  }
+  md.nodes.push_back({act == "ClipInverted" ? "Clip" : act, "act", in, {"y"}, at});
+}
+
 Model norm_model(bool instance, const char *act, bool residual) {
   Model md;
   md.inputs.push_back({"x", 1, kDims});
@@ -83,22 +98,37 @@ Model norm_model(bool instance, const char *act, bool residual) {
     md.nodes.push_back({"Add", "add", {t, "x"}, {"r"}, {}});
     t = "r";
   }
-  std::vector<onnxb::Attr> at;
-  if (!std::string(act).compare("LeakyRelu")) at.push_back(onnxb::attr_float("alpha", 0.1f));
-  md.nodes.push_back({act, "act", {t}, {"y"}, at});
+  add_activation(md, act, t);
   return md;
 }
 
 TEST(NormFusion, FusedMatchesUnfused) {
   const auto x = rnd(size_t(2 * C * 7 * 9 * 11), 9, -3.f, 3.f);
   for (bool instance : {false, true})
-    for (const char *act : {"Relu", "LeakyRelu", "Sigmoid"})
+    for (const char *act : {"Relu", "LeakyRelu", "Sigmoid", "Clip", "ClipInverted"})
       for (bool residual : {false, true}) {
         SCOPED_TRACE(std::string(instance ? "InstanceNorm" : "BatchNorm") + " " + act +
                      (residual ? " +residual" : ""));
         Model md = norm_model(instance, act, residual);
         expect_close(run(md, true, kDims, x), run(md, false, kDims, x), 1e-5f);
       }
+}
+
+// A convolution's fused Clip (the epilogue after the kernel) as the Clip
+// node's own: values clamped, and a min above the max gives the max.
+TEST(NormFusion, ConvClipMatchesUnfused) {
+  const std::vector<int64_t> dims = {1, 4, 6, 5};
+  const auto x = rnd(size_t(4 * 6 * 5), 31, -2.f, 2.f);
+  for (const char *act : {"Clip", "ClipInverted"}) {
+    SCOPED_TRACE(act);
+    Model md;
+    md.inputs.push_back({"x", 1, dims});
+    md.outputs.push_back({"y", 1, {}});
+    md.inits.push_back(onnxb::float_tensor("w", {8, 4, 3, 3}, rnd(8 * 4 * 9, 32)));
+    md.nodes.push_back({"Conv", "conv", {"x", "w"}, {"c"}, {onnxb::attr_ints("pads", {1, 1, 1, 1})}});
+    add_activation(md, act, "c");
+    expect_close(run(md, true, dims, x), run(md, false, dims, x), 1e-5f);
+  }
 }
 
 // A 3D U-Net's planes: many times the kernel's 4096-value moment blocks (and

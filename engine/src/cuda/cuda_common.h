@@ -92,7 +92,7 @@ static __device__ __forceinline__ T mi_cuda_act(T v, int kind, float a, float b)
   switch (kind) {
     case MI_ACT_RELU: return v > (T)0 ? v : (T)0;
     case MI_ACT_LEAKY_RELU: return v >= (T)0 ? v : v * (T)a;
-    case MI_ACT_CLIP: return v < (T)a ? (T)a : (v > (T)b ? (T)b : v);
+    case MI_ACT_CLIP: v = v < (T)a ? (T)a : v; return v > (T)b ? (T)b : v; /* min > max gives max, as Clip */
     case MI_ACT_SIGMOID: return (T)1 / ((T)1 + exp(-v));
     case MI_ACT_TANH: return tanh(v);
     default: return v;

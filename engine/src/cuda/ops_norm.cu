@@ -211,6 +211,8 @@ static mi_status *batchnorm_run(mi_node *n, mi_cuda_ctx *cx, mi_tensor *const *i
                                                  (const float *)in[2]->data, (const float *)in[3]->data,
                                                  (const float *)in[4]->data, eps, total, C, inner,
                                                  res ? (const float *)res->data : NULL, n->act);
+  else if (x->dtype == MI_DOUBLE && res)
+    return mi_node_error(n, MI_ERR_UNSUPPORTED, "a fused residual on a float64 BatchNormalization");
   else if (x->dtype == MI_DOUBLE)
     k_batchnorm<double><<<g, 256, 0, cx->stream>>>((const double *)x->data, (double *)out[0]->data, (const double *)in[1]->data,
                                                   (const double *)in[2]->data, (const double *)in[3]->data,

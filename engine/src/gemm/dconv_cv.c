@@ -9,7 +9,6 @@
 #include "../hugepages.h"
 
 #ifdef MI_GEMM_X86
-#include <cpuid.h>
 #include <immintrin.h>
 #include <stdlib.h>
 #include <string.h>
@@ -65,18 +64,10 @@ static int64_t positions(const mi_dconv_job *j) { return j->planes * grid_rows(j
  * are 10 + 10 + 10 + 10 + 9, not 4 x 12 + 1). */
 static int64_t ntiles(const mi_dconv_job *j, int vb) { return (positions(j) + pmax(vb) - 1) / pmax(vb); }
 
+static int64_t chunk_floats(void) { return __builtin_cpu_is("amd") ? CHUNK_FLOATS_AMD : CHUNK_FLOATS_INTEL; }
 /* Taps per chunk, and tiles per work item (a group takes the chunks in
  * turn): groups as even as they can be (33 tiles are 11 + 11 + 11), and
  * enough of them for the threads where a layer has few channel blocks. */
-static int64_t chunk_floats(void) {
-  static int amd = -1; /* benign race: every thread computes the same value */
-  if (amd < 0) {
-    unsigned a, b, c, d;
-    /* "AuthenticAMD" in ebx, edx, ecx */
-    amd = __get_cpuid(0, &a, &b, &c, &d) && b == 0x68747541u && d == 0x69746e65u && c == 0x444d4163u;
-  }
-  return amd ? CHUNK_FLOATS_AMD : CHUNK_FLOATS_INTEL;
-}
 static int64_t chunk_k(const mi_dconv_cv_weights *w) { return chunk_floats() / w->vb; }
 static int64_t group_tiles(const mi_dconv_job *j, const mi_dconv_cv_weights *w) {
   const int64_t nt = ntiles(j, w->vb), blocks = w->M / w->vb;
@@ -163,9 +154,16 @@ static inline __attribute__((always_inline)) void tile(const int V, const int NP
   } while (0)
   if (skip) {
     /* Channel-blocked order: steps k = (block taps + tap) 16 + channel % 16, so
-     * a tap of a block is 16 steps in a row (chunks start at multiples of 16). */
+     * a tap of a block is 16 steps in a row; chunks (k0, k1) and K are
+     * multiples of 16 (chunk_k, and K = C taps with C % 16 == 0). */
     for (int64_t k = k0; k < k1; k += 16, wp += 16 * 16 * V) {
-      if (skip >> ((k >> 4) % w->taps) & 1) continue;
+      if (skip >> ((k >> 4) % w->taps) & 1) {
+        for (int i = 0; i < 16 && npf > 0; i++, pf += 128, npf -= 2) { /* the steps' share of the prefetches */
+          _mm_prefetch(pf, _MM_HINT_T1);
+          _mm_prefetch(pf + 64, _MM_HINT_T1);
+        }
+        continue;
+      }
 #pragma GCC unroll 2
       for (int64_t i = 0; i < 16; i++) CV_STEP(k + i, wp + i * 16 * V);
     }

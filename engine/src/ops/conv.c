@@ -1315,7 +1315,7 @@ static mi_status *conv_direct(mi_node *n, mi_exec *ex, conv_attr *a, const geom 
   }
   /* Bias and ReLU in the kernel's registers; anything else after each store. */
   const bool simple = (!res || amx || out16) && (n->act.kind == MI_ACT_NONE || n->act.kind == MI_ACT_RELU);
-  uint64_t *skip = cv && a->wcv.taps > 1 ? padding_taps(g) : NULL; /* taps > 1: channel-blocked order */
+  uint64_t *skip = cv && has_pad && a->wcv.taps > 1 ? padding_taps(g) : NULL; /* taps > 1: blocked order */
   const int64_t oplane = g->out[1] * g->out[2];
   for (int64_t b = 0; b < N; b++)
    for (int64_t z0 = 0; z0 < g->out[0]; z0 += copied ? zo : g->out[0]) {

@@ -94,7 +94,10 @@ static void act_f64(const mi_activation *a, double *y, int64_t n) {
     switch (a->kind) {
     case MI_ACT_RELU: v = v > 0 ? v : 0; break;
     case MI_ACT_LEAKY_RELU: v = v >= 0 ? v : v * a->alpha; break;
-    case MI_ACT_CLIP: v = v < a->alpha ? a->alpha : v > a->beta ? a->beta : v; break;
+    case MI_ACT_CLIP: /* min > max gives max, as Clip */
+      v = v < a->alpha ? a->alpha : v;
+      v = v > a->beta ? a->beta : v;
+      break;
     case MI_ACT_SIGMOID: v = 1.0 / (1.0 + exp(-v)); break;
     case MI_ACT_TANH: v = tanh(v); break;
     default: break;
@@ -125,7 +128,10 @@ static void act_f32(const mi_activation *a, float *y, int64_t n) {
     return;
   }
   case MI_ACT_CLIP:
-    for (int64_t i = 0; i < n; i++) y[i] = y[i] < lo ? lo : (y[i] > hi ? hi : y[i]);
+    for (int64_t i = 0; i < n; i++) { /* min > max gives max, as Clip */
+      const float v = y[i] < lo ? lo : y[i];
+      y[i] = v > hi ? hi : v;
+    }
     return;
   default: mi_activation_apply(a, y, n); return;
   }
