@@ -62,7 +62,32 @@ static int64_t positions(const mi_dconv_job *j) { return j->planes * grid_rows(j
 
 /* Tiles of a job: as few as hold its positions, dealt evenly (49 positions
  * are 10 + 10 + 10 + 10 + 9, not 4 x 12 + 1). */
-static int64_t ntiles(const mi_dconv_job *j, int vb) { return (positions(j) + pmax(vb) - 1) / pmax(vb); }
+/* Row segments (tile_skip): where a layer's border columns skip taps (its
+ * padding) and are at least half a tile wide, each row is dealt as three
+ * segments, the left border, the middle and the right border, so that
+ * border tiles skip their columns' taps too (a dilation-4 24x24 layer: 4 +
+ * 16 + 4 positions, in tiles of 4, 5 / 5 / 6 and 4).  Lengths and tiles of
+ * each; false where rows are dealt as one run with the rest. */
+typedef struct segs {
+  int64_t len[3], tiles[3], per_row;
+} segs;
+static bool row_segments(const mi_dconv_job *j, const mi_dconv_cv_weights *w, segs *sg) {
+  if (!j->skip_cols || w->taps <= 0 || w->taps > 64) return false;
+  int64_t a = 0, b = 0;
+  while (a < j->cols && j->skip_cols[a]) a++;
+  while (b < j->cols - a && j->skip_cols[j->cols - 1 - b]) b++;
+  const int half = (pmax(w->vb) + 1) / 2;
+  if ((a && a < half) || (b && b < half) || a + b == 0) return false;
+  sg->len[0] = a, sg->len[1] = j->cols - a - b, sg->len[2] = b, sg->per_row = 0;
+  for (int i = 0; i < 3; i++) sg->per_row += sg->tiles[i] = (sg->len[i] + pmax(w->vb) - 1) / pmax(w->vb);
+  return true;
+}
+
+static int64_t ntiles(const mi_dconv_job *j, const mi_dconv_cv_weights *w) {
+  segs sg;
+  if (row_segments(j, w, &sg)) return j->planes * grid_rows(j) * sg.per_row;
+  return (positions(j) + pmax(w->vb) - 1) / pmax(w->vb);
+}
 
 static int64_t chunk_floats(void) { return __builtin_cpu_is("amd") ? CHUNK_FLOATS_AMD : CHUNK_FLOATS_INTEL; }
 /* Taps per chunk, and tiles per work item (a group takes the chunks in
@@ -70,7 +95,7 @@ static int64_t chunk_floats(void) { return __builtin_cpu_is("amd") ? CHUNK_FLOAT
  * enough of them for the threads where a layer has few channel blocks. */
 static int64_t chunk_k(const mi_dconv_cv_weights *w) { return chunk_floats() / w->vb; }
 static int64_t group_tiles(const mi_dconv_job *j, const mi_dconv_cv_weights *w) {
-  const int64_t nt = ntiles(j, w->vb), blocks = w->M / w->vb;
+  const int64_t nt = ntiles(j, w), blocks = w->M / w->vb;
   int64_t groups = (nt + GROUP_TILES - 1) / GROUP_TILES;
   if (groups * blocks < MIN_ITEMS) groups = (MIN_ITEMS + blocks - 1) / blocks;
   if (groups > nt) groups = nt;
@@ -79,7 +104,7 @@ static int64_t group_tiles(const mi_dconv_job *j, const mi_dconv_cv_weights *w) 
 
 int64_t mi_dconv_cv_items(const mi_dconv_job *j, const mi_dconv_cv_weights *w) {
   const int64_t gt = group_tiles(j, w);
-  return w->M / w->vb * ((ntiles(j, w->vb) + gt - 1) / gt);
+  return w->M / w->vb * ((ntiles(j, w) + gt - 1) / gt);
 }
 
 /* n <= 8 positions' vectors r[0, n) of 16 channels to 16 rows: channel
@@ -235,10 +260,17 @@ static const tile_fn tiles4[6] = {t_4_1, t_4_2, t_4_3, t_4_4, t_4_5, t_4_6};
  * indices).  Divisions only for the first position, the rest walked (a
  * 64-channel 48x48 3x3 layer's time outside the tiles: 3.65 -> 3.01 % of
  * its perf samples). */
-static int tile_positions(const mi_dconv_job *j, int64_t total, int64_t nt, int64_t rows, int64_t tile_i,
-                          int64_t *q, int64_t *o0) {
-  const int64_t t0 = tile_i * total / nt;
-  const int np = (int)((tile_i + 1) * total / nt - t0);
+static int tile_positions(const mi_dconv_job *j, int64_t total, int64_t nt, int64_t rows, const segs *seg,
+                          int64_t tile_i, int64_t *q, int64_t *o0) {
+  int64_t t0 = tile_i * total / nt;
+  int np = (int)((tile_i + 1) * total / nt - t0);
+  if (seg) { /* row tile_i / per_row, then its segment's share */
+    int64_t u = tile_i % seg->per_row, c0 = 0, i = 0;
+    for (; u >= seg->tiles[i]; i++) u -= seg->tiles[i], c0 += seg->len[i];
+    const int64_t L = seg->len[i], n = seg->tiles[i];
+    t0 = tile_i / seg->per_row * j->cols + c0 + u * L / n;
+    np = (int)((u + 1) * L / n - u * L / n);
+  }
   const int64_t sy = j->sy > 1 ? j->sy : 1, sx = j->sx > 1 ? j->sx : 1, plane = rows * j->cols;
   int64_t z = t0 / plane, r = t0 % plane / j->cols, c = t0 % j->cols;
   *o0 = z * j->out_plane + r * j->cols + c;
@@ -268,7 +300,9 @@ static uint64_t tile_skip(const mi_dconv_job *j, const mi_dconv_cv_weights *w, i
 }
 
 void mi_dconv_cv_run(const mi_dconv_job *j, const mi_dconv_cv_weights *w, int64_t begin, int64_t end) {
-  const int64_t total = positions(j), nt = ntiles(j, w->vb), gt = group_tiles(j, w), ng = (nt + gt - 1) / gt;
+  const int64_t total = positions(j), nt = ntiles(j, w), gt = group_tiles(j, w), ng = (nt + gt - 1) / gt;
+  segs sg;
+  const segs *seg = row_segments(j, w, &sg) ? &sg : NULL;
   const int64_t rows = grid_rows(j), kch = chunk_k(w);
   const tile_fn *fns = w->vb == 64 ? tiles4 : w->vb == 32 ? tiles2 : tiles1;
   float buf[GROUP_TILES][PMAX * 32] __attribute__((aligned(64))); /* a tile's sums: 6 x 64, 12 x 32 or 12 x 16 */
@@ -285,7 +319,7 @@ void mi_dconv_cv_run(const mi_dconv_job *j, const mi_dconv_cv_weights *w, int64_
     int np[GROUP_TILES];
     uint64_t skip[GROUP_TILES];
     for (int64_t ti = g0; ti < g1; ti++) {
-      np[ti - g0] = tile_positions(j, total, nt, rows, ti, q[ti - g0], &o0[ti - g0]);
+      np[ti - g0] = tile_positions(j, total, nt, rows, seg, ti, q[ti - g0], &o0[ti - g0]);
       skip[ti - g0] = tile_skip(j, w, rows, o0[ti - g0], np[ti - g0]);
     }
     for (int64_t k0 = 0; k0 < w->K; k0 += kch) {
