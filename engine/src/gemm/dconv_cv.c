@@ -60,8 +60,6 @@ static int pmax(int vb) { return vb == 64 ? 6 : PMAX; }
 static int64_t grid_rows(const mi_dconv_job *j) { return (j->q_end - j->cols) / j->row + 1; }
 static int64_t positions(const mi_dconv_job *j) { return j->planes * grid_rows(j) * j->cols; }
 
-/* Tiles of a job: as few as hold its positions, dealt evenly (49 positions
- * are 10 + 10 + 10 + 10 + 9, not 4 x 12 + 1). */
 /* Row segments (tile_skip): where a layer's border columns skip taps (its
  * padding) and are at least half a tile wide, each row is dealt as three
  * segments, the left border, the middle and the right border, so that
@@ -83,6 +81,8 @@ static bool row_segments(const mi_dconv_job *j, const mi_dconv_cv_weights *w, se
   return true;
 }
 
+/* Tiles of a job: as few as hold its positions, dealt evenly (49 positions
+ * are 10 + 10 + 10 + 10 + 9, not 4 x 12 + 1), or per row segment. */
 static int64_t ntiles(const mi_dconv_job *j, const mi_dconv_cv_weights *w) {
   segs sg;
   if (row_segments(j, w, &sg)) return j->planes * grid_rows(j) * sg.per_row;
@@ -160,15 +160,20 @@ static inline __attribute__((always_inline)) void tile(const int V, const int NP
   for (int p = 0; p < NP; p++) xs[p] = j->x + q[p];
   const float *wp = w->data + m0 * w->K + k0 * 16 * V;
   const int32_t *t = j->toff;
-  /* One step: the weights of V vectors of channels times each position's input value at tap offset t[k]. */
-#define CV_STEP(k, wk)                                                               \
+  /* A step's share of the prefetches: two lines of the weights this thread takes next, into L2. */
+#define CV_PREFETCH()                                                                \
   do {                                                                               \
-    if (npf > 0) { /* two lines of the weights this thread takes next, into L2 */    \
+    if (npf > 0) {                                                                   \
       _mm_prefetch(pf, _MM_HINT_T1);                                                 \
       _mm_prefetch(pf + 64, _MM_HINT_T1);                                            \
       pf += 128;                                                                     \
       npf -= 2;                                                                      \
     }                                                                                \
+  } while (0)
+  /* One step: the weights of V vectors of channels times each position's input value at tap offset t[k]. */
+#define CV_STEP(k, wk)                                                               \
+  do {                                                                               \
+    CV_PREFETCH();                                                                   \
     __m512 wv[4];                                                                    \
     _Pragma("GCC unroll 4") for (int v = 0; v < V; v++) wv[v] = _mm512_load_ps((wk) + 16 * v); \
     const int64_t tk = t[k];                                                         \
@@ -183,10 +188,7 @@ static inline __attribute__((always_inline)) void tile(const int V, const int NP
      * multiples of 16 (chunk_k, and K = C taps with C % 16 == 0). */
     for (int64_t k = k0; k < k1; k += 16, wp += 16 * 16 * V) {
       if (skip >> ((k >> 4) % w->taps) & 1) {
-        for (int i = 0; i < 16 && npf > 0; i++, pf += 128, npf -= 2) { /* the steps' share of the prefetches */
-          _mm_prefetch(pf, _MM_HINT_T1);
-          _mm_prefetch(pf + 64, _MM_HINT_T1);
-        }
+        for (int i = 0; i < 16; i++) CV_PREFETCH(); /* the skipped steps' prefetches still issued */
         continue;
       }
 #pragma GCC unroll 2
@@ -197,6 +199,7 @@ static inline __attribute__((always_inline)) void tile(const int V, const int NP
     for (int64_t k = k0; k < k1; k++, wp += 16 * V) CV_STEP(k, wp);
   }
 #undef CV_STEP
+#undef CV_PREFETCH
   if (!last) {
 #pragma GCC unroll 12
     for (int p = 0; p < NP; p++)
