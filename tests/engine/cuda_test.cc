@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdlib>
 #include <random>
 #include <string>
 #include <vector>
@@ -238,6 +239,49 @@ TEST(Cuda, UNet3dMatchesCpu) {
 TEST(Cuda, FusedNormalizationsMatchCpu) {
   REQUIRE_GPU();
   compare(fused_norms(), {2, 4, 5, 7}, 106);
+}
+
+// Conv over random geometry (1D/2D/3D, strides, dilations, asymmetric pads,
+// batches, channel counts on both sides of the implicit GEMM's 32-channel and
+// 8-row K steps, output sizes not a multiple of 4), with bias, a residual and
+// LeakyRelu after it, against the CPU engine: on the implicit GEMM, and on
+// im2col + cuBLAS (MEDINFER_CUDA_IGEMM, read at each call).
+TEST(Cuda, ConvRandomGeometryMatchesCpu) {
+  REQUIRE_GPU();
+  std::mt19937 rng(20261204);
+  auto pick = [&](int lo, int hi) { return std::uniform_int_distribution<int>(lo, hi)(rng); };
+  for (int trial = 0; trial < 36; trial++) {
+    const int nsp = 1 + trial % 3, N = pick(1, 3), C = pick(1, 20), M = trial % 4 == 0 ? pick(33, 80) : pick(1, 40);
+    std::vector<int64_t> xd = {N, C}, wd = {M, C}, yd = {N, M}, k, st, dl, pads(2 * nsp);
+    for (int i = 0; i < nsp; i++) {
+      k.push_back(pick(1, 3)), st.push_back(pick(1, 2)), dl.push_back(pick(1, 3) == 3 ? 2 : 1);
+      const int64_t dk = (k[i] - 1) * dl[i] + 1;
+      pads[i] = pick(0, (int)std::min<int64_t>(2, dk - 1)), pads[nsp + i] = pick(0, (int)std::min<int64_t>(2, dk - 1));
+      const int64_t in = std::max<int64_t>(dk, pick(nsp == 3 ? 3 : 5, nsp == 3 ? 11 : nsp == 2 ? 23 : 70));
+      xd.push_back(in), wd.push_back(k[i]);
+      yd.push_back((in + pads[i] + pads[nsp + i] - dk) / st[i] + 1);
+    }
+    size_t ny = 1;
+    for (auto v : yd) ny *= (size_t)v;
+    Model m;
+    m.inputs.push_back({"x", 1, xd});
+    m.outputs.push_back({"y", 1, {}});
+    m.inits.push_back(weights("w", wd, 1000 + trial));
+    m.inits.push_back(weights("b", {M}, 2000 + trial));
+    m.inits.push_back(onnxb::float_tensor("r", yd, random_floats(ny, 3000 + trial)));
+    using onnxb::attr_ints;
+    m.nodes.push_back({"Conv", "c", {"x", "w", "b"}, {"c"},
+                       {attr_ints("kernel_shape", k), attr_ints("strides", st), attr_ints("dilations", dl),
+                        attr_ints("pads", pads)}});
+    m.nodes.push_back({"Add", "add", {"c", "r"}, {"a"}, {}});
+    m.nodes.push_back({"LeakyRelu", "lr", {"a"}, {"y"}, {onnxb::attr_float("alpha", 0.1f)}});
+    for (const char *igemm : {"1", "0"}) {
+      SCOPED_TRACE("trial " + std::to_string(trial) + ", MEDINFER_CUDA_IGEMM=" + igemm);
+      setenv("MEDINFER_CUDA_IGEMM", igemm, 1);
+      compare(m, xd, 4000 + trial);
+    }
+    unsetenv("MEDINFER_CUDA_IGEMM");
+  }
 }
 
 TEST(Cuda, ResizeMatMulReduceMatchCpu) {

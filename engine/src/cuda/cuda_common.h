@@ -99,6 +99,22 @@ static __device__ __forceinline__ T mi_cuda_act(T v, int kind, float a, float b)
   }
 }
 
+/* Convolution geometry normalised to 3 spatial dims (z, y, x), as in the CPU
+ * kernel (ops/conv.c): leading dims of 1 for 1D and 2D. */
+typedef struct mi_cuda_geom {
+  int64_t in[3], k[3], s[3], d[3], pb[3], out[3];
+  int64_t in_sz, out_sz, k_sz;
+} mi_cuda_geom;
+
+/* Implicit-GEMM convolution, group 1 (conv_igemm.cu): y[N][M][out] from
+ * x[N][C][in] and W[M][C k_sz], nothing else (bias and the rest are the
+ * caller's epilogue).  Only where mi_cuda_conv_igemm_fits (32-bit offsets
+ * within an image). */
+bool mi_cuda_conv_igemm_fits(const mi_cuda_geom *g, int64_t N, int64_t C, int64_t M);
+int64_t mi_cuda_conv_igemm_blocks(const mi_cuda_geom *g, int64_t N, int64_t M); /* thread blocks of a call */
+mi_status *mi_cuda_conv_igemm(mi_cuda_ctx *cx, const mi_node *n, const mi_cuda_geom *g, const float *x,
+                              const float *w, float *y, int64_t N, int64_t C, int64_t M);
+
 /* Fused epilogue: y = act(y + bias[c] + res), over [outer, C, inner].
  * bias and res may be NULL. */
 mi_status *mi_cuda_epilogue(mi_cuda_ctx *cx, const mi_node *n, float *y, const float *bias,

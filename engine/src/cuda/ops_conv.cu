@@ -1,10 +1,13 @@
-/* Conv and ConvTranspose (1D/2D/3D, float) on the GPU, lowered to cuBLAS:
+/* Conv and ConvTranspose (1D/2D/3D, float) on the GPU.  A group-1 Conv is
+ * an implicit GEMM (conv_igemm.cu); 1x1 layers read in place and, in fast
+ * mode (TF32 tensor cores) or with groups, the rest are lowered to cuBLAS:
  *   Conv:          Y_g[Mg, P] = W_g[Mg, Cg*k] * col[Cg*k, P]       (im2col)
  *   ConvTranspose: col[Mg*k, P] = W_g^T[Mg*k, Cg] * X_g[Cg, P]     (col2im)
  * The column buffer is tiled (COL_BUDGET) so that a large 3D volume never
  * materialises its whole im2col matrix; when whole images fit, several images
  * (or all groups of one image) go through one strided-batched GEMM.  Spatial
  * geometry is normalised to 3 dims, as in the CPU kernel (ops/conv.c). */
+#include <stdlib.h>
 #include <string.h>
 
 #include "cuda_common.h"
@@ -13,10 +16,7 @@
 
 enum { PAD_NOTSET, PAD_SAME_UPPER, PAD_SAME_LOWER, PAD_VALID };
 
-typedef struct geom {
-  int64_t in[3], k[3], s[3], d[3], pb[3], out[3];
-  int64_t in_sz, out_sz, k_sz;
-} geom;
+typedef mi_cuda_geom geom;
 
 static int64_t floordiv(int64_t a, int64_t b) { return a >= 0 ? a / b : -((-a + b - 1) / b); }
 
@@ -125,6 +125,19 @@ __global__ void k_im2col(const float *x, float *col, geom g, int64_t C, int64_t 
   }
 }
 
+/* The implicit GEMM where its grid fills the GPU twice over: with fewer
+ * blocks each walks the whole K alone, where cuBLAS splits it (ResNet-50 at
+ * batch 1 on an H200: 1.3 ms on cuBLAS, 7.5 on the implicit GEMM; at batch
+ * 32 20.9 against 22.1; the 3D U-Net on a 128^3 patch 68 against 220).  In
+ * fast mode cuBLAS has TF32 tensor cores, which win where the im2col matrix
+ * is a few times the input (ResNet-50 at batch 32: 17.3 ms) but not at 27
+ * taps (the U-Net: 205 ms). */
+static bool igemm_wanted(const mi_cuda_ctx *cx, const geom *g, int64_t N, int64_t M) {
+  const char *e = getenv("MEDINFER_CUDA_IGEMM"); /* 0: never, 1: wherever it fits (tests); else this rule */
+  if (e && (!strcmp(e, "0") || !strcmp(e, "1"))) return e[0] == '1';
+  return mi_cuda_conv_igemm_blocks(g, N, M) >= 2 * cx->sm_count && (!cx->fast_math || g->k_sz >= 27);
+}
+
 static mi_status *conv_run(mi_node *n, mi_cuda_ctx *cx, mi_tensor *const *in, const mi_tensor *const *hin,
                            mi_tensor **out) {
   const mi_tensor *x = in[0], *w = in[1], *b = n->n_in > 2 ? in[2] : NULL, *res = in[n->n_in];
@@ -148,6 +161,8 @@ static mi_status *conv_run(mi_node *n, mi_cuda_ctx *cx, mi_tensor *const *in, co
           MI_TRY(mi_cuda_sgemm(cx, n, false, false, Mg, P, Cg, 1.f, W, Cg, Mg * Cg, X + img * C * P, P, Cg * P,
                                0.f, Y + img * M * P, P, Mg * P, group));
       }
+    } else if (group == 1 && igemm_wanted(cx, &g, N, M) && mi_cuda_conv_igemm_fits(&g, N, C, M)) {
+      MI_TRY(mi_cuda_conv_igemm(cx, n, &g, X, W, Y, N, C, M));
     } else {
       int64_t col_per_p = (group == 1 ? CK : C * g.k_sz) * (int64_t)sizeof(float);
       int64_t pt = COL_BUDGET / col_per_p;
@@ -216,6 +231,28 @@ __global__ void k_col2im(const float *col, float *y, geom g, int64_t m0, int64_t
   }
 }
 
+/* Strides equal to the kernel, no padding or dilation (a U-Net's 2x2x2
+ * upsampling): output o is one column entry, the tap and input position o
+ * falls on, y[m][o] = col[(m*K + kk)][i]; 32-bit index math (the column tile
+ * is at most COL_BUDGET, the caller checks out_sz). */
+static bool convt_disjoint(const geom *g) {
+  for (int j = 0; j < 3; j++)
+    if (g->s[j] != g->k[j] || g->pb[j] || (g->k[j] > 1 && g->d[j] != 1) || g->out[j] != g->in[j] * g->s[j])
+      return false;
+  return g->out_sz < INT32_MAX;
+}
+
+__global__ void k_col2im_disjoint(const float *col, float *y, geom g, int64_t m0) {
+  const int out1 = (int)g.out[1], out2 = (int)g.out[2], s0 = (int)g.s[0], s1 = (int)g.s[1], s2 = (int)g.s[2];
+  const int in1 = (int)g.in[1], in2 = (int)g.in[2], osz = (int)g.out_sz, isz = (int)g.in_sz, K = (int)g.k_sz;
+  const int m = blockIdx.y;
+  for (int o = blockIdx.x * blockDim.x + threadIdx.x; o < osz; o += gridDim.x * blockDim.x) {
+    const int ox = o % out2, t = o / out2, oy = t % out1, oz = t / out1;
+    const int kk = (oz % s0 * s1 + oy % s1) * s2 + ox % s2, i = (oz / s0 * in1 + oy / s1) * in2 + ox / s2;
+    y[(m0 + m) * g.out_sz + o] = col[(m * K + kk) * isz + i];
+  }
+}
+
 static mi_status *convt_run(mi_node *n, mi_cuda_ctx *cx, mi_tensor *const *in, const mi_tensor *const *hin,
                             mi_tensor **out) {
   const mi_tensor *x = in[0], *w = in[1], *b = n->n_in > 2 ? in[2] : NULL, *res = in[n->n_in];
@@ -233,6 +270,8 @@ static mi_status *convt_run(mi_node *n, mi_cuda_ctx *cx, mi_tensor *const *in, c
     int64_t mt = COL_BUDGET / (row_bytes > 0 ? row_bytes : 1);
     if (mt < 1) mt = 1;
     if (mt > Mg) mt = Mg;
+    if (mt > 65535) mt = 65535; /* k_col2im_disjoint's grid.y */
+    const bool disjoint = convt_disjoint(&g) && row_bytes * mt / (int64_t)sizeof(float) < INT32_MAX;
     mi_status *st = NULL;
     float *col = (float *)mi_cuda_workspace(cx, n, (size_t)(row_bytes * mt), &st);
     if (!col) return st;
@@ -248,7 +287,12 @@ static mi_status *convt_run(mi_node *n, mi_cuda_ctx *cx, mi_tensor *const *in, c
           } else {
             CU_TRY(n, cudaMemsetAsync(col, 0, (size_t)(row_bytes * mn), cx->stream));
           }
-          k_col2im<<<mi_cuda_grid(mn * Pout, 256), 256, 0, cx->stream>>>(col, Yg, g, m0, mn);
+          if (disjoint) {
+            const dim3 grid((unsigned)((Pout + 255) / 256 < 4096 ? (Pout + 255) / 256 : 4096), (unsigned)mn);
+            k_col2im_disjoint<<<grid, 256, 0, cx->stream>>>(col, Yg, g, m0);
+          } else {
+            k_col2im<<<mi_cuda_grid(mn * Pout, 256), 256, 0, cx->stream>>>(col, Yg, g, m0, mn);
+          }
           CU_LAUNCHED(n);
         }
       }
