@@ -30,6 +30,7 @@ ROOT = os.path.dirname(HERE)
 # benchmark measures the same architecture the project ships and tests.
 sys.path.insert(0, os.path.join(ROOT, "models", "scripts"))
 from networks import pspnet, randomize_bn, unet3d_nnunet  # noqa: E402
+import onnx_export  # noqa: E402
 
 
 def unet3d():
@@ -114,7 +115,7 @@ def export(name, out_dir, opset):
     tmp = path + ".tmp"
     # Static shapes: both engines get the same fully known graph.
     with torch.no_grad():
-        torch.onnx.export(model, x, tmp, opset_version=opset, input_names=["input"],
+        onnx_export.export(model, x, tmp, opset_version=opset, input_names=["input"],
                           output_names=["output"], do_constant_folding=True)
     os.replace(tmp, path)  # never leave a half-written model for run.sh to pick up
     params = sum(p.numel() for p in model.parameters())

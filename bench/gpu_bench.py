@@ -32,6 +32,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, os.path.join(ROOT, "models", "scripts"))
+import onnx_export  # noqa: E402
 
 
 class GpuSampler:
@@ -75,7 +76,7 @@ def export(net, shape, path, torch):
         return
     net.eval()
     x = torch.randn(*shape)
-    torch.onnx.export(net, x, path, opset_version=13, input_names=["x"], output_names=["y"])
+    onnx_export.export(net, x, path, opset_version=13, input_names=["x"], output_names=["y"])
 
 
 def torch_latency(net, shape, runs, torch):

@@ -49,6 +49,7 @@ except ImportError as e:  # must fail loudly: a silent skip would hide missing c
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import networks  # noqa: E402
+import onnx_export  # noqa: E402
 
 PRESERVE = torch.onnx.TrainingMode.PRESERVE
 EVAL = torch.onnx.TrainingMode.EVAL
@@ -149,7 +150,7 @@ def make_case(name, out_dir, force=False):
     dyn = {"input": {0: "batch"}, "output": {0: "batch"}}
     onnx_path = os.path.join(case, "model.onnx")
     with torch.no_grad():
-        torch.onnx.export(model, dummy, onnx_path, opset_version=opset, input_names=["input"],
+        onnx_export.export(model, dummy, onnx_path, opset_version=opset, input_names=["input"],
                           output_names=["output"], dynamic_axes=dyn, do_constant_folding=True,
                           training=mode)
     proto = onnx.load(onnx_path)  # loaded once: VGG's file is 550 MB
@@ -223,7 +224,7 @@ def make_detection_case(name, out_dir, force=False):
     model = _detection_model(name, x, seed)
     onnx_path = os.path.join(case, "model.onnx")
     with torch.no_grad():
-        torch.onnx.export(model, ([x],), onnx_path, opset_version=11, input_names=["image"],
+        onnx_export.export(model, ([x],), onnx_path, opset_version=11, input_names=["image"],
                           output_names=["boxes", "labels", "scores"], do_constant_folding=True)
         y = model([x])[0]
     onnx.checker.check_model(onnx.load(onnx_path))

@@ -38,6 +38,7 @@ import torch.nn.functional as F
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
+import onnx_export  # noqa: E402
 from train_demo_organs import ct_window, grid_for, load_cases, log, phantom, resample, save_cases  # noqa: E402
 
 MODEL_DIR = os.path.normpath(os.path.join(HERE, "..", "demo-lesions"))
@@ -231,7 +232,7 @@ def export(net):
     os.makedirs(MODEL_DIR, exist_ok=True)
     path = os.path.join(MODEL_DIR, NAME + ".onnx")
     x = torch.zeros(1, 1, PATCH[2], PATCH[1], PATCH[0])
-    torch.onnx.export(net, x, path, opset_version=13, input_names=["image"], output_names=["det"],
+    onnx_export.export(net, x, path, opset_version=13, input_names=["image"], output_names=["det"],
                       dynamic_axes={"image": {0: "N", 2: "D", 3: "H", 4: "W"},
                                     "det": {0: "N", 2: "gD", 3: "gH", 4: "gW"}},
                       do_constant_folding=True)

@@ -54,6 +54,7 @@ import torch.nn.functional as F
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
+import onnx_export  # noqa: E402
 import torch.nn as nn  # noqa: E402
 
 MODEL_DIR = os.path.normpath(os.path.join(HERE, "..", "demo-organs"))
@@ -475,7 +476,7 @@ def train(args):
 def export(net):
     path = os.path.join(MODEL_DIR, NAME + ".onnx")
     x = torch.zeros(1, 1, PATCH[2], PATCH[1], PATCH[0])
-    torch.onnx.export(net, x, path, opset_version=13, input_names=["image"], output_names=["logits"],
+    onnx_export.export(net, x, path, opset_version=13, input_names=["image"], output_names=["logits"],
                       dynamic_axes={"image": {0: "N", 2: "D", 3: "H", 4: "W"},
                                     "logits": {0: "N", 2: "D", 3: "H", 4: "W"}},
                       do_constant_folding=True)

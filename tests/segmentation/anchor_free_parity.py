@@ -21,6 +21,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import yolo_parity as yp  # noqa: E402
+from yolo_parity import onnx_export  # noqa: E402
 
 NC = 2
 SCORE, IOU, MAXDET = 0.85, 0.45, 80
@@ -90,7 +91,7 @@ def main():
     torch.manual_seed(0)
     net = AnchorFree2D().eval()
     net.calibrate(x)
-    torch.onnx.export(net, torch.zeros(1, 1, 96, 96), os.path.join(work, "af.onnx"), opset_version=13,
+    onnx_export.export(net, torch.zeros(1, 1, 96, 96), os.path.join(work, "af.onnx"), opset_version=13,
                       input_names=["image"], output_names=["output0"], dynamic_axes={"image": {0: "N"}})
     with torch.no_grad():
         out = net(x).numpy().astype(np.float64)

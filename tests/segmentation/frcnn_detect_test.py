@@ -22,6 +22,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(HERE, "..", "..", "models", "scripts"))
 import make_parity_cases as mpc  # noqa: E402
+import onnx_export  # noqa: E402
 import yolo_parity as yp  # noqa: E402
 
 NAME = "fasterrcnn_mobilenet_v3_large_fpn"
@@ -42,7 +43,7 @@ def main():
         cls.bias.mul_(0.25)
     path = os.path.join(work, "frcnn.onnx")
     with torch.no_grad():
-        torch.onnx.export(model, ([x[0][None].expand(3, -1, -1).contiguous()],), path, opset_version=11,
+        onnx_export.export(model, ([x[0][None].expand(3, -1, -1).contiguous()],), path, opset_version=11,
                           input_names=["image"], output_names=["boxes", "labels", "scores"], do_constant_folding=True)
         per_slice = []
         for z in range(x.shape[0]):

@@ -14,6 +14,9 @@ import sys
 import torch
 import torch.nn as nn
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "models", "scripts"))
+import onnx_export  # noqa: E402
+
 
 class UNet(nn.Module):
     def __init__(self, ch=4, out=4):
@@ -36,7 +39,7 @@ def export(model, shape, path, spatial):
     axes = {0: "n"}
     for i in range(spatial):
         axes[2 + i] = "s%d" % i
-    torch.onnx.export(model, torch.zeros(shape), path, input_names=["x"], output_names=["y"],
+    onnx_export.export(model, torch.zeros(shape), path, input_names=["x"], output_names=["y"],
                       dynamic_axes={"x": axes, "y": axes}, opset_version=13)
 
 

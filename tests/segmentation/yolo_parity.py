@@ -18,6 +18,9 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "models", "scripts"))
+import onnx_export  # noqa: E402
+
 SPACING = (2.0, 2.0, 4.0)
 ANCHORS = {"p3": [[6, 8], [14, 10]], "p4": [[24, 20]]}
 STRIDES = {"p3": 8, "p4": 16}
@@ -236,7 +239,7 @@ def main():
     model = os.path.join(work, "yolo.onnx")
     ph, vol, dirs, origin = phantom_series(medinfer, work, "96x96x10", 11)
     net.calibrate(torch.from_numpy(window(vol)[:, None]))
-    torch.onnx.export(net, torch.zeros(1, 1, 64, 64), model, opset_version=13, input_names=["image"],
+    onnx_export.export(net, torch.zeros(1, 1, 64, 64), model, opset_version=13, input_names=["image"],
                       output_names=["p3", "p4"], dynamic_axes={"image": {0: "N", 2: "H", 3: "W"}})
     ref = reference(net, vol, ANCHORS)
     print("reference: %d findings, scores %.3f..%.3f" % (len(ref), min(r[2] for r in ref), max(r[2] for r in ref)))
