@@ -292,16 +292,7 @@ mi_status *mi_model_run(mi_model *m, mi_tensor *const *inputs, int n_inputs, mi_
       if (scratch[i].owns_data) free(scratch[i].data);
     if (st) st = mi_error_prefix(st, "'%s'", g->name);
   }
-  if (!st && m->prof_ms && m->prof_n == g->n_nodes) { /* a failed run adds nothing */
-    for (int k = 0; k < g->n_nodes; k++) {
-      const double t = m->prof_ms[g->n_nodes + k];
-      double *best = &m->prof_ms[2 * g->n_nodes + k];
-      m->prof_ms[k] += t;
-      if (m->prof_runs == 0 || t < *best) *best = t;
-    }
-    m->prof_runs++;
-  }
-  if (m->prof_ms && m->prof_n == g->n_nodes) memset(m->prof_ms + g->n_nodes, 0, sizeof(double) * (size_t)g->n_nodes);
+  mi_profile_commit(m, !st);
   if (!st && m->plan.first_tail >= 0) st = mi_graph_run_eager(g, &m->ex, true);
   for (int i = 0; i < g->n_outputs && !st; i++) {
     mi_value *v = &g->values[g->outputs[i]];

@@ -27,6 +27,9 @@ struct mi_model {
   int prof_n; /* node count prof_ms was made for */
   int64_t prof_runs;
 };
+/* The current run's node times into the totals when the run succeeded, then
+ * cleared for the next (profile.c; the CPU and CUDA runs both end with it). */
+void mi_profile_commit(mi_model *m, bool ok);
 
 /* CUDA backend: cuda_loader.c loads libmedinfer_cuda.so (cuda/exec_cuda.cu) on first use. */
 mi_status *mi_cuda_model_init(mi_model *m);

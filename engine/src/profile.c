@@ -15,7 +15,6 @@ double mi_now_ms(void) {
 
 mi_status *mi_model_set_profiling(mi_model *m, int on) {
   if (!m) return mi_error(MI_ERR_INVALID_ARGUMENT, "mi_model_set_profiling: NULL model");
-  if (on && m->cuda) return mi_error(MI_ERR_UNSUPPORTED, "profiling is for the CPU backend");
   free(m->prof_ms);
   m->prof_ms = NULL;
   m->prof_runs = 0;
@@ -23,6 +22,21 @@ mi_status *mi_model_set_profiling(mi_model *m, int on) {
   m->prof_n = m->g.n_nodes;
   m->prof_ms = calloc(3 * (size_t)(m->g.n_nodes > 0 ? m->g.n_nodes : 1), sizeof *m->prof_ms);
   return m->prof_ms ? NULL : mi_error(MI_ERR_NO_MEMORY, "out of memory for the profile");
+}
+
+void mi_profile_commit(mi_model *m, bool ok) {
+  const mi_graph *g = &m->g;
+  if (!m->prof_ms || m->prof_n != g->n_nodes) return;
+  if (ok) { /* a failed run adds nothing */
+    for (int k = 0; k < g->n_nodes; k++) {
+      const double t = m->prof_ms[g->n_nodes + k];
+      double *best = &m->prof_ms[2 * g->n_nodes + k];
+      m->prof_ms[k] += t;
+      if (m->prof_runs == 0 || t < *best) *best = t;
+    }
+    m->prof_runs++;
+  }
+  memset(m->prof_ms + g->n_nodes, 0, sizeof(double) * (size_t)g->n_nodes);
 }
 
 static const mi_tensor *node_tensor(const mi_graph *g, const mi_node *n, bool input, int i) {

@@ -18,7 +18,8 @@ static const char usage[] =
     "and the process's peak resident memory.  --profile then repeats the runs with\n"
     "per-node timing and prints time per operator type and for the slowest nodes,\n"
     "with the GFLOP/s of convolutions and matrix products and their share of the\n"
-    "machine's FP32 FMA peak (measured on the same threads unless --peak gives it).\n"
+    "machine's FP32 FMA peak (measured on the same threads unless --peak gives it;\n"
+    "on a GPU each node's device time, and a share only of a --peak).\n"
     "--flush MB writes that much memory before each run: the weights then come\n"
     "from memory, as a layer's do inside a network larger than the caches.\n";
 
@@ -180,8 +181,10 @@ int main(int argc, char **argv) {
          ru.ru_maxrss / 1024.0);
   free(times);
   if (profile) { /* separate runs: the timing above carries no profiling cost */
-    /* The model's threads: --threads, or all online cores as the engine takes them. */
-    if (peak <= 0) peak = mi_bench_peak_gflops(threads > 0 ? threads : (int)sysconf(_SC_NPROCESSORS_ONLN));
+    /* The model's threads: --threads, or all online cores as the engine takes them
+     * (on a GPU no share of a peak unless --peak gives one). */
+    if (peak <= 0 && device == MI_DEVICE_CPU)
+      peak = mi_bench_peak_gflops(threads > 0 ? threads : (int)sysconf(_SC_NPROCESSORS_ONLN));
     st = mi_model_set_profiling(m, 1);
     for (int r = 0; r < runs && !st; r++) {
       for (size_t i = 0; i < flush_n; i += 16) flush[i] += 1.f;

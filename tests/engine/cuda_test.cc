@@ -284,6 +284,50 @@ TEST(Cuda, ConvRandomGeometryMatchesCpu) {
   }
 }
 
+// --profile on a GPU: each node's device time (events on the model's stream),
+// the 3D U-Net step's convolutions with their FLOP counts.
+TEST(Cuda, ProfileTimesDeviceNodes) {
+  REQUIRE_GPU();
+  auto buf = unet_3d().serialize();
+  mi_options opt;
+  mi_options_default(&opt);
+  opt.device = MI_DEVICE_CUDA;
+  mi_model *m = nullptr;
+  mi_status *st = mi_model_load_buffer(buf.data(), buf.size(), nullptr, "test", &opt, &m);
+  ASSERT_EQ(st, nullptr) << take_msg(st);
+  ASSERT_EQ(mi_model_set_profiling(m, 1), nullptr);
+  const std::vector<int64_t> shape = {1, 2, 12, 12, 12};
+  auto x = random_floats(2 * 12 * 12 * 12, 109);
+  mi_tensor *in = nullptr;
+  ASSERT_EQ(mi_tensor_wrap(MI_FLOAT, 5, shape.data(), x.data(), &in), nullptr);
+  for (int r = 0; r < 2; r++) {
+    mi_tensor *out[1] = {nullptr};
+    st = mi_model_run(m, &in, 1, out, 1);
+    ASSERT_EQ(st, nullptr) << take_msg(st);
+    mi_tensor_free(out[0]);
+  }
+  char *text = nullptr;
+  size_t len = 0;
+  FILE *f = open_memstream(&text, &len);
+  ASSERT_NE(f, nullptr);
+  st = mi_model_write_profile(m, f, 0);
+  fclose(f);
+  const std::string out(text, len);
+  free(text);
+  ASSERT_EQ(st, nullptr) << take_msg(st);
+  EXPECT_NE(out.find("profile: 2 runs"), std::string::npos) << out;
+  const size_t row = out.find("  Conv ");
+  ASSERT_NE(row, std::string::npos) << out;
+  int nodes = 0;
+  double mean = -1, best = -1;
+  ASSERT_EQ(sscanf(out.c_str() + row, " Conv %d %lf %lf", &nodes, &mean, &best), 3) << out;
+  EXPECT_EQ(nodes, 3);
+  EXPECT_GT(best, 0.0) << out;
+  EXPECT_LE(best, mean) << out;
+  mi_tensor_free(in);
+  mi_model_free(m);
+}
+
 TEST(Cuda, ResizeMatMulReduceMatchCpu) {
   REQUIRE_GPU();
   compare(misc_ops(), {2, 3, 5, 7}, 104);

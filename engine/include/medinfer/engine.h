@@ -110,8 +110,10 @@ void mi_model_free(mi_model *m); /* accepts NULL */
 
 mi_status *mi_model_set_threads(mi_model *m, int threads);
 
-/* ---- profiling (CPU) ------------------------------------------------------
- * With profiling on, mi_model_run times every node.  mi_model_write_profile
+/* ---- profiling --------------------------------------------------------------
+ * With profiling on, mi_model_run times every node (on a GPU, its device
+ * time between two events on the model's stream; nodes of the host tail are
+ * not timed there).  mi_model_write_profile
  * prints, per run, the time of each operator type and of the slowest nodes,
  * with GFLOP/s of the convolutions and matrix products (2 x multiply-adds)
  * and, when peak_gflops > 0, their share of that peak.  Turning profiling

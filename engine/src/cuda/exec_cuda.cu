@@ -194,7 +194,37 @@ struct mi_cuda_model {
   void *pinned;   /* staging for inputs and outputs */
   size_t pinned_bytes;
   const mi_cuda_op **ops; /* per node */
+  /* Profiling (mi_model_set_profiling): a start and an end event per node,
+   * made at the first profiled run; timed[k] when node k ran this run. */
+  cudaEvent_t *prof_ev;
+  bool *timed;
+  int prof_nodes;
 };
+
+/* The events for a profiled run; false (no timing) when they cannot be made. */
+static bool prof_events(mi_model *m) {
+  mi_cuda_model *c = m->cuda;
+  const int n = m->g.n_nodes;
+  if (c->prof_ev && c->prof_nodes == n) return true;
+  if (c->prof_ev)
+    for (int i = 0; i < 2 * c->prof_nodes; i++) cudaEventDestroy(c->prof_ev[i]);
+  free(c->prof_ev);
+  free(c->timed);
+  c->prof_nodes = 0;
+  c->prof_ev = (cudaEvent_t *)calloc(2 * (size_t)(n > 0 ? n : 1), sizeof *c->prof_ev);
+  c->timed = (bool *)calloc((size_t)(n > 0 ? n : 1), sizeof *c->timed);
+  if (!c->prof_ev || !c->timed) return false;
+  for (int i = 0; i < 2 * n; i++)
+    if (cudaEventCreate(&c->prof_ev[i]) != cudaSuccess) {
+      while (i-- > 0) cudaEventDestroy(c->prof_ev[i]);
+      free(c->prof_ev);
+      c->prof_ev = NULL;
+      cudaGetLastError();
+      return false;
+    }
+  c->prof_nodes = n;
+  return true;
+}
 
 static void free_plan(mi_cuda_model *c, int nv) {
   for (int v = 0; v < nv; v++) {
@@ -221,6 +251,10 @@ extern "C" void mi_cuda_backend_model_free(mi_model *m) {
     for (int v = 0; v < nv; v++)
       if (c->dconst[v]) cudaFree(c->dconst[v]);
   if (c->cx.ws) cudaFree(c->cx.ws);
+  if (c->prof_ev)
+    for (int i = 0; i < 2 * c->prof_nodes; i++) cudaEventDestroy(c->prof_ev[i]);
+  free(c->prof_ev);
+  free(c->timed);
   if (c->cx.blas) cublasDestroy(c->cx.blas);
   if (c->cx.stream) cudaStreamDestroy(c->cx.stream);
   cudaGetLastError();
@@ -487,11 +521,15 @@ static mi_status *run_nodes(mi_model *m) {
   mi_tensor *in[MI_MAX_IO + 1], *out[MI_MAX_IO];
   const mi_tensor *hin[MI_MAX_IO + 1];
   void *scratch[MI_MAX_IO];
+  const bool prof = m->prof_ms && m->prof_n == g->n_nodes && prof_events(m);
+  if (prof) memset(c->timed, 0, sizeof(bool) * (size_t)g->n_nodes);
   for (int k = 0; k < g->n_nodes; k++) {
     mi_node *n = &g->nodes[k];
     if (node_skipped(g, n) || n->tail) continue;
+    if (prof) cudaEventRecord(c->prof_ev[2 * k], c->cx.stream), c->timed[k] = true;
     if (!c->ops[k]) {
       MI_TRY(mi_error_prefix(run_on_host(m, n), "'%s' (CUDA)", g->name));
+      if (prof) cudaEventRecord(c->prof_ev[2 * k + 1], c->cx.stream);
       continue;
     }
     for (int i = 0; i <= n->n_in; i++) {
@@ -541,6 +579,7 @@ static mi_status *run_nodes(mi_model *m) {
       n_scratch = i + 1;
     }
     if (!st) st = c->ops[k]->run(n, &c->cx, in, hin, out);
+    if (prof) cudaEventRecord(c->prof_ev[2 * k + 1], c->cx.stream);
     for (int i = 0; i < n_scratch; i++)
       if (scratch[i]) cudaFreeAsync(scratch[i], c->cx.stream);
     if (st) return mi_error_prefix(st, "'%s' (CUDA)", g->name);
@@ -599,6 +638,15 @@ extern "C" mi_status *mi_cuda_backend_model_run(mi_model *m, bool replanned, mi_
   if (!st && e != cudaSuccess)
     st = mi_error(MI_ERR_INTERNAL, "'%s': CUDA: a kernel failed while running: %s", g->name,
                   cudaGetErrorString(e));
+  if (m->prof_ms && m->prof_n == g->n_nodes) { /* device time per node, between its two events */
+    const bool timed = c->prof_ev && c->prof_nodes == g->n_nodes;
+    for (int k = 0; k < g->n_nodes && timed && !st; k++) {
+      float ms = 0;
+      if (c->timed[k] && cudaEventElapsedTime(&ms, c->prof_ev[2 * k], c->prof_ev[2 * k + 1]) == cudaSuccess)
+        m->prof_ms[g->n_nodes + k] = ms;
+    }
+    mi_profile_commit(m, timed && !st);
+  }
   for (int i = 0; i < g->n_outputs && !st; i++) {
     int v = g->outputs[i];
     const mi_value *val = &g->values[v];
