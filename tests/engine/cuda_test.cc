@@ -243,7 +243,7 @@ TEST(Cuda, FusedNormalizationsMatchCpu) {
 
 // Conv over random geometry (1D/2D/3D, strides, dilations, asymmetric pads,
 // batches, channel counts on both sides of the implicit GEMM's 32-channel and
-// 8-row K steps, output sizes not a multiple of 4), with bias, a residual and
+// 8-row K steps, output sizes not a multiple of 4, 7x5 kernels), with bias, a residual and
 // LeakyRelu after it, against the CPU engine: on the implicit GEMM, and on
 // im2col + cuBLAS (MEDINFER_CUDA_IGEMM, read at each call).
 TEST(Cuda, ConvRandomGeometryMatchesCpu) {
@@ -253,8 +253,9 @@ TEST(Cuda, ConvRandomGeometryMatchesCpu) {
   for (int trial = 0; trial < 36; trial++) {
     const int nsp = 1 + trial % 3, N = pick(1, 3), C = pick(1, 20), M = trial % 4 == 0 ? pick(33, 80) : pick(1, 40);
     std::vector<int64_t> xd = {N, C}, wd = {M, C}, yd = {N, M}, k, st, dl, pads(2 * nsp);
+    const bool wide = trial % 6 == 4;  // 2D, 7x5: more taps than the kernel's 32-bit tap masks
     for (int i = 0; i < nsp; i++) {
-      k.push_back(pick(1, 3)), st.push_back(pick(1, 2)), dl.push_back(pick(1, 3) == 3 ? 2 : 1);
+      k.push_back(wide ? 7 - 2 * i : pick(1, 3)), st.push_back(pick(1, 2)), dl.push_back(pick(1, 3) == 3 ? 2 : 1);
       const int64_t dk = (k[i] - 1) * dl[i] + 1;
       pads[i] = pick(0, (int)std::min<int64_t>(2, dk - 1)), pads[nsp + i] = pick(0, (int)std::min<int64_t>(2, dk - 1));
       const int64_t in = std::max<int64_t>(dk, pick(nsp == 3 ? 3 : 5, nsp == 3 ? 11 : nsp == 2 ? 23 : 70));
