@@ -12,7 +12,8 @@
  * SGEMM's column panels are mostly edge.
  *
  * Only compiled for x86-64; call nothing here unless mi_gemm_isa() is
- * MI_ISA_AVX512 and the weights were packed for that level. */
+ * MI_ISA_AVX512 (the _avx2 functions: MI_ISA_AVX2) and the weights were
+ * packed for that level. */
 #ifndef MEDINFER_GEMM_DCONV_H
 #define MEDINFER_GEMM_DCONV_H
 
@@ -206,5 +207,13 @@ bool mi_dconv_supported(const mi_gemm_packed_view *a);
 /* Work items of a job, and running a range of them (any split over threads). */
 int64_t mi_dconv_items(const mi_dconv_job *j);
 void mi_dconv_run(const mi_dconv_job *j, int64_t begin, int64_t end);
+
+/* ---- the same job on AVX2 + FMA (dconv_avx2.c): weights packed for the
+ * AVX2 SGEMM (6-row panels), tiles of 6 channels x 16 positions; mgroup is
+ * taken up to whole panels (8 -> 12, ...).  Only where mi_gemm_isa() is
+ * MI_ISA_AVX2. */
+bool mi_dconv_supported_avx2(const mi_gemm_packed_view *a);
+int64_t mi_dconv_items_avx2(const mi_dconv_job *j);
+void mi_dconv_run_avx2(const mi_dconv_job *j, int64_t begin, int64_t end);
 
 #endif

@@ -920,7 +920,13 @@ static void pre_planes(void *vctx, int64_t b, int64_t e) {
  * every convolution on the implicit GEMM, =1 sends every eligible one here
  * (tests). */
 #ifdef MI_GEMM_X86
-static void dconv_items(void *vctx, int64_t b, int64_t e) { mi_dconv_run(vctx, b, e); }
+/* The position-vector kernel of the GEMM's level: AVX-512, or AVX2 (dconv_avx2.c). */
+static bool dconv_avx2(void) { return mi_gemm_isa() == MI_ISA_AVX2; }
+static int64_t dconv_count(const mi_dconv_job *j) { return dconv_avx2() ? mi_dconv_items_avx2(j) : mi_dconv_items(j); }
+static void dconv_items(void *vctx, int64_t b, int64_t e) {
+  if (dconv_avx2()) mi_dconv_run_avx2(vctx, b, e);
+  else mi_dconv_run(vctx, b, e);
+}
 static void dconv_items_bf16(void *vctx, int64_t b, int64_t e) { mi_dconv_run_bf16(vctx, b, e); }
 /* A job and the weights of a kernel that keeps its own layout (AMX, channel-vector). */
 typedef struct job_weights {
@@ -1010,10 +1016,11 @@ static bool direct_wanted(const mi_exec *ex, const geom *g, const conv_attr *a, 
   const int mode = conv_direct_mode();
   const bool bf16 = direct_bf16(ex, C);
   /* The ISA first: the kernel files' code (mi_dconv_supported included) is
-   * compiled for AVX-512 and must not run on a CPU without it. */
-  if ((mode == 0 && !bf16) || a->group != 1 || !a->wpack || mi_gemm_isa() != MI_ISA_AVX512) return false;
+   * compiled for AVX-512 or AVX2 and must not run on a CPU without it. */
+  const mi_isa isa = mi_gemm_isa();
+  if ((mode == 0 && !bf16) || a->group != 1 || !a->wpack || (isa != MI_ISA_AVX512 && isa != MI_ISA_AVX2)) return false;
   const mi_gemm_packed_view v = mi_gemm_packed_a_view(a->wpack[0]);
-  if (!mi_dconv_supported(&v) || g->s[0] != 1 || g->s[1] > 2 || g->s[2] > 2) return false;
+  if (!(isa == MI_ISA_AVX2 ? mi_dconv_supported_avx2(&v) : mi_dconv_supported(&v)) || g->s[0] != 1 || g->s[1] > 2 || g->s[2] > 2) return false;
   phase_geom ph;
   if (!direct_slab(g, C, bf16, true, &ph)) return false;
   if (mode == 1 || bf16) return true; /* bf16: twice the multiply-adds per instruction, every layer gains */
@@ -1033,6 +1040,13 @@ static bool direct_wanted(const mi_exec *ex, const geom *g, const conv_attr *a, 
   /* So few rows (an RGB 3x3 first layer: K 27) that each tile is mostly
    * its stores: VGG's 224x224 one 2.14 ms here, 1.51 on the SGEMM. */
   if (C * g->k_sz < 64) return false;
+  /* AVX2 (Zen 4 with MEDINFER_ISA=avx2, ResNet-50's layers against the
+   * implicit GEMM, ms per node): the 6x16 SGEMM tiles hold their own on
+   * maps of 28x28 and less unless the layer is narrow (3x3 layers of 128
+   * channels at 28x28 1.29 -> 1.33-1.48, of 256 at 14x14 1.31 -> 1.44, 1x1
+   * ones of 128 0.51 -> 0.56); at 56x56 the direct kernel gains (3x3 of 64
+   * channels 1.44 -> 1.29, the 7x7 stem 1.67 -> 1.61). */
+  if (isa == MI_ISA_AVX2) return M <= 64 || g->out[1] * g->out[2] >= 56 * 56;
   if (g->s[1] * g->s[2] > 1) return M <= 128; /* strided: the 7x7 stem gains, 256-channel layers lose */
   return M <= 128 || (g->k_sz > 1 && M <= 256);
 }
@@ -1368,7 +1382,7 @@ static mi_status *conv_direct(mi_node *n, mi_exec *ex, conv_attr *a, const geom 
     job.group_major = M * K > C * ph.csz;
     /* Small layers (a DenseNet's 14x14 and 7x7 ones): narrower channel
      * groups, so that every thread gets a few items. */
-    for (job.mgroup = 64; !cv && job.mgroup > 8 && (bf16 ? mi_dconv_items_bf16(&job) : mi_dconv_items(&job)) < 4 * ex->threads;)
+    for (job.mgroup = 64; !cv && job.mgroup > 8 && (bf16 ? mi_dconv_items_bf16(&job) : dconv_count(&job)) < 4 * ex->threads;)
       job.mgroup /= 2;
     if (cv) {
       job_weights cc = {&job, &a->wcv};
@@ -1377,7 +1391,7 @@ static mi_status *conv_direct(mi_node *n, mi_exec *ex, conv_attr *a, const geom 
       job_weights ac = {&job, &a->wamx};
       mi_parallel_for(ex, mi_dconv_items_amx(&job, &a->wamx), 1, dconv_items_amx, &ac);
     } else if (bf16) mi_parallel_for(ex, mi_dconv_items_bf16(&job), 1, dconv_items_bf16, &job);
-    else mi_parallel_for(ex, mi_dconv_items(&job), 1, dconv_items, &job);
+    else mi_parallel_for(ex, dconv_count(&job), 1, dconv_items, &job);
   }
   free(skip);
   if (xpair) mi_exec_scratch_release(ex, xpair);

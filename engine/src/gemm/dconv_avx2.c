@@ -1,0 +1,170 @@
+/* Direct convolution micro-kernel and driver, AVX2 + FMA (see dconv.h): the
+ * AVX-512 kernel's scheme (dconv_avx512.c) in sixteen 256-bit registers.  A
+ * tile is 6 output channels (the AVX2 SGEMM's packed panels) x 16 positions
+ * (two vectors): twelve accumulators, two source vectors and a broadcast
+ * weight.  Tiles whose grid rows carry extra columns go through a buffer
+ * (scatter_runs), as the AVX-512 kernel does with an epilogue.  Compiled
+ * with -mavx2 -mfma; only called when the GEMM's level is AVX2. */
+#include "dconv.h"
+
+#ifdef MI_GEMM_X86
+#include <immintrin.h>
+#include <string.h>
+
+#define MR 6      /* channels per tile: the AVX2 SGEMM's packed panels */
+#define NB 16     /* positions per tile: two vectors */
+#define MGROUP 48 /* channels per work item: 8 panels */
+#define KSTEP 96  /* weight rows per pass over a group */
+
+bool mi_dconv_supported_avx2(const mi_gemm_packed_view *a) {
+  return a->data && a->mr == MR && !strcmp(a->kernel, "avx2");
+}
+
+/* A plane's positions as whole vectors of 8, dealt evenly to tiles of at most two. */
+static int64_t plane_tiles(const mi_dconv_job *j) { return ((j->q_end + 7) / 8 + 1) / 2; }
+
+/* job.mgroup (a multiple of 8, see dconv.h) up to whole panels of 6, at most MGROUP. */
+static int64_t group(const mi_dconv_job *j) {
+  const int64_t m = j->mgroup > 0 ? (j->mgroup + MR - 1) / MR * MR : MGROUP;
+  return m < MGROUP ? m : MGROUP;
+}
+
+int64_t mi_dconv_items_avx2(const mi_dconv_job *j) {
+  return j->planes * plane_tiles(j) * ((j->a.M + group(j) - 1) / group(j));
+}
+
+/* Rows [ks, ks + kn) of the weights' K block at pc (kc rows) for channels
+ * [ir, ir + MR) x positions [0, 8 NV) of the tile at x, the last vector's
+ * lanes limited by lm unless FULL (masked loads and above all masked stores
+ * are slow on AMD: only a plane's last tile takes them).  Partial sums in
+ * part[i * NB + ..] between calls; the last call adds bias, applies ReLU and
+ * stores to c[i * ldc + ..]. */
+static inline __attribute__((always_inline)) void tile(const int NV, const bool FULL, const mi_dconv_job *j, int64_t ir,
+                                                      const float *x, __m256i lm, int64_t pc, int64_t kc,
+                                                      int64_t ks, int64_t kn, float *part, bool first, bool last,
+                                                      float *c, int64_t ldc, int mr, const float *pfx,
+                                                      const int32_t *pft, int64_t npf) {
+  const mi_gemm_packed_view *A = &j->a;
+  __m256 acc[MR][2];
+#pragma GCC unroll 6
+  for (int i = 0; i < MR; i++)
+#pragma GCC unroll 2
+    for (int v = 0; v < NV; v++) acc[i][v] = first ? _mm256_setzero_ps() : _mm256_load_ps(part + i * NB + 8 * v);
+  const float *a = A->data + pc * A->mp + ir * kc + ks * MR;
+  const int32_t *t = j->toff + pc + ks;
+#pragma GCC unroll 2
+  for (int64_t k = 0; k < kn; k++, a += MR) {
+    if (k < npf) { /* the source row of the tile's next K step, into L2 (it may straddle two lines) */
+      const char *pp = (const char *)(pfx + pft[k]);
+      _mm_prefetch(pp, _MM_HINT_T1);
+      _mm_prefetch(pp + 32 * NV - 4, _MM_HINT_T1);
+    }
+    const float *xp = x + t[k];
+    __m256 b[2];
+#pragma GCC unroll 2
+    for (int v = 0; v < NV; v++)
+      b[v] = v == NV - 1 && !FULL ? _mm256_maskload_ps(xp + 8 * v, lm) : _mm256_loadu_ps(xp + 8 * v);
+#pragma GCC unroll 6
+    for (int i = 0; i < MR; i++) {
+      const __m256 ai = _mm256_broadcast_ss(a + i);
+#pragma GCC unroll 2
+      for (int v = 0; v < NV; v++) acc[i][v] = _mm256_fmadd_ps(ai, b[v], acc[i][v]);
+    }
+  }
+  if (!last) {
+#pragma GCC unroll 6
+    for (int i = 0; i < MR; i++)
+#pragma GCC unroll 2
+      for (int v = 0; v < NV; v++) _mm256_store_ps(part + i * NB + 8 * v, acc[i][v]);
+    return;
+  }
+  const __m256 zero = _mm256_setzero_ps();
+#pragma GCC unroll 6
+  for (int i = 0; i < MR; i++) {
+    if (i >= mr) break;
+    const __m256 bi = j->bias ? _mm256_set1_ps(j->bias[ir + i]) : zero;
+#pragma GCC unroll 2
+    for (int v = 0; v < NV; v++) {
+      __m256 r = _mm256_add_ps(acc[i][v], bi);
+      if (j->relu) r = _mm256_max_ps(r, zero);
+      if (v == NV - 1 && !FULL) _mm256_maskstore_ps(c + i * ldc + 8 * v, lm, r);
+      else _mm256_storeu_ps(c + i * ldc + 8 * v, r);
+    }
+  }
+}
+
+typedef void (*tile_fn)(const mi_dconv_job *j, int64_t ir, const float *x, __m256i lm, int64_t pc, int64_t kc,
+                        int64_t ks, int64_t kn, float *part, bool first, bool last, float *c, int64_t ldc, int mr,
+                        const float *pfx, const int32_t *pft, int64_t npf);
+#define TILE_FN(NAME, NV, FULL)                                                                                 \
+  static void NAME(const mi_dconv_job *j, int64_t ir, const float *x, __m256i lm, int64_t pc, int64_t kc,       \
+                   int64_t ks, int64_t kn, float *part, bool first, bool last, float *c, int64_t ldc, int mr,     \
+                   const float *pfx, const int32_t *pft, int64_t npf) {                                          \
+    tile(NV, FULL, j, ir, x, lm, pc, kc, ks, kn, part, first, last, c, ldc, mr, pfx, pft, npf);                  \
+  }
+TILE_FN(tile1, 1, false)
+TILE_FN(tile2, 2, false)
+TILE_FN(tile1_full, 1, true)
+TILE_FN(tile2_full, 2, true)
+#undef TILE_FN
+
+/* Rows [m0, m0 + mr) of a tile (positions [q0, q0 + n) of plane z) from
+ * buf[i * NB + ..] into Y, run by run (a run ends at a grid row). */
+static void scatter_runs(const mi_dconv_job *j, const float *buf, int64_t z, int64_t q0, int64_t n, int64_t m0,
+                         int mr) {
+  for (int64_t q = q0, len, o; mi_dconv_next_run(j, z, &q, q0 + n, &len, &o); q += len) {
+    float *y = j->y + m0 * j->ldy + o;
+    for (int i = 0; i < mr; i++) memcpy(y + i * j->ldy, buf + i * NB + (q - q0), (size_t)len * sizeof(float));
+    if (j->epi) j->epi->fn(j->epi->ctx, m0, mr, o, len, y, j->ldy);
+  }
+}
+
+void mi_dconv_run_avx2(const mi_dconv_job *j, int64_t begin, int64_t end) {
+  const int64_t M = j->a.M, K = j->a.K, nblk = plane_tiles(j), grp = group(j);
+  const int64_t ngrp = (M + grp - 1) / grp;
+  const int64_t nvec = (j->q_end + 7) / 8;
+  const bool in_place = j->row == j->cols; /* no grid columns to drop */
+  float buf[MR * NB] __attribute__((aligned(32)));
+  float part[MGROUP * NB] __attribute__((aligned(32)));
+  for (int64_t it = begin; it < end; it++) {
+    int64_t g, b, z;
+    if (j->group_major) g = it / (nblk * j->planes), b = it % nblk, z = (it / nblk) % j->planes;
+    else g = it % ngrp, b = (it / ngrp) % nblk, z = it / (ngrp * nblk);
+    const int64_t v0 = b * nvec / nblk, v1 = (b + 1) * nvec / nblk, q0 = 8 * v0;
+    const int64_t n = 8 * v1 < j->q_end ? 8 * v1 - q0 : j->q_end - q0;
+    const int nv = (int)(v1 - v0), rem = (int)(n - 8 * (nv - 1));
+    const __m256i lm = _mm256_cmpgt_epi32(_mm256_set1_epi32(rem), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+    const tile_fn run = nv == 2 ? (rem == 8 ? tile2_full : tile2) : (rem == 8 ? tile1_full : tile1);
+    const float *x = j->x + z * j->x_plane + q0;
+    const int64_t m0 = g * grp, me = m0 + grp < M ? m0 + grp : M, panels = (me - m0 + MR - 1) / MR;
+    for (int64_t pc = 0; pc < K; pc += j->a.kc) {
+      const int64_t kc = K - pc < j->a.kc ? K - pc : j->a.kc;
+      for (int64_t ks = 0; ks < kc; ks += KSTEP) {
+        const int64_t kn = kc - ks < KSTEP ? kc - ks : KSTEP;
+        const bool first = pc == 0 && ks == 0, last = pc + ks + kn >= K;
+        /* The next K step's source rows (the next item's first at the last)
+         * into L2, shared out over the group's panels (dconv_avx512.c). */
+        const int64_t kn_next = last ? 0 : (K - (pc + ks + kn) < KSTEP ? K - (pc + ks + kn) : KSTEP);
+        const float *pfx = x;
+        const int32_t *pft = j->toff + pc + ks + kn;
+        int64_t npf = kn_next;
+        if (last && it + 1 < end && !j->group_major) {
+          const int64_t nb = (it + 1) / ngrp % nblk, nz = (it + 1) / (ngrp * nblk);
+          pfx = j->x + nz * j->x_plane + 8 * (nb * nvec / nblk), pft = j->toff, npf = K < KSTEP ? K : KSTEP;
+        }
+        for (int64_t ir = m0; ir < me; ir += MR) {
+          const int mr = me - ir < MR ? (int)(me - ir) : MR;
+          float *c = in_place ? j->y + ir * j->ldy + z * j->out_plane + q0 : buf;
+          const int64_t ldc = in_place ? j->ldy : NB;
+          float *pp = part + (ir - m0) * NB;
+          const int64_t pi = (ir - m0) / MR, f0 = pi * npf / panels, np = (pi + 1) * npf / panels - f0;
+          run(j, ir, x, lm, pc, kc, ks, kn, pp, first, last, c, ldc, mr, pfx, pft + f0, np);
+          if (!last) continue;
+          if (!in_place) scatter_runs(j, buf, z, q0, n, ir, mr);
+          else if (j->epi) j->epi->fn(j->epi->ctx, ir, mr, z * j->out_plane + q0, n, c, j->ldy);
+        }
+      }
+    }
+  }
+}
+#endif
