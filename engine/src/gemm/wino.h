@@ -11,8 +11,9 @@
  * The transforms work on 16 tiles ("lanes") of one channel plane at once;
  * transform element xi = alpha * row + column (alpha: 6, or 4 in F(2x2))
  * goes to dst[xi * xs + lane].
- * wino_generic.c is portable C, wino_avx512.c AVX-512F (gathers and
- * scatters): call the latter only when mi_gemm_isa() is MI_ISA_AVX512. */
+ * wino_generic.c is portable C (wino_avx2.c the same for AVX2), wino_avx512.c
+ * AVX-512F (gathers and scatters): call those only when mi_gemm_isa() is
+ * their level. */
 #ifndef MEDINFER_GEMM_WINO_H
 #define MEDINFER_GEMM_WINO_H
 
@@ -60,6 +61,10 @@ void mi_wino_in_generic(const float *plane, int64_t H, int64_t W, int64_t dy, in
 void mi_wino_out_generic(const float *m, int64_t ms, const mi_wino_out_lanes *L, int64_t Wo, int64_t dy, int64_t dx,
                          const mi_wino_epi *e, float *plane);
 #if defined(__x86_64__) || defined(__i386__)
+void mi_wino_in_avx2(const float *plane, int64_t H, int64_t W, int64_t dy, int64_t dx, const mi_wino_in_lanes *L,
+                     float *dst, int64_t xs);
+void mi_wino_out_avx2(const float *m, int64_t ms, const mi_wino_out_lanes *L, int64_t Wo, int64_t dy, int64_t dx,
+                      const mi_wino_epi *e, float *plane);
 void mi_wino_in_avx512(const float *plane, int64_t H, int64_t W, int64_t dy, int64_t dx, const mi_wino_in_lanes *L,
                        float *dst, int64_t xs);
 void mi_wino_out_avx512(const float *m, int64_t ms, const mi_wino_out_lanes *L, int64_t Wo, int64_t dy, int64_t dx,
@@ -75,6 +80,10 @@ void mi_wino2_in_generic(const float *plane, int64_t H, int64_t W, int64_t dy, i
 void mi_wino2_out_generic(const float *m, int64_t ms, const mi_wino_out_lanes *L, int64_t Wo, int64_t dy, int64_t dx,
                           const mi_wino_epi *e, float *plane);
 #if defined(__x86_64__) || defined(__i386__)
+void mi_wino2_in_avx2(const float *plane, int64_t H, int64_t W, int64_t dy, int64_t dx, const mi_wino_in_lanes *L,
+                      float *dst, int64_t xs);
+void mi_wino2_out_avx2(const float *m, int64_t ms, const mi_wino_out_lanes *L, int64_t Wo, int64_t dy, int64_t dx,
+                       const mi_wino_epi *e, float *plane);
 void mi_wino2_in_avx512(const float *plane, int64_t H, int64_t W, int64_t dy, int64_t dx, const mi_wino_in_lanes *L,
                         float *dst, int64_t xs);
 void mi_wino2_out_avx512(const float *m, int64_t ms, const mi_wino_out_lanes *L, int64_t Wo, int64_t dy, int64_t dx,

@@ -3,109 +3,127 @@
 
 #include <string.h>
 
-/* B^T d and A^T m of F(4x4, 3x3) (6 points, 4 outputs) and F(2x2, 3x3) (4 points, 2 outputs). */
-typedef void (*tf_fn)(float *r, const float *d);
+#ifndef WINO_ISA
+#define WINO_ISA(name) name##_generic
+#endif
 
-static void bt6(float *r, const float *d) {
-  r[0] = 4.f * d[0] - 5.f * d[2] + d[4];
-  r[1] = -4.f * d[1] - 4.f * d[2] + d[3] + d[4];
-  r[2] = 4.f * d[1] - 4.f * d[2] - d[3] + d[4];
-  r[3] = -2.f * d[1] - d[2] + 2.f * d[3] + d[4];
-  r[4] = 2.f * d[1] - d[2] - 2.f * d[3] + d[4];
-  r[5] = 4.f * d[1] - 5.f * d[3] + d[5];
+/* B^T d and A^T m of F(4x4, 3x3) (6 points, 4 outputs) and F(2x2, 3x3) (4
+ * points, 2 outputs), on all lanes at once: d[i][lane] -> r[k][lane].  The
+ * lane loops are innermost, so that the compiler puts lanes in vectors
+ * (wino_avx2.c compiles this file again for AVX2). */
+typedef float lanes[MI_WINO_LANES];
+
+static inline __attribute__((always_inline)) void bt(const int P, const lanes *d, lanes *r) {
+  for (int l = 0; l < MI_WINO_LANES; l++) {
+    if (P == 6) {
+      const float d0 = d[0][l], d1 = d[1][l], d2 = d[2][l], d3 = d[3][l], d4 = d[4][l], d5 = d[5][l];
+      r[0][l] = 4.f * d0 - 5.f * d2 + d4;
+      r[1][l] = -4.f * d1 - 4.f * d2 + d3 + d4;
+      r[2][l] = 4.f * d1 - 4.f * d2 - d3 + d4;
+      r[3][l] = -2.f * d1 - d2 + 2.f * d3 + d4;
+      r[4][l] = 2.f * d1 - d2 - 2.f * d3 + d4;
+      r[5][l] = 4.f * d1 - 5.f * d3 + d5;
+    } else {
+      const float d0 = d[0][l], d1 = d[1][l], d2 = d[2][l], d3 = d[3][l];
+      r[0][l] = d0 - d2;
+      r[1][l] = d1 + d2;
+      r[2][l] = d2 - d1;
+      r[3][l] = d1 - d3;
+    }
+  }
 }
 
-static void at6(float *o, const float *m) {
-  o[0] = m[0] + m[1] + m[2] + m[3] + m[4];
-  o[1] = m[1] - m[2] + 2.f * (m[3] - m[4]);
-  o[2] = m[1] + m[2] + 4.f * (m[3] + m[4]);
-  o[3] = m[1] - m[2] + 8.f * (m[3] - m[4]) + m[5];
-}
-
-static void bt4(float *r, const float *d) {
-  r[0] = d[0] - d[2];
-  r[1] = d[1] + d[2];
-  r[2] = d[2] - d[1];
-  r[3] = d[1] - d[3];
-}
-
-static void at4(float *o, const float *m) {
-  o[0] = m[0] + m[1] + m[2];
-  o[1] = m[1] - m[2] - m[3];
+static inline __attribute__((always_inline)) void at(const int P, const lanes *m, lanes *o) {
+  for (int l = 0; l < MI_WINO_LANES; l++) {
+    if (P == 6) {
+      const float m0 = m[0][l], m1 = m[1][l], m2 = m[2][l], m3 = m[3][l], m4 = m[4][l], m5 = m[5][l];
+      o[0][l] = m0 + m1 + m2 + m3 + m4;
+      o[1][l] = m1 - m2 + 2.f * (m3 - m4);
+      o[2][l] = m1 + m2 + 4.f * (m3 + m4);
+      o[3][l] = m1 - m2 + 8.f * (m3 - m4) + m5;
+    } else {
+      const float m0 = m[0][l], m1 = m[1][l], m2 = m[2][l], m3 = m[3][l];
+      o[0][l] = m0 + m1 + m2;
+      o[1][l] = m1 - m2 - m3;
+    }
+  }
 }
 
 /* The input transform of P x P patches (P = 6 or 4). */
-static inline __attribute__((always_inline)) void in_lanes(const int P, tf_fn bt, const float *plane, int64_t H,
-                                                          int64_t W, int64_t dy, int64_t dx,
-                                                          const mi_wino_in_lanes *L, float *dst, int64_t xs) {
-  for (int l = 0; l < MI_WINO_LANES; l++) {
-    float t[6][6], d[6], r[6];
+static inline __attribute__((always_inline)) void in_lanes(const int P, const float *plane, int64_t H, int64_t W,
+                                                          int64_t dy, int64_t dx, const mi_wino_in_lanes *L,
+                                                          float *dst, int64_t xs) {
+  lanes d[6][6], t[6][6], c[6], r[6];
+  for (int l = 0; l < MI_WINO_LANES; l++)
     for (int i = 0; i < P; i++) {
       const int64_t y = (int64_t)L->y0[l] + i * dy;
+      const bool row = l < L->n && y >= 0 && y < H;
       for (int j = 0; j < P; j++) {
         const int64_t x = (int64_t)L->x0[l] + j * dx;
-        d[j] = l < L->n && y >= 0 && y < H && x >= 0 && x < W ? plane[(int64_t)L->off[l] + i * dy * W + j * dx] : 0.f;
+        d[i][j][l] = row && x >= 0 && x < W ? plane[(int64_t)L->off[l] + i * dy * W + j * dx] : 0.f;
       }
-      bt(r, d);
-      for (int k = 0; k < P; k++) t[k][i] = r[k]; /* transposed: columns next */
     }
-    for (int k2 = 0; k2 < P; k2++) {
-      bt(r, t[k2]);
-      for (int k1 = 0; k1 < P; k1++) dst[(k1 * P + k2) * xs + l] = r[k1];
-    }
+  for (int i = 0; i < P; i++) bt(P, d[i], t[i]); /* each patch row: t[i][k2] */
+  for (int k2 = 0; k2 < P; k2++) {                /* then each column */
+    for (int i = 0; i < P; i++) memcpy(c[i], t[i][k2], sizeof c[i]);
+    bt(P, c, r);
+    for (int k1 = 0; k1 < P; k1++) memcpy(dst + (k1 * P + k2) * xs, r[k1], sizeof r[k1]);
   }
 }
 
 /* The output transform to T x T blocks (T = P - 2) and the epilogue. */
-static inline __attribute__((always_inline)) void out_lanes(const int P, tf_fn at, const float *m, int64_t ms,
+static inline __attribute__((always_inline)) void out_lanes(const int P, const float *m, int64_t ms,
                                                            const mi_wino_out_lanes *L, int64_t Wo, int64_t dy,
                                                            int64_t dx, const mi_wino_epi *e, float *plane) {
   const int T = P - 2;
-  float v[16][MI_WINO_LANES];
-  if (L->n < MI_WINO_LANES) memset(v, 0, sizeof v); /* fn reads every lane */
-  for (int l = 0; l < L->n; l++) {
-    float s[4][6], c[6], o[4];
-    for (int k1 = 0; k1 < P; k1++) {
-      for (int k2 = 0; k2 < P; k2++) c[k2] = m[(k1 * P + k2) * ms + l];
-      at(o, c);
-      for (int j = 0; j < T; j++) s[j][k1] = o[j];
-    }
-    for (int j = 0; j < T; j++) {
-      at(o, s[j]);
-      for (int i = 0; i < T; i++) {
-        float y = o[i] + e->bias;
-        if (e->res && i < L->rows[l] && j < L->cols[l]) y += e->res[(int64_t)L->off[l] + i * dy * Wo + j * dx];
-        if (e->relu && y < 0.f) y = 0.f;
-        v[i * T + j][l] = y;
-      }
-    }
+  lanes c[6], s[6][4], o[4], v[16];
+  for (int k1 = 0; k1 < P; k1++) {
+    for (int k2 = 0; k2 < P; k2++) memcpy(c[k2], m + (k1 * P + k2) * ms, sizeof c[k2]);
+    at(P, c, s[k1]); /* s[k1][j] */
   }
+  for (int j = 0; j < T; j++) {
+    for (int k1 = 0; k1 < P; k1++) memcpy(c[k1], s[k1][j], sizeof c[k1]);
+    at(P, c, o);
+    for (int i = 0; i < T; i++)
+      for (int l = 0; l < MI_WINO_LANES; l++) v[i * T + j][l] = o[i][l] + e->bias;
+  }
+  if (e->res)
+    for (int l = 0; l < L->n; l++)
+      for (int i = 0; i < L->rows[l]; i++)
+        for (int j = 0; j < L->cols[l]; j++) v[i * T + j][l] += e->res[(int64_t)L->off[l] + i * dy * Wo + j * dx];
+  if (e->relu)
+    for (int k = 0; k < T * T; k++)
+      for (int l = 0; l < MI_WINO_LANES; l++) v[k][l] = v[k][l] < 0.f ? 0.f : v[k][l];
+  if (L->n < MI_WINO_LANES) /* fn reads every lane: the unused ones zero */
+    for (int k = 0; k < T * T; k++)
+      for (int l = L->n; l < MI_WINO_LANES; l++) v[k][l] = 0.f;
   if (e->fn) e->fn(e->ctx, &v[0][0], T * T * MI_WINO_LANES);
   for (int l = 0; l < L->n; l++)
     for (int i = 0; i < L->rows[l]; i++)
       for (int j = 0; j < L->cols[l]; j++) plane[(int64_t)L->off[l] + i * dy * Wo + j * dx] = v[i * T + j][l];
 }
 
-void mi_wino_in_generic(const float *plane, int64_t H, int64_t W, int64_t dy, int64_t dx, const mi_wino_in_lanes *L,
-                        float *dst, int64_t xs) {
-  in_lanes(6, bt6, plane, H, W, dy, dx, L, dst, xs);
+void WINO_ISA(mi_wino_in)(const float *plane, int64_t H, int64_t W, int64_t dy, int64_t dx, const mi_wino_in_lanes *L,
+                          float *dst, int64_t xs) {
+  in_lanes(6, plane, H, W, dy, dx, L, dst, xs);
 }
 
-void mi_wino_out_generic(const float *m, int64_t ms, const mi_wino_out_lanes *L, int64_t Wo, int64_t dy, int64_t dx,
-                         const mi_wino_epi *e, float *plane) {
-  out_lanes(6, at6, m, ms, L, Wo, dy, dx, e, plane);
+void WINO_ISA(mi_wino_out)(const float *m, int64_t ms, const mi_wino_out_lanes *L, int64_t Wo, int64_t dy, int64_t dx,
+                           const mi_wino_epi *e, float *plane) {
+  out_lanes(6, m, ms, L, Wo, dy, dx, e, plane);
 }
 
-void mi_wino2_in_generic(const float *plane, int64_t H, int64_t W, int64_t dy, int64_t dx, const mi_wino_in_lanes *L,
-                         float *dst, int64_t xs) {
-  in_lanes(4, bt4, plane, H, W, dy, dx, L, dst, xs);
+void WINO_ISA(mi_wino2_in)(const float *plane, int64_t H, int64_t W, int64_t dy, int64_t dx, const mi_wino_in_lanes *L,
+                           float *dst, int64_t xs) {
+  in_lanes(4, plane, H, W, dy, dx, L, dst, xs);
 }
 
-void mi_wino2_out_generic(const float *m, int64_t ms, const mi_wino_out_lanes *L, int64_t Wo, int64_t dy, int64_t dx,
-                          const mi_wino_epi *e, float *plane) {
-  out_lanes(4, at4, m, ms, L, Wo, dy, dx, e, plane);
+void WINO_ISA(mi_wino2_out)(const float *m, int64_t ms, const mi_wino_out_lanes *L, int64_t Wo, int64_t dy, int64_t dx,
+                            const mi_wino_epi *e, float *plane) {
+  out_lanes(4, m, ms, L, Wo, dy, dx, e, plane);
 }
 
+#ifndef WINO_ISA_ONLY /* the filters once, in the portable build */
 /* U = G g G^T for P interpolation points. */
 static void filter(const int P, const double (*G)[3], const float *g, float *u) {
   double t[6][3];
@@ -125,3 +143,4 @@ void mi_wino2_filter(const float *g, float *u) {
   static const double G[4][3] = {{1, 0, 0}, {.5, .5, .5}, {.5, -.5, .5}, {0, 0, 1}};
   filter(4, G, g, u);
 }
+#endif

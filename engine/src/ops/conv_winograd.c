@@ -25,7 +25,7 @@ struct mi_wino_weights {
   mi_gemm_packed_a *u[NXI]; /* nxi of them */
   int tile, nxi;            /* 4: F(4x4, 3x3), 36 elements; 2: F(2x2, 3x3), 16 */
   int64_t M, C, kd;
-  mi_isa isa; /* the kernels U is packed for; AVX-512 transforms at that level, else portable */
+  mi_isa isa; /* the kernels U is packed for; the transforms of that level (AVX-512, AVX2), else portable */
 };
 
 mi_wino_weights *mi_wino_weights_make(const mi_gemm_packed_a *wp, int64_t C, int64_t kd, int tile) {
@@ -175,7 +175,7 @@ typedef struct wino_run {
   int64_t img, z0, po, pzn; /* 3D: image, first output plane, planes out, planes in */
   int64_t tc, nq, slab;     /* the plan: chunk tiles, chunks per slab, planes per slab */
   float *v, *m;
-  /* the transforms of U's kernel level: AVX-512 or portable */
+  /* the transforms of U's kernel level: AVX-512, AVX2 or portable */
   void (*in_tf)(const float *, int64_t, int64_t, int64_t, int64_t, const mi_wino_in_lanes *, float *, int64_t);
   void (*out_tf)(const float *, int64_t, const mi_wino_out_lanes *, int64_t, int64_t, int64_t, const mi_wino_epi *,
                  float *);
@@ -357,6 +357,9 @@ mi_status *mi_wino_conv_run(mi_exec *ex, const mi_node *n, const mi_wino_weights
   if (w->isa == MI_ISA_AVX512) {
     r.in_tf = f4 ? mi_wino_in_avx512 : mi_wino2_in_avx512;
     r.out_tf = f4 ? mi_wino_out_avx512 : mi_wino2_out_avx512;
+  } else if (w->isa == MI_ISA_AVX2) {
+    r.in_tf = f4 ? mi_wino_in_avx2 : mi_wino2_in_avx2;
+    r.out_tf = f4 ? mi_wino_out_avx2 : mi_wino2_out_avx2;
   }
 #endif
   r.K = w->kd * C;
