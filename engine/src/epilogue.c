@@ -15,12 +15,7 @@ void mi_activation_apply(const mi_activation *a, float *x, int64_t n) {
         x[i] = v > 0.f ? v : 0.f;
       }
       return;
-    case MI_ACT_LEAKY_RELU:
-      for (int64_t i = 0; i < n; i++) {
-        const float v = x[i];
-        x[i] = v >= 0.f ? v : v * alpha;
-      }
-      return;
+    case MI_ACT_LEAKY_RELU: mi_leaky_relu(x, n, alpha); return;
     case MI_ACT_CLIP:
       for (int64_t i = 0; i < n; i++) {
         const float v = x[i] < alpha ? alpha : x[i]; /* then the max: min > max gives max, as Clip; NaN stays */

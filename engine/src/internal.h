@@ -8,6 +8,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 /* Most inputs or outputs one node may have (checked at load). */
 #define MI_MAX_IO 256
@@ -98,6 +99,25 @@ typedef struct mi_activation {
   float alpha, beta; /* LeakyRelu: alpha; Clip: [alpha, beta] */
 } mi_activation;
 void mi_activation_apply(const mi_activation *a, float *x, int64_t n);
+/* LeakyReLU of n floats in place, in vectors of 8 whatever the target: the
+ * product is made for every value and blended by sign, where a compiler turns
+ * `v >= 0 ? v : v * alpha` into a conditional product that it vectorises only
+ * with AVX-512's masks (a 3D U-Net's InstanceNorm + LeakyReLU layers: 379 ms
+ * on AVX2 against 44 on AVX-512).  NaN stays NaN, -0 stays -0. */
+static inline __attribute__((always_inline)) void mi_leaky_relu(float *x, int64_t n, float alpha) {
+  typedef float f8 __attribute__((vector_size(32)));
+  typedef int32_t i8 __attribute__((vector_size(32)));
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    f8 v;
+    memcpy(&v, x + i, sizeof v);
+    const f8 w = v * alpha;
+    const i8 m = v >= 0.f;
+    const f8 r = (f8)(((i8)v & m) | ((i8)w & ~m));
+    memcpy(x + i, &r, sizeof r);
+  }
+  for (; i < n; i++) x[i] = x[i] >= 0.f ? x[i] : x[i] * alpha;
+}
 /* Monotonic clock in milliseconds (profile.c). */
 double mi_now_ms(void);
 

@@ -114,19 +114,7 @@ static void act_f32(const mi_activation *a, float *y, int64_t n) {
   case MI_ACT_RELU:
     for (int64_t i = 0; i < n; i++) y[i] = y[i] > 0.f ? y[i] : 0.f;
     return;
-  case MI_ACT_LEAKY_RELU:
-  {
-    int64_t i = 0;
-#ifdef __SSE2__ /* branch-free: the sign of normalised data is a coin flip */
-    const __m128 one = _mm_set1_ps(1.f), vlo = _mm_set1_ps(lo), zero = _mm_setzero_ps();
-    for (; i + 4 <= n; i += 4) {
-      __m128 v = _mm_loadu_ps(y + i), m = _mm_cmpge_ps(v, zero);
-      _mm_storeu_ps(y + i, _mm_mul_ps(v, _mm_or_ps(_mm_and_ps(m, one), _mm_andnot_ps(m, vlo))));
-    }
-#endif
-    for (; i < n; i++) y[i] = y[i] >= 0.f ? y[i] : y[i] * lo;
-    return;
-  }
+  case MI_ACT_LEAKY_RELU: mi_leaky_relu(y, n, lo); return; /* branch-free: the sign of normalised data is a coin flip */
   default: mi_activation_apply(a, y, n); return; /* Clip among them: its min-above-max rule in one place */
   }
 }
@@ -328,7 +316,7 @@ static AI void inorm_plane_f32(const inorm_task *t, int64_t p) {
     if (kind == MI_ACT_RELU)
       for (int64_t k = 0; k < len; k++) yk[k] = yk[k] > 0.f ? yk[k] : 0.f;
     else if (kind == MI_ACT_LEAKY_RELU) /* branch-free: the sign of normalised data is a coin flip */
-      for (int64_t k = 0; k < len; k++) yk[k] = yk[k] >= 0.f ? yk[k] : yk[k] * lo;
+      mi_leaky_relu(yk, len, lo);
     else if (!inline_act)
       act_f32(t->act, yk, len);
   }
@@ -340,21 +328,30 @@ static AI void inorm_plane_f32(const inorm_task *t, int64_t p) {
 __attribute__((target("avx512f,fma"))) static void inorm_plane_avx512(const inorm_task *t, int64_t p) {
   inorm_plane_f32(t, p);
 }
+/* And for AVX2 (the SSE2 build took 9x as long: a 3D U-Net's InstanceNorm
+ * layers 387 ms at MEDINFER_ISA=avx2 against 44 on AVX-512). */
+__attribute__((target("avx2,fma"))) static void inorm_plane_avx2(const inorm_task *t, int64_t p) {
+  inorm_plane_f32(t, p);
+}
 #endif
 static void inorm_plane_plain(const inorm_task *t, int64_t p) { inorm_plane_f32(t, p); }
 
 static void inorm_planes(void *ctx, int64_t p0, int64_t p1) {
   const inorm_task *t = ctx;
 #if defined(__x86_64__) && defined(__GNUC__)
-  const bool avx512 = !t->dbl && mi_gemm_isa() == MI_ISA_AVX512;
+  const bool avx512 = !t->dbl && mi_gemm_isa() == MI_ISA_AVX512, avx2 = !t->dbl && mi_gemm_isa() == MI_ISA_AVX2;
 #else
-  const bool avx512 = false;
+  const bool avx512 = false, avx2 = false;
 #endif
   for (int64_t p = p0; p < p1; p++) {
     if (!t->dbl) {
 #if defined(__x86_64__) && defined(__GNUC__)
       if (avx512) {
         inorm_plane_avx512(t, p);
+        continue;
+      }
+      if (avx2) {
+        inorm_plane_avx2(t, p);
         continue;
       }
 #endif
