@@ -299,6 +299,38 @@ __attribute__((target("avx512f,fma"))) static void gemv_cols_bf16_avx512(const g
 
 static void gemv_cols_bf16(void *ctx, int64_t j0, int64_t j1) { gemv_cols_bf16_avx512(ctx, j0, j1); }
 
+/* The FP32 GEMV's four rows at a time on AVX2 (the portable loop's one row at
+ * a time left VGG-16's first classifier layer, 411 MB of weights, at 17.7 ms
+ * against 12.7 on AVX-512). */
+__attribute__((target("avx2,fma"))) static float hsum_avx2(__m256 v) {
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  return _mm_cvtss_f32(_mm_add_ss(s, _mm_movehdup_ps(s)));
+}
+__attribute__((target("avx2,fma"))) static void gemv_cols_avx2(const gemv_task *t, int64_t j0, int64_t j1) {
+  const float *a = t->A + t->row * t->ars;
+  float *y = t->y + t->row * t->N;
+  const int64_t K = t->K, kv = K & ~(int64_t)7;
+  int64_t j = j0;
+  for (; j < j1; j += 4) {
+    const int nr = j1 - j < 4 ? (int)(j1 - j) : 4;
+    const float *b[4];
+    for (int q = 0; q < 4; q++) b[q] = t->B + (j + (q < nr ? q : 0)) * t->ldb; /* short groups repeat a row */
+    __m256 s0 = _mm256_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
+    for (int64_t k = 0; k < kv; k += 8) {
+      const __m256 av = _mm256_loadu_ps(a + k);
+      s0 = _mm256_fmadd_ps(av, _mm256_loadu_ps(b[0] + k), s0);
+      s1 = _mm256_fmadd_ps(av, _mm256_loadu_ps(b[1] + k), s1);
+      s2 = _mm256_fmadd_ps(av, _mm256_loadu_ps(b[2] + k), s2);
+      s3 = _mm256_fmadd_ps(av, _mm256_loadu_ps(b[3] + k), s3);
+    }
+    float d[4] = {hsum_avx2(s0), hsum_avx2(s1), hsum_avx2(s2), hsum_avx2(s3)};
+    for (int64_t k = kv; k < K; k++)
+      for (int q = 0; q < 4; q++) d[q] += a[k] * b[q][k];
+    for (int q = 0; q < nr; q++) y[j + q] = t->alpha * d[q] + (t->beta != 0.f ? t->beta * y[j + q] : 0.f);
+  }
+}
+
 /* B (N x K) back from bf16 into dst, for a product the GEMV does not do. */
 static void widen_bf16(const uint16_t *src, int64_t n, float *dst) {
   for (int64_t i = 0; i < n; i++) {
@@ -313,6 +345,10 @@ static void gemv_cols(void *ctx, int64_t j0, int64_t j1) {
 #if defined(__x86_64__) && defined(__GNUC__)
   if (t->acs == 1 && mi_gemm_isa() == MI_ISA_AVX512) {
     gemv_cols_avx512(t, j0, j1);
+    return;
+  }
+  if (t->acs == 1 && mi_gemm_isa() == MI_ISA_AVX2) {
+    gemv_cols_avx2(t, j0, j1);
     return;
   }
 #endif
