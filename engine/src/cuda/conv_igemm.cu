@@ -39,8 +39,9 @@ typedef struct ig_dims {
  * pays: on an H200 the 128^3 3D U-Net 63.4 ms with the masks alone, 54.7 with
  * three blocks (two before), ResNet-50 at batch 32 even. */
 template <int BM, bool MASK>
-__global__ void __launch_bounds__(IG_THREADS, MASK ? 3 : 1) k_igemm(const float *__restrict__ x, const float *__restrict__ w,
-                                                      const int4 *__restrict__ tab, float *__restrict__ y, ig_dims d) {
+__global__ void __launch_bounds__(IG_THREADS, MASK ? 3 : 1)
+    k_igemm(const float *__restrict__ x, const float *__restrict__ w, const int4 *__restrict__ tab,
+            float *__restrict__ y, ig_dims d) {
   constexpr int TPN = BM / 8;              /* threads along the channels */
   constexpr int TPP = IG_THREADS / TPN;    /* threads along the positions */
   constexpr int BN = TPP * 4;
@@ -147,7 +148,9 @@ __global__ void __launch_bounds__(IG_THREADS, MASK ? 3 : 1) k_igemm(const float 
 bool mi_cuda_conv_igemm_fits(const mi_cuda_geom *g, int64_t N, int64_t C, int64_t M) {
   /* 32-bit offsets in an image, with room for the padding's reach past it */
   const int64_t lim = INT32_MAX / 2;
-  return N <= 65535 && M <= 65535 * 32 && (C + 1) * g->in_sz < lim && M * g->out_sz < lim && C * g->k_sz < lim;
+  const bool taps16 = (g->k[1] - 1) * g->d[1] < 32768 && (g->k[2] - 1) * g->d[2] < 32768; /* the table's halves */
+  return taps16 && N <= 65535 && M <= 65535 * 32 && (C + 1) * g->in_sz < lim && M * g->out_sz < lim &&
+         C * g->k_sz < lim;
 }
 
 /* Block tiles: BM 32 x BN 256 for up to 32 channels, else 64 x 128. */

@@ -1020,7 +1020,8 @@ static bool direct_wanted(const mi_exec *ex, const geom *g, const conv_attr *a, 
   const mi_isa isa = mi_gemm_isa();
   if ((mode == 0 && !bf16) || a->group != 1 || !a->wpack || (isa != MI_ISA_AVX512 && isa != MI_ISA_AVX2)) return false;
   const mi_gemm_packed_view v = mi_gemm_packed_a_view(a->wpack[0]);
-  if (!(isa == MI_ISA_AVX2 ? mi_dconv_supported_avx2(&v) : mi_dconv_supported(&v)) || g->s[0] != 1 || g->s[1] > 2 || g->s[2] > 2) return false;
+  if (!(isa == MI_ISA_AVX2 ? mi_dconv_supported_avx2(&v) : mi_dconv_supported(&v))) return false;
+  if (g->s[0] != 1 || g->s[1] > 2 || g->s[2] > 2) return false;
   phase_geom ph;
   if (!direct_slab(g, C, bf16, true, &ph)) return false;
   if (mode == 1 || bf16) return true; /* bf16: twice the multiply-adds per instruction, every layer gains */
@@ -1382,7 +1383,8 @@ static mi_status *conv_direct(mi_node *n, mi_exec *ex, conv_attr *a, const geom 
     job.group_major = M * K > C * ph.csz;
     /* Small layers (a DenseNet's 14x14 and 7x7 ones): narrower channel
      * groups, so that every thread gets a few items. */
-    for (job.mgroup = 64; !cv && job.mgroup > 8 && (bf16 ? mi_dconv_items_bf16(&job) : dconv_count(&job)) < 4 * ex->threads;)
+    for (job.mgroup = 64;
+         !cv && job.mgroup > 8 && (bf16 ? mi_dconv_items_bf16(&job) : dconv_count(&job)) < 4 * ex->threads;)
       job.mgroup /= 2;
     if (cv) {
       job_weights cc = {&job, &a->wcv};
