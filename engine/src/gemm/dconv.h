@@ -19,6 +19,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "gemm.h"
 
@@ -70,6 +71,47 @@ static inline bool mi_dconv_next_run(const mi_dconv_job *j, int64_t z, int64_t *
     *len = j->cols - c < e - *q ? j->cols - c : e - *q;
     *o = z * j->out_plane + r * j->cols + c;
     return true;
+  }
+}
+
+/* ---- the position-vector kernels' drivers (dconv_avx512.c, dconv_avx2.c) --
+ * Work item it: channel group *g, position tile *b of plane *z, in the job's
+ * order (group_major or tile first) over nblk tiles a plane and ngrp groups. */
+static inline void mi_dconv_item(const mi_dconv_job *j, int64_t it, int64_t nblk, int64_t ngrp, int64_t *g,
+                                 int64_t *b, int64_t *z) {
+  if (j->group_major) *g = it / (nblk * j->planes), *b = it % nblk, *z = (it / nblk) % j->planes;
+  else *g = it % ngrp, *b = (it / ngrp) % nblk, *z = it / (ngrp * nblk);
+}
+
+/* The source rows a K step prefetches into L2, shared out over the group's
+ * panels: the next step's rows of this tile (x), or at the last step the
+ * first kstep rows of the next item, which in tile-first order is likely the
+ * next tile.  A map's channels lie pages apart, where the hardware
+ * prefetchers do not follow.  vec: positions per vector, nvec a plane's. */
+typedef struct mi_dconv_prefetch {
+  const float *x;
+  const int32_t *toff;
+  int64_t n;
+} mi_dconv_prefetch;
+static inline mi_dconv_prefetch mi_dconv_prefetch_of(const mi_dconv_job *j, const float *x, int64_t k_next,
+                                                     int64_t kstep, int64_t it, int64_t end, int64_t nblk,
+                                                     int64_t ngrp, int64_t nvec, int vec) {
+  const int64_t K = j->a.K;
+  if (k_next < K) return (mi_dconv_prefetch){x, j->toff + k_next, K - k_next < kstep ? K - k_next : kstep};
+  if (it + 1 >= end || j->group_major) return (mi_dconv_prefetch){x, j->toff, 0};
+  const int64_t nb = (it + 1) / ngrp % nblk, nz = (it + 1) / (ngrp * nblk);
+  return (mi_dconv_prefetch){j->x + nz * j->x_plane + vec * (nb * nvec / nblk), j->toff, K < kstep ? K : kstep};
+}
+
+/* Rows [m0, m0 + mr) of a tile (positions [q0, q0 + n) of plane z) from
+ * buf[i * ldb + ..] into Y, run by run (a run ends at a grid row), each run
+ * through the job's epilogue. */
+static inline void mi_dconv_scatter_runs(const mi_dconv_job *j, const float *buf, int64_t ldb, int64_t z, int64_t q0,
+                                         int64_t n, int64_t m0, int mr) {
+  for (int64_t q = q0, len, o; mi_dconv_next_run(j, z, &q, q0 + n, &len, &o); q += len) {
+    float *y = j->y + m0 * j->ldy + o;
+    for (int i = 0; i < mr; i++) memcpy(y + i * j->ldy, buf + i * ldb + (q - q0), (size_t)len * sizeof(float));
+    if (j->epi) j->epi->fn(j->epi->ctx, m0, mr, o, len, y, j->ldy);
   }
 }
 

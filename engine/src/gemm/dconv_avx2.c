@@ -108,17 +108,6 @@ TILE_FN(tile1_full, 1, true)
 TILE_FN(tile2_full, 2, true)
 #undef TILE_FN
 
-/* Rows [m0, m0 + mr) of a tile (positions [q0, q0 + n) of plane z) from
- * buf[i * NB + ..] into Y, run by run (a run ends at a grid row). */
-static void scatter_runs(const mi_dconv_job *j, const float *buf, int64_t z, int64_t q0, int64_t n, int64_t m0,
-                         int mr) {
-  for (int64_t q = q0, len, o; mi_dconv_next_run(j, z, &q, q0 + n, &len, &o); q += len) {
-    float *y = j->y + m0 * j->ldy + o;
-    for (int i = 0; i < mr; i++) memcpy(y + i * j->ldy, buf + i * NB + (q - q0), (size_t)len * sizeof(float));
-    if (j->epi) j->epi->fn(j->epi->ctx, m0, mr, o, len, y, j->ldy);
-  }
-}
-
 void mi_dconv_run_avx2(const mi_dconv_job *j, int64_t begin, int64_t end) {
   const int64_t M = j->a.M, K = j->a.K, nblk = plane_tiles(j), grp = group(j);
   const int64_t ngrp = (M + grp - 1) / grp;
@@ -128,8 +117,7 @@ void mi_dconv_run_avx2(const mi_dconv_job *j, int64_t begin, int64_t end) {
   float part[MGROUP * NB] __attribute__((aligned(32)));
   for (int64_t it = begin; it < end; it++) {
     int64_t g, b, z;
-    if (j->group_major) g = it / (nblk * j->planes), b = it % nblk, z = (it / nblk) % j->planes;
-    else g = it % ngrp, b = (it / ngrp) % nblk, z = it / (ngrp * nblk);
+    mi_dconv_item(j, it, nblk, ngrp, &g, &b, &z);
     const int64_t v0 = b * nvec / nblk, v1 = (b + 1) * nvec / nblk, q0 = 8 * v0;
     const int64_t n = 8 * v1 < j->q_end ? 8 * v1 - q0 : j->q_end - q0;
     const int nv = (int)(v1 - v0), rem = (int)(n - 8 * (nv - 1));
@@ -142,25 +130,16 @@ void mi_dconv_run_avx2(const mi_dconv_job *j, int64_t begin, int64_t end) {
       for (int64_t ks = 0; ks < kc; ks += KSTEP) {
         const int64_t kn = kc - ks < KSTEP ? kc - ks : KSTEP;
         const bool first = pc == 0 && ks == 0, last = pc + ks + kn >= K;
-        /* The next K step's source rows (the next item's first at the last)
-         * into L2, shared out over the group's panels (dconv_avx512.c). */
-        const int64_t kn_next = last ? 0 : (K - (pc + ks + kn) < KSTEP ? K - (pc + ks + kn) : KSTEP);
-        const float *pfx = x;
-        const int32_t *pft = j->toff + pc + ks + kn;
-        int64_t npf = kn_next;
-        if (last && it + 1 < end && !j->group_major) {
-          const int64_t nb = (it + 1) / ngrp % nblk, nz = (it + 1) / (ngrp * nblk);
-          pfx = j->x + nz * j->x_plane + 8 * (nb * nvec / nblk), pft = j->toff, npf = K < KSTEP ? K : KSTEP;
-        }
+        const mi_dconv_prefetch pf = mi_dconv_prefetch_of(j, x, pc + ks + kn, KSTEP, it, end, nblk, ngrp, nvec, 8);
         for (int64_t ir = m0; ir < me; ir += MR) {
           const int mr = me - ir < MR ? (int)(me - ir) : MR;
           float *c = in_place ? j->y + ir * j->ldy + z * j->out_plane + q0 : buf;
           const int64_t ldc = in_place ? j->ldy : NB;
           float *pp = part + (ir - m0) * NB;
-          const int64_t pi = (ir - m0) / MR, f0 = pi * npf / panels, np = (pi + 1) * npf / panels - f0;
-          run(j, ir, x, lm, pc, kc, ks, kn, pp, first, last, c, ldc, mr, pfx, pft + f0, np);
+          const int64_t pi = (ir - m0) / MR, f0 = pi * pf.n / panels, np = (pi + 1) * pf.n / panels - f0;
+          run(j, ir, x, lm, pc, kc, ks, kn, pp, first, last, c, ldc, mr, pf.x, pf.toff + f0, np);
           if (!last) continue;
-          if (!in_place) scatter_runs(j, buf, z, q0, n, ir, mr);
+          if (!in_place) mi_dconv_scatter_runs(j, buf, NB, z, q0, n, ir, mr);
           else if (j->epi) j->epi->fn(j->epi->ctx, ir, mr, z * j->out_plane + q0, n, c, j->ldy);
         }
       }

@@ -110,17 +110,6 @@ TILE_FN(2)
 TILE_FN(3)
 #undef TILE_FN
 
-/* Rows [m0, m0 + mr) of a tile (positions [q0, q0 + n) of plane z) from
- * buf[i * NB + ..] into Y, run by run (a run ends at a grid row). */
-static void scatter_runs(const mi_dconv_job *j, const float *buf, int64_t z, int64_t q0, int64_t n, int64_t m0,
-                         int mr) {
-  for (int64_t q = q0, len, o; mi_dconv_next_run(j, z, &q, q0 + n, &len, &o); q += len) {
-    float *y = j->y + m0 * j->ldy + o;
-    for (int i = 0; i < mr; i++) memcpy(y + i * j->ldy, buf + i * NB + (q - q0), (size_t)len * sizeof(float));
-    if (j->epi) j->epi->fn(j->epi->ctx, m0, mr, o, len, y, j->ldy);
-  }
-}
-
 void DC_NAME(mi_dconv_run)(const mi_dconv_job *j, int64_t begin, int64_t end) {
   const int64_t M = j->a.M, K = j->a.K, nblk = DC_NAME(plane_tiles)(j), grp = DC_NAME(group)(j);
   const int64_t ngrp = (M + grp - 1) / grp;
@@ -130,8 +119,7 @@ void DC_NAME(mi_dconv_run)(const mi_dconv_job *j, int64_t begin, int64_t end) {
   float part[MGROUP * NB] __attribute__((aligned(64)));
   for (int64_t it = begin; it < end; it++) {
     int64_t g, b, z;
-    if (j->group_major) g = it / (nblk * j->planes), b = it % nblk, z = (it / nblk) % j->planes;
-    else g = it % ngrp, b = (it / ngrp) % nblk, z = it / (ngrp * nblk);
+    mi_dconv_item(j, it, nblk, ngrp, &g, &b, &z);
     const int64_t v0 = b * nvec / nblk, v1 = (b + 1) * nvec / nblk, q0 = 16 * v0;
     const int64_t n = 16 * v1 < j->q_end ? 16 * v1 - q0 : j->q_end - q0;
     const int nv = (int)(v1 - v0), rem = (int)(n - 16 * (nv - 1));
@@ -166,21 +154,15 @@ void DC_NAME(mi_dconv_run)(const mi_dconv_job *j, int64_t begin, int64_t end) {
       for (int64_t ks = 0; ks < kc; ks += KSTEP) {
         const int64_t kn = kc - ks < KSTEP ? kc - ks : KSTEP;
         const bool first = pc == 0 && ks == 0, last = pc + ks + kn >= K;
-        /* The source rows of the next K step (the next item's first at the
-         * last) are prefetched into L2: a map's channels lie pages apart,
-         * where the hardware prefetchers do not follow.  The group's panels
-         * share them out, a few per k: issued all from the first panel they
+        /* The next rows into L2 (mi_dconv_prefetch_of), the group's panels
+         * sharing them out, a few per k: issued all from the first panel they
          * held its loads up behind the misses (a 1x1 layer of 256 -> 64
          * channels at 56x56, input from L3, one thread, best of 8 rounds:
          * 1013 -> 940 us; whole networks within this machine's noise). */
-        const int64_t kn_next = last ? 0 : (K - (pc + ks + kn) < KSTEP ? K - (pc + ks + kn) : KSTEP);
-        const float *pfx = x;
-        const int32_t *pft = j->toff + pc + ks + kn;
-        int64_t npf = kn_next;
-        if (last && it + 1 < end && !j->group_major) { /* tile first: the next item is likely the next tile */
-          const int64_t nb = (it + 1) / ngrp % nblk, nz = (it + 1) / (ngrp * nblk);
-          pfx = j->x + nz * j->x_plane + 16 * (nb * nvec / nblk), pft = j->toff, npf = K < KSTEP ? K : KSTEP;
-        }
+        const mi_dconv_prefetch pf = mi_dconv_prefetch_of(j, x, pc + ks + kn, KSTEP, it, end, nblk, ngrp, nvec, 16);
+        const float *pfx = pf.x;
+        const int32_t *pft = pf.toff;
+        const int64_t npf = pf.n;
         for (int64_t ir = m0; ir < me; ir += MR) {
           const int mr = me - ir < MR ? (int)(me - ir) : MR;
           float *c = in_place ? j->y + ir * j->ldy + z * j->out_plane + q0 : direct ? j->y + ir * j->ldy : buf;
@@ -193,7 +175,7 @@ void DC_NAME(mi_dconv_run)(const mi_dconv_job *j, int64_t begin, int64_t end) {
           else if (nv == 2) tile2(j, ir, x, lm, pc, kc, ks, kn, pp, first, last, c, ldc, mr, pfx, pft_i, np, so, smask);
           else tile1(j, ir, x, lm, pc, kc, ks, kn, pp, first, last, c, ldc, mr, pfx, pft_i, np, so, smask);
           if (!last) continue;
-          if (!in_place && !direct) scatter_runs(j, buf, z, q0, n, ir, mr);
+          if (!in_place && !direct) mi_dconv_scatter_runs(j, buf, NB, z, q0, n, ir, mr);
           else if (j->epi) j->epi->fn(j->epi->ctx, ir, mr, z * j->out_plane + q0, n, c, j->ldy);
         }
       }
