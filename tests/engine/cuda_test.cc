@@ -44,16 +44,23 @@ std::vector<float> random_floats(size_t n, unsigned seed, float lo = -1.f, float
   return v;
 }
 
-// Runs `md` on one float input on the given device; returns output 0.
-std::vector<float> run_on(const Model &md, int device, int fast_math, const std::vector<int64_t> &shape,
-                          const std::vector<float> &x, std::vector<int64_t> *out_dims = nullptr) {
+// Loads `md` for the given device; *st is the load's status (nullptr: loaded).
+mi_model *load_on(const Model &md, int device, int fast_math, mi_status **st) {
   auto buf = md.serialize();
   mi_options opt;
   mi_options_default(&opt);
   opt.device = device;
   opt.fast_math = fast_math;
   mi_model *m = nullptr;
-  mi_status *st = mi_model_load_buffer(buf.data(), buf.size(), nullptr, "test", &opt, &m);
+  *st = mi_model_load_buffer(buf.data(), buf.size(), nullptr, "test", &opt, &m);
+  return m;
+}
+
+// Runs `md` on one float input on the given device; returns output 0.
+std::vector<float> run_on(const Model &md, int device, int fast_math, const std::vector<int64_t> &shape,
+                          const std::vector<float> &x, std::vector<int64_t> *out_dims = nullptr) {
+  mi_status *st = nullptr;
+  mi_model *m = load_on(md, device, fast_math, &st);
   EXPECT_EQ(st, nullptr) << (st ? take_msg(st) : "");
   if (!m) return {};
   mi_tensor *in = nullptr;
@@ -213,12 +220,8 @@ TEST(Cuda, DeviceCountExplainsAbsence) {
 
 TEST(Cuda, LoadWithoutGpuIsAClearError) {
   if (no_gpu_reason().empty()) GTEST_SKIP() << "a GPU is present: the no-GPU path is not reachable here";
-  auto buf = resnet_block_2d().serialize();
-  mi_options opt;
-  mi_options_default(&opt);
-  opt.device = MI_DEVICE_CUDA;
-  mi_model *m = nullptr;
-  mi_status *st = mi_model_load_buffer(buf.data(), buf.size(), nullptr, "test", &opt, &m);
+  mi_status *st = nullptr;
+  mi_model *m = load_on(resnet_block_2d(), MI_DEVICE_CUDA, 0, &st);
   ASSERT_NE(st, nullptr);
   EXPECT_EQ(m, nullptr);
   EXPECT_NE(std::string(mi_status_message(st)).find("CUDA"), std::string::npos) << mi_status_message(st);
@@ -289,12 +292,8 @@ TEST(Cuda, ConvRandomGeometryMatchesCpu) {
 // the 3D U-Net step's convolutions with their FLOP counts.
 TEST(Cuda, ProfileTimesDeviceNodes) {
   REQUIRE_GPU();
-  auto buf = unet_3d().serialize();
-  mi_options opt;
-  mi_options_default(&opt);
-  opt.device = MI_DEVICE_CUDA;
-  mi_model *m = nullptr;
-  mi_status *st = mi_model_load_buffer(buf.data(), buf.size(), nullptr, "test", &opt, &m);
+  mi_status *st = nullptr;
+  mi_model *m = load_on(unet_3d(), MI_DEVICE_CUDA, 0, &st);
   ASSERT_EQ(st, nullptr) << take_msg(st);
   ASSERT_EQ(mi_model_set_profiling(m, 1), nullptr);
   const std::vector<int64_t> shape = {1, 2, 12, 12, 12};
@@ -355,12 +354,8 @@ TEST(Cuda, OperatorsWithoutKernelRunOnTheCpu) {
   m.nodes.push_back({"Sigmoid", "s", {"c"}, {"y"}, {}});
   m.inits.push_back(onnxb::int64_tensor("ax", {}, {1}));
   compare(m, {2, 6}, 106);
-  auto buf = m.serialize();
-  mi_options opt;
-  mi_options_default(&opt);
-  opt.device = MI_DEVICE_CUDA;
-  mi_model *mm = nullptr;
-  mi_status *st = mi_model_load_buffer(buf.data(), buf.size(), nullptr, "test", &opt, &mm);
+  mi_status *st = nullptr;
+  mi_model *mm = load_on(m, MI_DEVICE_CUDA, 0, &st);
   ASSERT_EQ(st, nullptr) << take_msg(st);
   char host[128];
   mi_model_cpu_fallback_ops(mm, host, sizeof host);
