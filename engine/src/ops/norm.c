@@ -3,9 +3,6 @@
  * the arbitrary-axes reduction machinery it needs.)  Statistics accumulate
  * in double so float32 results stay well inside tolerance for large planes. */
 #include <math.h>
-#ifdef __SSE2__
-#include <emmintrin.h>
-#endif
 #include <stdlib.h>
 #include <string.h>
 
@@ -106,19 +103,6 @@ static void act_f64(const mi_activation *a, double *y, int64_t n) {
   }
 }
 
-/* Fused activation, float32, with the parameters in locals so that the
- * loops vectorise (through a->alpha they could alias y). */
-static void act_f32(const mi_activation *a, float *y, int64_t n) {
-  const float lo = a->alpha;
-  switch (a->kind) {
-  case MI_ACT_RELU:
-    for (int64_t i = 0; i < n; i++) y[i] = y[i] > 0.f ? y[i] : 0.f;
-    return;
-  case MI_ACT_LEAKY_RELU: mi_leaky_relu(y, n, lo); return; /* branch-free: the sign of normalised data is a coin flip */
-  default: mi_activation_apply(a, y, n); return; /* Clip among them: its min-above-max rule in one place */
-  }
-}
-
 typedef struct affine_task {
   const void *x;
   void *y;
@@ -163,7 +147,7 @@ static void affine_planes(void *ctx, int64_t p0, int64_t p1) {
       float *y = (float *)t->y + off;
       if (t->res)
         for (int64_t k = 0; k < t->inner; k++) y[k] += t->res[off + k];
-      if (t->act) act_f32(t->act, y, t->inner);
+      if (t->act) mi_activation_apply(t->act, y, t->inner);
     }
   }
 }
@@ -318,7 +302,7 @@ static AI void inorm_plane_f32(const inorm_task *t, int64_t p) {
     else if (kind == MI_ACT_LEAKY_RELU) /* branch-free: the sign of normalised data is a coin flip */
       mi_leaky_relu(yk, len, lo);
     else if (!inline_act)
-      act_f32(t->act, yk, len);
+      mi_activation_apply(t->act, yk, len);
   }
 }
 
