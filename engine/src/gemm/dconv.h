@@ -236,6 +236,11 @@ static inline int64_t mi_dconv_cv_source(const mi_dconv_cv_weights *w, int64_t k
 void mi_dconv_cv_rows(const mi_dconv_cv_weights *w, int64_t r0, int64_t n, float *dst);
 int64_t mi_dconv_cv_items(const mi_dconv_job *j, const mi_dconv_cv_weights *w);
 void mi_dconv_cv_run(const mi_dconv_job *j, const mi_dconv_cv_weights *w, int64_t begin, int64_t end);
+/* The same on AVX2 + FMA (dconv_cv_avx2.c; where mi_gemm_isa() is
+ * MI_ISA_AVX2): the same packed weights, plain NC(D)HW jobs only (chan16
+ * false, no channel-blocked source). */
+int64_t mi_dconv_cv_items_avx2(const mi_dconv_job *j, const mi_dconv_cv_weights *w);
+void mi_dconv_cv_run_avx2(const mi_dconv_job *j, const mi_dconv_cv_weights *w, int64_t begin, int64_t end);
 
 /* ---- NCHW16c <-> NCHW (chan16_avx512.c), one 16-channel block of n
  * positions: channel c's values at plain + c * n (mi_chan16_block: plain +

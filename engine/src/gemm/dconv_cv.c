@@ -4,7 +4,10 @@
  * of a CNN): a tile's positions are any output positions (rows need not be
  * whole or padded grids kept), the weights stream through each block in
  * order, and the few positions of a map fill whole tiles.  Compiled with
- * -mavx512f -mfma; only called when CPUID reports AVX-512F. */
+ * -mavx512f -mfma; only called when CPUID reports AVX-512F.
+ * dconv_cv_avx2.c compiles the driver again with CV_AVX2 defined: there a
+ * tile is 16 channels (two 256-bit vectors) x up to 6 positions, and a
+ * block of vb channels is vb / 16 such tiles on the same positions. */
 #include "dconv.h"
 #include "../hugepages.h"
 
@@ -12,6 +15,10 @@
 #include <immintrin.h>
 #include <stdlib.h>
 #include <string.h>
+
+#ifndef CV_AVX2
+#define CV_NAME(x) x
+#endif
 
 #define PMAX 12 /* positions per tile: 6 with 64 channels (24 accumulators) */
 /* K runs in chunks of a block's weights that a group of up to GROUP_TILES
@@ -31,6 +38,7 @@
 #define GROUP_TILES 16
 #define MIN_ITEMS 8 /* work items per layer, fewer only when there are fewer tiles */
 
+#ifndef CV_AVX2 /* once, in the AVX-512 build: the packing serves both */
 bool mi_dconv_cv_pack(const float *w, int64_t M, int64_t K, int64_t taps, mi_dconv_cv_weights *out) {
   if (M <= 0 || M % 16 || K <= 0 || (taps > 1 && K % (16 * taps))) return false;
   const int vb = M % 64 == 0 ? 64 : M % 32 == 0 ? 32 : 16;
@@ -54,8 +62,14 @@ void mi_dconv_cv_rows(const mi_dconv_cv_weights *w, int64_t r0, int64_t n, float
     for (int64_t k = 0; k < w->K; k++) dst[i * w->K + mi_dconv_cv_source(w, k)] = src[k * w->vb];
   }
 }
+#endif
 
+#ifdef CV_AVX2
+#define PMAX_AVX2 6 /* positions per tile: 12 accumulators of the 16 registers */
+static int pmax(int vb) { return (void)vb, PMAX_AVX2; }
+#else
 static int pmax(int vb) { return vb == 64 ? 6 : PMAX; }
+#endif
 /* Output rows per plane, and positions in all. */
 static int64_t grid_rows(const mi_dconv_job *j) { return (j->q_end - j->cols) / j->row + 1; }
 static int64_t positions(const mi_dconv_job *j) { return j->planes * grid_rows(j) * j->cols; }
@@ -102,11 +116,12 @@ static int64_t group_tiles(const mi_dconv_job *j, const mi_dconv_cv_weights *w) 
   return (nt + groups - 1) / groups;
 }
 
-int64_t mi_dconv_cv_items(const mi_dconv_job *j, const mi_dconv_cv_weights *w) {
+int64_t CV_NAME(mi_dconv_cv_items)(const mi_dconv_job *j, const mi_dconv_cv_weights *w) {
   const int64_t gt = group_tiles(j, w);
   return w->M / w->vb * ((ntiles(j, w) + gt - 1) / gt);
 }
 
+#ifndef CV_AVX2
 /* n <= 8 positions' vectors r[0, n) of 16 channels to 16 rows: channel
  * i's n values at y + i * ldy.  An 8 x 16 transpose in registers, then a
  * masked store per channel, in place of a scatter of each value on its own
@@ -258,6 +273,120 @@ static const tile_fn tiles1[PMAX] = ROW12(1), tiles2[PMAX] = ROW12(2);
 static const tile_fn tiles4[6] = {t_4_1, t_4_2, t_4_3, t_4_4, t_4_5, t_4_6};
 #undef ROW12
 
+/* One tile (np positions) of the block at m0, chunk [k0, k1). */
+static void run_tile(const mi_dconv_job *j, const mi_dconv_cv_weights *w, int np, int64_t m0, const int64_t *q,
+                     int64_t o0, int64_t k0, int64_t k1, float *buf, bool first, bool last, const char *pf,
+                     int64_t npf, uint64_t skip) {
+  const tile_fn *fns = w->vb == 64 ? tiles4 : w->vb == 32 ? tiles2 : tiles1;
+  fns[np - 1](j, w, m0, q, o0, k0, k1, buf, first, last, pf, npf, skip);
+}
+#else
+/* AVX2: np positions x the 16 channels [m0 + 16 s, m0 + 16 s + 16) of the
+ * block at m0 (two vectors; the weights' rows vb floats apart), taps
+ * [k0, k1), sums in buf between chunks as the AVX-512 tile keeps them.  The
+ * last chunk adds the bias and ReLU in registers and stores each channel's
+ * np outputs as a run (plain NC(D)HW: conv.c gives this build no
+ * channel-blocked jobs). */
+static inline __attribute__((always_inline)) void tile(const int NP, const mi_dconv_job *j,
+                                                      const mi_dconv_cv_weights *w, int64_t m0, int s,
+                                                      const int64_t *q, int64_t o0, int64_t k0, int64_t k1,
+                                                      float *buf, bool first, bool last, const char *pf,
+                                                      int64_t npf, uint64_t skip) {
+  __m256 acc[PMAX_AVX2][2];
+#pragma GCC unroll 6
+  for (int p = 0; p < NP; p++)
+#pragma GCC unroll 2
+    for (int v = 0; v < 2; v++) acc[p][v] = first ? _mm256_setzero_ps() : _mm256_load_ps(buf + (p * 2 + v) * 8);
+  const float *xs[PMAX_AVX2];
+#pragma GCC unroll 6
+  for (int p = 0; p < NP; p++) xs[p] = j->x + q[p];
+  const int64_t vb = w->vb;
+  const float *wp = w->data + m0 * w->K + k0 * vb + 16 * s;
+  const int32_t *t = j->toff;
+#define CV_STEP(k, wk)                                                                 \
+  do {                                                                                 \
+    if (npf > 0) { /* a step's share of the prefetches, as in the AVX-512 tile */      \
+      _mm_prefetch(pf, _MM_HINT_T1);                                                   \
+      _mm_prefetch(pf + 64, _MM_HINT_T1);                                              \
+      pf += 128;                                                                       \
+      npf -= 2;                                                                        \
+    }                                                                                  \
+    const __m256 w0 = _mm256_load_ps(wk), w1 = _mm256_load_ps((wk) + 8);               \
+    const int64_t tk = t[k];                                                           \
+    _Pragma("GCC unroll 6") for (int p = 0; p < NP; p++) {                             \
+      const __m256 b = _mm256_broadcast_ss(xs[p] + tk);                                \
+      acc[p][0] = _mm256_fmadd_ps(w0, b, acc[p][0]);                                   \
+      acc[p][1] = _mm256_fmadd_ps(w1, b, acc[p][1]);                                   \
+    }                                                                                  \
+  } while (0)
+  if (skip) { /* channel-blocked order: a tap of a block is 16 steps in a row */
+    for (int64_t k = k0; k < k1; k += 16, wp += 16 * vb) {
+      if (skip >> ((k >> 4) % w->taps) & 1) {
+        for (int i = 0; i < 16 && npf > 0; i++, pf += 128, npf -= 2) { /* the skipped steps' prefetches still issued */
+          _mm_prefetch(pf, _MM_HINT_T1);
+          _mm_prefetch(pf + 64, _MM_HINT_T1);
+        }
+        continue;
+      }
+#pragma GCC unroll 2
+      for (int64_t i = 0; i < 16; i++) CV_STEP(k + i, wp + i * vb);
+    }
+  } else {
+#pragma GCC unroll 2
+    for (int64_t k = k0; k < k1; k++, wp += vb) CV_STEP(k, wp);
+  }
+#undef CV_STEP
+  if (!last) {
+#pragma GCC unroll 6
+    for (int p = 0; p < NP; p++)
+#pragma GCC unroll 2
+      for (int v = 0; v < 2; v++) _mm256_store_ps(buf + (p * 2 + v) * 8, acc[p][v]);
+    return;
+  }
+  const __m256 zero = _mm256_setzero_ps();
+  float r[PMAX_AVX2][16] __attribute__((aligned(32)));
+#pragma GCC unroll 2
+  for (int v = 0; v < 2; v++) {
+    const __m256 bv = j->bias ? _mm256_loadu_ps(j->bias + m0 + 16 * s + 8 * v) : zero;
+#pragma GCC unroll 6
+    for (int p = 0; p < NP; p++) {
+      __m256 o = _mm256_add_ps(acc[p][v], bv);
+      if (j->relu) o = _mm256_max_ps(o, zero);
+      _mm256_store_ps(r[p] + 8 * v, o);
+    }
+  }
+  float *y = j->y + (m0 + 16 * s) * j->ldy + o0;
+  for (int c = 0; c < 16; c++)
+#pragma GCC unroll 6
+    for (int p = 0; p < NP; p++) y[c * j->ldy + p] = r[p][c];
+}
+
+typedef void (*tile_fn)(const mi_dconv_job *, const mi_dconv_cv_weights *, int64_t, int, const int64_t *, int64_t,
+                        int64_t, int64_t, float *, bool, bool, const char *, int64_t, uint64_t);
+#define T(P)                                                                                                   \
+  static void t_##P(const mi_dconv_job *j, const mi_dconv_cv_weights *w, int64_t m0, int s, const int64_t *q,   \
+                    int64_t o0, int64_t k0, int64_t k1, float *buf, bool first, bool last, const char *pf,      \
+                    int64_t npf, uint64_t skip) {                                                              \
+    tile(P, j, w, m0, s, q, o0, k0, k1, buf, first, last, pf, npf, skip);                                      \
+  }
+T(1) T(2) T(3) T(4) T(5) T(6)
+#undef T
+static const tile_fn tiles[PMAX_AVX2] = {t_1, t_2, t_3, t_4, t_5, t_6};
+
+/* One tile of the block at m0: its vb / 16 parts in turn, each with its
+ * share of the prefetches and its own sums in buf. */
+static void run_tile(const mi_dconv_job *j, const mi_dconv_cv_weights *w, int np, int64_t m0, const int64_t *q,
+                     int64_t o0, int64_t k0, int64_t k1, float *buf, bool first, bool last, const char *pf,
+                     int64_t npf, uint64_t skip) {
+  const int parts = w->vb / 16;
+  for (int s = 0; s < parts; s++) {
+    const int64_t l0 = s * npf / parts, l1 = (s + 1) * npf / parts;
+    tiles[np - 1](j, w, m0, s, q, o0, k0, k1, buf + s * PMAX_AVX2 * 16, first, last, pf ? pf + l0 * 64 : NULL,
+                  l1 - l0, skip);
+  }
+}
+#endif
+
 /* Tile tile_i's np positions: source offsets q, and the first one's output
  * index *o0 (the output compact: consecutive positions, consecutive
  * indices).  Divisions only for the first position, the rest walked (a
@@ -302,12 +431,11 @@ static uint64_t tile_skip(const mi_dconv_job *j, const mi_dconv_cv_weights *w, i
   return s;
 }
 
-void mi_dconv_cv_run(const mi_dconv_job *j, const mi_dconv_cv_weights *w, int64_t begin, int64_t end) {
+void CV_NAME(mi_dconv_cv_run)(const mi_dconv_job *j, const mi_dconv_cv_weights *w, int64_t begin, int64_t end) {
   const int64_t total = positions(j), nt = ntiles(j, w), gt = group_tiles(j, w), ng = (nt + gt - 1) / gt;
   segs sg;
   const segs *seg = row_segments(j, w, &sg) ? &sg : NULL;
   const int64_t rows = grid_rows(j), kch = chunk_k(w);
-  const tile_fn *fns = w->vb == 64 ? tiles4 : w->vb == 32 ? tiles2 : tiles1;
   float buf[GROUP_TILES][PMAX * 32] __attribute__((aligned(64))); /* a tile's sums: 6 x 64, 12 x 32 or 12 x 16 */
   const int64_t nb = w->M / w->vb;
   for (int64_t it = begin; it < end; it++) {
@@ -345,8 +473,8 @@ void mi_dconv_cv_run(const mi_dconv_job *j, const mi_dconv_cv_weights *w, int64_
       const int64_t lines = next ? next_k * w->vb / 16 : 0, nt_g = g1 - g0, share = (lines + nt_g - 1) / nt_g;
       for (int64_t g = 0; g < nt_g; g++) {
         const int64_t l0 = g * share < lines ? g * share : lines, l1 = l0 + share < lines ? l0 + share : lines;
-        fns[np[g] - 1](j, w, m0, q[g], o0[g], k0, k1, buf[g], k0 == 0, k1 == w->K,
-                       next ? (const char *)next + l0 * 64 : NULL, l1 - l0, skip[g]);
+        run_tile(j, w, np[g], m0, q[g], o0[g], k0, k1, buf[g], k0 == 0, k1 == w->K,
+                 next ? (const char *)next + l0 * 64 : NULL, l1 - l0, skip[g]);
         if (j->epi && k1 == w->K)
           j->epi->fn(j->epi->ctx, m0, w->vb, o0[g], np[g], j->y + m0 * j->ldy + o0[g], j->ldy);
       }

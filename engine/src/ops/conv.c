@@ -939,7 +939,12 @@ static void dconv_items_amx(void *vctx, int64_t b, int64_t e) {
 }
 static void dconv_items_cv(void *vctx, int64_t b, int64_t e) {
   const job_weights *c = vctx;
-  mi_dconv_cv_run(c->job, c->w, b, e);
+  if (mi_gemm_isa() == MI_ISA_AVX2) mi_dconv_cv_run_avx2(c->job, c->w, b, e);
+  else mi_dconv_cv_run(c->job, c->w, b, e);
+}
+
+static int64_t dconv_count_cv(const mi_dconv_job *j, const mi_dconv_cv_weights *w) {
+  return mi_gemm_isa() == MI_ISA_AVX2 ? mi_dconv_cv_items_avx2(j, w) : mi_dconv_cv_items(j, w);
 }
 
 /* bf16 mode on AMX tiles where the CPU has them (checked once). */
@@ -1060,7 +1065,9 @@ static bool direct_wanted(const mi_exec *ex, const geom *g, const conv_attr *a, 
  * (a 7x7 3x3 layer of 512 channels, weights out of the caches: 1.6 ->
  * 1.2 ms, ONNX Runtime 1.2). */
 static bool cv_fits(const mi_exec *ex, const geom *g, int64_t C, int64_t M, bool own) {
-  if (conv_cv_mode() == 0 || !own || direct_bf16(ex, C) || mi_gemm_isa() != MI_ISA_AVX512 || M % 16) return false;
+  const mi_isa isa = mi_gemm_isa();
+  if (conv_cv_mode() == 0 || !own || direct_bf16(ex, C) || (isa != MI_ISA_AVX512 && isa != MI_ISA_AVX2) || M % 16)
+    return false;
   if (g->s[0] != 1 || g->s[1] > 2 || g->s[2] > 2) return false;
   phase_geom ph;
   return direct_slab(g, C, false, false, &ph) != 0;
@@ -1096,7 +1103,7 @@ static uint64_t *padding_taps(const geom *g) {
  * channel-blocked (conv_direct's src16; padcopy16_rows): 2D, whole blocks
  * of 16 channels, no input prologue. */
 static bool copy16_ok(const geom *g, int64_t C, bool pre) {
-  return !pre && C % 16 == 0 && g->in[0] == 1 && g->k[0] == 1;
+  return mi_gemm_isa() == MI_ISA_AVX512 && !pre && C % 16 == 0 && g->in[0] == 1 && g->k[0] == 1;
 }
 
 static bool cv_wanted(const mi_exec *ex, const geom *g, int64_t C, int64_t M, bool own, bool pre) {
@@ -1134,6 +1141,15 @@ static bool cv_wanted(const mi_exec *ex, const geom *g, int64_t C, int64_t M, bo
   const int64_t out_bytes = M * pos * (int64_t)sizeof(float);
   const bool strided = g->s[1] * g->s[2] > 1;
   const bool large_ok = out_bytes <= (8 << 20) || (g->out[0] == 1 && K >= 64);
+  /* AVX2 (Zen 4 at MEDINFER_ISA=avx2, ResNet-50's layers, ms per node
+   * against the SGEMM): the rules below, and also the 7x7 stride-2 RGB stem
+   * (1.78 -> 1.40) and 1x1 layers read in place on maps of up to 16x16 that
+   * narrow the channels (14x14 1024 -> 256: 0.76 -> 0.66; the widening ones
+   * lost, 256 -> 1024: 0.67 -> 0.74, as did those on 28x28 and larger). */
+  if (mi_gemm_isa() == MI_ISA_AVX2) {
+    if (g->k_sz == 1) return !pre && pos <= 256 && K >= 2 * M;
+    if (strided && K <= 2304 && large_ok) return true;
+  }
   return g->k_sz > 1 && (pos <= 256 || (pos <= 1024 && K <= 1152) || (!strided && K <= 2304 && large_ok));
 }
 
@@ -1159,6 +1175,7 @@ static unsigned chan16_caps(const mi_node *n, const mi_exec *ex, const conv_attr
                             const mi_tensor *w, const geom *g) {
   const int64_t C = x->dims[1], M = w->dims[0];
   if (x->dtype != MI_FLOAT || x->ndim != 4 || a->group != 1 || n->pre_affine) return 0;
+  if (mi_gemm_isa() != MI_ISA_AVX512) return 0; /* the blocked layout's kernels (chan16_avx512.c, the AVX-512 tile) */
   if (n->act.kind != MI_ACT_NONE && n->act.kind != MI_ACT_RELU) return 0;
   const bool own = (a->wpack || a->wcv.data || a->wino) && w->data == a->wsrc && M == a->wM && C * g->k_sz == a->wK;
   if (!cv_fits(ex, g, C, M, own)) return 0;
@@ -1388,7 +1405,7 @@ static mi_status *conv_direct(mi_node *n, mi_exec *ex, conv_attr *a, const geom 
       job.mgroup /= 2;
     if (cv) {
       job_weights cc = {&job, &a->wcv};
-      mi_parallel_for(ex, mi_dconv_cv_items(&job, &a->wcv), 1, dconv_items_cv, &cc);
+      mi_parallel_for(ex, dconv_count_cv(&job, &a->wcv), 1, dconv_items_cv, &cc);
     } else if (amx) {
       job_weights ac = {&job, &a->wamx};
       mi_parallel_for(ex, mi_dconv_items_amx(&job, &a->wamx), 1, dconv_items_amx, &ac);
