@@ -1051,8 +1051,10 @@ static bool direct_wanted(const mi_exec *ex, const geom *g, const conv_attr *a, 
    * maps of 28x28 and less unless the layer is narrow (3x3 layers of 128
    * channels at 28x28 1.29 -> 1.33-1.48, of 256 at 14x14 1.31 -> 1.44, 1x1
    * ones of 128 0.51 -> 0.56); at 56x56 the direct kernel gains (3x3 of 64
-   * channels 1.44 -> 1.29, the 7x7 stem 1.67 -> 1.61). */
-  if (isa == MI_ISA_AVX2) return M <= 64 || g->out[1] * g->out[2] >= 56 * 56;
+   * channels 1.44 -> 1.29, the 7x7 stem 1.67 -> 1.61), but not 1x1 layers
+   * wider than 64 channels (64 -> 256: 0.82-0.90 -> 0.60, 256 -> 128: 1.10
+   * -> 1.01). */
+  if (isa == MI_ISA_AVX2) return M <= 64 || (g->k_sz > 1 && g->out[1] * g->out[2] >= 56 * 56);
   if (g->s[1] * g->s[2] > 1) return M <= 128; /* strided: the 7x7 stem gains, 256-channel layers lose */
   return M <= 128 || (g->k_sz > 1 && M <= 256);
 }
