@@ -256,9 +256,9 @@ int64_t mi_dconv_items(const mi_dconv_job *j);
 void mi_dconv_run(const mi_dconv_job *j, int64_t begin, int64_t end);
 
 /* ---- the same job on AVX2 + FMA (dconv_avx2.c): weights packed for the
- * AVX2 SGEMM (6-row panels), tiles of 6 channels x 16 positions; mgroup is
- * taken up to whole panels (8 -> 12, ...).  Only where mi_gemm_isa() is
- * MI_ISA_AVX2. */
+ * AVX2 SGEMM (6-row panels), tiles of 4 channels x 24 positions; mgroup is
+ * taken up to whole pairs of panels (8 -> 12, 16 -> 24, ...).  Only where
+ * mi_gemm_isa() is MI_ISA_AVX2. */
 bool mi_dconv_supported_avx2(const mi_gemm_packed_view *a);
 int64_t mi_dconv_items_avx2(const mi_dconv_job *j);
 void mi_dconv_run_avx2(const mi_dconv_job *j, int64_t begin, int64_t end);
