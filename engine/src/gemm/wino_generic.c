@@ -2,6 +2,9 @@
 #include "wino.h"
 
 #include <string.h>
+#if defined(__AVX2__) && defined(__FMA__)
+#include <immintrin.h>
+#endif
 
 #ifndef WINO_ISA
 #define WINO_ISA(name) name##_generic
@@ -49,20 +52,89 @@ static inline __attribute__((always_inline)) void at(const int P, const lanes *m
   }
 }
 
+/* Patch row i's values into d[j][l]: columns j < T from a[T l + j], the
+ * others from b[T l + j - T] (T = P - 2). */
+static inline __attribute__((always_inline)) void deal_row(const int P, const float *a, const float *b, lanes *d) {
+#if defined(__AVX2__) && defined(__FMA__)
+  if (P == 6) { /* 4 x 4 transposes within 128-bit halves: lanes l and l + 4 share a load */
+    for (int h = 0; h < MI_WINO_LANES; h += 8)
+      for (int o = 0; o < 2; o++) { /* o = 0: columns 0-3 from a; o = 1: columns 4-5 from b */
+        const float *s = (o ? b : a) + 4 * h;
+        __m256 q[4];
+        for (int u = 0; u < 4; u++) q[u] = _mm256_loadu2_m128(s + 16 + 4 * u, s + 4 * u); /* lanes h+u, h+u+4 */
+        const __m256 t0 = _mm256_unpacklo_ps(q[0], q[1]), t2 = _mm256_unpacklo_ps(q[2], q[3]);
+        _mm256_storeu_ps(d[4 * o] + h, _mm256_shuffle_ps(t0, t2, _MM_SHUFFLE(1, 0, 1, 0)));
+        _mm256_storeu_ps(d[4 * o + 1] + h, _mm256_shuffle_ps(t0, t2, _MM_SHUFFLE(3, 2, 3, 2)));
+        if (o == 0) {
+          const __m256 t1 = _mm256_unpackhi_ps(q[0], q[1]), t3 = _mm256_unpackhi_ps(q[2], q[3]);
+          _mm256_storeu_ps(d[2] + h, _mm256_shuffle_ps(t1, t3, _MM_SHUFFLE(1, 0, 1, 0)));
+          _mm256_storeu_ps(d[3] + h, _mm256_shuffle_ps(t1, t3, _MM_SHUFFLE(3, 2, 3, 2)));
+        }
+      }
+    return;
+  }
+#endif
+  const int T = P - 2;
+  for (int j = 0; j < P; j++)
+    for (int l = 0; l < MI_WINO_LANES; l++) d[j][l] = j < T ? a[T * l + j] : b[T * l + j - T];
+}
+
+/* n values of row s (W long) from column x into dst, zeros outside the row. */
+static inline __attribute__((always_inline)) void span(const float *s, int64_t W, int64_t x, int64_t n, float *dst) {
+  const int64_t lo = x < 0 ? (-x < n ? -x : n) : 0, hi = W - x < n ? (W - x > lo ? W - x : lo) : n;
+  if (lo) memset(dst, 0, (size_t)lo * sizeof(float));
+  memcpy(dst + lo, s + x + lo, (size_t)(hi - lo) * sizeof(float));
+  if (hi < n) memset(dst + hi, 0, (size_t)(n - hi) * sizeof(float));
+}
+
 /* The input transform of P x P patches (P = 6 or 4). */
 static inline __attribute__((always_inline)) void in_lanes(const int P, const float *plane, int64_t H, int64_t W,
                                                           int64_t dy, int64_t dx, const mi_wino_in_lanes *L,
                                                           float *dst, int64_t xs) {
   lanes d[6][6], t[6][6], c[6], r[6];
-  for (int l = 0; l < MI_WINO_LANES; l++)
-    for (int i = 0; i < P; i++) {
-      const int64_t y = (int64_t)L->y0[l] + i * dy;
-      const bool row = l < L->n && y >= 0 && y < H;
-      for (int j = 0; j < P; j++) {
-        const int64_t x = (int64_t)L->x0[l] + j * dx;
-        d[i][j][l] = row && x >= 0 && x < W ? plane[(int64_t)L->off[l] + i * dy * W + j * dx] : 0.f;
-      }
+  const int T = P - 2;
+  if (dy == 1 && dx == 1) {
+    /* Undilated: the lanes are runs of consecutive tiles along rows (x0 T
+     * apart).  Each patch row is copied run by run into two lane-major
+     * buffers (zeros outside the plane), then dealt to the lanes: in place
+     * of a bounds check per value, on which the AVX2 build spent most of
+     * its time (VGG-16 in fast mode at MEDINFER_ISA=avx2). */
+    float a[MI_WINO_LANES * 4] __attribute__((aligned(32))), b[MI_WINO_LANES * 4] __attribute__((aligned(32)));
+    int run0[MI_WINO_LANES + 1], nrun = 0; /* first lanes of the runs, then n */
+    for (int l = 0; l < L->n; l++)
+      if (!l || L->y0[l] != L->y0[l - 1] || L->x0[l] != L->x0[l - 1] + T || L->off[l] != L->off[l - 1] + T)
+        run0[nrun++] = l;
+    run0[nrun] = L->n;
+    if (L->n < MI_WINO_LANES) {
+      memset(a + T * L->n, 0, (size_t)(T * (MI_WINO_LANES - L->n)) * sizeof(float));
+      memset(b + T * L->n, 0, (size_t)(T * (MI_WINO_LANES - L->n)) * sizeof(float));
     }
+    for (int i = 0; i < P; i++) {
+      for (int q = 0; q < nrun; q++) {
+        const int l0 = run0[q], nl = run0[q + 1] - l0;
+        const int64_t y = (int64_t)L->y0[l0] + i, x = L->x0[l0];
+        if (y < 0 || y >= H) {
+          memset(a + T * l0, 0, (size_t)(T * nl) * sizeof(float));
+          memset(b + T * l0, 0, (size_t)(T * nl) * sizeof(float));
+          continue;
+        }
+        const float *s = plane + (int64_t)L->off[l0] + i * W - x; /* column 0 of row y */
+        span(s, W, x, T * nl, a + T * l0);
+        span(s, W, x + T, T * nl, b + T * l0);
+      }
+      deal_row(P, a, b, d[i]);
+    }
+  } else {
+    for (int l = 0; l < MI_WINO_LANES; l++)
+      for (int i = 0; i < P; i++) {
+        const int64_t y = (int64_t)L->y0[l] + i * dy;
+        const bool row = l < L->n && y >= 0 && y < H;
+        for (int j = 0; j < P; j++) {
+          const int64_t x = (int64_t)L->x0[l] + j * dx;
+          d[i][j][l] = row && x >= 0 && x < W ? plane[(int64_t)L->off[l] + i * dy * W + j * dx] : 0.f;
+        }
+      }
+  }
   for (int i = 0; i < P; i++) bt(P, d[i], t[i]); /* each patch row: t[i][k2] */
   for (int k2 = 0; k2 < P; k2++) {                /* then each column */
     for (int i = 0; i < P; i++) memcpy(c[i], t[i][k2], sizeof c[i]);
