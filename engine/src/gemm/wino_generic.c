@@ -143,6 +143,65 @@ static inline __attribute__((always_inline)) void in_lanes(const int P, const fl
   }
 }
 
+/* Block row i of the lanes, v[T i + j][l], into o[T l + j] (the inverse of
+ * deal_row's columns). */
+static inline __attribute__((always_inline)) void gather_row(const int T, const lanes *v, float *o) {
+#if defined(__AVX2__) && defined(__FMA__)
+  if (T == 4) { /* 4 x 4 transposes within 128-bit halves: lanes l and l + 4 share a store */
+    for (int h = 0; h < MI_WINO_LANES; h += 8) {
+      const __m256 v0 = _mm256_loadu_ps(v[0] + h), v1 = _mm256_loadu_ps(v[1] + h);
+      const __m256 v2 = _mm256_loadu_ps(v[2] + h), v3 = _mm256_loadu_ps(v[3] + h);
+      const __m256 t0 = _mm256_unpacklo_ps(v0, v1), t1 = _mm256_unpackhi_ps(v0, v1);
+      const __m256 t2 = _mm256_unpacklo_ps(v2, v3), t3 = _mm256_unpackhi_ps(v2, v3);
+      const __m256 q[4] = {_mm256_shuffle_ps(t0, t2, _MM_SHUFFLE(1, 0, 1, 0)),
+                           _mm256_shuffle_ps(t0, t2, _MM_SHUFFLE(3, 2, 3, 2)),
+                           _mm256_shuffle_ps(t1, t3, _MM_SHUFFLE(1, 0, 1, 0)),
+                           _mm256_shuffle_ps(t1, t3, _MM_SHUFFLE(3, 2, 3, 2))};
+      for (int u = 0; u < 4; u++) _mm256_storeu2_m128(o + 4 * (h + u + 4), o + 4 * (h + u), q[u]);
+    }
+    return;
+  }
+#endif
+  for (int l = 0; l < MI_WINO_LANES; l++)
+    for (int j = 0; j < T; j++) o[T * l + j] = v[j][l];
+}
+
+/* The epilogue and stores of an undilated layer's blocks v[T i + j][l]:
+ * the lanes are runs of consecutive tiles along rows, so each block row of
+ * a run is one span of an output row.  The blocks go to lane-major rows
+ * first (o[i][T l + j]); the residual, ReLU and activation work on those,
+ * and each run's rows are stored as spans, not value by value with a bounds
+ * test each (as the input transform reads them, in_lanes). */
+static inline __attribute__((always_inline)) void out_runs(const int T, const lanes *v, const mi_wino_out_lanes *L,
+                                                          int64_t Wo, const mi_wino_epi *e, float *plane) {
+  float o[4 * 4 * MI_WINO_LANES] __attribute__((aligned(32))); /* T rows of T * 16 */
+  const int row = T * MI_WINO_LANES;
+  int run0[MI_WINO_LANES + 1], nrun = 0; /* first lanes of the runs, then n */
+  for (int l = 0; l < L->n; l++)
+    if (!l || L->off[l] != L->off[l - 1] + T || L->cols[l - 1] != T || L->rows[l] != L->rows[l - 1])
+      run0[nrun++] = l;
+  run0[nrun] = L->n;
+  for (int i = 0; i < T; i++) gather_row(T, v + T * i, o + i * row);
+  for (int q = 0; e->res && q < nrun; q++) {
+    const int l0 = run0[q], l1 = run0[q + 1], len = T * (l1 - 1 - l0) + L->cols[l1 - 1];
+    for (int i = 0; i < L->rows[l0]; i++) {
+      const float *r = e->res + (int64_t)L->off[l0] + i * Wo;
+      float *d = o + i * row + T * l0;
+      for (int x = 0; x < len; x++) d[x] += r[x];
+    }
+  }
+  if (e->relu)
+    for (int k = 0; k < T * row; k++) o[k] = o[k] < 0.f ? 0.f : o[k];
+  if (L->n < MI_WINO_LANES) /* fn reads every lane: the unused ones zero */
+    for (int i = 0; i < T; i++) memset(o + i * row + T * L->n, 0, (size_t)(T * (MI_WINO_LANES - L->n)) * sizeof(float));
+  if (e->fn) e->fn(e->ctx, o, T * row);
+  for (int q = 0; q < nrun; q++) {
+    const int l0 = run0[q], l1 = run0[q + 1], len = T * (l1 - 1 - l0) + L->cols[l1 - 1];
+    for (int i = 0; i < L->rows[l0]; i++)
+      memcpy(plane + (int64_t)L->off[l0] + i * Wo, o + i * row + T * l0, (size_t)len * sizeof(float));
+  }
+}
+
 /* The output transform to T x T blocks (T = P - 2) and the epilogue. */
 static inline __attribute__((always_inline)) void out_lanes(const int P, const float *m, int64_t ms,
                                                            const mi_wino_out_lanes *L, int64_t Wo, int64_t dy,
@@ -158,6 +217,10 @@ static inline __attribute__((always_inline)) void out_lanes(const int P, const f
     at(P, c, o);
     for (int i = 0; i < T; i++)
       for (int l = 0; l < MI_WINO_LANES; l++) v[i * T + j][l] = o[i][l] + e->bias;
+  }
+  if (dy == 1 && dx == 1) {
+    out_runs(T, v, L, Wo, e, plane);
+    return;
   }
   if (e->res)
     for (int l = 0; l < L->n; l++)
