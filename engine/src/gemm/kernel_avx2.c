@@ -18,7 +18,8 @@ static inline __attribute__((always_inline)) void body(const int mr, const int n
                                                       const float *restrict a,
                                                       const float *restrict b, float *c,
                                                       int64_t ldc, int nr, float alpha,
-                                                      float beta) {
+                                                      float beta, const float *bias,
+                                                      const float *res, bool relu) {
   __m256 acc[MR][NV];
 #pragma GCC unroll 8
   for (int i = 0; i < mr; i++)
@@ -47,6 +48,9 @@ static inline __attribute__((always_inline)) void body(const int mr, const int n
         float *p = c + i * ldc + 8 * v;
         __m256 r = _mm256_mul_ps(acc[i][v], va);
         if (beta != 0.f) r = _mm256_fmadd_ps(vb, _mm256_loadu_ps(p), r);
+        if (bias) r = _mm256_add_ps(r, _mm256_set1_ps(bias[i]));
+        if (res) r = _mm256_add_ps(r, _mm256_loadu_ps(res + i * ldc + 8 * v));
+        if (relu) r = _mm256_max_ps(r, _mm256_setzero_ps());
         _mm256_storeu_ps(p, r);
       }
     } else if (rem > 0) {
@@ -56,16 +60,25 @@ static inline __attribute__((always_inline)) void body(const int mr, const int n
         float *p = c + i * ldc + 8 * v;
         __m256 r = _mm256_mul_ps(acc[i][v], va);
         if (beta != 0.f) r = _mm256_fmadd_ps(vb, _mm256_maskload_ps(p, m), r);
+        if (bias) r = _mm256_add_ps(r, _mm256_set1_ps(bias[i]));
+        if (res) r = _mm256_add_ps(r, _mm256_maskload_ps(res + i * ldc + 8 * v, m));
+        if (relu) r = _mm256_max_ps(r, _mm256_setzero_ps());
         _mm256_maskstore_ps(p, m, r);
       }
     }
   }
 }
 
+/* k_M_V: the plain tile; ke_M_V: with the epilogue in registers (kern_epi). */
 #define K(M, V)                                                                                \
   static void k_##M##_##V(int64_t kc, const float *a, const float *b, float *c, int64_t ldc, \
                           int nr, float alpha, float beta) {                                 \
-    body(M, V, kc, a, b, c, ldc, nr, alpha, beta);                                           \
+    body(M, V, kc, a, b, c, ldc, nr, alpha, beta, NULL, NULL, false);                        \
+  }                                                                                          \
+  static void ke_##M##_##V(int64_t kc, const float *a, const float *b, float *c, int64_t ldc,\
+                           int nr, float alpha, float beta, const float *bias,               \
+                           const float *res, bool relu) {                                    \
+    body(M, V, kc, a, b, c, ldc, nr, alpha, beta, bias, res, relu);                          \
   }
 #define KROW(M) K(M, 1) K(M, 2)
 KROW(1) KROW(2) KROW(3) KROW(4) KROW(5) KROW(6)
@@ -79,6 +92,19 @@ static const kfn table[MR][NV] = {{k_1_1, k_1_2}, {k_2_1, k_2_2}, {k_3_1, k_3_2}
 static void kern_avx2(int64_t kc, const float *pa, const float *pb, float *c, int64_t ldc, int mr,
                       int nr, float alpha, float beta) {
   table[mr - 1][(nr + 7) / 8 - 1](kc, pa, pb, c, ldc, nr, alpha, beta);
+}
+
+typedef void (*kefn)(int64_t, const float *, const float *, float *, int64_t, int, float, float, const float *,
+                     const float *, bool);
+static const kefn table_epi[MR][NV] = {{ke_1_1, ke_1_2}, {ke_2_1, ke_2_2}, {ke_3_1, ke_3_2},
+                                       {ke_4_1, ke_4_2}, {ke_5_1, ke_5_2}, {ke_6_1, ke_6_2}};
+
+/* The epilogue in registers (bias, residual, ReLU) before the tile's one
+ * store: no second pass over C (the AVX-512 kernel's kern_epi). */
+static bool kern_epi_avx2(int64_t kc, const float *pa, const float *pb, float *c, int64_t ldc, int mr, int nr,
+                          float alpha, float beta, const float *bias, const float *res, bool relu) {
+  table_epi[mr - 1][(nr + 7) / 8 - 1](kc, pa, pb, c, ldc, nr, alpha, beta, bias, res, relu);
+  return true;
 }
 
 /* ---- packing: 8x8 transposes ---------------------------------------------- */
@@ -160,5 +186,5 @@ void mi_gemm_pack_b_rows_avx2(int nrmax, int64_t kc, int nr, const float *B, int
 
 const mi_gemm_kernel mi_gemm_kernel_avx2 = {"avx2", MR, NR, 8, 256, 144, 2048, kern_avx2,
                                            mi_gemm_pack_a_rows_avx2, mi_gemm_pack_b_cols_avx2,
-                                           mi_gemm_pack_b_rows_avx2, NULL, 0, 0};
+                                           mi_gemm_pack_b_rows_avx2, kern_epi_avx2, 0, 0};
 #endif
