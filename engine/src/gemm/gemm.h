@@ -29,6 +29,20 @@ typedef void (*mi_gemm_ukernel)(int64_t kc, const float *pa, const float *pb, fl
 typedef bool (*mi_gemm_ukernel_epi)(int64_t kc, const float *pa, const float *pb, float *c, int64_t ldc, int mr,
                                     int nr, float alpha, float beta, const float *bias, const float *res, bool relu);
 
+/* The micro-kernel files' tile entry points over their inline body(mr, nv,
+ * kc, a, b, c, ldc, nr, alpha, beta, bias, res, relu): k_M_V the plain
+ * M-row, V-vector tile, ke_M_V with the epilogue in registers (kern_epi). */
+#define MI_GEMM_TILE_FNS(M, V)                                                                  \
+  static void k_##M##_##V(int64_t kc, const float *a, const float *b, float *c, int64_t ldc,  \
+                          int nr, float alpha, float beta) {                                  \
+    body(M, V, kc, a, b, c, ldc, nr, alpha, beta, NULL, NULL, false);                         \
+  }                                                                                           \
+  static void ke_##M##_##V(int64_t kc, const float *a, const float *b, float *c, int64_t ldc, \
+                           int nr, float alpha, float beta, const float *bias,                \
+                           const float *res, bool relu) {                                     \
+    body(M, V, kc, a, b, c, ldc, nr, alpha, beta, bias, res, relu);                           \
+  }
+
 typedef struct mi_gemm_kernel {
   const char *name;
   int mr, nr; /* register tile */

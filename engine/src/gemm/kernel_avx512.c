@@ -62,20 +62,8 @@ static inline __attribute__((always_inline)) void body(const int mr, const int n
   }
 }
 
-/* k_M_V: the plain tile; ke_M_V: with the epilogue in registers (kern_epi). */
-#define K(M, V)                                                                                \
-  static void k_##M##_##V(int64_t kc, const float *a, const float *b, float *c, int64_t ldc, \
-                          int nr, float alpha, float beta) {                                 \
-    body(M, V, kc, a, b, c, ldc, nr, alpha, beta, NULL, NULL, false);                        \
-  }                                                                                          \
-  static void ke_##M##_##V(int64_t kc, const float *a, const float *b, float *c, int64_t ldc,\
-                           int nr, float alpha, float beta, const float *bias,               \
-                           const float *res, bool relu) {                                    \
-    body(M, V, kc, a, b, c, ldc, nr, alpha, beta, bias, res, relu);                          \
-  }
-#define KROW(M) K(M, 1) K(M, 2) K(M, 3)
+#define KROW(M) MI_GEMM_TILE_FNS(M, 1) MI_GEMM_TILE_FNS(M, 2) MI_GEMM_TILE_FNS(M, 3)
 KROW(1) KROW(2) KROW(3) KROW(4) KROW(5) KROW(6) KROW(7) KROW(8)
-#undef K
 #undef KROW
 
 typedef void (*kfn)(int64_t, const float *, const float *, float *, int64_t, int, float, float);
