@@ -873,7 +873,11 @@ static void padcopy16_rows(void *vctx, int64_t b, int64_t e) {
     }
     memset(d, 0, (size_t)(16 * lo) * sizeof(float));
     const int64_t at = (iz * g->in[1] + iy) * g->in[2]; /* the row in a plane */
-    if (c->from_plain) mi_chan16_block(c->x + blk * 16 * g->in_sz + at, n, g->in_sz, NULL, false, d + 16 * lo);
+    if (c->from_plain && mi_gemm_isa() == MI_ISA_AVX512)
+      mi_chan16_block(c->x + blk * 16 * g->in_sz + at, n, g->in_sz, NULL, false, d + 16 * lo);
+    else if (c->from_plain) /* AVX2: in C (the copy is a few % of such a layer) */
+      for (int64_t i = 0; i < n; i++)
+        for (int64_t ch = 0; ch < 16; ch++) d[16 * (lo + i) + ch] = c->x[(blk * 16 + ch) * g->in_sz + at + i];
     else memcpy(d + 16 * lo, c->x + (blk * g->in_sz + at) * 16, (size_t)(16 * n) * sizeof(float));
     memset(d + 16 * (lo + n), 0, (size_t)(16 * (ph->w - lo - n)) * sizeof(float));
   }
@@ -1117,7 +1121,7 @@ static uint64_t *padding_taps(const geom *g) {
  * channel-blocked (conv_direct's src16; padcopy16_rows): 2D, whole blocks
  * of 16 channels, no input prologue. */
 static bool copy16_ok(const geom *g, int64_t C, bool pre) {
-  return mi_gemm_isa() == MI_ISA_AVX512 && !pre && C % 16 == 0 && g->in[0] == 1 && g->k[0] == 1;
+  return !pre && C % 16 == 0 && g->in[0] == 1 && g->k[0] == 1;
 }
 
 static bool cv_wanted(const mi_exec *ex, const geom *g, int64_t C, int64_t M, bool own, bool pre) {
@@ -1163,10 +1167,6 @@ static bool cv_wanted(const mi_exec *ex, const geom *g, int64_t C, int64_t M, bo
   if (mi_gemm_isa() == MI_ISA_AVX2) {
     if (g->k_sz == 1) return !pre && pos <= 256 && K >= 2 * M;
     if (strided && K <= 2304 && large_ok) return true;
-    /* Any K undilated (PSPNet's 1024-channel head, K 9216: 14.1 -> 12.7);
-     * its dilation-4 layers of K 4608 lost (14.3 -> 17.7: their blocked
-     * steps read 16 planes of a plain source, not one line of a blocked one) */
-    if (padded && C % 16 == 0 && !strided && pos <= 1024 && (K <= 2304 || g->d[1] * g->d[2] == 1)) return true;
   }
   return g->k_sz > 1 && (pos <= 256 || (pos <= 1024 && K <= 1152) || (!strided && K <= 2304 && large_ok));
 }
@@ -1323,11 +1323,8 @@ static mi_status *conv_direct(mi_node *n, mi_exec *ex, conv_attr *a, const geom 
   const bool src16 = in16 || (cv && padcopy && copy16_ok(g, C, pre != NULL));
   if (cv && !a->wcv.data) { /* from the packed (or Winograd) weights, which they then replace */
     float *wf = weights_rows(a, M, K);
-    /* a blocked source: the steps in its order (a 1x1 layer's are already);
-     * at AVX2, which has no blocked copy, that order on the plain padded one
-     * too, for the padding taps its tiles then skip (padding_taps) */
-    const bool blocked = src16 || (has_pad && mi_gemm_isa() == MI_ISA_AVX2 && C % 16 == 0 && g->k_sz > 1);
-    const bool ok = wf && mi_dconv_cv_pack(wf, M, K, blocked ? g->k_sz : 0, &a->wcv);
+    /* a blocked source: the steps in its order (a 1x1 layer's are already) */
+    const bool ok = wf && mi_dconv_cv_pack(wf, M, K, src16 ? g->k_sz : 0, &a->wcv);
     free(wf);
     if (!ok) return mi_node_error(n, MI_ERR_NO_MEMORY, "out of memory for the channel-vector weights");
     if (a->wpack) {
