@@ -19,7 +19,7 @@
 #define MR 6      /* the AVX2 SGEMM's packed panels */
 #define TR 4      /* channels per tile */
 #define NB 24     /* positions per tile: three vectors */
-#define MGROUP 48 /* channels per work item: 4 panels, 12 tiles */
+#define MGROUP 48 /* channels per work item: 8 panels, 12 tiles */
 #define KSTEP 96  /* weight rows per pass over a group */
 
 bool mi_dconv_supported_avx2(const mi_gemm_packed_view *a) {
