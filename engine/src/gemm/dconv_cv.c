@@ -121,6 +121,19 @@ int64_t CV_NAME(mi_dconv_cv_items)(const mi_dconv_job *j, const mi_dconv_cv_weig
   return w->M / w->vb * ((ntiles(j, w) + gt - 1) / gt);
 }
 
+/* In a tile's step loop (both builds): the step's share of the prefetches,
+ * two lines of the weights this thread takes next (pf, npf lines left),
+ * into L2. */
+#define CV_PREFETCH()                                                                \
+  do {                                                                               \
+    if (npf > 0) {                                                                   \
+      _mm_prefetch(pf, _MM_HINT_T1);                                                 \
+      _mm_prefetch(pf + 64, _MM_HINT_T1);                                            \
+      pf += 128;                                                                     \
+      npf -= 2;                                                                      \
+    }                                                                                \
+  } while (0)
+
 #ifndef CV_AVX2
 /* n <= 8 positions' vectors r[0, n) of 16 channels to 16 rows: channel
  * i's n values at y + i * ldy.  An 8 x 16 transpose in registers, then a
@@ -175,16 +188,6 @@ static inline __attribute__((always_inline)) void tile(const int V, const int NP
   for (int p = 0; p < NP; p++) xs[p] = j->x + q[p];
   const float *wp = w->data + m0 * w->K + k0 * 16 * V;
   const int32_t *t = j->toff;
-  /* A step's share of the prefetches: two lines of the weights this thread takes next, into L2. */
-#define CV_PREFETCH()                                                                \
-  do {                                                                               \
-    if (npf > 0) {                                                                   \
-      _mm_prefetch(pf, _MM_HINT_T1);                                                 \
-      _mm_prefetch(pf + 64, _MM_HINT_T1);                                            \
-      pf += 128;                                                                     \
-      npf -= 2;                                                                      \
-    }                                                                                \
-  } while (0)
   /* One step: the weights of V vectors of channels times each position's input value at tap offset t[k]. */
 #define CV_STEP(k, wk)                                                               \
   do {                                                                               \
@@ -214,7 +217,6 @@ static inline __attribute__((always_inline)) void tile(const int V, const int NP
     for (int64_t k = k0; k < k1; k++, wp += 16 * V) CV_STEP(k, wp);
   }
 #undef CV_STEP
-#undef CV_PREFETCH
   if (!last) {
 #pragma GCC unroll 12
     for (int p = 0; p < NP; p++)
@@ -305,12 +307,7 @@ static inline __attribute__((always_inline)) void tile(const int NP, const mi_dc
   const int32_t *t = j->toff;
 #define CV_STEP(k, wk)                                                                 \
   do {                                                                                 \
-    if (npf > 0) { /* a step's share of the prefetches, as in the AVX-512 tile */      \
-      _mm_prefetch(pf, _MM_HINT_T1);                                                   \
-      _mm_prefetch(pf + 64, _MM_HINT_T1);                                              \
-      pf += 128;                                                                       \
-      npf -= 2;                                                                        \
-    }                                                                                  \
+    CV_PREFETCH();                                                                     \
     const __m256 w0 = _mm256_load_ps(wk), w1 = _mm256_load_ps((wk) + 8);               \
     const int64_t tk = t[k];                                                           \
     _Pragma("GCC unroll 6") for (int p = 0; p < NP; p++) {                             \
@@ -322,10 +319,7 @@ static inline __attribute__((always_inline)) void tile(const int NP, const mi_dc
   if (skip) { /* channel-blocked order: a tap of a block is 16 steps in a row */
     for (int64_t k = k0; k < k1; k += 16, wp += 16 * vb) {
       if (skip >> ((k >> 4) % w->taps) & 1) {
-        for (int i = 0; i < 16 && npf > 0; i++, pf += 128, npf -= 2) { /* the skipped steps' prefetches still issued */
-          _mm_prefetch(pf, _MM_HINT_T1);
-          _mm_prefetch(pf + 64, _MM_HINT_T1);
-        }
+        for (int i = 0; i < 16; i++) CV_PREFETCH(); /* the skipped steps' prefetches still issued */
         continue;
       }
 #pragma GCC unroll 2
