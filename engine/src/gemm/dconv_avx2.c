@@ -6,7 +6,8 @@
  * pointer each and groups are whole pairs of panels (three tiles).  Four
  * rows of three vectors, not the SGEMM's six of two: the source rows start
  * anywhere (tap offsets), and six broadcasts per step to two unaligned
- * loads ran 4-14 % below the FMA peak in L1 where four to three held it.
+ * loads ran 1-2 % below the FMA peak in L1, 14 % at two of the eight
+ * offsets, where four to three held it at all of them.
  * Tiles whose grid rows carry extra columns go through a buffer
  * (scatter_runs), as the AVX-512 kernel does with an epilogue.  Compiled
  * with -mavx2 -mfma; only called when the GEMM's level is AVX2. */
