@@ -231,7 +231,13 @@ static mi_status *do_series(job *j, const mi_dicom_index *idx, size_t si, const 
   }
   if (!j->state) {
     mi_job_emit(j, NULL, NULL, 0, "loading the model");
-    MI_TRY(t->open(j));
+    mi_status *ms = t->open(j);
+    if (ms) { /* the job stops here: the series says why, as does the report's "error" */
+      ++j->sum->failed;
+      set_status(e, "error", mi_status_message(ms));
+      json_object_object_del(e, t->output_key);
+      return ms;
+    }
     if (j->device) {
       char msg[300];
       snprintf(msg, sizeof msg, "device: %s", j->device);
@@ -364,6 +370,7 @@ mi_status *mi_seg_job_run(const mi_card *card, const mi_seg_job_options *o, mi_s
       st = do_series(&j, in.idx[k], i, &s, e);
       ++found;
       ++j.ev.index;
+      if (st) json_object_object_add(j.report, "error", jstr(mi_status_message(st)));
       mi_status *ws = write_report(&j);
       if (ws && !st) st = ws;
       else mi_status_free(ws);

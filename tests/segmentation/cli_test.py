@@ -179,6 +179,28 @@ def main():
     check("inside the input" in p.stderr, "output inside input: %s" % p.stderr)
     p = run([medinfer, "segment", "--model", "nope", "--input", src, "--output", out], env, 1)
     check("no installed model named" in p.stderr, p.stderr)
+    # A model file that does not load (truncated): exit 1 naming the file, no SEG,
+    # and a report that says why rather than listing a SEG that was never written.
+    bad_models = os.path.join(work, "bad-models")
+    os.makedirs(bad_models)
+    card = json.load(open(os.path.join(models, "tiny-unet.card.json")))
+    blob = open(os.path.join(models, card["model"]), "rb").read()
+    open(os.path.join(bad_models, "cut.onnx"), "wb").write(blob[:len(blob) // 2])
+    card["model"] = "cut.onnx"
+    json.dump(card, open(os.path.join(bad_models, "tiny-unet.card.json"), "w"))
+    out_bad = os.path.join(work, "out-bad-model")
+    p = run([medinfer, "segment", "--model", os.path.join(bad_models, "tiny-unet.card.json"), "--input", src,
+             "--output", out_bad], env, 1)
+    check("cut.onnx" in p.stderr, "bad model: stderr names the file: %s" % p.stderr)
+    check(not glob.glob(os.path.join(out_bad, "*.seg.dcm")), "bad model: no SEG")
+    rep = json.load(open(os.path.join(out_bad, "report.json")))
+    s = rep["series"][0]
+    check(s["status"] == "error" and "cut.onnx" in s.get("reason", "") and "seg" not in s,
+          "bad model: series entry %s" % s)
+    check("cut.onnx" in rep.get("error", "") and rep["summary"]["error"] == 1 and rep["summary"]["ok"] == 0,
+          "bad model: report error %s, summary %s" % (rep.get("error"), rep["summary"]))
+    no_temp_files(out_bad)
+
     p = run([medinfer, "segment", "--help"], env, 0)
     check("4 partial" in p.stdout, "--help documents exit status 4")
 
