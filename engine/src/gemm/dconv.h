@@ -136,6 +136,23 @@ bool mi_dconv_bf16_pack(const float *w, int64_t M, int64_t C, int64_t ksz, mi_dc
  * first pre[c] * v + pre[C + c], then max(0, .) if relu. */
 void mi_dconv_bf16_pairs(const float *x, int64_t xstride, int64_t n, int64_t C, const float *pre, bool relu,
                          int64_t csz, float *dst, int64_t cp0, int64_t cp1);
+/* The pairs from the unpadded input: position q of the zero-padded slab,
+ * split into sy x sx stride phases of ph x pw (phase_geom in conv.c; 1 x 1:
+ * the plain padded planes) from padded plane z0, reads input (z, y, x) =
+ * (z0 + q / (sy sx ph pw) - top[0], r sy + py - top[1], t sx + px - top[2])
+ * where (py, px) is its phase, r = q / pw % ph and t = q % pw, of the in[0]
+ * x in[1] x in[2] channel planes, zero outside (the prologue applied to the
+ * inside only): no padded FP32 copy first.  sx is 1 or 2. */
+typedef struct mi_dconv_pad {
+  int64_t in[3], top[3], ph, pw, z0, sy, sx;
+} mi_dconv_pad;
+/* Pairs [cp0, cp1), padded rows [r0, r1) (pw positions each; row R is
+ * phase row R % ph of phase R / ph % (sy sx) of padded plane z0 + R / (sy
+ * sx ph)) of their planes (csz apart in dst), as mi_dconv_bf16_pairs makes
+ * them. */
+void mi_dconv_bf16_pairs_padded(const float *x, int64_t xstride, int64_t C, const float *pre, bool relu,
+                                const mi_dconv_pad *pad, int64_t csz, float *dst, int64_t cp0, int64_t cp1, int64_t r0,
+                                int64_t r1);
 int64_t mi_dconv_items_bf16(const mi_dconv_job *j);
 void mi_dconv_run_bf16(const mi_dconv_job *j, int64_t begin, int64_t end);
 
@@ -164,16 +181,7 @@ bool mi_dconv_amx_pack(const float *w, int64_t M, int64_t C, int64_t ksz, bool l
  * blocks [pb0, pb1), positions [q0, q1); pairs past C are zeros. */
 void mi_dconv_amx_pairs(const float *x, int64_t xstride, int64_t C, const float *pre, bool relu, int64_t csz,
                         float *dst, int64_t pb0, int64_t pb1, int64_t q0, int64_t q1);
-/* The same from the unpadded input: position q of the zero-padded slab,
- * split into sy x sx stride phases of ph x pw (phase_geom in conv.c; 1 x 1:
- * the plain padded planes) from padded plane z0, reads input (z, y, x) =
- * (z0 + q / (sy sx ph pw) - top[0], r sy + py - top[1], t sx + px - top[2])
- * where (py, px) is its phase, r = q / pw % ph and t = q % pw, of the in[0]
- * x in[1] x in[2] channel planes, zero outside (the prologue applied to the
- * inside only): no padded FP32 copy first.  sx is 1 or 2. */
-typedef struct mi_dconv_pad {
-  int64_t in[3], top[3], ph, pw, z0, sy, sx;
-} mi_dconv_pad;
+/* The same from the unpadded input (mi_dconv_pad, above). */
 void mi_dconv_amx_pairs_padded(const float *x, int64_t xstride, int64_t C, const float *pre, bool relu,
                                const mi_dconv_pad *pad, int64_t csz, float *dst, int64_t pb0, int64_t pb1, int64_t q0,
                                int64_t q1);

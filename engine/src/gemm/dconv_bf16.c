@@ -36,6 +36,12 @@ void mi_dconv_bf16_pairs(const float *x, int64_t xstride, int64_t n, int64_t C, 
                          int64_t csz, float *dst, int64_t cp0, int64_t cp1) {
   (void)x, (void)xstride, (void)n, (void)C, (void)pre, (void)relu, (void)csz, (void)dst, (void)cp0, (void)cp1;
 }
+void mi_dconv_bf16_pairs_padded(const float *x, int64_t xstride, int64_t C, const float *pre, bool relu,
+                                const mi_dconv_pad *pad, int64_t csz, float *dst, int64_t cp0, int64_t cp1, int64_t r0,
+                                int64_t r1) {
+  (void)x, (void)xstride, (void)C, (void)pre, (void)relu, (void)pad, (void)csz, (void)dst, (void)cp0, (void)cp1;
+  (void)r0, (void)r1;
+}
 int64_t mi_dconv_items_bf16(const mi_dconv_job *j) {
   (void)j;
   return 0;
@@ -95,6 +101,12 @@ static inline __attribute__((always_inline)) float aff1(const bool AFF, float v,
   return relu && !(v > 0.f) ? 0.f : v;
 }
 
+/* Two channels' 16 values as 16 pairs (nearest even). */
+static inline __m512i pairs16(__m512 lo, __m512 hi) {
+  return _mm512_or_si512(_mm512_cvtepu16_epi32((__m256i)_mm512_cvtneps_pbh(lo)),
+                         _mm512_slli_epi32(_mm512_cvtepu16_epi32((__m256i)_mm512_cvtneps_pbh(hi)), 16));
+}
+
 /* One row: a[i], b[i] (b NULL: zeros), each through its affine (AFF), as
  * pairs into dst[0..n). */
 static inline __attribute__((always_inline)) void pair_row(const bool AFF, const float *a, const float *b, int64_t n,
@@ -105,11 +117,8 @@ static inline __attribute__((always_inline)) void pair_row(const bool AFF, const
   int64_t i = 0;
   for (; i + 16 <= n; i += 16) {
     const __m512 va = aff16(AFF, _mm512_loadu_ps(a + i), vsa, vta, relu);
-    const __m512i lo = _mm512_cvtepu16_epi32((__m256i)_mm512_cvtneps_pbh(va));
-    const __m512i hi = b ? _mm512_cvtepu16_epi32(
-                               (__m256i)_mm512_cvtneps_pbh(aff16(AFF, _mm512_loadu_ps(b + i), vsb, vtb, relu)))
-                         : _mm512_setzero_si512();
-    _mm512_storeu_si512(d + i, _mm512_or_si512(lo, _mm512_slli_epi32(hi, 16)));
+    const __m512 vb = b ? aff16(AFF, _mm512_loadu_ps(b + i), vsb, vtb, relu) : _mm512_setzero_ps();
+    _mm512_storeu_si512(d + i, pairs16(va, vb));
   }
   for (; i < n; i++)
     d[i] = bf16_bits(aff1(AFF, a[i], sa[0], sa[1], relu)) |
@@ -127,6 +136,60 @@ void mi_dconv_bf16_pairs(const float *x, int64_t xstride, int64_t n, int64_t C, 
     } else {
       const float one[2] = {1.f, 0.f};
       pair_row(false, a, b, n, one, one, false, dst + cp * csz);
+    }
+  }
+}
+
+/* Lane t of a 16-position block of a phase row: inside for lo <= t < hi,
+ * reading column t * sx + off of the input row (sx 1 or 2); zero outside,
+ * the prologue on the inside only.  Masked loads: no element outside the
+ * row is read. */
+static inline __m512 padded_block(const float *row, int64_t t0, int64_t lo, int64_t hi, int64_t sx, int64_t off,
+                                  const float *pre, int64_t C, int64_t c, bool relu) {
+  const int64_t a = lo > t0 ? lo - t0 : 0, b = hi - t0 < 16 ? hi - t0 : 16;
+  if (b <= a) return _mm512_setzero_ps();
+  const __mmask16 m = (__mmask16)(((1u << (b - a)) - 1u) << a);
+  const float *s = row + t0 * sx + off;
+  __m512 v;
+  if (sx == 1) {
+    v = _mm512_maskz_loadu_ps(m, s);
+  } else { /* the even elements of 32 */
+    uint32_t e = 0;
+    for (int64_t k = a; k < b; k++) e |= 1u << (2 * k);
+    const __m512i even = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
+    v = _mm512_permutex2var_ps(_mm512_maskz_loadu_ps((__mmask16)e, s), even,
+                               _mm512_maskz_loadu_ps((__mmask16)(e >> 16), s + 16));
+  }
+  if (!pre) return v;
+  v = _mm512_fmadd_ps(v, _mm512_set1_ps(pre[c]), _mm512_set1_ps(pre[C + c]));
+  if (relu) v = _mm512_max_ps(v, _mm512_setzero_ps());
+  return _mm512_maskz_mov_ps(m, v);
+}
+
+void mi_dconv_bf16_pairs_padded(const float *x, int64_t xstride, int64_t C, const float *pre, bool relu,
+                                const mi_dconv_pad *pad, int64_t csz, float *dst, int64_t cp0, int64_t cp1, int64_t r0,
+                                int64_t r1) {
+  const int64_t sx = pad->sx, pw = pad->pw, per_z = pad->sy * sx * pad->ph;
+  for (int64_t cp = cp0; cp < cp1; cp++) {
+    const int64_t c0 = 2 * cp, c1 = c0 + 1;
+    for (int64_t R = r0; R < r1; R++) {
+      uint32_t *d = (uint32_t *)dst + cp * csz + R * pw;
+      const int64_t phase = R / pad->ph % (pad->sy * sx), py = phase / sx, px = phase % sx;
+      const int64_t iz = pad->z0 + R / per_z - pad->top[0], iy = R % pad->ph * pad->sy + py - pad->top[1];
+      if (iz < 0 || iz >= pad->in[0] || iy < 0 || iy >= pad->in[1]) {
+        memset(d, 0, (size_t)pw * sizeof *d);
+        continue;
+      }
+      /* column t reads input column t sx + off: inside for t in [lo, hi) */
+      const int64_t off = px - pad->top[2], lo = off >= 0 ? 0 : (-off + sx - 1) / sx;
+      const int64_t hi = pad->in[2] - off <= 0 ? 0 : (pad->in[2] - off + sx - 1) / sx;
+      const float *a = x + c0 * xstride + (iz * pad->in[1] + iy) * pad->in[2], *b = a + xstride;
+      for (int64_t t0 = 0; t0 < pw; t0 += 16) {
+        const int64_t n = pw - t0 < 16 ? pw - t0 : 16;
+        const __m512 va = padded_block(a, t0, lo, hi, sx, off, pre, C, c0, relu);
+        const __m512 vb = c1 < C ? padded_block(b, t0, lo, hi, sx, off, pre, C, c1, relu) : _mm512_setzero_ps();
+        _mm512_mask_storeu_epi32(d + t0, (__mmask16)(n == 16 ? 0xffffu : (1u << n) - 1u), pairs16(va, vb));
+      }
     }
   }
 }

@@ -783,7 +783,7 @@ static void phase_extent(const geom *g, bool strided, phase_geom *p) {
 /* Hold only the padded planes of `out_planes` output z-planes per copy (the
  * direct kernel on a 3D volume works through it slab by slab). */
 static void phase_slab(const geom *g, int64_t out_planes, phase_geom *p) {
-  const int64_t need = out_planes + (g->k[0] - 1) * g->d[0];
+  const int64_t need = (out_planes - 1) * g->s[0] + (g->k[0] - 1) * g->d[0] + 1;
   p->zs = need < p->pin[0] ? need : p->pin[0];
   p->csz = p->zs * p->sy * p->sx * p->h * p->w;
 }
@@ -930,9 +930,9 @@ static void pre_planes(void *vctx, int64_t b, int64_t e) {
 }
 
 /* ---- direct kernel (gemm/dconv.h) ---------------------------------------
- * Group 1, strides of 1 or 2 in y and x (stride phases, below), weights
- * packed for the AVX-512 kernel, an input whose zero-padded copy fits the
- * budget.  MEDINFER_CONV_DIRECT=0 keeps
+ * Group 1, strides of 1 or 2 (in y and x by stride phases, below; in z
+ * by the planes' step), weights packed for the AVX-512 kernel, an input
+ * whose zero-padded copy fits the budget.  MEDINFER_CONV_DIRECT=0 keeps
  * every convolution on the implicit GEMM, =1 sends every eligible one here
  * (tests). */
 #ifdef MI_GEMM_X86
@@ -1019,16 +1019,15 @@ static bool direct_bf16(const mi_exec *ex, int64_t C) {
 static int64_t direct_slab(const geom *g, int64_t C, bool bf16, bool phases, phase_geom *ph) {
   phase_extent(g, phases, ph);
   if (C * ph->csz >= INT32_MAX) return 0; /* the tap offsets are 32-bit, and an unpadded input is read whole */
-  /* bf16: the pairs besides the copy (counted as a second copy), except in
-   * a 2D layer, which is one plane and cannot be cut into slabs: there the
-   * pairs may double the budget (else VGG's 224x224 64-channel layer, 13 MB
-   * a copy, ran in FP32 on the SGEMM: 17.5 ms). */
-  const bool planar = g->out[0] == 1 && g->k[0] == 1;
-  const int64_t per_plane =
-      C * ph->sy * ph->sx * ph->h * ph->w * (bf16 && !planar ? 2 : 1) * (int64_t)sizeof(float);
-  int64_t zo = pad_copy_budget() / per_plane - (g->k[0] - 1) * g->d[0];
+  /* bf16: the pairs alone (made from the input itself), half a copy: the
+   * 3D U-Net's slabs four times deeper than when the pairs counted as two
+   * copies, each plane's pairs made fewer times over, 1300 -> 1172 ms */
+  const int64_t per_plane = (bf16 ? (C + 1) / 2 : C) * ph->sy * ph->sx * ph->h * ph->w * (int64_t)sizeof(float);
+  /* zo output planes read (zo - 1) * s[0] + (k[0] - 1) * d[0] + 1 input planes */
+  const int64_t fit = pad_copy_budget() / per_plane - (g->k[0] - 1) * g->d[0] - 1;
+  if (fit < 0) return 0;
+  int64_t zo = fit / g->s[0] + 1;
   if (zo > g->out[0]) zo = g->out[0];
-  if (zo < 1) return 0;
   phase_slab(g, zo, ph);
   return C * ph->csz < INT32_MAX ? zo : 0;
 }
@@ -1042,7 +1041,7 @@ static bool direct_wanted(const mi_exec *ex, const geom *g, const conv_attr *a, 
   if ((mode == 0 && !bf16) || a->group != 1 || !a->wpack || (isa != MI_ISA_AVX512 && isa != MI_ISA_AVX2)) return false;
   const mi_gemm_packed_view v = mi_gemm_packed_a_view(a->wpack[0]);
   if (!(isa == MI_ISA_AVX2 ? mi_dconv_supported_avx2(&v) : mi_dconv_supported(&v))) return false;
-  if (g->s[0] != 1 || g->s[1] > 2 || g->s[2] > 2) return false;
+  if (g->s[0] > 2 || g->s[1] > 2 || g->s[2] > 2) return false;
   phase_geom ph;
   if (!direct_slab(g, C, bf16, true, &ph)) return false;
   if (mode == 1 || bf16) return true; /* bf16: twice the multiply-adds per instruction, every layer gains */
@@ -1055,6 +1054,10 @@ static bool direct_wanted(const mi_exec *ex, const geom *g, const conv_attr *a, 
    * gathers 27 taps per channel, and the 3D U-Net's 3x3x3 layers ran 1.1 to
    * 1.9x faster here (the full-resolution ones most), slab by slab. */
   if (g->k_sz == 1 && (pre || g->s[1] * g->s[2] > 1)) return false;
+  /* Strided in z (a 3D U-Net's downsampling): the implicit GEMM (its
+   * 32 -> 64-channel 96^3 layer 78.5 ms there, 89.0 here); in bf16 the
+   * direct kernel (80.1 -> 54.4 ms). */
+  if (g->s[0] > 1) return false;
   if (g->out[0] > 1 && g->k[0] > 1) return true;
   /* A 64-channel group's weights past 1 MB leave L2 between tiles: PSPNet's
    * 3x3 layer of 1024 input channels (K 9216) ran 11.0 ms here, 8.2 on the SGEMM. */
@@ -1229,21 +1232,35 @@ static void pairs_planes(void *vctx, int64_t b, int64_t e) {
   mi_dconv_bf16_pairs(c->x, c->xstride, c->n, c->C, c->pre, c->pre_relu, c->csz, c->dst, b, e);
 }
 
-/* AMX: the same pairs in blocks of 16 (mi_dconv_amx_pairs, or with pad
- * set mi_dconv_amx_pairs_padded); an item is one block's positions
- * [AMX_PAIR_CHUNK * i, ..) */
+/* The pairs of a padded (or strided) input, from the input itself
+ * (mi_dconv_bf16_pairs_padded); an item is 16 pairs' padded rows
+ * [PAIR_ROWS * i, ..).  AMX: in blocks of 16 (mi_dconv_amx_pairs, or
+ * with pad set mi_dconv_amx_pairs_padded); an item is one block's
+ * positions [AMX_PAIR_CHUNK * i, ..) */
+#define PAIR_ROWS 16
 #define AMX_PAIR_CHUNK 2048
-typedef struct amx_pairs_ctx {
+typedef struct pad_pairs_ctx {
   pairs_ctx p;
   const mi_dconv_pad *pad;
-  int64_t left_pbn; /* > 0: the blocks for left weights (mi_dconv_amx_pairs_cols), this many pair blocks */
-} amx_pairs_ctx;
+  int64_t left_pbn; /* AMX, > 0: the blocks for left weights (mi_dconv_amx_pairs_cols), this many pair blocks */
+} pad_pairs_ctx;
+
+static void pad_pairs_items(void *vctx, int64_t b, int64_t e) {
+  const pad_pairs_ctx *a = vctx;
+  const pairs_ctx *c = &a->p;
+  const int64_t rows = c->n / a->pad->pw, nr = (rows + PAIR_ROWS - 1) / PAIR_ROWS, CP = (c->C + 1) / 2;
+  for (int64_t it = b; it < e; it++) {
+    const int64_t p = it / nr * 16, r0 = it % nr * PAIR_ROWS, r1 = r0 + PAIR_ROWS < rows ? r0 + PAIR_ROWS : rows;
+    mi_dconv_bf16_pairs_padded(c->x, c->xstride, c->C, c->pre, c->pre_relu, a->pad, c->csz, c->dst, p,
+                               p + 16 < CP ? p + 16 : CP, r0, r1);
+  }
+}
 
 /* Positions a left-weights layer's pairs cover: its work items' whole 32-position tiles. */
 static int64_t round32(int64_t n) { return (n + 31) / 32 * 32; }
 
 static void amx_pairs_items(void *vctx, int64_t b, int64_t e) {
-  const amx_pairs_ctx *a = vctx;
+  const pad_pairs_ctx *a = vctx;
   const pairs_ctx *c = &a->p;
   const int64_t n = a->left_pbn ? round32(c->n) : c->n, nq = (n + AMX_PAIR_CHUNK - 1) / AMX_PAIR_CHUNK;
   for (int64_t it = b; it < e; it++) {
@@ -1311,14 +1328,14 @@ static mi_status *conv_direct(mi_node *n, mi_exec *ex, conv_attr *a, const geom 
   for (int j = 0; j < 3; j++)
     if (ph.pin[j] != g->in[j] || g->pb[j]) has_pad = true;
   if (!has_pad && !pre && !bf16) phase_extent(g, !cv, &ph); /* read in place: the whole volume */
-  /* The input through a slab copy: padded (or normalised), and in bf16 the
-   * channel pairs, made from the input itself (normalised on the way) when
-   * it needs no padding (1x1 layers: no FP32 copy first). */
+  /* The input through a slab copy: padded (or normalised) in FP32, or in
+   * bf16 the channel pairs, made from the input itself (normalised on the
+   * way), padded and in its stride phases as the kernel reads them (no
+   * padded FP32 copy first: the 3D U-Net's copy and pairs passes took 14 %
+   * of its bf16 samples). */
   const bool copied = has_pad || pre || bf16;
-  /* AMX: the pair blocks straight from the unpadded input (no padded FP32
-   * copy), in its stride phases when strided (direct_wanted: strides <= 2) */
-  const bool amx_pad = amx && has_pad;
-  const bool padcopy = (has_pad && !amx_pad) || (pre && !bf16);
+  const bool pad_pairs = bf16 && has_pad;
+  const bool padcopy = !bf16 && (has_pad || pre);
   /* The kernel's source channel-blocked: the input, or its padded copy made so (padcopy16_rows) */
   const bool src16 = in16 || (cv && padcopy && copy16_ok(g, C, pre != NULL));
   if (cv && !a->wcv.data) { /* from the packed (or Winograd) weights, which they then replace */
@@ -1370,25 +1387,27 @@ static mi_status *conv_direct(mi_node *n, mi_exec *ex, conv_attr *a, const geom 
   for (int64_t b = 0; b < N; b++)
    for (int64_t z0 = 0; z0 < g->out[0]; z0 += copied ? zo : g->out[0]) {
     const float *xb = x + b * C * g->in_sz;
-    if (xpad) { /* the padded planes of output planes [z0, z0 + zo) (stride 1 in z) */
-      phasecopy_ctx pc = {g, &ph, xb, xpad, pre, C, n->pre_relu, z0, !in16};
+    const int64_t zin = z0 * g->s[0]; /* the slab's first padded z-plane */
+    if (xpad) { /* the padded planes of output planes [z0, z0 + zo) */
+      phasecopy_ctx pc = {g, &ph, xb, xpad, pre, C, n->pre_relu, zin, !in16};
       if (src16) mi_parallel_for(ex, C / 16 * ph.zs * ph.h, 1, padcopy16_rows, &pc);
       else mi_parallel_for(ex, C, 1, phasecopy_planes, &pc);
       xb = xpad;
     }
-    /* bf16 pairs: from the padded copy; else from the input (unpadded: padded
-     * z-planes are input planes, [z0, zend) of them in this slab; AMX with
-     * padding or strides: mapped position by position, amx_pad) */
+    /* bf16 pairs from the input: unpadded, the padded z-planes are input
+     * planes, [zin, zend) of them in this slab; else mapped position by
+     * position (pad_pairs) */
     if (bf16) {
-      const int64_t zend = z0 + ph.zs < ph.pin[0] ? z0 + ph.zs : ph.pin[0];
-      pairs_ctx pc = {xb, xpair, ph.csz, ph.csz, C, ph.csz, NULL, n->pre_relu}; /* from the padded copy */
-      if (!xpad) pc.xstride = g->in_sz, pc.pre = pre;                          /* from the input */
-      if (!xpad && !amx_pad) pc.x = xb + z0 * ph.h * ph.w, pc.n = (zend - z0) * ph.h * ph.w;
+      const int64_t zend = zin + ph.zs < ph.pin[0] ? zin + ph.zs : ph.pin[0];
+      pairs_ctx pc = {xb, xpair, g->in_sz, ph.csz, C, ph.csz, pre, n->pre_relu};
+      if (!pad_pairs) pc.x = xb + zin * ph.h * ph.w, pc.n = (zend - zin) * ph.h * ph.w;
+      const mi_dconv_pad pad = {{g->in[0], g->in[1], g->in[2]}, {g->pb[0], g->pb[1], g->pb[2]}, ph.h, ph.w, zin, ph.sy, ph.sx};
+      pad_pairs_ctx ac = {pc, pad_pairs ? &pad : NULL, left ? CPP / 16 : 0};
       if (amx) {
-        const mi_dconv_pad pad = {{g->in[0], g->in[1], g->in[2]}, {g->pb[0], g->pb[1], g->pb[2]}, ph.h, ph.w, z0, ph.sy, ph.sx};
-        amx_pairs_ctx ac = {pc, amx_pad ? &pad : NULL, left ? CPP / 16 : 0};
         const int64_t np = left ? round32(pc.n) : pc.n;
         mi_parallel_for(ex, CPP / 16 * ((np + AMX_PAIR_CHUNK - 1) / AMX_PAIR_CHUNK), 1, amx_pairs_items, &ac);
+      } else if (pad_pairs) {
+        mi_parallel_for(ex, (CP + 15) / 16 * ((pc.n / ph.w + PAIR_ROWS - 1) / PAIR_ROWS), 1, pad_pairs_items, &ac);
       } else {
         mi_parallel_for(ex, CP, 1, pairs_planes, &pc);
       }
@@ -1399,7 +1418,7 @@ static mi_status *conv_direct(mi_node *n, mi_exec *ex, conv_attr *a, const geom 
     const mi_gemm_epilogue epi = {.fn = epi_block, .ctx = &ec};
     const int64_t planes = copied && g->out[0] - z0 > zo ? zo : g->out[0] - z0;
     const int64_t xs = src16 ? 16 : 1, ys = out16 ? 16 : 1; /* floats per position */
-    mi_dconv_job job = {bf16 ? a->wbf.view : cv ? (mi_gemm_packed_view){0} : mi_gemm_packed_a_view(a->wpack[0]), xb, toff, planes, zplane * xs,
+    mi_dconv_job job = {bf16 ? a->wbf.view : cv ? (mi_gemm_packed_view){0} : mi_gemm_packed_a_view(a->wpack[0]), xb, toff, planes, zplane * xs * g->s[0],
                         (g->out[1] - 1) * ph.w + g->out[2], ph.w, g->out[2], oplane, yb + z0 * oplane * ys,
                         g->out_sz, NULL, false, NULL, 0, ph.csz, NULL, false, cv ? g->s[1] * xs : 1, cv ? g->s[2] * xs : 1,
                         out16, skip, skip ? skip + g->out[1] : NULL};
