@@ -249,6 +249,15 @@ void mi_dconv_cv_run(const mi_dconv_job *j, const mi_dconv_cv_weights *w, int64_
  * false, no channel-blocked source). */
 int64_t mi_dconv_cv_items_avx2(const mi_dconv_job *j, const mi_dconv_cv_weights *w);
 void mi_dconv_cv_run_avx2(const mi_dconv_job *j, const mi_dconv_cv_weights *w, int64_t begin, int64_t end);
+/* bf16 mode (dconv_cv_bf16.c; where mi_dconv_bf16_supported()): the
+ * steps are channel pairs at a tap, x the pair planes of
+ * mi_dconv_bf16_pairs and toff indexing them, the weights from
+ * mi_dconv_cv_pack_bf16 (W [M, C, taps] as K = pairs x taps steps, W's own
+ * order: no channel-blocked source, no skipped taps); plain NC(D)HW
+ * outputs (chan16 false). */
+bool mi_dconv_cv_pack_bf16(const float *w, int64_t M, int64_t C, int64_t ksz, mi_dconv_cv_weights *out);
+int64_t mi_dconv_cv_items_bf16(const mi_dconv_job *j, const mi_dconv_cv_weights *w);
+void mi_dconv_cv_run_bf16(const mi_dconv_job *j, const mi_dconv_cv_weights *w, int64_t begin, int64_t end);
 
 /* ---- NCHW16c <-> NCHW (chan16_avx512.c), one 16-channel block of n
  * positions: channel c's values at plain + c * n (mi_chan16_block: plain +

@@ -42,6 +42,10 @@ void mi_dconv_bf16_pairs_padded(const float *x, int64_t xstride, int64_t C, cons
   (void)x, (void)xstride, (void)C, (void)pre, (void)relu, (void)pad, (void)csz, (void)dst, (void)cp0, (void)cp1;
   (void)r0, (void)r1;
 }
+bool mi_dconv_cv_pack_bf16(const float *w, int64_t M, int64_t C, int64_t ksz, mi_dconv_cv_weights *out) {
+  (void)w, (void)M, (void)C, (void)ksz, (void)out;
+  return false;
+}
 int64_t mi_dconv_items_bf16(const mi_dconv_job *j) {
   (void)j;
   return 0;
@@ -87,6 +91,22 @@ bool mi_dconv_bf16_pack(const float *w, int64_t M, int64_t C, int64_t ksz, mi_dc
   out->data = d;
   out->view = (mi_gemm_packed_view){(const float *)q, M, kp_n, mp, MR, (int)kc, "avx512-bf16", 0, NULL};
   return true;
+}
+
+bool mi_dconv_cv_pack_bf16(const float *w, int64_t M, int64_t C, int64_t ksz, mi_dconv_cv_weights *out) {
+  const int64_t K = C * ksz, kp_n = (C + 1) / 2 * ksz;
+  uint32_t *p = malloc((size_t)(M * kp_n) * sizeof *p);
+  if (!p) return false;
+  /* [M][pair][tap], each a 32-bit pair; the packing moves them as floats, bits unchanged */
+  for (int64_t m = 0; m < M; m++)
+    for (int64_t kp = 0; kp < kp_n; kp++) {
+      const int64_t c0 = kp / ksz * 2, t = kp % ksz;
+      const uint32_t lo = bf16_bits(w[m * K + c0 * ksz + t]), hi = c0 + 1 < C ? bf16_bits(w[m * K + (c0 + 1) * ksz + t]) : 0;
+      p[m * kp_n + kp] = lo | hi << 16;
+    }
+  const bool ok = mi_dconv_cv_pack((const float *)(const void *)p, M, kp_n, 0, out);
+  free(p);
+  return ok;
 }
 
 /* v * s + t, then max(0, .) if relu (AFF false: v as it is). */

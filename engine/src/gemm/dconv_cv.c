@@ -7,7 +7,9 @@
  * -mavx512f -mfma; only called when CPUID reports AVX-512F.
  * dconv_cv_avx2.c compiles the driver again with CV_AVX2 defined: there a
  * tile is 16 channels (two 256-bit vectors) x up to 6 positions, and a
- * block of vb channels is vb / 16 such tiles on the same positions. */
+ * block of vb channels is vb / 16 such tiles on the same positions.
+ * dconv_cv_bf16.c compiles the AVX-512 build again with CV_BF16: the
+ * steps are channel pairs (vdpbf16ps). */
 #include "dconv.h"
 #include "../hugepages.h"
 
@@ -16,8 +18,15 @@
 #include <stdlib.h>
 #include <string.h>
 
-#ifndef CV_AVX2
+#if !defined(CV_AVX2) && !defined(CV_BF16)
 #define CV_NAME(x) x
+#endif
+/* The step's product: FP32 FMAs, or (dconv_cv_bf16.c) vdpbf16ps on channel
+ * pairs, weights and inputs holding two bf16 values per 32-bit lane. */
+#ifdef CV_BF16
+#define CV_FMA(acc, w, b) _mm512_dpbf16_ps(acc, (__m512bh)(w), (__m512bh)(b))
+#else
+#define CV_FMA(acc, w, b) _mm512_fmadd_ps(w, b, acc)
 #endif
 
 #define PMAX 12 /* positions per tile: 6 with 64 channels (24 accumulators) */
@@ -38,7 +47,7 @@
 #define GROUP_TILES 16
 #define MIN_ITEMS 8 /* work items per layer, fewer only when there are fewer tiles */
 
-#ifndef CV_AVX2 /* once, in the AVX-512 build: the packing serves both */
+#if !defined(CV_AVX2) && !defined(CV_BF16) /* once, in the AVX-512 build: the packing serves all */
 bool mi_dconv_cv_pack(const float *w, int64_t M, int64_t K, int64_t taps, mi_dconv_cv_weights *out) {
   if (M <= 0 || M % 16 || K <= 0 || (taps > 1 && K % (16 * taps))) return false;
   const int vb = M % 64 == 0 ? 64 : M % 32 == 0 ? 32 : 16;
@@ -197,7 +206,7 @@ static inline __attribute__((always_inline)) void tile(const int V, const int NP
     const int64_t tk = t[k];                                                         \
     _Pragma("GCC unroll 12") for (int p = 0; p < NP; p++) {                          \
       const __m512 b = _mm512_set1_ps(xs[p][tk]);                                    \
-      _Pragma("GCC unroll 4") for (int v = 0; v < V; v++) acc[p][v] = _mm512_fmadd_ps(wv[v], b, acc[p][v]); \
+      _Pragma("GCC unroll 4") for (int v = 0; v < V; v++) acc[p][v] = CV_FMA(acc[p][v], wv[v], b); \
     }                                                                                \
   } while (0)
   if (skip) {

@@ -39,6 +39,7 @@ typedef struct conv_attr {
   mi_dconv_bf16_weights wbf; /* bf16 mode: packed at its first run */
   mi_dconv_amx_weights wamx; /* bf16 mode on AMX: the same */
   mi_dconv_cv_weights wcv;   /* small maps: made at the first call that takes the path, then replacing wpack */
+  mi_dconv_cv_weights wcvbf; /* the same in bf16 mode (channel pairs), besides wpack */
   int32_t *toff;             /* direct kernels: the last call's tap offsets, and what they depend on */
   int64_t toff_key[8];
 #endif
@@ -94,6 +95,7 @@ static void conv_destroy(mi_node *n) {
   if (a) free(a->wbf.data); /* here, not in dconv_bf16.c: that file's code needs AVX-512 to run */
   if (a) free(a->wamx.data);
   if (a) free(a->wcv.data);
+  if (a) free(a->wcvbf.data);
   if (a) free(a->toff);
 #endif
   free(a);
@@ -962,6 +964,10 @@ static void dconv_items_cv(void *vctx, int64_t b, int64_t e) {
 static int64_t dconv_count_cv(const mi_dconv_job *j, const mi_dconv_cv_weights *w) {
   return mi_gemm_isa() == MI_ISA_AVX2 ? mi_dconv_cv_items_avx2(j, w) : mi_dconv_cv_items(j, w);
 }
+static void dconv_items_cv_bf16(void *vctx, int64_t b, int64_t e) {
+  const job_weights *c = vctx;
+  mi_dconv_cv_run_bf16(c->job, c->w, b, e);
+}
 
 /* bf16 mode on AMX tiles where the CPU has them (checked once). */
 static bool direct_amx(void) {
@@ -1087,8 +1093,8 @@ static bool direct_wanted(const mi_exec *ex, const geom *g, const conv_attr *a, 
  * 1.2 ms, ONNX Runtime 1.2). */
 static bool cv_fits(const mi_exec *ex, const geom *g, int64_t C, int64_t M, bool own) {
   const mi_isa isa = mi_gemm_isa();
-  if (conv_cv_mode() == 0 || !own || direct_bf16(ex, C) || (isa != MI_ISA_AVX512 && isa != MI_ISA_AVX2) || M % 16)
-    return false;
+  if (conv_cv_mode() == 0 || !own || (isa != MI_ISA_AVX512 && isa != MI_ISA_AVX2) || M % 16) return false;
+  if (direct_bf16(ex, C) && (isa != MI_ISA_AVX512 || direct_amx())) return false; /* bf16: AVX-512's tile, not AMX's */
   if (g->s[0] != 1 || g->s[1] > 2 || g->s[2] > 2) return false;
   phase_geom ph;
   return direct_slab(g, C, false, false, &ph) != 0;
@@ -1197,6 +1203,7 @@ static unsigned chan16_caps(const mi_node *n, const mi_exec *ex, const conv_attr
   const int64_t C = x->dims[1], M = w->dims[0];
   if (x->dtype != MI_FLOAT || x->ndim != 4 || a->group != 1 || n->pre_affine) return 0;
   if (mi_gemm_isa() != MI_ISA_AVX512) return 0; /* the blocked layout's kernels (chan16_avx512.c, the AVX-512 tile) */
+  if (direct_bf16(ex, C)) return 0;               /* bf16: the pairs are made from NCHW inputs */
   if (n->act.kind != MI_ACT_NONE && n->act.kind != MI_ACT_RELU) return 0;
   const bool own = (a->wpack || a->wcv.data || a->wino) && w->data == a->wsrc && M == a->wM && C * g->k_sz == a->wK;
   if (!cv_fits(ex, g, C, M, own)) return 0;
@@ -1303,9 +1310,9 @@ static mi_status *conv_direct(mi_node *n, mi_exec *ex, conv_attr *a, const geom 
                               int64_t K, bool cv, bool in16, bool out16) {
   /* bf16: the weights in channel pairs once, the input copy converted to
    * channel pairs per call (dconv.h). */
-  const bool bf16 = !cv && direct_bf16(ex, C);
+  const bool bf16 = direct_bf16(ex, C); /* cv too (cv_fits: not on AMX) */
   const int64_t CP = (C + 1) / 2;
-  const bool amx = bf16 && C >= AMX_MIN_C && direct_amx();
+  const bool amx = bf16 && !cv && C >= AMX_MIN_C && direct_amx();
   /* AMX, a 1x1 layer read in place: the weights the left operand (no transposes) */
   bool left = amx && g->k_sz == 1;
   for (int j = 0; j < 3; j++) left = left && !g->pb[j] && g->s[j] == 1 && g->out[j] == g->in[j];
@@ -1313,7 +1320,7 @@ static mi_status *conv_direct(mi_node *n, mi_exec *ex, conv_attr *a, const geom 
     free(a->wamx.data);
     a->wamx.data = NULL;
   }
-  if (bf16 && !(amx ? a->wamx.data : a->wbf.data)) { /* from the packed weights (the graph's copy may be gone) */
+  if (bf16 && !cv && !(amx ? a->wamx.data : a->wbf.data)) { /* from the packed weights (the graph's copy may be gone) */
     float *wf = weights_rows(a, M, K);
     const bool ok = wf && (amx ? mi_dconv_amx_pack(wf, M, C, g->k_sz, left, &a->wamx)
                                : mi_dconv_bf16_pack(wf, M, C, g->k_sz, &a->wbf));
@@ -1338,7 +1345,14 @@ static mi_status *conv_direct(mi_node *n, mi_exec *ex, conv_attr *a, const geom 
   const bool padcopy = !bf16 && (has_pad || pre);
   /* The kernel's source channel-blocked: the input, or its padded copy made so (padcopy16_rows) */
   const bool src16 = in16 || (cv && padcopy && copy16_ok(g, C, pre != NULL));
-  if (cv && !a->wcv.data) { /* from the packed (or Winograd) weights, which they then replace */
+  mi_dconv_cv_weights *wcv = bf16 ? &a->wcvbf : &a->wcv;
+  if (cv && bf16 && !wcv->data) { /* channel pairs, from the packed weights (kept: other calls may need them) */
+    float *wf = weights_rows(a, M, K);
+    const bool ok = wf && mi_dconv_cv_pack_bf16(wf, M, C, g->k_sz, wcv);
+    free(wf);
+    if (!ok) return mi_node_error(n, MI_ERR_NO_MEMORY, "out of memory for the channel-vector weights");
+  }
+  if (cv && !wcv->data) { /* from the packed (or Winograd) weights, which they then replace */
     float *wf = weights_rows(a, M, K);
     /* a blocked source: the steps in its order (a 1x1 layer's are already) */
     const bool ok = wf && mi_dconv_cv_pack(wf, M, K, src16 ? g->k_sz : 0, &a->wcv);
@@ -1358,7 +1372,7 @@ static mi_status *conv_direct(mi_node *n, mi_exec *ex, conv_attr *a, const geom 
   const int64_t ntap = bf16 ? CPP * g->k_sz : K; /* rows of the product */
   const int64_t zplane = ph.sy * ph.sx * ph.h * ph.w; /* one z of one channel: its phase planes */
   /* Tap offsets: kept for the next call of the same geometry (every call, in a network) */
-  const int64_t order = cv ? a->wcv.taps : -1; /* the steps' order: the channel-vector weights' */
+  const int64_t order = cv ? wcv->taps : -1; /* the steps' order: the channel-vector weights' */
   const int64_t key[8] = {ntap, ph.csz, zplane, ph.w, ph.sy, ph.sx, src16, order};
   const bool same = a->toff && !memcmp(key, a->toff_key, sizeof key);
   if (!same) {
@@ -1373,7 +1387,7 @@ static mi_status *conv_direct(mi_node *n, mi_exec *ex, conv_attr *a, const geom 
   }
   memcpy(a->toff_key, key, sizeof key);
   for (int64_t k = 0; k < ntap && !same; k++) { /* ch: a channel, or in bf16 a channel pair */
-    const int64_t src = cv ? mi_dconv_cv_source(&a->wcv, k) : k, ch = src / g->k_sz, kk = src % g->k_sz;
+    const int64_t src = cv ? mi_dconv_cv_source(wcv, k) : k, ch = src / g->k_sz, kk = src % g->k_sz;
     const int64_t kz = kk / (g->k[1] * g->k[2]), ky = (kk / g->k[2]) % g->k[1], kx = kk % g->k[2];
     const int64_t ty = ky * g->d[1], tx = kx * g->d[2]; /* the tap in padded input coordinates */
     const int64_t phase = (ty % ph.sy) * ph.sx + tx % ph.sx;
@@ -1382,7 +1396,7 @@ static mi_status *conv_direct(mi_node *n, mi_exec *ex, conv_attr *a, const geom 
   }
   /* Bias and ReLU in the kernel's registers; anything else after each store. */
   const bool simple = (!res || amx || out16) && (n->act.kind == MI_ACT_NONE || n->act.kind == MI_ACT_RELU);
-  uint64_t *skip = cv && has_pad && a->wcv.taps > 1 ? padding_taps(g) : NULL; /* taps > 1: blocked order */
+  uint64_t *skip = cv && has_pad && wcv->taps > 1 ? padding_taps(g) : NULL; /* taps > 1: blocked order */
   const int64_t oplane = g->out[1] * g->out[2];
   for (int64_t b = 0; b < N; b++)
    for (int64_t z0 = 0; z0 < g->out[0]; z0 += copied ? zo : g->out[0]) {
@@ -1418,7 +1432,7 @@ static mi_status *conv_direct(mi_node *n, mi_exec *ex, conv_attr *a, const geom 
     const mi_gemm_epilogue epi = {.fn = epi_block, .ctx = &ec};
     const int64_t planes = copied && g->out[0] - z0 > zo ? zo : g->out[0] - z0;
     const int64_t xs = src16 ? 16 : 1, ys = out16 ? 16 : 1; /* floats per position */
-    mi_dconv_job job = {bf16 ? a->wbf.view : cv ? (mi_gemm_packed_view){0} : mi_gemm_packed_a_view(a->wpack[0]), xb, toff, planes, zplane * xs * g->s[0],
+    mi_dconv_job job = {cv ? (mi_gemm_packed_view){0} : bf16 ? a->wbf.view : mi_gemm_packed_a_view(a->wpack[0]), xb, toff, planes, zplane * xs * g->s[0],
                         (g->out[1] - 1) * ph.w + g->out[2], ph.w, g->out[2], oplane, yb + z0 * oplane * ys,
                         g->out_sz, NULL, false, NULL, 0, ph.csz, NULL, false, cv ? g->s[1] * xs : 1, cv ? g->s[2] * xs : 1,
                         out16, skip, skip ? skip + g->out[1] : NULL};
@@ -1441,8 +1455,9 @@ static mi_status *conv_direct(mi_node *n, mi_exec *ex, conv_attr *a, const geom 
          !cv && job.mgroup > 8 && (bf16 ? mi_dconv_items_bf16(&job) : dconv_count(&job)) < 4 * ex->threads;)
       job.mgroup /= 2;
     if (cv) {
-      job_weights cc = {&job, &a->wcv};
-      mi_parallel_for(ex, dconv_count_cv(&job, &a->wcv), 1, dconv_items_cv, &cc);
+      job_weights cc = {&job, wcv};
+      if (bf16) mi_parallel_for(ex, mi_dconv_cv_items_bf16(&job, wcv), 1, dconv_items_cv_bf16, &cc);
+      else mi_parallel_for(ex, dconv_count_cv(&job, wcv), 1, dconv_items_cv, &cc);
     } else if (amx) {
       job_weights ac = {&job, &a->wamx};
       mi_parallel_for(ex, mi_dconv_items_amx(&job, &a->wamx), 1, dconv_items_amx, &ac);
