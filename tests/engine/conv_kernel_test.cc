@@ -460,6 +460,8 @@ TEST(ConvKernel, Bf16WithinRounding) {
   int taken = 0;
   for (int trial = 0; trial < 40; trial++) {
     Geo g = random_conv(rng, trial % 2 == 0);
+    // whole blocks of 16 channel pairs: the channel-vector kernel's blocked pairs (conv_kernel_test.bf16_cv)
+    if (trial % 4 == 0) g.C = 32 * ((g.C + 31) / 32);
     if (trial % 5 == 4) {  // 3D, wide enough for AMX's 16-pair blocks (slabs: conv_kernel_test.bf16_slabs)
       auto pick = [&](int lo, int hi) { return std::uniform_int_distribution<int>(lo, hi)(rng); };
       // every other one 1x1x1: its pairs made from the input itself, slab by slab

@@ -149,10 +149,12 @@ typedef struct mi_dconv_pad {
 /* Pairs [cp0, cp1), padded rows [r0, r1) (pw positions each; row R is
  * phase row R % ph of phase R / ph % (sy sx) of padded plane z0 + R / (sy
  * sx ph)) of their planes (csz apart in dst), as mi_dconv_bf16_pairs makes
- * them. */
+ * them.  blocked (cp0, cp1 multiples of 16): in blocks of 16 pairs, pair
+ * 16p + i at position q at dst[(p csz + q) 16 + i] (a position's 16 pairs
+ * one cache line, the channel-vector kernel's channel-blocked source). */
 void mi_dconv_bf16_pairs_padded(const float *x, int64_t xstride, int64_t C, const float *pre, bool relu,
-                                const mi_dconv_pad *pad, int64_t csz, float *dst, int64_t cp0, int64_t cp1, int64_t r0,
-                                int64_t r1);
+                                const mi_dconv_pad *pad, int64_t csz, bool blocked, float *dst, int64_t cp0,
+                                int64_t cp1, int64_t r0, int64_t r1);
 int64_t mi_dconv_items_bf16(const mi_dconv_job *j);
 void mi_dconv_run_bf16(const mi_dconv_job *j, int64_t begin, int64_t end);
 
@@ -252,10 +254,11 @@ void mi_dconv_cv_run_avx2(const mi_dconv_job *j, const mi_dconv_cv_weights *w, i
 /* bf16 mode (dconv_cv_bf16.c; where mi_dconv_bf16_supported()): the
  * steps are channel pairs at a tap, x the pair planes of
  * mi_dconv_bf16_pairs and toff indexing them, the weights from
- * mi_dconv_cv_pack_bf16 (W [M, C, taps] as K = pairs x taps steps, W's own
- * order: no channel-blocked source, no skipped taps); plain NC(D)HW
- * outputs (chan16 false). */
-bool mi_dconv_cv_pack_bf16(const float *w, int64_t M, int64_t C, int64_t ksz, mi_dconv_cv_weights *out);
+ * mi_dconv_cv_pack_bf16 (W [M, C, taps] as K = pairs x taps steps, in W's
+ * own order or, blocked, in the order of a source of blocked pairs
+ * (mi_dconv_bf16_pairs_padded), as mi_dconv_cv_pack's taps > 1, skipped
+ * taps then allowed); plain NC(D)HW outputs (chan16 false). */
+bool mi_dconv_cv_pack_bf16(const float *w, int64_t M, int64_t C, int64_t ksz, bool blocked, mi_dconv_cv_weights *out);
 int64_t mi_dconv_cv_items_bf16(const mi_dconv_job *j, const mi_dconv_cv_weights *w);
 void mi_dconv_cv_run_bf16(const mi_dconv_job *j, const mi_dconv_cv_weights *w, int64_t begin, int64_t end);
 

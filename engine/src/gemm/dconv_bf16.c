@@ -37,13 +37,13 @@ void mi_dconv_bf16_pairs(const float *x, int64_t xstride, int64_t n, int64_t C, 
   (void)x, (void)xstride, (void)n, (void)C, (void)pre, (void)relu, (void)csz, (void)dst, (void)cp0, (void)cp1;
 }
 void mi_dconv_bf16_pairs_padded(const float *x, int64_t xstride, int64_t C, const float *pre, bool relu,
-                                const mi_dconv_pad *pad, int64_t csz, float *dst, int64_t cp0, int64_t cp1, int64_t r0,
-                                int64_t r1) {
-  (void)x, (void)xstride, (void)C, (void)pre, (void)relu, (void)pad, (void)csz, (void)dst, (void)cp0, (void)cp1;
-  (void)r0, (void)r1;
+                                const mi_dconv_pad *pad, int64_t csz, bool blocked, float *dst, int64_t cp0,
+                                int64_t cp1, int64_t r0, int64_t r1) {
+  (void)x, (void)xstride, (void)C, (void)pre, (void)relu, (void)pad, (void)csz, (void)blocked, (void)dst, (void)cp0;
+  (void)cp1, (void)r0, (void)r1;
 }
-bool mi_dconv_cv_pack_bf16(const float *w, int64_t M, int64_t C, int64_t ksz, mi_dconv_cv_weights *out) {
-  (void)w, (void)M, (void)C, (void)ksz, (void)out;
+bool mi_dconv_cv_pack_bf16(const float *w, int64_t M, int64_t C, int64_t ksz, bool blocked, mi_dconv_cv_weights *out) {
+  (void)w, (void)M, (void)C, (void)ksz, (void)blocked, (void)out;
   return false;
 }
 int64_t mi_dconv_items_bf16(const mi_dconv_job *j) {
@@ -93,7 +93,7 @@ bool mi_dconv_bf16_pack(const float *w, int64_t M, int64_t C, int64_t ksz, mi_dc
   return true;
 }
 
-bool mi_dconv_cv_pack_bf16(const float *w, int64_t M, int64_t C, int64_t ksz, mi_dconv_cv_weights *out) {
+bool mi_dconv_cv_pack_bf16(const float *w, int64_t M, int64_t C, int64_t ksz, bool blocked, mi_dconv_cv_weights *out) {
   const int64_t K = C * ksz, kp_n = (C + 1) / 2 * ksz;
   uint32_t *p = malloc((size_t)(M * kp_n) * sizeof *p);
   if (!p) return false;
@@ -104,7 +104,7 @@ bool mi_dconv_cv_pack_bf16(const float *w, int64_t M, int64_t C, int64_t ksz, mi
       const uint32_t lo = bf16_bits(w[m * K + c0 * ksz + t]), hi = c0 + 1 < C ? bf16_bits(w[m * K + (c0 + 1) * ksz + t]) : 0;
       p[m * kp_n + kp] = lo | hi << 16;
     }
-  const bool ok = mi_dconv_cv_pack((const float *)(const void *)p, M, kp_n, 0, out);
+  const bool ok = mi_dconv_cv_pack((const float *)(const void *)p, M, kp_n, blocked ? ksz : 0, out);
   free(p);
   return ok;
 }
@@ -186,31 +186,48 @@ static inline __m512 padded_block(const float *row, int64_t t0, int64_t lo, int6
   return _mm512_maskz_mov_ps(m, v);
 }
 
-void mi_dconv_bf16_pairs_padded(const float *x, int64_t xstride, int64_t C, const float *pre, bool relu,
-                                const mi_dconv_pad *pad, int64_t csz, float *dst, int64_t cp0, int64_t cp1, int64_t r0,
-                                int64_t r1) {
-  const int64_t sx = pad->sx, pw = pad->pw, per_z = pad->sy * sx * pad->ph;
-  for (int64_t cp = cp0; cp < cp1; cp++) {
-    const int64_t c0 = 2 * cp, c1 = c0 + 1;
-    for (int64_t R = r0; R < r1; R++) {
-      uint32_t *d = (uint32_t *)dst + cp * csz + R * pw;
-      const int64_t phase = R / pad->ph % (pad->sy * sx), py = phase / sx, px = phase % sx;
-      const int64_t iz = pad->z0 + R / per_z - pad->top[0], iy = R % pad->ph * pad->sy + py - pad->top[1];
-      if (iz < 0 || iz >= pad->in[0] || iy < 0 || iy >= pad->in[1]) {
-        memset(d, 0, (size_t)pw * sizeof *d);
-        continue;
-      }
-      /* column t reads input column t sx + off: inside for t in [lo, hi) */
-      const int64_t off = px - pad->top[2], lo = off >= 0 ? 0 : (-off + sx - 1) / sx;
-      const int64_t hi = pad->in[2] - off <= 0 ? 0 : (pad->in[2] - off + sx - 1) / sx;
-      const float *a = x + c0 * xstride + (iz * pad->in[1] + iy) * pad->in[2], *b = a + xstride;
-      for (int64_t t0 = 0; t0 < pw; t0 += 16) {
-        const int64_t n = pw - t0 < 16 ? pw - t0 : 16;
-        const __m512 va = padded_block(a, t0, lo, hi, sx, off, pre, C, c0, relu);
-        const __m512 vb = c1 < C ? padded_block(b, t0, lo, hi, sx, off, pre, C, c1, relu) : _mm512_setzero_ps();
-        _mm512_mask_storeu_epi32(d + t0, (__mmask16)(n == 16 ? 0xffffu : (1u << n) - 1u), pairs16(va, vb));
-      }
-    }
+/* Positions [t0, t0 + n) of padded row R of pair cp's plane into d. */
+static void pair_row_padded(const float *x, int64_t xstride, int64_t C, const float *pre, bool relu,
+                            const mi_dconv_pad *pad, int64_t R, int64_t cp, int64_t t0, int64_t n, uint32_t *d) {
+  const int64_t sx = pad->sx, per_z = pad->sy * sx * pad->ph, c0 = 2 * cp, c1 = c0 + 1;
+  const int64_t phase = R / pad->ph % (pad->sy * sx), py = phase / sx, px = phase % sx;
+  const int64_t iz = pad->z0 + R / per_z - pad->top[0], iy = R % pad->ph * pad->sy + py - pad->top[1];
+  if (iz < 0 || iz >= pad->in[0] || iy < 0 || iy >= pad->in[1]) {
+    memset(d, 0, (size_t)n * sizeof *d);
+    return;
   }
+  /* column t reads input column t sx + off: inside for t in [lo, hi) */
+  const int64_t off = px - pad->top[2], lo = off >= 0 ? 0 : (-off + sx - 1) / sx;
+  const int64_t hi = pad->in[2] - off <= 0 ? 0 : (pad->in[2] - off + sx - 1) / sx;
+  const float *a = x + c0 * xstride + (iz * pad->in[1] + iy) * pad->in[2], *b = a + xstride;
+  for (int64_t t = t0; t < t0 + n; t += 16) {
+    const int64_t k = t0 + n - t < 16 ? t0 + n - t : 16;
+    const __m512 va = padded_block(a, t, lo, hi, sx, off, pre, C, c0, relu);
+    const __m512 vb = c1 < C ? padded_block(b, t, lo, hi, sx, off, pre, C, c1, relu) : _mm512_setzero_ps();
+    _mm512_mask_storeu_epi32(d + (t - t0), (__mmask16)(k == 16 ? 0xffffu : (1u << k) - 1u), pairs16(va, vb));
+  }
+}
+
+void mi_dconv_bf16_pairs_padded(const float *x, int64_t xstride, int64_t C, const float *pre, bool relu,
+                                const mi_dconv_pad *pad, int64_t csz, bool blocked, float *dst, int64_t cp0,
+                                int64_t cp1, int64_t r0, int64_t r1) {
+  const int64_t pw = pad->pw;
+  uint32_t *d = (uint32_t *)dst;
+  if (!blocked) {
+    for (int64_t cp = cp0; cp < cp1; cp++)
+      for (int64_t R = r0; R < r1; R++) pair_row_padded(x, xstride, C, pre, relu, pad, R, cp, 0, pw, d + cp * csz + R * pw);
+    return;
+  }
+  /* 16 pairs' rows a chunk at a time, then each position's 16 pairs one 64-byte row */
+  enum { CHUNK = 256 };
+  uint32_t rows[16][CHUNK] __attribute__((aligned(64)));
+  for (int64_t p = cp0 / 16; p < cp1 / 16; p++)
+    for (int64_t R = r0; R < r1; R++)
+      for (int64_t t0 = 0; t0 < pw; t0 += CHUNK) {
+        const int64_t n = pw - t0 < CHUNK ? pw - t0 : CHUNK;
+        for (int i = 0; i < 16; i++) pair_row_padded(x, xstride, C, pre, relu, pad, R, 16 * p + i, t0, n, rows[i]);
+        mi_chan16_block((const float *)(const void *)rows, n, CHUNK, NULL, false,
+                        (float *)(void *)(d + (p * csz + R * pw + t0) * 16));
+      }
 }
 #endif

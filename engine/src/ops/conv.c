@@ -1250,6 +1250,7 @@ typedef struct pad_pairs_ctx {
   pairs_ctx p;
   const mi_dconv_pad *pad;
   int64_t left_pbn; /* AMX, > 0: the blocks for left weights (mi_dconv_amx_pairs_cols), this many pair blocks */
+  bool blocked;     /* the pairs in blocks of 16 (mi_dconv_bf16_pairs_padded) */
 } pad_pairs_ctx;
 
 static void pad_pairs_items(void *vctx, int64_t b, int64_t e) {
@@ -1258,7 +1259,7 @@ static void pad_pairs_items(void *vctx, int64_t b, int64_t e) {
   const int64_t rows = c->n / a->pad->pw, nr = (rows + PAIR_ROWS - 1) / PAIR_ROWS, CP = (c->C + 1) / 2;
   for (int64_t it = b; it < e; it++) {
     const int64_t p = it / nr * 16, r0 = it % nr * PAIR_ROWS, r1 = r0 + PAIR_ROWS < rows ? r0 + PAIR_ROWS : rows;
-    mi_dconv_bf16_pairs_padded(c->x, c->xstride, c->C, c->pre, c->pre_relu, a->pad, c->csz, c->dst, p,
+    mi_dconv_bf16_pairs_padded(c->x, c->xstride, c->C, c->pre, c->pre_relu, a->pad, c->csz, a->blocked, c->dst, p,
                                p + 16 < CP ? p + 16 : CP, r0, r1);
   }
 }
@@ -1343,12 +1344,15 @@ static mi_status *conv_direct(mi_node *n, mi_exec *ex, conv_attr *a, const geom 
   const bool copied = has_pad || pre || bf16;
   const bool pad_pairs = bf16 && has_pad;
   const bool padcopy = !bf16 && (has_pad || pre);
-  /* The kernel's source channel-blocked: the input, or its padded copy made so (padcopy16_rows) */
-  const bool src16 = in16 || (cv && padcopy && copy16_ok(g, C, pre != NULL));
+  /* The kernel's source channel-blocked: the input, or its padded copy made
+   * so (padcopy16_rows), or in bf16 the pairs of a padded 2D layer in blocks
+   * of 16 (then also its padding taps skipped) */
+  const bool src16 = in16 || (cv && padcopy && copy16_ok(g, C, pre != NULL)) ||
+                     (cv && pad_pairs && CP % 16 == 0 && g->in[0] == 1 && g->k[0] == 1);
   mi_dconv_cv_weights *wcv = bf16 ? &a->wcvbf : &a->wcv;
   if (cv && bf16 && !wcv->data) { /* channel pairs, from the packed weights (kept: other calls may need them) */
     float *wf = weights_rows(a, M, K);
-    const bool ok = wf && mi_dconv_cv_pack_bf16(wf, M, C, g->k_sz, wcv);
+    const bool ok = wf && mi_dconv_cv_pack_bf16(wf, M, C, g->k_sz, src16, wcv);
     free(wf);
     if (!ok) return mi_node_error(n, MI_ERR_NO_MEMORY, "out of memory for the channel-vector weights");
   }
@@ -1416,7 +1420,7 @@ static mi_status *conv_direct(mi_node *n, mi_exec *ex, conv_attr *a, const geom 
       pairs_ctx pc = {xb, xpair, g->in_sz, ph.csz, C, ph.csz, pre, n->pre_relu};
       if (!pad_pairs) pc.x = xb + zin * ph.h * ph.w, pc.n = (zend - zin) * ph.h * ph.w;
       const mi_dconv_pad pad = {{g->in[0], g->in[1], g->in[2]}, {g->pb[0], g->pb[1], g->pb[2]}, ph.h, ph.w, zin, ph.sy, ph.sx};
-      pad_pairs_ctx ac = {pc, pad_pairs ? &pad : NULL, left ? CPP / 16 : 0};
+      pad_pairs_ctx ac = {pc, pad_pairs ? &pad : NULL, left ? CPP / 16 : 0, src16};
       if (amx) {
         const int64_t np = left ? round32(pc.n) : pc.n;
         mi_parallel_for(ex, CPP / 16 * ((np + AMX_PAIR_CHUNK - 1) / AMX_PAIR_CHUNK), 1, amx_pairs_items, &ac);
