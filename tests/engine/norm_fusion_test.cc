@@ -134,7 +134,10 @@ TEST(NormFusion, ConvClipMatchesUnfused) {
 // A 3D U-Net's planes: many times the kernel's 4096-value moment blocks (and
 // a tail), far from zero and with a trend across the plane, so that the
 // blocks' means differ: the moments, combined block by block, must match a
-// double-precision reference of the same float input.
+// double-precision reference of the same float input.  The input comes
+// through an Abs (positive values: unchanged) and the output leaves through
+// two Negs, so that the normalization runs in place on an intermediate, as
+// after a U-Net's convolutions.
 TEST(NormFusion, InstanceNormLargePlanesMatchReference) {
   const int64_t N = 1, CH = 3, D = 23, H = 29, W = 31, P = D * H * W;
   std::vector<float> x = rnd(size_t(N * CH * P), 21, -0.5f, 0.5f);
@@ -146,8 +149,11 @@ TEST(NormFusion, InstanceNormLargePlanesMatchReference) {
   md.outputs.push_back({"y", 1, {}});
   md.inits.push_back(onnxb::float_tensor("s", {CH}, s));
   md.inits.push_back(onnxb::float_tensor("b", {CH}, b));
-  md.nodes.push_back({"InstanceNormalization", "norm", {"x", "s", "b"}, {"n"}, {onnxb::attr_float("epsilon", 1e-5f)}});
-  md.nodes.push_back({"LeakyRelu", "act", {"n"}, {"y"}, {onnxb::attr_float("alpha", 0.01f)}});
+  md.nodes.push_back({"Abs", "abs", {"x"}, {"a"}, {}});
+  md.nodes.push_back({"InstanceNormalization", "norm", {"a", "s", "b"}, {"n"}, {onnxb::attr_float("epsilon", 1e-5f)}});
+  md.nodes.push_back({"LeakyRelu", "act", {"n"}, {"l"}, {onnxb::attr_float("alpha", 0.01f)}});
+  md.nodes.push_back({"Neg", "neg1", {"l"}, {"m"}, {}});
+  md.nodes.push_back({"Neg", "neg2", {"m"}, {"y"}, {}});
   const auto y = run(md, true, {N, CH, D, H, W}, x);
   std::vector<float> ref(x.size());
   for (int64_t c = 0; c < CH; c++) {
