@@ -193,7 +193,7 @@ TEST(ConvMemory, ConvTransposeStrideEqualsKernelMatchesReference) {
       {{4, 6, 5}, {1, 2, 3}, 3, 4, true, false},
       {{3, 4}, {3, 1}, 2, 3, false, false},
       {{9, 11}, {2, 2}, 4, 6, true, false},
-      {{2, 1500}, {2, 2}, 2, 64, true, true},  // tiles shorter than a row (columns kept in L2)
+      {{2, 5000}, {2, 2}, 2, 256, true, true},  // 20 MB of columns: tiles (16 MB) shorter than a row
   };
   unsigned seed = 30;
   for (const Case &cs : cases) {
