@@ -474,6 +474,7 @@ TEST(ConvKernel, Bf16WithinRounding) {
       }
       if (trial % 20 == 4)  // a U-Net's stride-2 3x3x3 downsampling (z stride: the planes' step)
         for (int j = 0; j < 3; j++) g.s[j] = 2, g.in[j] = pick(7, 12), g.out[j] = (g.in[j] - 1) / 2 + 1;
+      if (trial % 20 == 14) g.M = 32;  // whole vectors of output channels: the channel-vector kernel's small volumes
     }
     if (trial % 10 == 7) {  // a 1x1 stride-2 layer (a ResNet's downsampling), wide enough for AMX
       g.G = 1, g.C = std::max<int64_t>(g.C, 24);
