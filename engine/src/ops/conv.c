@@ -1212,7 +1212,7 @@ static unsigned chan16_caps(const mi_node *n, const mi_exec *ex, const conv_attr
   const int64_t C = x->dims[1], M = w->dims[0];
   if (x->dtype != MI_FLOAT || x->ndim != 4 || a->group != 1 || n->pre_affine) return 0;
   if (mi_gemm_isa() != MI_ISA_AVX512) return 0; /* the blocked layout's kernels (chan16_avx512.c, the AVX-512 tile) */
-  if (direct_bf16(ex, C)) return 0;               /* bf16: the pairs are made from NCHW inputs */
+  if (direct_bf16(ex, C)) return 0; /* bf16: the pairs are made from NCHW inputs */
   if (n->act.kind != MI_ACT_NONE && n->act.kind != MI_ACT_RELU) return 0;
   const bool own = (a->wpack || a->wcv.data || a->wino) && w->data == a->wsrc && M == a->wM && C * g->k_sz == a->wK;
   if (!cv_fits(ex, g, C, M, own)) return 0;
@@ -1937,10 +1937,10 @@ static mi_status *convt_run(mi_node *n, mi_exec *ex, mi_tensor *const *in, mi_te
   /* Disjoint: tiles of up to 16 MB of columns.  Each tile is a product and
    * a scatter, a hand-over between the threads each: with 1 MB ones (the
    * columns kept in L2 for the scatter) the 3D U-Net's four upsamplings took
-   * 64-71 ms, with 16 MB 47 (4 MB: 57). */
+   * 64-71 ms, with 16 MB 47 (4 MB: 57-61). */
   int64_t P = g.in_sz > 0 ? tile_len(g.in_sz, K2, 0, g.in[2]) : 1;
-  const int64_t p_l2 = ((int64_t)16 << 20) / (4 * (K2 > 0 ? K2 : 1));
-  if (disjoint && P > p_l2) P = p_l2 >= g.in[2] ? p_l2 - p_l2 % g.in[2] : (p_l2 > 0 ? p_l2 : 1);
+  const int64_t p_cap = ((int64_t)16 << 20) / (4 * (K2 > 0 ? K2 : 1));
+  if (disjoint && P > p_cap) P = p_cap >= g.in[2] ? p_cap - p_cap % g.in[2] : (p_cap > 0 ? p_cap : 1);
   float *col = g.in_sz > 0 ? mi_exec_scratch(ex, (size_t)(K2 * P) * sizeof(float)) : NULL;
   if (g.in_sz > 0 && !col)
     return mi_node_error(n, MI_ERR_NO_MEMORY, "cannot allocate %lld-byte column buffer", (long long)(K2 * P * 4));
