@@ -65,6 +65,13 @@ bool mi_dconv_bf16_supported(void) {
   return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bf16");
 }
 
+/* Row m's weights of channel pair kp / ksz at tap kp % ksz of W [M, C,
+ * ksz]: channel 2c in the low half, 2c + 1 (zero past C) in the high one. */
+static uint32_t weight_pair(const float *w, int64_t C, int64_t ksz, int64_t m, int64_t kp) {
+  const int64_t c0 = kp / ksz * 2, t = kp % ksz;
+  const float *r = w + m * C * ksz + t;
+  return bf16_bits(r[c0 * ksz]) | (c0 + 1 < C ? bf16_bits(r[(c0 + 1) * ksz]) : 0u) << 16;
+}
 
 bool mi_dconv_bf16_pack(const float *w, int64_t M, int64_t C, int64_t ksz, mi_dconv_bf16_weights *out) {
   memset(out, 0, sizeof *out);
@@ -73,20 +80,14 @@ bool mi_dconv_bf16_pack(const float *w, int64_t M, int64_t C, int64_t ksz, mi_dc
   if (posix_memalign(&q, 64, (size_t)(mp * kp_n) * sizeof(uint32_t))) return false;
   mi_advise_huge(q, (size_t)(mp * kp_n) * sizeof(uint32_t));
   uint32_t *d = q;
-  const int64_t K = C * ksz;
   /* The SGEMM's packed layout (K blocks of kc rows, panels of MR rows), a
    * row being a channel pair at one tap. */
   for (int64_t pc = 0; pc < kp_n; pc += kc) {
     const int64_t n = kp_n - pc < kc ? kp_n - pc : kc;
     for (int64_t ir = 0; ir < mp; ir += MR)
       for (int64_t k = 0; k < n; k++)
-        for (int64_t i = 0; i < MR; i++) {
-          const int64_t m = ir + i, kp = pc + k, cp = kp / ksz, t = kp % ksz;
-          const int64_t c0 = 2 * cp, c1 = c0 + 1;
-          const uint32_t lo = m < M ? bf16_bits(w[m * K + c0 * ksz + t]) : 0;
-          const uint32_t hi = m < M && c1 < C ? bf16_bits(w[m * K + c1 * ksz + t]) : 0;
-          d[pc * mp + ir * n + k * MR + i] = lo | hi << 16;
-        }
+        for (int64_t i = 0; i < MR; i++)
+          d[pc * mp + ir * n + k * MR + i] = ir + i < M ? weight_pair(w, C, ksz, ir + i, pc + k) : 0;
   }
   out->data = d;
   out->view = (mi_gemm_packed_view){(const float *)q, M, kp_n, mp, MR, (int)kc, "avx512-bf16", 0, NULL};
@@ -94,16 +95,12 @@ bool mi_dconv_bf16_pack(const float *w, int64_t M, int64_t C, int64_t ksz, mi_dc
 }
 
 bool mi_dconv_cv_pack_bf16(const float *w, int64_t M, int64_t C, int64_t ksz, bool blocked, mi_dconv_cv_weights *out) {
-  const int64_t K = C * ksz, kp_n = (C + 1) / 2 * ksz;
+  const int64_t kp_n = (C + 1) / 2 * ksz;
   uint32_t *p = malloc((size_t)(M * kp_n) * sizeof *p);
   if (!p) return false;
   /* [M][pair][tap], each a 32-bit pair; the packing moves them as floats, bits unchanged */
   for (int64_t m = 0; m < M; m++)
-    for (int64_t kp = 0; kp < kp_n; kp++) {
-      const int64_t c0 = kp / ksz * 2, t = kp % ksz;
-      const uint32_t lo = bf16_bits(w[m * K + c0 * ksz + t]), hi = c0 + 1 < C ? bf16_bits(w[m * K + (c0 + 1) * ksz + t]) : 0;
-      p[m * kp_n + kp] = lo | hi << 16;
-    }
+    for (int64_t kp = 0; kp < kp_n; kp++) p[m * kp_n + kp] = weight_pair(w, C, ksz, m, kp);
   const bool ok = mi_dconv_cv_pack((const float *)(const void *)p, M, kp_n, blocked ? ksz : 0, out);
   free(p);
   return ok;
