@@ -561,7 +561,8 @@ TEST(ConvKernel, Bf16WithinRounding) {
 }
 
 // Fast mode: 3x3 layers (2D, dilated too, and 3x3x3 / 1x3x3 in 3D), stride 1, group 1,
-// constant weights take the Winograd F(4x4, 3x3) path (odd trials F(2x2, 3x3)), with every epilogue
+// constant weights take the Winograd F(4x4, 3x3), F(2x2, 3x3) or F(3x3, 3x3) path (by turns, four trials
+// each), with every epilogue
 // (bias, residual + ReLU, a LeakyRelu) and a BatchNorm prologue.  Its
 // results differ from the exact convolution by rounding in the transforms:
 // each output within 4e-5 of its sum of |products| (measured: 9e-6) and a cosine of 0.999999 to the reference; and they
@@ -575,9 +576,10 @@ TEST(ConvKernel, WinogradWithinRounding) {
   const bool has_path = !env_is("MEDINFER_ISA", "generic") && !env_is("MEDINFER_PREPACK", "0") &&
                         !env_is("MEDINFER_GEMM", "openblas");
   double worst = 0;
-  for (int trial = 0; trial < 40; trial++) {
+  for (int trial = 0; trial < 48; trial++) {
     // every layer here, whatever the rules for when it pays
-    setenv("MEDINFER_WINOGRAD", trial % 2 ? "2" : "4", 1);
+    static const char *const tiles[3] = {"4", "2", "3"};
+    setenv("MEDINFER_WINOGRAD", tiles[trial / 4 % 3], 1);
     Geo g{};
     g.nsp = trial % 4 == 3 ? 3 : 2;
     g.N = pick(1, 3), g.G = 1, g.C = pick(1, 70), g.M = pick(1, 90);
@@ -722,9 +724,11 @@ void maps_in_turn(uint32_t seed, int64_t C, int64_t M, bool fast, const std::vec
 }
 
 TEST(ConvKernel, WinogradThenExactShape) { maps_in_turn(20261205, 24, 20, true, {20, 7, 20, 5}); }
-// A 12x12 map takes F(2x2, 3x3) (4x4 blocks would leave too few tiles), so
-// the 7x7 and 5x5 maps run on weights rebuilt from its 16 matrices.
+// A 12x12 map takes F(3x3, 3x3) (4x4 blocks would leave too few tiles), an
+// 8x8 map F(2x2, 3x3), so the 7x7, 5x5 and 3x3 maps run on weights rebuilt
+// from their 25 and 16 matrices.
 TEST(ConvKernel, WinogradSmallTilesThenExactShape) { maps_in_turn(20261206, 24, 20, true, {12, 7, 12, 5}); }
+TEST(ConvKernel, WinogradSmallestTilesThenExactShape) { maps_in_turn(20261209, 24, 20, true, {8, 5, 8, 3}); }
 
 // Small maps take the channel-vector kernel (AVX-512, 16k channels), a
 // 20x20 map does not: its weights are rebuilt from the kernel's.

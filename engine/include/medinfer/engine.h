@@ -79,11 +79,12 @@ typedef struct mi_options {
                           * before fast_math's Winograd where both apply */
   int fast_math;         /* fast mode.  CPU: stride-1, single-group 3x3 (and
                           * kd x 3 x 3) convolutions with constant weights
-                          * run as Winograd F(4x4, 3x3) where the layer has
-                          * enough positions (about 1e-5 of each output's sum
-                          * of |products| instead of fp32's 1e-7; the
-                          * transformed weights take 4x those layers'
-                          * weight memory).  CUDA: TF32 tensor-core GEMMs
+                          * run as Winograd F(4x4, 3x3) (F(3x3, 3x3) or
+                          * F(2x2, 3x3) where 4x4 blocks fit the map badly)
+                          * where the layer has enough positions (about 1e-5
+                          * of each output's sum of |products| instead of
+                          * fp32's 1e-7; the transformed weights take up to
+                          * 4x those layers' weight memory).  CUDA: TF32 tensor-core GEMMs
                           * (about 1e-2 relative error instead of 1e-5).  */
 } mi_options;
 

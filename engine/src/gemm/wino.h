@@ -2,14 +2,15 @@
  * 0, 1, -1, 2, -2, inf): a 6x6 input patch d becomes V = B^T d B, the
  * 36 products U .* V with the transformed 3x3 filter U = G g G^T are
  * summed over channels (36 GEMMs, ops/conv_winograd.c), and A^T M A turns
- * each 6x6 sum into a 4x4 block of outputs.  F(2x2, 3x3) (points 0, 1, -1,
- * inf; the mi_wino2_ functions) does the same with 4x4 patches, 16
- * products and 2x2 blocks: for maps whose 4x4 blocks would hang over the
- * edge (a dilation-4 layer's 6x6 sub-grids), as few multiply-adds with
- * 16/36 of the transformed weights.
+ * each 6x6 sum into a 4x4 block of outputs.  F(3x3, 3x3) (points 0, 1, -1,
+ * 2, inf; the mi_wino3_ functions) does the same with 5x5 patches, 25
+ * products and 3x3 blocks, and F(2x2, 3x3) (points 0, 1, -1, inf;
+ * mi_wino2_) with 4x4 patches, 16 products and 2x2 blocks: for maps that
+ * 4x4 blocks fit badly (a dilation-4 layer's 6x6 sub-grids, 36 blocks of a
+ * 24x24 map where the products work on 16 at a time).
  *
  * The transforms work on 16 tiles ("lanes") of one channel plane at once;
- * transform element xi = alpha * row + column (alpha: 6, or 4 in F(2x2))
+ * transform element xi = alpha * row + column (alpha: 6, 5 in F(3x3), 4 in F(2x2))
  * goes to dst[xi * xs + lane].
  * wino_generic.c is portable C (wino_avx2.c the same for AVX2), wino_avx512.c
  * AVX-512F (gathers and scatters): call those only when mi_gemm_isa() is
@@ -35,9 +36,10 @@ typedef struct mi_wino_in_lanes {
   int n;
 } mi_wino_in_lanes;
 
-/* Output tiles: lane l's 4x4 (2x2) block starts at plane + off[l], every
- * dy-th row and dx-th column (dilated: one of the interleaved sub-grids),
- * of which rows[l] x cols[l] (0..4, 0..2 each) lie inside the output.
+/* Output tiles: lane l's 4x4 (3x3, 2x2) block starts at plane + off[l],
+ * every dy-th row and dx-th column (dilated: one of the interleaved
+ * sub-grids), of which rows[l] x cols[l] (0 up to the block's side each)
+ * lie inside the output.
  * Lanes >= n are skipped. */
 typedef struct mi_wino_out_lanes {
   int32_t off[MI_WINO_LANES], rows[MI_WINO_LANES], cols[MI_WINO_LANES];
@@ -91,6 +93,24 @@ void mi_wino2_out_avx512(const float *m, int64_t ms, const mi_wino_out_lanes *L,
 #endif
 /* U = G g G^T of F(2x2, 3x3), as u[16]. */
 void mi_wino2_filter(const float *g, float *u);
+
+/* F(3x3, 3x3): 5x5 patches, m holding 25 sums per lane. */
+void mi_wino3_in_generic(const float *plane, int64_t H, int64_t W, int64_t dy, int64_t dx, const mi_wino_in_lanes *L,
+                         float *dst, int64_t xs);
+void mi_wino3_out_generic(const float *m, int64_t ms, const mi_wino_out_lanes *L, int64_t Wo, int64_t dy, int64_t dx,
+                          const mi_wino_epi *e, float *plane);
+#if defined(__x86_64__) || defined(__i386__)
+void mi_wino3_in_avx2(const float *plane, int64_t H, int64_t W, int64_t dy, int64_t dx, const mi_wino_in_lanes *L,
+                      float *dst, int64_t xs);
+void mi_wino3_out_avx2(const float *m, int64_t ms, const mi_wino_out_lanes *L, int64_t Wo, int64_t dy, int64_t dx,
+                       const mi_wino_epi *e, float *plane);
+void mi_wino3_in_avx512(const float *plane, int64_t H, int64_t W, int64_t dy, int64_t dx, const mi_wino_in_lanes *L,
+                        float *dst, int64_t xs);
+void mi_wino3_out_avx512(const float *m, int64_t ms, const mi_wino_out_lanes *L, int64_t Wo, int64_t dy, int64_t dx,
+                         const mi_wino_epi *e, float *plane);
+#endif
+/* U = G g G^T of F(3x3, 3x3), as u[25]. */
+void mi_wino3_filter(const float *g, float *u);
 
 #ifdef __cplusplus
 }

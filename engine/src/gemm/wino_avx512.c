@@ -1,4 +1,4 @@
-/* Winograd F(4x4, 3x3) and F(2x2, 3x3) transforms, AVX-512F: 16 tiles per
+/* Winograd F(4x4, 3x3), F(3x3, 3x3) and F(2x2, 3x3) transforms, AVX-512F: 16 tiles per
  * vector, read with masked gathers (taps outside the plane are zero) and
  * written with masked scatters (see wino.h); F(4x4) reads and writes runs
  * of tiles along a row as whole vectors.  Compiled with -mavx512f -mfma;
@@ -41,14 +41,33 @@ static inline __attribute__((always_inline)) void at2(__m512 o[2], const __m512 
   o[1] = _mm512_sub_ps(_mm512_sub_ps(m[1], m[2]), m[3]);
 }
 
-/* P points: 6 (F(4x4)) or 4 (F(2x2)); a constant where these are inlined. */
+/* F(3x3, 3x3): 5 points, 3 outputs. */
+static inline __attribute__((always_inline)) void bt3(__m512 r[5], const __m512 d[5]) {
+  const __m512 d3_d1 = _mm512_sub_ps(d[3], d[1]);
+  r[0] = _mm512_fmadd_ps(F(2.f), _mm512_sub_ps(d[0], d[2]), d3_d1);
+  r[1] = _mm512_fmadd_ps(F(-2.f), d[1], _mm512_sub_ps(d[3], d[2]));
+  r[2] = _mm512_fmadd_ps(F(2.f), d[1], _mm512_fmadd_ps(F(-3.f), d[2], d[3]));
+  r[3] = d3_d1;
+  r[4] = _mm512_fmadd_ps(F(-2.f), d3_d1, _mm512_sub_ps(d[4], d[2]));
+}
+
+static inline __attribute__((always_inline)) void at3(__m512 o[3], const __m512 m[5]) {
+  const __m512 p12 = _mm512_add_ps(m[1], m[2]);
+  o[0] = _mm512_add_ps(_mm512_add_ps(m[0], p12), m[3]);
+  o[1] = _mm512_fmadd_ps(F(2.f), m[3], _mm512_sub_ps(m[1], m[2]));
+  o[2] = _mm512_add_ps(_mm512_fmadd_ps(F(4.f), m[3], p12), m[4]);
+}
+
+/* P points: 6 (F(4x4)), 5 (F(3x3)) or 4 (F(2x2)); a constant where these are inlined. */
 static inline __attribute__((always_inline)) void btp(const int P, __m512 *r, const __m512 *d) {
   if (P == 6) bt(r, d);
+  else if (P == 5) bt3(r, d);
   else bt2(r, d);
 }
 
 static inline __attribute__((always_inline)) void atp(const int P, __m512 *o, const __m512 *m) {
   if (P == 6) at(o, m);
+  else if (P == 5) at3(o, m);
   else at2(o, m);
 }
 
@@ -195,6 +214,15 @@ void mi_wino2_in_avx512(const float *plane, int64_t H, int64_t W, int64_t dy, in
   store_cols(4, t, dst, xs);
 }
 
+/* Its layers: small maps (24x24 and the sub-grids of dilated ones), so the
+ * gathers, not runs of whole rows. */
+void mi_wino3_in_avx512(const float *plane, int64_t H, int64_t W, int64_t dy, int64_t dx, const mi_wino_in_lanes *L,
+                        float *dst, int64_t xs) {
+  __m512 t[6][6];
+  gather_rows(5, plane, H, W, dy, dx, L, t);
+  store_cols(5, t, dst, xs);
+}
+
 /* Output lanes in at most two runs of tiles side by side along a row (as
  * in_runs), unit steps: rows are stored as whole vectors, masked to the
  * lanes' tiles and their columns inside the plane. */
@@ -320,6 +348,13 @@ void mi_wino_out_avx512(const float *m, int64_t ms, const mi_wino_out_lanes *L, 
     return;
   }
   scatter_blocks(4, v, L, Wo, dy, dx, e, plane);
+}
+
+void mi_wino3_out_avx512(const float *m, int64_t ms, const mi_wino_out_lanes *L, int64_t Wo, int64_t dy, int64_t dx,
+                         const mi_wino_epi *e, float *plane) {
+  __m512 v[4][4];
+  blocks(5, m, ms, lane_mask(L->n), e->bias, v);
+  scatter_blocks(3, v, L, Wo, dy, dx, e, plane);
 }
 
 void mi_wino2_out_avx512(const float *m, int64_t ms, const mi_wino_out_lanes *L, int64_t Wo, int64_t dy, int64_t dx,

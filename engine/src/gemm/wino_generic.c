@@ -1,4 +1,5 @@
-/* Winograd F(4x4, 3x3) and F(2x2, 3x3) transforms in portable C (see wino.h). */
+/* Winograd F(4x4, 3x3), F(3x3, 3x3) and F(2x2, 3x3) transforms in portable C
+ * (see wino.h). */
 #include "wino.h"
 
 #include <string.h>
@@ -10,8 +11,8 @@
 #define WINO_ISA(name) name##_generic
 #endif
 
-/* B^T d and A^T m of F(4x4, 3x3) (6 points, 4 outputs) and F(2x2, 3x3) (4
- * points, 2 outputs), on all lanes at once: point i's lanes at d + i * ds
+/* B^T d and A^T m of F(4x4, 3x3) (6 points, 4 outputs), F(3x3, 3x3) (5
+ * points, 3 outputs) and F(2x2, 3x3) (4 points, 2 outputs), on all lanes at once: point i's lanes at d + i * ds
  * -> r[k][lane].  The lane loops are innermost, so that the compiler puts
  * lanes in vectors (wino_avx2.c compiles this file again for AVX2); the
  * points are read where they lie (a patch's columns ds apart), not copied
@@ -30,6 +31,13 @@ static inline __attribute__((always_inline)) void bt(const int P, const float *d
       r[3][l] = -2.f * d1 - d2 + 2.f * d3 + d4;
       r[4][l] = 2.f * d1 - d2 - 2.f * d3 + d4;
       r[5][l] = 4.f * d1 - 5.f * d3 + d5;
+    } else if (P == 5) {
+      const float d0 = d[l], d1 = d[ds + l], d2 = d[2 * ds + l], d3 = d[3 * ds + l], d4 = d[4 * ds + l];
+      r[0][l] = 2.f * (d0 - d2) - d1 + d3;
+      r[1][l] = -2.f * d1 - d2 + d3;
+      r[2][l] = 2.f * d1 - 3.f * d2 + d3;
+      r[3][l] = d3 - d1;
+      r[4][l] = 2.f * (d1 - d3) - d2 + d4;
     } else {
       const float d0 = d[l], d1 = d[ds + l], d2 = d[2 * ds + l], d3 = d[3 * ds + l];
       r[0][l] = d0 - d2;
@@ -49,6 +57,11 @@ static inline __attribute__((always_inline)) void at(const int P, const float *m
       o[1][l] = m1 - m2 + 2.f * (m3 - m4);
       o[2][l] = m1 + m2 + 4.f * (m3 + m4);
       o[3][l] = m1 - m2 + 8.f * (m3 - m4) + m5;
+    } else if (P == 5) {
+      const float m0 = m[l], m1 = m[ms + l], m2 = m[2 * ms + l], m3 = m[3 * ms + l], m4 = m[4 * ms + l];
+      o[0][l] = m0 + m1 + m2 + m3;
+      o[1][l] = m1 - m2 + 2.f * m3;
+      o[2][l] = m1 + m2 + 4.f * m3 + m4;
     } else {
       const float m0 = m[l], m1 = m[ms + l], m2 = m[2 * ms + l], m3 = m[3 * ms + l];
       o[0][l] = m0 + m1 + m2;
@@ -103,7 +116,7 @@ static inline __attribute__((always_inline)) void span(const float *s, int64_t W
   for (int64_t k = hi; k < n; k++) dst[k] = 0.f;
 }
 
-/* The input transform of P x P patches (P = 6 or 4). */
+/* The input transform of P x P patches (P = 6, 5 or 4). */
 static inline __attribute__((always_inline)) void in_lanes(const int P, const float *plane, int64_t H, int64_t W,
                                                           int64_t dy, int64_t dx, const mi_wino_in_lanes *L,
                                                           float *dst, int64_t xs) {
@@ -270,6 +283,16 @@ void WINO_ISA(mi_wino_out)(const float *m, int64_t ms, const mi_wino_out_lanes *
   out_lanes(6, m, ms, L, Wo, dy, dx, e, plane);
 }
 
+void WINO_ISA(mi_wino3_in)(const float *plane, int64_t H, int64_t W, int64_t dy, int64_t dx, const mi_wino_in_lanes *L,
+                           float *dst, int64_t xs) {
+  in_lanes(5, plane, H, W, dy, dx, L, dst, xs);
+}
+
+void WINO_ISA(mi_wino3_out)(const float *m, int64_t ms, const mi_wino_out_lanes *L, int64_t Wo, int64_t dy, int64_t dx,
+                            const mi_wino_epi *e, float *plane) {
+  out_lanes(5, m, ms, L, Wo, dy, dx, e, plane);
+}
+
 void WINO_ISA(mi_wino2_in)(const float *plane, int64_t H, int64_t W, int64_t dy, int64_t dx, const mi_wino_in_lanes *L,
                            float *dst, int64_t xs) {
   in_lanes(4, plane, H, W, dy, dx, L, dst, xs);
@@ -294,6 +317,12 @@ void mi_wino_filter(const float *g, float *u) {
   static const double G[6][3] = {{1. / 4, 0, 0},           {-1. / 6, -1. / 6, -1. / 6}, {-1. / 6, 1. / 6, -1. / 6},
                                  {1. / 24, 1. / 12, 1. / 6}, {1. / 24, -1. / 12, 1. / 6}, {0, 0, 1}};
   filter(6, G, g, u);
+}
+
+void mi_wino3_filter(const float *g, float *u) {
+  static const double G[5][3] = {
+      {1. / 2, 0, 0}, {-1. / 2, -1. / 2, -1. / 2}, {-1. / 6, 1. / 6, -1. / 6}, {1. / 6, 1. / 3, 2. / 3}, {0, 0, 1}};
+  filter(5, G, g, u);
 }
 
 void mi_wino2_filter(const float *g, float *u) {

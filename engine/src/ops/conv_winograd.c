@@ -1,4 +1,5 @@
-/* Winograd F(4x4, 3x3) and F(2x2, 3x3) convolution (see conv_winograd.h).
+/* Winograd F(4x4, 3x3), F(3x3, 3x3) and F(2x2, 3x3) convolution (see
+ * conv_winograd.h).
  *
  * Per chunk of output tiles, three passes over the thread pool:
  *   1. input transform: V_xi[plane][panel][c][NR] (B^T d B of every 6x6
@@ -23,7 +24,7 @@
 
 struct mi_wino_weights {
   mi_gemm_packed_a *u[NXI]; /* nxi of them */
-  int tile, nxi;            /* 4: F(4x4, 3x3), 36 elements; 2: F(2x2, 3x3), 16 */
+  int tile, nxi;            /* 4: F(4x4, 3x3), 36 elements; 3: F(3x3, 3x3), 25; 2: F(2x2, 3x3), 16 */
   int64_t M, C, kd;
   mi_isa isa; /* the kernels U is packed for; the transforms of that level (AVX-512, AVX2), else portable */
 };
@@ -32,7 +33,7 @@ mi_wino_weights *mi_wino_weights_make(const mi_gemm_packed_a *wp, int64_t C, int
   const mi_isa isa = mi_gemm_isa();
   const int64_t M = mi_gemm_packed_a_view(wp).M;
   if (isa == MI_ISA_GENERIC || M < 1 || C < 1 || kd < 1 || mi_gemm_packed_a_view(wp).K != C * kd * 9) return NULL;
-  if (tile != 2 && tile != 4) return NULL;
+  if (tile < 2 || tile > 4) return NULL;
   const int64_t K = kd * C;
   mi_wino_weights *r = calloc(1, sizeof *r);
   if (!r) return NULL;
@@ -60,7 +61,7 @@ mi_wino_weights *mi_wino_weights_make(const mi_gemm_packed_a *wp, int64_t C, int
       for (int64_t c = 0; c < C; c++)
         for (int64_t z = 0; z < kd; z++) {
           float t[NXI];
-          (tile == 4 ? mi_wino_filter : mi_wino2_filter)(w + ((i * C + c) * kd + z) * 9, t);
+          (tile == 4 ? mi_wino_filter : tile == 3 ? mi_wino3_filter : mi_wino2_filter)(w + ((i * C + c) * kd + z) * 9, t);
           for (int xi = 0; xi < nxi; xi++) u[(xi * mr + i) * K + z * C + c] = t[xi];
         }
     for (int xi = 0; xi < nxi; xi++) mi_gemm_packed_a_fill_rows(r->u[xi], m0, n, u + xi * mr * K, K);
@@ -82,11 +83,13 @@ mi_gemm_packed_a *mi_wino_weights_exact(const mi_wino_weights *w) {
     return NULL;
   }
   /* L G = I.  F(4x4): rows 0 and 5 of G are (1/4, 0, 0) and (0, 0, 1),
-   * rows 2 - 1 (0, 1/3, 0); F(2x2): rows 0 and 3 (1, 0, 0) and (0, 0, 1),
-   * rows 1 - 2 (0, 1, 0). */
+   * rows 2 - 1 (0, 1/3, 0); F(3x3): rows 0 and 4 (1/2, 0, 0) and (0, 0, 1),
+   * 3 row 2 - row 1 (0, 1, 0); F(2x2): rows 0 and 3 (1, 0, 0) and
+   * (0, 0, 1), rows 1 - 2 (0, 1, 0). */
   static const float L4[3][6] = {{4, 0, 0, 0, 0, 0}, {0, -3, 3, 0, 0, 0}, {0, 0, 0, 0, 0, 1}};
+  static const float L3[3][6] = {{2, 0, 0, 0, 0}, {0, -1, 3, 0, 0}, {0, 0, 0, 0, 1}};
   static const float L2[3][6] = {{1, 0, 0, 0}, {0, 1, -1, 0}, {0, 0, 0, 1}};
-  const float(*L)[6] = w->tile == 4 ? L4 : L2;
+  const float(*L)[6] = w->tile == 4 ? L4 : w->tile == 3 ? L3 : L2;
   for (int64_t m0 = 0; m0 < M; m0 += mr) {
     const int64_t n = M - m0 < mr ? M - m0 : mr;
     for (int xi = 0; xi < w->nxi; xi++) mi_gemm_packed_a_rows(w->u[xi], m0, n, u + xi * mr * K);
@@ -135,30 +138,40 @@ static int64_t tiles_plane(const mi_wino_conv *c, int tile) {
 int mi_wino_wanted(int64_t C, int64_t M, int64_t kd, const mi_wino_conv *c) {
   if (c->N * C * c->D * c->H * c->W >= INT32_MAX || c->N * M * c->Do * c->Ho * c->Wo >= INT32_MAX) return 0;
   /* MEDINFER_WINOGRAD=0: none; =1: every call that can, in the tile the
-   * rules below pick or else F(4x4); =4 / =2: every call, in that tile
-   * (tests).  Read per call, not cached: the choice is per layer and per
-   * call anyway. */
+   * rules below pick or else F(4x4); =4 / =3 / =2: every call, in that
+   * tile (tests).  Read per call, not cached: the choice is per layer and
+   * per call anyway. */
   const char *f = getenv("MEDINFER_WINOGRAD");
-  const int force = f && (!strcmp(f, "0") || !strcmp(f, "1") || !strcmp(f, "2") || !strcmp(f, "4")) ? f[0] - '0' : -1;
-  if (force == 0 || force == 2 || force == 4) return force;
-  const int64_t imgs = kd == 1 && c->D == 1 ? c->N : 1, exact = c->Ho * c->Wo * 9;
-  const int64_t t4 = tiles_plane(c, 4), t2 = tiles_plane(c, 2);
-  /* Below 16 tiles the products are mostly edge kernels and reading U
-   * (4x the weights) costs more than the exact path; few channels: the
-   * transforms dominate. */
+  const int force = f && f[0] >= '0' && f[0] <= '4' && !f[1] ? f[0] - '0' : -1;
+  if (force == 0 || force >= 2) return force;
+  const int64_t imgs = kd == 1 && c->D == 1 ? c->N : 1, exact = imgs * c->Ho * c->Wo * 9;
+  /* Each tile's multiply-adds per channel pair: its transform elements
+   * times its tiles, as the products' kernel works on them: in vectors of
+   * 16 tiles, a remainder of up to 8 by its narrow kernels (a 24x24 map:
+   * F(4x4)'s 36 tiles cost 36, F(3x3)'s 64 cost 64, and measured so: 16.4
+   * against 18.3 ms on the 2048 -> 512 FCN head).  Below 16
+   * tiles the products are mostly edge kernels and reading U (4x the
+   * weights) costs more than the exact path; few channels: the transforms
+   * dominate.  A tile must save enough over the exact convolution to be
+   * worth its weight memory (F(4x4): 4x the weights, at least 2.5x fewer
+   * multiply-adds; F(3x3) 2.8x, 2.25x; F(2x2) 1.8x, 2x); of those, the
+   * fewest multiply-adds, the larger tile on a tie.  Tiles hanging over the
+   * map's edge (7x7 maps) do work for nothing: counted. */
   int tile = 0;
-  if (kd * C >= 16) {
-    /* Tiles hanging over the map's edge (7x7 maps) do work for nothing:
-     * below 2.5x fewer multiply-adds than the exact convolution, the 4x
-     * weight memory of F(4x4) is not worth it.  F(2x2) saves at most 2.25x
-     * with 16/9 the weights; it takes maps its 2x2 blocks fit and F(4x4)'s
-     * do not (a dilation-4 layer's 6x6 sub-grids: 2.25x either way, and
-     * PSPNet's 512-channel ones ran 11 ms on F(4x4), 15 on the exact path). */
-    if (t4 * imgs >= 16 && exact * 2 >= t4 * 36 * 5) tile = 4;
-    else if (t2 * imgs >= 16 && exact >= t2 * 16 * 2) tile = 2;
+  int64_t best = 0;
+  for (int t = 4; t >= 2 && kd * C >= 16; t--) {
+    const int64_t n = tiles_plane(c, t) * imgs, cols = n % 16 > 8 ? cdiv(n, 16) * 16 : n, cost = (t + 2) * (t + 2) * cols;
+    const int64_t need4 = t == 4 ? 10 : t == 3 ? 9 : 8; /* exact >= cost * need4 / 4 */
+    if (n < 16 || exact * 4 < cost * need4 || (tile && cost >= best)) continue;
+    tile = t, best = cost;
   }
   return force == 1 && !tile ? 4 : tile;
 }
+
+typedef void (*wino_in_fn)(const float *, int64_t, int64_t, int64_t, int64_t, const mi_wino_in_lanes *, float *,
+                           int64_t);
+typedef void (*wino_out_fn)(const float *, int64_t, const mi_wino_out_lanes *, int64_t, int64_t, int64_t,
+                            const mi_wino_epi *, float *);
 
 /* One chunk: tiles [t0, t0 + nt) of the tile space (2D: every image's
  * tiles in a row; 3D: one plane's), output planes [z0, z0 + po) of image n. */
@@ -171,14 +184,13 @@ typedef struct wino_run {
   bool fold;          /* 2D: images folded into the tile index */
   int64_t TX, TY, TP; /* tiles per sub-grid row, sub-grid rows, tiles per plane */
   int64_t K, NR, np, tp; /* np panels of NR tiles, tp = np * NR */
+  int64_t mb, nmb;       /* the products' items: nmb blocks of mb rows of U */
   int64_t t0, nt, groups;
   int64_t img, z0, po, pzn; /* 3D: image, first output plane, planes out, planes in */
   int64_t tc, nq, slab;     /* the plan: chunk tiles, chunks per slab, planes per slab */
   float *v, *m;
-  /* the transforms of U's kernel level: AVX-512, AVX2 or portable */
-  void (*in_tf)(const float *, int64_t, int64_t, int64_t, int64_t, const mi_wino_in_lanes *, float *, int64_t);
-  void (*out_tf)(const float *, int64_t, const mi_wino_out_lanes *, int64_t, int64_t, int64_t, const mi_wino_epi *,
-                 float *);
+  wino_in_fn in_tf; /* the transforms of U's kernel level: AVX-512, AVX2 or portable */
+  wino_out_fn out_tf;
 } wino_run;
 
 /* Tile t of the tile space: its image, and its first output row/column
@@ -232,25 +244,33 @@ static void input_items(void *vctx, int64_t b, int64_t e) {
   }
 }
 
+/* Items: (transform element, output plane, block of mb rows of U).  Each
+ * packed block of U (kc x mr) is applied to every panel of tiles while it
+ * is in L1, so U is read once per chunk: with a panel per item, a chunk of
+ * 64 tiles (two panels: F(3x3) on a 24x24 map) read the 2048 -> 512 FCN
+ * head's 105 MB of U twice. */
 static void product_items(void *vctx, int64_t b, int64_t e) {
   const wino_run *r = vctx;
   const int64_t M = r->w->M, C = r->w->C, K = r->K, NR = r->NR;
   for (int64_t it = b; it < e; it++) {
-    const int64_t panel = it % r->np, o = (it / r->np) % r->po, xi = it / (r->np * r->po);
+    const int64_t blk = it % r->nmb, o = (it / r->nmb) % r->po, xi = it / (r->nmb * r->po);
+    const int64_t m0 = blk * r->mb, m1 = M < m0 + r->mb ? M : m0 + r->mb;
     const mi_gemm_packed_view *A = &r->uv[xi];
-    float *cm = r->m + xi * m_plane(r, r->np) + o * M * r->tp + panel * NR;
-    const int nr = (int)(r->nt - panel * NR < NR ? r->nt - panel * NR : NR); /* edge kernels for a short last panel */
+    float *cm = r->m + xi * m_plane(r, r->np) + o * M * r->tp;
     for (int64_t pc = 0; pc < K; pc += A->kc) {
       const int64_t kc = K - pc < A->kc ? K - pc : A->kc;
-      for (int64_t ir = 0; ir < M; ir += A->mr) {
+      for (int64_t ir = m0; ir < m1; ir += A->mr) {
         const float *pa = A->data + pc * A->mp + ir * kc;
         const int mr = (int)(M - ir < A->mr ? M - ir : A->mr);
-        for (int64_t k = pc; k < pc + kc;) { /* pieces within one kernel plane kz */
-          const int64_t kz = k / C, c0 = k - kz * C;
-          const int64_t len = ((kz + 1) * C < pc + kc ? (kz + 1) * C : pc + kc) - k;
-          const float *pb = r->v + xi * v_plane(r, r->np) + (((o + kz) * r->np + panel) * C + c0) * NR;
-          A->kern(len, pa + (k - pc) * A->mr, pb, cm + ir * r->tp, r->tp, mr, nr, 1.f, k == 0 ? 0.f : 1.f);
-          k += len;
+        for (int64_t panel = 0; panel < r->np; panel++) {
+          const int nr = (int)(r->nt - panel * NR < NR ? r->nt - panel * NR : NR); /* edge kernels for a short last panel */
+          for (int64_t k = pc; k < pc + kc;) { /* pieces within one kernel plane kz */
+            const int64_t kz = k / C, c0 = k - kz * C;
+            const int64_t len = ((kz + 1) * C < pc + kc ? (kz + 1) * C : pc + kc) - k;
+            const float *pb = r->v + xi * v_plane(r, r->np) + (((o + kz) * r->np + panel) * C + c0) * NR;
+            A->kern(len, pa + (k - pc) * A->mr, pb, cm + ir * r->tp + panel * NR, r->tp, mr, nr, 1.f, k == 0 ? 0.f : 1.f);
+            k += len;
+          }
         }
       }
     }
@@ -340,7 +360,7 @@ static void slot_items(void *vctx, int64_t b, int64_t e) {
     for (int64_t idx; (idx = atomic_fetch_add(&s->next, 1)) < s->chunks;) {
       chunk_at(&r, idx);
       input_items(&r, 0, r.pzn * r.w->C * r.groups);
-      product_items(&r, 0, r.nxi * r.po * r.np);
+      product_items(&r, 0, r.nxi * r.po * r.nmb);
       output_items(&r, 0, r.po * r.w->M * r.groups);
     }
   free(buf);
@@ -351,16 +371,17 @@ mi_status *mi_wino_conv_run(mi_exec *ex, const mi_node *n, const mi_wino_weights
   for (int xi = 0; xi < w->nxi; xi++) r.uv[xi] = mi_gemm_packed_a_view(w->u[xi]);
   const int64_t C = w->C, M = w->M, threads = ex->threads > 0 ? ex->threads : 1, nxi = w->nxi;
   r.NR = r.uv[0].nr;
-  const bool f4 = w->tile == 4;
-  r.in_tf = f4 ? mi_wino_in_generic : mi_wino2_in_generic, r.out_tf = f4 ? mi_wino_out_generic : mi_wino2_out_generic;
+  const int f = w->tile - 2; /* 0: F(2x2), 1: F(3x3), 2: F(4x4) */
+  static const wino_in_fn in_generic[3] = {mi_wino2_in_generic, mi_wino3_in_generic, mi_wino_in_generic};
+  static const wino_out_fn out_generic[3] = {mi_wino2_out_generic, mi_wino3_out_generic, mi_wino_out_generic};
+  r.in_tf = in_generic[f], r.out_tf = out_generic[f];
 #ifdef MI_GEMM_X86
-  if (w->isa == MI_ISA_AVX512) {
-    r.in_tf = f4 ? mi_wino_in_avx512 : mi_wino2_in_avx512;
-    r.out_tf = f4 ? mi_wino_out_avx512 : mi_wino2_out_avx512;
-  } else if (w->isa == MI_ISA_AVX2) {
-    r.in_tf = f4 ? mi_wino_in_avx2 : mi_wino2_in_avx2;
-    r.out_tf = f4 ? mi_wino_out_avx2 : mi_wino2_out_avx2;
-  }
+  static const wino_in_fn in_avx512[3] = {mi_wino2_in_avx512, mi_wino3_in_avx512, mi_wino_in_avx512};
+  static const wino_out_fn out_avx512[3] = {mi_wino2_out_avx512, mi_wino3_out_avx512, mi_wino_out_avx512};
+  static const wino_in_fn in_avx2[3] = {mi_wino2_in_avx2, mi_wino3_in_avx2, mi_wino_in_avx2};
+  static const wino_out_fn out_avx2[3] = {mi_wino2_out_avx2, mi_wino3_out_avx2, mi_wino_out_avx2};
+  if (w->isa == MI_ISA_AVX512) r.in_tf = in_avx512[f], r.out_tf = out_avx512[f];
+  else if (w->isa == MI_ISA_AVX2) r.in_tf = in_avx2[f], r.out_tf = out_avx2[f];
 #endif
   r.K = w->kd * C;
   r.TX = tiles_x(c, r.tile);
@@ -380,6 +401,7 @@ mi_status *mi_wino_conv_run(mi_exec *ex, const mi_node *n, const mi_wino_weights
   int64_t nq = cdiv(space, tc);
   tc = cdiv(cdiv(space, nq), MI_WINO_LANES) * MI_WINO_LANES; /* even chunks */
   r.tc = tc, r.nq = r.fold ? 1 : nq, r.po = r.slab, r.pzn = zin;
+  r.mb = M, r.nmb = 1;
   const int64_t chunks = r.fold ? nq : c->N * cdiv(c->Do, r.slab) * nq;
   if (chunks >= 2 * threads || threads == 1) {
     slot_ctx sc = {&r, chunks, 0, false};
@@ -389,8 +411,15 @@ mi_status *mi_wino_conv_run(mi_exec *ex, const mi_node *n, const mi_wino_weights
   }
   /* Few chunks (small maps, wide layers): larger ones (each rereads the nxi
    * U matrices), one at a time, each pass split over the threads (the
-   * products nxi x panels ways). */
-  tc = CHUNK_SHARED / (nxi * (zin * C + r.slab * M) * (int64_t)sizeof(float));
+   * products by transform element and blocks of U's rows: 16 items a
+   * thread at least). */
+  const int64_t mr = r.uv[0].mr, blocks = cdiv(16 * threads, nxi * r.slab);
+  r.mb = cdiv(cdiv(M, blocks), mr) * mr, r.nmb = cdiv(M, r.mb);
+  /* Every chunk reads all of U again: a chunk's buffers may be as large as
+   * U (F(3x3) on the 2048 -> 512 FCN head: V and M of its 64 tiles 16.4 MB,
+   * U 105 MB; as two chunks of 32 tiles, 19.7 ms against 16.2 in one). */
+  const int64_t ub = (int64_t)mi_wino_weights_bytes(w), budget = ub > CHUNK_SHARED ? ub : CHUNK_SHARED;
+  tc = budget / (nxi * (zin * C + r.slab * M) * (int64_t)sizeof(float));
   tc = tc < r.NR ? r.NR : tc / r.NR * r.NR;
   nq = cdiv(space, tc);
   tc = cdiv(cdiv(space, nq), MI_WINO_LANES) * MI_WINO_LANES;
@@ -406,7 +435,7 @@ mi_status *mi_wino_conv_run(mi_exec *ex, const mi_node *n, const mi_wino_weights
   for (int64_t idx = 0; idx < shared_chunks; idx++) {
     chunk_at(&r, idx);
     mi_parallel_for(ex, r.pzn * C * r.groups, 4, input_items, &r);
-    mi_parallel_for(ex, nxi * r.po * r.np, 1, product_items, &r);
+    mi_parallel_for(ex, nxi * r.po * r.nmb, 1, product_items, &r);
     mi_parallel_for(ex, r.po * M * r.groups, 4, output_items, &r);
   }
   mi_exec_scratch_release(ex, r.m);

@@ -2,22 +2,23 @@
  * CPU): stride-1, single-group 3x3 layers (2D, dilated too), and 3x3x3 ones
  * (undilated in z) as three 3x3 planes summed in the GEMMs' K (kz, channel).  Each output
  * 4x4 block costs 36 multiply-adds per input channel and kernel plane
- * instead of 144; where 4x4 blocks fit the map badly, F(2x2, 3x3): 16
- * instead of 36 per 2x2 block.  Differences from the exact convolution are
- * rounding: about 1e-5 of the output's scale per layer. */
+ * instead of 144; where 4x4 blocks fit the map badly, F(3x3, 3x3) (25
+ * instead of 81 per 3x3 block) or F(2x2, 3x3) (16 instead of 36 per 2x2
+ * block).  Differences from the exact convolution are rounding: about 1e-5
+ * of the output's scale per layer. */
 #ifndef MEDINFER_OPS_CONV_WINOGRAD_H
 #define MEDINFER_OPS_CONV_WINOGRAD_H
 
 #include "../gemm/gemm.h"
 #include "../internal.h"
 
-/* The 36 (F(2x2): 16) transformed filter matrices U_xi [M, kd*C] (columns
- * ordered kz, channel), packed once for the SGEMM micro-kernel (4x, 16/9x
+/* The 36 (F(3x3): 25, F(2x2): 16) transformed filter matrices U_xi [M, kd*C] (columns
+ * ordered kz, channel), packed once for the SGEMM micro-kernel (4x, 25/9x, 16/9x
  * the weights' memory, so made at the first call that takes the path). */
 typedef struct mi_wino_weights mi_wino_weights;
 
 /* From the layer's packed weights W [M, C, kd, 3, 3] (kd = 1: [M, C, 3, 3];
- * gemm.h), for output tiles of tile x tile (4 or 2).  NULL when this CPU's
+ * gemm.h), for output tiles of tile x tile (4, 3 or 2).  NULL when this CPU's
  * kernel level has no Winograd path (the portable level), for another
  * tile, or out of memory; the caller then keeps the exact convolution. */
 mi_wino_weights *mi_wino_weights_make(const mi_gemm_packed_a *w, int64_t C, int64_t kd, int tile);
@@ -40,9 +41,9 @@ typedef struct mi_wino_conv {
   bool no_act;
 } mi_wino_conv;
 
-/* The tile (4 or 2) in which the Winograd path pays for this call (enough
- * tiles to fill the GEMMs' column panels, enough channels, little edge
- * waste; or MEDINFER_WINOGRAD=0|1|2|4 says), 0 where it does not or its
+/* The tile (4, 3 or 2) in which the Winograd path pays for this call
+ * (enough tiles to fill the GEMMs' column panels, enough channels, little
+ * edge waste; or MEDINFER_WINOGRAD=0|1|2|3|4 says), 0 where it does not or its
  * offsets would not fit its 32-bit indices.  A call runs in its weights'
  * tile (mi_wino_conv_run). */
 int mi_wino_wanted(int64_t C, int64_t M, int64_t kd, const mi_wino_conv *c);
