@@ -76,17 +76,19 @@ static inline __mmask16 lane_mask(int n) { return n >= 16 ? (__mmask16)0xffff : 
 static inline __m512i iota(void) { return _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0); }
 
 /* Lanes in runs of tiles side by side along one row (lane l of a run that
- * starts at lane s is 4(l - s) columns after it), at most two runs (a
- * group that wraps to the next row), unit taps: rows then are read as
- * whole vectors (masked at the plane's edges), no gathers.  start[r],
- * end[r]: run r's lanes; 0 when the lanes do not fall so. */
-/* Lanes [0, n) in at most two runs, lane l joining lane l - 1's run when
- * bit l of cont is set; start[r], end[r]: run r's lanes.  0 when more. */
-static int split_runs(int n, uint32_t cont, int start[2], int end[2]) {
+ * starts at lane s is 4(l - s) columns after it), at most MAX_RUNS runs (a
+ * group that wraps to the next rows: 16 tiles of a 24x24 map's rows of 6
+ * fall in up to 4), unit taps: rows then are read as whole vectors (masked
+ * at the plane's edges), no gathers (which had taken 13 % of the FCN head's
+ * time with groups of three runs). */
+#define MAX_RUNS 4
+/* Lanes [0, n) in at most MAX_RUNS runs, lane l joining lane l - 1's run
+ * when bit l of cont is set; start[r], end[r]: run r's lanes.  0 when more. */
+static int split_runs(int n, uint32_t cont, int start[MAX_RUNS], int end[MAX_RUNS]) {
   int nr = 0;
   for (int l = 0; l < n; l++) {
     if (l > 0 && (cont >> l & 1u)) continue;
-    if (nr == 2) return 0;
+    if (nr == MAX_RUNS) return 0;
     start[nr] = l;
     if (nr) end[nr - 1] = l;
     nr++;
@@ -95,7 +97,7 @@ static int split_runs(int n, uint32_t cont, int start[2], int end[2]) {
   return nr;
 }
 
-static int in_runs(const mi_wino_in_lanes *L, int64_t dy, int64_t dx, int start[2], int end[2]) {
+static int in_runs(const mi_wino_in_lanes *L, int64_t dy, int64_t dx, int start[MAX_RUNS], int end[MAX_RUNS]) {
   if (dy != 1 || dx != 1 || L->n < 1) return 0;
   uint32_t cont = 0;
   for (int l = 1; l < L->n; l++) cont |= (uint32_t)(L->y0[l] == L->y0[l - 1] && L->x0[l] == L->x0[l - 1] + 4) << l;
@@ -173,11 +175,11 @@ static inline __attribute__((always_inline)) void store_cols(const int P, __m512
 void mi_wino_in_avx512(const float *plane, int64_t H, int64_t W, int64_t dy, int64_t dx, const mi_wino_in_lanes *L,
                        float *dst, int64_t xs) {
   __m512 t[6][6];
-  int rs[2], re[2];
+  int rs[MAX_RUNS], re[MAX_RUNS];
   const int nruns = in_runs(L, dy, dx, rs, re);
   if (nruns) {
-    __mmask16 cmk[2][5], lanes[2];
-    const float *base[2]; /* row 0 of each run's patches, at its virtual lane 0 */
+    __mmask16 cmk[MAX_RUNS][5], lanes[MAX_RUNS];
+    const float *base[MAX_RUNS]; /* row 0 of each run's patches, at its virtual lane 0 */
     for (int q = 0; q < nruns; q++) {
       const int64_t xb = L->x0[rs[q]] - 4 * rs[q];
       col_masks(xb, W, cmk[q]);
@@ -223,10 +225,10 @@ void mi_wino3_in_avx512(const float *plane, int64_t H, int64_t W, int64_t dy, in
   store_cols(5, t, dst, xs);
 }
 
-/* Output lanes in at most two runs of tiles side by side along a row (as
+/* Output lanes in at most MAX_RUNS runs of tiles side by side along a row (as
  * in_runs), unit steps: rows are stored as whole vectors, masked to the
  * lanes' tiles and their columns inside the plane. */
-static int out_runs(const mi_wino_out_lanes *L, int64_t dy, int64_t dx, int start[2], int end[2]) {
+static int out_runs(const mi_wino_out_lanes *L, int64_t dy, int64_t dx, int start[MAX_RUNS], int end[MAX_RUNS]) {
   if (dy != 1 || dx != 1 || L->n < 1) return 0;
   uint32_t cont = 0;
   for (int l = 1; l < L->n; l++) cont |= (uint32_t)(L->off[l] == L->off[l - 1] + 4 && L->rows[l] == L->rows[l - 1]) << l;
@@ -317,7 +319,7 @@ void mi_wino_out_avx512(const float *m, int64_t ms, const mi_wino_out_lanes *L, 
                         const mi_wino_epi *e, float *plane) {
   __m512 v[4][4]; /* [row][column] */
   blocks(6, m, ms, lane_mask(L->n), e->bias, v);
-  int rs[2], re[2];
+  int rs[MAX_RUNS], re[MAX_RUNS];
   const int nruns = out_runs(L, dy, dx, rs, re);
   if (nruns) { /* each row of a run: 64 columns at its virtual lane 0, 4 vectors */
     __m512 o[4][4]; /* [row][vector] */
