@@ -723,6 +723,8 @@ void maps_in_turn(uint32_t seed, int64_t C, int64_t M, bool fast, const std::vec
   mi_model_free(m);
 }
 
+// 20x20 takes F(4x4, 3x3); 7x7 runs in that tile too (its weights'), 5x5
+// (too few tiles) on exact weights rebuilt from them.
 TEST(ConvKernel, WinogradThenExactShape) { maps_in_turn(20261205, 24, 20, true, {20, 7, 20, 5}); }
 // A 12x12 map takes F(3x3, 3x3) (4x4 blocks would leave too few tiles), an
 // 8x8 map F(2x2, 3x3), so the 7x7, 5x5 and 3x3 maps run on weights rebuilt
