@@ -26,7 +26,8 @@ enum { MI_EXIT_PARTIAL = 4, MI_EXIT_INTERRUPTED = 130 };
   "                      convolutions (about 1e-5 relative difference); on a\n" \
   "                      GPU, TF32 matrix products (about 1e-2)\n" \
   "  --bf16              on a CPU with AVX512-BF16, bf16 convolutions with fp32\n" \
-  "                      accumulation (default off; FP32 where not available)\n"
+  "                      accumulation, or fast mode's Winograd where it is faster\n" \
+  "                      (default off; FP32 where not available)\n"
 
 static void segment_usage(FILE *to) {
   fprintf(to,

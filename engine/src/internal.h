@@ -156,7 +156,7 @@ typedef struct mi_graph {
   int *outputs; int n_outputs;
   int opset;    /* default-domain opset */
   bool residuals_fused; /* the shape-dependent residual pass has run */
-  bool winograd; /* fast mode on the CPU: 3x3 convolutions may use Winograd (conv_winograd.h) */
+  bool winograd; /* fast or bf16 mode on the CPU: 3x3 convolutions may use Winograd (conv_winograd.h) */
   bool bf16;     /* bf16 mode on a CPU that has it: a Gemm's constant weights held in bf16 (ops/gemm.c) */
   bool keep_packed_only; /* CPU: a constant that an op packed at load and alone reads may be freed */
   /* Subgraphs only: values named here but defined in the enclosing graph.

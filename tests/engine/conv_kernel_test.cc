@@ -457,6 +457,8 @@ TEST(ConvKernel, Bf16WithinRounding) {
   if (!mi_bf16_available()) GTEST_SKIP() << "bf16 tests skipped: no AVX512-BF16 (or MEDINFER_ISA below avx512)";
   std::mt19937 rng(20261203);
   g_bf16 = true;
+  // the bf16 kernels themselves: no FP32 Winograd (Bf16TakesWinogradWhereItSavesMore)
+  setenv("MEDINFER_WINOGRAD", "0", 1);
   int taken = 0;
   for (int trial = 0; trial < 40; trial++) {
     Geo g = random_conv(rng, trial % 2 == 0);
@@ -557,7 +559,70 @@ TEST(ConvKernel, Bf16WithinRounding) {
     if (HasFailure()) break;
   }
   g_bf16 = false;
+  unsetenv("MEDINFER_WINOGRAD");
   EXPECT_GT(taken, 5);
+}
+
+// bf16 mode allows bf16's rounding, so a 3x3 layer of 64M multiply-adds or
+// more runs as FP32 Winograd where that saves at least 3x of them (bf16's
+// kernels do twice an FMA's): a 56x56 map (F(4x4): 4x) comes out within
+// Winograd's rounding (4e-5 of the sum of |products|, where bf16's is about
+// 4e-3) and unlike the same mode with Winograd off; a 7x7 map (F(2x2):
+// 1.7x) and a smaller 28x28 layer (29M) as with it off.  With AMX, whose
+// bf16 outruns FP32 Winograd, and where there is no Winograd path, all as
+// with it off.
+TEST(ConvKernel, Bf16TakesWinogradWhereItSavesMore) {
+  if (!mi_bf16_available()) GTEST_SKIP() << "bf16 tests skipped: no AVX512-BF16 (or MEDINFER_ISA below avx512)";
+  auto env_is = [](const char *k, const char *v) { return std::getenv(k) && std::string(std::getenv(k)) == v; };
+  const bool has_path = !env_is("MEDINFER_PREPACK", "0") && !env_is("MEDINFER_GEMM", "openblas") &&
+                        std::string(mi_bf16_unit()) == "AVX512-BF16";
+  std::mt19937 rng(20261210);
+  struct Case {
+    int64_t hw, C, M;
+    bool winograd;
+  };
+  for (const Case &c : {Case{56, 64, 48, true}, Case{7, 400, 400, false}, Case{28, 64, 32, false}}) {
+    const int64_t hw = c.hw;
+    Geo g{};
+    g.nsp = 2, g.N = 1, g.C = c.C, g.M = c.M, g.G = 1;
+    for (int j = 0; j < 3; j++) {
+      const bool live = j > 0;
+      g.k[j] = live ? 3 : 1, g.s[j] = g.d[j] = 1, g.pb[j] = g.pe[j] = live ? 1 : 0;
+      g.in[j] = g.out[j] = live ? hw : 1;
+    }
+    const auto xd = shape(g, 1, g.C, g.in), yd = shape(g, 1, g.M, g.out);
+    auto x = rnd((size_t)numel(xd), rng), w = rnd((size_t)(g.M * g.C * 9), rng), b = rnd((size_t)g.M, rng);
+    Model md;
+    md.inputs.push_back({"x", 1, xd});
+    md.inits.push_back(onnxb::float_tensor("w", {g.M, g.C, 3, 3}, w));
+    md.inits.push_back(onnxb::float_tensor("b", {g.M}, b));
+    md.nodes.push_back({"Conv", "conv", {"x", "w", "b"}, {"y"}, {onnxb::attr_ints("pads", pads_of(g))}});
+    md.outputs.push_back({"y", 1, yd});
+    std::vector<std::vector<int64_t>> dims = {xd};
+    std::vector<std::vector<float>> data = {x};
+    std::string err;
+    g_bf16 = true;
+    auto got = run(md, dims, data, &err);
+    setenv("MEDINFER_WINOGRAD", "0", 1);
+    auto off = run(md, dims, data, &err);
+    unsetenv("MEDINFER_WINOGRAD");
+    g_bf16 = false;
+    ASSERT_TRUE(err.empty()) << err;
+    const std::string what = std::to_string(hw) + "x" + std::to_string(hw);
+    if (c.winograd && has_path) {
+      auto want = conv_ref(g, x, w, b, {}, false);
+      std::vector<float> ax(x), aw(w), zb((size_t)g.M, 0.f);
+      for (auto &v : ax) v = std::fabs(v);
+      for (auto &v : aw) v = std::fabs(v);
+      auto mag = conv_ref(g, ax, aw, zb, {}, false);
+      double worst = 0;
+      for (size_t i = 0; i < got.size(); i++) worst = std::max(worst, std::fabs(got[i] - want[i]) / (mag[i] + 1e-6));
+      EXPECT_LT(worst, 4e-5) << what << ": not FP32 Winograd's rounding";
+      EXPECT_NE(got, off) << what << ": Winograd not taken";
+    } else {
+      EXPECT_EQ(got, off) << what << ": Winograd taken";
+    }
+  }
 }
 
 // Fast mode: 3x3 layers (2D, dilated too, and 3x3x3 / 1x3x3 in 3D), stride 1, group 1,

@@ -1568,6 +1568,9 @@ static mi_status *conv_winograd(mi_node *n, mi_exec *ex, const geom *g, const fl
   *ran = false;
   mi_wino_conv wc = wino_call(g, N);
   wc.x = x, wc.bias = bias, wc.res = res, wc.y = y;
+#ifdef MI_GEMM_X86
+  wc.bf16 = direct_bf16(ex, C); /* the call's rival: bf16's kernels at twice the FP32 rate */
+#endif
   const int tile = mi_wino_wanted(C, M, g->k[0], &wc);
   if (!tile) return NULL;
   if (!a->wino) { /* in the first call's tile (a network's layer keeps its map size) */
@@ -1676,11 +1679,11 @@ static mi_status *conv_run(mi_node *n, mi_exec *ex, mi_tensor *const *in, mi_ten
 #endif
   const bool own = (a->wpack || a->wino || has_cv) && w == a->wsrc && M == a->wM && K == a->wK;
 #ifdef MI_GEMM_X86
-  const bool bf16_first = direct_bf16(ex, C); /* bf16 mode: its direct kernel before Winograd's FP32 */
+  const bool bf16_first = direct_bf16(ex, C); /* bf16 mode: Winograd's FP32 only where it saves 3x (conv_winograd) */
 #else
   const bool bf16_first = false;
 #endif
-  if (a->wino_ok && own && G == 1 && !bf16_first) {
+  if (a->wino_ok && own && G == 1 && !(bf16_first && direct_amx())) { /* AMX's bf16 outruns FP32 Winograd */
     bool ran = false;
     mi_status *st = conv_winograd(n, ex, &g, x, pre, bias, res, y, N, C, M, false, false, &ran);
     if (st || ran) return st;

@@ -145,6 +145,11 @@ int mi_wino_wanted(int64_t C, int64_t M, int64_t kd, const mi_wino_conv *c) {
   const int force = f && f[0] >= '0' && f[0] <= '4' && !f[1] ? f[0] - '0' : -1;
   if (force == 0 || force >= 2) return force;
   const int64_t imgs = kd == 1 && c->D == 1 ? c->N : 1, exact = imgs * c->Ho * c->Wo * 9;
+  /* Against bf16's kernels, only calls of 64M multiply-adds and more: below,
+   * the passes' fixed costs ate the savings (DenseNet-121's 128 -> 32
+   * layers, per-node sums: 56x56 ones 4.8 -> 4.1 ms on Winograd, 28x28
+   * ones 3.3 -> 4.4, 14x14 ones 1.9 -> 2.6; 115M, 29M and 7M each). */
+  if (c->bf16 && c->N * c->Do * c->Ho * c->Wo * kd * 9 * C * M < ((int64_t)1 << 26)) return force == 1 ? 4 : 0;
   /* Each tile's multiply-adds per channel pair: its transform elements
    * times its tiles, as the products' kernel works on them: in vectors of
    * 16 tiles, a remainder of up to 8 by its narrow kernels (a 24x24 map:
@@ -155,14 +160,16 @@ int mi_wino_wanted(int64_t C, int64_t M, int64_t kd, const mi_wino_conv *c) {
    * dominate.  A tile must save enough over the exact convolution to be
    * worth its weight memory (F(4x4): 4x the weights, at least 2.5x fewer
    * multiply-adds; F(3x3) 2.8x, 2.25x; F(2x2) 1.8x, 1.7x: ResNet-50's
-   * 512-channel 7x7 layers, 1.72x, 1.02 -> 0.76 ms each); of those, the
-   * fewest multiply-adds, the larger tile on a tie.  Tiles hanging over the
+   * 512-channel 7x7 layers, 1.72x, 1.02 -> 0.76 ms each); against bf16
+   * mode's kernels, which run at twice the FP32 rate, 3x (2x and 4x gave
+   * about the same); of those, the fewest multiply-adds, the larger tile on
+   * a tie.  Tiles hanging over the
    * map's edge (7x7 maps) do work for nothing: counted. */
   int tile = 0;
   int64_t best = 0;
   for (int t = 4; t >= 2 && kd * C >= 16; t--) {
     const int64_t n = tiles_plane(c, t) * imgs, cols = n % 16 > 8 ? cdiv(n, 16) * 16 : n, cost = (t + 2) * (t + 2) * cols;
-    const int64_t need20 = t == 4 ? 50 : t == 3 ? 45 : 34; /* exact >= cost * need20 / 20 */
+    const int64_t need20 = c->bf16 ? 60 : t == 4 ? 50 : t == 3 ? 45 : 34; /* exact >= cost * need20 / 20 */
     if (n < 16 || exact * 20 < cost * need20 || (tile && cost >= best)) continue;
     tile = t, best = cost;
   }

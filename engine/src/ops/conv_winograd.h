@@ -39,6 +39,7 @@ typedef struct mi_wino_conv {
   float *y;
   int64_t N, D, H, W, Do, Ho, Wo, pz, py, px, dy, dx;
   bool no_act;
+  bool bf16; /* bf16 mode would run the call otherwise, at twice the FP32 rate: Winograd only where it saves more */
 } mi_wino_conv;
 
 /* The tile (4, 3 or 2) in which the Winograd path pays for this call
