@@ -423,11 +423,7 @@ mi_status *mi_wino_conv_run(mi_exec *ex, const mi_node *n, const mi_wino_weights
    * thread at least). */
   const int64_t mr = r.uv[0].mr, blocks = cdiv(16 * threads, nxi * r.slab);
   r.mb = cdiv(cdiv(M, blocks), mr) * mr, r.nmb = cdiv(M, r.mb);
-  /* Every chunk reads all of U again: a chunk's buffers may be as large as
-   * U (F(3x3) on the 2048 -> 512 FCN head: V and M of its 64 tiles 16.4 MB,
-   * U 105 MB; as two chunks of 32 tiles, 19.7 ms against 16.2 in one). */
-  const int64_t ub = (int64_t)mi_wino_weights_bytes(w), budget = ub > CHUNK_SHARED ? ub : CHUNK_SHARED;
-  tc = budget / (nxi * (zin * C + r.slab * M) * (int64_t)sizeof(float));
+  tc = CHUNK_SHARED / (nxi * (zin * C + r.slab * M) * (int64_t)sizeof(float));
   tc = tc < r.NR ? r.NR : tc / r.NR * r.NR;
   nq = cdiv(space, tc);
   tc = cdiv(cdiv(space, nq), MI_WINO_LANES) * MI_WINO_LANES;
