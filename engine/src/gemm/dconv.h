@@ -39,7 +39,9 @@ typedef struct mi_dconv_job {
   const mi_gemm_epilogue *epi; /* anything else, on each stored run (NULL: none) */
   int mgroup;            /* output channels per work item: a multiple of 8 up to 64 (0: 64) */
   int64_t csz;           /* AMX: floats from one (pair) plane of x to the next */
-  const float *res;      /* AMX and chan16: residual aligned with y, added before the ReLU (NULL: none) */
+  const float *res;      /* AMX, chan16, and the AVX-512 position-vector kernel where it stores tiles to y
+                            (grid rows of 16 or more, or none dropped): residual aligned with y, added
+                            before the ReLU (NULL: none) */
   bool group_major;      /* items ordered channel group first: the position tiles of one group follow
                             each other, so a thread reads the group's weights from memory once (set
                             when the weights outweigh the input; else tile first, the input tile reused) */

@@ -36,13 +36,14 @@ int64_t DC_NAME(mi_dconv_items)(const mi_dconv_job *j) {
  * [ir, ir + MR) x positions [0, 16 NV) of the tile at x (the source at its
  * first position), the last vector limited to lane mask lm.  Partial sums
  * live in part[i * NB + ..] between calls (first: start from zero); the
- * last call adds bias, applies ReLU and stores to c[i * ldc + ..]. */
+ * last call adds bias and the residual rc (aligned with c; NULL: none),
+ * applies ReLU and stores to c[i * ldc + ..]. */
 static inline __attribute__((always_inline)) void tile(const int NV, const mi_dconv_job *j, int64_t ir,
                                                       const float *x, __mmask16 lm, int64_t pc, int64_t kc,
                                                       int64_t ks, int64_t kn, float *part, bool first, bool last,
                                                       float *c, int64_t ldc, int mr, const float *pfx,
                                                       const int32_t *pft, int64_t npf, const int64_t *soff,
-                                                      const __mmask16 *smask) {
+                                                      const __mmask16 *smask, const float *rc) {
   const mi_gemm_packed_view *A = &j->a;
   __m512 acc[MR][3];
 #pragma GCC unroll 8
@@ -85,6 +86,11 @@ static inline __attribute__((always_inline)) void tile(const int NV, const mi_dc
 #pragma GCC unroll 3
     for (int v = 0; v < NV; v++) {
       __m512 r = _mm512_add_ps(acc[i][v], bi);
+      if (rc && soff) /* the two rows' lanes: disjoint masks */
+        r = _mm512_add_ps(r, _mm512_add_ps(_mm512_maskz_loadu_ps(smask[2 * v], rc + i * ldc + soff[2 * v]),
+                                           _mm512_maskz_loadu_ps(smask[2 * v + 1], rc + i * ldc + soff[2 * v + 1])));
+      else if (rc)
+        r = _mm512_add_ps(r, _mm512_maskz_loadu_ps(v == NV - 1 ? lm : (__mmask16)0xFFFFu, rc + i * ldc + 16 * v));
       if (j->relu) r = _mm512_max_ps(r, zero);
       if (soff) { /* straight to Y: the vector's lanes on each of the (at most two) grid rows it meets */
         _mm512_mask_storeu_ps(c + i * ldc + soff[2 * v], smask[2 * v], r);
@@ -102,8 +108,8 @@ static inline __attribute__((always_inline)) void tile(const int NV, const mi_dc
   static void tile##NV(const mi_dconv_job *j, int64_t ir, const float *x, __mmask16 lm, int64_t pc, int64_t kc, \
                        int64_t ks, int64_t kn, float *part, bool first, bool last, float *c, int64_t ldc,      \
                        int mr, const float *pfx, const int32_t *pft, int64_t npf, const int64_t *soff,         \
-                       const __mmask16 *smask) {                                                               \
-    tile(NV, j, ir, x, lm, pc, kc, ks, kn, part, first, last, c, ldc, mr, pfx, pft, npf, soff, smask);         \
+                       const __mmask16 *smask, const float *rc) {                                              \
+    tile(NV, j, ir, x, lm, pc, kc, ks, kn, part, first, last, c, ldc, mr, pfx, pft, npf, soff, smask, rc);     \
   }
 TILE_FN(1)
 TILE_FN(2)
@@ -171,9 +177,10 @@ void DC_NAME(mi_dconv_run)(const mi_dconv_job *j, int64_t begin, int64_t end) {
           const int64_t pi = (ir - m0) / MR, f0 = pi * npf / panels, np = (pi + 1) * npf / panels - f0;
           const int32_t *pft_i = pft + f0;
           const int64_t *so = direct ? soff : NULL;
-          if (nv == 3) tile3(j, ir, x, lm, pc, kc, ks, kn, pp, first, last, c, ldc, mr, pfx, pft_i, np, so, smask);
-          else if (nv == 2) tile2(j, ir, x, lm, pc, kc, ks, kn, pp, first, last, c, ldc, mr, pfx, pft_i, np, so, smask);
-          else tile1(j, ir, x, lm, pc, kc, ks, kn, pp, first, last, c, ldc, mr, pfx, pft_i, np, so, smask);
+          const float *rc = j->res && (in_place || direct) ? j->res + (c - j->y) : NULL; /* else epi (conv.c) */
+          if (nv == 3) tile3(j, ir, x, lm, pc, kc, ks, kn, pp, first, last, c, ldc, mr, pfx, pft_i, np, so, smask, rc);
+          else if (nv == 2) tile2(j, ir, x, lm, pc, kc, ks, kn, pp, first, last, c, ldc, mr, pfx, pft_i, np, so, smask, rc);
+          else tile1(j, ir, x, lm, pc, kc, ks, kn, pp, first, last, c, ldc, mr, pfx, pft_i, np, so, smask, rc);
           if (!last) continue;
           if (!in_place && !direct) mi_dconv_scatter_runs(j, buf, NB, z, q0, n, ir, mr);
           else if (j->epi) j->epi->fn(j->epi->ctx, ir, mr, z * j->out_plane + q0, n, c, j->ldy);
