@@ -172,8 +172,9 @@ static inline __attribute__((always_inline)) void store_cols(const int P, __m512
   }
 }
 
-void mi_wino_in_avx512(const float *plane, int64_t H, int64_t W, int64_t dy, int64_t dx, const mi_wino_in_lanes *L,
-                       float *dst, int64_t xs) {
+/* F(4x4): lanes in runs of unit taps read as whole rows, else gathered. */
+static void in4(const float *plane, int64_t H, int64_t W, int64_t dy, int64_t dx, const mi_wino_in_lanes *L, float *dst,
+                int64_t xs) {
   __m512 t[6][6];
   int rs[MAX_RUNS], re[MAX_RUNS];
   const int nruns = in_runs(L, dy, dx, rs, re);
@@ -209,20 +210,20 @@ void mi_wino_in_avx512(const float *plane, int64_t H, int64_t W, int64_t dy, int
   store_cols(6, t, dst, xs);
 }
 
-void mi_wino2_in_avx512(const float *plane, int64_t H, int64_t W, int64_t dy, int64_t dx, const mi_wino_in_lanes *L,
-                        float *dst, int64_t xs) {
+/* F(3x3) and F(2x2) take small maps and the sub-grids of dilated layers:
+ * gathered, not read as runs of whole rows. */
+void mi_wino_in_avx512(int tile, const float *plane, int64_t H, int64_t W, int64_t dy, int64_t dx,
+                       const mi_wino_in_lanes *L, float *dst, int64_t xs) {
   __m512 t[6][6];
-  gather_rows(4, plane, H, W, dy, dx, L, t); /* its layers are the dilated ones: no runs of unit taps */
-  store_cols(4, t, dst, xs);
-}
-
-/* Its layers: small maps (24x24 and the sub-grids of dilated ones), so the
- * gathers, not runs of whole rows. */
-void mi_wino3_in_avx512(const float *plane, int64_t H, int64_t W, int64_t dy, int64_t dx, const mi_wino_in_lanes *L,
-                        float *dst, int64_t xs) {
-  __m512 t[6][6];
-  gather_rows(5, plane, H, W, dy, dx, L, t);
-  store_cols(5, t, dst, xs);
+  if (tile == 4) {
+    in4(plane, H, W, dy, dx, L, dst, xs);
+  } else if (tile == 3) {
+    gather_rows(5, plane, H, W, dy, dx, L, t);
+    store_cols(5, t, dst, xs);
+  } else {
+    gather_rows(4, plane, H, W, dy, dx, L, t);
+    store_cols(4, t, dst, xs);
+  }
 }
 
 /* Output lanes in at most MAX_RUNS runs of tiles side by side along a row (as
@@ -315,8 +316,8 @@ static inline __attribute__((always_inline)) void scatter_blocks(const int T, __
     for (int j = 0; j < T; j++) _mm512_mask_i32scatter_ps(plane, km[i][j], idx[i][j], v[i][j], 4);
 }
 
-void mi_wino_out_avx512(const float *m, int64_t ms, const mi_wino_out_lanes *L, int64_t Wo, int64_t dy, int64_t dx,
-                        const mi_wino_epi *e, float *plane) {
+static void out4(const float *m, int64_t ms, const mi_wino_out_lanes *L, int64_t Wo, int64_t dy, int64_t dx,
+                 const mi_wino_epi *e, float *plane) {
   __m512 v[4][4]; /* [row][column] */
   blocks(6, m, ms, lane_mask(L->n), e->bias, v);
   int rs[MAX_RUNS], re[MAX_RUNS];
@@ -352,17 +353,17 @@ void mi_wino_out_avx512(const float *m, int64_t ms, const mi_wino_out_lanes *L, 
   scatter_blocks(4, v, L, Wo, dy, dx, e, plane);
 }
 
-void mi_wino3_out_avx512(const float *m, int64_t ms, const mi_wino_out_lanes *L, int64_t Wo, int64_t dy, int64_t dx,
-                         const mi_wino_epi *e, float *plane) {
+void mi_wino_out_avx512(int tile, const float *m, int64_t ms, const mi_wino_out_lanes *L, int64_t Wo, int64_t dy,
+                        int64_t dx, const mi_wino_epi *e, float *plane) {
   __m512 v[4][4];
-  blocks(5, m, ms, lane_mask(L->n), e->bias, v);
-  scatter_blocks(3, v, L, Wo, dy, dx, e, plane);
-}
-
-void mi_wino2_out_avx512(const float *m, int64_t ms, const mi_wino_out_lanes *L, int64_t Wo, int64_t dy, int64_t dx,
-                         const mi_wino_epi *e, float *plane) {
-  __m512 v[4][4];
-  blocks(4, m, ms, lane_mask(L->n), e->bias, v);
-  scatter_blocks(2, v, L, Wo, dy, dx, e, plane);
+  if (tile == 4) {
+    out4(m, ms, L, Wo, dy, dx, e, plane);
+  } else if (tile == 3) {
+    blocks(5, m, ms, lane_mask(L->n), e->bias, v);
+    scatter_blocks(3, v, L, Wo, dy, dx, e, plane);
+  } else {
+    blocks(4, m, ms, lane_mask(L->n), e->bias, v);
+    scatter_blocks(2, v, L, Wo, dy, dx, e, plane);
+  }
 }
 #endif

@@ -273,34 +273,18 @@ static inline __attribute__((always_inline)) void out_lanes(const int P, const f
       for (int j = 0; j < L->cols[l]; j++) plane[(int64_t)L->off[l] + i * dy * Wo + j * dx] = v[i * T + j][l];
 }
 
-void WINO_ISA(mi_wino_in)(const float *plane, int64_t H, int64_t W, int64_t dy, int64_t dx, const mi_wino_in_lanes *L,
-                          float *dst, int64_t xs) {
-  in_lanes(6, plane, H, W, dy, dx, L, dst, xs);
+void WINO_ISA(mi_wino_in)(int tile, const float *plane, int64_t H, int64_t W, int64_t dy, int64_t dx,
+                          const mi_wino_in_lanes *L, float *dst, int64_t xs) {
+  if (tile == 4) in_lanes(6, plane, H, W, dy, dx, L, dst, xs);
+  else if (tile == 3) in_lanes(5, plane, H, W, dy, dx, L, dst, xs);
+  else in_lanes(4, plane, H, W, dy, dx, L, dst, xs);
 }
 
-void WINO_ISA(mi_wino_out)(const float *m, int64_t ms, const mi_wino_out_lanes *L, int64_t Wo, int64_t dy, int64_t dx,
-                           const mi_wino_epi *e, float *plane) {
-  out_lanes(6, m, ms, L, Wo, dy, dx, e, plane);
-}
-
-void WINO_ISA(mi_wino3_in)(const float *plane, int64_t H, int64_t W, int64_t dy, int64_t dx, const mi_wino_in_lanes *L,
-                           float *dst, int64_t xs) {
-  in_lanes(5, plane, H, W, dy, dx, L, dst, xs);
-}
-
-void WINO_ISA(mi_wino3_out)(const float *m, int64_t ms, const mi_wino_out_lanes *L, int64_t Wo, int64_t dy, int64_t dx,
-                            const mi_wino_epi *e, float *plane) {
-  out_lanes(5, m, ms, L, Wo, dy, dx, e, plane);
-}
-
-void WINO_ISA(mi_wino2_in)(const float *plane, int64_t H, int64_t W, int64_t dy, int64_t dx, const mi_wino_in_lanes *L,
-                           float *dst, int64_t xs) {
-  in_lanes(4, plane, H, W, dy, dx, L, dst, xs);
-}
-
-void WINO_ISA(mi_wino2_out)(const float *m, int64_t ms, const mi_wino_out_lanes *L, int64_t Wo, int64_t dy, int64_t dx,
-                            const mi_wino_epi *e, float *plane) {
-  out_lanes(4, m, ms, L, Wo, dy, dx, e, plane);
+void WINO_ISA(mi_wino_out)(int tile, const float *m, int64_t ms, const mi_wino_out_lanes *L, int64_t Wo, int64_t dy,
+                           int64_t dx, const mi_wino_epi *e, float *plane) {
+  if (tile == 4) out_lanes(6, m, ms, L, Wo, dy, dx, e, plane);
+  else if (tile == 3) out_lanes(5, m, ms, L, Wo, dy, dx, e, plane);
+  else out_lanes(4, m, ms, L, Wo, dy, dx, e, plane);
 }
 
 #ifndef WINO_ISA_ONLY /* the filters once, in the portable build */
@@ -313,20 +297,12 @@ static void filter(const int P, const double (*G)[3], const float *g, float *u) 
     for (int k = 0; k < P; k++) u[i * P + k] = (float)(t[i][0] * G[k][0] + t[i][1] * G[k][1] + t[i][2] * G[k][2]);
 }
 
-void mi_wino_filter(const float *g, float *u) {
-  static const double G[6][3] = {{1. / 4, 0, 0},           {-1. / 6, -1. / 6, -1. / 6}, {-1. / 6, 1. / 6, -1. / 6},
-                                 {1. / 24, 1. / 12, 1. / 6}, {1. / 24, -1. / 12, 1. / 6}, {0, 0, 1}};
-  filter(6, G, g, u);
-}
-
-void mi_wino3_filter(const float *g, float *u) {
-  static const double G[5][3] = {
+void mi_wino_filter(int tile, const float *g, float *u) {
+  static const double G4[6][3] = {{1. / 4, 0, 0},           {-1. / 6, -1. / 6, -1. / 6}, {-1. / 6, 1. / 6, -1. / 6},
+                                  {1. / 24, 1. / 12, 1. / 6}, {1. / 24, -1. / 12, 1. / 6}, {0, 0, 1}};
+  static const double G3[5][3] = {
       {1. / 2, 0, 0}, {-1. / 2, -1. / 2, -1. / 2}, {-1. / 6, 1. / 6, -1. / 6}, {1. / 6, 1. / 3, 2. / 3}, {0, 0, 1}};
-  filter(5, G, g, u);
-}
-
-void mi_wino2_filter(const float *g, float *u) {
-  static const double G[4][3] = {{1, 0, 0}, {.5, .5, .5}, {.5, -.5, .5}, {0, 0, 1}};
-  filter(4, G, g, u);
+  static const double G2[4][3] = {{1, 0, 0}, {.5, .5, .5}, {.5, -.5, .5}, {0, 0, 1}};
+  filter(tile + 2, tile == 4 ? G4 : tile == 3 ? G3 : G2, g, u);
 }
 #endif

@@ -61,7 +61,7 @@ mi_wino_weights *mi_wino_weights_make(const mi_gemm_packed_a *wp, int64_t C, int
       for (int64_t c = 0; c < C; c++)
         for (int64_t z = 0; z < kd; z++) {
           float t[NXI];
-          (tile == 4 ? mi_wino_filter : tile == 3 ? mi_wino3_filter : mi_wino2_filter)(w + ((i * C + c) * kd + z) * 9, t);
+          mi_wino_filter(tile, w + ((i * C + c) * kd + z) * 9, t);
           for (int xi = 0; xi < nxi; xi++) u[(xi * mr + i) * K + z * C + c] = t[xi];
         }
     for (int xi = 0; xi < nxi; xi++) mi_gemm_packed_a_fill_rows(r->u[xi], m0, n, u + xi * mr * K, K);
@@ -176,9 +176,9 @@ int mi_wino_wanted(int64_t C, int64_t M, int64_t kd, const mi_wino_conv *c) {
   return force == 1 && !tile ? 4 : tile;
 }
 
-typedef void (*wino_in_fn)(const float *, int64_t, int64_t, int64_t, int64_t, const mi_wino_in_lanes *, float *,
+typedef void (*wino_in_fn)(int, const float *, int64_t, int64_t, int64_t, int64_t, const mi_wino_in_lanes *, float *,
                            int64_t);
-typedef void (*wino_out_fn)(const float *, int64_t, const mi_wino_out_lanes *, int64_t, int64_t, int64_t,
+typedef void (*wino_out_fn)(int, const float *, int64_t, const mi_wino_out_lanes *, int64_t, int64_t, int64_t,
                             const mi_wino_epi *, float *);
 
 /* One chunk: tiles [t0, t0 + nt) of the tile space (2D: every image's
@@ -248,7 +248,7 @@ static void input_items(void *vctx, int64_t b, int64_t e) {
     if (pad_plane) lp = &none; /* padding plane: zeros */
     const float *src = c->x + (r->fold ? ch * plane : ((r->img * C + ch) * c->D + (pad_plane ? 0 : zi)) * plane);
     float *dst = r->v + ((s * r->np + lt / r->NR) * C + ch) * r->NR + lt % r->NR;
-    r->in_tf(src, c->H, c->W, c->dy, c->dx, lp, dst, xs);
+    r->in_tf(r->tile, src, c->H, c->W, c->dy, c->dx, lp, dst, xs);
   }
 }
 
@@ -314,7 +314,7 @@ static void output_items(void *vctx, int64_t b, int64_t e) {
     mi_wino_epi ep = {c->bias ? c->bias[m] : 0.f, c->res ? c->res + base : NULL, act->kind == MI_ACT_RELU,
                       act->kind != MI_ACT_NONE && act->kind != MI_ACT_RELU ? act_fn : NULL, act};
     const float *src = r->m + (o * M + m) * r->tp + lt;
-    r->out_tf(src, ms, &L, c->Wo, c->dy, c->dx, &ep, c->y + base);
+    r->out_tf(r->tile, src, ms, &L, c->Wo, c->dy, c->dx, &ep, c->y + base);
   }
 }
 
@@ -379,17 +379,10 @@ mi_status *mi_wino_conv_run(mi_exec *ex, const mi_node *n, const mi_wino_weights
   for (int xi = 0; xi < w->nxi; xi++) r.uv[xi] = mi_gemm_packed_a_view(w->u[xi]);
   const int64_t C = w->C, M = w->M, threads = ex->threads > 0 ? ex->threads : 1, nxi = w->nxi;
   r.NR = r.uv[0].nr;
-  const int f = w->tile - 2; /* 0: F(2x2), 1: F(3x3), 2: F(4x4) */
-  static const wino_in_fn in_generic[3] = {mi_wino2_in_generic, mi_wino3_in_generic, mi_wino_in_generic};
-  static const wino_out_fn out_generic[3] = {mi_wino2_out_generic, mi_wino3_out_generic, mi_wino_out_generic};
-  r.in_tf = in_generic[f], r.out_tf = out_generic[f];
+  r.in_tf = mi_wino_in_generic, r.out_tf = mi_wino_out_generic;
 #ifdef MI_GEMM_X86
-  static const wino_in_fn in_avx512[3] = {mi_wino2_in_avx512, mi_wino3_in_avx512, mi_wino_in_avx512};
-  static const wino_out_fn out_avx512[3] = {mi_wino2_out_avx512, mi_wino3_out_avx512, mi_wino_out_avx512};
-  static const wino_in_fn in_avx2[3] = {mi_wino2_in_avx2, mi_wino3_in_avx2, mi_wino_in_avx2};
-  static const wino_out_fn out_avx2[3] = {mi_wino2_out_avx2, mi_wino3_out_avx2, mi_wino_out_avx2};
-  if (w->isa == MI_ISA_AVX512) r.in_tf = in_avx512[f], r.out_tf = out_avx512[f];
-  else if (w->isa == MI_ISA_AVX2) r.in_tf = in_avx2[f], r.out_tf = out_avx2[f];
+  if (w->isa == MI_ISA_AVX512) r.in_tf = mi_wino_in_avx512, r.out_tf = mi_wino_out_avx512;
+  else if (w->isa == MI_ISA_AVX2) r.in_tf = mi_wino_in_avx2, r.out_tf = mi_wino_out_avx2;
 #endif
   r.K = w->kd * C;
   r.TX = tiles_x(c, r.tile);
