@@ -151,20 +151,19 @@ int mi_wino_wanted(int64_t C, int64_t M, int64_t kd, const mi_wino_conv *c) {
    * ones 3.3 -> 4.4, 14x14 ones 1.9 -> 2.6; 115M, 29M and 7M each). */
   if (c->bf16 && c->N * c->Do * c->Ho * c->Wo * kd * 9 * C * M < ((int64_t)1 << 26)) return force == 1 ? 4 : 0;
   /* Each tile's multiply-adds per channel pair: its transform elements
-   * times its tiles, as the products' kernel works on them: in vectors of
-   * 16 tiles, a remainder of up to 8 by its narrow kernels (a 24x24 map:
-   * F(4x4)'s 36 tiles cost 36, F(3x3)'s 64 cost 64, and measured so: 16.4
-   * against 18.3 ms on the 2048 -> 512 FCN head).  Below 16
-   * tiles the products are mostly edge kernels and reading U (4x the
-   * weights) costs more than the exact path; few channels: the transforms
-   * dominate.  A tile must save enough over the exact convolution to be
-   * worth its weight memory (F(4x4): 4x the weights, at least 2.5x fewer
-   * multiply-adds; F(3x3) 2.8x, 2.25x; F(2x2) 1.8x, 1.7x: ResNet-50's
-   * 512-channel 7x7 layers, 1.72x, 1.02 -> 0.76 ms each); against bf16
-   * mode's kernels, which run at twice the FP32 rate, 3x (2x and 4x gave
-   * about the same); of those, the fewest multiply-adds, the larger tile on
-   * a tie.  Tiles hanging over the
-   * map's edge (7x7 maps) do work for nothing: counted. */
+   * times its tiles (those hanging over the map's edge too), as the
+   * products' kernel works on them: in vectors of 16 tiles, a remainder of
+   * up to 8 by its narrow kernels (a 24x24 map: F(4x4)'s 36 tiles cost 36,
+   * F(3x3)'s 64 cost 64, and measured so: 16.4 against 18.3 ms on the
+   * 2048 -> 512 FCN head).  Below 16 tiles the products are mostly edge
+   * kernels and reading U (4x the weights) costs more than the exact path;
+   * few channels: the transforms dominate.  A tile must save enough over
+   * the exact convolution to be worth its weight memory (F(4x4): 4x the
+   * weights, at least 2.5x fewer multiply-adds; F(3x3) 2.8x, 2.25x; F(2x2)
+   * 1.8x, 1.7x: ResNet-50's 512-channel 7x7 layers, 1.72x, 1.02 -> 0.76 ms
+   * each); against bf16 mode's kernels, which run at twice the FP32 rate,
+   * 3x (2x and 4x gave about the same).  Of those, the fewest
+   * multiply-adds, the larger tile on a tie. */
   int tile = 0;
   int64_t best = 0;
   for (int t = 4; t >= 2 && kd * C >= 16; t--) {
@@ -254,9 +253,9 @@ static void input_items(void *vctx, int64_t b, int64_t e) {
 
 /* Items: (transform element, output plane, block of mb rows of U).  Each
  * packed block of U (kc x mr) is applied to every panel of tiles while it
- * is in L1, so U is read once per chunk: with a panel per item, a chunk of
- * 64 tiles (two panels: F(3x3) on a 24x24 map) read the 2048 -> 512 FCN
- * head's 105 MB of U twice. */
+ * is in L1, so U is read once per chunk, not once per panel (with a panel
+ * per item, 64 tiles in two panels read a 2048 -> 512 layer's 105 MB of
+ * F(3x3) U twice). */
 static void product_items(void *vctx, int64_t b, int64_t e) {
   const wino_run *r = vctx;
   const int64_t M = r->w->M, C = r->w->C, K = r->K, NR = r->NR;
