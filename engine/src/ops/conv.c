@@ -1559,8 +1559,9 @@ static mi_status *conv_stem_amx(mi_node *n, mi_exec *ex, conv_attr *a, const geo
 }
 #endif
 
-/* The Winograd path (fast mode), where the layer has it and this call's
- * shape pays on it (mi_wino_wanted); *ran says whether it took the call.
+/* The Winograd path (fast mode, and bf16 mode without AMX), where the layer
+ * has it and this call's shape pays on it (mi_wino_wanted; in bf16 mode
+ * against bf16's kernels); *ran says whether it took the call.
  * in16 / out16: X / Y (and the residual) channel-blocked, converted to and
  * from NCHW copies around it: its transforms read and write rows of one
  * channel plane, and gathering them from blocked tensors cost more than the
@@ -1576,6 +1577,7 @@ static mi_status *conv_winograd(mi_node *n, mi_exec *ex, const geom *g, const fl
   wc.x = x, wc.bias = bias, wc.res = res, wc.y = y;
 #ifdef MI_GEMM_X86
   wc.bf16 = direct_bf16(ex, C); /* the call's rival: bf16's kernels at twice the FP32 rate */
+  if (wc.bf16 && direct_amx()) return NULL; /* AMX's bf16 outruns FP32 Winograd */
 #endif
   const int tile = mi_wino_wanted(C, M, g->k[0], &wc);
   if (!tile) return NULL;
@@ -1684,12 +1686,7 @@ static mi_status *conv_run(mi_node *n, mi_exec *ex, mi_tensor *const *in, mi_ten
   const bool has_cv = false;
 #endif
   const bool own = (a->wpack || a->wino || has_cv) && w == a->wsrc && M == a->wM && K == a->wK;
-#ifdef MI_GEMM_X86
-  const bool bf16_first = direct_bf16(ex, C); /* bf16 mode: Winograd's FP32 only where it saves 3x (conv_winograd) */
-#else
-  const bool bf16_first = false;
-#endif
-  if (a->wino_ok && own && G == 1 && !(bf16_first && direct_amx())) { /* AMX's bf16 outruns FP32 Winograd */
+  if (a->wino_ok && own && G == 1) { /* in bf16 mode too, where it pays against bf16 (conv_winograd) */
     bool ran = false;
     mi_status *st = conv_winograd(n, ex, &g, x, pre, bias, res, y, N, C, M, false, false, &ran);
     if (st || ran) return st;
