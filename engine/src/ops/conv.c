@@ -800,6 +800,8 @@ typedef struct phasecopy_ctx {
   bool pre_relu;
   int64_t z0;       /* first padded z-plane copied (ph->zs of them) */
   bool from_plain;  /* padcopy16_rows: the input NCHW */
+  int64_t keep, from; /* phasecopy_planes: the first keep planes are the previous slab's planes from
+                         [from, from + keep), moved rather than made again (0: none) */
 } phasecopy_ctx;
 
 /* n zeros at d: a row's padding, a float or two, by stores rather than a
@@ -844,9 +846,12 @@ static void phasecopy_planes(void *vctx, int64_t b, int64_t e) {
   const phasecopy_ctx *c = vctx;
   const phase_geom *ph = c->ph;
   const int64_t zend = c->z0 + ph->zs < ph->pin[0] ? c->z0 + ph->zs : ph->pin[0];
+  const int64_t zplane = ph->sy * ph->sx * ph->h * ph->w;
   for (int64_t ch = b; ch < e; ch++) {
     float *d = c->xp + ch * ph->csz;
-    for (int64_t z = c->z0; z < zend; z++)
+    if (c->keep) memmove(d, d + c->from * zplane, (size_t)(c->keep * zplane) * sizeof(float));
+    d += c->keep * zplane;
+    for (int64_t z = c->z0 + c->keep; z < zend; z++)
       for (int64_t py = 0; py < ph->sy; py++)
         for (int64_t px = 0; px < ph->sx; px++)
           for (int64_t r = 0; r < ph->h; r++, d += ph->w) phase_row(c, ch, z, py, px, r, d);
@@ -1177,14 +1182,14 @@ static bool cv_wanted(const mi_exec *ex, const geom *g, int64_t C, int64_t M, bo
     if (g->k_sz == 1) return !pre && pos <= 256 && K >= 2 * M;
     if (strided && K <= 2304 && large_ok) return true;
   }
-  /* 3D layers on volumes of up to 24^3 at any K, in bf16 up to 48^3 (the
-   * 3D U-Net's, per node, this kernel against the position-vector one, ms:
-   * its 12^3 ones 71.7 -> 61.0, 35.7 -> 29.5, 34.8 -> 29.2, and in bf16
-   * 35.2 -> 29.1 ...; 24^3 127.3 -> 114.4, 60.6 -> 55.7, 60.6 -> 55.5;
-   * 48^3 in bf16 124.0 -> 117.7, 64.9 -> 59.3, in FP32 mixed, 119.9 ->
-   * 124.5 and 241.6 -> 237.6; 96^3 ones lost in both). */
+  /* 3D layers on volumes of up to 48^3 at any K (the 3D U-Net's, per node,
+   * this kernel against the position-vector one, ms: its 12^3 ones 71.7 ->
+   * 61.0, 35.7 -> 29.5, 34.8 -> 29.2; 24^3 127.3 -> 114.4, 60.6 -> 55.7,
+   * 60.6 -> 55.5; 48^3 233 -> 224, 117 -> 113, 117 -> 112, at AVX2 260 ->
+   * 241, 127 -> 120, 127 -> 119, in bf16 124.0 -> 117.7, 64.9 -> 59.3; 96^3
+   * ones, 32 channels, lost: 239 -> 276 on one alone). */
   if (g->out[0] > 1 && g->k_sz > 1 && g->s[0] * g->s[1] * g->s[2] == 1 &&
-      pos <= (direct_bf16(ex, C) ? 48 * 48 * 48 : 24 * 24 * 24))
+      pos <= 48 * 48 * 48)
     return true;
   return g->k_sz > 1 && (pos <= 256 || (pos <= 1024 && K <= 1152) || (!strided && K <= 2304 && large_ok));
 }
@@ -1422,7 +1427,18 @@ static mi_status *conv_direct(mi_node *n, mi_exec *ex, conv_attr *a, const geom 
     const float *xb = x + b * C * g->in_sz;
     const int64_t zin = z0 * g->s[0]; /* the slab's first padded z-plane */
     if (xpad) { /* the padded planes of output planes [z0, z0 + zo) */
-      phasecopy_ctx pc = {g, &ph, xb, xpad, pre, C, n->pre_relu, zin, !in16};
+      phasecopy_ctx pc = {g, &ph, xb, xpad, pre, C, n->pre_relu, zin, !in16, 0, 0};
+      /* Planes the previous slab also held (a 3x3x3 layer's last two) are
+       * moved to the front, not made again from the input: a 64 -> 32-channel
+       * 96^3 layer's slab holds 6 planes for 4 output planes, so a third of
+       * its input was read twice.  Its time in calm minutes even (470 / 469
+       * ms), with an 8 MB budget 483 -> 475; it reads less memory, which is
+       * what this machine's slow hours lack (a copy budget of 8 MB cost that
+       * layer 604 ms in one, against 525 with 16). */
+      if (z0 > 0 && !src16) {
+        pc.from = zo * g->s[0];
+        pc.keep = clamp64(ph.zs - pc.from, 0, ph.pin[0] - zin);
+      }
       if (src16) mi_parallel_for(ex, C / 16 * ph.zs * ph.h, 1, padcopy16_rows, &pc);
       else mi_parallel_for(ex, C, 1, phasecopy_planes, &pc);
       xb = xpad;
@@ -1810,7 +1826,7 @@ static mi_status *conv_run(mi_node *n, mi_exec *ex, mi_tensor *const *in, mi_ten
           if (xpad) { /* the prologue, if any, goes into the padded copy */
             phase_geom ph;
             phase_extent(&g, false, &ph);
-            phasecopy_ctx pc = {&g, &ph, xg, xpad, pre, C, n->pre_relu, 0, false};
+            phasecopy_ctx pc = {&g, &ph, xg, xpad, pre, C, n->pre_relu, 0, false, 0, 0};
             if (p0 == 0) mi_parallel_for(ex, Cg, 1, phasecopy_planes, &pc);
             cp.x = xpad;
             cp.pre = NULL;
