@@ -126,6 +126,7 @@ size_t mi_wino_weights_bytes(const mi_wino_weights *w) {
 }
 
 static int64_t cdiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
+static int64_t clamp(int64_t v, int64_t lo, int64_t hi) { return v < lo ? lo : v > hi ? hi : v; }
 
 /* Tiles (blocks of tile x tile outputs) per row and per plane of one
  * image: dy x dx sub-grids of output positions (a dilated layer's
@@ -218,34 +219,62 @@ static void tile_pos(const wino_run *r, int64_t t, int64_t *n, int64_t *oy, int6
 static int64_t v_plane(const wino_run *r, int64_t np) { return r->pzn * np * r->w->C * r->NR + SKEW; }
 static int64_t m_plane(const wino_run *r, int64_t np) { return r->po * np * r->w->M * r->NR + SKEW; }
 
+/* Item it's input plane (3D: a padding plane reads nothing: NULL). */
+static const float *input_plane(const wino_run *r, int64_t it) {
+  const mi_wino_conv *c = r->c;
+  const int64_t C = r->w->C, plane = c->H * c->W, ch = it % C, s = (it / C) % r->pzn;
+  if (r->fold) return c->x + ch * plane;
+  const int64_t zi = r->z0 - c->pz + s;
+  return zi < 0 || zi >= c->D ? NULL : c->x + ((r->img * C + ch) * c->D + zi) * plane;
+}
+
+/* The patches of the item PF_AHEAD on (the same tiles, a later channel)
+ * are prefetched: a group's items step through the channels, each plane a
+ * stream of its own that the hardware prefetcher does not follow (a 3D
+ * layer's channels are megabytes apart: the first row loads of each call
+ * hold 15 % of the input transform's samples, with the prefetches too, so
+ * they cover only part of the wait).  Runs alternating in one
+ * process, medians: 3D U-Net bf16 808 -> 792 ms, VGG-16 fast 65.1 -> 64.1;
+ * small 2D maps even (PSPNet 30.8 / 30.7, FCN-ResNet50 109.9 / 109.2,
+ * ResNet-50 32.0 / 32.1); 1 or 4 items ahead no different from 2. */
+#define PF_AHEAD 2
+
 static void input_items(void *vctx, int64_t b, int64_t e) {
   const wino_run *r = vctx;
   const mi_wino_conv *c = r->c;
-  const int64_t C = r->w->C, plane = c->H * c->W, xs = v_plane(r, r->np);
+  const int64_t C = r->w->C, xs = v_plane(r, r->np);
   static const mi_wino_in_lanes none; /* n = 0 */
   mi_wino_in_lanes T = {0};             /* the group's tiles, worked out once per group */
-  int64_t tg = -1;
+  int64_t tg = -1, ry0 = 0, ry1 = 0, cx0 = 0, cx1 = 0; /* the group's patches' rows and columns in a plane */
+  const int64_t P = r->tile + 2;
   for (int64_t it = b; it < e; it++) { /* group slowest: consecutive items share the tiles */
     const int64_t ch = it % C, s = (it / C) % r->pzn, g = it / (C * r->pzn);
     const int64_t lt = g * MI_WINO_LANES; /* first tile of the group, in the chunk */
     if (g != tg) {
       tg = g;
       T.n = (int)(r->nt - lt < MI_WINO_LANES ? r->nt - lt : MI_WINO_LANES);
+      ry0 = cx0 = INT64_MAX, ry1 = cx1 = INT64_MIN;
       for (int l = 0; l < T.n; l++) {
         int64_t n, oy, ox;
         tile_pos(r, r->t0 + lt + l, &n, &oy, &ox);
         T.y0[l] = (int32_t)(oy - c->py), T.x0[l] = (int32_t)(ox - c->px);
-        T.off[l] = (int32_t)((r->fold ? n * C * plane : 0) + T.y0[l] * c->W + T.x0[l]);
+        T.off[l] = (int32_t)((r->fold ? n * C * c->H * c->W : 0) + T.y0[l] * c->W + T.x0[l]);
+        ry0 = T.y0[l] < ry0 ? T.y0[l] : ry0, cx0 = T.x0[l] < cx0 ? T.x0[l] : cx0;
+        ry1 = T.y0[l] > ry1 ? T.y0[l] : ry1, cx1 = T.x0[l] > cx1 ? T.x0[l] : cx1;
       }
+      ry0 = clamp(ry0, 0, c->H), cx0 = clamp(cx0, 0, c->W);
+      ry1 = clamp(ry1 + (P - 1) * c->dy + 1, ry0, c->H), cx1 = clamp(cx1 + (P - 1) * c->dx + 1, cx0, c->W);
     }
+    const int64_t ahead = it + PF_AHEAD;
+    const float *pf = (!r->fold || c->N == 1) && ahead < e && ahead / (C * r->pzn) == g ? input_plane(r, ahead) : NULL;
+    for (int64_t y = ry0; pf && y < ry1; y++)
+      for (int64_t x = cx0; x < cx1; x += 16) __builtin_prefetch(pf + y * c->W + x, 0, 2);
     /* The transforms load the lanes as vectors: from T, written a group
      * ago, not from a fresh per-item copy (a store-forwarding stall on
      * every call: 68% of F(2x2)'s input transform). */
-    const mi_wino_in_lanes *lp = &T;
-    const int64_t zi = r->z0 - c->pz + s; /* the input plane (3D) */
-    const bool pad_plane = !r->fold && (zi < 0 || zi >= c->D);
-    if (pad_plane) lp = &none; /* padding plane: zeros */
-    const float *src = c->x + (r->fold ? ch * plane : ((r->img * C + ch) * c->D + (pad_plane ? 0 : zi)) * plane);
+    const float *src = input_plane(r, it);
+    const mi_wino_in_lanes *lp = src ? &T : &none; /* padding plane: zeros */
+    if (!src) src = c->x;
     float *dst = r->v + ((s * r->np + lt / r->NR) * C + ch) * r->NR + lt % r->NR;
     r->in_tf(r->tile, src, c->H, c->W, c->dy, c->dx, lp, dst, xs);
   }
