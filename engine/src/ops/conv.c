@@ -615,8 +615,31 @@ static inline __attribute__((always_inline)) void colpack_panels(const colpack_c
         }
         const int64_t je = runs[nr - 1].j + runs[nr - 1].len;
         float *d = dst + (q0 / NR) * kc * NR + kb * NR;
+        /* The next panel's rows are prefetched as this one's are copied, by
+         * its first run's span in each row of taps (a strided 3D layer reads
+         * each input row from memory once, hundreds of rows per panel: more
+         * streams than the hardware prefetcher keeps).  The 3D U-Net's 96^3
+         * -> 48^3 layer 76.7 -> 71.2 ms per node, its 1x1 output layer 5.1 ->
+         * 4.7; ResNet-50 exact 44.3 -> 43.9 (alternating in one process). */
+        int64_t pz = 0, py = 0, px = 0, pf_len = 0;
+        if (js == 0 && q0 + NR < nc) {
+          const int64_t pn = c->p0 + j0 + q0 + NR, L = o2 - pn % o2 < nc - q0 - NR ? o2 - pn % o2 : nc - q0 - NR;
+          pz = pn / (o1 * o2), py = (pn / o2) % o1, px = pn % o2;
+          pf_len = ((L < NR ? L : NR) - 1) * st + (g->k[2] - 1) * g->d[2] + 1;
+        }
         for (int64_t k = kb; k < ke; k++, d += NR) {
           const colrow *cr = &rows[k - kb];
+          if (pf_len && (k0 + k) % g->k[2] == 0) { /* one row of taps: kx 0 */
+            const float *f = NULL;
+            if (c->padded) {
+              f = c->x + cr->koff + (pz * g->s[0] * p1 + py * g->s[1]) * p2 + px * st;
+            } else {
+              const int64_t iz = pz * g->s[0] + cr->offz, iy = py * g->s[1] + cr->offy, ix = px * st + cr->offx;
+              if (iz >= 0 && iz < g->in[0] && iy >= 0 && iy < g->in[1])
+                f = c->x + cr->koff + (iz * g->in[1] + iy) * g->in[2] + (ix > 0 ? ix : 0);
+            }
+            for (int64_t t = 0; f && t < pf_len; t += 16) __builtin_prefetch(f + t, 0, 2);
+          }
           for (int i = 0; i < nr; i++) {
             const colrun *rn = &runs[i];
             if (c->padded) {
