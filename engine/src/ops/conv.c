@@ -1205,6 +1205,13 @@ static bool cv_wanted(const mi_exec *ex, const geom *g, int64_t C, int64_t M, bo
     if (g->k_sz == 1) return !pre && pos <= 256 && K >= 2 * M;
     if (strided && K <= 2304 && large_ok) return true;
   }
+  /* bf16 (AVX-512 without AMX: cv_fits), ResNet-50's 1x1 layers per node
+   * against the position-vector kernel, whose 16-position vectors are a
+   * quarter empty on a 7x7 map: at 7x7 all gain (2048 -> 512 0.41 -> 0.27
+   * ms, 512 -> 2048 0.37 -> 0.31), at 14x14 those that narrow the channels
+   * (1024 -> 256 0.29 -> 0.26; 256 -> 1024 lost, 0.29 -> 0.35), at 28x28
+   * and more none (256 -> 512 0.27 -> 0.46). */
+  if (g->k_sz == 1 && direct_bf16(ex, C)) return !pre && !strided && (pos <= 64 || (pos <= 256 && K >= 2 * M));
   /* 3D layers on volumes of up to 48^3 at any K (the 3D U-Net's, per node,
    * this kernel against the position-vector one, ms: its 12^3 ones 71.7 ->
    * 61.0, 35.7 -> 29.5, 34.8 -> 29.2; 24^3 127.3 -> 114.4, 60.6 -> 55.7,
@@ -1778,16 +1785,18 @@ static mi_status *conv_run(mi_node *n, mi_exec *ex, mi_tensor *const *in, mi_ten
     /* bf16: a strided 1x1 layer (a ResNet's downsampling) reads one input
      * position in s x s.  Those positions first (prologue applied), then
      * the layer unstrided, instead of a copy and pairs of every phase
-     * (ResNet-50 bf16 13.6 -> 12.3 ms). */
+     * (ResNet-50 bf16 13.6 -> 12.3 ms); on the channel-vector kernel where
+     * cv_wanted takes the unstrided layer (a 7x7 output). */
     geom g1 = g;
     for (int j = 0; j < 3; j++) g1.in[j] = g.out[j], g1.s[j] = 1;
     g1.in_sz = g.out_sz;
-    if (direct_wanted(ex, &g1, a, C, M, false)) {
+    const bool cv = cv_wanted(ex, &g1, C, M, own, false);
+    if (cv || direct_wanted(ex, &g1, a, C, M, false)) {
       float *xs = mi_exec_scratch(ex, (size_t)(N * C * g.out_sz) * sizeof(float));
       if (!xs) return mi_node_error(n, MI_ERR_NO_MEMORY, "out of memory for the subsampled input");
       subsample_ctx sc = {&g, x, xs, pre, C, n->pre_relu};
       mi_parallel_for(ex, N * C, 1, subsample_planes, &sc);
-      mi_status *st = conv_direct(n, ex, n->priv, &g1, xs, NULL, bias, res, y, N, C, M, K, false, false, false);
+      mi_status *st = conv_direct(n, ex, n->priv, &g1, xs, NULL, bias, res, y, N, C, M, K, cv, false, false);
       mi_exec_scratch_release(ex, xs);
       return st;
     }
