@@ -1210,8 +1210,10 @@ static bool cv_wanted(const mi_exec *ex, const geom *g, int64_t C, int64_t M, bo
    * quarter empty on a 7x7 map: at 7x7 all gain (2048 -> 512 0.41 -> 0.27
    * ms, 512 -> 2048 0.37 -> 0.31), at 14x14 those that narrow the channels
    * (1024 -> 256 0.29 -> 0.26; 256 -> 1024 lost, 0.29 -> 0.35), at 28x28
-   * and more none (256 -> 512 0.27 -> 0.46). */
-  if (g->k_sz == 1 && direct_bf16(ex, C)) return !pre && !strided && (pos <= 64 || (pos <= 256 && K >= 2 * M));
+   * and more none (256 -> 512 0.27 -> 0.46).  With an input prologue too:
+   * either kernel applies it while making the channel pairs (DenseNet-121
+   * bf16 17.9 -> 17.2 ms, runs alternating in one process). */
+  if (g->k_sz == 1 && direct_bf16(ex, C)) return !strided && (pos <= 64 || (pos <= 256 && K >= 2 * M));
   /* 3D layers on volumes of up to 48^3 at any K (the 3D U-Net's, per node,
    * this kernel against the position-vector one, ms: its 12^3 ones 71.7 ->
    * 61.0, 35.7 -> 29.5, 34.8 -> 29.2; 24^3 127.3 -> 114.4, 60.6 -> 55.7,
