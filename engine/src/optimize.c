@@ -44,10 +44,29 @@ static void replace_uses(mi_graph *g, int from, int to) {
   }
 }
 
+/* A Pad that pads nothing (DenseNet-121's export puts one of zeros before
+ * each transition's pooling: 2 % of its run in copies). */
+static bool pads_nothing(const mi_graph *g, const mi_node *n) {
+  const int64_t *p = NULL;
+  size_t np = 0;
+  if (n->opset < 11) {
+    np = mi_attr_ints(n, "pads", &p);
+  } else if (n->n_in >= 2 && n->in[1] >= 0 && g->values[n->in[1]].is_const) {
+    const mi_tensor *t = &g->values[n->in[1]].t;
+    if (t->dtype != MI_INT64 || !t->data) return false;
+    p = t->data;
+    np = (size_t)mi_numel(t->ndim, t->dims);
+  }
+  if (!p || !np) return false;
+  for (size_t i = 0; i < np; i++)
+    if (p[i] != 0) return false;
+  return true;
+}
+
 static void drop_identities(mi_graph *g) {
   for (int k = 0; k < g->n_nodes; k++) {
     mi_node *n = &g->nodes[k];
-    bool ident = is_op(n, "Identity");
+    bool ident = is_op(n, "Identity") || (is_op(n, "Pad") && pads_nothing(g, n));
     if (is_op(n, "Dropout")) /* inference: a copy, unless the mask is wanted */
       ident = n->n_out == 1 || (n->n_out == 2 && n->out[1] < 0);
     if (!ident || n->n_in < 1 || n->in[0] < 0 || n->out[0] < 0) continue;

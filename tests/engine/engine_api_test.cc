@@ -212,6 +212,43 @@ TEST(EngineApi, ProfileReportsOperatorsAndFlops) {
   mi_model_free(m);
 }
 
+// A Pad of zeros (DenseNet-121's export has one before each transition's
+// pooling) is dropped at load: the profile has no Pad row, and the results
+// are those of the graph run as written.  A Pad that pads stays.
+TEST(EngineApi, PadOfZerosIsDropped) {
+  auto w = random_floats(18, 1), b = random_floats(2, 2), x = random_floats(25, 9);
+  for (int pads : {0, 1}) {
+    Model md = conv_relu_model(w, b);
+    md.nodes.back().out = {"r"};
+    md.inits.push_back(onnxb::int64_tensor("pads", {8}, {0, 0, pads, pads, 0, 0, pads, pads}));
+    md.nodes.push_back({"Pad", "pad", {"r", "pads"}, {"p"}, {}});
+    md.nodes.push_back({"Sigmoid", "sigmoid", {"p"}, {"y"}, {}});  // the Pad's output not the graph's
+    md.outputs[0].dims = {-1, 2, 5 + 2 * pads, 5 + 2 * pads};
+    std::vector<float> y[2];
+    for (int optimize = 0; optimize < 2; optimize++) {
+      mi_options o;
+      mi_options_default(&o);
+      o.optimize = optimize;
+      mi_model *m = nullptr;
+      ASSERT_EQ(load(md.serialize(), &m, &o).code, MI_OK);
+      ASSERT_EQ(take(mi_model_set_profiling(m, 1)).code, MI_OK);
+      ASSERT_EQ(run1(m, {1, 1, 5, 5}, x, &y[optimize]).code, MI_OK);
+      char *text = nullptr;
+      size_t len = 0;
+      FILE *f = open_memstream(&text, &len);
+      ASSERT_NE(f, nullptr);
+      ASSERT_EQ(take(mi_model_write_profile(m, f, 100.0)).code, MI_OK);
+      fclose(f);
+      const std::string out(text, len);
+      free(text);
+      EXPECT_EQ(out.find("  Pad ") != std::string::npos, pads || !optimize) << "pads " << pads << "\n" << out;
+      mi_model_free(m);
+    }
+    EXPECT_EQ(y[0], y[1]) << "pads " << pads;
+    ASSERT_EQ(y[1].size(), (size_t)(2 * (5 + 2 * pads) * (5 + 2 * pads)));
+  }
+}
+
 TEST(EngineApi, ActivationsReuseMemory) {
   // Ten chained Relus over 1 MB tensors: buffers must be recycled.
   Model md;
