@@ -157,6 +157,17 @@ typedef struct mi_dconv_pad {
 void mi_dconv_bf16_pairs_padded(const float *x, int64_t xstride, int64_t C, const float *pre, bool relu,
                                 const mi_dconv_pad *pad, int64_t csz, bool blocked, float *dst, int64_t cp0,
                                 int64_t cp1, int64_t r0, int64_t r1);
+/* A stride-2 layer of few channels (an RGB stem) in pairs of adjacent
+ * columns instead of channels: channel c's zero-padded row 2r + py (top
+ * rows and left columns of padding) as ww words, word w holding padded
+ * columns 2w (low half) and 2w + 1, at dst + ((c * 2 + py) * hr + r) * ww;
+ * the rows (c * 2 + py) * hr + r in [r0, r1) of x's C planes of H x W.  The
+ * tap pair (ky, kx, kx + 1), kx even, of output (oy, ox) is then word ox +
+ * kx / 2 of row oy + ky / 2 of phase ky % 2: unit steps, and a 7-tap row
+ * of a channel is 4 steps (RGB 7x7: 84, against 98 for channel pairs, a
+ * quarter of them zeros). */
+void mi_dconv_bf16_colpairs(const float *x, int64_t H, int64_t W, int64_t top, int64_t left, int64_t hr,
+                            int64_t ww, float *dst, int64_t r0, int64_t r1);
 int64_t mi_dconv_items_bf16(const mi_dconv_job *j);
 void mi_dconv_run_bf16(const mi_dconv_job *j, int64_t begin, int64_t end);
 

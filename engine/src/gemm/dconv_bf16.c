@@ -46,6 +46,10 @@ bool mi_dconv_cv_pack_bf16(const float *w, int64_t M, int64_t C, int64_t ksz, bo
   (void)w, (void)M, (void)C, (void)ksz, (void)blocked, (void)out;
   return false;
 }
+void mi_dconv_bf16_colpairs(const float *x, int64_t H, int64_t W, int64_t top, int64_t left, int64_t hr,
+                            int64_t ww, float *dst, int64_t r0, int64_t r1) {
+  (void)x, (void)H, (void)W, (void)top, (void)left, (void)hr, (void)ww, (void)dst, (void)r0, (void)r1;
+}
 int64_t mi_dconv_items_bf16(const mi_dconv_job *j) {
   (void)j;
   return 0;
@@ -140,6 +144,34 @@ static inline __attribute__((always_inline)) void pair_row(const bool AFF, const
   for (; i < n; i++)
     d[i] = bf16_bits(aff1(AFF, a[i], sa[0], sa[1], relu)) |
            (b ? bf16_bits(aff1(AFF, b[i], sb[0], sb[1], relu)) : 0u) << 16;
+}
+
+void mi_dconv_bf16_colpairs(const float *x, int64_t H, int64_t W, int64_t top, int64_t left, int64_t hr,
+                            int64_t ww, float *dst, int64_t r0, int64_t r1) {
+  const __m512i iota = _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
+  const __m512i vw = _mm512_set1_epi32((int)W);
+  for (int64_t R = r0; R < r1; R++) {
+    const int64_t c = R / (2 * hr), py = R / hr % 2, iy = 2 * (R % hr) + py - top;
+    uint32_t *d = (uint32_t *)(void *)dst + R * ww;
+    if (iy < 0 || iy >= H) {
+      memset(d, 0, (size_t)ww * sizeof *d);
+      continue;
+    }
+    const float *row = x + (c * H + iy) * W;
+    for (int64_t w0 = 0; w0 < ww; w0 += 16) {
+      const int64_t ix = 2 * w0 - left; /* the input column of the block's first padded column */
+      __mmask16 m[2];
+      for (int h = 0; h < 2; h++) {
+        const __m512i col = _mm512_add_epi32(iota, _mm512_set1_epi32((int)(ix + 16 * h)));
+        m[h] = _mm512_mask_cmplt_epi32_mask(_mm512_cmpge_epi32_mask(col, _mm512_setzero_si512()), col, vw);
+      }
+      /* columns ix .. ix + 31 as 32 bf16 in order: words of two columns each */
+      const __m512 lo = _mm512_maskz_loadu_ps(m[0], row + ix), hi = _mm512_maskz_loadu_ps(m[1], row + ix + 16);
+      const int64_t nw = ww - w0 < 16 ? ww - w0 : 16;
+      _mm512_mask_storeu_epi32(d + w0, (__mmask16)(nw == 16 ? 0xffffu : (1u << nw) - 1u),
+                               (__m512i)_mm512_cvtne2ps_pbh(hi, lo));
+    }
+  }
 }
 
 void mi_dconv_bf16_pairs(const float *x, int64_t xstride, int64_t n, int64_t C, const float *pre, bool relu,
