@@ -45,7 +45,7 @@ static void replace_uses(mi_graph *g, int from, int to) {
 }
 
 /* A Pad that pads nothing (DenseNet-121's export puts one of zeros before
- * each transition's pooling: 2 % of its run in copies). */
+ * each transition's pooling: copies of 0.2 ms in a 31 ms run). */
 static bool pads_nothing(const mi_graph *g, const mi_node *n) {
   const int64_t *p = NULL;
   size_t np = 0;

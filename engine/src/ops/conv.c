@@ -1616,9 +1616,10 @@ static mi_status *conv_stem_amx(mi_node *n, mi_exec *ex, conv_attr *a, const geo
  * networks, alternating in one process: ResNet-50 20.3 -> 20.0, DenseNet-121
  * 16.8 -> 16.3, PSPNet 28.8 -> 28.4. */
 static bool stem_pairs_wanted(const mi_exec *ex, const geom *g, int64_t C, const float *pre) {
+  const int64_t words = 2 * C * (g->out[1] + (g->k[1] - 1) / 2) * (g->out[2] + (g->k[2] + 1) / 2 - 1);
   return ex->bf16 && !pre && C <= 4 && g->k[0] == 1 && g->in[0] == 1 && g->s[1] == 2 && g->s[2] == 2 &&
-         g->d[1] == 1 && g->d[2] == 1 && g->k[2] >= 3 && mi_gemm_isa() == MI_ISA_AVX512 && !direct_amx() &&
-         direct_bf16(ex, C);
+         g->d[1] == 1 && g->d[2] == 1 && g->k[2] >= 3 && words < INT32_MAX && /* the tap offsets are 32-bit */
+         mi_gemm_isa() == MI_ISA_AVX512 && !direct_amx() && direct_bf16(ex, C);
 }
 
 typedef struct colpairs_ctx {
