@@ -1465,10 +1465,10 @@ static mi_status *conv_direct(mi_node *n, mi_exec *ex, conv_attr *a, const geom 
       /* Planes the previous slab also held (a 3x3x3 layer's last two) are
        * moved to the front, not made again from the input: a 64 -> 32-channel
        * 96^3 layer's slab holds 6 planes for 4 output planes, so a third of
-       * its input was read twice.  Its time in calm minutes even (470 / 469
-       * ms), with an 8 MB budget 483 -> 475; it reads less memory, which is
-       * what this machine's slow hours lack (a copy budget of 8 MB cost that
-       * layer 604 ms in one, against 525 with 16). */
+       * its input was read twice.  Its time in calm minutes even (467-470
+       * ms before, 469-471 after), with an 8 MB budget 483 -> 475; it reads
+       * less memory, which is what this machine's slow hours lack (a copy
+       * budget of 8 MB cost that layer 604 ms in one, against 525 with 16). */
       if (z0 > 0 && !src16) {
         pc.from = zo * g->s[0];
         pc.keep = clamp64(ph.zs - pc.from, 0, ph.pin[0] - zin);
