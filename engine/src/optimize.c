@@ -44,6 +44,22 @@ static void replace_uses(mi_graph *g, int from, int to) {
   }
 }
 
+static const float *const_f32(const mi_graph *g, int v, int64_t numel) {
+  if (v < 0 || !g->values[v].is_const) return NULL;
+  const mi_tensor *t = &g->values[v].t;
+  if (t->dtype != MI_FLOAT || mi_numel(t->ndim, t->dims) != numel) return NULL;
+  return t->data;
+}
+
+/* A constant int64 value's elements and their count (NULL: not one). */
+static const int64_t *const_i64(const mi_graph *g, int v, int64_t *numel) {
+  if (v < 0 || !g->values[v].is_const) return NULL;
+  const mi_tensor *t = &g->values[v].t;
+  if (t->dtype != MI_INT64 || !t->data) return NULL;
+  *numel = mi_numel(t->ndim, t->dims);
+  return t->data;
+}
+
 /* A Pad that pads nothing (DenseNet-121's export puts one of zeros before
  * each transition's pooling: copies of 0.2 ms in a 31 ms run). */
 static bool pads_nothing(const mi_graph *g, const mi_node *n) {
@@ -51,11 +67,10 @@ static bool pads_nothing(const mi_graph *g, const mi_node *n) {
   size_t np = 0;
   if (n->opset < 11) {
     np = mi_attr_ints(n, "pads", &p);
-  } else if (n->n_in >= 2 && n->in[1] >= 0 && g->values[n->in[1]].is_const) {
-    const mi_tensor *t = &g->values[n->in[1]].t;
-    if (t->dtype != MI_INT64 || !t->data) return false;
-    p = t->data;
-    np = (size_t)mi_numel(t->ndim, t->dims);
+  } else if (n->n_in >= 2) {
+    int64_t count = 0;
+    p = const_i64(g, n->in[1], &count);
+    np = (size_t)count;
   }
   if (!p || !np) return false;
   for (size_t i = 0; i < np; i++)
@@ -74,13 +89,6 @@ static void drop_identities(mi_graph *g) {
     replace_uses(g, n->out[0], n->in[0]);
     n->dead = true;
   }
-}
-
-static const float *const_f32(const mi_graph *g, int v, int64_t numel) {
-  if (v < 0 || !g->values[v].is_const) return NULL;
-  const mi_tensor *t = &g->values[v].t;
-  if (t->dtype != MI_FLOAT || mi_numel(t->ndim, t->dims) != numel) return NULL;
-  return t->data;
 }
 
 /* Conv -> BatchNormalization  =>  Conv with W' = W*s, B' = (B-mean)*s + beta. */
