@@ -222,8 +222,26 @@ static inline __attribute__((always_inline)) void tile(const int V, const int NP
       for (int64_t i = 0; i < 16; i++) CV_STEP(k + i, wp + i * 16 * V);
     }
   } else {
+    /* Each position's source 32 steps ahead into L1, once per 16 steps (a
+     * line of a channel-blocked source: 16 channels).  The 1x1 layers'
+     * inputs arrive from L2 in lines at a block's stride apart, which the
+     * hardware prefetchers left the broadcasts waiting on: on AMD Zen 5 (two
+     * 512-bit FMAs a cycle), builds alternating in one process, medians,
+     * 2 threads: forty 1x1 layers of 1024 <-> 256 channels at 14x14 15.8 ->
+     * 13.7 ms (ONNX Runtime 14.1-14.7), ResNet-50 27.9 -> 25.9, DenseNet-121
+     * 24.9 -> 24.4, in bf16 ResNet-50 19.4 -> 19.1; 16 steps ahead 26.4. */
+    int64_t k = k0;
+    for (; k + 16 <= k1; k += 16, wp += 16 * 16 * V) {
+      if (k + 48 <= k1) {
+        const int64_t tn = t[k + 32];
+#pragma GCC unroll 12
+        for (int p = 0; p < NP; p++) _mm_prefetch((const char *)(xs[p] + tn), _MM_HINT_T0);
+      }
 #pragma GCC unroll 2
-    for (int64_t k = k0; k < k1; k++, wp += 16 * V) CV_STEP(k, wp);
+      for (int64_t i = 0; i < 16; i++) CV_STEP(k + i, wp + i * 16 * V);
+    }
+#pragma GCC unroll 2
+    for (; k < k1; k++, wp += 16 * V) CV_STEP(k, wp);
   }
 #undef CV_STEP
   if (!last) {
