@@ -139,9 +139,10 @@ struct mi_node {
   int fused_add;        /* value index of a residual added before act, or -1.
                          * The executor passes its tensor as in[n_in] (one past
                          * the node's own inputs). */
-  float *pre_affine;    /* input prologue (Conv, CPU): x' = x * pre_affine[c] +
+  float *pre_affine;    /* input prologue (Conv, AveragePool; CPU): x' = x * pre_affine[c] +
                          * pre_affine[C + c] per input channel c, then ReLU if
                          * pre_relu; a BatchNormalization folded in (malloc'd) */
+  int64_t pre_channels; /* C of pre_affine */
   bool pre_relu;
   bool dead;            /* removed by a graph pass */
   bool tail;            /* runs eagerly after the planned nodes (plan.c) */

@@ -103,6 +103,7 @@ static mi_status *load(const void *data, size_t size, uint8_t *owned, const char
   }
   if (!st && m->opt.optimize) st = mi_graph_optimize(&m->g, m->opt.max_tensor_bytes);
   if (!st && m->opt.optimize && m->opt.device == MI_DEVICE_CPU) st = mi_graph_fuse_input_affine(&m->g);
+  if (!st && m->opt.optimize && m->opt.device == MI_DEVICE_CPU) st = mi_graph_pool_before_pointwise(&m->g);
   m->g.bf16 = m->opt.bf16 && m->opt.device == MI_DEVICE_CPU && mi_bf16_available();
   /* bf16 mode allows bf16's rounding: FP32 Winograd, whose rounding is far
    * smaller, where it is faster than bf16's kernels (conv_winograd.h) */

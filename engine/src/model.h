@@ -59,6 +59,16 @@ int mi_graph_fuse_residuals(mi_graph *g);
  * written.  CPU only: the CUDA kernels do not read the prologue. */
 mi_status *mi_graph_fuse_input_affine(mi_graph *g);
 
+/* Conv 1x1 (unit strides, no padding, nothing fused after it) ->
+ * AveragePool (no padding, no ceil_mode, strided)  =>  AveragePool -> Conv.
+ * Both are linear and the same at every position, the pool's window
+ * weights summing to one, so they commute, bias included; the convolution
+ * then runs on the pooled positions (DenseNet-121's transitions: a quarter
+ * of their multiply-adds).  The Conv's input prologue moves to the pool.
+ * Rounding differs as any reordered sum does.  CPU only, run after
+ * mi_graph_fuse_input_affine: the CUDA pooling does not read a prologue. */
+mi_status *mi_graph_pool_before_pointwise(mi_graph *g);
+
 /* Shape planning and memory planning for given input shapes (plan.c). */
 mi_status *mi_plan_build(mi_model *m, mi_tensor *const *inputs);
 /* Fold nodes whose inputs are all constants, once at load. */

@@ -293,11 +293,76 @@ mi_status *mi_graph_fuse_input_affine(mi_graph *g) {
       pa[C + c] = (float)((double)beta[c] - (double)mean[c] * a);
     }
     conv->pre_affine = pa;
+    conv->pre_channels = C;
     conv->pre_relu = bn->act.kind == MI_ACT_RELU;
     conv->in[0] = bn->in[0];
     bn->dead = true;
   }
   return mi_graph_toposort(g);
+}
+
+/* Every int of attribute `name` equals v (an absent attribute: true). */
+static bool ints_all(const mi_node *n, const char *name, int64_t v) {
+  const int64_t *p = NULL;
+  const size_t np = mi_attr_ints(n, name, &p);
+  for (size_t i = 0; i < np; i++)
+    if (p[i] != v) return false;
+  return true;
+}
+
+/* A Conv that is the same matrix at every position: kernel 1 along every
+ * spatial axis, unit strides, no padding, nothing fused after it. */
+static bool pointwise_conv(const mi_graph *g, const mi_node *n) {
+  if (!is_op(n, "Conv") || n->n_in < 2 || n->in[0] < 0 || n->in[1] < 0 || n->n_out != 1 || n->out[0] < 0) return false;
+  if (n->act.kind != MI_ACT_NONE || n->fused_add >= 0) return false;
+  const mi_value *wv = &g->values[n->in[1]];
+  if (!wv->is_const || wv->t.dtype != MI_FLOAT || wv->t.ndim < 3) return false;
+  for (int d = 2; d < wv->t.ndim; d++)
+    if (wv->t.dims[d] != 1) return false;
+  const char *ap = mi_attr_string(n, "auto_pad", "NOTSET");
+  if (strcmp(ap, "NOTSET") && strcmp(ap, "VALID") && ap[0]) return false;
+  return ints_all(n, "strides", 1) && ints_all(n, "pads", 0);
+}
+
+/* An AveragePool without padding or ceil_mode (each output the plain mean of
+ * its window) whose strides leave fewer positions than it reads. */
+static bool shrinking_mean(const mi_node *n, int spatial) {
+  if (!is_op(n, "AveragePool") || n->n_out != 1 || n->out[0] < 0 || n->pre_affine) return false;
+  const char *ap = mi_attr_string(n, "auto_pad", "NOTSET");
+  if (strcmp(ap, "NOTSET") && strcmp(ap, "VALID") && ap[0]) return false;
+  if (!ints_all(n, "pads", 0) || mi_attr_int(n, "ceil_mode", 0) != 0) return false;
+  const int64_t *k = NULL, *s = NULL;
+  if (mi_attr_ints(n, "kernel_shape", &k) != (size_t)spatial) return false;
+  const size_t ns = mi_attr_ints(n, "strides", &s);
+  if (ns != (size_t)spatial) return false; /* absent: unit strides, nothing saved */
+  int64_t fewer = 1;
+  for (int i = 0; i < spatial; i++) fewer *= s[i] > 0 ? s[i] : 1;
+  return fewer >= 2;
+}
+
+mi_status *mi_graph_pool_before_pointwise(mi_graph *g) {
+  int *uses = count_uses(g);
+  if (!uses) return mi_error(MI_ERR_NO_MEMORY, "out of memory");
+  bool moved = false;
+  for (int k = 0; k < g->n_nodes; k++) {
+    mi_node *conv = &g->nodes[k];
+    if (!pointwise_conv(g, conv)) continue;
+    const int v = conv->out[0];
+    if (g->values[v].is_output || uses[v] != 1) continue;
+    const int pk = consumer(g, v);
+    if (pk < 0) continue;
+    mi_node *pool = &g->nodes[pk];
+    if (!shrinking_mean(pool, g->values[conv->in[1]].t.ndim - 2) || pool->in[0] != v) continue;
+    const int x = conv->in[0], y = pool->out[0];
+    pool->in[0] = x, pool->out[0] = v, conv->in[0] = v, conv->out[0] = y;
+    g->values[v].producer = pk;
+    g->values[y].producer = k;
+    pool->pre_affine = conv->pre_affine, pool->pre_channels = conv->pre_channels, pool->pre_relu = conv->pre_relu;
+    conv->pre_affine = NULL, conv->pre_channels = 0, conv->pre_relu = false;
+    moved = true;
+  }
+  free(uses);
+  return moved ? mi_graph_toposort(g) : NULL;
 }
 
 mi_status *mi_graph_optimize(mi_graph *g, size_t max_bytes) {

@@ -1,12 +1,16 @@
 // Activations and residual adds fused into BatchNormalization and
 // InstanceNormalization (graph passes + the norm kernels' epilogue) must give
-// what the unfused graph gives; a single-input-channel Conv (a 3D U-Net's
-// stem) through the packed GEMM must match a direct reference.
+// what the unfused graph gives; so must a 1x1 convolution's average pooling
+// moved before it; a single-input-channel Conv (a 3D U-Net's stem) through
+// the packed GEMM must match a direct reference.
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdio>
+#include <cstdlib>
 #include <random>
 #include <string>
+#include <cstring>
 #include <vector>
 
 #include "medinfer/engine.h"
@@ -24,7 +28,10 @@ std::vector<float> rnd(size_t n, unsigned seed, float lo = -1.f, float hi = 1.f)
   return v;
 }
 
-std::vector<float> run(const Model &md, bool optimize, std::vector<int64_t> dims, std::vector<float> x) {
+// gflop: where given, the profile's total of the run (convolutions and
+// matrix products, 2 x multiply-adds).
+std::vector<float> run(const Model &md, bool optimize, std::vector<int64_t> dims, std::vector<float> x,
+                       double *gflop = nullptr) {
   auto buf = md.serialize();
   mi_options o;
   mi_options_default(&o);
@@ -39,8 +46,21 @@ std::vector<float> run(const Model &md, bool optimize, std::vector<int64_t> dims
   }
   mi_tensor *in = nullptr, *out = nullptr;
   EXPECT_EQ(mi_tensor_wrap(MI_FLOAT, (int)dims.size(), dims.data(), x.data(), &in), nullptr);
+  if (gflop) {
+    EXPECT_EQ(mi_model_set_profiling(m, 1), nullptr);
+  }
   st = mi_model_run(m, &in, 1, &out, 1);
   EXPECT_EQ(st, nullptr) << (st ? mi_status_message(st) : "");
+  if (gflop && !st) {
+    char *text = nullptr;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+    EXPECT_EQ(mi_model_write_profile(m, f, 0), nullptr);
+    std::fclose(f);
+    const char *at = std::strstr(text, " nodes (");
+    *gflop = at ? std::strtod(at + 8, nullptr) : -1;
+    std::free(text);
+  }
   std::vector<float> y;
   if (!st) {
     const float *p = static_cast<const float *>(mi_tensor_cdata(out));
@@ -128,6 +148,72 @@ TEST(NormFusion, ConvClipMatchesUnfused) {
     md.nodes.push_back({"Conv", "conv", {"x", "w"}, {"c"}, {onnxb::attr_ints("pads", {1, 1, 1, 1})}});
     add_activation(md, act, "c");
     expect_close(run(md, true, dims, x), run(md, false, dims, x), 1e-5f);
+  }
+}
+
+// BatchNormalization + ReLU -> 1x1 Conv -> AveragePool (DenseNet's
+// transition) with the pool moved before the convolution, the normalisation
+// going with it: the same values as the graph as written, for windows that
+// tile the input (2x2, and 2x2x2 in 3D), overlapping ones (3x3 stride 2, odd
+// sizes) and ones of more than 64 taps (9x9: the window loops); the
+// convolution's multiply-adds divided by the pool's positions.  Pools with
+// padding (here counted, so that the bias would be averaged with zeros) or
+// after a fused activation stay where they are.
+TEST(NormFusion, PoolBeforePointwiseConvMatchesUnfused) {
+  struct Case {
+    const char *what;
+    std::vector<int64_t> dims, kernel, strides, pads;
+    bool relu_after, moves;
+  };
+  const Case cases[] = {
+      {"2x2", {2, 24, 14, 10}, {2, 2}, {2, 2}, {}, false, true},
+      {"3x3 stride 2", {1, 24, 13, 11}, {3, 3}, {2, 2}, {}, false, true},
+      {"9x9 stride 2", {1, 24, 21, 20}, {9, 9}, {2, 2}, {}, false, true},
+      {"2x2x2", {1, 24, 6, 8, 10}, {2, 2, 2}, {2, 2, 2}, {}, false, true},
+      {"padded", {1, 24, 14, 10}, {3, 3}, {2, 2}, {1, 1, 1, 1}, false, false},
+      {"relu after the conv", {1, 24, 14, 10}, {2, 2}, {2, 2}, {}, true, false},
+  };
+  for (const Case &c : cases) {
+    SCOPED_TRACE(c.what);
+    const int64_t Cin = c.dims[1], M = 40;
+    int64_t n = 1, pos = 1, pooled = 1;
+    for (int64_t d : c.dims) n *= d;
+    for (size_t i = 2; i < c.dims.size(); i++) {
+      const int64_t in = c.dims[i] + (c.pads.empty() ? 0 : 2 * c.pads[i - 2]);
+      pos *= c.dims[i];
+      pooled *= (in - c.kernel[i - 2]) / c.strides[i - 2] + 1;
+    }
+    std::vector<int64_t> wdims = {M, Cin};
+    wdims.resize(c.dims.size(), 1);
+    Model md;
+    md.inputs.push_back({"x", 1, c.dims});
+    md.outputs.push_back({"y", 1, {}});
+    md.inits.push_back(onnxb::float_tensor("s", {Cin}, rnd(size_t(Cin), 41, 0.5f, 1.5f)));
+    md.inits.push_back(onnxb::float_tensor("b", {Cin}, rnd(size_t(Cin), 42)));
+    md.inits.push_back(onnxb::float_tensor("mean", {Cin}, rnd(size_t(Cin), 43)));
+    md.inits.push_back(onnxb::float_tensor("var", {Cin}, rnd(size_t(Cin), 44, 0.5f, 2.f)));
+    md.inits.push_back(onnxb::float_tensor("w", wdims, rnd(size_t(M * Cin), 45)));
+    md.inits.push_back(onnxb::float_tensor("bias", {M}, rnd(size_t(M), 46)));
+    md.nodes.push_back({"BatchNormalization", "norm", {"x", "s", "b", "mean", "var"}, {"n"}, {}});
+    md.nodes.push_back({"Relu", "relu", {"n"}, {"r"}, {}});
+    md.nodes.push_back({"Conv", "conv", {"r", "w", "bias"}, {"c"}, {}});
+    std::string t = "c";
+    if (c.relu_after) {
+      md.nodes.push_back({"Relu", "relu2", {"c"}, {"c2"}, {}});
+      t = "c2";
+    }
+    std::vector<onnxb::Attr> pa = {onnxb::attr_ints("kernel_shape", c.kernel), onnxb::attr_ints("strides", c.strides)};
+    if (!c.pads.empty()) {
+      pa.push_back(onnxb::attr_ints("pads", c.pads));
+      pa.push_back(onnxb::attr_int("count_include_pad", 1));
+    }
+    md.nodes.push_back({"AveragePool", "pool", {t}, {"y"}, pa});
+    const auto x = rnd(size_t(n), 47, -3.f, 3.f);
+    double gflop = 0;
+    const auto y = run(md, true, c.dims, x, &gflop);
+    expect_close(y, run(md, false, c.dims, x), 1e-5f);
+    const double full = 2e-9 * double(c.dims[0] * M * Cin * pos);
+    EXPECT_NEAR(gflop, c.moves ? full * double(pooled) / double(pos) : full, 1e-3 * full);
   }
 }
 

@@ -121,6 +121,9 @@ static mi_status *pool_infer(mi_node *n, mi_tensor *const *in, mi_tensor **out) 
   int s = (int)a->n_kernel;
   int64_t dims[5] = {x->dims[0], x->dims[1]};
   for (int i = 0; i < s; i++) dims[2 + i] = g.out[3 - s + i];
+  if (n->pre_affine && (x->dtype != MI_FLOAT || x->dims[1] != n->pre_channels))
+    return mi_node_error(n, MI_ERR_SHAPE, "X has %lld channels of %s, its folded normalisation %lld of float",
+                         (long long)x->dims[1], mi_dtype_name(x->dtype), (long long)n->pre_channels);
   mi_tensor_set_shape(out[0], x->dtype, x->ndim, dims);
   if (n->n_out > 1 && n->out[1] >= 0 && out[1]) {
     if (a->kind != POOL_MAX) return mi_node_error(n, MI_ERR_INVALID_MODEL, "only MaxPool has a second output");
@@ -135,7 +138,16 @@ typedef struct pool_ctx {
   const void *x;
   void *y;
   int64_t *idx; /* MaxPool Indices or NULL */
+  const float *pre; /* the input prologue (mi_node.pre_affine; float, separable pooling only) or NULL */
+  int64_t pre_c;
+  bool pre_relu;
 } pool_ctx;
+
+/* The input prologue of one value of channel c. */
+static inline float pre_value(const pool_ctx *c, int64_t ch, float v) {
+  v = v * c->pre[ch] + c->pre[c->pre_c + ch];
+  return c->pre_relu && !(v > 0.f) ? 0.f : v;
+}
 
 /* One kernel per element type; the window loops are shared. */
 #define POOL_WINDOW_BEGIN(T)                                                            \
@@ -235,6 +247,7 @@ static inline __attribute__((always_inline)) void pool_sep_body(void *vctx, int6
   const bool is_max = c->a->kind == POOL_MAX, incl = c->a->count_include_pad;
   float t[SEP_MAX_WIDTH];
   for (int64_t pl = b; pl < e; pl++) {
+    const int64_t ch = c->pre ? pl % c->pre_c : 0;
     const float *xp = (const float *)c->x + pl * g->in_sz;
     float *yp = (float *)c->y + pl * g->out_sz;
     for (int64_t oz = 0; oz < g->out[0]; oz++)
@@ -250,7 +263,11 @@ static inline __attribute__((always_inline)) void pool_sep_body(void *vctx, int6
           for (int64_t kz = zl; kz < zh; kz++)
             for (int64_t ky = yl; ky < yh; ky++) {
               const float *r = xp + ((sz + kz * g->d[0]) * g->in[1] + sy + ky * g->d[1]) * W;
-              if (first) memcpy(t, r, (size_t)W * sizeof(float));
+              if (c->pre && first)
+                for (int64_t i = 0; i < W; i++) t[i] = pre_value(c, ch, r[i]);
+              else if (c->pre)
+                for (int64_t i = 0; i < W; i++) t[i] += pre_value(c, ch, r[i]);
+              else if (first) memcpy(t, r, (size_t)W * sizeof(float));
               else if (is_max)
                 for (int64_t i = 0; i < W; i++) t[i] = r[i] > t[i] ? r[i] : t[i];
               else
@@ -266,14 +283,25 @@ static inline __attribute__((always_inline)) void pool_sep_body(void *vctx, int6
           zc = z1 - z0;
           yc = y1 - y0;
         }
-        /* Maxima of outputs whose taps are all inside the row: no range
-         * per output (its divisions cost more than the taps) */
+        /* Outputs whose taps are all inside the row: no range per output
+         * (its divisions cost more than the taps); the sums in the general
+         * loop's order */
         const int64_t kx1 = (g->k[2] - 1) * g->d[2], s2 = g->s[2], d2 = g->d[2];
         int64_t in_lo = (g->pb[2] + s2 - 1) / s2, in_hi = W - 1 - kx1 + g->pb[2] >= 0 ? (W - 1 - kx1 + g->pb[2]) / s2 + 1 : 0;
         if (in_hi > g->out[2]) in_hi = g->out[2];
-        if (!is_max || rows == 0 || in_hi < in_lo) in_lo = in_hi = 0;
+        if (rows == 0 || in_hi < in_lo) in_lo = in_hi = 0;
         const float *tb = t - g->pb[2];
-        if (s2 == 2 && d2 == 1 && g->k[2] == 3)
+        const float n_taps = (float)((incl ? zc * yc : rows) * g->k[2]);
+        if (!is_max && s2 == 2 && d2 == 1 && g->k[2] == 2)
+          for (int64_t ox = in_lo; ox < in_hi; ox++) yrow[ox] = (tb[2 * ox] + tb[2 * ox + 1]) / n_taps;
+        else if (!is_max)
+          for (int64_t ox = in_lo; ox < in_hi; ox++) {
+            const float *q = tb + ox * s2;
+            float sum = q[0];
+            for (int64_t kx = d2; kx <= kx1; kx += d2) sum += q[kx];
+            yrow[ox] = sum / n_taps;
+          }
+        else if (s2 == 2 && d2 == 1 && g->k[2] == 3)
           for (int64_t ox = in_lo; ox < in_hi; ox++) {
             float best = tb[2 * ox]; /* the order of the general loop (NaN taps after the first lose) */
             best = tb[2 * ox + 1] > best ? tb[2 * ox + 1] : best;
@@ -319,6 +347,75 @@ static inline __attribute__((always_inline)) void pool_sep_body(void *vctx, int6
         }
       }
   }
+}
+
+/* Average pooling in windows that tile the input (kernel = stride, no
+ * padding or dilation, every window whole; DenseNet's 2x2 transitions): no
+ * row buffer or window clipping, which on maps of 14 to 56 columns cost
+ * more than the sums.  The input prologue, if any, on every value read
+ * (without one: times 1 plus 0, which changes no value). */
+static bool pool_tiles(const pgeom *g) {
+  for (int j = 0; j < 3; j++)
+    if (g->k[j] != g->s[j] || g->d[j] != 1 || g->pb[j] || g->pe[j] || g->out[j] * g->k[j] > g->in[j]) return false;
+  return true;
+}
+
+static inline __attribute__((always_inline)) float pre_tap(float v, float sa, float sb, bool relu) {
+  v = v * sa + sb;
+  return relu && !(v > 0.f) ? 0.f : v;
+}
+
+/* One plane; relu a constant in each instance, so the loops vectorise. */
+static inline __attribute__((always_inline)) void avgpool_tiles_plane(const pgeom *g, const float *xp, float *yp,
+                                                                      float sa, float sb, bool relu) {
+  const int64_t H = g->in[1], W = g->in[2], kz = g->k[0], ky = g->k[1], kx = g->k[2];
+  const float taps = (float)(kz * ky * kx);
+  for (int64_t oz = 0; oz < g->out[0]; oz++)
+    for (int64_t oy = 0; oy < g->out[1]; oy++) {
+      const float *r0 = xp + (oz * kz * H + oy * ky) * W, *r1 = r0 + W;
+      float *yrow = yp + (oz * g->out[1] + oy) * g->out[2];
+      if (kz == 1 && ky == 2 && kx == 2)
+        for (int64_t ox = 0; ox < g->out[2]; ox++)
+          yrow[ox] = ((pre_tap(r0[2 * ox], sa, sb, relu) + pre_tap(r1[2 * ox], sa, sb, relu)) +
+                      (pre_tap(r0[2 * ox + 1], sa, sb, relu) + pre_tap(r1[2 * ox + 1], sa, sb, relu))) /
+                     taps;
+      else
+        for (int64_t ox = 0; ox < g->out[2]; ox++) {
+          float sum = 0.f;
+          for (int64_t z = 0; z < kz; z++)
+            for (int64_t y = 0; y < ky; y++)
+              for (int64_t x = 0; x < kx; x++) sum += pre_tap(r0[(z * H + y) * W + ox * kx + x], sa, sb, relu);
+          yrow[ox] = sum / taps;
+        }
+    }
+}
+
+static inline __attribute__((always_inline)) void avgpool_tiles_body(void *vctx, int64_t b, int64_t e) {
+  const pool_ctx *c = vctx;
+  const pgeom *g = c->g;
+  for (int64_t pl = b; pl < e; pl++) {
+    const int64_t ch = c->pre ? pl % c->pre_c : 0;
+    const float sa = c->pre ? c->pre[ch] : 1.f, sb = c->pre ? c->pre[c->pre_c + ch] : 0.f;
+    const float *xp = (const float *)c->x + pl * g->in_sz;
+    float *yp = (float *)c->y + pl * g->out_sz;
+    if (c->pre && c->pre_relu) avgpool_tiles_plane(g, xp, yp, sa, sb, true);
+    else avgpool_tiles_plane(g, xp, yp, sa, sb, false);
+  }
+}
+
+#if defined(__x86_64__) && defined(__GNUC__)
+__attribute__((target("avx512f"))) static void avgpool_tiles_avx512(void *vctx, int64_t b, int64_t e) {
+  avgpool_tiles_body(vctx, b, e);
+}
+#endif
+static void avgpool_tiles(void *vctx, int64_t b, int64_t e) {
+#if defined(__x86_64__) && defined(__GNUC__)
+  if (mi_gemm_isa() == MI_ISA_AVX512) {
+    avgpool_tiles_avx512(vctx, b, e);
+    return;
+  }
+#endif
+  avgpool_tiles_body(vctx, b, e);
 }
 
 #if defined(__x86_64__) && defined(__GNUC__)
@@ -409,6 +506,19 @@ unsigned mi_maxpool_layouts(const mi_node *n, const mi_exec *ex, mi_tensor *cons
 #endif
 }
 
+typedef struct pre_copy_ctx {
+  const pool_ctx *c;
+  const float *x;
+  float *y;
+  int64_t plane;
+} pre_copy_ctx;
+
+static void pre_copy_planes(void *vctx, int64_t b, int64_t e) {
+  const pre_copy_ctx *p = vctx;
+  for (int64_t pl = b; pl < e; pl++)
+    for (int64_t i = pl * p->plane; i < (pl + 1) * p->plane; i++) p->y[i] = pre_value(p->c, pl % p->c->pre_c, p->x[i]);
+}
+
 static mi_status *pool_run(mi_node *n, mi_exec *ex, mi_tensor *const *in, mi_tensor **out) {
   const pool_attr *a = n->priv;
   const mi_tensor *x = in[0];
@@ -426,7 +536,7 @@ static mi_status *pool_run(mi_node *n, mi_exec *ex, mi_tensor *const *in, mi_ten
       const int64_t planes = x->dims[0] * x->dims[1];
       float *yn = mi_exec_scratch(ex, (size_t)(planes * g.out_sz) * sizeof(float));
       if (!yn) return mi_node_error(n, MI_ERR_NO_MEMORY, "out of memory for the pooled copy");
-      pool_ctx c = {a, &g, x->data, yn, NULL};
+      pool_ctx c = {a, &g, x->data, yn, NULL, NULL, 0, false};
       const bool sep = g.in[2] <= SEP_MAX_WIDTH && g.k[1] * g.k[2] <= SEP_MAX_TAPS;
       mi_parallel_for(ex, planes, 1, sep ? pool_sep_f32 : maxpool_f32, &c);
       mi_chan16_block_all(ex, yn, planes / 16, g.out_sz, NULL, false, out[0]->data);
@@ -438,7 +548,7 @@ static mi_status *pool_run(mi_node *n, mi_exec *ex, mi_tensor *const *in, mi_ten
   }
   int64_t planes = x->dims[0] * x->dims[1];
   int64_t *idx = n->n_out > 1 && n->out[1] >= 0 && out[1] ? out[1]->data : NULL;
-  pool_ctx c = {a, &g, x->data, out[0]->data, idx};
+  pool_ctx c = {a, &g, x->data, out[0]->data, idx, n->pre_affine, x->dims[1], n->pre_relu};
   mi_range_fn fn = NULL;
   if (a->kind == POOL_MAX) {
     switch (x->dtype) {
@@ -455,8 +565,18 @@ static mi_status *pool_run(mi_node *n, mi_exec *ex, mi_tensor *const *in, mi_ten
   if (!fn) return mi_node_error(n, MI_ERR_UNSUPPORTED, "element type %s not supported", mi_dtype_name(x->dtype));
   if (x->dtype == MI_FLOAT && !idx && g.in[2] <= SEP_MAX_WIDTH && g.k[0] * g.k[1] * g.k[2] <= SEP_MAX_TAPS)
     fn = pool_sep_f32;
+  if (x->dtype == MI_FLOAT && a->kind == POOL_AVG && pool_tiles(&g)) fn = avgpool_tiles;
+  float *xp = NULL; /* the prologue applied to a copy, for the window loops */
+  if (c.pre && fn != pool_sep_f32 && fn != avgpool_tiles) {
+    if (!(xp = mi_exec_scratch(ex, (size_t)(planes * g.in_sz) * sizeof(float))))
+      return mi_node_error(n, MI_ERR_NO_MEMORY, "out of memory for the normalised input");
+    pre_copy_ctx pc = {&c, x->data, xp, g.in_sz};
+    mi_parallel_for(ex, planes, 1, pre_copy_planes, &pc);
+    c.x = xp, c.pre = NULL;
+  }
   int64_t work = g.out_sz * g.k[0] * g.k[1] * g.k[2];
   mi_parallel_for(ex, planes, work >= 8192 ? 1 : 8192 / (work > 0 ? work : 1), fn, &c);
+  if (xp) mi_exec_scratch_release(ex, xp);
   return NULL;
 }
 
