@@ -217,6 +217,37 @@ TEST(NormFusion, PoolBeforePointwiseConvMatchesUnfused) {
   }
 }
 
+// A model whose input has more channels than the normalisation and the
+// convolution take: a named error at load, with the pool moved (the pool
+// checks its prologue) or not.
+TEST(NormFusion, PoolBeforePointwiseConvChannelMismatchIsAnError) {
+  Model md;
+  md.inputs.push_back({"x", 1, {1, 8, 8, 8}});
+  md.outputs.push_back({"y", 1, {}});
+  for (const char *p : {"s", "b", "mean", "var"}) md.inits.push_back(onnxb::float_tensor(p, {6}, rnd(6, 51, 0.5f, 1.5f)));
+  md.inits.push_back(onnxb::float_tensor("w", {4, 6, 1, 1}, rnd(24, 52)));
+  md.nodes.push_back({"BatchNormalization", "norm", {"x", "s", "b", "mean", "var"}, {"n"}, {}});
+  md.nodes.push_back({"Relu", "relu", {"n"}, {"r"}, {}});
+  md.nodes.push_back({"Conv", "conv", {"r", "w"}, {"c"}, {}});
+  md.nodes.push_back({"AveragePool", "pool", {"c"}, {"y"},
+                      {onnxb::attr_ints("kernel_shape", {2, 2}), onnxb::attr_ints("strides", {2, 2})}});
+  const auto buf = md.serialize();
+  for (bool optimize : {true, false}) {
+    mi_options o;
+    mi_options_default(&o);
+    o.optimize = optimize;
+    mi_model *m = nullptr;
+    mi_status *st = mi_model_load_buffer(buf.data(), buf.size(), nullptr, "mismatch.onnx", &o, &m);
+    ASSERT_NE(st, nullptr);
+    const std::string msg = mi_status_message(st);  // the pool (its prologue) or the normalisation itself
+    EXPECT_NE(msg.find(optimize ? "8 channels; the BatchNormalization folded into this node" : "has 6 elements, expected 8"),
+              std::string::npos)
+        << msg;
+    mi_status_free(st);
+    mi_model_free(m);
+  }
+}
+
 // A 3D U-Net's planes: many times the kernel's 4096-value moment blocks (and
 // a tail), far from zero and with a trend across the plane, so that the
 // blocks' means differ: the moments, combined block by block, must match a
