@@ -238,6 +238,22 @@ DEF_MAXPOOL(maxpool_i8, int8_t, INT8_MIN)
 DEF_AVGPOOL(avgpool_f32, float)
 DEF_AVGPOOL(avgpool_f64, double)
 
+/* NAME(ctx, b, e): BODY compiled for AVX-512 too, that build run where the
+ * CPU's kernel level is AVX-512. */
+#if defined(__x86_64__) && defined(__GNUC__)
+#define POOL_ISA_DISPATCH(NAME, BODY)                                                               \
+  __attribute__((target("avx512f"))) static void NAME##_avx512(void *vctx, int64_t b, int64_t e) { \
+    BODY(vctx, b, e);                                                                               \
+  }                                                                                                 \
+  static void NAME(void *vctx, int64_t b, int64_t e) {                                              \
+    if (mi_gemm_isa() == MI_ISA_AVX512) NAME##_avx512(vctx, b, e);                                  \
+    else BODY(vctx, b, e);                                                                          \
+  }
+#else
+#define POOL_ISA_DISPATCH(NAME, BODY) \
+  static void NAME(void *vctx, int64_t b, int64_t e) { BODY(vctx, b, e); }
+#endif
+
 /* float32 without Indices: separable.  For each output row the valid window
  * rows are first reduced into one input-width row (contiguous, vectorised),
  * then each output takes its taps from that row.  Max gives what the window
@@ -406,38 +422,12 @@ static inline __attribute__((always_inline)) void avgpool_tiles_body(void *vctx,
   }
 }
 
-#if defined(__x86_64__) && defined(__GNUC__)
-__attribute__((target("avx512f"))) static void avgpool_tiles_avx512(void *vctx, int64_t b, int64_t e) {
-  avgpool_tiles_body(vctx, b, e);
-}
-#endif
-static void avgpool_tiles(void *vctx, int64_t b, int64_t e) {
-#if defined(__x86_64__) && defined(__GNUC__)
-  if (mi_gemm_isa() == MI_ISA_AVX512) {
-    avgpool_tiles_avx512(vctx, b, e);
-    return;
-  }
-#endif
-  avgpool_tiles_body(vctx, b, e);
-}
+POOL_ISA_DISPATCH(avgpool_tiles, avgpool_tiles_body)
 
-#if defined(__x86_64__) && defined(__GNUC__)
 /* The same loops compiled for AVX-512: 16 floats at a time, the stride-2
  * taps by permutes (ResNet-50's 3x3 stride-2 max pooling, per-node minimum
  * over interleaved runs: 0.264 -> 0.225 ms). */
-__attribute__((target("avx512f"))) static void pool_sep_avx512(void *vctx, int64_t b, int64_t e) {
-  pool_sep_body(vctx, b, e);
-}
-#endif
-static void pool_sep_f32(void *vctx, int64_t b, int64_t e) {
-#if defined(__x86_64__) && defined(__GNUC__)
-  if (mi_gemm_isa() == MI_ISA_AVX512) {
-    pool_sep_avx512(vctx, b, e);
-    return;
-  }
-#endif
-  pool_sep_body(vctx, b, e);
-}
+POOL_ISA_DISPATCH(pool_sep_f32, pool_sep_body)
 
 #if defined(__x86_64__) && defined(__GNUC__)
 /* ---- 2D max pooling on channel-blocked (NCHW16c) tensors -----------------
