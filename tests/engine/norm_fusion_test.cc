@@ -154,11 +154,11 @@ TEST(NormFusion, ConvClipMatchesUnfused) {
 // BatchNormalization + ReLU -> 1x1 Conv -> AveragePool (DenseNet's
 // transition) with the pool moved before the convolution, the normalisation
 // going with it: the same values as the graph as written, for windows that
-// tile the input (2x2, and 2x2x2 in 3D), overlapping ones (3x3 stride 2, odd
-// sizes) and ones of more than 64 taps (9x9: the window loops); the
-// convolution's multiply-adds divided by the pool's positions.  Pools with
-// padding (here counted, so that the bias would be averaged with zeros) or
-// after a fused activation stay where they are.
+// tile the input (2x2 on even and odd sizes, 2x2x2 in 3D), overlapping ones
+// (3x3 stride 2, odd sizes) and ones of more than 64 taps (9x9: the window
+// loops); the convolution's multiply-adds divided by the pool's positions.
+// Pools with padding (here counted, so that the bias would be averaged with
+// zeros) or after a fused activation stay where they are.
 TEST(NormFusion, PoolBeforePointwiseConvMatchesUnfused) {
   struct Case {
     const char *what;
@@ -167,6 +167,7 @@ TEST(NormFusion, PoolBeforePointwiseConvMatchesUnfused) {
   };
   const Case cases[] = {
       {"2x2", {2, 24, 14, 10}, {2, 2}, {2, 2}, {}, false, true},
+      {"2x2, odd sizes", {1, 24, 15, 11}, {2, 2}, {2, 2}, {}, false, true},
       {"3x3 stride 2", {1, 24, 13, 11}, {3, 3}, {2, 2}, {}, false, true},
       {"9x9 stride 2", {1, 24, 21, 20}, {9, 9}, {2, 2}, {}, false, true},
       {"2x2x2", {1, 24, 6, 8, 10}, {2, 2, 2}, {2, 2, 2}, {}, false, true},
