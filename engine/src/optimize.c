@@ -310,6 +310,12 @@ static bool ints_all(const mi_node *n, const char *name, int64_t v) {
   return true;
 }
 
+/* No padding: auto_pad NOTSET or VALID, pads all zero. */
+static bool unpadded(const mi_node *n) {
+  const char *ap = mi_attr_string(n, "auto_pad", "NOTSET");
+  return (!ap[0] || !strcmp(ap, "NOTSET") || !strcmp(ap, "VALID")) && ints_all(n, "pads", 0);
+}
+
 /* A Conv that is the same matrix at every position: kernel 1 along every
  * spatial axis, unit strides, no padding, nothing fused after it. */
 static bool pointwise_conv(const mi_graph *g, const mi_node *n) {
@@ -319,18 +325,14 @@ static bool pointwise_conv(const mi_graph *g, const mi_node *n) {
   if (!wv->is_const || wv->t.dtype != MI_FLOAT || wv->t.ndim < 3) return false;
   for (int d = 2; d < wv->t.ndim; d++)
     if (wv->t.dims[d] != 1) return false;
-  const char *ap = mi_attr_string(n, "auto_pad", "NOTSET");
-  if (strcmp(ap, "NOTSET") && strcmp(ap, "VALID") && ap[0]) return false;
-  return ints_all(n, "strides", 1) && ints_all(n, "pads", 0);
+  return unpadded(n) && ints_all(n, "strides", 1);
 }
 
 /* An AveragePool without padding or ceil_mode (each output the plain mean of
  * its window) whose strides leave fewer positions than it reads. */
 static bool shrinking_mean(const mi_node *n, int spatial) {
   if (!is_op(n, "AveragePool") || n->n_out != 1 || n->out[0] < 0 || n->pre_affine) return false;
-  const char *ap = mi_attr_string(n, "auto_pad", "NOTSET");
-  if (strcmp(ap, "NOTSET") && strcmp(ap, "VALID") && ap[0]) return false;
-  if (!ints_all(n, "pads", 0) || mi_attr_int(n, "ceil_mode", 0) != 0) return false;
+  if (!unpadded(n) || mi_attr_int(n, "ceil_mode", 0) != 0) return false;
   const int64_t *k = NULL, *s = NULL;
   if (mi_attr_ints(n, "kernel_shape", &k) != (size_t)spatial) return false;
   const size_t ns = mi_attr_ints(n, "strides", &s);

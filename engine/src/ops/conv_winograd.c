@@ -328,7 +328,6 @@ static void output_items(void *vctx, int64_t b, int64_t e) {
   const wino_run *r = vctx;
   const mi_wino_conv *c = r->c;
   const int64_t M = r->w->M, plane = c->Ho * c->Wo, ms = m_plane(r, r->np);
-  const int elems = (r->tile + 2) * (r->tile + 2); /* the element planes an item reads */
   static const mi_activation none; /* MI_ACT_NONE */
   const mi_activation *act = c->no_act ? &none : &r->n->act;
   mi_wino_out_lanes L;
@@ -353,7 +352,7 @@ static void output_items(void *vctx, int64_t b, int64_t e) {
                       act->kind != MI_ACT_NONE && act->kind != MI_ACT_RELU ? act_fn : NULL, act};
     const float *src = r->m + (o * M + m) * r->tp + lt;
     if (m + OUT_PF < M)
-      for (int k = 0; k < elems; k++) __builtin_prefetch(src + OUT_PF * r->tp + k * ms, 0, 3);
+      for (int k = 0; k < r->nxi; k++) __builtin_prefetch(src + OUT_PF * r->tp + k * ms, 0, 3); /* its element planes */
     r->out_tf(r->tile, src, ms, &L, c->Wo, c->dy, c->dx, &ep, c->y + base);
   }
 }

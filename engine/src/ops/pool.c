@@ -149,10 +149,6 @@ static inline __attribute__((always_inline)) float pre_tap(float v, float sa, fl
   v = v * sa + sb;
   return relu && !(v > 0.f) ? 0.f : v;
 }
-/* ... of a value of channel ch, with the node's prologue. */
-static inline float pre_value(const pool_ctx *c, int64_t ch, float v) {
-  return pre_tap(v, c->pre[ch], c->pre[c->pre_c + ch], c->pre_relu);
-}
 
 /* One kernel per element type; the window loops are shared. */
 #define POOL_WINDOW_BEGIN(T)                                                            \
@@ -269,6 +265,7 @@ static inline __attribute__((always_inline)) void pool_sep_body(void *vctx, int6
   float t[SEP_MAX_WIDTH];
   for (int64_t pl = b; pl < e; pl++) {
     const int64_t ch = c->pre ? pl % c->pre_c : 0;
+    const float sa = c->pre ? c->pre[ch] : 1.f, sb = c->pre ? c->pre[c->pre_c + ch] : 0.f;
     const float *xp = (const float *)c->x + pl * g->in_sz;
     float *yp = (float *)c->y + pl * g->out_sz;
     for (int64_t oz = 0; oz < g->out[0]; oz++)
@@ -285,9 +282,9 @@ static inline __attribute__((always_inline)) void pool_sep_body(void *vctx, int6
             for (int64_t ky = yl; ky < yh; ky++) {
               const float *r = xp + ((sz + kz * g->d[0]) * g->in[1] + sy + ky * g->d[1]) * W;
               if (c->pre && first)
-                for (int64_t i = 0; i < W; i++) t[i] = pre_value(c, ch, r[i]);
+                for (int64_t i = 0; i < W; i++) t[i] = pre_tap(r[i], sa, sb, c->pre_relu);
               else if (c->pre)
-                for (int64_t i = 0; i < W; i++) t[i] += pre_value(c, ch, r[i]);
+                for (int64_t i = 0; i < W; i++) t[i] += pre_tap(r[i], sa, sb, c->pre_relu);
               else if (first) memcpy(t, r, (size_t)W * sizeof(float));
               else if (is_max)
                 for (int64_t i = 0; i < W; i++) t[i] = r[i] > t[i] ? r[i] : t[i];
@@ -508,8 +505,12 @@ typedef struct pre_copy_ctx {
 
 static void pre_copy_planes(void *vctx, int64_t b, int64_t e) {
   const pre_copy_ctx *p = vctx;
-  for (int64_t pl = b; pl < e; pl++)
-    for (int64_t i = pl * p->plane; i < (pl + 1) * p->plane; i++) p->y[i] = pre_value(p->c, pl % p->c->pre_c, p->x[i]);
+  const pool_ctx *c = p->c;
+  for (int64_t pl = b; pl < e; pl++) {
+    const int64_t ch = pl % c->pre_c;
+    const float sa = c->pre[ch], sb = c->pre[c->pre_c + ch];
+    for (int64_t i = pl * p->plane; i < (pl + 1) * p->plane; i++) p->y[i] = pre_tap(p->x[i], sa, sb, c->pre_relu);
+  }
 }
 
 static mi_status *pool_run(mi_node *n, mi_exec *ex, mi_tensor *const *in, mi_tensor **out) {
