@@ -516,18 +516,6 @@ typedef struct colpack_ctx {
   bool pre_relu;
 } colpack_ctx;
 
-/* o[t] = f(src[t * st]) for t in [lo, hi) with the prologue's channel affine. */
-static inline __attribute__((always_inline)) void copy_affine(float *o, const float *src, int64_t st, int64_t lo,
-                                                              int64_t hi, float a, float b, bool relu) {
-  if (relu)
-    for (int64_t t = lo; t < hi; t++) {
-      const float v = src[t * st] * a + b;
-      o[t] = v > 0.f ? v : 0.f;
-    }
-  else
-    for (int64_t t = lo; t < hi; t++) o[t] = src[t * st] * a + b;
-}
-
 /* Panel-major: for each NR-wide panel, its positions as row runs (a
  * panel's worth: at most NR runs), then every im2col row k of the block
  * written as one contiguous NR-float line of the panel.  Writes stream
@@ -552,7 +540,7 @@ typedef struct colrow {
 static inline __attribute__((always_inline)) void copy_run(const colpack_ctx *c, int64_t ch, float *o,
                                                            const float *src, int64_t st, int64_t lo, int64_t hi) {
   if (c->pre)
-    copy_affine(o, src, st, lo, hi, c->pre[ch], c->pre[c->pre_c + ch], c->pre_relu);
+    mi_prologue_copy(o, src, st, lo, hi, c->pre[ch], c->pre[c->pre_c + ch], c->pre_relu);
   else if (st == 1)
     for (int64_t t = lo; t < hi; t++) o[t] = src[t];
   else if (st == 2)
@@ -860,7 +848,7 @@ static void phase_row(const phasecopy_ctx *c, int64_t ch, int64_t z, int64_t py,
   if (lo > hi) lo = hi;
   zero_few(d, lo);
   const float *src = s + off + lo * ph->sx; /* input column of t = lo */
-  if (c->pre) copy_affine(d + lo, src, ph->sx, 0, hi - lo, pa, pb, c->pre_relu);
+  if (c->pre) mi_prologue_copy(d + lo, src, ph->sx, 0, hi - lo, pa, pb, c->pre_relu);
   else if (ph->sx == 1) memcpy(d + lo, src, (size_t)(hi - lo) * sizeof(float));
   else
     for (int64_t t = 0; t < hi - lo; t++) d[lo + t] = src[t * ph->sx];
@@ -936,28 +924,10 @@ static void subsample_planes(void *vctx, int64_t b, int64_t e) {
     for (int64_t z = 0; z < g->out[0]; z++)
       for (int64_t r = 0; r < g->out[1]; r++, y += g->out[2]) {
         const float *s = x + (z * g->s[0] * g->in[1] + r * g->s[1]) * g->in[2];
-        if (c->pre) copy_affine(y, s, g->s[2], 0, g->out[2], pa, pb, c->relu);
+        if (c->pre) mi_prologue_copy(y, s, g->s[2], 0, g->out[2], pa, pb, c->relu);
         else
           for (int64_t t = 0; t < g->out[2]; t++) y[t] = s[t * g->s[2]];
       }
-  }
-}
-
-/* The input prologue on a whole copy of the input (paths that do not gather). */
-typedef struct pre_ctx {
-  const float *x;
-  float *y;
-  const float *pre;
-  int64_t C;
-  bool relu;
-  int64_t plane;
-} pre_ctx;
-
-static void pre_planes(void *vctx, int64_t b, int64_t e) {
-  const pre_ctx *c = vctx;
-  for (int64_t p = b; p < e; p++) {
-    const int64_t ch = p % c->C;
-    copy_affine(c->y + p * c->plane, c->x + p * c->plane, 1, 0, c->plane, c->pre[ch], c->pre[c->C + ch], c->relu);
   }
 }
 
@@ -1731,8 +1701,7 @@ static mi_status *conv_winograd(mi_node *n, mi_exec *ex, const geom *g, const fl
       mi_chan16_unblock_all(ex, x, N * C / 16, g->in_sz, xn);
 #endif
     } else {
-      pre_ctx pc = {x, xn, pre, C, n->pre_relu, g->in_sz};
-      mi_parallel_for(ex, N * C, 1, pre_planes, &pc);
+      mi_prologue_planes(ex, x, xn, N * C, g->in_sz, pre, C, n->pre_relu);
     }
     wc.x = xn;
   }
@@ -1853,11 +1822,9 @@ static mi_status *conv_run(mi_node *n, mi_exec *ex, mi_tensor *const *in, mi_ten
    * gathers too); otherwise on a transformed copy of the input. */
   float *xcopy = NULL;
   if (pre && (!packed || G != 1)) {
-    pre_ctx pc = {x, NULL, pre, C, n->pre_relu, g.in_sz};
     xcopy = mi_exec_scratch(ex, (size_t)(N * C * g.in_sz) * sizeof(float));
     if (!xcopy) return mi_node_error(n, MI_ERR_NO_MEMORY, "out of memory for the normalised input");
-    pc.y = xcopy;
-    mi_parallel_for(ex, N * C, 1, pre_planes, &pc);
+    mi_prologue_planes(ex, x, xcopy, N * C, g.in_sz, pre, C, n->pre_relu);
     x = xcopy;
     pre = NULL;
   }

@@ -144,11 +144,6 @@ typedef struct pool_ctx {
   bool pre_relu;
 } pool_ctx;
 
-/* The input prologue: v * sa + sb, then ReLU if relu. */
-static inline __attribute__((always_inline)) float pre_tap(float v, float sa, float sb, bool relu) {
-  v = v * sa + sb;
-  return relu && !(v > 0.f) ? 0.f : v;
-}
 
 /* One kernel per element type; the window loops are shared. */
 #define POOL_WINDOW_BEGIN(T)                                                            \
@@ -282,9 +277,9 @@ static inline __attribute__((always_inline)) void pool_sep_body(void *vctx, int6
             for (int64_t ky = yl; ky < yh; ky++) {
               const float *r = xp + ((sz + kz * g->d[0]) * g->in[1] + sy + ky * g->d[1]) * W;
               if (c->pre && first)
-                for (int64_t i = 0; i < W; i++) t[i] = pre_tap(r[i], sa, sb, c->pre_relu);
+                for (int64_t i = 0; i < W; i++) t[i] = mi_prologue_value(r[i], sa, sb, c->pre_relu);
               else if (c->pre)
-                for (int64_t i = 0; i < W; i++) t[i] += pre_tap(r[i], sa, sb, c->pre_relu);
+                for (int64_t i = 0; i < W; i++) t[i] += mi_prologue_value(r[i], sa, sb, c->pre_relu);
               else if (first) memcpy(t, r, (size_t)W * sizeof(float));
               else if (is_max)
                 for (int64_t i = 0; i < W; i++) t[i] = r[i] > t[i] ? r[i] : t[i];
@@ -392,15 +387,18 @@ static inline __attribute__((always_inline)) void avgpool_tiles_plane(const pgeo
       float *yrow = yp + (oz * g->out[1] + oy) * g->out[2];
       if (kz == 1 && ky == 2 && kx == 2)
         for (int64_t ox = 0; ox < g->out[2]; ox++)
-          yrow[ox] = ((pre_tap(r0[2 * ox], sa, sb, relu) + pre_tap(r1[2 * ox], sa, sb, relu)) +
-                      (pre_tap(r0[2 * ox + 1], sa, sb, relu) + pre_tap(r1[2 * ox + 1], sa, sb, relu))) /
+          yrow[ox] = ((mi_prologue_value(r0[2 * ox], sa, sb, relu) +
+                       mi_prologue_value(r1[2 * ox], sa, sb, relu)) +
+                      (mi_prologue_value(r0[2 * ox + 1], sa, sb, relu) +
+                       mi_prologue_value(r1[2 * ox + 1], sa, sb, relu))) /
                      taps;
       else
         for (int64_t ox = 0; ox < g->out[2]; ox++) {
           float sum = 0.f;
           for (int64_t z = 0; z < kz; z++)
             for (int64_t y = 0; y < ky; y++)
-              for (int64_t x = 0; x < kx; x++) sum += pre_tap(r0[(z * H + y) * W + ox * kx + x], sa, sb, relu);
+              for (int64_t x = 0; x < kx; x++)
+                sum += mi_prologue_value(r0[(z * H + y) * W + ox * kx + x], sa, sb, relu);
           yrow[ox] = sum / taps;
         }
     }
@@ -496,23 +494,6 @@ unsigned mi_maxpool_layouts(const mi_node *n, const mi_exec *ex, mi_tensor *cons
 #endif
 }
 
-typedef struct pre_copy_ctx {
-  const pool_ctx *c;
-  const float *x;
-  float *y;
-  int64_t plane;
-} pre_copy_ctx;
-
-static void pre_copy_planes(void *vctx, int64_t b, int64_t e) {
-  const pre_copy_ctx *p = vctx;
-  const pool_ctx *c = p->c;
-  for (int64_t pl = b; pl < e; pl++) {
-    const int64_t ch = pl % c->pre_c;
-    const float sa = c->pre[ch], sb = c->pre[c->pre_c + ch];
-    for (int64_t i = pl * p->plane; i < (pl + 1) * p->plane; i++) p->y[i] = pre_tap(p->x[i], sa, sb, c->pre_relu);
-  }
-}
-
 static mi_status *pool_run(mi_node *n, mi_exec *ex, mi_tensor *const *in, mi_tensor **out) {
   const pool_attr *a = n->priv;
   const mi_tensor *x = in[0];
@@ -564,8 +545,7 @@ static mi_status *pool_run(mi_node *n, mi_exec *ex, mi_tensor *const *in, mi_ten
   if (c.pre && fn != pool_sep_f32 && fn != avgpool_tiles) {
     if (!(xp = mi_exec_scratch(ex, (size_t)(planes * g.in_sz) * sizeof(float))))
       return mi_node_error(n, MI_ERR_NO_MEMORY, "out of memory for the normalised input");
-    pre_copy_ctx pc = {&c, x->data, xp, g.in_sz};
-    mi_parallel_for(ex, planes, 1, pre_copy_planes, &pc);
+    mi_prologue_planes(ex, x->data, xp, planes, g.in_sz, c.pre, c.pre_c, c.pre_relu);
     c.x = xp, c.pre = NULL;
   }
   int64_t work = g.out_sz * g.k[0] * g.k[1] * g.k[2];

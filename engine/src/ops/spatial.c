@@ -28,3 +28,25 @@ mi_status *mi_read_auto_pad(mi_node *n, int *auto_pad) {
   else return mi_node_error(n, MI_ERR_INVALID_MODEL, "unknown auto_pad '%s'", ap);
   return NULL;
 }
+
+typedef struct prologue_ctx {
+  const float *x;
+  float *y;
+  const float *pre;
+  int64_t C, plane;
+  bool relu;
+} prologue_ctx;
+
+static void prologue_planes(void *vctx, int64_t b, int64_t e) {
+  const prologue_ctx *c = vctx;
+  for (int64_t p = b; p < e; p++) {
+    const int64_t ch = p % c->C;
+    mi_prologue_copy(c->y + p * c->plane, c->x + p * c->plane, 1, 0, c->plane, c->pre[ch], c->pre[c->C + ch], c->relu);
+  }
+}
+
+void mi_prologue_planes(mi_exec *ex, const float *x, float *y, int64_t n, int64_t plane, const float *pre, int64_t C,
+                        bool relu) {
+  prologue_ctx c = {x, y, pre, C, plane, relu};
+  mi_parallel_for(ex, n, 1, prologue_planes, &c);
+}

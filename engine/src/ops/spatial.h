@@ -24,4 +24,25 @@ mi_status *mi_read_spatial_ints(mi_node *n, const char *name, size_t maxn, int64
 /* The auto_pad attribute as PAD_*. */
 mi_status *mi_read_auto_pad(mi_node *n, int *auto_pad);
 
+/* ---- the input prologue (mi_node.pre_affine) of Conv and AveragePool ----
+ * Channel c's values become v * a + b with a = pre[c], b = pre[C + c], then
+ * ReLU if relu (a NaN gives 0). */
+static inline __attribute__((always_inline)) float mi_prologue_value(float v, float a, float b, bool relu) {
+  v = v * a + b;
+  return relu && !(v > 0.f) ? 0.f : v;
+}
+/* o[t] = the prologue of src[t * st] for t in [lo, hi); relu tested once,
+ * so each loop vectorises. */
+static inline __attribute__((always_inline)) void mi_prologue_copy(float *o, const float *src, int64_t st, int64_t lo,
+                                                                   int64_t hi, float a, float b, bool relu) {
+  if (relu)
+    for (int64_t t = lo; t < hi; t++) o[t] = mi_prologue_value(src[t * st], a, b, true);
+  else
+    for (int64_t t = lo; t < hi; t++) o[t] = mi_prologue_value(src[t * st], a, b, false);
+}
+/* y = the prologue on each of the n planes of x (plane floats each; plane
+ * p holds channel p % C), split over the threads; y must not overlap x. */
+void mi_prologue_planes(mi_exec *ex, const float *x, float *y, int64_t n, int64_t plane, const float *pre, int64_t C,
+                        bool relu);
+
 #endif
