@@ -144,6 +144,8 @@ struct mi_node {
                          * pre_relu; a BatchNormalization folded in (malloc'd) */
   int64_t pre_channels; /* C of pre_affine */
   bool pre_relu;
+  bool post_pool2;      /* Conv (CPU): a 2x2 stride-2 MaxPool of its output fused in
+                         * (mi_graph_fuse_max_pool): the node's output is the pooled one */
   bool dead;            /* removed by a graph pass */
   bool tail;            /* runs eagerly after the planned nodes (plan.c) */
 };

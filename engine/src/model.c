@@ -108,6 +108,7 @@ static mi_status *load(const void *data, size_t size, uint8_t *owned, const char
   /* bf16 mode allows bf16's rounding: FP32 Winograd, whose rounding is far
    * smaller, where it is faster than bf16's kernels (conv_winograd.h) */
   m->g.winograd = (m->opt.fast_math || m->g.bf16) && m->opt.device == MI_DEVICE_CPU;
+  if (!st && m->opt.optimize && m->g.winograd) st = mi_graph_fuse_max_pool(&m->g);
   m->g.keep_packed_only = m->opt.device == MI_DEVICE_CPU; /* a GPU run uploads the graph's constants */
   if (!st) st = mi_graph_init_ops(&m->g);
   if (!st) st = mi_model_set_threads(m, m->opt.threads);

@@ -367,6 +367,45 @@ mi_status *mi_graph_pool_before_pointwise(mi_graph *g) {
   return moved ? mi_graph_toposort(g) : NULL;
 }
 
+/* A 2D MaxPool of 2x2 windows at stride 2, no padding, dilation or
+ * ceil_mode, without the Indices output. */
+static bool max_pool_2x2(const mi_node *n) {
+  if (!is_op(n, "MaxPool") || n->n_in != 1 || n->in[0] < 0 || n->out[0] < 0) return false;
+  if (n->n_out > 1 && n->out[1] >= 0) return false;
+  const int64_t *k = NULL, *s = NULL;
+  if (mi_attr_ints(n, "kernel_shape", &k) != 2 || k[0] != 2 || k[1] != 2) return false;
+  if (mi_attr_ints(n, "strides", &s) != 2 || s[0] != 2 || s[1] != 2) return false;
+  return unpadded(n) && ints_all(n, "dilations", 1) && mi_attr_int(n, "ceil_mode", 0) == 0;
+}
+
+mi_status *mi_graph_fuse_max_pool(mi_graph *g) {
+  int *uses = count_uses(g);
+  if (!uses) return mi_error(MI_ERR_NO_MEMORY, "out of memory");
+  for (int k = 0; k < g->n_nodes; k++) {
+    mi_node *conv = &g->nodes[k];
+    if (!is_op(conv, "Conv") || conv->n_in < 2 || conv->in[0] < 0 || conv->in[1] < 0 || conv->n_out != 1 ||
+        conv->out[0] < 0 || conv->post_pool2)
+      continue;
+    if (conv->fused_add >= 0 || (conv->act.kind != MI_ACT_NONE && conv->act.kind != MI_ACT_RELU)) continue;
+    const mi_value *wv = &g->values[conv->in[1]];
+    if (!wv->is_const || wv->t.dtype != MI_FLOAT || wv->t.ndim != 4 || wv->t.dims[2] != 3 || wv->t.dims[3] != 3)
+      continue;
+    if (mi_attr_int(conv, "group", 1) != 1 || !ints_all(conv, "strides", 1) || !ints_all(conv, "dilations", 1))
+      continue;
+    const int v = conv->out[0];
+    if (g->values[v].is_output || uses[v] != 1) continue;
+    const int pk = consumer(g, v);
+    if (pk < 0 || !max_pool_2x2(&g->nodes[pk])) continue;
+    mi_node *pool = &g->nodes[pk];
+    conv->out[0] = pool->out[0];
+    g->values[conv->out[0]].producer = k;
+    conv->post_pool2 = true;
+    pool->dead = true;
+  }
+  free(uses);
+  return mi_graph_toposort(g);
+}
+
 mi_status *mi_graph_optimize(mi_graph *g, size_t max_bytes) {
   drop_identities(g);
   MI_TRY(fold_batchnorm(g, max_bytes));

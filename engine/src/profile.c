@@ -50,7 +50,7 @@ static double node_flops(const mi_graph *g, const mi_node *n) {
   if (!y || !a || !w || w->ndim < 2) return 0;
   const double ny = (double)mi_numel(y->ndim, y->dims);
   const double kin = (double)mi_numel(w->ndim - 1, w->dims + 1); /* W dims 1.. */
-  if (!strcmp(n->op_type, "Conv")) return 2 * ny * kin;
+  if (!strcmp(n->op_type, "Conv")) return 2 * ny * (n->post_pool2 ? 4 : 1) * kin; /* before its fused pool (even maps) */
   if (!strcmp(n->op_type, "ConvTranspose")) return 2 * (double)mi_numel(a->ndim, a->dims) * kin;
   if (!strcmp(n->op_type, "MatMul") && a->ndim >= 1) return 2 * ny * (double)a->dims[a->ndim - 1];
   if (!strcmp(n->op_type, "Gemm") && a->ndim == 2)

@@ -1,7 +1,7 @@
 // Activations and residual adds fused into BatchNormalization and
 // InstanceNormalization (graph passes + the norm kernels' epilogue) must give
 // what the unfused graph gives; so must a 1x1 convolution's average pooling
-// moved before it; a single-input-channel Conv (a 3D U-Net's stem) through
+// moved before it, or a max pooling fused into a 3x3 one; a single-input-channel Conv (a 3D U-Net's stem) through
 // the packed GEMM must match a direct reference.
 #include <gtest/gtest.h>
 
@@ -29,14 +29,16 @@ std::vector<float> rnd(size_t n, unsigned seed, float lo = -1.f, float hi = 1.f)
 }
 
 // gflop: where given, the profile's total of the run (convolutions and
-// matrix products, 2 x multiply-adds).
+// matrix products, 2 x multiply-adds), and nodes its node count; fast: fast
+// mode (Winograd); threads: the engine's.
 std::vector<float> run(const Model &md, bool optimize, std::vector<int64_t> dims, std::vector<float> x,
-                       double *gflop = nullptr) {
+                       double *gflop = nullptr, bool fast = false, int *nodes = nullptr, int threads = 2) {
   auto buf = md.serialize();
   mi_options o;
   mi_options_default(&o);
   o.optimize = optimize;
-  o.threads = 2;
+  o.fast_math = fast;
+  o.threads = threads;
   mi_model *m = nullptr;
   mi_status *st = mi_model_load_buffer(buf.data(), buf.size(), nullptr, "fusion.onnx", &o, &m);
   EXPECT_EQ(st, nullptr) << (st ? mi_status_message(st) : "");
@@ -59,6 +61,8 @@ std::vector<float> run(const Model &md, bool optimize, std::vector<int64_t> dims
     std::fclose(f);
     const char *at = std::strstr(text, " nodes (");
     *gflop = at ? std::strtod(at + 8, nullptr) : -1;
+    const char *in = std::strstr(text, " per run in ");
+    if (nodes) *nodes = in ? std::atoi(in + 12) : -1;
     std::free(text);
   }
   std::vector<float> y;
@@ -215,6 +219,69 @@ TEST(NormFusion, PoolBeforePointwiseConvMatchesUnfused) {
     expect_close(y, run(md, false, c.dims, x), 1e-5f);
     const double full = 2e-9 * double(c.dims[0] * M * Cin * pos);
     EXPECT_NEAR(gflop, c.moves ? full * double(pooled) / double(pos) : full, 1e-3 * full);
+  }
+}
+
+// Fast mode: a 3x3 convolution's 2x2 stride-2 max pooling fused into it
+// gives the unfused graph's values (exact mode: the Winograd rounding
+// apart), through the output transform's pooled F(4x4) (rows of runs; runs
+// too short: scattered) and F(2x2) blocks, and through the scratch copy
+// where the Winograd tile cannot pool (F(3x3)); a pool with padding stays a
+// node of its own.
+TEST(NormFusion, MaxPoolFusedIntoConvMatchesUnfused) {
+  struct Case {
+    const char *what, *tiles; // tiles: MEDINFER_WINOGRAD (nullptr: the rules)
+    std::vector<int64_t> dims, conv_pads, pool_pads;
+    bool relu, fused;
+  };
+  const Case cases[] = {
+      {"F(4x4), runs over two tile rows", nullptr, {2, 16, 32, 40}, {1, 1, 1, 1}, {}, true, true},
+      {"F(4x4), odd sizes", nullptr, {1, 16, 31, 29}, {1, 1, 1, 1}, {}, true, true},
+      {"F(4x4), no padding, no activation", nullptr, {1, 16, 34, 26}, {}, {}, false, true},
+      {"F(4x4), narrow map: scattered", "4", {1, 16, 64, 8}, {1, 1, 1, 1}, {}, true, true},
+      {"F(2x2)", "2", {1, 16, 14, 10}, {1, 1, 1, 1}, {}, true, true},
+      {"F(2x2), odd sizes", "2", {1, 16, 13, 11}, {1, 1, 1, 1}, {}, true, true},
+      {"F(3x3) asked: pooled from a scratch copy", "3", {1, 16, 15, 13}, {1, 1, 1, 1}, {}, true, true},
+      {"padded pool: not fused", nullptr, {1, 16, 32, 40}, {1, 1, 1, 1}, {1, 1, 1, 1}, true, false},
+  };
+  for (const Case &c : cases) {
+    SCOPED_TRACE(c.what);
+    const int64_t Cin = c.dims[1], M = 24;
+    int64_t n = 1;
+    for (int64_t d : c.dims) n *= d;
+    Model md;
+    md.inputs.push_back({"x", 1, c.dims});
+    md.outputs.push_back({"y", 1, {}});
+    md.inits.push_back(onnxb::float_tensor("w", {M, Cin, 3, 3}, rnd(size_t(M * Cin * 9), 51)));
+    md.inits.push_back(onnxb::float_tensor("bias", {M}, rnd(size_t(M), 52)));
+    std::vector<onnxb::Attr> ca = {onnxb::attr_ints("kernel_shape", {3, 3})};
+    if (!c.conv_pads.empty()) ca.push_back(onnxb::attr_ints("pads", c.conv_pads));
+    md.nodes.push_back({"Conv", "conv", {"x", "w", "bias"}, {"c"}, ca});
+    std::string t = "c";
+    if (c.relu) {
+      md.nodes.push_back({"Relu", "relu", {"c"}, {"r"}, {}});
+      t = "r";
+    }
+    std::vector<onnxb::Attr> pa = {onnxb::attr_ints("kernel_shape", {2, 2}), onnxb::attr_ints("strides", {2, 2})};
+    if (!c.pool_pads.empty()) pa.push_back(onnxb::attr_ints("pads", c.pool_pads));
+    md.nodes.push_back({"MaxPool", "pool", {t}, {"y"}, pa});
+    const auto x = rnd(size_t(n), 53, -3.f, 3.f);
+    const auto ref = run(md, false, c.dims, x);
+    double gflop = 0;
+    int nodes = 0;
+    if (c.tiles) setenv("MEDINFER_WINOGRAD", c.tiles, 1);
+    /* one thread too: its fixed order of the blocks shows any written outside their window */
+    const auto y1 = run(md, true, c.dims, x, nullptr, true, nullptr, 1);
+    const auto y = run(md, true, c.dims, x, &gflop, true, &nodes);
+    unsetenv("MEDINFER_WINOGRAD");
+    expect_close(y1, ref, 1e-4f);
+    expect_close(y, ref, 1e-4f);
+    EXPECT_EQ(nodes, c.fused ? 1 : 2);
+    const int64_t pad = c.conv_pads.empty() ? 0 : 2, ho = c.dims[2] + pad - 2, wo = c.dims[3] + pad - 2;
+    if (ho % 2 == 0 && wo % 2 == 0) { /* the profile counts the fused layer's multiply-adds before its pool */
+      const double full = 2e-9 * double(c.dims[0] * M * Cin * 9 * ho * wo);
+      EXPECT_NEAR(gflop, full, 1e-3 * full);
+    }
   }
 }
 

@@ -47,13 +47,17 @@ typedef struct mi_wino_out_lanes {
 
 /* What the output transform applies before storing: bias, a residual read
  * at the same offsets (NULL: none), then ReLU, or fn on the block's values
- * of the 16 lanes (other activations; NULL: none). */
+ * of the 16 lanes (other activations; NULL: none).  pool2 (tile 4 or 2,
+ * undilated, no residual): then a 2x2 stride-2 max pool of each block, and
+ * the (tile / 2)^2 maxima are what is stored: the lanes' off, rows and cols
+ * then place the pooled blocks in the pooled plane (Wo its row length). */
 typedef struct mi_wino_epi {
   float bias;
   const float *res;
   bool relu;
   void (*fn)(const void *ctx, float *v, int64_t n);
   const void *ctx;
+  bool pool2;
 } mi_wino_epi;
 
 /* The transforms of F(tile x tile, 3x3), tile 4, 3 or 2: P = tile + 2

@@ -353,10 +353,83 @@ static void out4(const float *m, int64_t ms, const mi_wino_out_lanes *L, int64_t
   scatter_blocks(4, v, L, Wo, dy, dx, e, plane);
 }
 
+/* pool2 (wino.h): the activation on T x T blocks (T 4 or 2), each 2 x 2 to
+ * its maximum (max_ps keeps the running maximum where either is NaN, as the
+ * MaxPool kernel compares), the pooled blocks stored: runs of tiles side by
+ * side as rows of whole vectors (F(4x4): two tiles' two columns each
+ * interleaved), else scattered. */
+static inline __attribute__((always_inline)) void pool_blocks(const int T, __m512 v[4][4], const mi_wino_out_lanes *L,
+                                                             int64_t Wo, const mi_wino_epi *e, float *plane) {
+  for (int i = 0; i < T; i++)
+    for (int j = 0; j < T; j++) {
+      if (e->relu) v[i][j] = _mm512_max_ps(v[i][j], _mm512_setzero_ps());
+    }
+  if (e->fn) {
+    float buf[16][16] __attribute__((aligned(64)));
+    for (int i = 0; i < T; i++)
+      for (int j = 0; j < T; j++) _mm512_store_ps(buf[i * T + j], v[i][j]);
+    e->fn(e->ctx, &buf[0][0], T * T * 16);
+    for (int i = 0; i < T; i++)
+      for (int j = 0; j < T; j++) v[i][j] = _mm512_load_ps(buf[i * T + j]);
+  }
+  const int H = T / 2;
+  __m512 p[2][2];
+  for (int a = 0; a < H; a++)
+    for (int b = 0; b < H; b++) {
+      __m512 best = v[2 * a][2 * b];
+      best = _mm512_max_ps(v[2 * a][2 * b + 1], best);
+      best = _mm512_max_ps(v[2 * a + 1][2 * b], best);
+      p[a][b] = _mm512_max_ps(v[2 * a + 1][2 * b + 1], best);
+    }
+  uint32_t cont = 0; /* lane l continues lane l - 1's run of pooled blocks */
+  for (int l = 1; l < L->n; l++) cont |= (uint32_t)(L->off[l] == L->off[l - 1] + H && L->rows[l] == L->rows[l - 1]) << l;
+  int rs[MAX_RUNS], re[MAX_RUNS];
+  const int nruns = L->n > 0 ? split_runs(L->n, cont, rs, re) : 0;
+  if (nruns) {
+    /* F(4x4): row a's columns 2l + b; vector k holds tiles 8k .. 8k + 7 */
+    const __m512i i0 = _mm512_set_epi32(23, 7, 22, 6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
+    const __m512i i1 = _mm512_set_epi32(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8);
+    __m512 o[2][2] = {{_mm512_setzero_ps(), _mm512_setzero_ps()}, {_mm512_setzero_ps(), _mm512_setzero_ps()}};
+    for (int a = 0; a < H; a++) {
+      if (H == 1) {
+        o[a][0] = p[a][0];
+      } else {
+        o[a][0] = _mm512_permutex2var_ps(p[a][0], i0, p[a][1]);
+        o[a][1] = _mm512_permutex2var_ps(p[a][0], i1, p[a][1]);
+      }
+    }
+    for (int q = 0; q < nruns; q++) {
+      uint32_t cm = 0; /* column H l + b of the run's 16 H: lane l in the run, b < its columns */
+      for (int l = rs[q]; l < re[q]; l++) cm |= ((1u << L->cols[l]) - 1u) << (H * l);
+      const int64_t ob = L->off[rs[q]] - H * rs[q];
+      for (int a = 0; a < L->rows[rs[q]]; a++)
+        for (int k = 0; k < H; k++) {
+          const __mmask16 m = (__mmask16)(cm >> (16 * k));
+          if (m) _mm512_mask_storeu_ps(plane + ob + a * Wo + 16 * k, m, o[a][k]);
+        }
+    }
+    return;
+  }
+  const __m512i off = _mm512_loadu_si512(L->off), rows = _mm512_loadu_si512(L->rows),
+                cols = _mm512_loadu_si512(L->cols);
+  for (int a = 0; a < H; a++) {
+    const __mmask16 rm = _mm512_mask_cmpgt_epi32_mask(lane_mask(L->n), rows, _mm512_set1_epi32(a));
+    for (int b = 0; b < H; b++)
+      _mm512_mask_i32scatter_ps(plane, _mm512_mask_cmpgt_epi32_mask(rm, cols, _mm512_set1_epi32(b)),
+                                _mm512_add_epi32(off, _mm512_set1_epi32((int)(a * Wo + b))), p[a][b], 4);
+  }
+}
+
 void mi_wino_out_avx512(int tile, const float *m, int64_t ms, const mi_wino_out_lanes *L, int64_t Wo, int64_t dy,
                         int64_t dx, const mi_wino_epi *e, float *plane) {
   __m512 v[4][4];
-  if (tile == 4) {
+  if (e->pool2 && tile == 4) {
+    blocks(6, m, ms, lane_mask(L->n), e->bias, v);
+    pool_blocks(4, v, L, Wo, e, plane);
+  } else if (e->pool2) {
+    blocks(4, m, ms, lane_mask(L->n), e->bias, v);
+    pool_blocks(2, v, L, Wo, e, plane);
+  } else if (tile == 4) {
     out4(m, ms, L, Wo, dy, dx, e, plane);
   } else if (tile == 3) {
     blocks(5, m, ms, lane_mask(L->n), e->bias, v);

@@ -241,6 +241,35 @@ static inline __attribute__((always_inline)) void out_runs(const int T, const la
   }
 }
 
+/* pool2: the activation on the blocks v[T i + j][l], then each 2 x 2 of
+ * them to its maximum (as the MaxPool kernel compares), stored to the
+ * pooled plane. */
+static inline __attribute__((always_inline)) void pool_lanes(const int T, lanes *v, const mi_wino_out_lanes *L,
+                                                            int64_t Wo, const mi_wino_epi *e, float *plane) {
+  if (e->relu)
+    for (int k = 0; k < T * T; k++)
+      for (int l = 0; l < MI_WINO_LANES; l++) v[k][l] = v[k][l] < 0.f ? 0.f : v[k][l];
+  if (e->fn) {
+    for (int k = 0; k < T * T; k++) /* fn reads every lane: the unused ones zero */
+      for (int l = L->n; l < MI_WINO_LANES; l++) v[k][l] = 0.f;
+    e->fn(e->ctx, &v[0][0], T * T * MI_WINO_LANES);
+  }
+  const int H = T / 2;
+  for (int a = 0; a < H; a++)
+    for (int b = 0; b < H; b++) {
+      const lanes *w[4] = {&v[2 * a * T + 2 * b], &v[2 * a * T + 2 * b + 1], &v[(2 * a + 1) * T + 2 * b],
+                           &v[(2 * a + 1) * T + 2 * b + 1]};
+      lanes p;
+      for (int l = 0; l < MI_WINO_LANES; l++) {
+        float best = (*w[0])[l];
+        for (int q = 1; q < 4; q++) best = (*w[q])[l] > best ? (*w[q])[l] : best;
+        p[l] = best;
+      }
+      for (int l = 0; l < L->n; l++)
+        if (a < L->rows[l] && b < L->cols[l]) plane[(int64_t)L->off[l] + a * Wo + b] = p[l];
+    }
+}
+
 /* The output transform to T x T blocks (T = P - 2) and the epilogue. */
 static inline __attribute__((always_inline)) void out_lanes(const int P, const float *m, int64_t ms,
                                                            const mi_wino_out_lanes *L, int64_t Wo, int64_t dy,
@@ -252,6 +281,10 @@ static inline __attribute__((always_inline)) void out_lanes(const int P, const f
     at(P, s[0][j], 4 * MI_WINO_LANES, o);
     for (int i = 0; i < T; i++)
       for (int l = 0; l < MI_WINO_LANES; l++) v[i * T + j][l] = o[i][l] + e->bias;
+  }
+  if (e->pool2) {
+    pool_lanes(T, v, L, Wo, e, plane);
+    return;
   }
   if (dy == 1 && dx == 1) {
     out_runs(T, v, L, Wo, e, plane);

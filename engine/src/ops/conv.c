@@ -307,6 +307,12 @@ static mi_status *conv_infer(mi_node *n, mi_tensor *const *in, mi_tensor **out) 
   MI_TRY(conv_geom(n, a, x, w, &g));
   int64_t dims[5] = {x->dims[0], M};
   for (int i = 0; i < s; i++) dims[2 + i] = g.out[3 - s + i];
+  if (n->post_pool2) { /* the fused 2x2 stride-2 max pool (floor) */
+    if (s != 2 || dims[2] < 2 || dims[3] < 2)
+      return mi_node_error(n, MI_ERR_SHAPE, "output %lldx%lld is smaller than the 2x2 window of its fused MaxPool",
+                           (long long)(s == 2 ? dims[2] : 0), (long long)(s == 2 ? dims[3] : 0));
+    dims[2] /= 2, dims[3] /= 2;
+  }
   mi_tensor_set_shape(out[0], MI_FLOAT, x->ndim, dims);
   return NULL;
 }
@@ -1669,11 +1675,11 @@ static mi_status *conv_stem_pairs(mi_node *n, mi_exec *ex, conv_attr *a, const g
  * for the copies). */
 static mi_status *conv_winograd(mi_node *n, mi_exec *ex, const geom *g, const float *x, const float *pre,
                                 const float *bias, const float *res, float *y, int64_t N, int64_t C, int64_t M,
-                                bool in16, bool out16, bool *ran) {
+                                bool in16, bool out16, bool pool2, bool *ran) {
   conv_attr *a = n->priv;
   *ran = false;
   mi_wino_conv wc = wino_call(g, N);
-  wc.x = x, wc.bias = bias, wc.res = res, wc.y = y;
+  wc.x = x, wc.bias = bias, wc.res = res, wc.y = y, wc.pool2 = pool2;
 #ifdef MI_GEMM_X86
   wc.bf16 = direct_bf16(ex, C); /* the call's rival: bf16's kernels at twice the FP32 rate */
   if (wc.bf16 && direct_amx()) return NULL; /* AMX's bf16 outruns FP32 Winograd */
@@ -1727,6 +1733,7 @@ static mi_status *conv_winograd(mi_node *n, mi_exec *ex, const geom *g, const fl
 
 unsigned mi_conv_layouts(const mi_node *n, const mi_exec *ex, mi_tensor *const *in) {
 #ifdef MI_GEMM_X86
+  if (n->post_pool2) return 0; /* NCHW in and out (conv_run_pooled) */
   geom g;
   mi_status *st = conv_geom(n, n->priv, in[0], in[1], &g);
   if (st) {
@@ -1740,30 +1747,31 @@ unsigned mi_conv_layouts(const mi_node *n, const mi_exec *ex, mi_tensor *const *
 #endif
 }
 
-static mi_status *conv_run(mi_node *n, mi_exec *ex, mi_tensor *const *in, mi_tensor **out) {
+/* The layer into yt (out[0], or conv_run_pooled's full-size scratch). */
+static mi_status *conv_compute(mi_node *n, mi_exec *ex, mi_tensor *const *in, mi_tensor *yt) {
   const conv_attr *a = n->priv;
   const mi_tensor *xt = in[0], *wt = in[1];
   geom g;
   MI_TRY(conv_geom(n, a, xt, wt, &g));
   const float *x = xt->data, *w = wt->data;
   const float *bias = n->n_in >= 3 && in[2] ? in[2]->data : NULL;
-  float *y = out[0]->data;
+  float *y = yt->data;
   const float *res;
-  MI_TRY(get_residual(n, in, out[0], &res));
+  MI_TRY(get_residual(n, in, yt, &res));
   const int64_t N = xt->dims[0], C = xt->dims[1], M = wt->dims[0], G = a->group;
   const int64_t Cg = C / G, Mg = M / G, K = Cg * g.k_sz;
   if (N == 0 || g.out_sz == 0) return NULL;
-  if (xt->chan16 || out[0]->chan16) { /* the plan's layout (mi_conv_layouts), which only this kernel reads and writes */
+  if (xt->chan16 || yt->chan16) { /* the plan's layout (mi_conv_layouts), which only this kernel reads and writes */
 #ifdef MI_GEMM_X86
     const unsigned caps = chan16_caps(n, ex, a, xt, wt, &g);
-    const bool fits = (!xt->chan16 || caps & MI_CHAN16_IN) && (!out[0]->chan16 || caps & MI_CHAN16_OUT) &&
-                      (!res || in[n->n_in]->chan16 == out[0]->chan16);
+    const bool fits = (!xt->chan16 || caps & MI_CHAN16_IN) && (!yt->chan16 || caps & MI_CHAN16_OUT) &&
+                      (!res || in[n->n_in]->chan16 == yt->chan16);
     if (fits && a->wino_ok) { /* fast mode: Winograd where this call pays on it, else the kernel below */
       bool ran = false;
-      mi_status *st = conv_winograd(n, ex, &g, x, NULL, bias, res, y, N, C, M, xt->chan16, out[0]->chan16, &ran);
+      mi_status *st = conv_winograd(n, ex, &g, x, NULL, bias, res, y, N, C, M, xt->chan16, yt->chan16, false, &ran);
       if (st || ran) return st;
     }
-    if (fits) return conv_direct(n, ex, n->priv, &g, x, NULL, bias, res, y, N, C, M, K, true, xt->chan16, out[0]->chan16);
+    if (fits) return conv_direct(n, ex, n->priv, &g, x, NULL, bias, res, y, N, C, M, K, true, xt->chan16, yt->chan16);
 #endif
     return mi_node_error(n, MI_ERR_INTERNAL, "planned for channel-blocked tensors that this layer cannot take");
   }
@@ -1786,7 +1794,7 @@ static mi_status *conv_run(mi_node *n, mi_exec *ex, mi_tensor *const *in, mi_ten
   const bool own = (a->wpack || a->wino || has_cv) && w == a->wsrc && M == a->wM && K == a->wK;
   if (a->wino_ok && own && G == 1) { /* in bf16 mode too, where it pays against bf16 (conv_winograd) */
     bool ran = false;
-    mi_status *st = conv_winograd(n, ex, &g, x, pre, bias, res, y, N, C, M, false, false, &ran);
+    mi_status *st = conv_winograd(n, ex, &g, x, pre, bias, res, y, N, C, M, false, false, false, &ran);
     if (st || ran) return st;
   }
 #ifdef MI_GEMM_X86
@@ -1937,6 +1945,68 @@ static mi_status *conv_run(mi_node *n, mi_exec *ex, mi_tensor *const *in, mi_ten
   if (xpad) mi_exec_scratch_release(ex, xpad);
   if (xcopy) mi_exec_scratch_release(ex, xcopy);
   return NULL;
+}
+
+/* A 2x2 stride-2 max pool of planes [b, e) (H x W, floor) into y, in the
+ * MaxPool kernel's order of comparison. */
+typedef struct pool2_ctx {
+  const float *x;
+  float *y;
+  int64_t H, W;
+} pool2_ctx;
+
+static void pool2_planes(void *vctx, int64_t b, int64_t e) {
+  const pool2_ctx *c = vctx;
+  const int64_t Hp = c->H / 2, Wp = c->W / 2;
+  for (int64_t p = b; p < e; p++)
+    for (int64_t i = 0; i < Hp; i++) {
+      const float *r0 = c->x + (p * c->H + 2 * i) * c->W, *r1 = r0 + c->W;
+      float *yr = c->y + (p * Hp + i) * Wp;
+      for (int64_t j = 0; j < Wp; j++) {
+        float best = r0[2 * j];
+        best = r0[2 * j + 1] > best ? r0[2 * j + 1] : best;
+        best = r1[2 * j] > best ? r1[2 * j] : best;
+        yr[j] = r1[2 * j + 1] > best ? r1[2 * j + 1] : best;
+      }
+    }
+}
+
+/* mi_node.post_pool2: the Winograd path pools in its output transform;
+ * any other path runs the layer into a scratch buffer, pooled from there. */
+static mi_status *conv_run_pooled(mi_node *n, mi_exec *ex, mi_tensor *const *in, mi_tensor *yt) {
+  const conv_attr *a = n->priv;
+  const mi_tensor *xt = in[0], *wt = in[1];
+  geom g;
+  MI_TRY(conv_geom(n, a, xt, wt, &g));
+  const int64_t N = xt->dims[0], C = xt->dims[1], M = wt->dims[0];
+  const float *bias = n->n_in >= 3 && in[2] ? in[2]->data : NULL;
+#ifdef MI_GEMM_X86
+  const bool has_cv = a->wcv.data != NULL;
+#else
+  const bool has_cv = false;
+#endif
+  const bool own = (a->wpack || a->wino || has_cv) && wt->data == a->wsrc && M == a->wM && C * g.k_sz == a->wK;
+  if (a->wino_ok && own && a->group == 1 && N > 0) {
+    bool ran = false;
+    mi_status *st = conv_winograd(n, ex, &g, xt->data, n->pre_affine, bias, NULL, yt->data, N, C, M, false, false,
+                                  true, &ran);
+    if (st || ran) return st;
+  }
+  mi_tensor full = *yt;
+  full.dims[2] = g.out[1], full.dims[3] = g.out[2];
+  full.data = mi_exec_scratch(ex, (size_t)(N * M * g.out_sz) * sizeof(float));
+  if (!full.data) return mi_node_error(n, MI_ERR_NO_MEMORY, "out of memory for the output before its max pool");
+  mi_status *st = conv_compute(n, ex, in, &full);
+  if (!st) {
+    pool2_ctx c = {full.data, yt->data, g.out[1], g.out[2]};
+    mi_parallel_for(ex, N * M, 1, pool2_planes, &c);
+  }
+  mi_exec_scratch_release(ex, full.data);
+  return st;
+}
+
+static mi_status *conv_run(mi_node *n, mi_exec *ex, mi_tensor *const *in, mi_tensor **out) {
+  return n->post_pool2 ? conv_run_pooled(n, ex, in, out[0]) : conv_compute(n, ex, in, out[0]);
 }
 
 /* ---- ConvTranspose ------------------------------------------------------ */

@@ -144,6 +144,7 @@ int mi_wino_wanted(int64_t C, int64_t M, int64_t kd, const mi_wino_conv *c) {
    * per call anyway. */
   const char *f = getenv("MEDINFER_WINOGRAD");
   const int force = f && f[0] >= '0' && f[0] <= '4' && !f[1] ? f[0] - '0' : -1;
+  if (c->pool2 && (kd != 1 || c->D != 1 || c->dy != 1 || c->dx != 1 || c->res || force == 3)) return 0;
   if (force == 0 || force >= 2) return force;
   const int64_t imgs = kd == 1 && c->D == 1 ? c->N : 1, exact = imgs * c->Ho * c->Wo * 9;
   /* Against bf16's kernels, only calls of 64M multiply-adds and more: below,
@@ -167,7 +168,7 @@ int mi_wino_wanted(int64_t C, int64_t M, int64_t kd, const mi_wino_conv *c) {
    * multiply-adds, the larger tile on a tie. */
   int tile = 0;
   int64_t best = 0;
-  for (int t = 4; t >= 2 && kd * C >= 16; t--) {
+  for (int t = 4; t >= 2 && kd * C >= 16; t -= c->pool2 && t == 4 ? 2 : 1) { /* pool2: tiles of even side */
     const int64_t n = tiles_plane(c, t) * imgs, cols = n % 16 > 8 ? cdiv(n, 16) * 16 : n, cost = (t + 2) * (t + 2) * cols;
     const int64_t need20 = c->bf16 ? 60 : t == 4 ? 50 : t == 3 ? 45 : 34; /* exact >= cost * need20 / 20 */
     if (n < 16 || exact * 20 < cost * need20 || (tile && cost >= best)) continue;
@@ -327,7 +328,10 @@ static void act_fn(const void *ctx, float *v, int64_t n) { mi_activation_apply(c
 static void output_items(void *vctx, int64_t b, int64_t e) {
   const wino_run *r = vctx;
   const mi_wino_conv *c = r->c;
-  const int64_t M = r->w->M, plane = c->Ho * c->Wo, ms = m_plane(r, r->np);
+  const int64_t M = r->w->M, ms = m_plane(r, r->np);
+  /* pool2: the lanes place the pooled blocks (half the side) in the pooled planes */
+  const int64_t Wy = c->pool2 ? c->Wo / 2 : c->Wo, plane = c->pool2 ? c->Ho / 2 * Wy : c->Ho * c->Wo;
+  const int side = c->pool2 ? r->tile / 2 : r->tile;
   static const mi_activation none; /* MI_ACT_NONE */
   const mi_activation *act = c->no_act ? &none : &r->n->act;
   mi_wino_out_lanes L;
@@ -341,19 +345,21 @@ static void output_items(void *vctx, int64_t b, int64_t e) {
       for (int l = 0; l < L.n; l++) {
         int64_t n, oy, ox;
         tile_pos(r, r->t0 + lt + l, &n, &oy, &ox);
-        L.off[l] = (int32_t)((r->fold ? n * M * plane : 0) + oy * c->Wo + ox);
-        const int64_t rows = cdiv(c->Ho - oy, c->dy), cols = cdiv(c->Wo - ox, c->dx); /* 0 past the edge */
-        L.rows[l] = (int32_t)(rows < r->tile ? (rows > 0 ? rows : 0) : r->tile);
-        L.cols[l] = (int32_t)(cols < r->tile ? (cols > 0 ? cols : 0) : r->tile);
+        int64_t rows = cdiv(c->Ho - oy, c->dy), cols = cdiv(c->Wo - ox, c->dx); /* 0 past the edge */
+        if (c->pool2) /* whole windows only (floor); tiles start at even rows and columns */
+          rows = (c->Ho - oy) / 2, cols = (c->Wo - ox) / 2, oy /= 2, ox /= 2;
+        L.off[l] = (int32_t)((r->fold ? n * M * plane : 0) + oy * Wy + ox);
+        L.rows[l] = (int32_t)(rows < side ? (rows > 0 ? rows : 0) : side);
+        L.cols[l] = (int32_t)(cols < side ? (cols > 0 ? cols : 0) : side);
       }
     }
     const int64_t base = r->fold ? m * plane : ((r->img * M + m) * c->Do + r->z0 + o) * plane;
     mi_wino_epi ep = {c->bias ? c->bias[m] : 0.f, c->res ? c->res + base : NULL, act->kind == MI_ACT_RELU,
-                      act->kind != MI_ACT_NONE && act->kind != MI_ACT_RELU ? act_fn : NULL, act};
+                      act->kind != MI_ACT_NONE && act->kind != MI_ACT_RELU ? act_fn : NULL, act, c->pool2};
     const float *src = r->m + (o * M + m) * r->tp + lt;
     if (m + OUT_PF < M)
       for (int k = 0; k < r->nxi; k++) __builtin_prefetch(src + OUT_PF * r->tp + k * ms, 0, 3); /* its element planes */
-    r->out_tf(r->tile, src, ms, &L, c->Wo, c->dy, c->dx, &ep, c->y + base);
+    r->out_tf(r->tile, src, ms, &L, Wy, c->dy, c->dx, &ep, c->y + base);
   }
 }
 

@@ -39,6 +39,8 @@ typedef struct mi_wino_conv {
   float *y;
   int64_t N, D, H, W, Do, Ho, Wo, pz, py, px, dy, dx;
   bool no_act;
+  bool pool2; /* then a 2x2 stride-2 max pool (2D, undilated, no residual): y is the pooled
+                 [N, M, Ho / 2, Wo / 2] (floor); only tiles 4 and 2 align with it */
   bool bf16; /* bf16 mode would run the call otherwise, at twice the FP32 rate: Winograd only where it saves more */
 } mi_wino_conv;
 
