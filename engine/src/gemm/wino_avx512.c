@@ -280,6 +280,21 @@ static inline __attribute__((always_inline)) void blocks(const int P, const floa
   }
 }
 
+/* The activation (ReLU or fn) on T x T blocks. */
+static inline __attribute__((always_inline)) void block_act(const int T, __m512 v[4][4], const mi_wino_epi *e) {
+  if (e->relu)
+    for (int i = 0; i < T; i++)
+      for (int j = 0; j < T; j++) v[i][j] = _mm512_max_ps(v[i][j], _mm512_setzero_ps());
+  if (e->fn) {
+    float buf[16][16] __attribute__((aligned(64)));
+    for (int i = 0; i < T; i++)
+      for (int j = 0; j < T; j++) _mm512_store_ps(buf[i * T + j], v[i][j]);
+    e->fn(e->ctx, &buf[0][0], T * T * 16);
+    for (int i = 0; i < T; i++)
+      for (int j = 0; j < T; j++) v[i][j] = _mm512_load_ps(buf[i * T + j]);
+  }
+}
+
 /* The epilogue on T x T blocks, each scattered to its rows[l] x cols[l]
  * positions inside the output. */
 static inline __attribute__((always_inline)) void scatter_blocks(const int T, __m512 v[4][4], const mi_wino_out_lanes *L,
@@ -301,17 +316,7 @@ static inline __attribute__((always_inline)) void scatter_blocks(const int T, __
     for (int i = 0; i < T; i++)
       for (int j = 0; j < T; j++)
         v[i][j] = _mm512_add_ps(v[i][j], _mm512_mask_i32gather_ps(_mm512_setzero_ps(), km[i][j], idx[i][j], e->res, 4));
-  if (e->relu)
-    for (int i = 0; i < T; i++)
-      for (int j = 0; j < T; j++) v[i][j] = _mm512_max_ps(v[i][j], _mm512_setzero_ps());
-  if (e->fn) {
-    float buf[16][16] __attribute__((aligned(64)));
-    for (int i = 0; i < T; i++)
-      for (int j = 0; j < T; j++) _mm512_store_ps(buf[i * T + j], v[i][j]);
-    e->fn(e->ctx, &buf[0][0], T * T * 16);
-    for (int i = 0; i < T; i++)
-      for (int j = 0; j < T; j++) v[i][j] = _mm512_load_ps(buf[i * T + j]);
-  }
+  block_act(T, v, e);
   for (int i = 0; i < T; i++)
     for (int j = 0; j < T; j++) _mm512_mask_i32scatter_ps(plane, km[i][j], idx[i][j], v[i][j], 4);
 }
@@ -360,18 +365,7 @@ static void out4(const float *m, int64_t ms, const mi_wino_out_lanes *L, int64_t
  * interleaved), else scattered. */
 static inline __attribute__((always_inline)) void pool_blocks(const int T, __m512 v[4][4], const mi_wino_out_lanes *L,
                                                              int64_t Wo, const mi_wino_epi *e, float *plane) {
-  for (int i = 0; i < T; i++)
-    for (int j = 0; j < T; j++) {
-      if (e->relu) v[i][j] = _mm512_max_ps(v[i][j], _mm512_setzero_ps());
-    }
-  if (e->fn) {
-    float buf[16][16] __attribute__((aligned(64)));
-    for (int i = 0; i < T; i++)
-      for (int j = 0; j < T; j++) _mm512_store_ps(buf[i * T + j], v[i][j]);
-    e->fn(e->ctx, &buf[0][0], T * T * 16);
-    for (int i = 0; i < T; i++)
-      for (int j = 0; j < T; j++) v[i][j] = _mm512_load_ps(buf[i * T + j]);
-  }
+  block_act(T, v, e);
   const int H = T / 2;
   __m512 p[2][2];
   for (int a = 0; a < H; a++)
