@@ -399,6 +399,7 @@ mi_status *mi_graph_fuse_max_pool(mi_graph *g) {
     mi_node *pool = &g->nodes[pk];
     conv->out[0] = pool->out[0];
     g->values[conv->out[0]].producer = k;
+    g->values[v].producer = -1; /* the full-size output: no longer a value of the graph */
     conv->post_pool2 = true;
     pool->dead = true;
   }
