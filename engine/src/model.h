@@ -69,8 +69,8 @@ mi_status *mi_graph_fuse_input_affine(mi_graph *g);
  * mi_graph_fuse_input_affine: the CUDA pooling does not read a prologue. */
 mi_status *mi_graph_pool_before_pointwise(mi_graph *g);
 
-/* Conv 3x3 (2D, unit strides and dilations, one group, nothing but ReLU or
- * no activation fused after it) -> MaxPool 2x2 stride 2 (no padding, no
+/* Conv 3x3 (2D, unit strides and dilations, one group, no residual fused
+ * into it; an activation may be) -> MaxPool 2x2 stride 2 (no padding, no
  * ceil_mode, no Indices)  =>  one Conv with mi_node.post_pool2: where the
  * Winograd path takes the layer, its output transform keeps each 2x2
  * window's maximum and the full-size output is never written (VGG's

@@ -386,7 +386,7 @@ mi_status *mi_graph_fuse_max_pool(mi_graph *g) {
     if (!is_op(conv, "Conv") || conv->n_in < 2 || conv->in[0] < 0 || conv->in[1] < 0 || conv->n_out != 1 ||
         conv->out[0] < 0 || conv->post_pool2)
       continue;
-    if (conv->fused_add >= 0 || (conv->act.kind != MI_ACT_NONE && conv->act.kind != MI_ACT_RELU)) continue;
+    if (conv->fused_add >= 0) continue; /* any activation: the pool takes its output */
     const mi_value *wv = &g->values[conv->in[1]];
     if (!wv->is_const || wv->t.dtype != MI_FLOAT || wv->t.ndim != 4 || wv->t.dims[2] != 3 || wv->t.dims[3] != 3)
       continue;

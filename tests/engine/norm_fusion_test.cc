@@ -232,17 +232,19 @@ TEST(NormFusion, MaxPoolFusedIntoConvMatchesUnfused) {
   struct Case {
     const char *what, *tiles; // tiles: MEDINFER_WINOGRAD (nullptr: the rules)
     std::vector<int64_t> dims, conv_pads, pool_pads;
-    bool relu, fused;
+    const char *act; // after the Conv (nullptr: none)
+    bool fused;
   };
   const Case cases[] = {
-      {"F(4x4), runs over two tile rows", nullptr, {2, 16, 32, 40}, {1, 1, 1, 1}, {}, true, true},
-      {"F(4x4), odd sizes", nullptr, {1, 16, 31, 29}, {1, 1, 1, 1}, {}, true, true},
-      {"F(4x4), no padding, no activation", nullptr, {1, 16, 34, 26}, {}, {}, false, true},
-      {"F(4x4), narrow map: scattered", "4", {1, 16, 64, 8}, {1, 1, 1, 1}, {}, true, true},
-      {"F(2x2)", "2", {1, 16, 14, 10}, {1, 1, 1, 1}, {}, true, true},
-      {"F(2x2), odd sizes", "2", {1, 16, 13, 11}, {1, 1, 1, 1}, {}, true, true},
-      {"F(3x3) asked: pooled from a scratch copy", "3", {1, 16, 15, 13}, {1, 1, 1, 1}, {}, true, true},
-      {"padded pool: not fused", nullptr, {1, 16, 32, 40}, {1, 1, 1, 1}, {1, 1, 1, 1}, true, false},
+      {"F(4x4), runs over two tile rows", nullptr, {2, 16, 32, 40}, {1, 1, 1, 1}, {}, "Relu", true},
+      {"F(4x4), odd sizes", nullptr, {1, 16, 31, 29}, {1, 1, 1, 1}, {}, "Relu", true},
+      {"F(4x4), no padding, no activation", nullptr, {1, 16, 34, 26}, {}, {}, nullptr, true},
+      {"F(4x4), LeakyRelu", nullptr, {1, 16, 32, 40}, {1, 1, 1, 1}, {}, "LeakyRelu", true},
+      {"F(4x4), narrow map: scattered", "4", {1, 16, 64, 8}, {1, 1, 1, 1}, {}, "Relu", true},
+      {"F(2x2)", "2", {1, 16, 14, 10}, {1, 1, 1, 1}, {}, "Relu", true},
+      {"F(2x2), odd sizes, LeakyRelu", "2", {1, 16, 13, 11}, {1, 1, 1, 1}, {}, "LeakyRelu", true},
+      {"F(3x3) asked: pooled from a scratch copy", "3", {1, 16, 15, 13}, {1, 1, 1, 1}, {}, "Relu", true},
+      {"padded pool: not fused", nullptr, {1, 16, 32, 40}, {1, 1, 1, 1}, {1, 1, 1, 1}, "Relu", false},
   };
   for (const Case &c : cases) {
     SCOPED_TRACE(c.what);
@@ -258,8 +260,10 @@ TEST(NormFusion, MaxPoolFusedIntoConvMatchesUnfused) {
     if (!c.conv_pads.empty()) ca.push_back(onnxb::attr_ints("pads", c.conv_pads));
     md.nodes.push_back({"Conv", "conv", {"x", "w", "bias"}, {"c"}, ca});
     std::string t = "c";
-    if (c.relu) {
-      md.nodes.push_back({"Relu", "relu", {"c"}, {"r"}, {}});
+    if (c.act) {
+      std::vector<onnxb::Attr> aa;
+      if (!std::strcmp(c.act, "LeakyRelu")) aa.push_back(onnxb::attr_float("alpha", 0.1f));
+      md.nodes.push_back({c.act, "act", {"c"}, {"r"}, aa});
       t = "r";
     }
     std::vector<onnxb::Attr> pa = {onnxb::attr_ints("kernel_shape", {2, 2}), onnxb::attr_ints("strides", {2, 2})};
@@ -282,6 +286,44 @@ TEST(NormFusion, MaxPoolFusedIntoConvMatchesUnfused) {
       const double full = 2e-9 * double(c.dims[0] * M * Cin * 9 * ho * wo);
       EXPECT_NEAR(gflop, full, 1e-3 * full);
     }
+  }
+}
+
+// A map too small for the fused pool's window: a named error, as the
+// MaxPool gives unfused.
+TEST(NormFusion, MaxPoolFusedIntoConvTooSmallIsAnError) {
+  Model md;
+  md.inputs.push_back({"x", 1, {1, 16, 3, 3}});
+  md.outputs.push_back({"y", 1, {}});
+  md.inits.push_back(onnxb::float_tensor("w", {8, 16, 3, 3}, rnd(8 * 16 * 9, 61)));
+  md.nodes.push_back({"Conv", "conv", {"x", "w"}, {"c"}, {onnxb::attr_ints("kernel_shape", {3, 3})}});
+  md.nodes.push_back({"MaxPool", "pool", {"c"}, {"y"},
+                      {onnxb::attr_ints("kernel_shape", {2, 2}), onnxb::attr_ints("strides", {2, 2})}});
+  auto buf = md.serialize();
+  for (bool fast : {true, false}) {
+    SCOPED_TRACE(fast ? "fast" : "exact");
+    mi_options o;
+    mi_options_default(&o);
+    o.fast_math = fast;
+    mi_model *m = nullptr;
+    mi_status *st = mi_model_load_buffer(buf.data(), buf.size(), nullptr, "small.onnx", &o, &m);
+    if (!st) {
+      std::vector<int64_t> dims = {1, 16, 3, 3};
+      auto x = rnd(16 * 9, 62);
+      mi_tensor *in = nullptr, *out = nullptr;
+      EXPECT_EQ(mi_tensor_wrap(MI_FLOAT, 4, dims.data(), x.data(), &in), nullptr);
+      st = mi_model_run(m, &in, 1, &out, 1);
+      mi_tensor_free(in);
+      mi_tensor_free(out);
+      mi_model_free(m);
+    }
+    ASSERT_NE(st, nullptr);
+    const std::string msg = mi_status_message(st);
+    EXPECT_NE(msg.find(fast ? "'conv'" : "'pool'"), std::string::npos) << msg;
+    if (fast) {
+      EXPECT_NE(msg.find("smaller than the 2x2 window of its fused MaxPool"), std::string::npos) << msg;
+    }
+    mi_status_free(st);
   }
 }
 

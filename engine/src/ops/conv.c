@@ -56,6 +56,17 @@ typedef struct geom {
   int64_t in_sz, out_sz, k_sz;
 } geom;
 
+/* Whether w (M x K per output channel) is still the tensor the layer packed
+ * its weights from at load, and some packed form of them is held. */
+static bool own_weights(const conv_attr *a, const float *w, int64_t M, int64_t K) {
+#ifdef MI_GEMM_X86
+  const bool has_cv = a->wcv.data != NULL;
+#else
+  const bool has_cv = false;
+#endif
+  return (a->wpack || a->wino || has_cv) && w == a->wsrc && M == a->wM && K == a->wK;
+}
+
 /* A Winograd call's geometry (its tensors unset): N images of the layer's. */
 static mi_wino_conv wino_call(const geom *g, int64_t N) {
   return (mi_wino_conv){.N = N,         .D = g->in[0],  .H = g->in[1],  .W = g->in[2],  .Do = g->out[0],
@@ -1229,7 +1240,7 @@ static unsigned chan16_caps(const mi_node *n, const mi_exec *ex, const conv_attr
   if (mi_gemm_isa() != MI_ISA_AVX512) return 0; /* the blocked layout's kernels (chan16_avx512.c, the AVX-512 tile) */
   if (direct_bf16(ex, C)) return 0; /* bf16: the pairs are made from NCHW inputs */
   if (n->act.kind != MI_ACT_NONE && n->act.kind != MI_ACT_RELU) return 0;
-  const bool own = (a->wpack || a->wcv.data || a->wino) && w->data == a->wsrc && M == a->wM && C * g->k_sz == a->wK;
+  const bool own = own_weights(a, w->data, M, C * g->k_sz);
   if (!cv_fits(ex, g, C, M, own)) return 0;
   /* bf16 mode's RGB stem on AMX (ResNet-50's: 0.83 ms there, 1.15 on this kernel writing blocked) */
   if (stem_amx_wanted(ex, g, C, NULL)) return 0;
@@ -1788,10 +1799,8 @@ static mi_status *conv_compute(mi_node *n, mi_exec *ex, mi_tensor *const *in, mi
   conv_attr *am = n->priv;
 #ifdef MI_GEMM_X86
   const bool has_cv = a->wcv.data != NULL;
-#else
-  const bool has_cv = false;
 #endif
-  const bool own = (a->wpack || a->wino || has_cv) && w == a->wsrc && M == a->wM && K == a->wK;
+  const bool own = own_weights(a, w, M, K);
   if (a->wino_ok && own && G == 1) { /* in bf16 mode too, where it pays against bf16 (conv_winograd) */
     bool ran = false;
     mi_status *st = conv_winograd(n, ex, &g, x, pre, bias, res, y, N, C, M, false, false, false, &ran);
@@ -1980,13 +1989,8 @@ static mi_status *conv_run_pooled(mi_node *n, mi_exec *ex, mi_tensor *const *in,
   MI_TRY(conv_geom(n, a, xt, wt, &g));
   const int64_t N = xt->dims[0], C = xt->dims[1], M = wt->dims[0];
   const float *bias = n->n_in >= 3 && in[2] ? in[2]->data : NULL;
-#ifdef MI_GEMM_X86
-  const bool has_cv = a->wcv.data != NULL;
-#else
-  const bool has_cv = false;
-#endif
-  const bool own = (a->wpack || a->wino || has_cv) && wt->data == a->wsrc && M == a->wM && C * g.k_sz == a->wK;
-  if (a->wino_ok && own && a->group == 1 && N > 0) {
+  if (N == 0 || g.out_sz == 0) return NULL;
+  if (a->wino_ok && own_weights(a, wt->data, M, C * g.k_sz) && a->group == 1) {
     bool ran = false;
     mi_status *st = conv_winograd(n, ex, &g, xt->data, n->pre_affine, bias, NULL, yt->data, N, C, M, false, false,
                                   true, &ran);
