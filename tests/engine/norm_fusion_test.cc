@@ -289,6 +289,47 @@ TEST(NormFusion, MaxPoolFusedIntoConvMatchesUnfused) {
   }
 }
 
+// A fused layer whose Winograd weights were made in F(3x3) by an earlier
+// call that did not pool (MEDINFER_WINOGRAD=3 here; else another input
+// size): later calls that could pool in the transform keep the scratch path.
+TEST(NormFusion, MaxPoolFusedIntoConvAfterUnpooledF3Weights) {
+  const std::vector<int64_t> dims = {1, 16, 32, 40};
+  Model md;
+  md.inputs.push_back({"x", 1, dims});
+  md.outputs.push_back({"y", 1, {}});
+  md.inits.push_back(onnxb::float_tensor("w", {24, 16, 3, 3}, rnd(24 * 16 * 9, 71)));
+  md.nodes.push_back({"Conv", "conv", {"x", "w"}, {"c"},
+                      {onnxb::attr_ints("kernel_shape", {3, 3}), onnxb::attr_ints("pads", {1, 1, 1, 1})}});
+  md.nodes.push_back({"Relu", "relu", {"c"}, {"r"}, {}});
+  md.nodes.push_back({"MaxPool", "pool", {"r"}, {"y"},
+                      {onnxb::attr_ints("kernel_shape", {2, 2}), onnxb::attr_ints("strides", {2, 2})}});
+  auto x = rnd(16 * 32 * 40, 72, -3.f, 3.f);
+  const auto ref = run(md, false, dims, x);
+  auto buf = md.serialize();
+  mi_options o;
+  mi_options_default(&o);
+  o.fast_math = 1;
+  mi_model *m = nullptr;
+  ASSERT_EQ(mi_model_load_buffer(buf.data(), buf.size(), nullptr, "f3.onnx", &o, &m), nullptr);
+  for (const char *tiles : {"3", (const char *)nullptr}) {
+    SCOPED_TRACE(tiles ? "F(3x3) asked" : "the rules (F(4x4) for this map)");
+    if (tiles) setenv("MEDINFER_WINOGRAD", tiles, 1);
+    mi_tensor *in = nullptr, *out = nullptr;
+    EXPECT_EQ(mi_tensor_wrap(MI_FLOAT, 4, dims.data(), x.data(), &in), nullptr);
+    mi_status *st = mi_model_run(m, &in, 1, &out, 1);
+    unsetenv("MEDINFER_WINOGRAD");
+    EXPECT_EQ(st, nullptr) << (st ? mi_status_message(st) : "");
+    if (!st) {
+      const float *p = static_cast<const float *>(mi_tensor_cdata(out));
+      expect_close(std::vector<float>(p, p + mi_tensor_numel(out)), ref, 1e-4f);
+    }
+    mi_status_free(st);
+    mi_tensor_free(in);
+    mi_tensor_free(out);
+  }
+  mi_model_free(m);
+}
+
 // A map too small for the fused pool's window: a named error, as the
 // MaxPool gives unfused.
 TEST(NormFusion, MaxPoolFusedIntoConvTooSmallIsAnError) {

@@ -1697,6 +1697,9 @@ static mi_status *conv_winograd(mi_node *n, mi_exec *ex, const geom *g, const fl
 #endif
   const int tile = mi_wino_wanted(C, M, g->k[0], &wc);
   if (!tile) return NULL;
+  /* F(3x3) weights, made by an earlier call that did not pool (its scratch
+   * path under MEDINFER_WINOGRAD=3): their 3x3 blocks straddle the 2x2 windows */
+  if (pool2 && a->wino && mi_wino_weights_tile(a->wino) == 3) return NULL;
   if (!a->wino) { /* in the first call's tile (a network's layer keeps its map size) */
     if (!a->wpack) return NULL; /* the channel-vector kernel's weights took their place: it keeps the layer */
     if (!(a->wino = mi_wino_weights_make(a->wpack[0], C, g->k[0], tile))) {

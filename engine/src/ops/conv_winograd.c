@@ -119,6 +119,8 @@ void mi_wino_weights_free(mi_wino_weights *w) {
   free(w);
 }
 
+int mi_wino_weights_tile(const mi_wino_weights *w) { return w->tile; }
+
 size_t mi_wino_weights_bytes(const mi_wino_weights *w) {
   size_t b = 0;
   for (int xi = 0; w && xi < NXI; xi++) b += mi_gemm_packed_a_bytes(w->u[xi]);

@@ -28,6 +28,7 @@ void mi_wino_weights_free(mi_wino_weights *w); /* accepts NULL */
  * out of memory. */
 mi_gemm_packed_a *mi_wino_weights_exact(const mi_wino_weights *w);
 size_t mi_wino_weights_bytes(const mi_wino_weights *w);
+int mi_wino_weights_tile(const mi_wino_weights *w); /* 4, 3 or 2 */
 
 /* One call: X [N, C, D, H, W] -> Y [N, M, Do, Ho, Wo] with leading pads
  * pz, py, px (D = Do = 1, pz = 0 for 2D) and dilations dy, dx (a dilated
