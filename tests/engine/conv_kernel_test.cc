@@ -16,6 +16,7 @@
 
 #include "medinfer/engine.h"
 #include "onnx_builder.h"
+#include "profile_text.h"
 
 using onnxb::Model;
 
@@ -70,15 +71,7 @@ std::vector<float> run(const Model &md, const std::vector<std::vector<int64_t>> 
     EXPECT_EQ(mi_model_set_profiling(m, 1), nullptr);
   }
   st = mi_model_run(m, in.data(), (int)in.size(), outs.data(), (int)outs.size());
-  if (profile && !st) {
-    char *text = nullptr;
-    size_t len = 0;
-    FILE *f = open_memstream(&text, &len);
-    EXPECT_EQ(mi_model_write_profile(m, f, 0), nullptr);
-    std::fclose(f);
-    profile->assign(text, len);
-    std::free(text);
-  }
+  if (profile && !st) *profile = profile_text(m);
   std::vector<float> y;
   if (st) {
     *err = mi_status_message(st);

@@ -15,6 +15,7 @@
 
 #include "medinfer/engine.h"
 #include "onnx_builder.h"
+#include "profile_text.h"
 
 using onnxb::Model;
 
@@ -54,16 +55,11 @@ std::vector<float> run(const Model &md, bool optimize, std::vector<int64_t> dims
   st = mi_model_run(m, &in, 1, &out, 1);
   EXPECT_EQ(st, nullptr) << (st ? mi_status_message(st) : "");
   if (gflop && !st) {
-    char *text = nullptr;
-    size_t len = 0;
-    FILE *f = open_memstream(&text, &len);
-    EXPECT_EQ(mi_model_write_profile(m, f, 0), nullptr);
-    std::fclose(f);
-    const char *at = std::strstr(text, " nodes (");
+    const std::string text = profile_text(m);
+    const char *at = std::strstr(text.c_str(), " nodes (");
     *gflop = at ? std::strtod(at + 8, nullptr) : -1;
-    const char *in = std::strstr(text, " per run in ");
+    const char *in = std::strstr(text.c_str(), " per run in ");
     if (nodes) *nodes = in ? std::atoi(in + 12) : -1;
-    std::free(text);
   }
   std::vector<float> y;
   if (!st) {

@@ -1959,30 +1959,6 @@ static mi_status *conv_compute(mi_node *n, mi_exec *ex, mi_tensor *const *in, mi
   return NULL;
 }
 
-/* A 2x2 stride-2 max pool of planes [b, e) (H x W, floor) into y, in the
- * MaxPool kernel's order of comparison. */
-typedef struct pool2_ctx {
-  const float *x;
-  float *y;
-  int64_t H, W;
-} pool2_ctx;
-
-static void pool2_planes(void *vctx, int64_t b, int64_t e) {
-  const pool2_ctx *c = vctx;
-  const int64_t Hp = c->H / 2, Wp = c->W / 2;
-  for (int64_t p = b; p < e; p++)
-    for (int64_t i = 0; i < Hp; i++) {
-      const float *r0 = c->x + (p * c->H + 2 * i) * c->W, *r1 = r0 + c->W;
-      float *yr = c->y + (p * Hp + i) * Wp;
-      for (int64_t j = 0; j < Wp; j++) {
-        float best = r0[2 * j];
-        best = r0[2 * j + 1] > best ? r0[2 * j + 1] : best;
-        best = r1[2 * j] > best ? r1[2 * j] : best;
-        yr[j] = r1[2 * j + 1] > best ? r1[2 * j + 1] : best;
-      }
-    }
-}
-
 /* mi_node.post_pool2: the Winograd path pools in its output transform;
  * any other path runs the layer into a scratch buffer, pooled from there. */
 static mi_status *conv_run_pooled(mi_node *n, mi_exec *ex, mi_tensor *const *in, mi_tensor *yt) {
@@ -2004,10 +1980,7 @@ static mi_status *conv_run_pooled(mi_node *n, mi_exec *ex, mi_tensor *const *in,
   full.data = mi_exec_scratch(ex, (size_t)(N * M * g.out_sz) * sizeof(float));
   if (!full.data) return mi_node_error(n, MI_ERR_NO_MEMORY, "out of memory for the output before its max pool");
   mi_status *st = conv_compute(n, ex, in, &full);
-  if (!st) {
-    pool2_ctx c = {full.data, yt->data, g.out[1], g.out[2]};
-    mi_parallel_for(ex, N * M, 1, pool2_planes, &c);
-  }
+  if (!st) mi_maxpool_2x2_planes(ex, full.data, yt->data, N * M, g.out[1], g.out[2]);
   mi_exec_scratch_release(ex, full.data);
   return st;
 }

@@ -554,6 +554,14 @@ static mi_status *pool_run(mi_node *n, mi_exec *ex, mi_tensor *const *in, mi_ten
   return NULL;
 }
 
+void mi_maxpool_2x2_planes(mi_exec *ex, const float *x, float *y, int64_t planes, int64_t H, int64_t W) {
+  const pool_attr a = {.kind = POOL_MAX, .n_kernel = 2, .n_strides = 2, .kernel = {2, 2}, .strides = {2, 2}};
+  const pgeom g = {.in = {1, H, W}, .k = {1, 2, 2}, .s = {1, 2, 2}, .d = {1, 1, 1}, .out = {1, H / 2, W / 2},
+                   .in_sz = H * W, .out_sz = (H / 2) * (W / 2)};
+  pool_ctx c = {&a, &g, x, y, NULL, NULL, 0, false};
+  mi_parallel_for(ex, planes, 1, W <= SEP_MAX_WIDTH ? pool_sep_f32 : maxpool_f32, &c);
+}
+
 /* ---- global pooling ----------------------------------------------------- */
 static mi_status *gpool_infer(mi_node *n, mi_tensor *const *in, mi_tensor **out) {
   const mi_tensor *x = in[0];

@@ -45,4 +45,9 @@ static inline __attribute__((always_inline)) void mi_prologue_copy(float *o, con
 void mi_prologue_planes(mi_exec *ex, const float *x, float *y, int64_t n, int64_t plane, const float *pre, int64_t C,
                         bool relu);
 
+/* MaxPool 2x2 at stride 2, no padding (floor), of `planes` float planes of
+ * H x W into y (Conv's fused pool, mi_node.post_pool2, where it cannot pool
+ * in the Winograd transform): the MaxPool operator's own kernels. */
+void mi_maxpool_2x2_planes(mi_exec *ex, const float *x, float *y, int64_t planes, int64_t H, int64_t W);
+
 #endif
