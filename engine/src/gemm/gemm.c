@@ -114,9 +114,9 @@ static void slot_free(slot *s) {
 /* op(B) block kc x nc, element (k, j) at B[k*rsb + j*csb], into NR-wide
  * micro-panels dst[panel][k][NR]. */
 static void pack_b(const mi_gemm_kernel *kd, int64_t kc, int64_t nc, const float *B, int64_t rsb,
-                   int64_t csb, float *dst) {
+                   int64_t csb, float *dst, int64_t ldp) {
   const int NR = kd->nr;
-  for (int64_t jr = 0; jr < nc; jr += NR, dst += kc * NR) {
+  for (int64_t jr = 0; jr < nc; jr += NR, dst += ldp) {
     const int nr = nc - jr < NR ? (int)(nc - jr) : NR;
     const float *src = B + jr * csb;
     if (rsb == 1 && csb != 1 && kd->pack_b_cols) {
@@ -233,8 +233,8 @@ static void gemm_rect(const problem *p, slot *s, int64_t m0, int64_t m1, int64_t
       const mi_gemm_epilogue *epi = pc + kc >= p->K ? p->epi : NULL;
       const float *pb = p->bsh ? p->bsh + pc * p->bsh_np : s->b; /* shared: packed before the split */
       if (!p->bsh) {
-        if (p->packb) p->packb(p->packb_ctx, pc, kc, jc, nc, NR, s->b);
-        else pack_b(kd, kc, nc, p->B + pc * p->rsb + jc * p->csb, p->rsb, p->csb, s->b);
+        if (p->packb) p->packb(p->packb_ctx, pc, kc, jc, nc, NR, s->b, kc * NR);
+        else pack_b(kd, kc, nc, p->B + pc * p->rsb + jc * p->csb, p->rsb, p->csb, s->b, kc * NR);
       }
       for (int64_t ic = m0; ic < m1; ic += MC) {
         const int64_t mc = m1 - ic < MC ? m1 - ic : MC;
@@ -308,17 +308,20 @@ static void pool_part(void *ctx, int tid, int nt) {
 
 static void run_pool(problem *p) { mi_pool_run(p->nt, pool_part, p); }
 
-/* Shared op(B): thread tid packs its share of the (K block, NR panel) units. */
+/* Shared op(B): thread tid packs its share of each K block's rows across
+ * all of N, so a caller's gather reads each source row in one sweep (a 1x1
+ * layer's channel plane: by panels it read 48 floats from each of K planes
+ * in turn) and the shares are even whatever the panels (a 14x14 map's 196
+ * columns are 5 panels of 48: 3 against 2). */
 static void pack_shared_part(void *ctx, int tid, int nt) {
   const problem *p = ctx;
-  const int64_t KC = p->kc, NR = p->kd->nr, panels = p->bsh_np / NR, kblocks = (p->K + KC - 1) / KC;
-  const int64_t units = kblocks * panels, u0 = units * tid / nt, u1 = units * (tid + 1) / nt;
-  for (int64_t u = u0; u < u1; u++) {
-    const int64_t pc = u / panels * KC, j0 = u % panels * NR;
-    const int64_t kc = p->K - pc < KC ? p->K - pc : KC, nc = p->N - j0 < NR ? p->N - j0 : NR;
-    float *dst = p->bsh + pc * p->bsh_np + j0 * kc;
-    if (p->packb) p->packb(p->packb_ctx, pc, kc, j0, nc, (int)NR, dst);
-    else pack_b(p->kd, kc, nc, p->B + pc * p->rsb + j0 * p->csb, p->rsb, p->csb, dst);
+  const int64_t KC = p->kc, NR = p->kd->nr;
+  for (int64_t pc = 0; pc < p->K; pc += KC) {
+    const int64_t kc = p->K - pc < KC ? p->K - pc : KC, r0 = kc * tid / nt, r1 = kc * (tid + 1) / nt;
+    if (r0 >= r1) continue;
+    float *dst = p->bsh + pc * p->bsh_np + r0 * NR;
+    if (p->packb) p->packb(p->packb_ctx, pc + r0, r1 - r0, 0, p->N, (int)NR, dst, kc * NR);
+    else pack_b(p->kd, r1 - r0, p->N, p->B + (pc + r0) * p->rsb, p->rsb, p->csb, dst, kc * NR);
   }
 }
 

@@ -141,12 +141,14 @@ void mi_gemm_sgemm_packed_a(int threads, const mi_gemm_packed_a *A, bool trans_b
                             int64_t ldc, const mi_gemm_epilogue *epi);
 /* Same product with op(B) produced by the caller straight into the packed
  * layout (implicit GEMM: a convolution gathers its im2col rows there, no
- * column buffer).  fn(ctx, k0, kc, j0, nc, NR, dst) must write the block
- * rows [k0, k0+kc) x columns [j0, j0+nc) of op(B) as NR-wide micro-panels
- * dst[panel][k][NR], zero-padding the last panel's columns to NR; it is
- * called from several threads at once.  Returns false when out of memory. */
+ * column buffer).  fn(ctx, k0, kc, j0, nc, NR, dst, ldp) must write the
+ * block rows [k0, k0+kc) x columns [j0, j0+nc) of op(B) as NR-wide
+ * micro-panels, panel p's row k at dst + p * ldp + k * NR (ldp >= kc * NR:
+ * a call may fill only some rows of a taller block), zero-padding the last
+ * panel's columns to NR; it is called from several threads at once.
+ * Returns false when out of memory. */
 typedef void (*mi_gemm_pack_b_fn)(void *ctx, int64_t k0, int64_t kc, int64_t j0, int64_t nc, int NR,
-                                  float *dst);
+                                  float *dst, int64_t ldp);
 bool mi_gemm_sgemm_packed_a_fn(int threads, const mi_gemm_packed_a *A, int64_t N, float alpha,
                                mi_gemm_pack_b_fn fn, void *ctx, float beta, float *C, int64_t ldc,
                                const mi_gemm_epilogue *epi);
