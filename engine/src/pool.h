@@ -11,7 +11,9 @@
 #ifndef MEDINFER_POOL_H
 #define MEDINFER_POOL_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
+#include <stdint.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -28,6 +30,14 @@ int mi_pool_threads(int want);
  * calling thread; returns when all have returned. */
 void mi_pool_run(int nt, mi_pool_fn fn, void *ctx);
 void mi_pool_release(void);
+
+/* Guided self-scheduling of [0, total) among nt threads, *next (0 before
+ * the job) the first unclaimed unit: claims [*b, *e), half of an even share
+ * of what is left and at least grain units, or returns false when nothing
+ * is left.  Long claims first, short ones last: a thread that falls behind
+ * (another process on its core) leaves the others at most a short claim to
+ * wait for, where equal shares could leave them idle for most of one. */
+bool mi_pool_claim(atomic_llong *next, int64_t total, int64_t grain, int nt, int64_t *b, int64_t *e);
 
 #ifdef __cplusplus
 }

@@ -205,25 +205,26 @@ typedef struct range_job {
   atomic_llong next;
 } range_job;
 
-/* Guided self-scheduling: each claim takes half of an even share of what is
- * left (at least the grain), so the first chunks are long and the last ones
- * short: a thread that falls behind (another process on its core) leaves
- * the others at most a short chunk to wait for, where equal chunks of an
- * eighth of the work could leave them idle for most of one. */
+bool mi_pool_claim(atomic_llong *next, int64_t total, int64_t grain, int nt, int64_t *b, int64_t *e) {
+  long long at = atomic_load_explicit(next, memory_order_relaxed); /* atomic_llong's type, for the exchange */
+  for (;;) {
+    if (at >= total) return false;
+    long long len = (total - at) / (2 * (long long)nt);
+    if (len < grain) len = grain;
+    if (len > total - at) len = total - at;
+    if (atomic_compare_exchange_weak(next, &at, at + len)) { /* else at now holds the current value */
+      *b = at, *e = at + len;
+      return true;
+    }
+  }
+}
+
 static void run_chunks(void *vctx, int tid, int nt) {
   (void)tid;
   (void)nt;
   range_job *j = vctx;
-  long long b = atomic_load_explicit(&j->next, memory_order_relaxed); /* atomic_llong's type, for the exchange */
-  for (;;) {
-    if (b >= j->total) return;
-    long long len = (j->total - b) / (2 * (long long)j->nt);
-    if (len < j->grain) len = j->grain;
-    if (len > j->total - b) len = j->total - b;
-    if (!atomic_compare_exchange_weak(&j->next, &b, b + len)) continue; /* b now holds the current value */
-    j->fn(j->ctx, b, b + len);
-    b = atomic_load_explicit(&j->next, memory_order_relaxed);
-  }
+  int64_t b, e;
+  while (mi_pool_claim(&j->next, j->total, j->grain, j->nt, &b, &e)) j->fn(j->ctx, b, e);
 }
 
 void mi_threadpool_run(mi_threadpool *p, int64_t n, int64_t grain, mi_range_fn fn, void *ctx) {

@@ -219,6 +219,9 @@ typedef struct problem {
   float *bsh;
   int64_t bsh_np;
   int64_t kc; /* K block: the pre-packed A's, else the kernel's */
+  /* units claimed as the threads come (mi_pool_claim), or NULL: equal
+   * shares; only where no claim packs anything twice (below) */
+  atomic_llong *next;
 } problem;
 
 static void gemm_rect(const problem *p, slot *s, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
@@ -264,9 +267,7 @@ static void gemm_rect(const problem *p, slot *s, int64_t m0, int64_t m1, int64_t
   }
 }
 
-static void run_part(const problem *p, slot *s, int tid) {
-  int64_t u0 = p->units * tid / p->nt, u1 = p->units * (tid + 1) / p->nt;
-  if (u0 >= u1) return;
+static void run_units(const problem *p, slot *s, int64_t u0, int64_t u1) {
   if (p->split_n) {
     int64_t n0 = u0 * p->unit, n1 = u1 * p->unit < p->N ? u1 * p->unit : p->N;
     gemm_rect(p, s, 0, p->M, n0, n1);
@@ -274,6 +275,15 @@ static void run_part(const problem *p, slot *s, int tid) {
     int64_t m0 = u0 * p->unit, m1 = u1 * p->unit < p->M ? u1 * p->unit : p->M;
     gemm_rect(p, s, m0, m1, 0, p->N);
   }
+}
+
+static void run_part(const problem *p, slot *s, int tid) {
+  int64_t u0 = p->units * tid / p->nt, u1 = p->units * (tid + 1) / p->nt;
+  if (!p->next) {
+    if (u0 < u1) run_units(p, s, u0, u1);
+    return;
+  }
+  while (mi_pool_claim(p->next, p->units, 1, p->nt, &u0, &u1)) run_units(p, s, u0, u1);
 }
 
 /* ---- threads -------------------------------------------------------------------------
@@ -346,7 +356,7 @@ void mi_gemm_sgemm_isa(mi_isa isa, int threads, bool trans_a, bool trans_b, int6
   }
   const mi_gemm_kernel *kd = kernel_for(isa);
   problem p = {kd, M, N, K, alpha, beta, A, trans_a ? 1 : lda, trans_a ? lda : 1,
-               B, trans_b ? 1 : ldb, trans_b ? ldb : 1, NULL, 0, NULL, NULL, C, ldc, NULL, 1, true, 1, 1, NULL, 0, kd->kc};
+               B, trans_b ? 1 : ldb, trans_b ? ldb : 1, NULL, 0, NULL, NULL, C, ldc, NULL, 1, true, 1, 1, NULL, 0, kd->kc, NULL};
   /* Transposed orientation into scratch when it fills the tiles better. */
   const bool transpose = M * N <= (1 << 22) && fit(N, M, kd) > 1.05 * fit(M, N, kd);
   if (transpose) {
@@ -563,7 +573,7 @@ static bool sgemm_packed(int threads, const mi_gemm_packed_a *pk, bool trans_b, 
   }
   const mi_gemm_kernel *kd = pk->kd;
   problem p = {kd, M, N, K, alpha, beta, NULL, 0, 0, B, trans_b ? 1 : ldb, trans_b ? ldb : 1,
-               pk->data, pk->mp, fn, ctx, C, ldc, epi, 1, true, 1, 1, NULL, 0, pk->kc};
+               pk->data, pk->mp, fn, ctx, C, ldc, epi, 1, true, 1, 1, NULL, 0, pk->kc, NULL};
   if (threads <= 0) threads = mi_gemm_threads();
   if (threads > MAX_THREADS) threads = MAX_THREADS;
   const double macs = (double)M * (double)N * (double)K;
@@ -618,6 +628,7 @@ static bool sgemm_packed(int threads, const mi_gemm_packed_a *pk, bool trans_b, 
   }
   if (p.units < nt) nt = (int)p.units;
   p.nt = nt < 1 ? 1 : nt;
+  atomic_llong next = 0;
   if (pooled) {
     /* Split along M, every thread would pack all of op(B) (a caller's
      * gather with its prologue included): pack it once, together. */
@@ -626,6 +637,13 @@ static bool sgemm_packed(int threads, const mi_gemm_packed_a *pk, bool trans_b, 
       p.bsh = g_bsh;
       p.bsh_np = np;
       mi_pool_run(p.nt, pack_shared_part, &p);
+    }
+    /* A packed once, and op(B) shared or packed by N-slices: claims as the
+     * threads come cost no packing twice (N in whole panels: a claim's
+     * last panel is then full). */
+    if (p.nt > 1 && (p.split_n || p.bsh)) {
+      if (p.split_n) p.unit = kd->nr, p.units = (N + kd->nr - 1) / kd->nr;
+      p.next = &next;
     }
     run_pool(&p);
     mi_pool_release();
