@@ -210,73 +210,102 @@ std::string describe(const Geo &g) {
   return s;
 }
 
+// One layer against the reference: weights constant (packed at load) or a
+// graph input, a bias, a fused residual + ReLU, BatchNormalization (+ReLU)
+// in front, which the graph pass folds into the convolution's input gather
+// when the weights are constant and group is 1.
+void check_conv(const Geo &g, bool const_w, bool with_bias, bool fused, bool bn_in, bool bn_relu, std::mt19937 &rng,
+                const std::string &label) {
+  const int64_t ksz = g.k[0] * g.k[1] * g.k[2];
+  const auto xd = shape(g, g.N, g.C, g.in), yd = shape(g, g.N, g.M, g.out);
+  std::vector<int64_t> wd = {g.M, g.C / g.G};
+  for (auto v : spatial(g, g.k)) wd.push_back(v);
+  auto x = rnd((size_t)numel(xd), rng), w = rnd((size_t)(g.M * (g.C / g.G) * ksz), rng);
+  auto b = with_bias ? rnd((size_t)g.M, rng) : std::vector<float>();
+  auto r = fused ? rnd((size_t)numel(yd), rng) : std::vector<float>();
+  std::vector<float> gamma, beta, mean, var, xin = x;
+  if (bn_in) {
+    gamma = rnd((size_t)g.C, rng), beta = rnd((size_t)g.C, rng), mean = rnd((size_t)g.C, rng);
+    var = rnd((size_t)g.C, rng);
+    for (auto &v : var) v = v * v + 0.1f;
+    const int64_t plane = numel(xd) / (g.N * g.C);
+    for (int64_t i = 0; i < numel(xd); i++) {  // the reference's input: what BN(+ReLU) gives
+      const int64_t c = (i / plane) % g.C;
+      const double s = gamma[c] / std::sqrt((double)var[c] + 1e-5);
+      const double v = (x[i] - mean[c]) * s + beta[c];
+      xin[i] = (float)(bn_relu && v < 0 ? 0 : v);
+    }
+  }
+
+  Model md;
+  md.inputs.push_back({"x", 1, xd});
+  std::vector<std::vector<int64_t>> dims = {xd};
+  std::vector<std::vector<float>> data = {x};
+  if (const_w) {
+    md.inits.push_back(onnxb::float_tensor("w", wd, w));
+  } else {
+    md.inputs.push_back({"w", 1, wd});
+    dims.push_back(wd);
+    data.push_back(w);
+  }
+  std::vector<std::string> cin = {bn_in ? "xn" : "x", "w"};
+  if (bn_in) {
+    md.inits.push_back(onnxb::float_tensor("gamma", {g.C}, gamma));
+    md.inits.push_back(onnxb::float_tensor("beta", {g.C}, beta));
+    md.inits.push_back(onnxb::float_tensor("mean", {g.C}, mean));
+    md.inits.push_back(onnxb::float_tensor("var", {g.C}, var));
+    md.nodes.push_back({"BatchNormalization", "bn", {"x", "gamma", "beta", "mean", "var"}, {bn_relu ? "xb" : "xn"}, {}});
+    if (bn_relu) md.nodes.push_back({"Relu", "bnrelu", {"xb"}, {"xn"}, {}});
+  }
+  if (with_bias) {
+    md.inits.push_back(onnxb::float_tensor("b", {g.M}, b));
+    cin.push_back("b");
+  }
+  const auto pads = pads_of(g);
+  md.nodes.push_back({"Conv", "conv", cin, {fused ? "c" : "y"},
+                      {onnxb::attr_ints("strides", spatial(g, g.s)), onnxb::attr_ints("dilations", spatial(g, g.d)),
+                       onnxb::attr_ints("pads", pads), onnxb::attr_int("group", g.G)}});
+  if (fused) add_residual_relu(md, yd, r, dims, data);
+  md.outputs.push_back({"y", 1, yd});
+  std::string err;
+  auto got = run(md, dims, data, &err);
+  const std::string what = label + " (" + describe(g) + (const_w ? ", packed W" : ", W input") +
+                           (fused ? ", +res relu" : "") + (bn_in ? bn_relu ? ", BN+relu in" : ", BN in" : "") + ")";
+  ASSERT_TRUE(err.empty()) << what << ": " << err;
+  expect_close(got, conv_ref(g, xin, w, b, r, fused), what);
+}
+
 TEST(ConvKernel, RandomGeometryMatchesReference) {
   std::mt19937 rng(20261125);
   for (int trial = 0; trial < 160; trial++) {
     const Geo g = random_conv(rng, trial % 8 == 6);
-    const bool const_w = trial % 2 == 0, with_bias = trial % 3 != 0, fused = trial % 4 >= 2;
-    // BatchNormalization (+ReLU) in front: the graph pass folds it into the
-    // convolution's input gather when the weights are constant and group is 1.
-    const bool bn_in = trial % 5 < 2, bn_relu = trial % 5 == 0;
-    const int64_t ksz = g.k[0] * g.k[1] * g.k[2];
-    const auto xd = shape(g, g.N, g.C, g.in), yd = shape(g, g.N, g.M, g.out);
-    std::vector<int64_t> wd = {g.M, g.C / g.G};
-    for (auto v : spatial(g, g.k)) wd.push_back(v);
-    auto x = rnd((size_t)numel(xd), rng), w = rnd((size_t)(g.M * (g.C / g.G) * ksz), rng);
-    auto b = with_bias ? rnd((size_t)g.M, rng) : std::vector<float>();
-    auto r = fused ? rnd((size_t)numel(yd), rng) : std::vector<float>();
-    std::vector<float> gamma, beta, mean, var, xin = x;
-    if (bn_in) {
-      gamma = rnd((size_t)g.C, rng), beta = rnd((size_t)g.C, rng), mean = rnd((size_t)g.C, rng);
-      var = rnd((size_t)g.C, rng);
-      for (auto &v : var) v = v * v + 0.1f;
-      const int64_t plane = numel(xd) / (g.N * g.C);
-      for (int64_t i = 0; i < numel(xd); i++) {  // the reference's input: what BN(+ReLU) gives
-        const int64_t c = (i / plane) % g.C;
-        const double s = gamma[c] / std::sqrt((double)var[c] + 1e-5);
-        const double v = (x[i] - mean[c]) * s + beta[c];
-        xin[i] = (float)(bn_relu && v < 0 ? 0 : v);
-      }
-    }
-
-    Model md;
-    md.inputs.push_back({"x", 1, xd});
-    std::vector<std::vector<int64_t>> dims = {xd};
-    std::vector<std::vector<float>> data = {x};
-    if (const_w) {
-      md.inits.push_back(onnxb::float_tensor("w", wd, w));
-    } else {
-      md.inputs.push_back({"w", 1, wd});
-      dims.push_back(wd);
-      data.push_back(w);
-    }
-    std::vector<std::string> cin = {bn_in ? "xn" : "x", "w"};
-    if (bn_in) {
-      md.inits.push_back(onnxb::float_tensor("gamma", {g.C}, gamma));
-      md.inits.push_back(onnxb::float_tensor("beta", {g.C}, beta));
-      md.inits.push_back(onnxb::float_tensor("mean", {g.C}, mean));
-      md.inits.push_back(onnxb::float_tensor("var", {g.C}, var));
-      md.nodes.push_back({"BatchNormalization", "bn", {"x", "gamma", "beta", "mean", "var"}, {bn_relu ? "xb" : "xn"}, {}});
-      if (bn_relu) md.nodes.push_back({"Relu", "bnrelu", {"xb"}, {"xn"}, {}});
-    }
-    if (with_bias) {
-      md.inits.push_back(onnxb::float_tensor("b", {g.M}, b));
-      cin.push_back("b");
-    }
-    const auto pads = pads_of(g);
-    md.nodes.push_back({"Conv", "conv", cin, {fused ? "c" : "y"},
-                        {onnxb::attr_ints("strides", spatial(g, g.s)), onnxb::attr_ints("dilations", spatial(g, g.d)),
-                         onnxb::attr_ints("pads", pads), onnxb::attr_int("group", g.G)}});
-    if (fused) add_residual_relu(md, yd, r, dims, data);
-    md.outputs.push_back({"y", 1, yd});
-    std::string err;
-    auto got = run(md, dims, data, &err);
-    const std::string what = "trial " + std::to_string(trial) + " (" + describe(g) + (const_w ? ", packed W" : ", W input") +
-                             (fused ? ", +res relu" : "") + (bn_in ? bn_relu ? ", BN+relu in" : ", BN in" : "") + ")";
-    ASSERT_TRUE(err.empty()) << what << ": " << err;
-    expect_close(got, conv_ref(g, xin, w, b, r, fused), what);
+    check_conv(g, trial % 2 == 0, trial % 3 != 0, trial % 4 >= 2, trial % 5 < 2, trial % 5 == 0, rng,
+               "trial " + std::to_string(trial));
     if (HasFailure()) return;
   }
+}
+
+// 1x1 layers with a BatchNormalization (+ReLU) prologue, two threads: on
+// maps small enough that the product splits the output channels between the
+// threads and packs the normalised input once for both (DenseNet's layers),
+// each thread packing some rows of each K block across all positions (K
+// blocks of odd row counts, a last panel of a few positions, 8-row tails);
+// and on a larger map (21x21) split by panels of positions claimed as the
+// threads come, each packing its own.
+TEST(ConvKernel, OneByOnePrologueOnSmallMapsMatchesReference) {
+  std::mt19937 rng(20261206);
+  const int64_t shapes[][4] = {{700, 48, 14, 14}, {1031, 40, 7, 7}, {513, 128, 5, 7}, {40, 256, 14, 14}, {96, 48, 21, 21}};
+  int n = 0;
+  for (const auto &sh : shapes)
+    for (bool relu : {true, false}) {
+      Geo g{};
+      g.nsp = 2, g.N = 1, g.G = 1, g.C = sh[0], g.M = sh[1];
+      for (int j = 0; j < 3; j++) g.k[j] = g.s[j] = g.d[j] = 1, g.pb[j] = g.pe[j] = 0;
+      g.in[0] = g.out[0] = 1, g.in[1] = g.out[1] = sh[2], g.in[2] = g.out[2] = sh[3];
+      check_conv(g, true, n % 2 == 0, n % 3 == 2, true, relu, rng, "shape " + std::to_string(n));
+      n++;
+      if (HasFailure()) return;
+    }
 }
 
 // MaxPool / AveragePool: separable float path and the window loops.
