@@ -112,7 +112,7 @@ static void slot_free(slot *s) {
 
 /* ---- packing ------------------------------------------------------------------ */
 /* op(B) block kc x nc, element (k, j) at B[k*rsb + j*csb], into NR-wide
- * micro-panels dst[panel][k][NR]. */
+ * micro-panels, panel p's row k at dst + p * ldp + k * NR. */
 static void pack_b(const mi_gemm_kernel *kd, int64_t kc, int64_t nc, const float *B, int64_t rsb,
                    int64_t csb, float *dst, int64_t ldp) {
   const int NR = kd->nr;
@@ -278,12 +278,13 @@ static void run_units(const problem *p, slot *s, int64_t u0, int64_t u1) {
 }
 
 static void run_part(const problem *p, slot *s, int tid) {
-  int64_t u0 = p->units * tid / p->nt, u1 = p->units * (tid + 1) / p->nt;
-  if (!p->next) {
-    if (u0 < u1) run_units(p, s, u0, u1);
+  int64_t u0, u1;
+  if (p->next) {
+    while (mi_pool_claim(p->next, p->units, 1, p->nt, &u0, &u1)) run_units(p, s, u0, u1);
     return;
   }
-  while (mi_pool_claim(p->next, p->units, 1, p->nt, &u0, &u1)) run_units(p, s, u0, u1);
+  u0 = p->units * tid / p->nt, u1 = p->units * (tid + 1) / p->nt;
+  if (u0 < u1) run_units(p, s, u0, u1);
 }
 
 /* ---- threads -------------------------------------------------------------------------

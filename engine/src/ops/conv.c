@@ -1800,9 +1800,6 @@ static mi_status *conv_compute(mi_node *n, mi_exec *ex, mi_tensor *const *in, mi
   /* The layer's own constant weights, packed at load (and then possibly
    * only in their Winograd form). */
   conv_attr *am = n->priv;
-#ifdef MI_GEMM_X86
-  const bool has_cv = a->wcv.data != NULL;
-#endif
   const bool own = own_weights(a, w, M, K);
   if (a->wino_ok && own && G == 1) { /* in bf16 mode too, where it pays against bf16 (conv_winograd) */
     bool ran = false;
@@ -1818,7 +1815,7 @@ static mi_status *conv_compute(mi_node *n, mi_exec *ex, mi_tensor *const *in, mi
   if (own && !a->wpack) { /* a shape the Winograd or channel-vector path does not take, after one it did */
     mi_gemm_packed_a *p = NULL;
 #ifdef MI_GEMM_X86
-    if (has_cv) {
+    if (a->wcv.data) { /* the channel-vector kernel's */
       float *wf = weights_rows(a, M, K);
       p = wf ? mi_gemm_pack_a(mi_gemm_isa(), false, M, K, wf, K) : NULL;
       free(wf);
