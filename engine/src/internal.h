@@ -243,16 +243,25 @@ void mi_graph_release_eager(mi_graph *g);
 
 /* ---- execution context ------------------------------------------------- */
 /* Scratch memory and threads for kernels during a run. */
+typedef struct mi_scratch_block mi_scratch_block;
 struct mi_exec {
   int threads;
   size_t max_tensor_bytes;
   bool bf16; /* mi_options.bf16 */
   struct mi_threadpool *pool;
+  bool keep_scratch;         /* keep released blocks (not on a plan's first run) */
+  mi_scratch_block *scratch; /* blocks kept between calls (scratch.c) */
+  int n_scratch, cap_scratch;
 };
 
-/* Scratch buffer valid until the kernel returns; NULL on failure. */
+/* Scratch buffer (64-byte aligned) valid until released, which the kernel
+ * does before it returns; NULL on failure.  With keep_scratch set, the exec
+ * keeps released blocks for later calls; ex may be NULL (plain allocation).
+ * Called from the thread running the model, not from workers. */
 void *mi_exec_scratch(mi_exec *ex, size_t bytes);
 void mi_exec_scratch_release(mi_exec *ex, void *p);
+/* Frees the blocks the exec keeps (all released). */
+void mi_exec_scratch_free(mi_exec *ex);
 
 /* Run fn(ctx, begin, end) over [0, n) split into chunks across the pool's
  * threads.  grain: minimum items per chunk. */

@@ -153,6 +153,7 @@ void mi_model_free(mi_model *m) {
   mi_plan_clear(m);
   mi_graph_free(&m->g);
   mi_threadpool_free(m->ex.pool);
+  mi_exec_scratch_free(&m->ex);
   free(m->prof_ms);
   free(m->in_info);
   free(m->out_info);
@@ -248,7 +249,13 @@ mi_status *mi_model_run(mi_model *m, mi_tensor *const *inputs, int n_inputs, mi_
   for (int i = 0; i < n_outputs; i++) outputs[i] = NULL;
   MI_TRY(check_inputs(m, inputs, n_inputs));
   bool replanned = !plan_matches(m, inputs);
-  if (replanned) MI_TRY(mi_plan_build(m, inputs));
+  /* A plan's first run makes the weights some kernels pack lazily: memory
+   * its scratch gives back is theirs to reuse.  Later runs keep it. */
+  m->ex.keep_scratch = !replanned;
+  if (replanned) {
+    mi_exec_scratch_free(&m->ex);
+    MI_TRY(mi_plan_build(m, inputs));
+  }
   mi_blas_set_threads(m->ex.threads); /* also for nodes a CUDA run leaves to the CPU */
   if (m->cuda) return mi_cuda_model_run(m, replanned, inputs, outputs);
 

@@ -245,12 +245,3 @@ void mi_threadpool_run(mi_threadpool *p, int64_t n, int64_t grain, mi_range_fn f
 void mi_parallel_for(mi_exec *ex, int64_t n, int64_t grain, mi_range_fn fn, void *ctx) {
   mi_threadpool_run(ex ? ex->pool : NULL, n, grain, fn, ctx);
 }
-
-void *mi_exec_scratch(mi_exec *ex, size_t bytes) {
-  (void)ex;
-  return aligned_alloc(64, (bytes + 63) & ~(size_t)63);
-}
-void mi_exec_scratch_release(mi_exec *ex, void *p) {
-  (void)ex;
-  free(p);
-}

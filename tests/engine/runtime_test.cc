@@ -1,8 +1,9 @@
-// The engine's runtime services: the parallel-for's work split and the huge
-// page advice on long-lived buffers.
+// The engine's runtime services: the parallel-for's work split, the huge
+// page advice on long-lived buffers and the scratch blocks kept between runs.
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <random>
 #include <atomic>
 #include <cstdint>
 #include <cstdio>
@@ -16,8 +17,11 @@
 extern "C" {
 #include "hugepages.h"
 #include "internal.h"
+#include "model.h"
 }
 #include "gemm/gemm.h"
+#include "medinfer/engine.h"
+#include "onnx_builder.h"
 
 namespace {
 
@@ -102,6 +106,130 @@ TEST(HugePages, PackedWeightsAreAdvised) {
   mi_advise_huge(small.data(), small.size());
   mi_advise_huge(nullptr, size_t(64) << 20);
   mi_advise_huge(small.data(), 0);
+}
+
+bool aligned64(const void *p) { return (reinterpret_cast<uintptr_t>(p) & 63) == 0; }
+
+// A released block is kept and handed to the next request it holds (the
+// smallest such); a request no idle block holds gives the idle ones back, so
+// what is kept is at most what was in use at once.  With keep_scratch off (a
+// plan's first run) or no exec, blocks are plain allocations.
+TEST(Scratch, ReleasedBlocksAreKeptAndReused) {
+#ifdef __SANITIZE_ADDRESS__
+  GTEST_SKIP() << "under ASan every block is freed, so that reads after release are caught";
+#endif
+  mi_exec ex{};
+  ex.keep_scratch = true;
+  void *a = mi_exec_scratch(&ex, 1000), *b = mi_exec_scratch(&ex, 4000);
+  ASSERT_TRUE(a && b);
+  EXPECT_NE(a, b);
+  EXPECT_TRUE(aligned64(a) && aligned64(b));
+  std::memset(a, 1, 1000);
+  std::memset(b, 2, 4000);
+  mi_exec_scratch_release(&ex, b);
+  mi_exec_scratch_release(&ex, a);
+  EXPECT_EQ(mi_exec_scratch(&ex, 900), a) << "not the smallest idle block that holds the request";
+  EXPECT_EQ(mi_exec_scratch(&ex, 900), b) << "the next one, while the first is in use";
+  mi_exec_scratch_release(&ex, a);
+  mi_exec_scratch_release(&ex, b);
+  void *c = mi_exec_scratch(&ex, 8000);
+  ASSERT_NE(c, nullptr);
+  std::memset(c, 3, 8000);
+  EXPECT_EQ(ex.n_scratch, 1) << "idle blocks too small for a request are kept";
+  mi_exec_scratch_release(&ex, c);
+
+  ex.keep_scratch = false;
+  void *d = mi_exec_scratch(&ex, 100);
+  ASSERT_NE(d, nullptr);
+  EXPECT_NE(d, c);
+  mi_exec_scratch_release(&ex, d);
+  EXPECT_EQ(ex.n_scratch, 1) << "a block made with keep_scratch off is kept";
+  mi_exec_scratch_free(&ex);
+  EXPECT_EQ(ex.n_scratch, 0);
+  EXPECT_EQ(ex.scratch, nullptr);
+
+  void *e = mi_exec_scratch(nullptr, 64);
+  ASSERT_NE(e, nullptr);
+  EXPECT_TRUE(aligned64(e));
+  mi_exec_scratch_release(nullptr, e);
+}
+
+std::vector<float> random_floats(size_t n, unsigned seed) {
+  std::mt19937 rng(seed);
+  std::uniform_real_distribution<float> d(-1.f, 1.f);
+  std::vector<float> v(n);
+  for (auto &x : v) x = d(rng);
+  return v;
+}
+
+std::vector<float> run_once(mi_model *m, const std::vector<int64_t> &dims, std::vector<float> x) {
+  mi_tensor *in = nullptr, *out = nullptr;
+  std::vector<float> y;
+  mi_status *st = mi_tensor_wrap(MI_FLOAT, int(dims.size()), dims.data(), x.data(), &in);
+  if (!st) st = mi_model_run(m, &in, 1, &out, 1);
+  if (st) {
+    ADD_FAILURE() << mi_status_message(st);
+    mi_status_free(st);
+  } else {
+    const float *p = static_cast<const float *>(mi_tensor_cdata(out));
+    y.assign(p, p + mi_tensor_numel(out));
+  }
+  mi_tensor_free(in);
+  mi_tensor_free(out);
+  return y;
+}
+
+// Runs after a plan's first one take their scratch from blocks earlier runs
+// used and left dirty: each input's output must be what a fresh model, whose
+// first run this is, computes (padded copies, Winograd's tiles, bf16's pairs,
+// the GEMM's packs of a layer on the graph's input and a strided one).
+TEST(Scratch, KeptBlocksLeaveResultsUnchanged) {
+  const int64_t C = 64, M = 32, H = 30;
+  onnxb::Model md;
+  md.inputs.push_back({"x", 1, {1, C, H, H}});
+  md.outputs.push_back({"y", 1, {}});
+  md.inits.push_back(onnxb::float_tensor("w1", {C, C, 3, 3}, random_floats(size_t(C * C * 9), 1)));
+  md.inits.push_back(onnxb::float_tensor("w2", {M, C, 3, 3}, random_floats(size_t(M * C * 9), 2)));
+  md.inits.push_back(onnxb::float_tensor("w3", {M, M, 1, 1}, random_floats(size_t(M * M), 3)));
+  md.nodes.push_back({"Conv", "c1", {"x", "w1"}, {"a"}, {onnxb::attr_ints("pads", {1, 1, 1, 1})}});
+  md.nodes.push_back({"Relu", "r1", {"a"}, {"b"}, {}});
+  md.nodes.push_back({"Conv", "c2", {"b", "w2"}, {"c"},
+                      {onnxb::attr_ints("pads", {1, 1, 1, 1}), onnxb::attr_ints("strides", {2, 2})}});
+  md.nodes.push_back({"Conv", "c3", {"c", "w3"}, {"y"}, {}});
+  const auto buf = md.serialize();
+  const std::vector<int64_t> dims = {1, C, H, H};
+  const auto xa = random_floats(size_t(C * H * H), 4), xb = random_floats(size_t(C * H * H), 5);
+  for (int mode = 0; mode < 3; mode++) {
+    SCOPED_TRACE(mode == 0 ? "exact" : mode == 1 ? "fast" : "bf16");
+    if (mode == 2 && !mi_bf16_available()) continue;
+    mi_options opt;
+    mi_options_default(&opt);
+    opt.threads = 2;
+    opt.fast_math = mode == 1;
+    opt.bf16 = mode == 2;
+    auto load = [&] {
+      mi_model *m = nullptr;
+      mi_status *st = mi_model_load_buffer(buf.data(), buf.size(), nullptr, "scratch.onnx", &opt, &m);
+      if (st) ADD_FAILURE() << mi_status_message(st);
+      mi_status_free(st);
+      return m;
+    };
+    mi_model *kept = load(), *fresh_a = load(), *fresh_b = load();
+    ASSERT_TRUE(kept && fresh_a && fresh_b);
+    const auto ra = run_once(fresh_a, dims, xa), rb = run_once(fresh_b, dims, xb);
+    ASSERT_EQ(ra.size(), size_t(M * 15 * 15));
+    run_once(kept, dims, xa); /* the plan's first run */
+    for (int round = 0; round < 2; round++) {
+      EXPECT_EQ(run_once(kept, dims, xb), rb) << "round " << round;
+      EXPECT_EQ(run_once(kept, dims, xa), ra) << "round " << round;
+    }
+#ifndef __SANITIZE_ADDRESS__
+    EXPECT_GT(kept->ex.n_scratch, 0) << "no scratch kept: the test checks nothing";
+#endif
+    mi_model_free(kept);
+    mi_model_free(fresh_a);
+    mi_model_free(fresh_b);
+  }
 }
 
 } // namespace
