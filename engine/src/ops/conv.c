@@ -1203,6 +1203,13 @@ static bool cv_wanted(const mi_exec *ex, const geom *g, int64_t C, int64_t M, bo
    * either kernel applies it while making the channel pairs (DenseNet-121
    * bf16 17.9 -> 17.2 ms, runs alternating in one process). */
   if (g->k_sz == 1 && direct_bf16(ex, C)) return !strided && (pos <= 64 || (pos <= 256 && K >= 2 * M));
+  /* Not 3D layers of 16 output channels or fewer with AVX-512 (one row of
+   * tiles: 12 sums a tile, as many loads as products a step).  16 -> 16
+   * channels, per-node minimums against the position-vector kernel, ms: 8^3
+   * 0.046 -> 0.042, 16^3 0.29 -> 0.23, 32^3 1.93 -> 1.46, 48^3 6.60 -> 4.85;
+   * 32 -> 16 at 32^3 3.49 -> 2.59; bf16 at 16^3 0.16 -> 0.12, at 32^3 even.
+   * With AVX2 this kernel still wins (16 -> 16 at 32^3 2.52 against 2.80). */
+  if (g->out[0] > 1 && M <= 16 && mi_gemm_isa() == MI_ISA_AVX512) return false;
   /* 3D layers on volumes of up to 48^3 at any K (the 3D U-Net's, per node,
    * this kernel against the position-vector one, ms: its 12^3 ones 71.7 ->
    * 61.0, 35.7 -> 29.5, 34.8 -> 29.2; 24^3 127.3 -> 114.4, 60.6 -> 55.7,
