@@ -59,17 +59,29 @@ static float *gaussian_map(const int64_t p[3], double scale) {
   return g;
 }
 
+/* Softmax over the channels in runs of voxels, channel by channel, so that
+ * the loops over a run vectorise (all but expf). */
+static void softmax_channels(float *o, int64_t vox, int C) {
+  enum { RUN = 512 };
+  float mx[RUN], sum[RUN];
+  for (int64_t v0 = 0; v0 < vox; v0 += RUN) {
+    const int64_t n = vox - v0 < RUN ? vox - v0 : RUN;
+    float *p = o + v0;
+    for (int64_t i = 0; i < n; ++i) mx[i] = p[i], sum[i] = 0;
+    for (int c = 1; c < C; ++c)
+      for (int64_t i = 0; i < n; ++i) mx[i] = p[c * vox + i] > mx[i] ? p[c * vox + i] : mx[i];
+    for (int c = 0; c < C; ++c)
+      for (int64_t i = 0; i < n; ++i) sum[i] += p[c * vox + i] = expf(p[c * vox + i] - mx[i]);
+    for (int c = 0; c < C; ++c)
+      for (int64_t i = 0; i < n; ++i) p[c * vox + i] /= sum[i];
+  }
+}
+
 static void activate(float *o, int64_t vox, int C, mi_activation act) {
   if (act == MI_ACTIVATION_SIGMOID) {
     for (int64_t i = 0; i < vox * C; ++i) o[i] = 1.0f / (1.0f + expf(-o[i]));
   } else if (act == MI_ACTIVATION_SOFTMAX) {
-    for (int64_t v = 0; v < vox; ++v) {
-      float mx = o[v];
-      for (int c = 1; c < C; ++c) mx = fmaxf(mx, o[c * vox + v]);
-      float s = 0;
-      for (int c = 0; c < C; ++c) s += o[c * vox + v] = expf(o[c * vox + v] - mx);
-      for (int c = 0; c < C; ++c) o[c * vox + v] /= s;
-    }
+    softmax_channels(o, vox, C);
   }
 }
 
@@ -131,9 +143,38 @@ static void fill_input(const win *w, const batch *b, int f, mi_tensor *in, float
   }
 }
 
+/* Zeroed floats, each page faulted in by a write.  Untouched, calloc's pages
+ * would be mapped to the shared zero page by blending's first read, then
+ * copied on its write, each copy flushing the TLBs of the engine's threads.
+ * (A memset after malloc is turned back into calloc by the compiler.) */
+static float *zeroed_floats(int64_t n) {
+  float *p = calloc((size_t)n, sizeof *p);
+  for (int64_t i = 0; p && i < n; i += 1024) ((volatile float *)p)[i] = 0;
+  return p;
+}
+
+/* One patch's C channels (src, scaled), Gaussian-weighted into the accumulators. */
+static void blend_patch(win *w, const int64_t o[3], const float *src, float scale) {
+  const int64_t pv = patch_voxels(w), nvox = w->dims[0] * w->dims[1] * w->dims[2];
+  for (int64_t z = 0; z < w->p[2]; ++z)
+    for (int64_t y = 0; y < w->p[1]; ++y) {
+      const int64_t base = ((o[2] + z) * w->dims[1] + o[1] + y) * w->dims[0] + o[0];
+      const int64_t pb = (z * w->p[1] + y) * w->p[0];
+      const float *g = w->gauss + pb;
+      float *ws = w->wsum + base;
+      for (int64_t x = 0; x < w->p[0]; ++x) ws[x] += g[x];
+      for (int c = 0; c < w->C; ++c) {
+        float *a = w->acc + c * nvox + base;
+        const float *sc = src + c * pv + pb;
+        for (int64_t x = 0; x < w->p[0]; ++x) a[x] += sc[x] * scale * g[x];
+      }
+    }
+}
+
 /* Checks the network's output for flip f of batch b, activates it, flips it
- * back and adds it to the batch's sum (allocating the accumulators on the
- * first output, when the channel count is known). */
+ * back and adds it to the batch's sum, or without flips blends it
+ * (allocating the accumulators on the first output, when the channel count
+ * is known). */
 static mi_status *take_output(win *w, batch *b, int f, mi_tensor *out, int nrun, float **tmp) {
   const int64_t pv = patch_voxels(w);
   const int64_t *od = mi_tensor_dims(out);
@@ -155,18 +196,26 @@ static mi_status *take_output(win *w, batch *b, int f, mi_tensor *out, int nrun,
   if (!w->C) {
     w->C = (int)od[1];
     const int64_t nvox = w->dims[0] * w->dims[1] * w->dims[2];
-    w->acc = calloc((size_t)(nvox * w->C), sizeof(float));
-    w->wsum = calloc((size_t)nvox, sizeof(float));
+    w->acc = zeroed_floats(nvox * w->C);
+    w->wsum = zeroed_floats(nvox);
     if (!w->acc || !w->wsum)
       return mi_error(MI_ERR_NO_MEMORY, "sliding window: cannot allocate %d x %lld probabilities", w->C,
                       (long long)nvox);
+  }
+  float *ob = mi_tensor_data(out);
+  if (w->flips == 1) { /* no flips to average: straight into the accumulators */
+    for (int k = 0; k < b->nb; ++k) {
+      float *o = ob + (int64_t)k * w->C * pv;
+      activate(o, pv, w->C, w->prm->activation);
+      blend_patch(w, b->org[k], o, 1.0f);
+    }
+    return NULL;
   }
   if (!*tmp && !(*tmp = malloc((size_t)(pv * w->C) * sizeof(float))))
     return mi_error(MI_ERR_NO_MEMORY, "sliding window: out of memory");
   if (!b->sum && !(b->sum = calloc((size_t)(b->nb * pv * w->C), sizeof(float))))
     return mi_error(MI_ERR_NO_MEMORY, "sliding window: out of memory");
   if (f == 0) memset(b->sum, 0, (size_t)(b->nb * pv * w->C) * sizeof(float));
-  float *ob = mi_tensor_data(out);
   for (int k = 0; k < b->nb; ++k) {
     float *o = ob + (int64_t)k * w->C * pv;
     activate(o, pv, w->C, w->prm->activation);
@@ -179,23 +228,8 @@ static mi_status *take_output(win *w, batch *b, int f, mi_tensor *out, int nrun,
 
 /* A batch's mean over flips, Gaussian-weighted into the accumulators. */
 static void blend(win *w, const batch *b) {
-  const int64_t pv = patch_voxels(w), nvox = w->dims[0] * w->dims[1] * w->dims[2];
-  const float inv = 1.0f / (float)w->flips;
-  for (int k = 0; k < b->nb; ++k) {
-    const int64_t *o = b->org[k];
-    const float *s = b->sum + (int64_t)k * w->C * pv;
-    for (int64_t z = 0; z < w->p[2]; ++z)
-      for (int64_t y = 0; y < w->p[1]; ++y) {
-        const int64_t base = ((o[2] + z) * w->dims[1] + o[1] + y) * w->dims[0] + o[0];
-        const int64_t pb = (z * w->p[1] + y) * w->p[0];
-        for (int64_t x = 0; x < w->p[0]; ++x) w->wsum[base + x] += w->gauss[pb + x];
-        for (int c = 0; c < w->C; ++c) {
-          float *a = w->acc + c * nvox + base;
-          const float *sc = s + c * pv + pb;
-          for (int64_t x = 0; x < w->p[0]; ++x) a[x] += sc[x] * inv * w->gauss[pb + x];
-        }
-      }
-  }
+  for (int k = 0; k < b->nb; ++k)
+    blend_patch(w, b->org[k], b->sum + (int64_t)k * w->C * patch_voxels(w), 1.0f / (float)w->flips);
 }
 
 /* ---- the network on a second thread ---------------------------------------
@@ -337,7 +371,7 @@ static mi_status *run_all(win *w, const int64_t *const st_[3], const int64_t cnt
       batch *tb = &bt[b % 2];
       st = take_output(w, tb, f, outs[0], run_size(w, tb->nb), &tmp);
       if (!st && f == w->flips - 1) {
-        blend(w, tb);
+        if (w->flips > 1) blend(w, tb); /* one flip: blended as it was taken */
         w->done += tb->nb;
         if (w->prm->progress) {
           char msg[64];

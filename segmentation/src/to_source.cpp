@@ -32,33 +32,39 @@ Mapping mapping(const mi_geometry *gm, const mi_geometry *gs) {
   return m;
 }
 
-// Corner offsets and weights of a continuous index; false outside the grid
-// (beyond half a voxel from the outermost centres, as ITK).
+// Corner offsets and fractions of a continuous index; false outside the grid
+// (beyond half a voxel from the outermost centres, as ITK).  The weights are
+// computed only where needed: most voxels take their label from 8 equal ones.
 struct Cell {
   int64_t off[8];
+  double f[3];
   double w[8];
 };
 
 inline bool cell_at(const mi_geometry *gm, const double x[3], Cell &c) {
   int64_t i0[3], i1[3];
-  double f[3];
   for (int a = 0; a < 3; ++a) {
     const int64_t n = gm->size[a];
     if (!(x[a] >= -0.5 && x[a] <= n - 0.5)) return false;
     double v = std::min(std::max(x[a], 0.0), (double)(n - 1));
-    int64_t lo = (int64_t)std::floor(v);
+    int64_t lo = (int64_t)v; /* v >= 0: the floor, without a libm call */
     if (lo > n - 1) lo = n - 1;
     i0[a] = lo;
     i1[a] = std::min(lo + 1, n - 1);
-    f[a] = v - lo;
+    c.f[a] = v - lo;
   }
   const int64_t sx = 1, sy = gm->size[0], sz = gm->size[0] * gm->size[1];
   for (int q = 0; q < 8; ++q) {
     const int64_t ix = (q & 1) ? i1[0] : i0[0], iy = (q & 2) ? i1[1] : i0[1], iz = (q & 4) ? i1[2] : i0[2];
     c.off[q] = ix * sx + iy * sy + iz * sz;
-    c.w[q] = ((q & 1) ? f[0] : 1 - f[0]) * ((q & 2) ? f[1] : 1 - f[1]) * ((q & 4) ? f[2] : 1 - f[2]);
   }
   return true;
+}
+
+inline void cell_weights(Cell &c) {
+  const double *f = c.f;
+  for (int q = 0; q < 8; ++q)
+    c.w[q] = ((q & 1) ? f[0] : 1 - f[0]) * ((q & 2) ? f[1] : 1 - f[1]) * ((q & 4) ? f[2] : 1 - f[2]);
 }
 
 template <typename F>
@@ -100,6 +106,7 @@ extern "C" mi_status *mi_labels_to_source(const mi_geometry *gm, const float *pr
           row[i] = l0;
           continue;
         }
+        cell_weights(c);
         for (int ch = 0; ch < C; ++ch) {
           const float *pc = probs + (int64_t)ch * nm;
           double s = 0;
@@ -127,6 +134,7 @@ extern "C" mi_status *mi_channel_to_source(const mi_geometry *gm, const float *c
           row[i] = 0;
           continue;
         }
+        cell_weights(c);
         double s = 0;
         for (int q = 0; q < 8; ++q) s += c.w[q] * channel[c.off[q]];
         row[i] = (float)s;

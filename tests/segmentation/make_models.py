@@ -3,6 +3,7 @@
 usage: make_models.py OUTDIR
   identity3d.onnx   1x1x1 Conv3d, weight 1, bias 0: output == input
   identity2d.onnx   1x1 Conv2d, the same for slice-wise inference
+  pointwise3.onnx   1x1x1 Conv3d, 1 -> 3 channels: x, 0.25 - x, 0.5 x (softmax tests)
   unet.onnx         a small randomly initialised 3D U-Net, 4 output channels
   tiny-unet.card.json  card for unet.onnx (CT, softmax, 3 labels)
 Deterministic (fixed seed).  Not trained: the tests check plumbing,
@@ -56,6 +57,11 @@ def main():
     torch.manual_seed(7)
     export(identity(nn.Conv3d(1, 1, 1)), (1, 1, 8, 8, 8), os.path.join(out, "identity3d.onnx"), 3)
     export(identity(nn.Conv2d(1, 1, 1)), (1, 1, 8, 8), os.path.join(out, "identity2d.onnx"), 2)
+    pw = nn.Conv3d(1, 3, 1)
+    with torch.no_grad():
+        pw.weight.copy_(torch.tensor([1.0, -1.0, 0.5]).view(3, 1, 1, 1, 1))
+        pw.bias.copy_(torch.tensor([0.0, 0.25, 0.0]))
+    export(pw, (1, 1, 8, 8, 8), os.path.join(out, "pointwise3.onnx"), 3)
     net = UNet()
     with torch.no_grad():  # amplify the head so the random labels are blobs, not all background
         net.head.weight.mul_(40.0)
