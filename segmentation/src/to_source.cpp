@@ -32,17 +32,10 @@ Mapping mapping(const mi_geometry *gm, const mi_geometry *gs) {
   return m;
 }
 
-// Corner offsets and fractions of a continuous index; false outside the grid
-// (beyond half a voxel from the outermost centres, as ITK).  The weights are
-// computed only where needed: most voxels take their label from 8 equal ones.
-struct Cell {
-  int64_t off[8];
-  double f[3];
-  double w[8];
-};
-
-inline bool cell_at(const mi_geometry *gm, const double x[3], Cell &c) {
-  int64_t i0[3], i1[3];
+// The cell holding a continuous index: its lower corner i0 and the fractions
+// f past it; false outside the grid (beyond half a voxel from the outermost
+// centres, as ITK).
+inline bool cell_index(const mi_geometry *gm, const double x[3], int64_t i0[3], double f[3]) {
   for (int a = 0; a < 3; ++a) {
     const int64_t n = gm->size[a];
     if (!(x[a] >= -0.5 && x[a] <= n - 0.5)) return false;
@@ -50,21 +43,25 @@ inline bool cell_at(const mi_geometry *gm, const double x[3], Cell &c) {
     int64_t lo = (int64_t)v; /* v >= 0: the floor, without a libm call */
     if (lo > n - 1) lo = n - 1;
     i0[a] = lo;
-    i1[a] = std::min(lo + 1, n - 1);
-    c.f[a] = v - lo;
-  }
-  const int64_t sx = 1, sy = gm->size[0], sz = gm->size[0] * gm->size[1];
-  for (int q = 0; q < 8; ++q) {
-    const int64_t ix = (q & 1) ? i1[0] : i0[0], iy = (q & 2) ? i1[1] : i0[1], iz = (q & 4) ? i1[2] : i0[2];
-    c.off[q] = ix * sx + iy * sy + iz * sz;
+    f[a] = v - lo;
   }
   return true;
 }
 
-inline void cell_weights(Cell &c) {
-  const double *f = c.f;
+// Offsets of the cell's 8 corners (the upper ones clamped to the grid).
+inline void cell_offsets(const mi_geometry *gm, const int64_t i0[3], int64_t off[8]) {
+  int64_t i1[3];
+  for (int a = 0; a < 3; ++a) i1[a] = std::min(i0[a] + 1, gm->size[a] - 1);
+  const int64_t sx = 1, sy = gm->size[0], sz = gm->size[0] * gm->size[1];
+  for (int q = 0; q < 8; ++q) {
+    const int64_t ix = (q & 1) ? i1[0] : i0[0], iy = (q & 2) ? i1[1] : i0[1], iz = (q & 4) ? i1[2] : i0[2];
+    off[q] = ix * sx + iy * sy + iz * sz;
+  }
+}
+
+inline void cell_weights(const double f[3], double w[8]) {
   for (int q = 0; q < 8; ++q)
-    c.w[q] = ((q & 1) ? f[0] : 1 - f[0]) * ((q & 2) ? f[1] : 1 - f[1]) * ((q & 4) ? f[2] : 1 - f[2]);
+    w[q] = ((q & 1) ? f[0] : 1 - f[0]) * ((q & 2) ? f[1] : 1 - f[1]) * ((q & 4) ? f[2] : 1 - f[2]);
 }
 
 template <typename F>
@@ -89,28 +86,38 @@ extern "C" mi_status *mi_labels_to_source(const mi_geometry *gm, const float *pr
   const int C = d->channels;
   for_slices(gs->size[2], threads, [&](int64_t k) {
     std::vector<float> p(C);
-    Cell c;
     for (int64_t j = 0; j < gs->size[1]; ++j) {
       uint8_t *row = out + (k * gs->size[1] + j) * gs->size[0];
+      /* The source grid is finer than the model's: neighbours along a row
+       * mostly share a cell, and with it whether its corners agree. */
+      int64_t cell[3] = {-1, -1, -1}, off[8] = {0};
+      bool same = false;
+      uint8_t l0 = 0;
       for (int64_t i = 0; i < gs->size[0]; ++i) {
-        double x[3];
+        double x[3], f[3];
+        int64_t i0[3];
         for (int r = 0; r < 3; ++r) x[r] = m.a[3 * r] * i + m.a[3 * r + 1] * j + m.a[3 * r + 2] * k + m.b[r];
-        if (!cell_at(gm, x, c)) {
+        if (!cell_index(gm, x, i0, f)) {
           row[i] = 0;
           continue;
         }
-        const uint8_t l0 = model_labels[c.off[0]];
-        bool same = true;
-        for (int q = 1; q < 8 && same; ++q) same = model_labels[c.off[q]] == l0;
+        if (i0[0] != cell[0] || i0[1] != cell[1] || i0[2] != cell[2]) {
+          std::copy(i0, i0 + 3, cell);
+          cell_offsets(gm, i0, off);
+          l0 = model_labels[off[0]];
+          same = true;
+          for (int q = 1; q < 8 && same; ++q) same = model_labels[off[q]] == l0;
+        }
         if (same) {
           row[i] = l0;
           continue;
         }
-        cell_weights(c);
+        double w[8];
+        cell_weights(f, w);
         for (int ch = 0; ch < C; ++ch) {
           const float *pc = probs + (int64_t)ch * nm;
           double s = 0;
-          for (int q = 0; q < 8; ++q) s += c.w[q] * pc[c.off[q]];
+          for (int q = 0; q < 8; ++q) s += w[q] * pc[off[q]];
           p[ch] = (float)s;
         }
         row[i] = mi_decide(d, p.data(), 1);
@@ -124,19 +131,20 @@ extern "C" mi_status *mi_channel_to_source(const mi_geometry *gm, const float *c
                                            float *out, int threads) {
   const Mapping m = mapping(gm, gs);
   for_slices(gs->size[2], threads, [&](int64_t k) {
-    Cell c;
     for (int64_t j = 0; j < gs->size[1]; ++j) {
       float *row = out + (k * gs->size[1] + j) * gs->size[0];
       for (int64_t i = 0; i < gs->size[0]; ++i) {
-        double x[3];
+        double x[3], f[3], w[8];
+        int64_t i0[3], off[8];
         for (int r = 0; r < 3; ++r) x[r] = m.a[3 * r] * i + m.a[3 * r + 1] * j + m.a[3 * r + 2] * k + m.b[r];
-        if (!cell_at(gm, x, c)) {
+        if (!cell_index(gm, x, i0, f)) {
           row[i] = 0;
           continue;
         }
-        cell_weights(c);
+        cell_offsets(gm, i0, off);
+        cell_weights(f, w);
         double s = 0;
-        for (int q = 0; q < 8; ++q) s += c.w[q] * channel[c.off[q]];
+        for (int q = 0; q < 8; ++q) s += w[q] * channel[off[q]];
         row[i] = (float)s;
       }
     }
