@@ -118,6 +118,7 @@ static mi_status *run(mi_segmenter *s, const mi_geometry *g, const float *volume
   wp.pad_value = bg;
   wp.activation = c->activation;
   wp.pipelined = !strncmp(s->device, "cuda", 4); /* the host prepares patches while the GPU runs */
+  wp.threads = threads;
   span sp = {s, 0.1, 0.9};
   if (s->opt.progress) wp.progress = span_progress, wp.progress_user = &sp;
   float *probs = NULL;

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "medinfer/engine.h"
 #include "pipeline_internal.h"
@@ -59,13 +60,14 @@ static float *gaussian_map(const int64_t p[3], double scale) {
   return g;
 }
 
-/* Softmax over the channels in runs of voxels, channel by channel, so that
- * the loops over a run vectorise (all but expf). */
-static void softmax_channels(float *o, int64_t vox, int C) {
+/* Softmax over the channels of voxels [v0, v1) (channel stride vox) in runs
+ * of voxels, channel by channel, so that the loops over a run vectorise (all
+ * but expf). */
+static void softmax_channels(float *o, int64_t vox, int C, int64_t v0, int64_t v1) {
   enum { RUN = 512 };
   float mx[RUN], sum[RUN];
-  for (int64_t v0 = 0; v0 < vox; v0 += RUN) {
-    const int64_t n = vox - v0 < RUN ? vox - v0 : RUN;
+  for (; v0 < v1; v0 += RUN) {
+    const int64_t n = v1 - v0 < RUN ? v1 - v0 : RUN;
     float *p = o + v0;
     for (int64_t i = 0; i < n; ++i) mx[i] = p[i], sum[i] = 0;
     for (int c = 1; c < C; ++c)
@@ -77,11 +79,44 @@ static void softmax_channels(float *o, int64_t vox, int C) {
   }
 }
 
-static void activate(float *o, int64_t vox, int C, mi_activation act) {
+/* The activation on voxels [v0, v1) of a patch's C channels. */
+static void activate(float *o, int64_t vox, int C, mi_activation act, int64_t v0, int64_t v1) {
   if (act == MI_ACTIVATION_SIGMOID) {
-    for (int64_t i = 0; i < vox * C; ++i) o[i] = 1.0f / (1.0f + expf(-o[i]));
+    for (int c = 0; c < C; ++c)
+      for (int64_t i = v0; i < v1; ++i) o[c * vox + i] = 1.0f / (1.0f + expf(-o[c * vox + i]));
   } else if (act == MI_ACTIVATION_SOFTMAX) {
-    softmax_channels(o, vox, C);
+    softmax_channels(o, vox, C, v0, v1);
+  }
+}
+
+/* fn(ctx, b, e) over [0, n) in `threads` equal parts, the first on this
+ * thread (the engine's workers are idle between network runs). */
+typedef void (*range_fn)(void *ctx, int64_t b, int64_t e);
+typedef struct range_part {
+  range_fn fn;
+  void *ctx;
+  int64_t b, e;
+} range_part;
+
+static void *range_main(void *arg) {
+  range_part *r = arg;
+  r->fn(r->ctx, r->b, r->e);
+  return NULL;
+}
+
+static void for_range(int threads, int64_t n, range_fn fn, void *ctx) {
+  enum { MAX_PARTS = 64 };
+  int t = threads < 1 ? 1 : threads > MAX_PARTS ? MAX_PARTS : threads;
+  if (t > n) t = (int)(n > 0 ? n : 1);
+  range_part part[MAX_PARTS];
+  pthread_t th[MAX_PARTS];
+  bool started[MAX_PARTS] = {false};
+  for (int i = 0; i < t; ++i) part[i] = (range_part){fn, ctx, n * i / t, n * (i + 1) / t};
+  for (int i = 1; i < t; ++i) started[i] = pthread_create(&th[i], NULL, range_main, &part[i]) == 0;
+  fn(ctx, part[0].b, part[0].e);
+  for (int i = 1; i < t; ++i) {
+    if (started[i]) pthread_join(th[i], NULL);
+    else fn(ctx, part[i].b, part[i].e); /* no thread: this one does it */
   }
 }
 
@@ -107,6 +142,7 @@ typedef struct win {
   int64_t p[3];
   int fixed_batch;    /* the network's batch dimension if fixed, else 0 */
   int flips;          /* network runs per batch (mirroring) */
+  int threads;        /* host threads for activating and blending */
   float *gauss, *acc, *wsum;
   int C;
   int64_t done, total;
@@ -153,22 +189,51 @@ static float *zeroed_floats(int64_t n) {
   return p;
 }
 
-/* One patch's C channels (src, scaled), Gaussian-weighted into the accumulators. */
-static void blend_patch(win *w, const int64_t o[3], const float *src, float scale) {
+/* Rows [r0, r1) (row r: z = r / p[1], y = r % p[1]) of one patch's C
+ * channels (src, scaled), Gaussian-weighted into the accumulators. */
+static void blend_rows(win *w, const int64_t o[3], const float *src, float scale, int64_t r0, int64_t r1) {
   const int64_t pv = patch_voxels(w), nvox = w->dims[0] * w->dims[1] * w->dims[2];
-  for (int64_t z = 0; z < w->p[2]; ++z)
-    for (int64_t y = 0; y < w->p[1]; ++y) {
-      const int64_t base = ((o[2] + z) * w->dims[1] + o[1] + y) * w->dims[0] + o[0];
-      const int64_t pb = (z * w->p[1] + y) * w->p[0];
-      const float *g = w->gauss + pb;
-      float *ws = w->wsum + base;
-      for (int64_t x = 0; x < w->p[0]; ++x) ws[x] += g[x];
-      for (int c = 0; c < w->C; ++c) {
-        float *a = w->acc + c * nvox + base;
-        const float *sc = src + c * pv + pb;
-        for (int64_t x = 0; x < w->p[0]; ++x) a[x] += sc[x] * scale * g[x];
-      }
+  for (int64_t r = r0; r < r1; ++r) {
+    const int64_t z = r / w->p[1], y = r % w->p[1];
+    const int64_t base = ((o[2] + z) * w->dims[1] + o[1] + y) * w->dims[0] + o[0];
+    const int64_t pb = r * w->p[0];
+    const float *g = w->gauss + pb;
+    float *ws = w->wsum + base;
+    for (int64_t x = 0; x < w->p[0]; ++x) ws[x] += g[x];
+    for (int c = 0; c < w->C; ++c) {
+      float *a = w->acc + c * nvox + base;
+      const float *sc = src + c * pv + pb;
+      for (int64_t x = 0; x < w->p[0]; ++x) a[x] += sc[x] * scale * g[x];
     }
+  }
+}
+
+/* One patch's activation and blending, split between the host threads. */
+typedef struct patch_job {
+  win *w;
+  const int64_t *org;
+  float *src;
+  float scale;
+} patch_job;
+
+static void activate_part(void *ctx, int64_t b, int64_t e) {
+  const patch_job *j = ctx;
+  activate(j->src, patch_voxels(j->w), j->w->C, j->w->prm->activation, b, e);
+}
+
+static void blend_part(void *ctx, int64_t b, int64_t e) {
+  const patch_job *j = ctx;
+  blend_rows(j->w, j->org, j->src, j->scale, b, e);
+}
+
+static void activate_patch(win *w, float *o) {
+  patch_job j = {w, NULL, o, 0};
+  if (w->prm->activation != MI_ACTIVATION_NONE) for_range(w->threads, patch_voxels(w), activate_part, &j);
+}
+
+static void blend_patch(win *w, const int64_t o[3], float *src, float scale) {
+  patch_job j = {w, o, src, scale};
+  for_range(w->threads, w->p[1] * w->p[2], blend_part, &j);
 }
 
 /* Checks the network's output for flip f of batch b, activates it, flips it
@@ -206,7 +271,7 @@ static mi_status *take_output(win *w, batch *b, int f, mi_tensor *out, int nrun,
   if (w->flips == 1) { /* no flips to average: straight into the accumulators */
     for (int k = 0; k < b->nb; ++k) {
       float *o = ob + (int64_t)k * w->C * pv;
-      activate(o, pv, w->C, w->prm->activation);
+      activate_patch(w, o);
       blend_patch(w, b->org[k], o, 1.0f);
     }
     return NULL;
@@ -218,7 +283,7 @@ static mi_status *take_output(win *w, batch *b, int f, mi_tensor *out, int nrun,
   if (f == 0) memset(b->sum, 0, (size_t)(b->nb * pv * w->C) * sizeof(float));
   for (int k = 0; k < b->nb; ++k) {
     float *o = ob + (int64_t)k * w->C * pv;
-    activate(o, pv, w->C, w->prm->activation);
+    activate_patch(w, o);
     for (int c = 0; c < w->C; ++c) copy_flipped(o + c * pv, *tmp + c * pv, w->p, f); /* flip back */
     float *s = b->sum + (int64_t)k * w->C * pv;
     for (int64_t i = 0; i < w->C * pv; ++i) s[i] += (*tmp)[i];
@@ -418,6 +483,7 @@ mi_status *mi_sliding_window(mi_model *model, const float *volume, const int64_t
   win w;
   memset(&w, 0, sizeof w);
   w.model = model, w.prm = prm;
+  w.threads = prm->threads > 0 ? prm->threads : (int)sysconf(_SC_NPROCESSORS_ONLN);
   for (int a = 0; a < 3; ++a) {
     if (dims[a] < 1) return mi_error(MI_ERR_SHAPE, "sliding window: empty volume");
     w.p[a] = prm->patch[a] > 0 ? prm->patch[a] : dims[a]; /* 2D without patch: whole slice */

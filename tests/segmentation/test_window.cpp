@@ -87,7 +87,8 @@ void expect_identity(mi_model *m, const Case &c) {
 // A pointwise network gives every patch the same value at a voxel, so the
 // blend is the network's softmax there: three channels (x, 0.25 - x, x / 2),
 // patches of 12 x 10 x 7 voxels (the softmax's runs of voxels end short),
-// with and without mirroring, on this thread and pipelined.
+// with and without mirroring, on this thread and pipelined, activated and
+// blended by one host thread or split between three.
 TEST(SlidingWindow, SoftmaxOfAPointwiseNetwork) {
   mi_model *m = load("pointwise3.onnx");
   ASSERT_NE(m, nullptr);
@@ -95,31 +96,34 @@ TEST(SlidingWindow, SoftmaxOfAPointwiseNetwork) {
   std::vector<float> v = random_volume(dims);
   const size_t nv = v.size();
   for (int mirror = 0; mirror < 2; ++mirror)
-    for (int pipelined = 0; pipelined < 2; ++pipelined) {
-      mi_window_params p = {};
-      p.pipelined = pipelined;
-      p.patch[0] = 12, p.patch[1] = 10, p.patch[2] = 7;
-      p.overlap = 0.5;
-      p.batch = 2;
-      p.sigma_scale = 0.125;
-      p.mirroring = mirror;
-      p.activation = MI_ACTIVATION_SOFTMAX;
-      float *out = nullptr;
-      int C = 0;
-      mi_status *st = mi_sliding_window(m, v.data(), dims, &p, &out, &C);
-      ASSERT_EQ(st, nullptr) << mi_status_message(st);
-      ASSERT_EQ(C, 3);
-      double worst = 0;
-      for (size_t i = 0; i < nv; ++i) {
-        const double l[3] = {v[i], 0.25 - v[i], 0.5 * v[i]};
-        const double mx = std::max(l[0], std::max(l[1], l[2]));
-        const double e[3] = {std::exp(l[0] - mx), std::exp(l[1] - mx), std::exp(l[2] - mx)};
-        for (int c = 0; c < 3; ++c)
-          worst = std::max(worst, std::fabs(out[c * nv + i] - e[c] / (e[0] + e[1] + e[2])));
+    for (int pipelined = 0; pipelined < 2; ++pipelined)
+      for (int threads : {1, 3}) {
+        mi_window_params p = {};
+        p.pipelined = pipelined;
+        p.threads = threads;
+        p.patch[0] = 12, p.patch[1] = 10, p.patch[2] = 7;
+        p.overlap = 0.5;
+        p.batch = 2;
+        p.sigma_scale = 0.125;
+        p.mirroring = mirror;
+        p.activation = MI_ACTIVATION_SOFTMAX;
+        float *out = nullptr;
+        int C = 0;
+        mi_status *st = mi_sliding_window(m, v.data(), dims, &p, &out, &C);
+        ASSERT_EQ(st, nullptr) << mi_status_message(st);
+        ASSERT_EQ(C, 3);
+        double worst = 0;
+        for (size_t i = 0; i < nv; ++i) {
+          const double l[3] = {v[i], 0.25 - v[i], 0.5 * v[i]};
+          const double mx = std::max(l[0], std::max(l[1], l[2]));
+          const double e[3] = {std::exp(l[0] - mx), std::exp(l[1] - mx), std::exp(l[2] - mx)};
+          for (int c = 0; c < 3; ++c)
+            worst = std::max(worst, std::fabs(out[c * nv + i] - e[c] / (e[0] + e[1] + e[2])));
+        }
+        EXPECT_LT(worst, 1e-5) << (mirror ? "mirrored" : "") << (pipelined ? " pipelined " : " ") << threads
+                               << " threads";
+        free(out);
       }
-      EXPECT_LT(worst, 1e-5) << (mirror ? "mirrored" : "") << (pipelined ? " pipelined" : "");
-      free(out);
-    }
   mi_model_free(m);
 }
 

@@ -119,6 +119,9 @@ typedef struct mi_window_params {
   mi_activation activation;
   mi_progress_fn progress;  /* may be NULL; fractions span [0, 1]            */
   void *progress_user;
+  int threads;              /* host threads activating and blending each
+                             * output (the engine's are idle meanwhile);
+                             * 0: all online cores, as mi_options.threads   */
 } mi_window_params;
 
 struct mi_model; /* medinfer/engine.h */
