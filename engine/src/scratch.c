@@ -23,7 +23,8 @@ struct mi_scratch_block {
 };
 
 /* The idle blocks are all too small for a request: give them back, so that
- * what is kept is at most the largest set of blocks in use at one time. */
+ * blocks no request fits do not pile up (a network's sizes settle after a
+ * run: what is kept is then about the most it has in use at one time). */
 static void drop_idle(mi_exec *ex) {
   int keep = 0;
   for (int i = 0; i < ex->n_scratch; i++) {

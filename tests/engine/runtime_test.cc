@@ -3,16 +3,19 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
-#include <random>
 #include <atomic>
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
 #include <fstream>
 #include <mutex>
+#include <random>
 #include <sstream>
 #include <string>
 #include <vector>
+
+#include <sys/wait.h>
+#include <unistd.h>
 
 extern "C" {
 #include "hugepages.h"
@@ -60,6 +63,44 @@ TEST(ParallelFor, GuidedChunksCoverEveryIndexOnce) {
           EXPECT_LE(c.chunks.front().second - c.chunks.front().first, n / 2) << "one chunk took half the work";
         }
       }
+}
+
+// A child forked after the parent's workers started has none of them: its
+// first parallel loop must start its own (and in its child likewise), not
+// wait for threads that do not exist.  A hang is ended by an alarm.
+TEST(ParallelFor, ForkedChildStartsItsOwnWorkers) {
+  mi_threadpool *p = mi_threadpool_create(2);
+  ASSERT_NE(p, nullptr);
+  Cover c(1000);
+  mi_threadpool_run(p, 1000, 1, record, &c);
+  auto child = [p]() -> int {
+    alarm(20);
+    Cover cc(1000);
+    mi_threadpool_run(p, 1000, 1, record, &cc);
+    for (int i = 0; i < 1000; i++)
+      if (cc.hits[size_t(i)].load() != 1) return 1;
+    return 0;
+  };
+  const pid_t pid = fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    int rc = child();
+    if (!rc) { /* and a grandchild */
+      const pid_t g = fork();
+      if (g == 0) _exit(child());
+      int st = 0;
+      rc = g > 0 && waitpid(g, &st, 0) == g && WIFEXITED(st) ? WEXITSTATUS(st) : 2;
+    }
+    _exit(rc);
+  }
+  int st = 0;
+  ASSERT_EQ(waitpid(pid, &st, 0), pid);
+  EXPECT_TRUE(WIFEXITED(st)) << "the child hung or crashed";
+  EXPECT_EQ(WIFEXITED(st) ? WEXITSTATUS(st) : -1, 0);
+  Cover after(1000); /* the parent's workers still serve it */
+  mi_threadpool_run(p, 1000, 1, record, &after);
+  for (int i = 0; i < 1000; i++) EXPECT_EQ(after.hits[size_t(i)].load(), 1);
+  mi_threadpool_free(p);
 }
 
 // The THP state of the mapping that holds address a ("THPeligible" in
