@@ -89,7 +89,8 @@ static void activate(float *o, int64_t vox, int C, mi_activation act, int64_t v0
   }
 }
 
-/* fn(ctx, b, e) over [0, n) in `threads` equal parts, the first on this
+/* fn(ctx, b, e) over [0, n) in up to `threads` equal parts of at least
+ * `grain` items (a thread is started per part and call), the first on this
  * thread (the engine's workers are idle between network runs). */
 typedef void (*range_fn)(void *ctx, int64_t b, int64_t e);
 typedef struct range_part {
@@ -104,10 +105,11 @@ static void *range_main(void *arg) {
   return NULL;
 }
 
-static void for_range(int threads, int64_t n, range_fn fn, void *ctx) {
+static void for_range(int threads, int64_t n, int64_t grain, range_fn fn, void *ctx) {
   enum { MAX_PARTS = 64 };
   int t = threads < 1 ? 1 : threads > MAX_PARTS ? MAX_PARTS : threads;
-  if (t > n) t = (int)(n > 0 ? n : 1);
+  if (grain < 1) grain = 1;
+  if (t > n / grain) t = (int)(n / grain > 0 ? n / grain : 1);
   range_part part[MAX_PARTS];
   pthread_t th[MAX_PARTS];
   bool started[MAX_PARTS] = {false};
@@ -226,14 +228,19 @@ static void blend_part(void *ctx, int64_t b, int64_t e) {
   blend_rows(j->w, j->org, j->src, j->scale, b, e);
 }
 
+/* Parts of at least this many values (voxels x channels), some 100 us of
+ * work: a thread's start and join cost about 60 us on a 2-core VM. */
+#define PART_VALUES 32768
+
 static void activate_patch(win *w, float *o) {
   patch_job j = {w, NULL, o, 0};
-  if (w->prm->activation != MI_ACTIVATION_NONE) for_range(w->threads, patch_voxels(w), activate_part, &j);
+  if (w->prm->activation != MI_ACTIVATION_NONE)
+    for_range(w->threads, patch_voxels(w), PART_VALUES / w->C, activate_part, &j);
 }
 
 static void blend_patch(win *w, const int64_t o[3], float *src, float scale) {
   patch_job j = {w, o, src, scale};
-  for_range(w->threads, w->p[1] * w->p[2], blend_part, &j);
+  for_range(w->threads, w->p[1] * w->p[2], PART_VALUES / (w->C * w->p[0]), blend_part, &j);
 }
 
 /* Checks the network's output for flip f of batch b, activates it, flips it

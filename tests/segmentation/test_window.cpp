@@ -86,13 +86,13 @@ void expect_identity(mi_model *m, const Case &c) {
 
 // A pointwise network gives every patch the same value at a voxel, so the
 // blend is the network's softmax there: three channels (x, 0.25 - x, x / 2),
-// patches of 12 x 10 x 7 voxels (the softmax's runs of voxels end short),
-// with and without mirroring, on this thread and pipelined, activated and
-// blended by one host thread or split between three.
+// patches of 47 x 40 x 24 voxels (the softmax's runs of voxels end short,
+// whole or in thirds), with and without mirroring, on this thread and
+// pipelined, activated and blended by one host thread or split between three.
 TEST(SlidingWindow, SoftmaxOfAPointwiseNetwork) {
   mi_model *m = load("pointwise3.onnx");
   ASSERT_NE(m, nullptr);
-  const int64_t dims[3] = {29, 23, 17};
+  const int64_t dims[3] = {70, 60, 40};
   std::vector<float> v = random_volume(dims);
   const size_t nv = v.size();
   for (int mirror = 0; mirror < 2; ++mirror)
@@ -101,7 +101,7 @@ TEST(SlidingWindow, SoftmaxOfAPointwiseNetwork) {
         mi_window_params p = {};
         p.pipelined = pipelined;
         p.threads = threads;
-        p.patch[0] = 12, p.patch[1] = 10, p.patch[2] = 7;
+        p.patch[0] = 47, p.patch[1] = 40, p.patch[2] = 24;
         p.overlap = 0.5;
         p.batch = 2;
         p.sigma_scale = 0.125;
