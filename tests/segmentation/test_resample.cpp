@@ -5,10 +5,12 @@
 
 #include <algorithm>
 #include <cmath>
+#include <random>
 #include <vector>
 
 #include "medinfer/phantom.h"
 #include "medinfer/segmentation.h"
+#include "pipeline_internal.h"
 #include "seg_test_util.h"
 
 namespace {
@@ -95,6 +97,58 @@ TEST(Resample, LabelRoundTripLandsOnSourceGrid) {
     EXPECT_LT(wrong_all, n / 50) << v.name;
     free(there);
     free(back);
+    mi_phantom_free(p);
+  }
+}
+
+// Labels on the source grid from model-grid probabilities: wherever the 8
+// corners' labels agree their label, elsewhere the decision on the channels
+// interpolated there, so everywhere the decision on the interpolated channels
+// (mi_channel_to_source, channel by channel).  Three channels in blocks of 4
+// model voxels with noise, a model grid 2.5 times coarser than the source, so
+// source rows share cells (which mi_labels_to_source reuses), on every
+// orientation (oblique and tilted rows cross cells along y and z too).
+TEST(Resample, LabelsToSourceAreTheInterpolatedDecision) {
+  for (const Variant &v : kVariants) {
+    mi_phantom *p = make(v);
+    ASSERT_NE(p, nullptr);
+    const mi_geometry &g = p->geometry;
+    const double s = 2.5 * std::min({g.spacing[0], g.spacing[1], g.spacing[2]});
+    const double sp[3] = {s, s, s};
+    mi_geometry gm;
+    ASSERT_EQ(mi_grid_for(&g, sp, 1, &gm), nullptr);
+    const int C = 3;
+    const int64_t nm = gm.size[0] * gm.size[1] * gm.size[2];
+    std::vector<float> probs((size_t)(C * nm));
+    std::mt19937 rng(11);
+    std::uniform_real_distribution<float> noise(0, 0.3f);
+    for (int64_t z = 0; z < gm.size[2]; ++z)
+      for (int64_t y = 0; y < gm.size[1]; ++y)
+        for (int64_t x = 0; x < gm.size[0]; ++x) {
+          const int64_t i = (z * gm.size[1] + y) * gm.size[0] + x;
+          const int block = (int)((x / 4 + 2 * (y / 4) + z / 4) % C);
+          for (int c = 0; c < C; ++c) probs[(size_t)(c * nm + i)] = (c == block ? 0.5f : 0.2f) + noise(rng);
+        }
+    mi_decision d = {};
+    d.activation = MI_ACTIVATION_SOFTMAX;
+    d.threshold = 0.5f;
+    d.channels = C;
+    for (int c = 0; c < C; ++c) d.label_of_channel[c] = (uint8_t)c;
+    std::vector<uint8_t> model_labels((size_t)nm);
+    mi_decide_all(&d, probs.data(), nm, model_labels.data(), 2);
+    const size_t n = (size_t)(g.size[0] * g.size[1] * g.size[2]);
+    std::vector<uint8_t> labels(n);
+    ASSERT_EQ(mi_labels_to_source(&gm, probs.data(), model_labels.data(), &d, &g, labels.data(), 2), nullptr);
+    std::vector<float> chan((size_t)C * n);
+    for (int c = 0; c < C; ++c)
+      ASSERT_EQ(mi_channel_to_source(&gm, probs.data() + c * nm, &g, chan.data() + c * n, 2), nullptr);
+    size_t wrong = 0, mixed = 0;
+    for (size_t i = 0; i < n; ++i) {
+      wrong += labels[i] != mi_decide(&d, chan.data() + i, (int64_t)n);
+      mixed += labels[i] != labels[0];
+    }
+    EXPECT_EQ(wrong, 0u) << v.name << ": " << wrong << " of " << n << " voxels";
+    EXPECT_GT(mixed, n / 4) << v.name << ": the labels hardly vary";
     mi_phantom_free(p);
   }
 }
