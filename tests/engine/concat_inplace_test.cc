@@ -19,14 +19,6 @@ using onnxb::Model;
 
 namespace {
 
-std::vector<float> rnd(size_t n, unsigned seed) {
-  std::mt19937 rng(seed);
-  std::uniform_real_distribution<float> d(-1.f, 1.f);
-  std::vector<float> v(n);
-  for (auto &x : v) x = d(rng);
-  return v;
-}
-
 struct Result {
   std::vector<float> y;
   size_t arena = 0;
@@ -63,7 +55,7 @@ Result run(const Model &md, bool optimize, std::vector<int64_t> dims, std::vecto
 }
 
 void conv(Model &md, const std::string &x, const std::string &y, int64_t cin, int64_t cout, int64_t k, unsigned seed) {
-  md.inits.push_back(onnxb::float_tensor("w_" + y, {cout, cin, k, k}, rnd((size_t)(cout * cin * k * k), seed)));
+  md.inits.push_back(onnxb::float_tensor("w_" + y, {cout, cin, k, k}, onnxb::random_floats((size_t)(cout * cin * k * k), seed)));
   md.nodes.push_back({"Conv", "conv_" + y, {x, "w_" + y}, {y},
                       {onnxb::attr_ints("pads", {k / 2, k / 2, k / 2, k / 2})}});
 }
@@ -107,7 +99,7 @@ void check_planned(Model (*make)(int64_t), std::vector<int64_t> chw, unsigned se
     SCOPED_TRACE("batch " + std::to_string(batch));
     Model md = make(batch);
     std::vector<int64_t> dims = {batch, chw[0], chw[1], chw[2]};
-    auto x = rnd((size_t)(batch * chw[0] * chw[1] * chw[2]), seed);
+    auto x = onnxb::random_floats((size_t)(batch * chw[0] * chw[1] * chw[2]), seed);
     Result on = run(md, true, dims, x), off = run(md, false, dims, x);
     expect_same(on.y, off.y);
     const size_t plane = (size_t)(chw[1] * chw[2]) * sizeof(float);
@@ -133,7 +125,7 @@ Model unet_model(int64_t batch) {
   md.nodes.push_back({"MaxPool", "pool", {"s"}, {"d"}, {onnxb::attr_ints("kernel_shape", {2, 2}),
                                                           onnxb::attr_ints("strides", {2, 2})}});
   conv(md, "d", "e", 4, 6, 3, 12);
-  md.inits.push_back(onnxb::float_tensor("w_up", {6, 5, 2, 2}, rnd(6 * 5 * 4, 13)));
+  md.inits.push_back(onnxb::float_tensor("w_up", {6, 5, 2, 2}, onnxb::random_floats(6 * 5 * 4, 13)));
   md.nodes.push_back({"ConvTranspose", "up", {"e", "w_up"}, {"u"}, {onnxb::attr_ints("strides", {2, 2})}});
   md.nodes.push_back({"Relu", "ru", {"u"}, {"ru"}, {}});
   md.nodes.push_back({"Concat", "c", {"s", "ru"}, {"c"}, {onnxb::attr_int("axis", 1)}});

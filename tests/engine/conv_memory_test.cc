@@ -15,16 +15,9 @@
 #include "onnx_builder.h"
 
 using onnxb::Model;
+using onnxb::random_floats;
 
 namespace {
-
-std::vector<float> random_floats(size_t n, unsigned seed) {
-  std::mt19937 rng(seed);
-  std::uniform_real_distribution<float> d(-1.f, 1.f);
-  std::vector<float> v(n);
-  for (auto &x : v) x = d(rng);
-  return v;
-}
 
 // Peak resident set since the last reset, in bytes (-1 if unavailable).
 long long peak_rss() {

@@ -13,6 +13,7 @@
 #include "onnx_builder.h"
 
 using onnxb::Model;
+using onnxb::random_floats;
 using onnxb::Node;
 
 namespace {
@@ -28,14 +29,6 @@ StatusMsg take(mi_status *st) {
   s.msg = mi_status_message(st);
   mi_status_free(st);
   return s;
-}
-
-std::vector<float> random_floats(size_t n, unsigned seed) {
-  std::mt19937 rng(seed);
-  std::uniform_real_distribution<float> d(-1.f, 1.f);
-  std::vector<float> v(n);
-  for (auto &x : v) x = d(rng);
-  return v;
 }
 
 // Conv(1->2, 3x3, pad 1) -> Relu with batch dimension "N".

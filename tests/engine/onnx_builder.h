@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <cstring>
 #include <memory>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -65,6 +66,15 @@ inline Attr attr_int(const char *n, int64_t v) { Attr a; a.name = n; a.type = 2;
 inline Attr attr_float(const char *n, float v) { Attr a; a.name = n; a.type = 1; a.f = v; return a; }
 inline Attr attr_ints(const char *n, std::vector<int64_t> v) {
   Attr a; a.name = n; a.type = 7; a.ints = std::move(v); return a;
+}
+
+// Uniform values in [-1, 1) from a seeded generator: weights and inputs.
+inline std::vector<float> random_floats(size_t n, unsigned seed) {
+  std::mt19937 rng(seed);
+  std::uniform_real_distribution<float> d(-1.f, 1.f);
+  std::vector<float> v(n);
+  for (auto &x : v) x = d(rng);
+  return v;
 }
 
 inline Tensor float_tensor(const std::string &name, std::vector<int64_t> dims, const std::vector<float> &v) {

@@ -26,6 +26,8 @@ extern "C" {
 #include "medinfer/engine.h"
 #include "onnx_builder.h"
 
+using onnxb::random_floats;
+
 namespace {
 
 struct Cover {
@@ -193,14 +195,6 @@ TEST(Scratch, ReleasedBlocksAreKeptAndReused) {
   ASSERT_NE(e, nullptr);
   EXPECT_TRUE(aligned64(e));
   mi_exec_scratch_release(nullptr, e);
-}
-
-std::vector<float> random_floats(size_t n, unsigned seed) {
-  std::mt19937 rng(seed);
-  std::uniform_real_distribution<float> d(-1.f, 1.f);
-  std::vector<float> v(n);
-  for (auto &x : v) x = d(rng);
-  return v;
 }
 
 std::vector<float> run_once(mi_model *m, const std::vector<int64_t> &dims, std::vector<float> x) {
