@@ -57,16 +57,16 @@ def main():
     torch.manual_seed(7)
     export(identity(nn.Conv3d(1, 1, 1)), (1, 1, 8, 8, 8), os.path.join(out, "identity3d.onnx"), 3)
     export(identity(nn.Conv2d(1, 1, 1)), (1, 1, 8, 8), os.path.join(out, "identity2d.onnx"), 2)
-    pw = nn.Conv3d(1, 3, 1)
-    with torch.no_grad():
-        pw.weight.copy_(torch.tensor([1.0, -1.0, 0.5]).view(3, 1, 1, 1, 1))
-        pw.bias.copy_(torch.tensor([0.0, 0.25, 0.0]))
-    export(pw, (1, 1, 8, 8, 8), os.path.join(out, "pointwise3.onnx"), 3)
     net = UNet()
     with torch.no_grad():  # amplify the head so the random labels are blobs, not all background
         net.head.weight.mul_(40.0)
         net.head.bias.zero_()
     export(net, (1, 1, 16, 16, 16), os.path.join(out, "unet.onnx"), 3)
+    pw = nn.Conv3d(1, 3, 1)  # after the U-Net: its random weights stay those of the seed
+    with torch.no_grad():
+        pw.weight.copy_(torch.tensor([1.0, -1.0, 0.5]).view(3, 1, 1, 1, 1))
+        pw.bias.copy_(torch.tensor([0.0, 0.25, 0.0]))
+    export(pw, (1, 1, 8, 8, 8), os.path.join(out, "pointwise3.onnx"), 3)
     sct = lambda v, m: {"scheme": "SCT", "value": v, "meaning": m}
     anat = sct("123037004", "Anatomical Structure")
     card = {
