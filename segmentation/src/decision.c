@@ -1,8 +1,8 @@
 /* From channel probabilities to a label: softmax argmax or sigmoid
  * thresholds (overlaps go to the most probable label), as CARD.md says. */
-#include <pthread.h>
 #include <string.h>
 
+#include "parallel.h"
 #include "pipeline_internal.h"
 
 mi_status *mi_decision_init(const mi_card *c, int channels, mi_decision *d) {
@@ -45,27 +45,16 @@ uint8_t mi_decide(const mi_decision *d, const float *p, int64_t stride) {
 typedef struct job {
   const mi_decision *d;
   const float *probs;
-  int64_t n, lo, hi;
+  int64_t n;
   uint8_t *labels;
 } job;
 
-static void *run(void *arg) {
-  job *j = arg;
-  for (int64_t v = j->lo; v < j->hi; ++v) j->labels[v] = mi_decide(j->d, j->probs + v, j->n);
-  return NULL;
+static void decide_part(void *ctx, int64_t lo, int64_t hi) {
+  const job *j = ctx;
+  for (int64_t v = lo; v < hi; ++v) j->labels[v] = mi_decide(j->d, j->probs + v, j->n);
 }
 
 void mi_decide_all(const mi_decision *d, const float *probs, int64_t n, uint8_t *labels, int threads) {
-  if (threads < 1) threads = 1;
-  if (threads > 16) threads = 16;
-  pthread_t th[16];
-  job jobs[16];
-  int started = 0;
-  for (int t = 0; t < threads; ++t) {
-    jobs[t] = (job){d, probs, n, n * t / threads, n * (t + 1) / threads, labels};
-    if (t && pthread_create(&th[t], NULL, run, &jobs[t]) == 0) ++started;
-    else if (t) run(&jobs[t]);
-  }
-  run(&jobs[0]);
-  for (int t = 1; t <= started; ++t) pthread_join(th[t], NULL);
+  job j = {d, probs, n, labels};
+  mi_seg_for_range(threads, n, 1 << 16, decide_part, &j);
 }

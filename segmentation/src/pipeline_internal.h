@@ -18,7 +18,8 @@ typedef struct mi_decision {
 
 mi_status *mi_decision_init(const mi_card *c, int channels, mi_decision *d);
 uint8_t mi_decide(const mi_decision *d, const float *p, int64_t stride);
-/* Label map on the model grid from channel-major probabilities. */
+/* Label map on the model grid from channel-major probabilities (threads as
+ * mi_seg_for_range's, parallel.h). */
 void mi_decide_all(const mi_decision *d, const float *probs, int64_t n, uint8_t *labels, int threads);
 
 /* Intensity steps of the card, in place on the model grid; `source` (n_source

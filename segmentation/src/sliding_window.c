@@ -9,9 +9,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "medinfer/engine.h"
+#include "parallel.h"
 #include "pipeline_internal.h"
 
 /* nnU-Net's compute_steps_for_sliding_window. */
@@ -89,39 +89,6 @@ static void activate(float *o, int64_t vox, int C, mi_activation act, int64_t v0
   }
 }
 
-/* fn(ctx, b, e) over [0, n) in up to `threads` equal parts of at least
- * `grain` items (a thread is started per part and call), the first on this
- * thread (the engine's workers are idle between network runs). */
-typedef void (*range_fn)(void *ctx, int64_t b, int64_t e);
-typedef struct range_part {
-  range_fn fn;
-  void *ctx;
-  int64_t b, e;
-} range_part;
-
-static void *range_main(void *arg) {
-  range_part *r = arg;
-  r->fn(r->ctx, r->b, r->e);
-  return NULL;
-}
-
-static void for_range(int threads, int64_t n, int64_t grain, range_fn fn, void *ctx) {
-  enum { MAX_PARTS = 64 };
-  int t = threads < 1 ? 1 : threads > MAX_PARTS ? MAX_PARTS : threads;
-  if (grain < 1) grain = 1;
-  if (t > n / grain) t = (int)(n / grain > 0 ? n / grain : 1);
-  range_part part[MAX_PARTS];
-  pthread_t th[MAX_PARTS];
-  bool started[MAX_PARTS] = {false};
-  for (int i = 0; i < t; ++i) part[i] = (range_part){fn, ctx, n * i / t, n * (i + 1) / t};
-  for (int i = 1; i < t; ++i) started[i] = pthread_create(&th[i], NULL, range_main, &part[i]) == 0;
-  fn(ctx, part[0].b, part[0].e);
-  for (int i = 1; i < t; ++i) {
-    if (started[i]) pthread_join(th[i], NULL);
-    else fn(ctx, part[i].b, part[i].e); /* no thread: this one does it */
-  }
-}
-
 /* Copy a patch between buffers, flipping the axes set in `flip` (bit a). */
 static void copy_flipped(const float *src, float *dst, const int64_t p[3], int flip) {
   for (int64_t z = 0; z < p[2]; ++z)
@@ -144,7 +111,6 @@ typedef struct win {
   int64_t p[3];
   int fixed_batch;    /* the network's batch dimension if fixed, else 0 */
   int flips;          /* network runs per batch (mirroring) */
-  int threads;        /* host threads for activating and blending */
   float *gauss, *acc, *wsum;
   int C;
   int64_t done, total;
@@ -229,18 +195,18 @@ static void blend_part(void *ctx, int64_t b, int64_t e) {
 }
 
 /* Parts of at least this many values (voxels x channels), some 100 us of
- * work: a thread's start and join cost about 60 us on a 2-core VM. */
+ * work (mi_seg_for_range starts a thread per part). */
 #define PART_VALUES 32768
 
 static void activate_patch(win *w, float *o) {
   patch_job j = {w, NULL, o, 0};
   if (w->prm->activation != MI_ACTIVATION_NONE)
-    for_range(w->threads, patch_voxels(w), PART_VALUES / w->C, activate_part, &j);
+    mi_seg_for_range(w->prm->threads, patch_voxels(w), PART_VALUES / w->C, activate_part, &j);
 }
 
 static void blend_patch(win *w, const int64_t o[3], float *src, float scale) {
   patch_job j = {w, o, src, scale};
-  for_range(w->threads, w->p[1] * w->p[2], PART_VALUES / (w->C * w->p[0]), blend_part, &j);
+  mi_seg_for_range(w->prm->threads, w->p[1] * w->p[2], PART_VALUES / (w->C * w->p[0]), blend_part, &j);
 }
 
 /* Checks the network's output for flip f of batch b, activates it, flips it
@@ -490,7 +456,6 @@ mi_status *mi_sliding_window(mi_model *model, const float *volume, const int64_t
   win w;
   memset(&w, 0, sizeof w);
   w.model = model, w.prm = prm;
-  w.threads = prm->threads > 0 ? prm->threads : (int)sysconf(_SC_NPROCESSORS_ONLN);
   for (int a = 0; a < 3; ++a) {
     if (dims[a] < 1) return mi_error(MI_ERR_SHAPE, "sliding window: empty volume");
     w.p[a] = prm->patch[a] > 0 ? prm->patch[a] : dims[a]; /* 2D without patch: whole slice */

@@ -6,9 +6,9 @@
 // voxels near label boundaries pay for the full interpolation.
 #include <algorithm>
 #include <cmath>
-#include <thread>
 #include <vector>
 
+#include "parallel.h"
 #include "pipeline_internal.h"
 
 namespace {
@@ -64,16 +64,22 @@ inline void cell_weights(const double f[3], double w[8]) {
     w[q] = ((q & 1) ? f[0] : 1 - f[0]) * ((q & 2) ? f[1] : 1 - f[1]) * ((q & 4) ? f[2] : 1 - f[2]);
 }
 
+// body(k) for every slice k on `threads` threads (0: all cores), the slices
+// dealt round-robin into (at most 64) strides, so that each thread gets
+// slices from the whole volume.
 template <typename F>
 void for_slices(int64_t slices, int threads, F body) {
-  const int t = std::max(1, std::min<int>(threads > 0 ? threads : (int)std::thread::hardware_concurrency(), 64));
-  std::vector<std::thread> pool;
-  for (int w = 1; w < t; ++w)
-    pool.emplace_back([&, w] {
-      for (int64_t k = w; k < slices; k += t) body(k);
-    });
-  for (int64_t k = 0; k < slices; k += t) body(k);
-  for (auto &th : pool) th.join();
+  struct Ctx {
+    F *body;
+    int64_t slices, stride;
+  };
+  const int64_t strides = threads > 0 && threads < 64 ? threads : 64;
+  Ctx c{&body, slices, strides};
+  mi_seg_for_range(threads, strides, 1, [](void *vc, int64_t b, int64_t e) {
+    const Ctx *c = static_cast<const Ctx *>(vc);
+    for (int64_t w = b; w < e; ++w)
+      for (int64_t k = w; k < c->slices; k += c->stride) (*c->body)(k);
+  }, &c);
 }
 
 }  // namespace
