@@ -148,6 +148,11 @@ struct mi_node {
                          * (mi_graph_fuse_max_pool): the node's output is the pooled one */
   bool dead;            /* removed by a graph pass */
   bool tail;            /* runs eagerly after the planned nodes (plan.c) */
+  /* Kernels' scratch (plan.c, scratch.c): the most the node stacked on its
+   * plan's first run (SIZE_MAX: more blocks at once than the stack holds),
+   * and where its room lies in the arena (-1: none). */
+  size_t scratch_need;
+  int64_t room_off;
 };
 
 typedef struct mi_graph {
@@ -244,6 +249,13 @@ void mi_graph_release_eager(mi_graph *g);
 /* ---- execution context ------------------------------------------------- */
 /* Scratch memory and threads for kernels during a run. */
 typedef struct mi_scratch_block mi_scratch_block;
+typedef struct mi_scratch_stacked {
+  void *p;
+  size_t bytes, end; /* the block is [end - bytes, end) of the node's stack */
+  bool busy;
+  bool owned; /* allocated for it (while recording), not in the room */
+} mi_scratch_stacked;
+#define MI_SCRATCH_STACK 16 /* blocks a node holds at once on its stack; more take kept blocks */
 struct mi_exec {
   int threads;
   size_t max_tensor_bytes;
@@ -252,14 +264,26 @@ struct mi_exec {
   bool keep_scratch;         /* keep released blocks (not on a plan's first run) */
   mi_scratch_block *scratch; /* blocks kept between calls (scratch.c) */
   int n_scratch, cap_scratch;
+  /* The running planned node's scratch, stacked (scratch.c): recorded into
+   * *need (the most it held at once; NULL: not recording) on a plan's first
+   * run, taken from its room in the arena (NULL: none) on later runs. */
+  size_t *need;
+  char *room;
+  size_t room_bytes;
+  mi_scratch_stacked stack[MI_SCRATCH_STACK];
+  int n_stack;
 };
 
 /* Scratch buffer (64-byte aligned) valid until released, which the kernel
- * does before it returns; NULL on failure.  With keep_scratch set, the exec
- * keeps released blocks for later calls; ex may be NULL (plain allocation).
+ * does before it returns; NULL on failure.  Inside a node with a room, from
+ * the room while it holds the request; else, with keep_scratch set, from
+ * blocks the exec keeps for later calls; ex may be NULL (plain allocation).
  * Called from the thread running the model, not from workers. */
 void *mi_exec_scratch(mi_exec *ex, size_t bytes);
 void mi_exec_scratch_release(mi_exec *ex, void *p);
+/* Enter a planned node (need: where to record its scratch, NULL: not
+ * recording; room, room_bytes: its room, NULL: none), or leave it (all NULL). */
+void mi_exec_scratch_node(mi_exec *ex, size_t *need, void *room, size_t room_bytes);
 /* Frees the blocks the exec keeps (all released). */
 void mi_exec_scratch_free(mi_exec *ex);
 

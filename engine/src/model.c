@@ -255,6 +255,8 @@ mi_status *mi_model_run(mi_model *m, mi_tensor *const *inputs, int n_inputs, mi_
   if (replanned) {
     mi_exec_scratch_free(&m->ex);
     MI_TRY(mi_plan_build(m, inputs));
+  } else if (m->plan.recorded) {
+    mi_plan_place_scratch(m);
   }
   mi_blas_set_threads(m->ex.threads); /* also for nodes a CUDA run leaves to the CPU */
   if (m->cuda) return mi_cuda_model_run(m, replanned, inputs, outputs);
@@ -296,7 +298,10 @@ mi_status *mi_model_run(mi_model *m, mi_tensor *const *inputs, int n_inputs, mi_
     if (!st) {
       const bool prof = m->prof_ms && m->prof_n == g->n_nodes;
       const double t0 = prof ? mi_now_ms() : 0;
+      mi_exec_scratch_node(&m->ex, m->plan.recording ? &n->scratch_need : NULL,
+                           n->room_off >= 0 ? (char *)m->plan.arena + n->room_off : NULL, n->scratch_need);
       st = n->op->run(n, &m->ex, in, out);
+      mi_exec_scratch_node(&m->ex, NULL, NULL, 0);
       if (prof) m->prof_ms[g->n_nodes + k] = mi_now_ms() - t0;
     }
     for (int i = 0; i < n->n_out; i++)
@@ -313,6 +318,7 @@ mi_status *mi_model_run(mi_model *m, mi_tensor *const *inputs, int n_inputs, mi_
       memcpy(outputs[i]->data, v->t.data, mi_tensor_nbytes(&v->t));
   }
   mi_graph_release_eager(g);
+  if (!st && m->plan.recording) m->plan.recording = false, m->plan.recorded = true;
   /* Leave no pointers to caller memory behind. */
   for (int i = 0; i < g->n_inputs; i++)
     if (!g->values[g->inputs[i]].folded) g->values[g->inputs[i]].t.data = NULL;

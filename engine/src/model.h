@@ -11,6 +11,9 @@ typedef struct mi_plan {
   size_t arena_bytes;
   void *arena;
   int first_tail; /* first node run eagerly after the planned ones (-1: none) */
+  /* The plan's first run records its nodes' scratch (until one succeeds);
+   * the next places their rooms (mi_plan_place_scratch). */
+  bool recording, recorded;
 } mi_plan;
 
 struct mi_model {
@@ -84,6 +87,11 @@ mi_status *mi_plan_build(mi_model *m, mi_tensor *const *inputs);
 /* Fold nodes whose inputs are all constants, once at load. */
 mi_status *mi_plan_fold_static(mi_model *m);
 void mi_plan_clear(mi_model *m);
+/* After the plan's first run: each node's recorded scratch gets a room in the
+ * arena, live only while the node runs, and the arena is made again.  Kept
+ * as it was (without rooms) when that would not fit in memory.  Arena
+ * contents do not outlive a run. */
+void mi_plan_place_scratch(mi_model *m);
 /* Inputs whose values (not just shapes) the plan depends on. */
 bool mi_plan_input_is_value(const mi_tensor *t);
 

@@ -45,6 +45,7 @@ static mi_node *add_node(mi_graph *g) {
   mi_node *n = &g->nodes[g->n_nodes++];
   memset(n, 0, sizeof *n);
   n->fused_add = -1;
+  n->room_off = -1;
   return n;
 }
 

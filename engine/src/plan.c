@@ -3,6 +3,9 @@
  * intermediate tensors in one arena by their lifetimes. */
 #include <stdlib.h>
 #include <string.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 
 #include "hugepages.h"
 #include "model.h"
@@ -119,7 +122,12 @@ bool mi_plan_input_is_value(const mi_tensor *t) {
 void mi_plan_clear(mi_model *m) {
   mi_graph *g = &m->g;
   mi_graph_release_eager(g);
-  for (int k = 0; k < g->n_nodes; k++) g->nodes[k].tail = false;
+  for (int k = 0; k < g->n_nodes; k++) {
+    g->nodes[k].tail = false;
+    g->nodes[k].scratch_need = 0;
+    g->nodes[k].room_off = -1;
+  }
+  m->plan.recording = m->plan.recorded = false;
   m->plan.first_tail = -1;
   for (int i = 0; i < g->n_values; i++) {
     g->values[i].dynamic = false;
@@ -318,6 +326,123 @@ static void plan_layouts(mi_model *m) {
   free(native);
 }
 
+/* Places the planned tensors (and, with rooms, each node's recorded scratch,
+ * live only while the node runs) in a new arena by their lifetimes. */
+static mi_status *lay_out(mi_model *m, bool rooms) {
+  mi_graph *g = &m->g;
+  /* Lifetimes. */
+  int nv = g->n_values;
+  int *buf_of = malloc(sizeof(int) * (size_t)(nv + 1));
+  buffer *bufs = calloc((size_t)(nv + g->n_nodes) + 1, sizeof *bufs); /* tensors, then rooms */
+  int *slot = malloc(sizeof(int) * (size_t)(nv + 1)), *slot_buf = malloc(sizeof(int) * (size_t)(g->n_nodes + 1));
+  size_t *sub = calloc((size_t)nv + 1, sizeof *sub);
+  if (!buf_of || !bufs || !slot || !slot_buf || !sub) {
+    free(buf_of);
+    free(bufs);
+    free(slot);
+    free(slot_buf);
+    free(sub);
+    return mi_error(MI_ERR_NO_MEMORY, "out of memory");
+  }
+  for (int v = 0; v < nv; v++) {
+    buf_of[v] = -1;
+    g->values[v].last_use = -1;
+    g->values[v].n_uses = 0;
+  }
+  m->plan.first_tail = -1;
+  for (int k = 0; k < g->n_nodes; k++) {
+    mi_node *n = &g->nodes[k];
+    if (n->tail && m->plan.first_tail < 0) m->plan.first_tail = k;
+    for (int i = 0; i <= n->n_in; i++) {
+      int v = i < n->n_in ? n->in[i] : n->fused_add;
+      if (v < 0) continue;
+      /* The tail runs after every planned node: what it reads stays live. */
+      if (n->tail) g->values[v].last_use = g->n_nodes;
+      else if (g->values[v].last_use < k) g->values[v].last_use = k;
+      g->values[v].n_uses++;
+    }
+  }
+  for (int v = 0; v < nv; v++) slot[v] = -1;
+  for (int k = 0; k < g->n_nodes; k++) slot_buf[k] = -1;
+  if (m->opt.optimize) concat_slots(g, slot, sub);
+  int nb = 0;
+  for (int k = 0; k < g->n_nodes; k++) {
+    mi_node *n = &g->nodes[k];
+    for (int i = 0; i < n->n_out; i++) {
+      int v = n->out[i];
+      if (v < 0) continue;
+      mi_value *val = &g->values[v];
+      if (known(val) || val->is_output || val->dynamic) continue;
+      int end = val->last_use > k ? val->last_use : k;
+      if (slot[v] >= 0) { /* in its concatenation's buffer: made at its first member, kept to the last use of any */
+        const int r = slot[v];
+        if (slot_buf[r] < 0) {
+          slot_buf[r] = nb;
+          bufs[nb].size = mi_tensor_nbytes(&g->values[g->nodes[r].out[0]].t);
+          bufs[nb].start = k;
+          bufs[nb].end = end;
+          nb++;
+        }
+        buf_of[v] = slot_buf[r];
+        if (bufs[buf_of[v]].end < end) bufs[buf_of[v]].end = end;
+        continue;
+      }
+      int a = i == 0 && (n->op->flags & MI_OP_INPLACE) && n->n_in > 0 ? n->in[0] : -1;
+      if (a >= 0 && slot[a] >= 0) a = -1; /* the others in its buffer are still read */
+      for (int j = 1; a >= 0 && j < n->n_in; j++)
+        if (n->in[j] == a) a = -1; /* read again after the output is written */
+      if (a >= 0 && buf_of[a] >= 0 && g->values[a].last_use == k &&
+          mi_tensor_nbytes(&g->values[a].t) == mi_tensor_nbytes(&val->t) && n->fused_add != a) {
+        buffer *b = &bufs[buf_of[a]];
+        if (b->end <= k) { /* nobody else still reads that buffer */
+          buf_of[v] = buf_of[a];
+          b->end = end;
+          val->alias_of = a;
+          continue;
+        }
+      }
+      buf_of[v] = nb;
+      bufs[nb].size = mi_tensor_nbytes(&val->t);
+      bufs[nb].start = k;
+      bufs[nb].end = end;
+      nb++;
+    }
+  }
+  const int n_tensors = nb;
+  for (int k = 0; rooms && k < g->n_nodes; k++) {
+    const size_t need = g->nodes[k].scratch_need;
+    if (need > 0 && need != SIZE_MAX) bufs[nb++] = (buffer){need, k, k, 0};
+  }
+  size_t total = place_buffers(bufs, nb);
+  mi_status *st = NULL;
+  if (total == (size_t)-1) st = mi_error(MI_ERR_NO_MEMORY, "out of memory");
+  else if (m->opt.max_tensor_bytes && total > m->opt.max_tensor_bytes)
+    st = mi_error(MI_ERR_NO_MEMORY, "'%s': activations need %.3g bytes, over the limit of %.3g bytes",
+                  g->name, (double)total, (double)m->opt.max_tensor_bytes);
+  void *arena = NULL;
+  if (!st) {
+    arena = total ? aligned_alloc(ARENA_ALIGN, total) : NULL;
+    mi_advise_huge(arena, total);
+    if (total && !arena)
+      st = mi_error(MI_ERR_NO_MEMORY, "'%s': cannot allocate %zu bytes for activations", g->name, total);
+  }
+  if (!st) {
+    for (int v = 0; v < nv; v++)
+      if (buf_of[v] >= 0) g->values[v].arena_offset = bufs[buf_of[v]].offset + (int64_t)sub[v];
+    for (int b = n_tensors; b < nb; b++) g->nodes[bufs[b].start].room_off = bufs[b].offset;
+    free(m->plan.arena);
+    m->plan.arena = arena;
+    m->plan.arena_bytes = total;
+    m->plan.valid = true;
+  }
+  free(buf_of);
+  free(bufs);
+  free(slot);
+  free(slot_buf);
+  free(sub);
+  return st;
+}
+
 mi_status *mi_plan_build(mi_model *m, mi_tensor *const *inputs) {
   mi_graph *g = &m->g;
   mi_plan_clear(m);
@@ -408,108 +533,23 @@ mi_status *mi_plan_build(mi_model *m, mi_tensor *const *inputs) {
     }
   }
   plan_layouts(m);
-  /* Lifetimes. */
-  int nv = g->n_values;
-  int *buf_of = malloc(sizeof(int) * (size_t)(nv + 1));
-  buffer *bufs = calloc((size_t)nv + 1, sizeof *bufs);
-  int *slot = malloc(sizeof(int) * (size_t)(nv + 1)), *slot_buf = malloc(sizeof(int) * (size_t)(g->n_nodes + 1));
-  size_t *sub = calloc((size_t)nv + 1, sizeof *sub);
-  if (!buf_of || !bufs || !slot || !slot_buf || !sub) {
-    free(buf_of);
-    free(bufs);
-    free(slot);
-    free(slot_buf);
-    free(sub);
-    return mi_error(MI_ERR_NO_MEMORY, "out of memory");
-  }
-  for (int v = 0; v < nv; v++) {
-    buf_of[v] = -1;
-    g->values[v].last_use = -1;
-    g->values[v].n_uses = 0;
-  }
-  m->plan.first_tail = -1;
-  for (int k = 0; k < g->n_nodes; k++) {
-    mi_node *n = &g->nodes[k];
-    if (n->tail && m->plan.first_tail < 0) m->plan.first_tail = k;
-    for (int i = 0; i <= n->n_in; i++) {
-      int v = i < n->n_in ? n->in[i] : n->fused_add;
-      if (v < 0) continue;
-      /* The tail runs after every planned node: what it reads stays live. */
-      if (n->tail) g->values[v].last_use = g->n_nodes;
-      else if (g->values[v].last_use < k) g->values[v].last_use = k;
-      g->values[v].n_uses++;
-    }
-  }
-  for (int v = 0; v < nv; v++) slot[v] = -1;
-  for (int k = 0; k < g->n_nodes; k++) slot_buf[k] = -1;
-  if (m->opt.optimize) concat_slots(g, slot, sub);
-  int nb = 0;
-  for (int k = 0; k < g->n_nodes; k++) {
-    mi_node *n = &g->nodes[k];
-    for (int i = 0; i < n->n_out; i++) {
-      int v = n->out[i];
-      if (v < 0) continue;
-      mi_value *val = &g->values[v];
-      if (known(val) || val->is_output || val->dynamic) continue;
-      int end = val->last_use > k ? val->last_use : k;
-      if (slot[v] >= 0) { /* in its concatenation's buffer: made at its first member, kept to the last use of any */
-        const int r = slot[v];
-        if (slot_buf[r] < 0) {
-          slot_buf[r] = nb;
-          bufs[nb].size = mi_tensor_nbytes(&g->values[g->nodes[r].out[0]].t);
-          bufs[nb].start = k;
-          bufs[nb].end = end;
-          nb++;
-        }
-        buf_of[v] = slot_buf[r];
-        if (bufs[buf_of[v]].end < end) bufs[buf_of[v]].end = end;
-        continue;
-      }
-      int a = i == 0 && (n->op->flags & MI_OP_INPLACE) && n->n_in > 0 ? n->in[0] : -1;
-      if (a >= 0 && slot[a] >= 0) a = -1; /* the others in its buffer are still read */
-      for (int j = 1; a >= 0 && j < n->n_in; j++)
-        if (n->in[j] == a) a = -1; /* read again after the output is written */
-      if (a >= 0 && buf_of[a] >= 0 && g->values[a].last_use == k &&
-          mi_tensor_nbytes(&g->values[a].t) == mi_tensor_nbytes(&val->t) && n->fused_add != a) {
-        buffer *b = &bufs[buf_of[a]];
-        if (b->end <= k) { /* nobody else still reads that buffer */
-          buf_of[v] = buf_of[a];
-          b->end = end;
-          val->alias_of = a;
-          continue;
-        }
-      }
-      buf_of[v] = nb;
-      bufs[nb].size = mi_tensor_nbytes(&val->t);
-      bufs[nb].start = k;
-      bufs[nb].end = end;
-      nb++;
-    }
-  }
-  size_t total = place_buffers(bufs, nb);
-  mi_status *st = NULL;
-  if (total == (size_t)-1) st = mi_error(MI_ERR_NO_MEMORY, "out of memory");
-  else if (m->opt.max_tensor_bytes && total > m->opt.max_tensor_bytes)
-    st = mi_error(MI_ERR_NO_MEMORY, "'%s': activations need %.3g bytes, over the limit of %.3g bytes",
-                  g->name, (double)total, (double)m->opt.max_tensor_bytes);
-  if (!st) {
-    m->plan.arena = total ? aligned_alloc(ARENA_ALIGN, total) : NULL;
-    mi_advise_huge(m->plan.arena, total);
-    if (total && !m->plan.arena)
-      st = mi_error(MI_ERR_NO_MEMORY, "'%s': cannot allocate %zu bytes for activations", g->name, total);
-  }
-  if (!st) {
-    for (int v = 0; v < nv; v++)
-      if (buf_of[v] >= 0) g->values[v].arena_offset = bufs[buf_of[v]].offset + (int64_t)sub[v];
-    m->plan.arena_bytes = total;
-    m->plan.valid = true;
-  } else {
-    mi_plan_clear(m);
-  }
-  free(buf_of);
-  free(bufs);
-  free(slot);
-  free(slot_buf);
-  free(sub);
+  mi_status *st = lay_out(m, false);
+  if (st) mi_plan_clear(m);
+  else m->plan.recording = !m->cuda; /* a GPU's kernels take no scratch */
   return st;
+}
+
+void mi_plan_place_scratch(mi_model *m) {
+  m->plan.recording = m->plan.recorded = false;
+  bool any = false;
+  for (int k = 0; k < m->g.n_nodes; k++) {
+    const size_t need = m->g.nodes[k].scratch_need;
+    any = any || (need > 0 && need != SIZE_MAX);
+  }
+  if (!any) return;
+  mi_status *st = lay_out(m, true); /* on failure the arena and offsets stay, without rooms */
+  mi_status_free(st);
+#ifdef __GLIBC__
+  malloc_trim(0); /* the first run's scratch, freed, stays resident in the C library's heap */
+#endif
 }

@@ -4,10 +4,19 @@
  * library, a block above its mmap threshold (or one trimmed off the top of the
  * heap) returns to the system and is faulted in again, page by page, on the
  * next call: a 64-channel 3x3 layer at 56x56 on a graph input ran 3.4 ms a
- * call against 0.67 with the memory kept. */
+ * call against 0.67 with the memory kept.
+ *
+ * A planned node's requests are stacked: each block starts where the last one
+ * still held ends.  A plan's first run records the most each node stacks; the
+ * plan then places that much room for the node in the arena, alive only while
+ * the node runs (plan.c), so the scratch shares memory with the activations
+ * instead of being held beside them between its uses.  A later request that
+ * its room cannot hold takes a kept block. */
+#define _DEFAULT_SOURCE /* MAP_ANONYMOUS */
 #include "internal.h"
 
 #include <stdlib.h>
+#include <sys/mman.h>
 
 #define ALIGN 64
 #ifdef __SANITIZE_ADDRESS__
@@ -21,6 +30,46 @@ struct mi_scratch_block {
   size_t bytes;
   bool busy;
 };
+
+static size_t stack_top(const mi_exec *ex) { return ex->n_stack ? ex->stack[ex->n_stack - 1].end : 0; }
+
+/* While recording, a large block is mapped from the system and unmapped on
+ * release.  From the C library it would raise its mmap threshold when freed
+ * (glibc: to the block's size), after which such blocks, and the model's
+ * other allocations of up to that size, come from its heap and stay resident
+ * when freed: peak memory then hangs on the order of requests. */
+#define MAP_MIN ((size_t)128 << 10)
+
+static void *recorded_alloc(size_t bytes) {
+  if (bytes < MAP_MIN) return aligned_alloc(ALIGN, bytes);
+  void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  return p == MAP_FAILED ? NULL : p;
+}
+
+static void recorded_free(void *p, size_t bytes) {
+  if (bytes < MAP_MIN) free(p);
+  else munmap(p, bytes);
+}
+
+/* A block of the running node's stack (recorded or in its room): false when
+ * p is none of them. */
+static bool release_stacked(mi_exec *ex, void *p) {
+  int i = ex->n_stack - 1;
+  while (i >= 0 && !(ex->stack[i].busy && ex->stack[i].p == p)) i--;
+  if (i < 0) return false;
+  if (ex->stack[i].owned) recorded_free(p, ex->stack[i].bytes);
+  ex->stack[i].busy = false;
+  while (ex->n_stack > 0 && !ex->stack[ex->n_stack - 1].busy) ex->n_stack--;
+  return true;
+}
+
+void mi_exec_scratch_node(mi_exec *ex, size_t *need, void *room, size_t room_bytes) {
+  /* a kernel releases its blocks before it returns; what one kept is not reused */
+  ex->n_stack = 0;
+  ex->need = KEEP ? need : NULL;
+  ex->room = KEEP ? room : NULL;
+  ex->room_bytes = ex->room ? room_bytes : 0;
+}
 
 /* The idle blocks are all too small for a request: give them back, so that
  * blocks no request fits do not pile up (a network's sizes settle after a
@@ -37,6 +86,21 @@ static void drop_idle(mi_exec *ex) {
 void *mi_exec_scratch(mi_exec *ex, size_t bytes) {
   if (bytes > SIZE_MAX - ALIGN) return NULL;
   bytes = (bytes + ALIGN - 1) & ~(size_t)(ALIGN - 1);
+  if (ex && (ex->need || ex->room)) {
+    const size_t end = stack_top(ex) + bytes;
+    if (ex->need && ex->n_stack < MI_SCRATCH_STACK) { /* recording */
+      void *p = recorded_alloc(bytes);
+      if (!p) return NULL;
+      ex->stack[ex->n_stack++] = (mi_scratch_stacked){p, bytes, end, true, true};
+      if (end > *ex->need) *ex->need = end;
+      return p;
+    }
+    if (ex->need) *ex->need = SIZE_MAX; /* more blocks at once than the stack holds: no room */
+    else if (end <= ex->room_bytes && end >= bytes && ex->n_stack < MI_SCRATCH_STACK) {
+      ex->stack[ex->n_stack++] = (mi_scratch_stacked){ex->room + end - bytes, bytes, end, true, false};
+      return ex->room + end - bytes;
+    }
+  }
   if (!ex || !KEEP || !ex->keep_scratch) return aligned_alloc(ALIGN, bytes);
   int best = -1; /* the smallest idle block that holds bytes */
   for (int i = 0; i < ex->n_scratch; i++)
@@ -63,6 +127,7 @@ void *mi_exec_scratch(mi_exec *ex, size_t bytes) {
 
 void mi_exec_scratch_release(mi_exec *ex, void *p) {
   if (!p) return;
+  if (ex && release_stacked(ex, p)) return;
   if (ex)
     for (int i = 0; i < ex->n_scratch; i++)
       if (ex->scratch[i].p == p) {

@@ -197,6 +197,82 @@ TEST(Scratch, ReleasedBlocksAreKeptAndReused) {
   mi_exec_scratch_release(nullptr, e);
 }
 
+// Inside a node, blocks are stacked: each starts where the last one still
+// held ends, and releasing the top one pops every released block under it.
+// Recording keeps the most the node stacked; with a room, requests come from
+// it while they fit, else from kept blocks.  More blocks at once than the
+// stack holds: no room (the need reads SIZE_MAX).
+TEST(Scratch, NodesStackTheirBlocksInTheirRooms) {
+#ifdef __SANITIZE_ADDRESS__
+  GTEST_SKIP() << "under ASan every block is allocated and freed, so that reads after release are caught";
+#endif
+  mi_exec ex{};
+  ex.keep_scratch = true;
+  size_t need = 0;
+  mi_exec_scratch_node(&ex, &need, nullptr, 0);
+  void *a = mi_exec_scratch(&ex, 1000), *b = mi_exec_scratch(&ex, 100); /* 1024 + 128 */
+  ASSERT_TRUE(a && b);
+  std::memset(a, 1, 1000);
+  mi_exec_scratch_release(&ex, a); /* under b: stays on the stack */
+  void *c = mi_exec_scratch(&ex, 64);
+  ASSERT_NE(c, nullptr);
+  mi_exec_scratch_release(&ex, c);
+  mi_exec_scratch_release(&ex, b);
+  void *big = mi_exec_scratch(&ex, size_t(1) << 20); /* mapped from the system while recording */
+  ASSERT_NE(big, nullptr);
+  std::memset(big, 2, size_t(1) << 20);
+  mi_exec_scratch_release(&ex, big);
+  mi_exec_scratch_node(&ex, nullptr, nullptr, 0);
+  EXPECT_EQ(need, size_t(1) << 20) << "the most stacked at once";
+  EXPECT_EQ(ex.n_scratch, 0) << "recording keeps blocks";
+
+  need = 0;
+  mi_exec_scratch_node(&ex, &need, nullptr, 0);
+  a = mi_exec_scratch(&ex, 1000), b = mi_exec_scratch(&ex, 100);
+  mi_exec_scratch_release(&ex, a);
+  c = mi_exec_scratch(&ex, 64);
+  mi_exec_scratch_release(&ex, b);
+  mi_exec_scratch_release(&ex, c);
+  mi_exec_scratch_node(&ex, nullptr, nullptr, 0);
+  EXPECT_EQ(need, size_t(1024 + 128 + 64)) << "a block released under a held one still counts";
+
+  char *room = static_cast<char *>(aligned_alloc(64, 4096));
+  ASSERT_NE(room, nullptr);
+  mi_exec_scratch_node(&ex, nullptr, room, 1216);
+  a = mi_exec_scratch(&ex, 1000);
+  b = mi_exec_scratch(&ex, 100);
+  EXPECT_EQ(a, room);
+  EXPECT_EQ(b, room + 1024);
+  mi_exec_scratch_release(&ex, b);
+  EXPECT_EQ(mi_exec_scratch(&ex, 100), room + 1024) << "the released top block is not popped";
+  mi_exec_scratch_release(&ex, a);
+  EXPECT_EQ(mi_exec_scratch(&ex, 64), room + 1152) << "a block released under a held one was reused";
+  void *over = mi_exec_scratch(&ex, 64); /* past the room's end */
+  ASSERT_NE(over, nullptr);
+  EXPECT_TRUE(static_cast<char *>(over) < room || static_cast<char *>(over) >= room + 4096);
+  mi_exec_scratch_release(&ex, over);
+  EXPECT_EQ(ex.n_scratch, 1) << "a request the room does not hold takes a kept block";
+  mi_exec_scratch_release(&ex, room + 1152);
+  mi_exec_scratch_release(&ex, room + 1024);
+  EXPECT_EQ(ex.n_stack, 0) << "releasing the top block pops the released ones under it";
+  mi_exec_scratch_node(&ex, nullptr, nullptr, 0);
+  EXPECT_NE(mi_exec_scratch(&ex, 64), room) << "outside a node, a room serves";
+  mi_exec_scratch_release(&ex, over);
+
+  need = 0;
+  mi_exec_scratch_node(&ex, &need, nullptr, 0);
+  std::vector<void *> held;
+  for (int i = 0; i <= MI_SCRATCH_STACK; i++) held.push_back(mi_exec_scratch(&ex, 64));
+  for (void *p : held) {
+    EXPECT_NE(p, nullptr);
+    mi_exec_scratch_release(&ex, p);
+  }
+  mi_exec_scratch_node(&ex, nullptr, nullptr, 0);
+  EXPECT_EQ(need, SIZE_MAX) << "more blocks at once than the stack holds";
+  mi_exec_scratch_free(&ex);
+  free(room);
+}
+
 std::vector<float> run_once(mi_model *m, const std::vector<int64_t> &dims, std::vector<float> x) {
   mi_tensor *in = nullptr, *out = nullptr;
   std::vector<float> y;
@@ -214,10 +290,14 @@ std::vector<float> run_once(mi_model *m, const std::vector<int64_t> &dims, std::
   return y;
 }
 
-// Runs after a plan's first one take their scratch from blocks earlier runs
-// used and left dirty: each input's output must be what a fresh model, whose
-// first run this is, computes (padded copies, Winograd's tiles, bf16's pairs,
-// the GEMM's packs of a layer on the graph's input and a strided one).
+// Runs after a plan's first one take their scratch from the nodes' rooms in
+// the arena, which other nodes' tensors and earlier runs left dirty: each
+// input's output must be what a fresh model, whose first run this is,
+// computes (padded copies, Winograd's tiles, bf16's pairs, the GEMM's packs
+// of a layer on the graph's input and a strided one).  Every request of a
+// later run fits its room (the first run recorded them).  With a memory limit
+// the rooms would pass, the plan keeps its arena and the requests take kept
+// blocks.
 TEST(Scratch, KeptBlocksLeaveResultsUnchanged) {
   const int64_t C = 64, M = 32, H = 30;
   onnxb::Model md;
@@ -254,12 +334,35 @@ TEST(Scratch, KeptBlocksLeaveResultsUnchanged) {
     const auto ra = run_once(fresh_a, dims, xa), rb = run_once(fresh_b, dims, xb);
     ASSERT_EQ(ra.size(), size_t(M * 15 * 15));
     run_once(kept, dims, xa); /* the plan's first run */
+    [[maybe_unused]] const size_t tensors = mi_model_arena_bytes(kept);
     for (int round = 0; round < 2; round++) {
       EXPECT_EQ(run_once(kept, dims, xb), rb) << "round " << round;
       EXPECT_EQ(run_once(kept, dims, xa), ra) << "round " << round;
     }
 #ifndef __SANITIZE_ADDRESS__
-    EXPECT_GT(kept->ex.n_scratch, 0) << "no scratch kept: the test checks nothing";
+    const size_t arena = mi_model_arena_bytes(kept);
+    EXPECT_GT(arena, tensors) << "the rooms took no memory";
+    int rooms = 0;
+    for (int k = 0; k < kept->g.n_nodes; k++) {
+      const mi_node &n = kept->g.nodes[k];
+      if (n.room_off < 0) continue;
+      rooms++;
+      EXPECT_LE(size_t(n.room_off) + n.scratch_need, arena) << n.name;
+    }
+    EXPECT_GT(rooms, 0) << "no node got a room: the test checks nothing";
+    EXPECT_EQ(kept->ex.n_scratch, 0) << "a later run asked for more than its first";
+
+    opt.max_tensor_bytes = arena - 1;
+    mi_model *limited = load();
+    ASSERT_NE(limited, nullptr);
+    for (int round = 0; round < 2; round++) {
+      EXPECT_EQ(run_once(limited, dims, xb), rb) << "limited, round " << round;
+      EXPECT_EQ(run_once(limited, dims, xa), ra) << "limited, round " << round;
+    }
+    EXPECT_LT(mi_model_arena_bytes(limited), arena);
+    for (int k = 0; k < limited->g.n_nodes; k++) EXPECT_LT(limited->g.nodes[k].room_off, 0);
+    EXPECT_GT(limited->ex.n_scratch, 0) << "without rooms, no block kept";
+    mi_model_free(limited);
 #endif
     mi_model_free(kept);
     mi_model_free(fresh_a);

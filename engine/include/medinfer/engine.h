@@ -147,7 +147,9 @@ mi_status *mi_model_output_info(const mi_model *m, int index, mi_io_info *out);
 mi_status *mi_model_run(mi_model *m, mi_tensor *const *inputs, int n_inputs,
                         mi_tensor **outputs, int n_outputs);
 
-/* Bytes of the activation arena planned for the last run (0 before one). */
+/* Bytes of the activation arena planned for the last run (0 before one):
+ * the intermediate tensors', and from a plan's second run on also the room
+ * each layer's kernels take for their scratch while it runs. */
 size_t mi_model_arena_bytes(const mi_model *m);
 
 const char *mi_engine_version(void);
