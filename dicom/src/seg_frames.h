@@ -4,8 +4,12 @@
 #define MEDINFER_DICOM_SEG_FRAMES_H
 
 #include <cmath>
+#include <cstring>
 #include <string>
 #include <vector>
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 
 #include "internal.h"
 
@@ -18,7 +22,25 @@ class FrameSource {
   virtual bool present(size_t segment, int64_t slice) const = 0;
   // Writes the frame: 0/1 for BINARY, 0..255 for FRACTIONAL.
   virtual void fill(size_t segment, int64_t slice, uint8_t *frame) const = 0;
+  // A BINARY frame's pixels as bits, pixel i at bit i % 64 of words[i / 64]
+  // (the bits past the frame's end zero).
+  virtual void bits(size_t segment, int64_t slice, uint64_t *words) const = 0;
 };
+
+// Bit i of the result: p[i] == v, for 64 bytes.
+inline uint64_t equal_bits64(const uint8_t *p, uint8_t v) {
+  uint64_t m = 0;
+#if defined(__SSE2__)
+  const __m128i want = _mm_set1_epi8((char)v);
+  for (int j = 0; j < 4; ++j) {
+    const __m128i x = _mm_loadu_si128(reinterpret_cast<const __m128i *>(p + 16 * j));
+    m |= (uint64_t)(uint16_t)_mm_movemask_epi8(_mm_cmpeq_epi8(x, want)) << (16 * j);
+  }
+#else
+  for (int i = 0; i < 64; ++i) m |= (uint64_t)(p[i] == v) << i;
+#endif
+  return m;
+}
 
 class LabelmapFrames : public FrameSource {
  public:
@@ -46,6 +68,17 @@ class LabelmapFrames : public FrameSource {
     const uint8_t *p = labels_ + (size_t)k * plane_;
     const uint8_t want = (uint8_t)s, on = on_;
     for (size_t i = 0; i < plane_; ++i) f[i] = p[i] == want ? on : 0;
+  }
+  void bits(size_t s, int64_t k, uint64_t *w) const override {
+    const uint8_t *p = labels_ + (size_t)k * plane_;
+    const uint8_t want = (uint8_t)s;
+    const size_t full = plane_ / 64;
+    for (size_t j = 0; j < full; ++j) w[j] = equal_bits64(p + 64 * j, want);
+    if (plane_ % 64) {
+      uint64_t m = 0;
+      for (size_t i = 64 * full; i < plane_; ++i) m |= (uint64_t)(p[i] == want) << (i % 64);
+      w[full] = m;
+    }
   }
 
  private:
@@ -75,6 +108,11 @@ class MaskFrames : public FrameSource {
   void fill(size_t s, int64_t k, uint8_t *f) const override {
     const float *p = masks_[s - 1] + (size_t)k * plane_;
     for (size_t i = 0; i < plane_; ++i) f[i] = value(p[i]);
+  }
+  void bits(size_t s, int64_t k, uint64_t *w) const override {
+    const float *p = masks_[s - 1] + (size_t)k * plane_;
+    std::memset(w, 0, (plane_ + 63) / 64 * sizeof *w);
+    for (size_t i = 0; i < plane_; ++i) w[i / 64] |= (uint64_t)(p[i] >= 0.5f) << (i % 64);  // NaN: 0
   }
 
  private:

@@ -8,6 +8,7 @@
 #include <dcmtk/dcmseg/segdoc.h>
 #include <dcmtk/dcmseg/segutils.h>
 
+#include <cmath>
 #include <filesystem>
 #include <unistd.h>
 #include <memory>
@@ -203,6 +204,31 @@ TEST(DicomSeg, MasksFractional) {
   const DcmIODTypes::Frame *fr = seg->getFrame(0);
   ASSERT_NE(fr, nullptr);
   EXPECT_EQ(fr->pixData[5], 128);
+}
+
+// BINARY from float masks: a pixel is set from 0.5 up (NaN and below: not),
+// packed into the stream whether frames start on a byte (24x20) or not (13x11).
+TEST(DicomSeg, MasksBinaryMatchTheirLabels) {
+  for (const bool odd : {false, true}) {
+    SCOPED_TRACE(odd ? "13x11" : "24x20");
+    Spec spec;
+    if (odd) spec.cols = 13, spec.rows = 11;
+    Fixture f;
+    setup(spec, odd ? "seg-masks-bin-odd" : "seg-masks-bin", f);
+    if (::testing::Test::HasFatalFailure()) return;
+    const mi_geometry *g = mi_dicom_volume_geometry(f.vol.get());
+    const std::vector<uint8_t> labels = make_labels(*g);
+    std::vector<float> m1(labels.size()), m2(labels.size());
+    for (size_t i = 0; i < labels.size(); ++i) {
+      m1[i] = labels[i] == 1 ? (i % 3 ? 0.5f : 1.f) : i % 5 == 0 ? 0.49f : i % 7 == 0 ? NAN : 0.f;
+      m2[i] = labels[i] == 2 ? 0.75f : i % 4 == 0 ? -1.f : 0.f;
+    }
+    const float *masks[2] = {m1.data(), m2.data()};
+    const std::string out = f.dir + "/bin.dcm";
+    ASSERT_EQ(take(mi_dicom_write_seg_masks(f.vol.get(), masks, kSegments, 2, nullptr, out.c_str())), "");
+    EXPECT_EQ(segcheck::dciodvfy_errors(out), "");
+    EXPECT_EQ(segcheck::pydicom_check(f.vol.get(), labels.data(), 2, out, f.dir), "");
+  }
 }
 
 TEST(DicomSeg, UnwritableFolderIsNamedAndLeavesNothing) {
