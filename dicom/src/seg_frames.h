@@ -20,7 +20,7 @@ class FrameSource {
   virtual ~FrameSource() = default;
   virtual mi_status *validate(size_t n_segments, const std::string &out) const = 0;
   virtual bool present(size_t segment, int64_t slice) const = 0;
-  // Writes the frame: 0/1 for BINARY, 0..255 for FRACTIONAL.
+  // A FRACTIONAL frame's pixels, 0..255.
   virtual void fill(size_t segment, int64_t slice, uint8_t *frame) const = 0;
   // A BINARY frame's pixels as bits, pixel i at bit i % 64 of words[i / 64]
   // (the bits past the frame's end zero).
@@ -44,8 +44,8 @@ inline uint64_t equal_bits64(const uint8_t *p, uint8_t v) {
 
 class LabelmapFrames : public FrameSource {
  public:
-  LabelmapFrames(const mi_geometry &g, const uint8_t *labels, bool fractional)
-      : labels_(labels), plane_((size_t)g.size[0] * (size_t)g.size[1]), on_(fractional ? 255 : 1),
+  LabelmapFrames(const mi_geometry &g, const uint8_t *labels)
+      : labels_(labels), plane_((size_t)g.size[0] * (size_t)g.size[1]),
         seen_((size_t)g.size[2] * 256, 0) {
     // One pass records which labels each slice holds.
     for (int64_t k = 0; k < g.size[2]; ++k) {
@@ -66,8 +66,8 @@ class LabelmapFrames : public FrameSource {
   bool present(size_t s, int64_t k) const override { return s < 256 && seen_[(size_t)k * 256 + s]; }
   void fill(size_t s, int64_t k, uint8_t *f) const override {
     const uint8_t *p = labels_ + (size_t)k * plane_;
-    const uint8_t want = (uint8_t)s, on = on_;
-    for (size_t i = 0; i < plane_; ++i) f[i] = p[i] == want ? on : 0;
+    const uint8_t want = (uint8_t)s;
+    for (size_t i = 0; i < plane_; ++i) f[i] = p[i] == want ? 255 : 0;
   }
   void bits(size_t s, int64_t k, uint64_t *w) const override {
     const uint8_t *p = labels_ + (size_t)k * plane_;
@@ -84,7 +84,6 @@ class LabelmapFrames : public FrameSource {
  private:
   const uint8_t *labels_;
   size_t plane_;
-  uint8_t on_;
   std::vector<uint8_t> seen_;
   int64_t slices_ = 0;
 };

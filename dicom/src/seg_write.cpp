@@ -359,7 +359,7 @@ mi_status *mi_dicom_write_seg_labelmap(const mi_dicom_volume *source, const uint
                                        const mi_seg_segment *segments, size_t n_segments, const mi_seg_options *opts,
                                        const char *out_path) {
   if (!source || !labels) return mi_error(MI_ERR_INVALID_ARGUMENT, "mi_dicom_write_seg_labelmap: no source or labels");
-  LabelmapFrames frames(source->geometry, labels, opts && opts->fractional);
+  LabelmapFrames frames(source->geometry, labels);
   return guarded(source, frames, segments, n_segments, opts, out_path);
 }
 

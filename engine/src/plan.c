@@ -326,6 +326,10 @@ static void plan_layouts(mi_model *m) {
   free(native);
 }
 
+/* A node's recorded scratch that gets a room: SIZE_MAX says it held more
+ * blocks at once than the stack tracks (scratch.c). */
+static bool wants_room(const mi_node *n) { return n->scratch_need > 0 && n->scratch_need != SIZE_MAX; }
+
 /* Places the planned tensors (and, with rooms, each node's recorded scratch,
  * live only while the node runs) in a new arena by their lifetimes. */
 static mi_status *lay_out(mi_model *m, bool rooms) {
@@ -410,8 +414,7 @@ static mi_status *lay_out(mi_model *m, bool rooms) {
   }
   const int n_tensors = nb;
   for (int k = 0; rooms && k < g->n_nodes; k++) {
-    const size_t need = g->nodes[k].scratch_need;
-    if (need > 0 && need != SIZE_MAX) bufs[nb++] = (buffer){need, k, k, 0};
+    if (wants_room(&g->nodes[k])) bufs[nb++] = (buffer){g->nodes[k].scratch_need, k, k, 0};
   }
   size_t total = place_buffers(bufs, nb);
   mi_status *st = NULL;
@@ -542,10 +545,7 @@ mi_status *mi_plan_build(mi_model *m, mi_tensor *const *inputs) {
 void mi_plan_place_scratch(mi_model *m) {
   m->plan.recording = m->plan.recorded = false;
   bool any = false;
-  for (int k = 0; k < m->g.n_nodes; k++) {
-    const size_t need = m->g.nodes[k].scratch_need;
-    any = any || (need > 0 && need != SIZE_MAX);
-  }
+  for (int k = 0; k < m->g.n_nodes; k++) any = any || wants_room(&m->g.nodes[k]);
   if (!any) return;
   mi_status *st = lay_out(m, true); /* on failure the arena and offsets stay, without rooms */
   mi_status_free(st);
