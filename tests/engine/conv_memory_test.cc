@@ -174,32 +174,48 @@ TEST(ConvMemory, ConvTranspose3dTilesItsColumnBuffer) {
 // Strides equal to the kernel, no padding (a U-Net's upsampling): each output
 // value is one input position times one tap, written once with bias,
 // residual and activation.  Output (m, o) = b[m] + r + sum_c w[c, m, o % s]
-// x[c, o / s] per axis; the residual is a second such layer computed first.
+// x[c, o / s] per axis over the channels c of m's group; the residual is a
+// second such layer computed first.  Rows of 1 or 2 taps take the direct
+// kernel on AVX-512 (gemm/convt.h): rows not a multiple of 16 positions,
+// channel x tap rows not a multiple of its blocks, groups, a batch of 2 and
+// an activation outside its registers (Sigmoid) included; other taps, and
+// other kernel levels (conv_memory_test.generic), the column path.
 TEST(ConvMemory, ConvTransposeStrideEqualsKernelMatchesReference) {
+  enum Post { NONE, RELU_RES, SIGMOID, SIGMOID_RES };
   struct Case {
     std::vector<int64_t> in, k;
     int C, M;
-    bool bias, relu_res;
+    bool bias;
+    Post post;
+    int group, N;
   };
   const Case cases[] = {
-      {{6, 5, 7}, {2, 2, 2}, 5, 7, true, true},
-      {{4, 6, 5}, {1, 2, 3}, 3, 4, true, false},
-      {{3, 4}, {3, 1}, 2, 3, false, false},
-      {{9, 11}, {2, 2}, 4, 6, true, false},
-      {{2, 5000}, {2, 2}, 2, 256, true, true},  // 20 MB of columns: tiles (16 MB) shorter than a row
+      {{6, 5, 7}, {2, 2, 2}, 5, 7, true, RELU_RES, 1, 1},
+      {{4, 6, 5}, {1, 2, 3}, 3, 4, true, NONE, 1, 1},
+      {{3, 4}, {3, 1}, 2, 3, false, NONE, 1, 1},
+      {{9, 11}, {2, 2}, 4, 6, true, NONE, 1, 1},
+      {{2, 5000}, {2, 2}, 2, 256, true, RELU_RES, 1, 1},  // 20 MB of columns: tiles (16 MB) shorter than a row
+      {{3, 4, 21}, {2, 2, 2}, 16, 11, true, SIGMOID, 1, 2},  // rows of 42: 32 + 10 positions; 44 rows (7 blocks + 2)
+      {{5, 33}, {1, 2}, 6, 13, true, SIGMOID_RES, 1, 1},     // the residual, then the Sigmoid, on each row
+      {{4, 3, 17}, {2, 3, 1}, 9, 5, true, RELU_RES, 1, 1},   // one tap a row: 30 rows (2 blocks + 6)
+      {{2, 3, 16}, {2, 2, 2}, 8, 6, true, NONE, 2, 2},      // 2 groups of 4 -> 3 channels
+      {{7, 19}, {2, 1}, 12, 9, false, RELU_RES, 3, 1},      // 3 groups, no bias
+      {{6, 6, 6}, {2, 2, 2}, 40, 24, true, RELU_RES, 1, 1}, // 6-wide rows: a vector spans 3 of them
+      {{3, 5, 1}, {2, 2, 2}, 3, 2, true, SIGMOID, 1, 1},    // 1-wide rows: every lane its own row
   };
   unsigned seed = 30;
   for (const Case &cs : cases) {
-    const int nd = (int)cs.in.size();
-    SCOPED_TRACE("case with " + std::to_string(nd) + "D input, M " + std::to_string(cs.M));
+    const int nd = (int)cs.in.size(), G = cs.group, Cg = cs.C / G, Mg = cs.M / G;
+    SCOPED_TRACE("case with " + std::to_string(nd) + "D input, C " + std::to_string(cs.C) + ", M " +
+                 std::to_string(cs.M) + ", group " + std::to_string(G));
     int64_t in_sz = 1, k_sz = 1;
     std::vector<int64_t> out(cs.in.size());
     for (int j = 0; j < nd; j++) in_sz *= cs.in[j], k_sz *= cs.k[j], out[j] = cs.in[j] * cs.k[j];
     const int64_t out_sz = in_sz * k_sz;
-    auto x = random_floats(size_t(cs.C * in_sz), seed++);
-    const auto w1 = random_floats(size_t(cs.C * cs.M * k_sz), seed++), w2 = random_floats(size_t(cs.C * cs.M * k_sz), seed++);
+    auto x = random_floats(size_t(cs.N * cs.C * in_sz), seed++);
+    const auto w1 = random_floats(size_t(cs.C * Mg * k_sz), seed++), w2 = random_floats(size_t(cs.C * Mg * k_sz), seed++);
     const auto b1 = random_floats(size_t(cs.M), seed++);
-    std::vector<int64_t> wd = {cs.C, cs.M}, xd = {1, cs.C};
+    std::vector<int64_t> wd = {cs.C, Mg}, xd = {cs.N, cs.C};
     wd.insert(wd.end(), cs.k.begin(), cs.k.end());
     xd.insert(xd.end(), cs.in.begin(), cs.in.end());
     Model md;
@@ -208,43 +224,90 @@ TEST(ConvMemory, ConvTransposeStrideEqualsKernelMatchesReference) {
     md.inits.push_back(onnxb::float_tensor("w1", wd, w1));
     md.inits.push_back(onnxb::float_tensor("w2", wd, w2));
     md.inits.push_back(onnxb::float_tensor("b1", {cs.M}, b1));
-    const auto strides = onnxb::attr_ints("strides", cs.k);
+    const std::vector<onnxb::Attr> attrs = {onnxb::attr_ints("strides", cs.k), onnxb::attr_int("group", G)};
     std::vector<std::string> in1 = {"x", "w1"};
     if (cs.bias) in1.push_back("b1");
-    if (cs.relu_res) {
-      md.nodes.push_back({"ConvTranspose", "skip", {"x", "w2"}, {"r"}, {strides}});
-      md.nodes.push_back({"ConvTranspose", "up", in1, {"u"}, {strides}});
+    const bool res = cs.post == RELU_RES || cs.post == SIGMOID_RES;
+    if (res) {
+      md.nodes.push_back({"ConvTranspose", "skip", {"x", "w2"}, {"r"}, attrs});
+      md.nodes.push_back({"ConvTranspose", "up", in1, {"u"}, attrs});
       md.nodes.push_back({"Add", "add", {"u", "r"}, {"s"}, {}});
-      md.nodes.push_back({"Relu", "act", {"s"}, {"y"}, {}});
+      md.nodes.push_back({cs.post == RELU_RES ? "Relu" : "Sigmoid", "act", {"s"}, {"y"}, {}});
+    } else if (cs.post == SIGMOID) {
+      md.nodes.push_back({"ConvTranspose", "up", in1, {"u"}, attrs});
+      md.nodes.push_back({"Sigmoid", "act", {"u"}, {"y"}, {}});
     } else {
-      md.nodes.push_back({"ConvTranspose", "up", in1, {"y"}, {strides}});
+      md.nodes.push_back({"ConvTranspose", "up", in1, {"y"}, attrs});
     }
     std::vector<float> y;
     std::vector<int64_t> yd;
     std::string msg;
     ASSERT_EQ(run_model(md, xd, x, &y, &yd, &msg, nullptr), MI_OK) << msg;
-    std::vector<int64_t> want = {1, cs.M};
+    std::vector<int64_t> want = {cs.N, cs.M};
     want.insert(want.end(), out.begin(), out.end());
     ASSERT_EQ(yd, want);
     int bad = 0;
-    for (int m = 0; m < cs.M; m++)
-      for (int64_t o = 0; o < out_sz; o++) {
-        int64_t i = 0, kk = 0, rest = o;  // o's coordinates split into input position and tap
-        std::vector<int64_t> oc(cs.in.size());
-        for (int j = nd - 1; j >= 0; j--) oc[j] = rest % out[j], rest /= out[j];
-        for (int j = 0; j < nd; j++) i = i * cs.in[j] + oc[j] / cs.k[j], kk = kk * cs.k[j] + oc[j] % cs.k[j];
-        double u = cs.bias ? b1[size_t(m)] : 0, r = 0;
-        for (int c = 0; c < cs.C; c++) {
-          const double xv = x[size_t(c * in_sz + i)];
-          u += double(w1[size_t((c * cs.M + m) * k_sz + kk)]) * xv;
-          r += double(w2[size_t((c * cs.M + m) * k_sz + kk)]) * xv;
+    for (int b = 0; b < cs.N; b++)
+      for (int m = 0; m < cs.M; m++)
+        for (int64_t o = 0; o < out_sz; o++) {
+          int64_t i = 0, kk = 0, rest = o;  // o's coordinates split into input position and tap
+          std::vector<int64_t> oc(cs.in.size());
+          for (int j = nd - 1; j >= 0; j--) oc[j] = rest % out[j], rest /= out[j];
+          for (int j = 0; j < nd; j++) i = i * cs.in[j] + oc[j] / cs.k[j], kk = kk * cs.k[j] + oc[j] % cs.k[j];
+          double u = cs.bias ? b1[size_t(m)] : 0, r = 0;
+          for (int c = m / Mg * Cg; c < (m / Mg + 1) * Cg; c++) {
+            const double xv = x[size_t((b * cs.C + c) * in_sz + i)];
+            u += double(w1[size_t((c * Mg + m % Mg) * k_sz + kk)]) * xv;
+            r += double(w2[size_t((c * Mg + m % Mg) * k_sz + kk)]) * xv;
+          }
+          const double s = res ? u + r : u;
+          const double want_v = cs.post == RELU_RES ? std::max(s, 0.0) : cs.post == NONE ? s : 1 / (1 + std::exp(-s));
+          const float got = y[size_t((b * cs.M + m) * out_sz + o)];
+          if (!(std::fabs(got - want_v) <= 1e-4 * (1 + std::fabs(want_v))) && bad++ < 5)
+            ADD_FAILURE() << "image " << b << " channel " << m << " output " << o << ": " << got << " vs " << want_v;
         }
-        const double want_v = cs.relu_res ? std::max(u + r, 0.0) : u;
-        const float got = y[size_t(m * out_sz + o)];
-        if (!(std::fabs(got - want_v) <= 1e-4 * (1 + std::fabs(want_v))) && bad++ < 5)
-          ADD_FAILURE() << "channel " << m << " output " << o << ": " << got << " vs " << want_v;
-      }
   }
+}
+
+// Weights that are not the layer's constant (a graph input) are packed for
+// the kernel on each call: the output equals that of the same weights held
+// as an initializer (packed at load), value for value.
+TEST(ConvMemory, ConvTransposeWeightsAsInputMatchConstant) {
+  const std::vector<int64_t> xd = {2, 12, 3, 5, 7}, wd = {12, 5, 2, 2, 2};
+  auto x = random_floats(size_t(2 * 12 * 3 * 5 * 7), 70);
+  auto w = random_floats(size_t(12 * 5 * 8), 71);
+  const auto b = random_floats(10, 72);
+  std::vector<float> out[2];
+  for (int as_input = 0; as_input < 2; as_input++) {
+    Model md;
+    md.inputs.push_back({"x", 1, xd});
+    if (as_input)
+      md.inputs.push_back({"w", 1, wd});
+    else
+      md.inits.push_back(onnxb::float_tensor("w", wd, w));
+    md.inits.push_back(onnxb::float_tensor("b", {10}, b));
+    md.outputs.push_back({"y", 1, {}});
+    md.nodes.push_back({"ConvTranspose", "up", {"x", "w", "b"}, {"y"},
+                        {onnxb::attr_ints("strides", {2, 2, 2}), onnxb::attr_int("group", 2)}});
+    auto buf = md.serialize();
+    mi_model *m = nullptr;
+    mi_code code;
+    std::string msg = take_msg(mi_model_load_buffer(buf.data(), buf.size(), nullptr, "convt.onnx", nullptr, &m), &code);
+    ASSERT_EQ(code, MI_OK) << msg;
+    mi_tensor *in[2] = {nullptr, nullptr}, *y = nullptr;
+    ASSERT_EQ(mi_status_code(mi_tensor_wrap(MI_FLOAT, 5, xd.data(), x.data(), &in[0])), MI_OK);
+    ASSERT_EQ(mi_status_code(mi_tensor_wrap(MI_FLOAT, 5, wd.data(), w.data(), &in[1])), MI_OK);
+    msg = take_msg(mi_model_run(m, in, 1 + as_input, &y, 1), &code);
+    ASSERT_EQ(code, MI_OK) << msg;
+    const float *p = static_cast<const float *>(mi_tensor_cdata(y));
+    out[as_input].assign(p, p + mi_tensor_numel(y));
+    EXPECT_EQ(out[as_input].size(), size_t(2 * 10 * 6 * 10 * 14));
+    mi_tensor_free(in[0]);
+    mi_tensor_free(in[1]);
+    mi_tensor_free(y);
+    mi_model_free(m);
+  }
+  EXPECT_EQ(out[0], out[1]);
 }
 
 TEST(ConvMemory, BadGeometryIsRefused) {
