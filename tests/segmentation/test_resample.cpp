@@ -152,3 +152,54 @@ TEST(Resample, LabelsToSourceAreTheInterpolatedDecision) {
     mi_phantom_free(p);
   }
 }
+
+// The same contract with a label for every model voxel (cells whose corners
+// all agree but one are common, and voxels near that corner take its
+// label) and a model grid shifted off part of the source (voxels outside it
+// are 0): on each orientation, whose mappings are axis-aligned (axial),
+// permuted (coronal, sagittal) or neither (oblique, tilted).
+TEST(Resample, LabelsToSourceOnSingleVoxelLabelsAndAPartialGrid) {
+  for (const Variant &v : kVariants) {
+    mi_phantom *p = make(v);
+    ASSERT_NE(p, nullptr);
+    const mi_geometry &g = p->geometry;
+    const double s = 2.5 * std::min({g.spacing[0], g.spacing[1], g.spacing[2]});
+    const double sp[3] = {s, s, s};
+    mi_geometry gm;
+    ASSERT_EQ(mi_grid_for(&g, sp, 1, &gm), nullptr);
+    for (int a = 0; a < 3; ++a) gm.origin[a] += 0.3 * s * (double)gm.size[a];  // the low third of each axis outside
+    const int C = 3;
+    const int64_t nm = gm.size[0] * gm.size[1] * gm.size[2];
+    std::vector<float> probs((size_t)(C * nm));
+    std::mt19937 rng(12);
+    std::uniform_int_distribution<int> pick(0, C - 1);
+    std::uniform_real_distribution<float> noise(0, 0.05f);
+    for (int64_t i = 0; i < nm; ++i) {
+      const int l = pick(rng);
+      for (int c = 0; c < C; ++c) probs[(size_t)(c * nm + i)] = (c == l ? 0.9f : 0.05f) + noise(rng);
+    }
+    mi_decision d = {};
+    d.activation = MI_ACTIVATION_SOFTMAX;
+    d.threshold = 0.5f;
+    d.channels = C;
+    for (int c = 0; c < C; ++c) d.label_of_channel[c] = (uint8_t)(c + 1);
+    std::vector<uint8_t> model_labels((size_t)nm);
+    mi_decide_all(&d, probs.data(), nm, model_labels.data(), 2);
+    const size_t n = (size_t)(g.size[0] * g.size[1] * g.size[2]);
+    std::vector<uint8_t> labels(n);
+    ASSERT_EQ(mi_labels_to_source(&gm, probs.data(), model_labels.data(), &d, &g, labels.data(), 2), nullptr);
+    std::vector<float> chan((size_t)C * n);
+    for (int c = 0; c < C; ++c)
+      ASSERT_EQ(mi_channel_to_source(&gm, probs.data() + c * nm, &g, chan.data() + c * n, 2), nullptr);
+    size_t wrong = 0, outside = 0;
+    for (size_t i = 0; i < n; ++i) {
+      const bool out = chan[i] == 0 && chan[n + i] == 0 && chan[2 * n + i] == 0;  // inside, every channel >= 0.05
+      outside += out;
+      wrong += labels[i] != (out ? 0 : mi_decide(&d, chan.data() + i, (int64_t)n));
+    }
+    EXPECT_EQ(wrong, 0u) << v.name << ": " << wrong << " of " << n << " voxels";
+    EXPECT_GT(outside, n / 10) << v.name;
+    EXPECT_LT(outside, n * 9 / 10) << v.name;
+    mi_phantom_free(p);
+  }
+}
