@@ -176,10 +176,11 @@ TEST(ConvMemory, ConvTranspose3dTilesItsColumnBuffer) {
 // residual and activation.  Output (m, o) = b[m] + r + sum_c w[c, m, o % s]
 // x[c, o / s] per axis over the channels c of m's group; the residual is a
 // second such layer computed first.  Rows of 1 or 2 taps take the direct
-// kernel on AVX-512 (gemm/convt.h): rows not a multiple of 16 positions,
-// channel x tap rows not a multiple of its blocks, groups, a batch of 2 and
-// an activation outside its registers (Sigmoid) included; other taps, and
-// other kernel levels (conv_memory_test.generic), the column path.
+// kernels on AVX-512 and AVX2 (gemm/convt.h; conv_memory_test.avx2): rows
+// not a multiple of their vectors, channel x tap rows not a multiple of
+// their blocks, groups, a batch of 2 and an activation outside their
+// registers (Sigmoid) included; other taps, and the portable level
+// (conv_memory_test.generic), the column path.
 TEST(ConvMemory, ConvTransposeStrideEqualsKernelMatchesReference) {
   enum Post { NONE, RELU_RES, SIGMOID, SIGMOID_RES };
   struct Case {

@@ -179,16 +179,28 @@ static mi_status *conv_init(mi_node *n, mi_graph *g) {
   conv_prepack_winograd(n, g, n->priv);
   return NULL;
 }
+#ifdef MI_GEMM_X86
+/* Whether this level's direct ConvTranspose kernel (gemm/convt.h) serves a
+ * layer of Cg input channels a group.  AVX2 (no broadcast operands: a load
+ * beside each multiply-add) only on few: 16 -> 11 channels to 64^3 1.75-1.88
+ * -> 1.23-1.48 ms, 128 -> 64 to 48^3 even, 256 -> 128 to 24^3 5.2 -> 5.5. */
+static bool convt_kernel_level(int64_t Cg) {
+  const mi_isa isa = mi_gemm_isa();
+  return isa == MI_ISA_AVX512 || (isa == MI_ISA_AVX2 && Cg <= 64);
+}
+#endif
+
 /* ConvTranspose: constant weights whose taps along a row the direct
  * kernel takes are packed for it now (convt_direct). */
 static mi_status *convt_init(mi_node *n, mi_graph *g) {
   MI_TRY(conv_init_common(n, true));
 #ifdef MI_GEMM_X86
   conv_attr *a = n->priv;
-  if (mi_gemm_isa() != MI_ISA_AVX512 || n->n_in < 2 || n->in[1] < 0) return NULL;
+  if (n->n_in < 2 || n->in[1] < 0) return NULL;
   const mi_value *wv = &g->values[n->in[1]];
   const mi_tensor *w = &wv->t;
-  if (!wv->is_const || !w->data || w->dtype != MI_FLOAT || w->ndim < 3 || w->ndim > 5 || w->dims[0] % a->group)
+  if (!wv->is_const || !w->data || w->dtype != MI_FLOAT || w->ndim < 3 || w->ndim > 5 || w->dims[0] % a->group ||
+      !convt_kernel_level(w->dims[0] / a->group))
     return NULL;
   int64_t k[3] = {1, 1, 1};
   for (int i = 2; i < w->ndim; i++) k[3 - w->ndim + i] = w->dims[i];
@@ -2117,7 +2129,7 @@ static void col2im_disjoint(void *vctx, int64_t mb, int64_t me) {
 }
 
 #ifdef MI_GEMM_X86
-static void convt_tiles(void *vctx, int64_t b, int64_t e) { mi_convt_tiles_avx512(vctx, b, e); }
+static void convt_tiles(void *vctx, int64_t b, int64_t e) { mi_convt_tiles(vctx, b, e); }
 
 /* A disjoint layer straight into its output (gemm/convt.h), the epilogue
  * on each run as it is stored: the demo model's last upsampling (16 -> 11
@@ -2175,9 +2187,8 @@ static mi_status *convt_run(mi_node *n, mi_exec *ex, mi_tensor *const *in, mi_te
    * U-Net's last upsampling (32 channels to 96^3, 113 MB) 19.3-21.4 ms
    * here, 16.7-18.8 through columns (whose scatter writes one plane at a
    * time); its 28 MB one 8.8 against 9.0-9.4. */
-  if (disjoint && mi_gemm_isa() == MI_ISA_AVX512 && mi_convt_supported(g.k) && M * g.out_sz <= ((int64_t)16 << 20)) {
+  if (disjoint && convt_kernel_level(Cg) && mi_convt_supported(g.k) && M * g.out_sz <= ((int64_t)16 << 20))
     return convt_direct(n, ex, &g, x, w, bias, res, y, N, C, G, Mg);
-  }
 #endif
   if (!disjoint) memset(y, 0, (size_t)(N * M * g.out_sz) * sizeof(float));
   /* Disjoint: tiles of up to 16 MB of columns.  Each tile is a product and
