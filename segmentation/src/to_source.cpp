@@ -64,6 +64,27 @@ inline void cell_weights(const double f[3], double w[8]) {
     w[q] = ((q & 1) ? f[0] : 1 - f[0]) * ((q & 2) ? f[1] : 1 - f[1]) * ((q & 4) ? f[2] : 1 - f[2]);
 }
 
+// Whether the cell's 8 corners share one label, *l: the first corner's.
+inline bool corners_agree(const uint8_t *model_labels, const int64_t off[8], uint8_t *l) {
+  *l = model_labels[off[0]];
+  for (int q = 1; q < 8; ++q)
+    if (model_labels[off[q]] != *l) return false;
+  return true;
+}
+
+// The decision on the C channels interpolated with weights w at the cell's
+// corners (p: C floats of room).
+inline uint8_t decide_interpolated(const mi_decision *d, const float *probs, int64_t nm, const int64_t off[8],
+                                   const double w[8], float *p) {
+  for (int ch = 0; ch < d->channels; ++ch) {
+    const float *pc = probs + (int64_t)ch * nm;
+    double s = 0;
+    for (int q = 0; q < 8; ++q) s += w[q] * pc[off[q]];
+    p[ch] = (float)s;
+  }
+  return mi_decide(d, p, 1);
+}
+
 // body(k) for every slice k on `threads` threads (0: all cores), the slices
 // dealt round-robin into (at most 64) strides, so that each thread gets
 // slices from the whole volume.
@@ -136,10 +157,8 @@ std::vector<int16_t> cell_labels(const mi_geometry *gm, const uint8_t *model_lab
         const int64_t i0[3] = {x, y, z};
         int64_t off[8];
         cell_offsets(gm, i0, off);
-        const uint8_t l0 = model_labels[off[0]];
-        bool same = true;
-        for (int q = 1; q < 8 && same; ++q) same = model_labels[off[q]] == l0;
-        out[(size_t)off[0]] = same ? l0 : kMixed;
+        uint8_t l0;
+        out[(size_t)off[0]] = corners_agree(model_labels, off, &l0) ? l0 : kMixed;
       }
   });
   return out;
@@ -189,13 +208,7 @@ void labels_aligned(const mi_geometry *gm, const Mapping &m, const int perm[3], 
           double f[3], w[8];
           f[model_axis[0]] = ax.f[t], f[model_axis[1]] = ay.f[j], f[model_axis[2]] = az.f[k];
           cell_weights(f, w);
-          for (int ch = 0; ch < C; ++ch) {
-            const float *pc = probs + (int64_t)ch * nm;
-            double s = 0;
-            for (int q = 0; q < 8; ++q) s += w[q] * pc[off[q]];
-            p[ch] = (float)s;
-          }
-          row[t] = mi_decide(d, p.data(), 1);
+          row[t] = decide_interpolated(d, probs, nm, off, w, p.data());
         }
       }
     }
@@ -235,9 +248,7 @@ extern "C" mi_status *mi_labels_to_source(const mi_geometry *gm, const float *pr
         if (i0[0] != cell[0] || i0[1] != cell[1] || i0[2] != cell[2]) {
           std::copy(i0, i0 + 3, cell);
           cell_offsets(gm, i0, off);
-          l0 = model_labels[off[0]];
-          same = true;
-          for (int q = 1; q < 8 && same; ++q) same = model_labels[off[q]] == l0;
+          same = corners_agree(model_labels, off, &l0);
         }
         if (same) {
           row[i] = l0;
@@ -245,13 +256,7 @@ extern "C" mi_status *mi_labels_to_source(const mi_geometry *gm, const float *pr
         }
         double w[8];
         cell_weights(f, w);
-        for (int ch = 0; ch < C; ++ch) {
-          const float *pc = probs + (int64_t)ch * nm;
-          double s = 0;
-          for (int q = 0; q < 8; ++q) s += w[q] * pc[off[q]];
-          p[ch] = (float)s;
-        }
-        row[i] = mi_decide(d, p.data(), 1);
+        row[i] = decide_interpolated(d, probs, nm, off, w, p.data());
       }
     }
   });

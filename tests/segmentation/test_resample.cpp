@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cmath>
 #include <random>
+#include <string>
 #include <vector>
 
 #include "medinfer/phantom.h"
@@ -42,6 +43,53 @@ const Variant kVariants[] = {{"axial", MI_PHANTOM_AXIAL, 0},
                              {"sagittal", MI_PHANTOM_SAGITTAL, 0},
                              {"oblique", MI_PHANTOM_OBLIQUE, 0},
                              {"tilted", MI_PHANTOM_AXIAL, 15}};
+
+// The LPS model grid of spacing s covering g.
+bool coarse_grid(const mi_geometry &g, double s, mi_geometry *gm) {
+  const double sp[3] = {s, s, s};
+  mi_status *st = mi_grid_for(&g, sp, 1, gm);
+  EXPECT_EQ(st, nullptr) << mi_status_message(st);
+  mi_status_free(st);
+  return st == nullptr;
+}
+
+// Softmax over C channels, threshold 0.5, channel c labelled first + c.
+mi_decision softmax_decision(int C, int first) {
+  mi_decision d = {};
+  d.activation = MI_ACTIVATION_SOFTMAX;
+  d.threshold = 0.5f;
+  d.channels = C;
+  for (int c = 0; c < C; ++c) d.label_of_channel[c] = (uint8_t)(first + c);
+  return d;
+}
+
+// Model-grid probabilities (d.channels of them, none 0) back on the source
+// grid g, by mi_labels_to_source (from the model grid's decisions) against
+// the decision on each channel by mi_channel_to_source: voxels that differ
+// (outside the model grid, where every channel is 0, the label must be 0),
+// voxels outside, and voxels whose label is not the first voxel's.
+struct OnSource {
+  size_t n, wrong, outside, varied;
+};
+OnSource back_on_source(const mi_geometry &gm, const mi_geometry &g, const std::vector<float> &probs,
+                        const mi_decision &d) {
+  const int64_t nm = gm.size[0] * gm.size[1] * gm.size[2], n = g.size[0] * g.size[1] * g.size[2];
+  std::vector<uint8_t> model_labels((size_t)nm), labels((size_t)n);
+  std::vector<float> chan((size_t)(d.channels * n));
+  mi_decide_all(&d, probs.data(), nm, model_labels.data(), 2);
+  EXPECT_EQ(mi_labels_to_source(&gm, probs.data(), model_labels.data(), &d, &g, labels.data(), 2), nullptr);
+  for (int c = 0; c < d.channels; ++c)
+    EXPECT_EQ(mi_channel_to_source(&gm, probs.data() + c * nm, &g, chan.data() + c * n, 2), nullptr);
+  OnSource r = {(size_t)n, 0, 0, 0};
+  for (int64_t i = 0; i < n; ++i) {
+    bool out = true;
+    for (int c = 0; c < d.channels && out; ++c) out = chan[(size_t)(c * n + i)] == 0;
+    r.outside += out;
+    r.wrong += labels[(size_t)i] != (out ? 0 : mi_decide(&d, chan.data() + i, n));
+    r.varied += labels[(size_t)i] != labels[0];
+  }
+  return r;
+}
 
 }  // namespace
 
@@ -104,102 +152,49 @@ TEST(Resample, LabelRoundTripLandsOnSourceGrid) {
 // Labels on the source grid from model-grid probabilities: wherever the 8
 // corners' labels agree their label, elsewhere the decision on the channels
 // interpolated there, so everywhere the decision on the interpolated channels
-// (mi_channel_to_source, channel by channel).  Three channels in blocks of 4
-// model voxels with noise, a model grid 2.5 times coarser than the source, so
-// source rows share cells (which mi_labels_to_source reuses), on every
-// orientation (oblique and tilted rows cross cells along y and z too).
+// (mi_channel_to_source, channel by channel), and 0 off the model grid.  A
+// model grid 2.5 times coarser than the source, so source rows share cells
+// (which mi_labels_to_source reuses), on every orientation: axis-aligned
+// (axial), permuted (coronal, sagittal) or neither (oblique and tilted rows
+// cross cells along y and z too).  Three channels: in blocks of 4 model
+// voxels with noise; then a label for every model voxel (cells whose corners
+// all agree but one are common, and voxels near that corner take its label)
+// on a model grid shifted off the low third of each axis.
 TEST(Resample, LabelsToSourceAreTheInterpolatedDecision) {
-  for (const Variant &v : kVariants) {
-    mi_phantom *p = make(v);
-    ASSERT_NE(p, nullptr);
-    const mi_geometry &g = p->geometry;
-    const double s = 2.5 * std::min({g.spacing[0], g.spacing[1], g.spacing[2]});
-    const double sp[3] = {s, s, s};
-    mi_geometry gm;
-    ASSERT_EQ(mi_grid_for(&g, sp, 1, &gm), nullptr);
-    const int C = 3;
-    const int64_t nm = gm.size[0] * gm.size[1] * gm.size[2];
-    std::vector<float> probs((size_t)(C * nm));
-    std::mt19937 rng(11);
-    std::uniform_real_distribution<float> noise(0, 0.3f);
-    for (int64_t z = 0; z < gm.size[2]; ++z)
-      for (int64_t y = 0; y < gm.size[1]; ++y)
-        for (int64_t x = 0; x < gm.size[0]; ++x) {
-          const int64_t i = (z * gm.size[1] + y) * gm.size[0] + x;
-          const int block = (int)((x / 4 + 2 * (y / 4) + z / 4) % C);
-          for (int c = 0; c < C; ++c) probs[(size_t)(c * nm + i)] = (c == block ? 0.5f : 0.2f) + noise(rng);
-        }
-    mi_decision d = {};
-    d.activation = MI_ACTIVATION_SOFTMAX;
-    d.threshold = 0.5f;
-    d.channels = C;
-    for (int c = 0; c < C; ++c) d.label_of_channel[c] = (uint8_t)c;
-    std::vector<uint8_t> model_labels((size_t)nm);
-    mi_decide_all(&d, probs.data(), nm, model_labels.data(), 2);
-    const size_t n = (size_t)(g.size[0] * g.size[1] * g.size[2]);
-    std::vector<uint8_t> labels(n);
-    ASSERT_EQ(mi_labels_to_source(&gm, probs.data(), model_labels.data(), &d, &g, labels.data(), 2), nullptr);
-    std::vector<float> chan((size_t)C * n);
-    for (int c = 0; c < C; ++c)
-      ASSERT_EQ(mi_channel_to_source(&gm, probs.data() + c * nm, &g, chan.data() + c * n, 2), nullptr);
-    size_t wrong = 0, mixed = 0;
-    for (size_t i = 0; i < n; ++i) {
-      wrong += labels[i] != mi_decide(&d, chan.data() + i, (int64_t)n);
-      mixed += labels[i] != labels[0];
+  for (const bool single : {false, true})
+    for (const Variant &v : kVariants) {
+      SCOPED_TRACE(std::string(v.name) + (single ? ", a label per model voxel" : ", blocks of labels"));
+      mi_phantom *p = make(v);
+      ASSERT_NE(p, nullptr);
+      const mi_geometry &g = p->geometry;
+      const double s = 2.5 * std::min({g.spacing[0], g.spacing[1], g.spacing[2]});
+      mi_geometry gm;
+      ASSERT_TRUE(coarse_grid(g, s, &gm));
+      if (single)
+        for (int a = 0; a < 3; ++a) gm.origin[a] += 0.3 * s * (double)gm.size[a];
+      const int C = 3;
+      const int64_t nm = gm.size[0] * gm.size[1] * gm.size[2];
+      std::vector<float> probs((size_t)(C * nm));
+      std::mt19937 rng(11);
+      std::uniform_int_distribution<int> pick(0, C - 1);
+      std::uniform_real_distribution<float> noise(0, single ? 0.05f : 0.3f);
+      for (int64_t z = 0; z < gm.size[2]; ++z)
+        for (int64_t y = 0; y < gm.size[1]; ++y)
+          for (int64_t x = 0; x < gm.size[0]; ++x) {
+            const int64_t i = (z * gm.size[1] + y) * gm.size[0] + x;
+            const int l = single ? pick(rng) : (int)((x / 4 + 2 * (y / 4) + z / 4) % C);
+            for (int c = 0; c < C; ++c)
+              probs[(size_t)(c * nm + i)] = (c == l ? (single ? 0.9f : 0.5f) : (single ? 0.05f : 0.2f)) + noise(rng);
+          }
+      const OnSource r = back_on_source(gm, g, probs, softmax_decision(C, single ? 1 : 0));
+      EXPECT_EQ(r.wrong, 0u) << r.wrong << " of " << r.n << " voxels";
+      EXPECT_GT(r.varied, r.n / 4) << "the labels hardly vary";
+      if (single) {
+        EXPECT_GT(r.outside, r.n / 10);
+        EXPECT_LT(r.outside, r.n * 9 / 10);
+      } else {
+        EXPECT_EQ(r.outside, 0u);
+      }
+      mi_phantom_free(p);
     }
-    EXPECT_EQ(wrong, 0u) << v.name << ": " << wrong << " of " << n << " voxels";
-    EXPECT_GT(mixed, n / 4) << v.name << ": the labels hardly vary";
-    mi_phantom_free(p);
-  }
-}
-
-// The same contract with a label for every model voxel (cells whose corners
-// all agree but one are common, and voxels near that corner take its
-// label) and a model grid shifted off part of the source (voxels outside it
-// are 0): on each orientation, whose mappings are axis-aligned (axial),
-// permuted (coronal, sagittal) or neither (oblique, tilted).
-TEST(Resample, LabelsToSourceOnSingleVoxelLabelsAndAPartialGrid) {
-  for (const Variant &v : kVariants) {
-    mi_phantom *p = make(v);
-    ASSERT_NE(p, nullptr);
-    const mi_geometry &g = p->geometry;
-    const double s = 2.5 * std::min({g.spacing[0], g.spacing[1], g.spacing[2]});
-    const double sp[3] = {s, s, s};
-    mi_geometry gm;
-    ASSERT_EQ(mi_grid_for(&g, sp, 1, &gm), nullptr);
-    for (int a = 0; a < 3; ++a) gm.origin[a] += 0.3 * s * (double)gm.size[a];  // the low third of each axis outside
-    const int C = 3;
-    const int64_t nm = gm.size[0] * gm.size[1] * gm.size[2];
-    std::vector<float> probs((size_t)(C * nm));
-    std::mt19937 rng(12);
-    std::uniform_int_distribution<int> pick(0, C - 1);
-    std::uniform_real_distribution<float> noise(0, 0.05f);
-    for (int64_t i = 0; i < nm; ++i) {
-      const int l = pick(rng);
-      for (int c = 0; c < C; ++c) probs[(size_t)(c * nm + i)] = (c == l ? 0.9f : 0.05f) + noise(rng);
-    }
-    mi_decision d = {};
-    d.activation = MI_ACTIVATION_SOFTMAX;
-    d.threshold = 0.5f;
-    d.channels = C;
-    for (int c = 0; c < C; ++c) d.label_of_channel[c] = (uint8_t)(c + 1);
-    std::vector<uint8_t> model_labels((size_t)nm);
-    mi_decide_all(&d, probs.data(), nm, model_labels.data(), 2);
-    const size_t n = (size_t)(g.size[0] * g.size[1] * g.size[2]);
-    std::vector<uint8_t> labels(n);
-    ASSERT_EQ(mi_labels_to_source(&gm, probs.data(), model_labels.data(), &d, &g, labels.data(), 2), nullptr);
-    std::vector<float> chan((size_t)C * n);
-    for (int c = 0; c < C; ++c)
-      ASSERT_EQ(mi_channel_to_source(&gm, probs.data() + c * nm, &g, chan.data() + c * n, 2), nullptr);
-    size_t wrong = 0, outside = 0;
-    for (size_t i = 0; i < n; ++i) {
-      const bool out = chan[i] == 0 && chan[n + i] == 0 && chan[2 * n + i] == 0;  // inside, every channel >= 0.05
-      outside += out;
-      wrong += labels[i] != (out ? 0 : mi_decide(&d, chan.data() + i, (int64_t)n));
-    }
-    EXPECT_EQ(wrong, 0u) << v.name << ": " << wrong << " of " << n << " voxels";
-    EXPECT_GT(outside, n / 10) << v.name;
-    EXPECT_LT(outside, n * 9 / 10) << v.name;
-    mi_phantom_free(p);
-  }
 }

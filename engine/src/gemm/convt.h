@@ -80,6 +80,31 @@ void mi_convt_block_avx512(const mi_convt_job *j, const mi_convt_layout *l, int6
 void mi_convt_block_avx2(const mi_convt_job *j, const mi_convt_layout *l, int64_t p0, int64_t p1, const float *w,
                          int64_t ws, const mi_convt_rows *rb, const float *res, bool relu, int nb);
 
+/* A kernel file's block entry NAME (an mi_convt_block_fn), calling its
+ * always-inline TILE(j, l, p0, p1, w, ws, rb, res, relu, nb, k2) with the
+ * block's size and taps constant, so that the accumulators are registers. */
+#define MI_CONVT_ROWS_CASE(nr, kx, TILE) \
+  case nr:                               \
+    TILE(j, l, p0, p1, w, ws, rb, res, relu, nr, kx); \
+    break;
+#define MI_CONVT_BLOCK_ENTRY(NAME, TILE)                                                                        \
+  void NAME(const mi_convt_job *j, const mi_convt_layout *l, int64_t p0, int64_t p1, const float *w, int64_t ws, \
+            const mi_convt_rows *rb, const float *res, bool relu, int nb) {                                      \
+    if (j->k[2] == 1) {                                                                                         \
+      switch (nb) {                                                                                             \
+        MI_CONVT_ROWS_CASE(1, 1, TILE) MI_CONVT_ROWS_CASE(2, 1, TILE) MI_CONVT_ROWS_CASE(3, 1, TILE)            \
+        MI_CONVT_ROWS_CASE(4, 1, TILE) MI_CONVT_ROWS_CASE(5, 1, TILE) MI_CONVT_ROWS_CASE(6, 1, TILE)            \
+        MI_CONVT_ROWS_CASE(7, 1, TILE) MI_CONVT_ROWS_CASE(8, 1, TILE) MI_CONVT_ROWS_CASE(9, 1, TILE)            \
+        MI_CONVT_ROWS_CASE(10, 1, TILE) MI_CONVT_ROWS_CASE(11, 1, TILE) MI_CONVT_ROWS_CASE(12, 1, TILE)         \
+      }                                                                                                         \
+    } else {                                                                                                    \
+      switch (nb) {                                                                                             \
+        MI_CONVT_ROWS_CASE(1, 2, TILE) MI_CONVT_ROWS_CASE(2, 2, TILE) MI_CONVT_ROWS_CASE(3, 2, TILE)            \
+        MI_CONVT_ROWS_CASE(4, 2, TILE) MI_CONVT_ROWS_CASE(5, 2, TILE) MI_CONVT_ROWS_CASE(6, 2, TILE)            \
+      }                                                                                                         \
+    }                                                                                                           \
+  }
+
 /* Input position of a tile walked along its rows, without divisions. */
 typedef struct mi_convt_cursor {
   int64_t ix, iy, iz;

@@ -83,20 +83,5 @@ static inline __attribute__((always_inline)) void block_tile(const mi_convt_job 
   }
 }
 
-void mi_convt_block_avx2(const mi_convt_job *j, const mi_convt_layout *l, int64_t p0, int64_t p1, const float *w,
-                         int64_t ws, const mi_convt_rows *rb, const float *res, bool relu, int nb) {
-#define ROWS(nr, kx)                                              \
-  case nr:                                                        \
-    block_tile(j, l, p0, p1, w, ws, rb, res, relu, nr, kx);       \
-    break
-  if (j->k[2] == 1) {
-    switch (nb) {
-      ROWS(1, 1); ROWS(2, 1); ROWS(3, 1); ROWS(4, 1); ROWS(5, 1); ROWS(6, 1);
-      ROWS(7, 1); ROWS(8, 1); ROWS(9, 1); ROWS(10, 1); ROWS(11, 1); ROWS(12, 1);
-    }
-  } else {
-    switch (nb) { ROWS(1, 2); ROWS(2, 2); ROWS(3, 2); ROWS(4, 2); ROWS(5, 2); ROWS(6, 2); }
-  }
-#undef ROWS
-}
+MI_CONVT_BLOCK_ENTRY(mi_convt_block_avx2, block_tile)
 #endif
