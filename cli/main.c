@@ -2,6 +2,9 @@
  * table below, which parses the rest of the command line itself. */
 #include <stdio.h>
 #include <string.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 
 #include "commands.h"
 #include "medinfer/status.h"
@@ -46,7 +49,23 @@ int mi_cli_fail(const char *cmd, struct mi_status *st) {
   return MI_EXIT_FAILURE;
 }
 
+/* A job allocates and frees buffers of tens to hundreds of MB in turn (the
+ * source volume, the model grid's probabilities, the SEG's frames).  glibc
+ * maps each afresh and unmaps it when freed, so every one is faulted in and
+ * zeroed by the kernel again: on the 512x512x300 phantom 110k page faults, a
+ * fifth of the job's CPU time.  From the heap and kept there, later buffers
+ * reuse pages already in (79k faults; the job 3.06-3.75 -> 2.73-2.91 s,
+ * runs alternating; peak 611 -> 622 MB).  The process's choice, not the
+ * libraries': a host such as Slicer keeps its own. */
+static void keep_freed_memory(void) {
+#ifdef __GLIBC__
+  mallopt(M_MMAP_THRESHOLD, 1 << 30);
+  mallopt(M_TRIM_THRESHOLD, 1 << 30);
+#endif
+}
+
 int main(int argc, char **argv) {
+  keep_freed_memory();
   if (argc < 2) {
     usage(stderr);
     return MI_EXIT_USAGE;
