@@ -32,6 +32,12 @@ Mapping mapping(const mi_geometry *gm, const mi_geometry *gs) {
   return m;
 }
 
+// Model continuous index r of source voxel (i, j, k), always this one
+// expression (the axis-aligned walk's tables then hold the same doubles).
+inline double coord(const Mapping &m, int r, int64_t i, int64_t j, int64_t k) {
+  return m.a[3 * r] * i + m.a[3 * r + 1] * j + m.a[3 * r + 2] * k + m.b[r];
+}
+
 // The cell holding a continuous index: its lower corner i0 and the fractions
 // f past it; false outside the grid (beyond half a voxel from the outermost
 // centres, as ITK).
@@ -105,8 +111,8 @@ void for_slices(int64_t slices, int threads, F body) {
 
 // An axis-aligned mapping: each model axis r follows one source axis
 // perm[r] (the same or permuted: a coronal or sagittal series on the LPS
-// model grid).  x[r] then depends on that source index alone, and evaluates
-// to the same double as in the general sum (the other terms are zeros).
+// model grid).  coord(r) then depends on that source index alone: the other
+// terms are zeros whatever their index.
 bool axis_aligned(const Mapping &m, int perm[3]) {
   int used = 0;
   for (int r = 0; r < 3; ++r) {
@@ -135,7 +141,9 @@ AxisCells axis_cells(const mi_geometry *gm, const Mapping &m, int r, int c, int6
   a.lo.resize((size_t)n), a.f.resize((size_t)n), a.inside.resize((size_t)n), a.run_end.resize((size_t)n);
   const int64_t size = gm->size[r];
   for (int64_t t = 0; t < n; ++t) {
-    const double x = m.a[3 * r + c] * t + m.b[r];
+    int64_t idx[3] = {0, 0, 0};
+    idx[c] = t;
+    const double x = coord(m, r, idx[0], idx[1], idx[2]);
     a.inside[t] = x >= -0.5 && x <= size - 0.5;
     const double v = a.inside[t] ? std::min(std::max(x, 0.0), (double)(size - 1)) : 0;
     const int64_t lo = std::min((int64_t)v, size - 1);
@@ -240,7 +248,7 @@ extern "C" mi_status *mi_labels_to_source(const mi_geometry *gm, const float *pr
       for (int64_t i = 0; i < gs->size[0]; ++i) {
         double x[3], f[3];
         int64_t i0[3];
-        for (int r = 0; r < 3; ++r) x[r] = m.a[3 * r] * i + m.a[3 * r + 1] * j + m.a[3 * r + 2] * k + m.b[r];
+        for (int r = 0; r < 3; ++r) x[r] = coord(m, r, i, j, k);
         if (!cell_index(gm, x, i0, f)) {
           row[i] = 0;
           continue;
@@ -272,7 +280,7 @@ extern "C" mi_status *mi_channel_to_source(const mi_geometry *gm, const float *c
       for (int64_t i = 0; i < gs->size[0]; ++i) {
         double x[3], f[3], w[8];
         int64_t i0[3], off[8];
-        for (int r = 0; r < 3; ++r) x[r] = m.a[3 * r] * i + m.a[3 * r + 1] * j + m.a[3 * r + 2] * k + m.b[r];
+        for (int r = 0; r < 3; ++r) x[r] = coord(m, r, i, j, k);
         if (!cell_index(gm, x, i0, f)) {
           row[i] = 0;
           continue;
