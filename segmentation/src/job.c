@@ -4,6 +4,7 @@
  * model load failure, unwritable output) end the job early. */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <stdbool.h>
 #include <json.h>
 #include <limits.h>
 #include <stdio.h>
@@ -99,10 +100,61 @@ static mi_status *gather_inputs(const mi_seg_job_options *o, input_set *in) {
   return NULL;
 }
 
-/* The output folder must not be an input folder or inside one. */
+/* The absolute path a folder has or will have once made: its deepest
+ * existing ancestor resolved (symbolic links included), then the rest of
+ * its components, which do not exist yet (so are no links), taken as
+ * written.  false: too long, or no ancestor resolves. */
+static bool resolve_to_be(const char *path, char out[PATH_MAX]) {
+  char buf[PATH_MAX], prefix[PATH_MAX];
+  if (snprintf(buf, sizeof buf, "%s", path) >= (int)sizeof buf) return false;
+  size_t end = strlen(buf); /* buf[0, end): the prefix tried */
+  while (end > 1 && buf[end - 1] == '/') buf[--end] = 0;
+  const char *rest; /* the components after the prefix that resolved */
+  for (;;) {
+    if (end == 0) { /* relative, and none of it exists */
+      if (!getcwd(out, PATH_MAX)) return false;
+      rest = buf;
+      break;
+    }
+    memcpy(prefix, buf, end);
+    prefix[end] = 0;
+    if (realpath(prefix, out)) {
+      rest = buf + end;
+      break;
+    }
+    size_t k = end; /* the start of the prefix's last component */
+    while (k > 0 && buf[k - 1] != '/') --k;
+    if (k == 1) { /* a component right under the root */
+      snprintf(out, PATH_MAX, "/");
+      rest = buf + 1;
+      break;
+    }
+    end = k > 0 ? k - 1 : 0;
+  }
+  char tmp[PATH_MAX], *save = NULL;
+  snprintf(tmp, sizeof tmp, "%s", rest);
+  for (char *c = strtok_r(tmp, "/", &save); c; c = strtok_r(NULL, "/", &save)) {
+    if (!strcmp(c, ".")) continue;
+    if (!strcmp(c, "..")) { /* of a folder still to be made: no link, so its parent as written */
+      char *up = strrchr(out, '/');
+      if (up && up != out) *up = 0;
+      else snprintf(out, PATH_MAX, "/");
+      continue;
+    }
+    size_t len = strlen(out);
+    if (len + 1 + strlen(c) + 1 > PATH_MAX) return false;
+    if (len > 1) out[len++] = '/';
+    strcpy(out + len, c);
+  }
+  return true;
+}
+
+/* The output folder must not be an input folder or inside one: checked
+ * before anything is made, so that a refusal leaves no folder behind in the
+ * input. */
 static mi_status *check_output(const mi_seg_job_options *o) {
   char out[PATH_MAX];
-  if (!realpath(o->output_dir, out)) return mi_error(MI_ERR_IO, "%s: %s", o->output_dir, strerror(errno));
+  if (!resolve_to_be(o->output_dir, out)) return mi_error(MI_ERR_IO, "%s: cannot resolve the path", o->output_dir);
   for (size_t i = 0; i < o->n_inputs; ++i) {
     char in[PATH_MAX];
     if (!is_dir(o->inputs[i]) || !realpath(o->inputs[i], in)) continue;
@@ -339,8 +391,12 @@ mi_status *mi_seg_job_run(const mi_card *card, const mi_seg_job_options *o, mi_s
   if (!card || !o) return mi_error(MI_ERR_INVALID_ARGUMENT, "mi_seg_job_run: NULL argument");
   if (!o->n_inputs || !o->inputs) return mi_error(MI_ERR_INVALID_ARGUMENT, "no input given");
   if (!o->output_dir || !*o->output_dir) return mi_error(MI_ERR_INVALID_ARGUMENT, "no output folder given");
-  MI_TRY(make_dirs(o->output_dir));
+  for (size_t i = 0; i < o->n_inputs; ++i) { /* a mistyped input leaves no output folder behind */
+    struct stat s;
+    if (stat(o->inputs[i], &s) != 0) return mi_error(MI_ERR_IO, "%s: no such file or folder", o->inputs[i]);
+  }
   MI_TRY(check_output(o));
+  MI_TRY(make_dirs(o->output_dir));
   mi_remove_stale_temp_files(o->output_dir);
   input_set in = {0};
   mi_status *st = gather_inputs(o, &in);

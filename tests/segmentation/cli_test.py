@@ -175,8 +175,22 @@ def main():
         check("--device cuda:0: no usable CUDA device" in p.stderr, "--device cuda without a GPU: %s" % p.stderr)
         check(not os.path.exists(os.path.join(work, "out-cuda", "report.json")) or
               not glob.glob(os.path.join(work, "out-cuda", "*.seg.dcm")), "no SEG without a device")
+    # Refusals leave nothing behind: no folder made inside the input (also
+    # through a link to it, also several levels deep), none for a mistyped input.
     p = run([medinfer, "segment", "--model", "tiny-unet", "--input", src, "--output", os.path.join(src, "segs")], env, 1)
     check("inside the input" in p.stderr, "output inside input: %s" % p.stderr)
+    check(not os.path.exists(os.path.join(src, "segs")), "a refused output folder inside the input was made")
+    link = os.path.join(work, "link-to-src")
+    os.symlink(src, link)
+    p = run([medinfer, "segment", "--model", "tiny-unet", "--input", src, "--output",
+             os.path.join(link, "a", "b")], env, 1)
+    check("inside the input" in p.stderr, "output inside input through a link: %s" % p.stderr)
+    check(not os.path.exists(os.path.join(src, "a")), "a refused output folder inside the input (via a link) was made")
+    missing_out = os.path.join(work, "out-missing-input")
+    p = run([medinfer, "segment", "--model", "tiny-unet", "--input", os.path.join(work, "no-such-study"), "--output",
+             missing_out], env, 1)
+    check("no-such-study: no such file or folder" in p.stderr, "missing input: %s" % p.stderr)
+    check(not os.path.exists(missing_out), "a mistyped input left an output folder behind")
     p = run([medinfer, "segment", "--model", "nope", "--input", src, "--output", out], env, 1)
     check("no installed model named" in p.stderr, p.stderr)
     # A model file that does not load (truncated): exit 1 naming the file, no SEG,
