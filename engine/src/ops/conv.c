@@ -2327,7 +2327,7 @@ static mi_status *convint_run(mi_node *n, mi_exec *ex, mi_tensor *const *in, mi_
 
 const mi_op_def mi_ops_conv[] = {
     {"Conv", 1, MI_OP_FUSE_ACT | MI_OP_CHAN16, conv_init, conv_infer, conv_run, conv_destroy},
-    {"ConvTranspose", 1, MI_OP_FUSE_ACT, convt_init, convt_infer, convt_run, NULL},
+    {"ConvTranspose", 1, MI_OP_FUSE_ACT, convt_init, convt_infer, convt_run, conv_destroy},
     {"ConvInteger", 10, 0, convint_init, convint_infer, convint_run, NULL},
     {NULL},
 };
