@@ -42,16 +42,18 @@ void mi_convt_tiles(const mi_convt_job *j, int64_t b, int64_t e) {
         rb.bias[i] = simple && epi && epi->bias ? epi->bias[m] : 0.f;
       }
       block(j, &l, p0, p1, j->w + r0 * KX * j->C, nb * KX, &rb, res, relu, nb);
-      if (!simple) /* the rest of the epilogue, run by run, while the rows are in the caches */
+      if (!simple) { /* the rest of the epilogue, run by run, while the rows are in the caches */
+        mi_convt_cursor c = mi_convt_cursor_at(&l, p0);
         for (int64_t p = p0; p < p1;) {
-          const int64_t ix = p % l.W, len = l.W - ix < p1 - p ? l.W - ix : p1 - p;
-          const int64_t row = p / l.W, o = (row / l.in1 * k0 * l.out1 + row % l.in1 * k1) * l.ow + ix * KX;
+          const int64_t len = mi_convt_run_len(&l, &c, p1 - p), o = mi_convt_out_offset(&l, &c, (int)KX);
           for (int i = 0; i < nb; i++) {
             const int64_t at = rb.off[i] + o;
             epi->fn(epi->ctx, rb.m[i], 1, at - rb.m[i] * out_sz, len * KX, j->y + at, out_sz);
           }
           p += len;
+          mi_convt_advance(&l, &c, len);
         }
+      }
     }
   }
 }

@@ -114,6 +114,24 @@ static inline mi_convt_cursor mi_convt_cursor_at(const mi_convt_layout *l, int64
   return (mi_convt_cursor){p % l->W, p / l->W % l->in1, p / l->W / l->in1};
 }
 
+/* Positions left in the cursor's input row, at most n. */
+static inline int64_t mi_convt_run_len(const mi_convt_layout *l, const mi_convt_cursor *c, int64_t n) {
+  return l->W - c->ix < n ? l->W - c->ix : n;
+}
+
+/* Output offset of the cursor's position in a block row's taps (0, 0). */
+static inline int64_t mi_convt_out_offset(const mi_convt_layout *l, const mi_convt_cursor *c, int KX) {
+  return (c->iz * l->k0 * l->out1 + c->iy * l->k1) * l->ow + c->ix * KX;
+}
+
+/* The cursor moved len positions on, within its row. */
+static inline void mi_convt_advance(const mi_convt_layout *l, mi_convt_cursor *c, int64_t len) {
+  if ((c->ix += len) == l->W) {
+    c->ix = 0;
+    if (++c->iy == l->in1) c->iy = 0, c->iz++;
+  }
+}
+
 /* The runs of a vector of positions along input rows: lane q (a run's
  * first) lands at output offset o of a block row's taps (0, 0); of the
  * run's k2 * len values, bits[h] the lanes in vector h of k2. */
@@ -134,15 +152,12 @@ static inline void mi_convt_next_runs(const mi_convt_layout *l, int64_t n, int K
                                       mi_convt_runs *r) {
   r->n = 0;
   for (int64_t q = 0; q < n;) {
-    const int64_t len = l->W - c->ix < n - q ? l->W - c->ix : n - q;
-    r->o[r->n] = (c->iz * l->k0 * l->out1 + c->iy * l->k1) * l->ow + (c->ix - q) * KX;
+    const int64_t len = mi_convt_run_len(l, c, n - q);
+    r->o[r->n] = mi_convt_out_offset(l, c, KX) - q * KX;
     for (int h = 0; h < 2; h++) r->bits[r->n][h] = mi_convt_span(q * KX - V * h, (q + len) * KX - V * h, V);
     r->n++;
     q += len;
-    if ((c->ix += len) == l->W) {
-      c->ix = 0;
-      if (++c->iy == l->in1) c->iy = 0, c->iz++;
-    }
+    mi_convt_advance(l, c, len);
   }
 }
 
