@@ -35,9 +35,10 @@ std::string ds(double v) { return format_ds(v); }
 // BINARY frames are one continuous bit stream (PS3.5 8.1.1), pixel i of the
 // stream at bit i % 8 of byte i / 8.  DCMTK 3.6.7 misaligns frames after the
 // first when rows*columns is not a multiple of 8, and packs a frame a pixel
-// at a time (0.2 ms for 512x512, whatever its content): it is handed blank
-// frames, and the encoded Pixel Data is then packed over from the frame
-// sources' bits, in place.
+// at a time (0.2 ms for 512x512, whatever its content), holding a copy of
+// each.  So dcmseg is handed one-pixel blank frames (OnePixelFrames below),
+// and the encoded Pixel Data is packed over from the frame sources' bits, in
+// place.
 class BitWriter {
  public:
   BitWriter(Uint8 *out, size_t bytes) : out_(out), bytes_(bytes) {}
@@ -157,6 +158,32 @@ mi_status *add_shared_groups(DcmSegmentation &seg, const mi_dicom_volume *src, c
   return nullptr;
 }
 
+// While BINARY frames are added, dcmseg sees 1x1 frames: its addFrame packs
+// and keeps rows x columns pixels a frame (DCMTK 3.6.7 segdoc.cc reads them
+// from the Image Pixel module at each call), and the frames' bits are
+// written later anyway.  On write dcmseg sizes Pixel Data from the restored
+// dimensions and the number of frames, and its blank one-byte frames leave
+// that zero.
+class OnePixelFrames {
+ public:
+  // The module through the IOD base class's public accessor (dcmseg's own is protected).
+  explicit OnePixelFrames(DcmSegmentation &seg)
+      : px_(*OFget<IODImagePixelModule<Uint8> >(&static_cast<DcmSegmentation::IODImage &>(seg).getImagePixel())) {
+    px_.getRows(rows_);
+    px_.getColumns(cols_);
+    px_.setRows(1);
+    px_.setColumns(1);
+  }
+  ~OnePixelFrames() {
+    px_.setRows(rows_);
+    px_.setColumns(cols_);
+  }
+
+ private:
+  IODImagePixelModule<Uint8> &px_;
+  Uint16 rows_ = 0, cols_ = 0;
+};
+
 // One SEG frame: segment s at source slice k (k < 0: an empty segment's blank frame).
 struct FrameRef {
   size_t s;
@@ -168,7 +195,7 @@ mi_status *add_frames(DcmSegmentation &seg, const mi_dicom_volume *src, const Fr
                       const std::string &out) {
   const mi_geometry &g = src->geometry;
   const size_t plane = (size_t)g.size[0] * (size_t)g.size[1];
-  std::vector<Uint8> buf(plane);  // FRACTIONAL: the frame; BINARY: blank (packed over later)
+  std::vector<Uint8> buf(plane);  // FRACTIONAL: the frame; BINARY: a blank pixel (packed over later)
   // dcmseg 3.6.7 refuses to encode a SEG with fewer frames than segments
   // ("Invalid Object"), which happens when most segments are empty.  Then
   // every empty segment gets one all-zero frame (on the first slice that has
@@ -185,6 +212,7 @@ mi_status *add_frames(DcmSegmentation &seg, const mi_dicom_volume *src, const Fr
       }
   const bool padding = total < n_segments;
   if (pad_k < 0) pad_k = 0;
+  std::unique_ptr<OnePixelFrames> one_pixel(binary ? new OnePixelFrames(seg) : nullptr);
   for (size_t s = 1; s <= n_segments; ++s) {  // segment-major, then position: the dimension order
     for (int64_t k = 0; k < g.size[2]; ++k) {
       const bool pad = padding && empty[s] && k == pad_k;
