@@ -142,7 +142,7 @@ int main(int argc, char **argv) {
                     " the shapes' names)\n");
     return 2;
   }
-  if (mi_gemm_isa() != MI_ISA_AVX512) {
+  if (mi_isa_level() != MI_ISA_AVX512) {
     fprintf(stderr, "dconv_bench: the direct kernels need AVX-512\n");
     return 1;
   }

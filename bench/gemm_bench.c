@@ -51,8 +51,8 @@ int main(int argc, char **argv) {
       {"conv 3x3 wide (128,12544,1152)", 128, 12544, 1152},
       {"conv 3x3 (512,3136,4608)", 512, 3136, 4608},
   };
-  const mi_isa isa = mi_gemm_isa();
-  printf("isa %s, median of %d runs, GFLOP/s\n", mi_gemm_isa_name(isa), runs);
+  const mi_isa isa = mi_isa_level();
+  printf("isa %s, median of %d runs, GFLOP/s\n", mi_isa_name(isa), runs);
   printf("%-32s %8s %8s %8s %8s %9s %9s\n", "shape (M,N,K)", "mi 1t", "oblas 1t", "mi 2t",
          "oblas 2t", "mi 1t-cpu", "ob 1t-cpu");
   for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {

@@ -84,7 +84,7 @@ static void sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, f
                 (blasint)lda, B, (blasint)ldb, beta, C, (blasint)ldc);
     return;
   }
-  mi_gemm_sgemm_isa(mi_gemm_isa(), 0, trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C,
+  mi_gemm_sgemm_isa(mi_isa_level(), 0, trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C,
                     ldc);
 }
 

@@ -28,7 +28,7 @@ void mi_options_default(mi_options *opt) {
 
 int mi_bf16_available(void) {
 #ifdef MI_GEMM_X86
-  return mi_gemm_isa() == MI_ISA_AVX512 && mi_dconv_bf16_supported();
+  return mi_isa_level() == MI_ISA_AVX512 && mi_dconv_bf16_supported();
 #else
   return 0;
 #endif

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "medinfer/engine.h"
+#include "medinfer/vecmath.h"
 #include "parallel.h"
 #include "pipeline_internal.h"
 
@@ -61,8 +62,7 @@ static float *gaussian_map(const int64_t p[3], double scale) {
 }
 
 /* Softmax over the channels of voxels [v0, v1) (channel stride vox) in runs
- * of voxels, channel by channel, so that the loops over a run vectorise (all
- * but expf). */
+ * of voxels, channel by channel, so that the loops over a run vectorise. */
 static void softmax_channels(float *o, int64_t vox, int C, int64_t v0, int64_t v1) {
   enum { RUN = 512 };
   float mx[RUN], sum[RUN];
@@ -72,8 +72,12 @@ static void softmax_channels(float *o, int64_t vox, int C, int64_t v0, int64_t v
     for (int64_t i = 0; i < n; ++i) mx[i] = p[i], sum[i] = 0;
     for (int c = 1; c < C; ++c)
       for (int64_t i = 0; i < n; ++i) mx[i] = p[c * vox + i] > mx[i] ? p[c * vox + i] : mx[i];
-    for (int c = 0; c < C; ++c)
-      for (int64_t i = 0; i < n; ++i) sum[i] += p[c * vox + i] = expf(p[c * vox + i] - mx[i]);
+    for (int c = 0; c < C; ++c) {
+      float *q = p + c * vox;
+      for (int64_t i = 0; i < n; ++i) q[i] -= mx[i];
+      mi_exp_floats(q, q, (size_t)n);
+      for (int64_t i = 0; i < n; ++i) sum[i] += q[i];
+    }
     for (int c = 0; c < C; ++c)
       for (int64_t i = 0; i < n; ++i) p[c * vox + i] /= sum[i];
   }
@@ -82,8 +86,13 @@ static void softmax_channels(float *o, int64_t vox, int C, int64_t v0, int64_t v
 /* The activation on voxels [v0, v1) of a patch's C channels. */
 static void activate(float *o, int64_t vox, int C, mi_activation act, int64_t v0, int64_t v1) {
   if (act == MI_ACTIVATION_SIGMOID) {
-    for (int c = 0; c < C; ++c)
-      for (int64_t i = v0; i < v1; ++i) o[c * vox + i] = 1.0f / (1.0f + expf(-o[c * vox + i]));
+    for (int c = 0; c < C; ++c) {
+      float *q = o + c * vox + v0;
+      const int64_t n = v1 - v0;
+      for (int64_t i = 0; i < n; ++i) q[i] = -q[i];
+      mi_exp_floats(q, q, (size_t)n);
+      for (int64_t i = 0; i < n; ++i) q[i] = 1.0f / (1.0f + q[i]);
+    }
   } else if (act == MI_ACTIVATION_SOFTMAX) {
     softmax_channels(o, vox, C, v0, v1);
   }

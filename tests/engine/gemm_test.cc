@@ -80,14 +80,14 @@ void check(mi_isa isa, const Case &c, unsigned seed) {
       const double tol = 4.0 * (double(c.K) + 2.0) * 1.2e-7 * mag + 1e-6;
       const float got = C[size_t(i * ldc + j)];
       if (!(std::fabs(double(got) - ref) <= tol) && bad++ < 5)
-        ADD_FAILURE() << mi_gemm_isa_name(isa) << " ta=" << c.ta << " tb=" << c.tb << " M=" << c.M
+        ADD_FAILURE() << mi_isa_name(isa) << " ta=" << c.ta << " tb=" << c.tb << " M=" << c.M
                       << " N=" << c.N << " K=" << c.K << " alpha=" << c.alpha << " beta=" << c.beta
                       << " pad=" << c.pad << " threads=" << c.threads << ": C[" << i << "][" << j
                       << "] = " << got << ", expected " << ref << " (tol " << tol << ")";
     }
     for (int64_t j = c.N; j < ldc; j++)
       if (C[size_t(i * ldc + j)] != 12345.f && bad++ < 5)
-        ADD_FAILURE() << mi_gemm_isa_name(isa) << " M=" << c.M << " N=" << c.N << " K=" << c.K
+        ADD_FAILURE() << mi_isa_name(isa) << " M=" << c.M << " N=" << c.N << " K=" << c.K
                       << ": padding C[" << i << "][" << j << "] overwritten";
   }
   EXPECT_EQ(bad, 0);
@@ -96,8 +96,8 @@ void check(mi_isa isa, const Case &c, unsigned seed) {
 class GemmIsa : public ::testing::TestWithParam<mi_isa> {
 protected:
   void SetUp() override {
-    if (!mi_gemm_isa_supported(GetParam()))
-      GTEST_SKIP() << mi_gemm_isa_name(GetParam()) << " not supported by this CPU";
+    if (!mi_isa_supported(GetParam()))
+      GTEST_SKIP() << mi_isa_name(GetParam()) << " not supported by this CPU";
   }
 };
 
@@ -241,7 +241,7 @@ TEST_P(GemmIsa, PackedEpilogueInRegisters) {
         for (int64_t i = 0; i < M; i++)
           for (int64_t j = 0; j < ldc; j++)
             if (!(got[size_t(i * ldc + j)] == want[size_t(i * ldc + j)]) && bad++ < 3)
-              ADD_FAILURE() << mi_gemm_isa_name(GetParam()) << " M=" << M << " N=" << N << " K=" << K
+              ADD_FAILURE() << mi_isa_name(GetParam()) << " M=" << M << " N=" << N << " K=" << K
                             << " bias=" << has_bias << " res=" << has_res << " relu=" << relu << " beta=" << beta
                             << ": C[" << i << "][" << j << "] = " << got[size_t(i * ldc + j)] << ", expected "
                             << want[size_t(i * ldc + j)];
@@ -251,11 +251,11 @@ TEST_P(GemmIsa, PackedEpilogueInRegisters) {
 
 TEST(GemmPackedA, DegenerateAndConcurrent) {
   std::vector<float> A(12, 1.f);
-  EXPECT_EQ(mi_gemm_pack_a(mi_gemm_isa(), false, 0, 3, A.data(), 3), nullptr);
-  EXPECT_EQ(mi_gemm_pack_a(mi_gemm_isa(), false, 3, 0, A.data(), 3), nullptr);
+  EXPECT_EQ(mi_gemm_pack_a(mi_isa_level(), false, 0, 3, A.data(), 3), nullptr);
+  EXPECT_EQ(mi_gemm_pack_a(mi_isa_level(), false, 3, 0, A.data(), 3), nullptr);
   mi_gemm_packed_a_free(nullptr);
   // alpha == 0 scales C by beta; N == 0 leaves it alone.
-  mi_gemm_packed_a *pa = mi_gemm_pack_a(mi_gemm_isa(), false, 3, 4, A.data(), 4);
+  mi_gemm_packed_a *pa = mi_gemm_pack_a(mi_isa_level(), false, 3, 4, A.data(), 4);
   ASSERT_NE(pa, nullptr);
   std::vector<float> B(8, 1.f), C(6, 2.f);
   mi_gemm_sgemm_packed_a(1, pa, false, 2, 0.f, B.data(), 2, 0.5f, C.data(), 2, nullptr);
@@ -266,11 +266,11 @@ TEST(GemmPackedA, DegenerateAndConcurrent) {
   // Two packed products at once (one gets the pool, the other runs alone).
   std::thread t1([&] {
     for (int r = 0; r < 3; r++)
-      check(mi_gemm_isa(), Case{false, false, 130, 400, 300, 1.f, 0.f, 0, 2, true}, 70 + r);
+      check(mi_isa_level(), Case{false, false, 130, 400, 300, 1.f, 0.f, 0, 2, true}, 70 + r);
   });
   std::thread t2([&] {
     for (int r = 0; r < 3; r++)
-      check(mi_gemm_isa(), Case{true, true, 90, 333, 150, 1.f, 1.f, 2, 2, true}, 80 + r);
+      check(mi_isa_level(), Case{true, true, 90, 333, 150, 1.f, 1.f, 2, 2, true}, 80 + r);
   });
   t1.join();
   t2.join();
@@ -279,12 +279,12 @@ TEST(GemmPackedA, DegenerateAndConcurrent) {
 INSTANTIATE_TEST_SUITE_P(Isa, GemmIsa,
                          ::testing::Values(MI_ISA_GENERIC, MI_ISA_AVX2, MI_ISA_AVX512),
                          [](const ::testing::TestParamInfo<mi_isa> &i) {
-                           return std::string(mi_gemm_isa_name(i.param));
+                           return std::string(mi_isa_name(i.param));
                          });
 
 TEST(GemmIsaSelect, BestLevelIsSupported) {
-  EXPECT_TRUE(mi_gemm_isa_supported(mi_gemm_isa()));
-  EXPECT_TRUE(mi_gemm_isa_supported(MI_ISA_GENERIC));
+  EXPECT_TRUE(mi_isa_supported(mi_isa_level()));
+  EXPECT_TRUE(mi_isa_supported(MI_ISA_GENERIC));
 }
 
 } // namespace

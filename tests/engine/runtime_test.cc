@@ -137,7 +137,7 @@ TEST(HugePages, PackedWeightsAreAdvised) {
   if (mode.find("[madvise]") == std::string::npos)
     GTEST_SKIP() << "transparent huge pages are not in madvise mode here ('" << mode << "')";
   std::vector<float> w(size_t(1024) * 2048, 0.5f);
-  mi_gemm_packed_a *p = mi_gemm_pack_a(mi_gemm_isa(), false, 1024, 2048, w.data(), 2048);
+  mi_gemm_packed_a *p = mi_gemm_pack_a(mi_isa_level(), false, 1024, 2048, w.data(), 2048);
   ASSERT_NE(p, nullptr);
   const mi_gemm_packed_view v = mi_gemm_packed_a_view(p);
   const uintptr_t huge = uintptr_t(2) << 20;

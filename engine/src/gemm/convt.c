@@ -21,7 +21,7 @@ int64_t mi_convt_items(const mi_convt_job *j) {
 }
 
 void mi_convt_tiles(const mi_convt_job *j, int64_t b, int64_t e) {
-  const mi_convt_block_fn block = mi_gemm_isa() == MI_ISA_AVX512 ? mi_convt_block_avx512 : mi_convt_block_avx2;
+  const mi_convt_block_fn block = mi_isa_level() == MI_ISA_AVX512 ? mi_convt_block_avx512 : mi_convt_block_avx2;
   const int64_t k0 = j->k[0], k1 = j->k[1], KX = j->k[2], taps = k0 * k1, R = j->M * taps;
   const int64_t in_sz = j->in[0] * j->in[1] * j->in[2], out_sz = in_sz * taps * KX;
   const mi_convt_layout l = {j->in[2], j->in[1], k0, k1, j->in[1] * k1, j->in[2] * KX};

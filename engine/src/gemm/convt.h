@@ -12,7 +12,7 @@
  * so a 6-wide row (a deep upsampling) still fills the vectors; the stores
  * split at the ends of input rows.
  *
- * Only compiled for x86-64; call nothing here unless mi_gemm_isa() is
+ * Only compiled for x86-64; call nothing here unless mi_isa_level() is
  * MI_ISA_AVX512 or MI_ISA_AVX2. */
 #ifndef MEDINFER_GEMM_CONVT_H
 #define MEDINFER_GEMM_CONVT_H
@@ -50,7 +50,7 @@ void mi_convt_pack(const float *w, int64_t C, int64_t M, const int64_t k[3], flo
 int64_t mi_convt_items(const mi_convt_job *j);
 
 /* Items [b, e): every output value their input positions make, on the
- * kernels of mi_gemm_isa().  Items are independent: split them over threads. */
+ * kernels of mi_isa_level().  Items are independent: split them over threads. */
 void mi_convt_tiles(const mi_convt_job *j, int64_t b, int64_t e);
 
 /* ---- between the driver (convt.c) and the kernels (convt_avx512.c, convt_avx2.c) */

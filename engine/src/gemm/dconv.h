@@ -11,7 +11,7 @@
  * percent), which keeps tiles full on 7x7 and 14x14 layers where the
  * SGEMM's column panels are mostly edge.
  *
- * Only compiled for x86-64; call nothing here unless mi_gemm_isa() is
+ * Only compiled for x86-64; call nothing here unless mi_isa_level() is
  * MI_ISA_AVX512 (the _avx2 functions: MI_ISA_AVX2) and the weights were
  * packed for that level. */
 #ifndef MEDINFER_GEMM_DCONV_H
@@ -259,7 +259,7 @@ static inline int64_t mi_dconv_cv_source(const mi_dconv_cv_weights *w, int64_t k
 void mi_dconv_cv_rows(const mi_dconv_cv_weights *w, int64_t r0, int64_t n, float *dst);
 int64_t mi_dconv_cv_items(const mi_dconv_job *j, const mi_dconv_cv_weights *w);
 void mi_dconv_cv_run(const mi_dconv_job *j, const mi_dconv_cv_weights *w, int64_t begin, int64_t end);
-/* The same on AVX2 + FMA (dconv_cv_avx2.c; where mi_gemm_isa() is
+/* The same on AVX2 + FMA (dconv_cv_avx2.c; where mi_isa_level() is
  * MI_ISA_AVX2): the same packed weights, plain NC(D)HW jobs only (chan16
  * false, no channel-blocked source). */
 int64_t mi_dconv_cv_items_avx2(const mi_dconv_job *j, const mi_dconv_cv_weights *w);
@@ -291,7 +291,7 @@ void mi_dconv_run(const mi_dconv_job *j, int64_t begin, int64_t end);
 /* ---- the same job on AVX2 + FMA (dconv_avx2.c): weights packed for the
  * AVX2 SGEMM (6-row panels), tiles of 4 channels x 24 positions; mgroup is
  * taken up to whole pairs of panels (8 -> 12, 16 -> 24, ...).  Only where
- * mi_gemm_isa() is MI_ISA_AVX2. */
+ * mi_isa_level() is MI_ISA_AVX2. */
 bool mi_dconv_supported_avx2(const mi_gemm_packed_view *a);
 int64_t mi_dconv_items_avx2(const mi_dconv_job *j);
 void mi_dconv_run_avx2(const mi_dconv_job *j, int64_t begin, int64_t end);

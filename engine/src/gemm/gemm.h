@@ -8,11 +8,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "medinfer/cpu.h"
+
 #ifdef __cplusplus
 extern "C" {
 #endif
 
-typedef enum { MI_ISA_GENERIC = 0, MI_ISA_AVX2 = 1, MI_ISA_AVX512 = 2 } mi_isa;
 
 /* Micro-kernel: c[0..mr)[0..nr) = alpha * sum_k pa[k*MR+i] * pb[k*NR+j]
  *                                 + beta * c   (beta == 0: c is not read)
@@ -73,12 +74,6 @@ void mi_gemm_pack_a_rows_avx2(int MR, int64_t kc, int mr, const float *A, int64_
 void mi_gemm_pack_b_cols_avx2(int NR, int64_t kc, int nr, const float *B, int64_t ldb, float *dst);
 void mi_gemm_pack_b_rows_avx2(int NR, int64_t kc, int nr, const float *B, int64_t ldb, float *dst);
 #endif
-
-/* Best level this CPU supports, lowered by MEDINFER_ISA=generic|avx2|avx512. */
-mi_isa mi_gemm_isa(void);
-/* Whether this CPU can run the level. */
-bool mi_gemm_isa_supported(mi_isa isa);
-const char *mi_gemm_isa_name(mi_isa isa);
 
 /* Row-major C[M,N] = alpha*op(A)*op(B) + beta*C on the given level's
  * kernels (falls back to generic when the CPU lacks it) with up to

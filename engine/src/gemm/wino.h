@@ -12,7 +12,7 @@
  * transform element xi = P * row + column (P = tile + 2 points) goes to
  * dst[xi * xs + lane].
  * wino_generic.c is portable C (wino_avx2.c the same for AVX2), wino_avx512.c
- * AVX-512F (gathers and scatters): call those only when mi_gemm_isa() is
+ * AVX-512F (gathers and scatters): call those only when mi_isa_level() is
  * their level. */
 #ifndef MEDINFER_GEMM_WINO_H
 #define MEDINFER_GEMM_WINO_H

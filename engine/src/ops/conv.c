@@ -143,7 +143,7 @@ static void conv_prepack(mi_node *n, mi_graph *g, conv_attr *a) {
   a->wpack = calloc((size_t)G, sizeof *a->wpack);
   if (!a->wpack) return;
   for (int64_t gi = 0; gi < G; gi++) {
-    a->wpack[gi] = mi_gemm_pack_a(mi_gemm_isa(), false, Mg, K, (const float *)w->data + gi * Mg * K, K);
+    a->wpack[gi] = mi_gemm_pack_a(mi_isa_level(), false, Mg, K, (const float *)w->data + gi * Mg * K, K);
     if (!a->wpack[gi]) { /* out of memory: keep the per-call packing */
       for (int64_t j = 0; j < gi; j++) mi_gemm_packed_a_free(a->wpack[j]);
       free(a->wpack);
@@ -185,7 +185,7 @@ static mi_status *conv_init(mi_node *n, mi_graph *g) {
  * beside each multiply-add) only on few: 16 -> 11 channels to 64^3 1.75-1.88
  * -> 1.23-1.48 ms, 128 -> 64 to 48^3 even, 256 -> 128 to 24^3 5.2 -> 5.5. */
 static bool convt_kernel_level(int64_t Cg) {
-  const mi_isa isa = mi_gemm_isa();
+  const mi_isa isa = mi_isa_level();
   return isa == MI_ISA_AVX512 || (isa == MI_ISA_AVX2 && Cg <= 64);
 }
 #endif
@@ -470,7 +470,7 @@ static void epi_block(void *vctx, int64_t m0, int64_t mr, int64_t n0, int64_t nr
   const mi_act_kind ak = e->n->act.kind;
   if (ak == MI_ACT_NONE || ak == MI_ACT_RELU) {
 #if defined(__x86_64__) && defined(__GNUC__)
-    if (mi_gemm_isa() == MI_ISA_AVX512) {
+    if (mi_isa_level() == MI_ISA_AVX512) {
       epi_block_simple_avx512(e, m0, mr, nr, c, ldc);
       return;
     }
@@ -728,7 +728,7 @@ static void colpack_plain(const colpack_ctx *c, int64_t k0, int64_t kc, int64_t 
 static void colpack(void *vctx, int64_t k0, int64_t kc, int64_t j0, int64_t nc, int NR, float *dst, int64_t ldp) {
   const colpack_ctx *c = vctx;
 #if defined(__x86_64__) && defined(__GNUC__)
-  if (mi_gemm_isa() == MI_ISA_AVX512) {
+  if (mi_isa_level() == MI_ISA_AVX512) {
     colpack_avx512(c, k0, kc, j0, nc, NR, dst, ldp);
     return;
   }
@@ -950,7 +950,7 @@ static void padcopy16_rows(void *vctx, int64_t b, int64_t e) {
     }
     memset(d, 0, (size_t)(16 * lo) * sizeof(float));
     const int64_t at = (iz * g->in[1] + iy) * g->in[2]; /* the row in a plane */
-    if (c->from_plain && mi_gemm_isa() == MI_ISA_AVX512)
+    if (c->from_plain && mi_isa_level() == MI_ISA_AVX512)
       mi_chan16_block(c->x + blk * 16 * g->in_sz + at, n, g->in_sz, NULL, false, d + 16 * lo);
     else if (c->from_plain) /* AVX2: in C (the copy is a few % of such a layer) */
       for (int64_t i = 0; i < n; i++)
@@ -996,7 +996,7 @@ static void subsample_planes(void *vctx, int64_t b, int64_t e) {
  * (tests). */
 #ifdef MI_GEMM_X86
 /* The position-vector kernel of the GEMM's level: AVX-512, or AVX2 (dconv_avx2.c). */
-static bool dconv_avx2(void) { return mi_gemm_isa() == MI_ISA_AVX2; }
+static bool dconv_avx2(void) { return mi_isa_level() == MI_ISA_AVX2; }
 static int64_t dconv_count(const mi_dconv_job *j) { return dconv_avx2() ? mi_dconv_items_avx2(j) : mi_dconv_items(j); }
 static void dconv_items(void *vctx, int64_t b, int64_t e) {
   if (dconv_avx2()) mi_dconv_run_avx2(vctx, b, e);
@@ -1014,12 +1014,12 @@ static void dconv_items_amx(void *vctx, int64_t b, int64_t e) {
 }
 static void dconv_items_cv(void *vctx, int64_t b, int64_t e) {
   const job_weights *c = vctx;
-  if (mi_gemm_isa() == MI_ISA_AVX2) mi_dconv_cv_run_avx2(c->job, c->w, b, e);
+  if (mi_isa_level() == MI_ISA_AVX2) mi_dconv_cv_run_avx2(c->job, c->w, b, e);
   else mi_dconv_cv_run(c->job, c->w, b, e);
 }
 
 static int64_t dconv_count_cv(const mi_dconv_job *j, const mi_dconv_cv_weights *w) {
-  return mi_gemm_isa() == MI_ISA_AVX2 ? mi_dconv_cv_items_avx2(j, w) : mi_dconv_cv_items(j, w);
+  return mi_isa_level() == MI_ISA_AVX2 ? mi_dconv_cv_items_avx2(j, w) : mi_dconv_cv_items(j, w);
 }
 static void dconv_items_cv_bf16(void *vctx, int64_t b, int64_t e) {
   const job_weights *c = vctx;
@@ -1100,7 +1100,7 @@ static bool direct_wanted(const mi_exec *ex, const geom *g, const conv_attr *a, 
   const bool bf16 = direct_bf16(ex, C);
   /* The ISA first: the kernel files' code (mi_dconv_supported included) is
    * compiled for AVX-512 or AVX2 and must not run on a CPU without it. */
-  const mi_isa isa = mi_gemm_isa();
+  const mi_isa isa = mi_isa_level();
   if ((mode == 0 && !bf16) || a->group != 1 || !a->wpack || (isa != MI_ISA_AVX512 && isa != MI_ISA_AVX2)) return false;
   const mi_gemm_packed_view v = mi_gemm_packed_a_view(a->wpack[0]);
   if (!(isa == MI_ISA_AVX2 ? mi_dconv_supported_avx2(&v) : mi_dconv_supported(&v))) return false;
@@ -1149,7 +1149,7 @@ static bool direct_wanted(const mi_exec *ex, const geom *g, const conv_attr *a, 
  * (a 7x7 3x3 layer of 512 channels, weights out of the caches: 1.6 ->
  * 1.2 ms, ONNX Runtime 1.2). */
 static bool cv_fits(const mi_exec *ex, const geom *g, int64_t C, int64_t M, bool own) {
-  const mi_isa isa = mi_gemm_isa();
+  const mi_isa isa = mi_isa_level();
   if (conv_cv_mode() == 0 || !own || (isa != MI_ISA_AVX512 && isa != MI_ISA_AVX2) || M % 16) return false;
   if (direct_bf16(ex, C) && (isa != MI_ISA_AVX512 || direct_amx())) return false; /* bf16: AVX-512's tile, not AMX's */
   if (g->s[0] > 2 || g->s[1] > 2 || g->s[2] > 2) return false;
@@ -1230,7 +1230,7 @@ static bool cv_wanted(const mi_exec *ex, const geom *g, int64_t C, int64_t M, bo
    * (1.78 -> 1.40) and 1x1 layers read in place on maps of up to 16x16 that
    * narrow the channels (14x14 1024 -> 256: 0.76 -> 0.66; the widening ones
    * lost, 256 -> 1024: 0.67 -> 0.74, as did those on 28x28 and larger). */
-  if (mi_gemm_isa() == MI_ISA_AVX2) {
+  if (mi_isa_level() == MI_ISA_AVX2) {
     if (g->k_sz == 1) return !pre && pos <= 256 && K >= 2 * M;
     if (strided && K <= 2304 && large_ok) return true;
   }
@@ -1249,7 +1249,7 @@ static bool cv_wanted(const mi_exec *ex, const geom *g, int64_t C, int64_t M, bo
    * 0.046 -> 0.042, 16^3 0.29 -> 0.23, 32^3 1.93 -> 1.46, 48^3 6.60 -> 4.85;
    * 32 -> 16 at 32^3 3.49 -> 2.59; bf16 at 16^3 0.16 -> 0.12, at 32^3 even.
    * With AVX2 this kernel still wins (16 -> 16 at 32^3 2.52 against 2.80). */
-  if (g->out[0] > 1 && M <= 16 && mi_gemm_isa() == MI_ISA_AVX512) return false;
+  if (g->out[0] > 1 && M <= 16 && mi_isa_level() == MI_ISA_AVX512) return false;
   /* 3D layers on volumes of up to 48^3 at any K (the 3D U-Net's, per node,
    * this kernel against the position-vector one, ms: its 12^3 ones 71.7 ->
    * 61.0, 35.7 -> 29.5, 34.8 -> 29.2; 24^3 127.3 -> 114.4, 60.6 -> 55.7,
@@ -1290,7 +1290,7 @@ static unsigned chan16_caps(const mi_node *n, const mi_exec *ex, const conv_attr
                             const mi_tensor *w, const geom *g) {
   const int64_t C = x->dims[1], M = w->dims[0];
   if (x->dtype != MI_FLOAT || x->ndim != 4 || a->group != 1 || n->pre_affine) return 0;
-  if (mi_gemm_isa() != MI_ISA_AVX512) return 0; /* the blocked layout's kernels (chan16_avx512.c, the AVX-512 tile) */
+  if (mi_isa_level() != MI_ISA_AVX512) return 0; /* the blocked layout's kernels (chan16_avx512.c, the AVX-512 tile) */
   if (direct_bf16(ex, C)) return 0; /* bf16: the pairs are made from NCHW inputs */
   if (n->act.kind != MI_ACT_NONE && n->act.kind != MI_ACT_RELU) return 0;
   const bool own = own_weights(a, w->data, M, C * g->k_sz);
@@ -1491,7 +1491,7 @@ static mi_status *conv_direct(mi_node *n, mi_exec *ex, conv_attr *a, const geom 
    * where it stores tiles straight to Y (not through a buffer: grid rows of
    * under 16), which cost bf16 mode a pass per tile (ResNet-50: 7 % of its
    * samples in that pass). */
-  const bool pv_res = !cv && !amx && mi_gemm_isa() == MI_ISA_AVX512 && (ph.w == g->out[2] || ph.w >= 16);
+  const bool pv_res = !cv && !amx && mi_isa_level() == MI_ISA_AVX512 && (ph.w == g->out[2] || ph.w >= 16);
   const bool simple =
       (!res || amx || out16 || pv_res) && (n->act.kind == MI_ACT_NONE || n->act.kind == MI_ACT_RELU);
   uint64_t *skip = cv && has_pad && wcv->taps > 1 ? padding_taps(g) : NULL; /* taps > 1: blocked order */
@@ -1588,7 +1588,7 @@ static mi_dconv_im2col stem_geom(const geom *g, int64_t C) {
 
 static bool stem_amx_wanted(const mi_exec *ex, const geom *g, int64_t C, const float *pre) {
   if (!ex->bf16 || C >= AMX_MIN_C || C * g->k_sz < 64 || pre || g->k[0] != 1 || g->in[0] != 1 || g->s[1] > 2 ||
-      !direct_amx() || !direct_bf16(ex, AMX_MIN_C) || mi_gemm_isa() != MI_ISA_AVX512)
+      !direct_amx() || !direct_bf16(ex, AMX_MIN_C) || mi_isa_level() != MI_ISA_AVX512)
     return false;
   const mi_dconv_im2col ig = stem_geom(g, C);
   return mi_dconv_amx_stem_ok(&ig, g->s[2], g->d[2]);
@@ -1659,7 +1659,7 @@ static bool stem_pairs_wanted(const mi_exec *ex, const geom *g, int64_t C, const
   const int64_t words = 2 * C * (g->out[1] + (g->k[1] - 1) / 2) * (g->out[2] + (g->k[2] + 1) / 2 - 1);
   return ex->bf16 && !pre && C <= 4 && g->k[0] == 1 && g->in[0] == 1 && g->s[1] == 2 && g->s[2] == 2 &&
          g->d[1] == 1 && g->d[2] == 1 && g->k[2] >= 3 && words < INT32_MAX && /* the tap offsets are 32-bit */
-         mi_gemm_isa() == MI_ISA_AVX512 && !direct_amx() && direct_bf16(ex, C);
+         mi_isa_level() == MI_ISA_AVX512 && !direct_amx() && direct_bf16(ex, C);
 }
 
 typedef struct colpairs_ctx {
@@ -1870,7 +1870,7 @@ static mi_status *conv_compute(mi_node *n, mi_exec *ex, mi_tensor *const *in, mi
 #ifdef MI_GEMM_X86
     if (a->wcv.data) { /* the channel-vector kernel's */
       float *wf = weights_rows(a, M, K);
-      p = wf ? mi_gemm_pack_a(mi_gemm_isa(), false, M, K, wf, K) : NULL;
+      p = wf ? mi_gemm_pack_a(mi_isa_level(), false, M, K, wf, K) : NULL;
       free(wf);
     } else
 #endif

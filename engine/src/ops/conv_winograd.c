@@ -30,7 +30,7 @@ struct mi_wino_weights {
 };
 
 mi_wino_weights *mi_wino_weights_make(const mi_gemm_packed_a *wp, int64_t C, int64_t kd, int tile) {
-  const mi_isa isa = mi_gemm_isa();
+  const mi_isa isa = mi_isa_level();
   const int64_t M = mi_gemm_packed_a_view(wp).M;
   if (isa == MI_ISA_GENERIC || M < 1 || C < 1 || kd < 1 || mi_gemm_packed_a_view(wp).K != C * kd * 9) return NULL;
   if (tile < 2 || tile > 4) return NULL;

@@ -343,11 +343,11 @@ static void widen_bf16(const uint16_t *src, int64_t n, float *dst) {
 static void gemv_cols(void *ctx, int64_t j0, int64_t j1) {
   const gemv_task *t = ctx;
 #if defined(__x86_64__) && defined(__GNUC__)
-  if (t->acs == 1 && mi_gemm_isa() == MI_ISA_AVX512) {
+  if (t->acs == 1 && mi_isa_level() == MI_ISA_AVX512) {
     gemv_cols_avx512(t, j0, j1);
     return;
   }
-  if (t->acs == 1 && mi_gemm_isa() == MI_ISA_AVX2) {
+  if (t->acs == 1 && mi_isa_level() == MI_ISA_AVX2) {
     gemv_cols_avx2(t, j0, j1);
     return;
   }

@@ -323,7 +323,7 @@ static void inorm_plane_plain(const inorm_task *t, int64_t p) { inorm_plane_f32(
 static void inorm_planes(void *ctx, int64_t p0, int64_t p1) {
   const inorm_task *t = ctx;
 #if defined(__x86_64__) && defined(__GNUC__)
-  const bool avx512 = !t->dbl && mi_gemm_isa() == MI_ISA_AVX512, avx2 = !t->dbl && mi_gemm_isa() == MI_ISA_AVX2;
+  const bool avx512 = !t->dbl && mi_isa_level() == MI_ISA_AVX512, avx2 = !t->dbl && mi_isa_level() == MI_ISA_AVX2;
 #else
   const bool avx512 = false, avx2 = false;
 #endif

@@ -237,7 +237,7 @@ DEF_AVGPOOL(avgpool_f64, double)
     BODY(vctx, b, e);                                                                               \
   }                                                                                                 \
   static void NAME(void *vctx, int64_t b, int64_t e) {                                              \
-    if (mi_gemm_isa() == MI_ISA_AVX512) NAME##_avx512(vctx, b, e);                                  \
+    if (mi_isa_level() == MI_ISA_AVX512) NAME##_avx512(vctx, b, e);                                  \
     else BODY(vctx, b, e);                                                                          \
   }
 #else
@@ -485,7 +485,7 @@ unsigned mi_maxpool_layouts(const mi_node *n, const mi_exec *ex, mi_tensor *cons
   (void)ex;
 #if defined(__x86_64__) && defined(__GNUC__)
   const mi_tensor *x = in[0];
-  if (!x || x->dtype != MI_FLOAT || x->ndim != 4 || x->dims[1] % 16 || mi_gemm_isa() != MI_ISA_AVX512) return 0;
+  if (!x || x->dtype != MI_FLOAT || x->ndim != 4 || x->dims[1] % 16 || mi_isa_level() != MI_ISA_AVX512) return 0;
   if (n->n_out > 1 && n->out[1] >= 0) return 0;
   return MI_CHAN16_IN | MI_CHAN16_OUT | MI_CHAN16_COPY;
 #else
