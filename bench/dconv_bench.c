@@ -7,7 +7,7 @@
  * layer leaves it); the weights stay hot in both.  The best of the runs is
  * kept: on a shared machine that is the run the others slowed least.
  *
- *   cc -O3 -I engine/src bench/dconv_bench.c engine/tools/peak.c -L build-bench/engine \
+ *   cc -O3 -I engine/src -I common/include bench/dconv_bench.c engine/tools/peak.c -L build-bench/engine \
  *      -Wl,-rpath,$PWD/build-bench/engine -lmedinfer_engine -lpthread -o /tmp/dconv_bench
  *   /tmp/dconv_bench [runs [layer]]   (layer: only the shapes whose name contains it)
  *

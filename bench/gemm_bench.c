@@ -2,7 +2,7 @@
  * process: square 2048^3 and ResNet-50-like convolution shapes, 1 and 2
  * threads, median of repeated runs.
  *
- *   cc -O2 -I engine/src bench/gemm_bench.c -L build-gemm/engine \
+ *   cc -O2 -I engine/src -I common/include bench/gemm_bench.c -L build-gemm/engine \
  *      -Wl,-rpath,$PWD/build-gemm/engine -lmedinfer_engine -lopenblas -lm -o /tmp/gemm_bench
  *   /tmp/gemm_bench [runs]                         (MEDINFER_ISA lowers the level)
  * The "cpu" columns divide by the calling thread's CPU time instead of wall
