@@ -68,3 +68,9 @@ void mi_exp_floats(const float *x, float *y, size_t n) {
 #endif
   exp_generic(x, y, n);
 }
+
+void mi_sigmoid_floats(const float *x, float *y, size_t n) {
+  for (size_t i = 0; i < n; ++i) y[i] = -x[i];
+  mi_exp_floats(y, y, n);
+  for (size_t i = 0; i < n; ++i) y[i] = 1.0f / (1.0f + y[i]);
+}

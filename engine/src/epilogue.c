@@ -2,6 +2,7 @@
 #include <math.h>
 
 #include "internal.h"
+#include "medinfer/vecmath.h"
 
 /* Parameters are copied into locals: through `a` they might alias x, which
  * keeps the compiler from vectorising; selects instead of branches. */
@@ -23,7 +24,7 @@ void mi_activation_apply(const mi_activation *a, float *x, int64_t n) {
       }
       return;
     case MI_ACT_SIGMOID:
-      for (int64_t i = 0; i < n; i++) x[i] = 1.f / (1.f + expf(-x[i]));
+      mi_sigmoid_floats(x, x, (size_t)n);
       return;
     case MI_ACT_TANH:
       for (int64_t i = 0; i < n; i++) x[i] = tanhf(x[i]);

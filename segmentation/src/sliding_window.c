@@ -86,13 +86,7 @@ static void softmax_channels(float *o, int64_t vox, int C, int64_t v0, int64_t v
 /* The activation on voxels [v0, v1) of a patch's C channels. */
 static void activate(float *o, int64_t vox, int C, mi_activation act, int64_t v0, int64_t v1) {
   if (act == MI_ACTIVATION_SIGMOID) {
-    for (int c = 0; c < C; ++c) {
-      float *q = o + c * vox + v0;
-      const int64_t n = v1 - v0;
-      for (int64_t i = 0; i < n; ++i) q[i] = -q[i];
-      mi_exp_floats(q, q, (size_t)n);
-      for (int64_t i = 0; i < n; ++i) q[i] = 1.0f / (1.0f + q[i]);
-    }
+    for (int c = 0; c < C; ++c) mi_sigmoid_floats(o + c * vox + v0, o + c * vox + v0, (size_t)(v1 - v0));
   } else if (act == MI_ACTIVATION_SOFTMAX) {
     softmax_channels(o, vox, C, v0, v1);
   }

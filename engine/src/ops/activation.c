@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "broadcast.h"
+#include "medinfer/vecmath.h"
 #include "ops.h"
 
 typedef struct act_priv {
@@ -49,7 +50,13 @@ DEF_ACT(Relu, x < 0 ? 0 : x) /* NaN stays NaN */
  * if-convert a conditional float multiply (-ftrapping-math), which would keep
  * the loop scalar.  Exact: one of the two terms is +0. */
 DEF_ACT(LeakyRelu, (x < 0 ? 0 : x) + alpha * (x < 0 ? x : 0))
-DEF_ACT(Sigmoid, 1 / (1 + MI_FM(exp, -x)))
+/* float through the vectorised mi_sigmoid_floats (common/vecmath.h). */
+static void Sigmoid_f32(const void *prm, const char *const *in, const int64_t *s, char *out, int64_t n) {
+  (void)prm;
+  (void)s;
+  mi_sigmoid_floats((const float *)in[0], (float *)out, (size_t)n);
+}
+ACT_KERNEL(Sigmoid_f64, double, 1 / (1 + exp(-x)))
 DEF_ACT(Tanh, MI_FM(tanh, x))
 /* expm1 keeps accuracy for small |x| where exp(x) - 1 cancels. */
 DEF_ACT(Elu, x < 0 ? alpha * MI_FM(expm1, x) : x)

@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "broadcast.h"
+#include "medinfer/vecmath.h"
 #include "ops.h"
 
 enum { SM_SOFTMAX, SM_LOGSOFTMAX, SM_HARDMAX };
@@ -30,6 +31,12 @@ typedef struct sm_ctx {
   int64_t n, inner, ntile;
 } sm_ctx;
 
+/* e^v in place: float through the vectorised mi_exp_floats. */
+static void exp_f32(float *v, int64_t n) { mi_exp_floats(v, v, (size_t)n); }
+static void exp_f64(double *v, int64_t n) {
+  for (int64_t j = 0; j < n; j++) v[j] = exp(v[j]);
+}
+
 #define SM_KERNELS(T, sfx)                                                                   \
   static void row_##sfx(int kind, const T *x, T *y, int64_t n) {                             \
     if (kind == SM_HARDMAX) {                                                                \
@@ -43,11 +50,9 @@ typedef struct sm_ctx {
     for (int64_t j = 1; j < n; j++) m = x[j] > m ? x[j] : m;                                 \
     double s = 0;                                                                            \
     if (kind == SM_SOFTMAX) {                                                                \
-      for (int64_t j = 0; j < n; j++) {                                                      \
-        T e = MI_FM(exp, x[j] - m);                                                          \
-        y[j] = e;                                                                            \
-        s += e;                                                                              \
-      }                                                                                      \
+      for (int64_t j = 0; j < n; j++) y[j] = x[j] - m;                                       \
+      exp_##sfx(y, n);                                                                       \
+      for (int64_t j = 0; j < n; j++) s += y[j];                                             \
       const T inv = (T)(1.0 / s);                                                            \
       for (int64_t j = 0; j < n; j++) y[j] *= inv;                                           \
     } else {                                                                                 \
@@ -87,12 +92,11 @@ typedef struct sm_ctx {
         m[k] = v > m[k] ? v : m[k];                                                          \
       }                                                                                      \
     if (kind == SM_SOFTMAX) {                                                                \
-      for (int64_t j = 0; j < n; j++)                                                        \
-        for (int64_t k = 0; k < L; k++) {                                                    \
-          const T e = MI_FM(exp, x[j * inner + k] - m[k]);                                   \
-          y[j * inner + k] = e;                                                              \
-          s[k] += e;                                                                         \
-        }                                                                                    \
+      for (int64_t j = 0; j < n; j++) {                                                      \
+        for (int64_t k = 0; k < L; k++) y[j * inner + k] = x[j * inner + k] - m[k];          \
+        exp_##sfx(y + j * inner, L);                                                         \
+        for (int64_t k = 0; k < L; k++) s[k] += y[j * inner + k];                            \
+      }                                                                                      \
       T inv[TILE];                                                                           \
       for (int64_t k = 0; k < L; k++) inv[k] = (T)(1.0 / s[k]);                              \
       for (int64_t j = 0; j < n; j++)                                                        \
