@@ -80,13 +80,13 @@ static mi_status *plan_if_static(mi_model *m) {
   return mi_plan_build(m, ptr);
 }
 
-/* `owned`: the malloc'd buffer behind data when the caller hands it over. */
-static mi_status *load(const void *data, size_t size, uint8_t *owned, const char *base_dir,
+/* `owned`: the file behind data when the caller hands it over. */
+static mi_status *load(const void *data, size_t size, mi_file_bytes *owned, const char *base_dir,
                        const char *name, const mi_options *opt, mi_model **out) {
   *out = NULL;
   mi_model *m = calloc(1, sizeof *m);
   if (!m) {
-    free(owned);
+    mi_file_bytes_close(owned);
     return mi_error(MI_ERR_NO_MEMORY, "out of memory");
   }
   m->plan.first_tail = -1;
@@ -136,15 +136,14 @@ mi_status *mi_model_load_buffer(const void *data, size_t size, const char *base_
 mi_status *mi_model_load_file(const char *path, const mi_options *opt, mi_model **out) {
   *out = NULL;
   if (!path) return mi_error(MI_ERR_INVALID_ARGUMENT, "mi_model_load_file: path is NULL");
-  uint8_t *buf;
-  size_t len;
-  MI_TRY(mi_read_file(path, (size_t)4 << 30, &buf, &len));
+  mi_file_bytes file;
+  MI_TRY(mi_file_bytes_open(path, (size_t)4 << 30, &file));
   char dir[4096];
   snprintf(dir, sizeof dir, "%s", path);
   char *slash = strrchr(dir, '/');
   if (slash) *slash = 0;
   else snprintf(dir, sizeof dir, ".");
-  return load(buf, len, buf, dir, path, opt, out);
+  return load(file.data, file.size, &file, dir, path, opt, out);
 }
 
 void mi_model_free(mi_model *m) {

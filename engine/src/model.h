@@ -41,8 +41,9 @@ mi_status *mi_cuda_model_run(mi_model *m, bool replanned, mi_tensor *const *inpu
 void mi_cuda_model_free(mi_model *m);
 
 /* Build g from an ONNX model in memory (onnx_load.c). `owned`, if not NULL,
- * is the malloc'd buffer holding data: it is freed as soon as it is parsed. */
-mi_status *mi_onnx_build_graph(const uint8_t *data, size_t size, uint8_t *owned, const char *base_dir,
+ * is the file holding data: it is closed as soon as it is parsed. */
+struct mi_file_bytes;
+mi_status *mi_onnx_build_graph(const uint8_t *data, size_t size, struct mi_file_bytes *owned, const char *base_dir,
                                const char *name, size_t max_bytes, mi_graph *g);
 void mi_graph_free(mi_graph *g);
 /* Add a value; returns its index or -1 when out of memory. */

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "model.h"
+#include "hugepages.h"
 #include "onnx_internal.h"
 
 static char *xstrdup(const char *s) {
@@ -586,16 +587,34 @@ static mi_status *build_subgraph(const Onnx__GraphProto *gp, const char *base_di
   return st;
 }
 
-mi_status *mi_onnx_build_graph(const uint8_t *data, size_t size, uint8_t *owned, const char *base_dir,
+/* The decoder's blocks of 2 MB or more (weights) on huge pages: each 2 MB is
+ * then one page fault instead of 512 (ResNet-50's decoding 545 -> 133 ms on a
+ * 2-core VM).  free()-able: the tensors take the weights' blocks over. */
+static void *decoded_alloc(void *unused, size_t n) {
+  (void)unused;
+  const size_t huge = (size_t)2 << 20;
+  if (n < huge) return malloc(n);
+  void *p = NULL;
+  if (posix_memalign(&p, huge, n)) return NULL;
+  mi_advise_huge(p, n);
+  return p;
+}
+static void decoded_free(void *unused, void *p) {
+  (void)unused;
+  free(p);
+}
+
+mi_status *mi_onnx_build_graph(const uint8_t *data, size_t size, mi_file_bytes *owned, const char *base_dir,
                                const char *name, size_t max_bytes, mi_graph *g) {
   memset(g, 0, sizeof *g);
-  Onnx__ModelProto *mp = onnx__model_proto__unpack(NULL, size, data);
-  free(owned); /* the unpacked copy is all that is needed from here */
+  ProtobufCAllocator alloc = {decoded_alloc, decoded_free, NULL};
+  Onnx__ModelProto *mp = onnx__model_proto__unpack(&alloc, size, data);
+  mi_file_bytes_close(owned); /* the unpacked copy is all that is needed from here */
   if (!mp)
     return mi_error(MI_ERR_PARSE, "'%s' is not a valid ONNX model (protobuf decoding failed: the file is truncated or corrupt)",
                     name);
   mi_status *st = build_graph(mp, base_dir, name, max_bytes, g);
-  onnx__model_proto__free_unpacked(mp, NULL);
+  onnx__model_proto__free_unpacked(mp, &alloc);
   if (!st) st = resolve_ops(g);
   if (!st) st = mi_graph_toposort(g);
   if (st) mi_graph_free(g);

@@ -1,10 +1,14 @@
 /* onnx.TensorProto -> mi_tensor, with every length checked against the
  * declared dims so that a hostile file cannot make us read out of bounds. */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "onnx_internal.h"
 
@@ -122,44 +126,68 @@ const char *mi_onnx_dtype_name(int t) {
   return t >= 0 && t < (int)(sizeof names / sizeof names[0]) ? names[t] : "unknown";
 }
 
-mi_status *mi_read_file(const char *path, size_t max_bytes, uint8_t **data, size_t *size) {
-  *data = NULL;
-  *size = 0;
-  FILE *f = fopen(path, "rb");
-  if (!f) return mi_error(MI_ERR_IO, "cannot open '%s': %s", path, strerror(errno));
-  if (fseeko(f, 0, SEEK_END) != 0) {
-    fclose(f);
+mi_status *mi_file_bytes_open(const char *path, size_t max_bytes, mi_file_bytes *f) {
+  memset(f, 0, sizeof *f);
+  int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK); /* a FIFO is refused, not waited on */
+  if (fd < 0) return mi_error(MI_ERR_IO, "cannot open '%s': %s", path, strerror(errno));
+  struct stat sb;
+  if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
+    close(fd);
     return mi_error(MI_ERR_IO, "cannot read '%s': not a regular file", path);
   }
-  off_t len = ftello(f);
-  if (len < 0 || (max_bytes && (uint64_t)len > max_bytes)) {
-    fclose(f);
-    return mi_error(MI_ERR_IO, "cannot read '%s': size %lld is not usable", path, (long long)len);
+  if (sb.st_size < 0 || (max_bytes && (uint64_t)sb.st_size > max_bytes) || (uint64_t)sb.st_size > SIZE_MAX / 2) {
+    close(fd);
+    return mi_error(MI_ERR_IO, "cannot read '%s': size %lld is not usable", path, (long long)sb.st_size);
   }
-  rewind(f);
-  uint8_t *buf = malloc(len ? (size_t)len : 1);
-  if (!buf) {
-    fclose(f);
+  f->size = (size_t)sb.st_size;
+  if (f->size) {
+    int flags = MAP_PRIVATE;
+#ifdef MAP_POPULATE
+    flags |= MAP_POPULATE; /* read ahead in one go: decoding walks all of it */
+#endif
+    void *p = mmap(NULL, f->size, PROT_READ, flags, fd, 0);
+    if (p != MAP_FAILED) {
+      close(fd);
+      f->data = p;
+      f->mapped = true;
+      return NULL;
+    }
+  }
+  /* Empty, or a file system that cannot map: read it. */
+  f->data = malloc(f->size ? f->size : 1);
+  if (!f->data) {
+    close(fd);
     return mi_error(MI_ERR_NO_MEMORY, "cannot read '%s': out of memory", path);
   }
-  if (fread(buf, 1, (size_t)len, f) != (size_t)len) {
-    fclose(f);
-    free(buf);
-    return mi_error(MI_ERR_IO, "cannot read '%s': %s", path, strerror(errno));
+  size_t got = 0;
+  while (got < f->size) {
+    const ssize_t r = read(fd, f->data + got, f->size - got);
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) {
+      mi_status *st = mi_error(MI_ERR_IO, "cannot read '%s': %s", path, r < 0 ? strerror(errno) : "the file shrank");
+      close(fd);
+      mi_file_bytes_close(f);
+      return st;
+    }
+    got += (size_t)r;
   }
-  fclose(f);
-  *data = buf;
-  *size = (size_t)len;
+  close(fd);
   return NULL;
+}
+
+void mi_file_bytes_close(mi_file_bytes *f) {
+  if (!f || !f->data) return;
+  if (f->mapped) munmap(f->data, f->size);
+  else free(f->data);
+  memset(f, 0, sizeof *f);
 }
 
 mi_status *mi_tensor_load_pb(const char *path, mi_tensor **out) {
   *out = NULL;
-  uint8_t *buf;
-  size_t len;
-  MI_TRY(mi_read_file(path, 0, &buf, &len));
-  Onnx__TensorProto *tp = onnx__tensor_proto__unpack(NULL, len, buf);
-  free(buf);
+  mi_file_bytes file;
+  MI_TRY(mi_file_bytes_open(path, 0, &file));
+  Onnx__TensorProto *tp = onnx__tensor_proto__unpack(NULL, file.size, file.data);
+  mi_file_bytes_close(&file);
   if (!tp) return mi_error(MI_ERR_PARSE, "'%s' is not a serialized onnx.TensorProto", path);
   mi_tensor *t = calloc(1, sizeof *t);
   mi_status *st = t ? mi_onnx_tensor_decode(tp, NULL, path, mi_default_max_tensor_bytes(), t)

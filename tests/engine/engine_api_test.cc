@@ -1,5 +1,6 @@
 // Engine API: loading, describing, running, and refusing bad models cleanly.
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 
 #include <cmath>
 #include <cstdio>
@@ -393,6 +394,46 @@ TEST(EngineBadInput, NotAnOnnxFile) {
   s = take(mi_model_load_file("/nonexistent/dir/model.onnx", nullptr, &m2));
   EXPECT_EQ(s.code, MI_ERR_IO);
   EXPECT_NE(s.msg.find("/nonexistent/dir/model.onnx"), std::string::npos) << s.msg;
+}
+
+// A model read from a file (mapped) runs as the same bytes from memory do;
+// what is not a regular file is refused at once, a FIFO without waiting for
+// a writer.
+TEST(EngineBadInput, ModelFilesAreRegularFilesOnly) {
+  TempDir tmp{"file"};
+  const std::string dir = tmp.path();
+  auto w = random_floats(18, 1), b = random_floats(2, 2);
+  auto buf = conv_relu_model(w, b).serialize();
+  {
+    std::ofstream f(dir + "/model.onnx", std::ios::binary);
+    f.write(reinterpret_cast<const char *>(buf.data()), (std::streamsize)buf.size());
+  }
+  mi_model *m = nullptr;
+  auto s = take(mi_model_load_file((dir + "/model.onnx").c_str(), nullptr, &m));
+  ASSERT_EQ(s.code, MI_OK) << s.msg;
+  auto x = random_floats(25, 5);
+  std::vector<float> y;
+  ASSERT_EQ(run1(m, {1, 1, 5, 5}, x, &y).code, MI_OK);
+  auto ref = conv_relu_reference(x, 1, w, b);
+  for (size_t i = 0; i < y.size(); i++) EXPECT_NEAR(y[i], ref[i], 1e-5);
+  mi_model_free(m);
+
+  ASSERT_EQ(mkfifo((dir + "/fifo.onnx").c_str(), 0600), 0);
+  ASSERT_EQ(mkdir((dir + "/folder.onnx").c_str(), 0700), 0);
+  for (const char *name : {"fifo.onnx", "folder.onnx"}) {
+    m = nullptr;
+    s = take(mi_model_load_file((dir + "/" + name).c_str(), nullptr, &m));
+    EXPECT_EQ(s.code, MI_ERR_IO) << name;
+    EXPECT_NE(s.msg.find(name), std::string::npos) << s.msg;
+    EXPECT_NE(s.msg.find("not a regular file"), std::string::npos) << s.msg;
+    EXPECT_EQ(m, nullptr);
+  }
+  std::ofstream(dir + "/empty.onnx").close();
+  m = nullptr;
+  s = take(mi_model_load_file((dir + "/empty.onnx").c_str(), nullptr, &m));
+  EXPECT_NE(s.code, MI_OK);
+  EXPECT_NE(s.msg.find("empty.onnx"), std::string::npos) << s.msg;
+  mi_model_free(m);
 }
 
 class ExternalData : public ::testing::Test {
