@@ -396,47 +396,8 @@ TEST(EngineBadInput, NotAnOnnxFile) {
   EXPECT_NE(s.msg.find("/nonexistent/dir/model.onnx"), std::string::npos) << s.msg;
 }
 
-// A model read from a file (mapped) runs as the same bytes from memory do;
-// what is not a regular file is refused at once, a FIFO without waiting for
-// a writer.
-TEST(EngineBadInput, ModelFilesAreRegularFilesOnly) {
-  TempDir tmp{"file"};
-  const std::string dir = tmp.path();
-  auto w = random_floats(18, 1), b = random_floats(2, 2);
-  auto buf = conv_relu_model(w, b).serialize();
-  {
-    std::ofstream f(dir + "/model.onnx", std::ios::binary);
-    f.write(reinterpret_cast<const char *>(buf.data()), (std::streamsize)buf.size());
-  }
-  mi_model *m = nullptr;
-  auto s = take(mi_model_load_file((dir + "/model.onnx").c_str(), nullptr, &m));
-  ASSERT_EQ(s.code, MI_OK) << s.msg;
-  auto x = random_floats(25, 5);
-  std::vector<float> y;
-  ASSERT_EQ(run1(m, {1, 1, 5, 5}, x, &y).code, MI_OK);
-  auto ref = conv_relu_reference(x, 1, w, b);
-  for (size_t i = 0; i < y.size(); i++) EXPECT_NEAR(y[i], ref[i], 1e-5);
-  mi_model_free(m);
-
-  ASSERT_EQ(mkfifo((dir + "/fifo.onnx").c_str(), 0600), 0);
-  ASSERT_EQ(mkdir((dir + "/folder.onnx").c_str(), 0700), 0);
-  for (const char *name : {"fifo.onnx", "folder.onnx"}) {
-    m = nullptr;
-    s = take(mi_model_load_file((dir + "/" + name).c_str(), nullptr, &m));
-    EXPECT_EQ(s.code, MI_ERR_IO) << name;
-    EXPECT_NE(s.msg.find(name), std::string::npos) << s.msg;
-    EXPECT_NE(s.msg.find("not a regular file"), std::string::npos) << s.msg;
-    EXPECT_EQ(m, nullptr);
-  }
-  std::ofstream(dir + "/empty.onnx").close();
-  m = nullptr;
-  s = take(mi_model_load_file((dir + "/empty.onnx").c_str(), nullptr, &m));
-  EXPECT_NE(s.code, MI_OK);
-  EXPECT_NE(s.msg.find("empty.onnx"), std::string::npos) << s.msg;
-  mi_model_free(m);
-}
-
-class ExternalData : public ::testing::Test {
+// A folder for model files.
+class ModelFolder : public ::testing::Test {
  protected:
   TempDir tmp{"ext"};
   std::string dir = tmp.path();
@@ -444,7 +405,47 @@ class ExternalData : public ::testing::Test {
     std::ofstream f(dir + "/" + name, std::ios::binary);
     f.write(reinterpret_cast<const char *>(bytes.data()), (std::streamsize)bytes.size());
   }
+  // The conv+ReLU model in `name` loads and computes its reference.
+  void expect_conv_relu(const std::string &name, const std::vector<float> &w, const std::vector<float> &b) {
+    mi_model *m = nullptr;
+    auto s = take(mi_model_load_file((dir + "/" + name).c_str(), nullptr, &m));
+    ASSERT_EQ(s.code, MI_OK) << s.msg;
+    auto x = random_floats(25, 5);
+    std::vector<float> y;
+    EXPECT_EQ(run1(m, {1, 1, 5, 5}, x, &y).code, MI_OK);
+    auto ref = conv_relu_reference(x, 1, w, b);
+    ASSERT_EQ(y.size(), ref.size());
+    for (size_t i = 0; i < y.size(); i++) EXPECT_NEAR(y[i], ref[i], 1e-5);
+    mi_model_free(m);
+  }
 };
+
+// A model file (mapped) runs as its bytes from memory do; what is not a
+// regular file is refused at once, a FIFO without waiting for a writer.
+TEST_F(ModelFolder, ModelFilesAreRegularFilesOnly) {
+  auto w = random_floats(18, 1), b = random_floats(2, 2);
+  write("model.onnx", conv_relu_model(w, b).serialize());
+  expect_conv_relu("model.onnx", w, b);
+
+  ASSERT_EQ(mkfifo((dir + "/fifo.onnx").c_str(), 0600), 0);
+  ASSERT_EQ(mkdir((dir + "/folder.onnx").c_str(), 0700), 0);
+  for (const char *name : {"fifo.onnx", "folder.onnx"}) {
+    mi_model *m = nullptr;
+    auto s = take(mi_model_load_file((dir + "/" + name).c_str(), nullptr, &m));
+    EXPECT_EQ(s.code, MI_ERR_IO) << name;
+    EXPECT_NE(s.msg.find(name), std::string::npos) << s.msg;
+    EXPECT_NE(s.msg.find("not a regular file"), std::string::npos) << s.msg;
+    EXPECT_EQ(m, nullptr);
+  }
+  write("empty.onnx", {});
+  mi_model *m = nullptr;
+  auto s = take(mi_model_load_file((dir + "/empty.onnx").c_str(), nullptr, &m));
+  EXPECT_NE(s.code, MI_OK);
+  EXPECT_NE(s.msg.find("empty.onnx"), std::string::npos) << s.msg;
+  mi_model_free(m);
+}
+
+class ExternalData : public ModelFolder {};
 
 TEST_F(ExternalData, WeightsBesideTheModelAreRead) {
   auto w = random_floats(18, 1), b = random_floats(2, 2);
@@ -457,19 +458,12 @@ TEST_F(ExternalData, WeightsBesideTheModelAreRead) {
   md.inits[0].offset = 64;
   md.inits[0].length = 72;
   write("model.onnx", md.serialize());
-  mi_model *m = nullptr;
-  auto s = take(mi_model_load_file((dir + "/model.onnx").c_str(), nullptr, &m));
-  ASSERT_EQ(s.code, MI_OK) << s.msg;
-  auto x = random_floats(25, 5);
-  std::vector<float> y;
-  ASSERT_EQ(run1(m, {1, 1, 5, 5}, x, &y).code, MI_OK);
-  auto ref = conv_relu_reference(x, 1, w, b);
-  for (size_t i = 0; i < y.size(); i++) EXPECT_NEAR(y[i], ref[i], 1e-5);
-  mi_model_free(m);
+  expect_conv_relu("model.onnx", w, b);
 
   // From memory without a folder, external data cannot be resolved.
   auto buf = md.serialize();
-  s = load(buf, &m);
+  mi_model *m = nullptr;
+  auto s = load(buf, &m);
   EXPECT_EQ(s.code, MI_ERR_INVALID_ARGUMENT);
   EXPECT_NE(s.msg.find("weights.bin"), std::string::npos) << s.msg;
 }
