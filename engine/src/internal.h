@@ -30,6 +30,9 @@ int64_t mi_numel(int ndim, const int64_t *dims);
 /* Set shape/dtype only (data untouched). */
 void mi_tensor_set_shape(mi_tensor *t, mi_dtype dt, int ndim, const int64_t *dims);
 size_t mi_tensor_nbytes(const mi_tensor *t);
+/* t's size in bytes, checked: fails on a negative dimension, or over the
+ * size limit (0: none; sizes past SIZE_MAX / 2 count as SIZE_MAX / 2). */
+mi_status *mi_tensor_checked_nbytes(const mi_tensor *t, size_t max_bytes, size_t *nbytes);
 /* Allocate owned storage for t's current shape (fails over the size limit). */
 mi_status *mi_tensor_alloc(mi_tensor *t, size_t max_bytes);
 /* Read element i of an integer or float tensor as int64 / double. */

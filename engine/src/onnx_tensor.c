@@ -63,11 +63,13 @@ mi_status *mi_onnx_tensor_decode(Onnx__TensorProto *tp, const char *base_dir,
     if (tp->dims[i] < 0)
       return mi_error(MI_ERR_PARSE, "%s: negative dimension %lld", what, (long long)tp->dims[i]);
   mi_tensor_set_shape(out, dt, (int)tp->n_dims, tp->dims);
+  size_t nbytes = 0; /* from the dims, without overflow: they are the file's */
+  mi_status *st = mi_tensor_checked_nbytes(out, max_bytes, &nbytes);
+  if (st) return mi_error_prefix(st, "%s", what);
   /* Raw data of the right size is taken over rather than copied: weights
    * then exist once in memory while a model loads. */
   bool external = tp->has_data_location && tp->data_location == ONNX__TENSOR_PROTO__DATA_LOCATION__EXTERNAL;
-  if (!external && tp->has_raw_data && tp->raw_data.data && tp->raw_data.len &&
-      tp->raw_data.len == mi_tensor_nbytes(out) && (!max_bytes || tp->raw_data.len <= max_bytes)) {
+  if (!external && tp->has_raw_data && tp->raw_data.data && tp->raw_data.len && tp->raw_data.len == nbytes) {
     out->data = tp->raw_data.data;
     out->owns_data = true;
     tp->raw_data.data = NULL;
@@ -75,10 +77,9 @@ mi_status *mi_onnx_tensor_decode(Onnx__TensorProto *tp, const char *base_dir,
     tp->has_raw_data = 0;
     return NULL;
   }
-  mi_status *st = mi_tensor_alloc(out, max_bytes);
+  st = mi_tensor_alloc(out, max_bytes);
   if (st) return mi_error_prefix(st, "%s", what);
-  size_t n = (size_t)mi_numel(out->ndim, out->dims);
-  size_t nbytes = n * mi_dtype_size(dt);
+  const size_t n = nbytes / mi_dtype_size(dt);
 
   if (tp->has_data_location && tp->data_location == ONNX__TENSOR_PROTO__DATA_LOCATION__EXTERNAL) {
     st = read_external(tp, base_dir, what, nbytes, out->data);

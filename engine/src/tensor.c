@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "hugepages.h"
 #include "internal.h"
 
 size_t mi_dtype_size(mi_dtype dt) {
@@ -68,11 +69,28 @@ static mi_status *checked_bytes(mi_dtype dt, int ndim, const int64_t *dims, size
   return NULL;
 }
 
+mi_status *mi_tensor_checked_nbytes(const mi_tensor *t, size_t max_bytes, size_t *nbytes) {
+  return checked_bytes(t->dtype, t->ndim, t->dims, max_bytes, nbytes);
+}
+
+/* Zeroed bytes; blocks of 2 MB or more on huge pages, where a fresh block
+ * would otherwise be faulted in 4 KB at a time by its first writer (the demo
+ * model's 23 MB output: 94 ms of its first run on a 2-core VM). */
+static void *zeroed_bytes(size_t nb) {
+  const size_t huge = (size_t)2 << 20;
+  if (nb < huge) return calloc(1, nb ? nb : 1);
+  void *p = NULL;
+  if (posix_memalign(&p, huge, nb)) return NULL;
+  mi_advise_huge(p, nb);
+  memset(p, 0, nb);
+  return p;
+}
+
 mi_status *mi_tensor_alloc(mi_tensor *t, size_t max_bytes) {
   size_t nb = 0;
   MI_TRY(checked_bytes(t->dtype, t->ndim, t->dims, max_bytes, &nb));
   if (t->owns_data) free(t->data);
-  t->data = calloc(1, nb ? nb : 1);
+  t->data = zeroed_bytes(nb);
   t->owns_data = t->data != NULL;
   if (!t->data) return mi_error(MI_ERR_NO_MEMORY, "cannot allocate %zu bytes", nb);
   return NULL;

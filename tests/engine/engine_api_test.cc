@@ -322,6 +322,56 @@ TEST(EngineBadInput, BitFlippedModelsNeverCrash) {
   EXPECT_GT(loaded + refused, 0);
 }
 
+// Dims whose product wraps around 2^64 to the raw data's size ((2^62 + 1) x 4
+// is 4 elements, modulo 2^64) once made a 16-byte tensor claiming those dims.
+TEST(EngineBadInput, InitializerDimsWhoseProductWraps) {
+  Model md = conv_relu_model(random_floats(18, 1), random_floats(2, 2));
+  md.inits[0].dims = {(int64_t(1) << 62) + 1, 1, 2, 2};  // 2^62 + 1 output channels
+  md.inits[0].raw.resize(16);
+  md.inits.pop_back();  // no bias to disagree with them
+  md.nodes[0].in.pop_back();
+  mi_model *m = nullptr;
+  auto s = load(md.serialize(), &m);
+  EXPECT_NE(s.code, MI_OK);
+  EXPECT_NE(s.msg.find("initializer 'w'"), std::string::npos) << s.msg;
+  EXPECT_EQ(m, nullptr);
+}
+
+// Kernel attributes far past any image overflowed the output size's
+// arithmetic; now each is refused, naming it.
+TEST(EngineBadInput, HugeSpatialAttributesAreRefused) {
+  const int64_t huge = int64_t(1) << 40;
+  const std::vector<std::pair<std::string, std::vector<int64_t>>> cases = {
+      {"pads", {huge, huge, huge, huge}},
+      {"dilations", {INT64_MAX, 1}},
+      {"strides", {1, huge}},
+  };
+  for (const auto &c : cases) {
+    Model md = conv_relu_model(random_floats(18, 1), random_floats(2, 2));
+    md.nodes[0].attrs = {onnxb::attr_ints(c.first.c_str(), c.second)};
+    mi_model *m = nullptr;
+    auto s = load(md.serialize(), &m);
+    EXPECT_EQ(s.code, MI_ERR_INVALID_MODEL) << c.first;
+    EXPECT_NE(s.msg.find("'" + c.first + "'"), std::string::npos) << s.msg;
+    mi_model_free(m);
+  }
+  // Within the bound, pads that make a huge output are refused at the run, not overflowed.
+  Model md = conv_relu_model(random_floats(18, 1), random_floats(2, 2));
+  const int64_t big = int64_t(1) << 24;
+  md.nodes[0].attrs = {onnxb::attr_ints("pads", {big, big, big, big})};
+  md.outputs[0].dims = {-1, 2, -1, -1};
+  mi_model *m = nullptr;
+  auto s = load(md.serialize(), &m);
+  if (s.code == MI_OK) {
+    auto x = random_floats(25, 3);
+    std::vector<float> y;
+    s = run1(m, {1, 1, 5, 5}, x, &y);
+  }
+  EXPECT_NE(s.code, MI_OK);
+  EXPECT_FALSE(s.msg.empty());
+  mi_model_free(m);
+}
+
 TEST(EngineBadInput, InitializerSizeMismatch) {
   Model md = conv_relu_model(random_floats(18, 1), random_floats(2, 2));
   md.inits[0].raw.resize(17 * 4);

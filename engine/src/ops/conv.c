@@ -283,8 +283,10 @@ static mi_status *conv_geom(const mi_node *n, const conv_attr *a, const mi_tenso
     g->in[j] = in; g->k[j] = k; g->s[j] = st; g->d[j] = dl; g->pb[j] = pb; g->out[j] = out;
   }
   g->in_sz = g->in[0] * g->in[1] * g->in[2];
-  g->out_sz = g->out[0] * g->out[1] * g->out[2];
   g->k_sz = g->k[0] * g->k[1] * g->k[2];
+  if (!mi_spatial_volume(g->out, &g->out_sz))
+    return mi_node_error(n, MI_ERR_SHAPE, "an output of %lld x %lld x %lld positions is too large",
+                         (long long)g->out[0], (long long)g->out[1], (long long)g->out[2]);
   return NULL;
 }
 
@@ -327,8 +329,10 @@ static mi_status *convt_geom(const mi_node *n, const conv_attr *a, const mi_tens
     g->in[j] = in; g->k[j] = k; g->s[j] = st; g->d[j] = dl; g->pb[j] = pb; g->out[j] = out;
   }
   g->in_sz = g->in[0] * g->in[1] * g->in[2];
-  g->out_sz = g->out[0] * g->out[1] * g->out[2];
   g->k_sz = g->k[0] * g->k[1] * g->k[2];
+  if (!mi_spatial_volume(g->out, &g->out_sz))
+    return mi_node_error(n, MI_ERR_SHAPE, "an output of %lld x %lld x %lld positions is too large",
+                         (long long)g->out[0], (long long)g->out[1], (long long)g->out[2]);
   return NULL;
 }
 

@@ -105,7 +105,9 @@ static mi_status *pool_geom(const mi_node *n, const pool_attr *a, const mi_tenso
     g->in[j] = in; g->k[j] = k; g->s[j] = st; g->d[j] = dl; g->pb[j] = pb; g->pe[j] = pe; g->out[j] = out;
   }
   g->in_sz = g->in[0] * g->in[1] * g->in[2];
-  g->out_sz = g->out[0] * g->out[1] * g->out[2];
+  if (!mi_spatial_volume(g->out, &g->out_sz))
+    return mi_node_error(n, MI_ERR_SHAPE, "an output of %lld x %lld x %lld positions is too large",
+                         (long long)g->out[0], (long long)g->out[1], (long long)g->out[2]);
   return NULL;
 }
 

@@ -10,9 +10,9 @@ mi_status *mi_read_spatial_ints(mi_node *n, const char *name, size_t maxn, int64
     return mi_node_error(n, MI_ERR_UNSUPPORTED, "'%s' has %zu values; at most 3 spatial dims are supported",
                          name, k);
   for (size_t i = 0; i < k; i++) {
-    if (v[i] < minval)
-      return mi_node_error(n, MI_ERR_INVALID_MODEL, "'%s'[%zu] = %lld must be >= %lld", name, i,
-                           (long long)v[i], (long long)minval);
+    if (v[i] < minval || v[i] > MI_SPATIAL_MAX)
+      return mi_node_error(n, MI_ERR_INVALID_MODEL, "'%s'[%zu] = %lld must be in [%lld, %lld]", name, i,
+                           (long long)v[i], (long long)minval, (long long)MI_SPATIAL_MAX);
     dst[i] = v[i];
   }
   *cnt = k;

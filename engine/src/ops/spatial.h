@@ -18,7 +18,16 @@ static inline void mi_valid_range(int64_t n, int64_t step, int64_t start, int64_
   *lo = l;
   *hi = h;
 }
-/* INTS attribute `name` (at most maxn values, each >= minval) into dst. */
+/* The largest kernel size, stride, dilation, pad or output size an
+ * attribute may give: sizes computed from them then stay far inside int64
+ * (a hostile model's pads overflowed them). */
+#define MI_SPATIAL_MAX ((int64_t)1 << 24)
+/* d[0] * d[1] * d[2] into *v; false when it leaves int64. */
+static inline bool mi_spatial_volume(const int64_t d[3], int64_t *v) {
+  int64_t t;
+  return !__builtin_mul_overflow(d[0], d[1], &t) && !__builtin_mul_overflow(t, d[2], v);
+}
+/* INTS attribute `name` (at most maxn values, each in [minval, MI_SPATIAL_MAX]) into dst. */
 mi_status *mi_read_spatial_ints(mi_node *n, const char *name, size_t maxn, int64_t *dst, size_t *cnt,
                                 int64_t minval);
 /* The auto_pad attribute as PAD_*. */
