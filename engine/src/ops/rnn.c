@@ -252,12 +252,13 @@ static mi_status *rnn_run(mi_node *n, mi_exec *ex, mi_tensor *const *in, mi_tens
   float *XW = buf, *gates = XW + seq * batch * GH, *h = gates + batch * GH, *c = h + batch * H;
   float *tmp = c + batch * H, *tmp2 = tmp + batch * H, *bias = tmp2 + batch * H, *rbh = bias + GH;
   for (int64_t b = 0; b < batch; b++) {
-    lens[b] = SL ? mi_tensor_get_i64(SL, b) : seq;
-    if (lens[b] < 0 || lens[b] > seq) {
+    const int64_t len = SL ? mi_tensor_get_i64(SL, b) : seq;
+    if (len < 0 || len > seq) {
       mi_exec_scratch_release(ex, lens);
       return mi_node_error(n, MI_ERR_INVALID_ARGUMENT, "sequence_lens[%lld]=%lld outside 0..%lld",
-                           (long long)b, (long long)lens[b], (long long)seq);
+                           (long long)b, (long long)len, (long long)seq);
     }
+    lens[b] = len;
   }
   if (Y) memset(Y, 0, mi_tensor_nbytes(out[0])); /* steps past a row's length stay 0 */
   const float *x = X->data;
