@@ -134,7 +134,8 @@ static mi_status *parse_inference(const mi_cj_ctx *c, json_object *root, mi_card
     for (int i = 0; i < 3; ++i) k->patch[i] = (int64_t)p[i];
     if (is2 && k->patch[2] != 1) return mi_cj_bad(c, "inference.patch_size", "2d mode needs [x, y, 1]");
   }
-  MI_TRY(mi_cj_number(c, inf, "overlap", "inference.overlap", 0.5, 0, 0.999999, "in [0, 1)", &k->overlap));
+  /* past 0.9 the patches multiply (0.999999: a 1-voxel step, hours for one CT) */
+  MI_TRY(mi_cj_number(c, inf, "overlap", "inference.overlap", 0.5, 0, 0.9, "in [0, 0.9]", &k->overlap));
   MI_TRY(mi_cj_int(c, inf, "batch", "inference.batch", 1, 1, 1024, "from 1 to 1024", &k->batch));
   MI_TRY(mi_cj_number(c, inf, "gaussian_sigma_scale", "inference.gaussian_sigma_scale", 0.125, 1e-6, 10, "in (0, 10]",
                     &k->sigma_scale));

@@ -78,6 +78,7 @@ TEST(Card, ErrorsNameFileAndField) {
       {"\"spacing\": [2, 2, 3]", "\"spacing\": [2, 0, 3]", "input.spacing: expected 3 positive numbers"},
       {"\"spacing\": [2, 2, 3]", "\"spacing\": [2, 2]", "input.spacing"},
       {"\"overlap\": 0.25", "\"overlap\": 1.5", "inference.overlap"},
+      {"\"overlap\": 0.25", "\"overlap\": 0.999", "inference.overlap: expected a number in [0, 0.9]"},
       {"\"mode\": \"3d\"", "\"mode\": \"4d\"", "inference.mode"},
       {"\"patch_size\": [16, 16, 8]", "\"patch_size\": [16, -1, 8]", "inference.patch_size"},
       {"\"activation\": \"softmax\"", "\"activation\": \"relu\"", "output.activation"},
