@@ -30,6 +30,20 @@ mi_status *check_geometry(const mi_geometry *g, const char *what) {
 
 }  // namespace
 
+// A model grid of at most 2^31 voxels (8 GB as floats, before the network's
+// channels): a series whose slices lie kilometres apart is refused here, by
+// its extent, rather than by a failed allocation.
+static mi_status *check_grid_size(const double n[3], const double spacing[3]) {
+  const double most = 2147483648.0;
+  if (std::isfinite(n[0]) && std::isfinite(n[1]) && std::isfinite(n[2]) &&
+      std::max(n[0], 1.0) * std::max(n[1], 1.0) * std::max(n[2], 1.0) <= most)
+    return nullptr;
+  return mi_error(MI_ERR_SHAPE,
+                  "the series spans %.6g x %.6g x %.6g mm: at the model's spacing (%g x %g x %g mm) that is "
+                  "more than 2^31 voxels",
+                  n[0] * spacing[0], n[1] * spacing[1], n[2] * spacing[2], spacing[0], spacing[1], spacing[2]);
+}
+
 extern "C" mi_status *mi_grid_for(const mi_geometry *g, const double spacing[3], int lps, mi_geometry *out) {
   if (!g || !spacing || !out) return mi_error(MI_ERR_INVALID_ARGUMENT, "mi_grid_for: NULL argument");
   MI_TRY(check_geometry(g, "source"));
@@ -46,16 +60,22 @@ extern "C" mi_status *mi_grid_for(const mi_geometry *g, const double spacing[3],
                                  (c & 4) ? g->size[2] - 0.5 : -0.5, p);
       for (int a = 0; a < 3; ++a) lo[a] = std::min(lo[a], p[a]), hi[a] = std::max(hi[a], p[a]);
     }
+    double n[3];
+    for (int a = 0; a < 3; ++a) n[a] = std::ceil((hi[a] - lo[a]) / spacing[a] - 1e-6);
+    MI_TRY(check_grid_size(n, spacing));
     for (int a = 0; a < 3; ++a) {
-      r.size[a] = std::max<int64_t>(1, (int64_t)std::ceil((hi[a] - lo[a]) / spacing[a] - 1e-6));
+      r.size[a] = std::max<int64_t>(1, (int64_t)n[a]);
       r.spacing[a] = spacing[a];
       r.direction[4 * a] = 1;
       centre[a] = (lo[a] + hi[a]) / 2;
     }
   } else {
     // The series' own axes; same extent, new spacing.
+    double n[3];
+    for (int a = 0; a < 3; ++a) n[a] = std::ceil(g->size[a] * g->spacing[a] / spacing[a] - 1e-6);
+    MI_TRY(check_grid_size(n, spacing));
     for (int a = 0; a < 3; ++a) {
-      r.size[a] = std::max<int64_t>(1, (int64_t)std::ceil(g->size[a] * g->spacing[a] / spacing[a] - 1e-6));
+      r.size[a] = std::max<int64_t>(1, (int64_t)n[a]);
       r.spacing[a] = spacing[a];
     }
     std::memcpy(r.direction, g->direction, sizeof r.direction);

@@ -116,6 +116,31 @@ TEST(Resample, LpsGridCoversTheSource) {
   }
 }
 
+// Slices kilometres apart (consistent, so the series loads) would make a
+// model grid of billions of voxels: refused by its extent, in both grid
+// kinds, also where the extent overflows a double.
+TEST(Resample, GridsOverTwoToTheThirtyOneVoxelsAreRefused) {
+  mi_geometry g{};
+  g.size[0] = g.size[1] = 64, g.size[2] = 40;
+  for (int a = 0; a < 3; ++a) g.spacing[a] = 1, g.direction[4 * a] = 1;
+  const double sp[3] = {3, 3, 3};
+  mi_geometry gm;
+  for (double slices : {1e7, 1e306}) {
+    g.spacing[2] = slices;
+    for (int lps : {1, 0}) {
+      mi_status *st = mi_grid_for(&g, sp, lps, &gm);
+      ASSERT_NE(st, nullptr) << slices << " " << lps;
+      EXPECT_EQ(mi_status_code(st), MI_ERR_SHAPE);
+      EXPECT_NE(std::string(mi_status_message(st)).find("more than 2^31 voxels"), std::string::npos)
+          << mi_status_message(st);
+      mi_status_free(st);
+    }
+  }
+  g.spacing[2] = 1000;  // 40 m: 64 x 64 x 13334 at 3 mm is allowed
+  ASSERT_EQ(mi_grid_for(&g, sp, 1, &gm), nullptr);
+  EXPECT_EQ(gm.size[2], 13334);
+}
+
 TEST(Resample, LabelRoundTripLandsOnSourceGrid) {
   for (const Variant &v : kVariants) {
     mi_phantom *p = make(v);
