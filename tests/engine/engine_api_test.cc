@@ -401,6 +401,41 @@ TEST(EngineBadInput, RnnSequenceLengthsOutOfRange) {
   mi_model_free(m);
 }
 
+// Shape operands near int64's range: Reshape's target size overflowed; a
+// Slice step past the dimension took its one element through an overflowed
+// stride (UBSan's run). The step now acts as the dimension's length would.
+TEST(EngineBadInput, ShapeOperandsNearInt64Limits) {
+  Model rs;
+  rs.inputs.push_back({"x", 1, {1, 1, 5, 5}});
+  rs.outputs.push_back({"y", 1, {}});
+  rs.inits.push_back(onnxb::int64_tensor("shape", {2}, {int64_t(1) << 62, int64_t(1) << 62}));
+  rs.nodes.push_back({"Reshape", "reshape", {"x", "shape"}, {"y"}, {}});
+  mi_model *m = nullptr;
+  auto s = load(rs.serialize(), &m);
+  EXPECT_EQ(s.code, MI_ERR_SHAPE);
+  EXPECT_NE(s.msg.find("overflows"), std::string::npos) << s.msg;
+  mi_model_free(m);
+
+  Model sl;
+  sl.inputs.push_back({"x", 1, {1, 1, 5, 5}});
+  sl.outputs.push_back({"y", 1, {1, 1, 5, 1}});
+  sl.inits.push_back(onnxb::int64_tensor("starts", {1}, {4}));
+  sl.inits.push_back(onnxb::int64_tensor("ends", {1}, {-10}));
+  sl.inits.push_back(onnxb::int64_tensor("axes", {1}, {3}));
+  sl.inits.push_back(onnxb::int64_tensor("steps", {1}, {-(int64_t(1) << 62)}));
+  sl.nodes.push_back({"Slice", "slice", {"x", "starts", "ends", "axes", "steps"}, {"y"}, {}});
+  m = nullptr;
+  s = load(sl.serialize(), &m);
+  ASSERT_EQ(s.code, MI_OK) << s.msg;
+  auto x = random_floats(25, 4);
+  std::vector<float> y;
+  s = run1(m, {1, 1, 5, 5}, x, &y);
+  ASSERT_EQ(s.code, MI_OK) << s.msg;
+  ASSERT_EQ(y.size(), 5u);
+  for (int r = 0; r < 5; r++) EXPECT_EQ(y[r], x[r * 5 + 4]) << r;  // the last column
+  mi_model_free(m);
+}
+
 TEST(EngineBadInput, InitializerSizeMismatch) {
   Model md = conv_relu_model(random_floats(18, 1), random_floats(2, 2));
   md.inits[0].raw.resize(17 * 4);

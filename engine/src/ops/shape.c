@@ -56,7 +56,8 @@ static mi_status *reshape_infer(mi_node *n, mi_tensor *const *in, mi_tensor **ou
     }
     if (v < 0) return mi_node_error(n, MI_ERR_SHAPE, "invalid target dimension %lld", (long long)v);
     dims[i] = v;
-    prod *= v;
+    if (__builtin_mul_overflow(prod, v, &prod))
+      return mi_node_error(n, MI_ERR_SHAPE, "target shape's size overflows at dimension %d (%lld)", i, (long long)v);
   }
   int64_t total = mi_numel(in[0]->ndim, in[0]->dims);
   if (neg >= 0) {
@@ -463,6 +464,10 @@ static mi_status *slice_plan_make(mi_node *n, mi_tensor *const *in, slice_plan *
     int64_t step = nst >= 0 ? steps[i] : 1;
     if (step == 0) return mi_node_error(n, MI_ERR_INVALID_MODEL, "step 0 on axis %lld", (long long)a);
     int64_t d = in[0]->dims[a], s = starts[i], e = ends[i];
+    /* A step past the dimension takes one element, as the dimension's own
+     * length does; clamped, the arithmetic below cannot overflow. */
+    if (step > d) step = d > 0 ? d : 1;
+    if (step < -d) step = d > 0 ? -d : -1;
     /* Clamp like numpy; the bounds stay inside int64 because |d| is small. */
     if (s < 0) s = s < -d ? -d - 1 : s, s += d;
     if (e < 0) e = e < -d ? -d - 1 : e, e += d;
