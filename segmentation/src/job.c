@@ -243,6 +243,19 @@ mi_segmenter_options mi_job_pipeline_options(mi_job *j) {
   return so;
 }
 
+void mi_job_uid_stem(const char *uid, char *buf, size_t size) {
+  if (!size) return;
+  if (!uid || !*uid) uid = "unknown";
+  size_t i = 0;
+  for (; uid[i] && i + 1 < size; ++i) {
+    const char ch = uid[i];
+    const bool keep = (ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || ch == '.' ||
+                      ch == '-' || ch == '_';
+    buf[i] = keep ? ch : '_';
+  }
+  buf[i] = 0;
+}
+
 int mi_job_progress(void *u, double f, const char *msg) {
   job *j = u;
   if (mi_job_emit(j, NULL, NULL, 0.1 + 0.8 * f, msg)) j->cancelled = 1;

@@ -17,7 +17,9 @@
 #include "report.h"
 
 void mi_det_output_name(const char *series_uid, char *buf, size_t size) {
-  snprintf(buf, size, "%s.findings", series_uid && *series_uid ? series_uid : "unknown");
+  char stem[128];
+  mi_job_uid_stem(series_uid, stem, sizeof stem);
+  snprintf(buf, size, "%s.findings", stem);
 }
 
 static mi_status *open_detector(mi_job *j) {

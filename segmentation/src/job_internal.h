@@ -11,6 +11,11 @@
 
 typedef struct mi_job mi_job;
 
+/* A series' UID as a file name's stem: UID characters (digits and dots)
+ * and letters, '-' and '_' kept, anything else (a '/' of a malformed UID)
+ * made '_', so the name stays inside the output folder; "unknown" if empty. */
+void mi_job_uid_stem(const char *uid, char *buf, size_t size);
+
 typedef struct mi_job_task {
   const char *output_key; /* report.json member naming the series' output   */
   const char *what;       /* "SEG", "detection folder": for messages          */

@@ -7,7 +7,9 @@
 #include "pipeline_internal.h"
 
 void mi_seg_output_name(const char *series_uid, char *buf, size_t size) {
-  snprintf(buf, size, "%s.seg.dcm", series_uid && *series_uid ? series_uid : "unknown");
+  char stem[128];
+  mi_job_uid_stem(series_uid, stem, sizeof stem);
+  snprintf(buf, size, "%s.seg.dcm", stem);
 }
 
 

@@ -146,3 +146,17 @@ TEST(Pipeline, LargestComponentAndFractional) {
   EXPECT_LE(b, a);
   mi_phantom_free(p);
 }
+
+// Output names come from the series' UID; a malformed one (a slash from a
+// hostile header) must not lead the SEG or findings folder out of --output.
+TEST(Job, OutputNamesStayInTheOutputFolder) {
+  char buf[256];
+  mi_seg_output_name("1.2.840.113619.2.55.3", buf, sizeof buf);
+  EXPECT_STREQ(buf, "1.2.840.113619.2.55.3.seg.dcm");
+  mi_seg_output_name("../../escaped", buf, sizeof buf);
+  EXPECT_STREQ(buf, ".._.._escaped.seg.dcm");
+  mi_det_output_name("/etc/x y", buf, sizeof buf);
+  EXPECT_STREQ(buf, "_etc_x_y.findings");
+  mi_seg_output_name("", buf, sizeof buf);
+  EXPECT_STREQ(buf, "unknown.seg.dcm");
+}

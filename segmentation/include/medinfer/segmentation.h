@@ -244,7 +244,8 @@ typedef struct mi_seg_job_summary {
  * output). */
 mi_status *mi_seg_job_run(const mi_card *card, const mi_seg_job_options *o, mi_seg_job_summary *summary);
 
-/* SEG file name for a series: "<SeriesInstanceUID>.seg.dcm". */
+/* SEG file name for a series: "<SeriesInstanceUID>.seg.dcm" (characters a
+ * UID may not hold, such as '/', become '_': the name never leaves the folder). */
 void mi_seg_output_name(const char *series_uid, char *buf, size_t size);
 /* Detection output folder for a series: "<SeriesInstanceUID>.findings". */
 void mi_det_output_name(const char *series_uid, char *buf, size_t size);
