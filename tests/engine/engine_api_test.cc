@@ -436,6 +436,25 @@ TEST(EngineBadInput, ShapeOperandsNearInt64Limits) {
   mi_model_free(m);
 }
 
+// Every load error names the model once, whichever step finds it (the
+// graph's checks after decoding named only the node).
+TEST(EngineBadInput, LoadErrorsNameTheModelOnce) {
+  Model undefined = conv_relu_model(random_floats(18, 1), random_floats(2, 2));
+  undefined.nodes[1].in = {"nowhere"};
+  Model cycle = conv_relu_model(random_floats(18, 1), random_floats(2, 2));
+  cycle.nodes[0].in[0] = "y";
+  Model short_raw = conv_relu_model(random_floats(18, 1), random_floats(2, 2));
+  short_raw.inits[0].raw.resize(17 * 4);
+  for (const Model *md : {&undefined, &cycle, &short_raw}) {
+    mi_model *m = nullptr;
+    auto s = load(md->serialize(), &m);
+    EXPECT_NE(s.code, MI_OK);
+    EXPECT_EQ(s.msg.rfind("'test.onnx': ", 0), 0u) << s.msg;
+    EXPECT_EQ(s.msg.find("test.onnx", s.msg.find("test.onnx") + 1), std::string::npos) << "named twice: " << s.msg;
+    EXPECT_EQ(m, nullptr);
+  }
+}
+
 TEST(EngineBadInput, InitializerSizeMismatch) {
   Model md = conv_relu_model(random_floats(18, 1), random_floats(2, 2));
   md.inits[0].raw.resize(17 * 4);
