@@ -75,7 +75,10 @@ std::string decode_file(const FileHeader &h, const std::vector<FrameTarget> &tar
     }
   }
   if (!raw) return h.path + ": Pixel Data cannot be read (" + ff.error().text() + ")";
-  if ((size_t)el->getLength() < need)
+  // Short data is truncated; a row or more to spare means Rows, Columns or
+  // NumberOfFrames do not describe it (less is padding, which readers trim).
+  const size_t row_bytes = (size_t)h.cols * bytes_per;
+  if ((size_t)el->getLength() < need || (size_t)el->getLength() >= need + std::max<size_t>(row_bytes, 2))
     return h.path + ": Pixel Data has " + std::to_string(el->getLength()) + " bytes, " + std::to_string(need) +
            " expected (truncated or inconsistent header)";
   for (const FrameTarget &t : targets) {

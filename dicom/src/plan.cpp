@@ -35,6 +35,19 @@ bool normalize(double *v) {
   return true;
 }
 
+// Finite geometry and rescale; pixel spacing between 0.1 um and 10 m; a
+// rescale that keeps 32-bit stored values inside float's range.
+bool usable_plane(const Plane &p) {
+  for (double v : p.ipp)
+    if (!std::isfinite(v) || std::fabs(v) > 1e9) return false;
+  for (double v : p.iop)
+    if (!std::isfinite(v)) return false;
+  for (double v : p.spacing)
+    if (!(v == 0 || (v >= 1e-4 && v <= 1e4))) return false;  // 0: absent, reported below
+  return std::isfinite(p.slope) && std::isfinite(p.intercept) && std::fabs(p.slope) <= 1e20 &&
+         std::fabs(p.intercept) <= 1e30;
+}
+
 std::string where(const std::vector<FileHeader> &files, const Plane &p) {
   const std::string &f = files[p.file].path;
   return p.frame > 0 ? fmt("%s frame %d", f.c_str(), p.frame) : f;
@@ -97,6 +110,10 @@ std::string plan_volume(const std::vector<FileHeader> &files, bool allow_irregul
         return fmt("slices disagree in orientation: %s has %g\\%g\\%g\\%g\\%g\\%g, %s has %g\\%g\\%g\\%g\\%g\\%g",
                    where(files, ref).c_str(), ref.iop[0], ref.iop[1], ref.iop[2], ref.iop[3], ref.iop[4], ref.iop[5],
                    where(files, p).c_str(), p.iop[0], p.iop[1], p.iop[2], p.iop[3], p.iop[4], p.iop[5]);
+    if (!usable_plane(p))
+      return where(files, p) + fmt(": position, orientation, pixel spacing (%g\\%g mm) or rescale (slope %g, "
+                                   "intercept %g) is not a usable number",
+                                   p.spacing[0], p.spacing[1], p.slope, p.intercept);
     for (int i = 0; i < 2; ++i)
       if (std::fabs(p.spacing[i] - ref.spacing[i]) > 1e-4 * std::max(1.0, ref.spacing[i]))
         return fmt("slices disagree in pixel spacing: %s has %g\\%g, %s has %g\\%g", where(files, ref).c_str(),

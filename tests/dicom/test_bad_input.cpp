@@ -100,6 +100,37 @@ TEST(DicomBadInput, SlicesDisagreeInOrientation) {
   EXPECT_NE(err.find(t.s.files[4]), std::string::npos) << err;
 }
 
+// Numbers DICOM's text allows but no image has (found by fuzzing headers):
+// each refused, naming the file, instead of a NaN volume or a grid of
+// 1e-30 mm voxels.
+TEST(DicomBadInput, UnusableNumbersAreRefused) {
+  const std::vector<void (*)(DcmDataset &)> edits = {
+      [](DcmDataset &d) { d.putAndInsertString(DCM_RescaleSlope, "NaN"); },
+      [](DcmDataset &d) { d.putAndInsertString(DCM_RescaleIntercept, "1e300"); },
+      [](DcmDataset &d) { d.putAndInsertString(DCM_PixelSpacing, "1e-30\\1e-30"); },
+      [](DcmDataset &d) { d.putAndInsertString(DCM_ImagePositionPatient, "0\\inf\\0"); },
+  };
+  for (size_t i = 0; i < edits.size(); ++i) {
+    Scratch t("numbers");
+    // every file, so that no consistency check between slices speaks first
+    for (const std::string &f : t.s.files) edit(f, edits[i]);
+    std::string err = load_error(t.dir);
+    EXPECT_NE(err.find("is not a usable number"), std::string::npos) << i << ": " << err;
+    EXPECT_NE(err.find(t.dir), std::string::npos) << err;
+  }
+}
+
+// Pixel Data with a row or more past Rows x Columns (Rows edited down) is an
+// inconsistent header, not padding.
+TEST(DicomBadInput, PixelDataLongerThanItsRowsIsRefused) {
+  Scratch t("long");
+  for (const std::string &f : t.s.files) edit(f, [](DcmDataset &d) { d.putAndInsertUint16(DCM_Rows, 1); });
+  mi_code code;
+  std::string err = load_error(t.dir, &code);
+  EXPECT_NE(err.find("inconsistent header"), std::string::npos) << err;
+  EXPECT_EQ(code, MI_ERR_PARSE) << err;
+}
+
 TEST(DicomBadInput, MissingPixelData) {
   Scratch t("nopixels");
   edit(t.s.files[1], [](DcmDataset &d) { delete d.remove(DCM_PixelData); });
