@@ -3,6 +3,7 @@
 // Legacy Converted Enhanced multi-frame images keep it in per-frame and shared
 // functional groups (per-frame wins).
 #include <dcmtk/config/osconfig.h>
+#include <dcmtk/dcmdata/dcspchrs.h>
 #include <dcmtk/dcmdata/dctk.h>
 
 #include <cstdio>
@@ -17,6 +18,31 @@ std::string get_string(DcmItem &item, const DcmTagKey &tag) {
   OFString v;
   if (item.findAndGetOFStringArray(tag, v).good()) return std::string(v.c_str());
   return std::string();
+}
+
+bool ascii(const std::string &s) {
+  for (unsigned char ch : s)
+    if (ch >= 0x80) return false;
+  return true;
+}
+
+// A text element in UTF-8 (what reports, JSON and terminals take), from the
+// file's SpecificCharacterSet; bytes it cannot convert (no or a wrong
+// SpecificCharacterSet) are read as Latin-1, the commonest such case.
+std::string get_text(DcmItem &item, const DcmTagKey &tag, const char *delimiters = "") {
+  std::string v = get_string(item, tag);
+  if (ascii(v)) return v;
+  DcmSpecificCharacterSet cs;
+  OFString out;
+  if (cs.selectCharacterSet(get_string(item, DCM_SpecificCharacterSet).c_str()).good() &&
+      cs.convertString(v.c_str(), v.size(), out, delimiters).good())
+    return std::string(out.c_str(), out.length());
+  std::string latin1;
+  for (unsigned char ch : v) {
+    if (ch < 0x80) latin1 += (char)ch;
+    else latin1 += (char)(0xC0 | (ch >> 6)), latin1 += (char)(0x80 | (ch & 0x3F));
+  }
+  return latin1;
 }
 
 bool get_doubles(DcmItem &item, const DcmTagKey &tag, double *out, int n) {
@@ -87,13 +113,13 @@ bool has_dicm_magic(const std::string &path) {
 
 std::string parse_header(DcmItem &ds, const std::string &xfer_uid, FileHeader &h) {
   h.transfer_syntax = xfer_uid;
-  h.patient_id = get_string(ds, DCM_PatientID);
-  h.patient_name = get_string(ds, DCM_PatientName);
+  h.patient_id = get_text(ds, DCM_PatientID);
+  h.patient_name = get_text(ds, DCM_PatientName, "\\^=");
   h.study_uid = get_string(ds, DCM_StudyInstanceUID);
   h.study_date = get_string(ds, DCM_StudyDate);
-  h.study_description = get_string(ds, DCM_StudyDescription);
+  h.study_description = get_text(ds, DCM_StudyDescription);
   h.series_uid = get_string(ds, DCM_SeriesInstanceUID);
-  h.series_description = get_string(ds, DCM_SeriesDescription);
+  h.series_description = get_text(ds, DCM_SeriesDescription);
   h.modality = get_string(ds, DCM_Modality);
   h.sop_class_uid = get_string(ds, DCM_SOPClassUID);
   h.sop_instance_uid = get_string(ds, DCM_SOPInstanceUID);

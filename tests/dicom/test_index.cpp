@@ -3,6 +3,7 @@
 
 #include <dcmtk/config/osconfig.h>
 #include <dcmtk/dcmdata/dcddirif.h>
+#include <dcmtk/dcmdata/dctk.h>
 
 #include <filesystem>
 #include <fstream>
@@ -159,4 +160,41 @@ TEST(DicomIndex, SegBesideItsSourceIsANonLoadableSeries) {
   ASSERT_EQ(take(mi_dicom_load_dir(dir.c_str(), nullptr, nullptr, &v)), "");
   EXPECT_EQ(std::string(mi_dicom_volume_attribute(v, "SeriesInstanceUID")), s.series_uid);
   mi_dicom_volume_free(v);
+}
+
+// Texts come out in UTF-8 from the series' character set, and as Latin-1
+// where the files declare none: reports and JSON need valid UTF-8 (raw
+// ISO_IR 100 bytes reached report.json; found by fuzzing headers).
+TEST(DicomIndex, TextsAreUtf8) {
+  struct {
+    const char *charset, *description, *name, *want_description, *want_name;
+  } cases[] = {
+      {"ISO_IR 100", "Th\xe9rax", "M\xfcller^J", "Th\xc3\xa9rax", "M\xc3\xbcller^J"},
+      {nullptr, "Th\xe9rax", "M\xfcller^J", "Th\xc3\xa9rax", "M\xc3\xbcller^J"},
+      {"ISO_IR 126", "\xd4\xe5\xf3\xf4", "\xc1\xe8\xe7\xe1^\xd3", "\xce\xa4\xce\xb5\xcf\x83\xcf\x84",
+       "\xce\x91\xce\xb8\xce\xb7\xce\xb1^\xce\xa3"},
+  };
+  for (const auto &c : cases) {
+    TempDir tmp{"dicom-charset"};
+    testdata::Series s;
+    ASSERT_EQ(testdata::write_series(Spec(), tmp.path() + "/S", s), "");
+    for (const std::string &f : s.files) {
+      DcmFileFormat ff;
+      ASSERT_TRUE(ff.loadFile(f.c_str()).good());
+      ff.loadAllDataIntoMemory();
+      DcmDataset &d = *ff.getDataset();
+      if (c.charset) d.putAndInsertString(DCM_SpecificCharacterSet, c.charset);
+      d.putAndInsertString(DCM_SeriesDescription, c.description);
+      d.putAndInsertString(DCM_PatientName, c.name);
+      ASSERT_TRUE(ff.saveFile(f.c_str(), EXS_LittleEndianExplicit).good());
+    }
+    mi_dicom_index *idx = nullptr;
+    ASSERT_EQ(take(mi_dicom_index_scan(tmp.path().c_str(), &idx)), "");
+    ASSERT_EQ(mi_dicom_index_series_count(idx), 1u);
+    mi_dicom_series_info info;
+    ASSERT_EQ(take(mi_dicom_index_series(idx, 0, &info)), "");
+    EXPECT_STREQ(info.series_description, c.want_description) << (c.charset ? c.charset : "none");
+    EXPECT_STREQ(info.patient_name, c.want_name) << (c.charset ? c.charset : "none");
+    mi_dicom_index_free(idx);
+  }
 }

@@ -24,7 +24,8 @@ extern "C" {
 typedef struct mi_dicom_index mi_dicom_index;
 
 /* One series of the index.  Series are sorted by patient, study, series
- * number, so patients -> studies -> series can be printed in one pass. */
+ * number, so patients -> studies -> series can be printed in one pass.
+ * Texts are UTF-8, converted from the files' SpecificCharacterSet. */
 typedef struct mi_dicom_series_info {
   const char *patient_id, *patient_name;
   const char *study_uid, *study_date, *study_description;
