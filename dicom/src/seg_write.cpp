@@ -129,8 +129,15 @@ mi_status *add_references(DcmSegmentation &seg, const mi_dicom_volume *src, cons
                     series = attr(src, "SeriesInstanceUID");
   for (const auto &s : src->slices) {
     if (!seen.insert(s.sop_instance_uid).second) continue;
-    refs.add(new IODImageReference(patient.c_str(), study.c_str(), series.c_str(), s.sop_instance_uid.c_str(),
-                                   s.sop_class_uid.c_str()));
+    auto *ref = new IODImageReference(patient.c_str(), study.c_str(), series.c_str(), s.sop_instance_uid.c_str(),
+                                      s.sop_class_uid.c_str());
+    if (!refs.add(ref)) {  // refused (its own check): still ours to free
+      delete ref;
+      return mi_error(MI_ERR_INVALID_ARGUMENT,
+                      "dicom: %s: the source's UIDs cannot be referenced (study '%.80s', series '%.80s', instance "
+                      "'%.80s', class '%.80s')",
+                      out.c_str(), study.c_str(), series.c_str(), s.sop_instance_uid.c_str(), s.sop_class_uid.c_str());
+    }
   }
   if (seg.getCommonInstanceReference().addReferences(refs, study.c_str()) == 0)
     return mi_error(MI_ERR_INTERNAL, "dicom: %s: could not reference the source series", out.c_str());

@@ -200,6 +200,8 @@ static void copy_decl(mi_value *v, const Onnx__ValueInfoProto *vi) {
   for (size_t d = 0; d < tt->shape->n_dim; d++) {
     const Onnx__TensorShapeProto__Dimension *dim = tt->shape->dim[d];
     v->decl_dims[d] = -1;
+    free(v->decl_dim_names[d]); /* declared twice (an output listed again): the last one holds */
+    v->decl_dim_names[d] = NULL;
     if (dim->value_case == ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_VALUE && dim->dim_value >= 0)
       v->decl_dims[d] = dim->dim_value;
     else if (dim->value_case == ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_PARAM)

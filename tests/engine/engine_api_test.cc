@@ -455,6 +455,21 @@ TEST(EngineBadInput, LoadErrorsNameTheModelOnce) {
   }
 }
 
+// An output listed twice, with a symbolic dimension: the second declaration
+// holds and the first one's name is freed (LeakSanitizer's run).
+TEST(EngineBadInput, OutputListedTwice) {
+  Model md = conv_relu_model(random_floats(18, 1), random_floats(2, 2));
+  md.outputs.push_back(md.outputs[0]);
+  mi_model *m = nullptr;
+  auto s = load(md.serialize(), &m);
+  if (s.code == MI_OK) {
+    mi_io_info info;
+    ASSERT_EQ(mi_model_output_info(m, 0, &info), nullptr);
+    EXPECT_STREQ(info.dim_names[0], "N");
+  }
+  mi_model_free(m);
+}
+
 TEST(EngineBadInput, InitializerSizeMismatch) {
   Model md = conv_relu_model(random_floats(18, 1), random_floats(2, 2));
   md.inits[0].raw.resize(17 * 4);
