@@ -131,6 +131,10 @@ static mi_status *parse_inference(const mi_cj_ctx *c, json_object *root, mi_card
   if (ps || is3) {
     double p[3];
     MI_TRY(mi_cj_vec(c, ps, "inference.patch_size", 3, 1, 1, p));
+    /* 2^25 voxels (320^3) and more are no patch: a 1024^3 one ran for minutes before failing */
+    if (p[0] > 65536 || p[1] > 65536 || p[2] > 65536 || p[0] * p[1] * p[2] > 33554432.0)
+      return mi_cj_bad(c, "inference.patch_size", "expected at most 2^25 voxels (320 x 320 x 320), got %g x %g x %g",
+                       p[0], p[1], p[2]);
     for (int i = 0; i < 3; ++i) k->patch[i] = (int64_t)p[i];
     if (is2 && k->patch[2] != 1) return mi_cj_bad(c, "inference.patch_size", "2d mode needs [x, y, 1]");
   }

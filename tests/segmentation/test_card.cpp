@@ -81,6 +81,8 @@ TEST(Card, ErrorsNameFileAndField) {
       {"\"overlap\": 0.25", "\"overlap\": 0.999", "inference.overlap: expected a number in [0, 0.9]"},
       {"\"mode\": \"3d\"", "\"mode\": \"4d\"", "inference.mode"},
       {"\"patch_size\": [16, 16, 8]", "\"patch_size\": [16, -1, 8]", "inference.patch_size"},
+      {"\"patch_size\": [16, 16, 8]", "\"patch_size\": [1024, 1024, 1024]", "inference.patch_size: expected at most 2^25"},
+      {"\"patch_size\": [16, 16, 8]", "\"patch_size\": [1e300, 1, 1]", "inference.patch_size"},
       {"\"activation\": \"softmax\"", "\"activation\": \"relu\"", "output.activation"},
       {"\"meaning\": \"Liver\"", "\"meaning\": 5", "output.labels[0].type.meaning"},
       {"\"color\": [1, 2, 3]", "\"color\": [1, 2, 300]", "output.labels[0].color"},
