@@ -279,6 +279,22 @@ TEST(DicomSeg, LabelBeyondSegmentCountIsRejected) {
   EXPECT_FALSE(fs::exists(out));
 }
 
+// A source UID DCMTK cannot reference (a '?' in the series UID) fails the
+// write, saying which, and leaves no file (its reference leaked before).
+TEST(DicomSeg, UnreferenceableSourceUidIsNamed) {
+  Spec spec;
+  spec.series_uid = "1.2.3?4";
+  Fixture f;
+  setup(spec, "seg-baduid", f);
+  if (::testing::Test::HasFatalFailure()) return;
+  std::vector<uint8_t> labels = make_labels(*mi_dicom_volume_geometry(f.vol.get()));
+  const std::string out = f.dir + "/seg.dcm";
+  std::string err = take(mi_dicom_write_seg_labelmap(f.vol.get(), labels.data(), kSegments, 3, nullptr, out.c_str()));
+  EXPECT_NE(err.find("cannot be referenced"), std::string::npos) << err;
+  EXPECT_NE(err.find("1.2.3?4"), std::string::npos) << err;
+  EXPECT_FALSE(fs::exists(out));
+}
+
 TEST(DicomSeg, CielabColourMatchesDcmtk) {
   const uint8_t white[3] = {255, 255, 255};
   uint16_t lab[3];
