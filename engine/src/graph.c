@@ -31,42 +31,50 @@ const mi_attr *mi_node_attr(const mi_node *n, const char *name) {
   return NULL;
 }
 
-int64_t mi_attr_int(const mi_node *n, const char *name, int64_t def) {
+/* The attribute `name` if it has type `want` (or `also`); a present one of
+ * another type is noted on the node (the getters are read-only otherwise). */
+static const mi_attr *typed_attr(const mi_node *n, const char *name, mi_attr_type want, mi_attr_type also) {
   const mi_attr *a = mi_node_attr(n, name);
-  return a && a->type == MI_ATTR_INT ? a->i : def;
+  if (!a || a->type == want || a->type == also) return a;
+  if (!n->mistyped) {
+    mi_node *w = (mi_node *)n;
+    w->mistyped = a;
+    w->mistyped_want = want;
+  }
+  return NULL;
+}
+
+int64_t mi_attr_int(const mi_node *n, const char *name, int64_t def) {
+  const mi_attr *a = typed_attr(n, name, MI_ATTR_INT, MI_ATTR_INT);
+  return a ? a->i : def;
 }
 
 float mi_attr_float(const mi_node *n, const char *name, float def) {
-  const mi_attr *a = mi_node_attr(n, name);
+  const mi_attr *a = typed_attr(n, name, MI_ATTR_FLOAT, MI_ATTR_INT);
   if (!a) return def;
-  if (a->type == MI_ATTR_FLOAT) return a->f;
-  if (a->type == MI_ATTR_INT) return (float)a->i;
-  return def;
+  return a->type == MI_ATTR_FLOAT ? a->f : (float)a->i;
 }
 
 const char *mi_attr_string(const mi_node *n, const char *name, const char *def) {
-  const mi_attr *a = mi_node_attr(n, name);
-  return a && a->type == MI_ATTR_STRING ? a->s : def;
+  const mi_attr *a = typed_attr(n, name, MI_ATTR_STRING, MI_ATTR_STRING);
+  return a ? a->s : def;
 }
 
 size_t mi_attr_ints(const mi_node *n, const char *name, const int64_t **vals) {
-  const mi_attr *a = mi_node_attr(n, name);
-  if (!a || a->type != MI_ATTR_INTS) {
-    *vals = NULL;
-    return 0;
-  }
-  *vals = a->ints;
-  return a->n;
+  const mi_attr *a = typed_attr(n, name, MI_ATTR_INTS, MI_ATTR_INTS);
+  *vals = a ? a->ints : NULL;
+  return a ? a->n : 0;
 }
 
 size_t mi_attr_floats(const mi_node *n, const char *name, const float **vals) {
-  const mi_attr *a = mi_node_attr(n, name);
-  if (!a || a->type != MI_ATTR_FLOATS) {
-    *vals = NULL;
-    return 0;
-  }
-  *vals = a->floats;
-  return a->n;
+  const mi_attr *a = typed_attr(n, name, MI_ATTR_FLOATS, MI_ATTR_FLOATS);
+  *vals = a ? a->floats : NULL;
+  return a ? a->n : 0;
+}
+
+static const char *attr_type_name(int t) {
+  static const char *names[] = {"UNDEFINED", "FLOAT", "INT", "STRING", "TENSOR", "GRAPH", "FLOATS", "INTS", "STRINGS"};
+  return t >= 0 && t < (int)(sizeof names / sizeof names[0]) ? names[t] : "another type";
 }
 
 mi_status *mi_node_error(const mi_node *n, mi_code code, const char *fmt, ...) {
@@ -87,6 +95,11 @@ mi_status *mi_graph_init_ops(mi_graph *g) {
       return mi_node_error(n, MI_ERR_UNSUPPORTED, "opset %d is older than the %d this kernel follows",
                            n->opset, n->op->min_opset);
     if (n->op->init) MI_TRY(mi_error_prefix(n->op->init(n, g), "'%s'", g->name));
+    if (n->mistyped)
+      return mi_error_prefix(mi_node_error(n, MI_ERR_INVALID_MODEL, "attribute '%s' is %s where %s is expected",
+                                           n->mistyped->name, attr_type_name(n->mistyped->type),
+                                           attr_type_name(n->mistyped_want)),
+                             "'%s'", g->name);
   }
   return NULL;
 }

@@ -136,6 +136,10 @@ struct mi_node {
   int *out;
   int n_attr;
   mi_attr *attr;
+  /* An attribute an operator read as another type (first one; the getters
+   * return the default for it): the load fails naming it, as ONNX Runtime's. */
+  const mi_attr *mistyped;
+  mi_attr_type mistyped_want;
   const mi_op_def *op;
   void *priv;           /* operator state (parsed attributes, packed weights) */
   mi_activation act;    /* fused activation (only ops flagged MI_OP_FUSE_ACT) */

@@ -470,6 +470,23 @@ TEST(EngineBadInput, OutputListedTwice) {
   mi_model_free(m);
 }
 
+// An attribute of the wrong type (strides as FLOATS) was read as absent, so
+// the Conv ran with unit strides; the load now fails naming it.
+TEST(EngineBadInput, MistypedAttributesAreRefused) {
+  Model md = conv_relu_model(random_floats(18, 1), random_floats(2, 2));
+  onnxb::Attr strides;
+  strides.name = "strides";
+  strides.type = 6;  // FLOATS
+  strides.floats = {2, 2};
+  md.nodes[0].attrs.push_back(strides);
+  mi_model *m = nullptr;
+  auto s = load(md.serialize(), &m);
+  EXPECT_EQ(s.code, MI_ERR_INVALID_MODEL);
+  EXPECT_NE(s.msg.find("attribute 'strides' is FLOATS where INTS is expected"), std::string::npos) << s.msg;
+  EXPECT_NE(s.msg.find("'conv'"), std::string::npos) << s.msg;
+  EXPECT_EQ(m, nullptr);
+}
+
 TEST(EngineBadInput, InitializerSizeMismatch) {
   Model md = conv_relu_model(random_floats(18, 1), random_floats(2, 2));
   md.inits[0].raw.resize(17 * 4);
