@@ -122,9 +122,13 @@ int main(int argc, char **argv) {
   }
   int nin = mi_model_num_inputs(m), nout = mi_model_num_outputs(m);
   mi_tensor *in[16] = {0}, *out[16] = {0};
+  double *times = NULL;
+  float *flush = NULL;
+  int rc = 1; /* until the end is reached: every exit below frees what was made */
   if (nin > 16 || nout > 16) {
     fprintf(stderr, "medinfer-bench: too many inputs or outputs\n");
-    return 1;
+    nin = 0;
+    goto done;
   }
   srand(1);
   for (int i = 0; i < nin; i++) {
@@ -141,35 +145,29 @@ int main(int argc, char **argv) {
       for (int d = 0; d < rank; d++)
         if (dims[d] < 0) {
           fprintf(stderr, "medinfer-bench: input '%s' has a free dimension: give --shape\n", info.name);
-          return 2;
+          rc = 2;
+          goto done;
         }
     }
     st = mi_tensor_create(MI_FLOAT, rank, dims, &in[i]);
-    if (st) {
-      fprintf(stderr, "medinfer-bench: %s\n", mi_status_message(st));
-      return 1;
-    }
+    if (st) goto done;
     float *p = mi_tensor_data(in[i]);
     for (int64_t k = 0; k < mi_tensor_numel(in[i]); k++) p[k] = (float)rand() / RAND_MAX * 2.f - 1.f;
   }
-  double *times = malloc(sizeof(double) * (size_t)runs);
+  times = malloc(sizeof(double) * (size_t)runs);
   /* --flush MB: that much memory written between runs, so that a run
    * finds its weights out of the caches, as a layer does in a larger network */
-  float *flush = flush_n ? calloc(flush_n, sizeof(float)) : NULL;
-  if (flush_n && !flush) {
+  flush = flush_n ? calloc(flush_n, sizeof(float)) : NULL;
+  if (!times || (flush_n && !flush)) {
     fprintf(stderr, "medinfer-bench: out of memory for --flush (%zu MB)\n", flush_n >> 18);
-    return 1;
+    goto done;
   }
   for (int r = -warmup; r < runs; r++) {
     for (size_t i = 0; i < flush_n; i += 16) flush[i] += 1.f;
     double s = now_ms();
     st = mi_model_run(m, in, nin, out, nout);
     double e = now_ms() - s;
-    if (st) {
-      fprintf(stderr, "medinfer-bench: %s\n", mi_status_message(st));
-      mi_status_free(st);
-      return 1;
-    }
+    if (st) goto done;
     for (int i = 0; i < nout; i++) mi_tensor_free(out[i]);
     if (r >= 0) times[r] = e;
   }
@@ -179,7 +177,6 @@ int main(int argc, char **argv) {
   printf("model: %s\nload: %.1f ms\npeak_rss_after_load: %.1f MB\nmedian: %.3f ms\nmin: %.3f ms\nruns: %d\narena: %.1f MB\npeak_rss: %.1f MB\n",
          model, load_ms, ru_load.ru_maxrss / 1024.0, times[runs / 2], times[0], runs, mi_model_arena_bytes(m) / 1048576.0,
          ru.ru_maxrss / 1024.0);
-  free(times);
   if (profile) { /* separate runs: the timing above carries no profiling cost */
     /* The model's threads: --threads, or all online cores as the engine takes them
      * (on a GPU no share of a peak unless --peak gives one). */
@@ -192,14 +189,15 @@ int main(int argc, char **argv) {
       for (int i = 0; i < nout && !st; i++) mi_tensor_free(out[i]);
     }
     if (!st) st = mi_model_write_profile(m, stdout, peak);
-    if (st) {
-      fprintf(stderr, "medinfer-bench: %s\n", mi_status_message(st));
-      mi_status_free(st);
-      return 1;
-    }
+    if (st) goto done;
   }
+  rc = 0;
+done:
+  if (st) fprintf(stderr, "medinfer-bench: %s\n", mi_status_message(st));
+  mi_status_free(st);
+  free(times);
   free(flush);
   for (int i = 0; i < nin; i++) mi_tensor_free(in[i]);
   mi_model_free(m);
-  return 0;
+  return rc;
 }
