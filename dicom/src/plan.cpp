@@ -3,6 +3,7 @@
 // file name or InstanceNumber; everything a voxel grid cannot represent is
 // detected here so that the index and the loader agree on loadability.
 #include <algorithm>
+#include <map>
 #include <cmath>
 #include <cstdarg>
 #include <cstdio>
@@ -149,6 +150,16 @@ std::string plan_volume(const std::vector<FileHeader> &files, bool allow_irregul
                  where(files, b).c_str());
     }
     kept.push_back(idx);
+  }
+  // One instance (frame) at two positions: the SEG could not say which it means.
+  std::map<std::pair<std::string, int32_t>, int> seen;
+  for (int idx : kept) {
+    const Plane &b = planes[idx];
+    auto it = seen.emplace(std::make_pair(files[b.file].sop_instance_uid, b.frame), idx);
+    if (!it.second)
+      return fmt("two images at different positions share SOPInstanceUID %.80s: %s and %s",
+                 files[b.file].sop_instance_uid.c_str(), where(files, planes[it.first->second]).c_str(),
+                 where(files, b).c_str());
   }
   order.swap(kept);
   const size_t N = order.size();

@@ -200,6 +200,17 @@ TEST(DicomBadInput, TwoImagesAtOnePositionAreRefused) {
   EXPECT_NE(err.find(copy), std::string::npos) << err;
 }
 
+// Slices at different positions sharing one SOPInstanceUID (found by
+// fuzzing): a SEG's references to them would be ambiguous.
+TEST(DicomBadInput, OneInstanceUidAtTwoPositionsIsRefused) {
+  Scratch t("shared-uid");
+  for (const std::string &f : t.s.files)
+    edit(f, [](DcmDataset &d) { d.putAndInsertString(DCM_SOPInstanceUID, "1.2.826.0.1.3680043.2.1125.77"); });
+  std::string err = load_error(t.dir);
+  EXPECT_NE(err.find("share SOPInstanceUID 1.2.826.0.1.3680043.2.1125.77"), std::string::npos) << err;
+  EXPECT_NE(err.find(t.dir), std::string::npos) << err;
+}
+
 TEST(DicomBadInput, SameInstanceTwiceIsDroppedWithAWarning) {
   Scratch t("dupsame");
   fs::copy_file(t.s.files[2], t.dir + "/COPY");
