@@ -20,6 +20,14 @@ static int enabled(void) {
   return r;
 }
 
+void *mi_alloc_huge(size_t bytes) {
+  if (bytes < HUGE_BYTES) return malloc(bytes ? bytes : 1);
+  void *p = NULL;
+  if (posix_memalign(&p, HUGE_BYTES, bytes)) return NULL;
+  mi_advise_huge(p, bytes);
+  return p;
+}
+
 void mi_advise_huge(void *p, size_t bytes) {
 #ifdef MADV_HUGEPAGE
   if (!p || bytes < HUGE_BYTES || !enabled()) return;

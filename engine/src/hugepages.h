@@ -20,6 +20,11 @@ extern "C" {
  * turns it off. */
 void mi_advise_huge(void *p, size_t bytes);
 
+/* malloc, but a block of 2 MB or more is 2 MB-aligned and advised as above,
+ * so that its first writer faults it in 2 MB at a time.  free() releases it;
+ * NULL when out of memory. */
+void *mi_alloc_huge(size_t bytes);
+
 #ifdef __cplusplus
 }
 #endif

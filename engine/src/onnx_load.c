@@ -594,12 +594,7 @@ static mi_status *build_subgraph(const Onnx__GraphProto *gp, const char *base_di
  * 2-core VM).  free()-able: the tensors take the weights' blocks over. */
 static void *decoded_alloc(void *unused, size_t n) {
   (void)unused;
-  const size_t huge = (size_t)2 << 20;
-  if (n < huge) return malloc(n);
-  void *p = NULL;
-  if (posix_memalign(&p, huge, n)) return NULL;
-  mi_advise_huge(p, n);
-  return p;
+  return mi_alloc_huge(n);
 }
 static void decoded_free(void *unused, void *p) {
   (void)unused;
