@@ -423,20 +423,44 @@ static mi_status *build_body(const Onnx__GraphProto *gp, const char *base_dir, c
   return NULL;
 }
 
+/* The IR and operator-set versions say how to read the rest. As ONNX
+ * Runtime does, a model must state both, in an IR no newer than it reads;
+ * an ai.onnx opset below 1, or imported at two versions, names no operator
+ * set. A model importing other domains only keeps opset 1 for ai.onnx. */
+#define MI_ONNX_IR_MAX 10
+static mi_status *read_versions(const Onnx__ModelProto *mp, const char *name, int *opset) {
+  if (!mp->has_ir_version) return mi_error(MI_ERR_INVALID_MODEL, "'%s' has no ir_version", name);
+  if (mp->ir_version < 1 || mp->ir_version > MI_ONNX_IR_MAX)
+    return mi_error(MI_ERR_UNSUPPORTED, "'%s' has IR version %lld; medinfer reads IR versions 1 to %d", name,
+                    (long long)mp->ir_version, MI_ONNX_IR_MAX);
+  if (mp->n_opset_import == 0)
+    return mi_error(MI_ERR_INVALID_MODEL, "'%s' imports no operator set (its opset_import is empty)", name);
+  int64_t v = 0;
+  for (size_t i = 0; i < mp->n_opset_import; i++) {
+    const Onnx__OperatorSetIdProto *o = mp->opset_import[i];
+    if (o->domain && o->domain[0] && strcmp(o->domain, "ai.onnx") != 0) continue;
+    if (o->version < 1)
+      return mi_error(MI_ERR_INVALID_MODEL, "'%s' imports ai.onnx opset %lld; opsets start at 1", name,
+                      (long long)o->version);
+    if (v && o->version != v)
+      return mi_error(MI_ERR_INVALID_MODEL, "'%s' imports ai.onnx twice, as opsets %lld and %lld", name,
+                      (long long)v, (long long)o->version);
+    v = o->version;
+  }
+  if (v > 18)
+    return mi_error(MI_ERR_UNSUPPORTED, "'%s' uses opset %lld; medinfer supports opsets up to 18", name,
+                    (long long)v);
+  *opset = v ? (int)v : 1;
+  return NULL;
+}
+
 static mi_status *build_graph(Onnx__ModelProto *mp, const char *base_dir, const char *name,
                               size_t max_bytes, mi_graph *g) {
   Onnx__GraphProto *gp = mp->graph;
   if (!gp) return mi_error(MI_ERR_PARSE, "'%s' has no graph", name);
   g->name = xstrdup(name);
-  g->opset = 0;
-  for (size_t i = 0; i < mp->n_opset_import; i++) {
-    const Onnx__OperatorSetIdProto *o = mp->opset_import[i];
-    if (!o->domain || !o->domain[0] || strcmp(o->domain, "ai.onnx") == 0) g->opset = (int)o->version;
-  }
-  if (g->opset == 0) g->opset = 1; /* IR 2 models carried no opset_import */
-  if (g->opset > 18)
-    return mi_error(MI_ERR_UNSUPPORTED, "'%s' uses opset %d; medinfer supports opsets up to 18", name,
-                    g->opset);
+  MI_TRY(read_versions(mp, name, &g->opset));
+  if (gp->n_output == 0) return mi_error(MI_ERR_INVALID_MODEL, "'%s' declares no graph outputs", name);
   return build_body(gp, base_dir, name, max_bytes, 0, false, g);
 }
 

@@ -462,6 +462,46 @@ TEST(EngineBadInput, LoadErrorsNameTheModelOnce) {
   }
 }
 
+// What a model says of its own format is checked as ONNX Runtime checks it
+// (no IR version, an IR newer than it reads, no opset_import), and opsets
+// that name no operator set are refused: 2^62 used to be read as opset 1.
+TEST(EngineBadInput, FormatVersionsAreChecked) {
+  struct Case {
+    const char *what;
+    void (*edit)(Model &);
+    mi_code code;
+    const char *says;
+  };
+  const Case cases[] = {
+      {"no ir_version", [](Model &m) { m.ir_version.reset(); }, MI_ERR_INVALID_MODEL, "has no ir_version"},
+      {"IR 11", [](Model &m) { m.ir_version = 11; }, MI_ERR_UNSUPPORTED, "IR version 11; medinfer reads IR versions 1 to 10"},
+      {"IR -1", [](Model &m) { m.ir_version = -1; }, MI_ERR_UNSUPPORTED, "IR version -1;"},
+      {"no opset_import", [](Model &m) { m.import_opset = false; }, MI_ERR_INVALID_MODEL, "imports no operator set"},
+      {"opset 2^62", [](Model &m) { m.opset = int64_t(1) << 62; }, MI_ERR_UNSUPPORTED, "uses opset 4611686018427387904;"},
+      {"opset 0", [](Model &m) { m.opset = 0; }, MI_ERR_INVALID_MODEL, "imports ai.onnx opset 0; opsets start at 1"},
+      {"two opsets", [](Model &m) { m.more_opsets = {{"ai.onnx", 11}}; }, MI_ERR_INVALID_MODEL,
+       "imports ai.onnx twice, as opsets 13 and 11"},
+      {"no outputs", [](Model &m) { m.outputs.clear(); }, MI_ERR_INVALID_MODEL, "declares no graph outputs"},
+  };
+  for (const Case &c : cases) {
+    Model md = conv_relu_model(random_floats(18, 1), random_floats(2, 2));
+    c.edit(md);
+    auto s = load_refused(md);
+    EXPECT_EQ(s.code, c.code) << c.what << ": " << s.msg;
+    EXPECT_NE(s.msg.find(c.says), std::string::npos) << c.what << ": " << s.msg;
+  }
+  // What is well formed still loads: the oldest IR, the same opset twice, another domain beside.
+  for (auto edit : {+[](Model &m) { m.ir_version = 3; }, +[](Model &m) { m.more_opsets = {{"ai.onnx", 13}}; },
+                    +[](Model &m) { m.more_opsets = {{"com.example", 1}}; }}) {
+    Model md = conv_relu_model(random_floats(18, 1), random_floats(2, 2));
+    edit(md);
+    mi_model *m = nullptr;
+    auto s = load(md.serialize(), &m);
+    EXPECT_EQ(s.code, MI_OK) << s.msg;
+    mi_model_free(m);
+  }
+}
+
 // An output listed twice, with a symbolic dimension: the second declaration
 // holds and the first one's name is freed (LeakSanitizer's run).
 TEST(EngineBadInput, OutputListedTwice) {

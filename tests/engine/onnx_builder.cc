@@ -101,14 +101,19 @@ std::vector<uint8_t> Model::serialize() const {
   Onnx__ModelProto mi = ONNX__MODEL_PROTO__INIT;
   Onnx__OperatorSetIdProto oi = ONNX__OPERATOR_SET_ID_PROTO__INIT;
   Onnx__ModelProto *m = a.make(mi);
-  m->has_ir_version = 1;
-  m->ir_version = 8;
-  m->n_opset_import = 1;
-  m->opset_import = a.array<Onnx__OperatorSetIdProto>(1);
-  m->opset_import[0] = a.make(oi);
-  m->opset_import[0]->domain = a.str("");
-  m->opset_import[0]->has_version = 1;
-  m->opset_import[0]->version = opset;
+  m->has_ir_version = ir_version.has_value();
+  m->ir_version = ir_version.value_or(0);
+  std::vector<std::pair<std::string, int64_t>> opsets;
+  if (import_opset) opsets.emplace_back("", opset);
+  opsets.insert(opsets.end(), more_opsets.begin(), more_opsets.end());
+  m->n_opset_import = opsets.size();
+  m->opset_import = a.array<Onnx__OperatorSetIdProto>(opsets.size());
+  for (size_t i = 0; i < opsets.size(); i++) {
+    m->opset_import[i] = a.make(oi);
+    m->opset_import[i]->domain = a.str(opsets[i].first.c_str());
+    m->opset_import[i]->has_version = 1;
+    m->opset_import[i]->version = opsets[i].second;
+  }
   m->graph = graph(a, *this);
   std::vector<uint8_t> buf(onnx__model_proto__get_packed_size(m));
   onnx__model_proto__pack(m, buf.data());

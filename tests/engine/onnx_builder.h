@@ -5,8 +5,10 @@
 #include <cstdint>
 #include <cstring>
 #include <memory>
+#include <optional>
 #include <random>
 #include <string>
+#include <utility>
 #include <vector>
 
 extern "C" {
@@ -51,7 +53,10 @@ struct Value {
 };
 
 struct Model {
+  std::optional<int64_t> ir_version = 8;
   int64_t opset = 13;
+  bool import_opset = true;                                 // the ai.onnx entry above
+  std::vector<std::pair<std::string, int64_t>> more_opsets;  // domain, version
   std::vector<Node> nodes;
   std::vector<Tensor> inits;
   std::vector<Value> inputs, outputs;
