@@ -87,6 +87,16 @@ mi_status *mi_node_error(const mi_node *n, mi_code code, const char *fmt, ...) {
                   n->op_type, msg);
 }
 
+mi_status *mi_error_named(mi_status *st, const char *name) {
+  if (!st) return NULL;
+  const char *msg = mi_status_message(st);
+  const size_t len = strlen(name);
+  if (msg[0] == '\'' && !strncmp(msg + 1, name, len) && (msg[len + 1] == '\'' || msg[len + 1] == ':')) return st;
+  return mi_error_prefix(st, "'%s'", name);
+}
+
+/* A subgraph's errors come back through its If node's init named by the
+ * subgraph ('model:node.branch'), which the enclosing graph keeps. */
 mi_status *mi_graph_init_ops(mi_graph *g) {
   for (int k = 0; k < g->n_nodes; k++) {
     mi_node *n = &g->nodes[k];
@@ -94,12 +104,12 @@ mi_status *mi_graph_init_ops(mi_graph *g) {
     if (n->op->min_opset > n->opset)
       return mi_node_error(n, MI_ERR_UNSUPPORTED, "opset %d is older than the %d this kernel follows",
                            n->opset, n->op->min_opset);
-    if (n->op->init) MI_TRY(mi_error_prefix(n->op->init(n, g), "'%s'", g->name));
+    if (n->op->init) MI_TRY(mi_error_named(n->op->init(n, g), g->name));
     if (n->mistyped)
-      return mi_error_prefix(mi_node_error(n, MI_ERR_INVALID_MODEL, "attribute '%s' is %s where %s is expected",
-                                           n->mistyped->name, attr_type_name(n->mistyped->type),
-                                           attr_type_name(n->mistyped_want)),
-                             "'%s'", g->name);
+      return mi_error_named(mi_node_error(n, MI_ERR_INVALID_MODEL, "attribute '%s' is %s where %s is expected",
+                                          n->mistyped->name, attr_type_name(n->mistyped->type),
+                                          attr_type_name(n->mistyped_want)),
+                            g->name);
   }
   return NULL;
 }

@@ -197,6 +197,9 @@ size_t mi_attr_floats(const mi_node *n, const char *name, const float **vals);
 /* Error naming the node: "node 'name' (Op): <message>". */
 mi_status *mi_node_error(const mi_node *n, mi_code code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+/* Prefixes "'name': " unless the message already names the model: "'name'"
+ * or a subgraph of it, "'name:node.branch'". Takes st; NULL stays NULL. */
+mi_status *mi_error_named(mi_status *st, const char *name);
 
 /* ---- operators --------------------------------------------------------- */
 enum {

@@ -80,14 +80,6 @@ static mi_status *plan_if_static(mi_model *m) {
   return mi_plan_build(m, ptr);
 }
 
-/* A load error names the model ('path': ...) once, whichever step found it. */
-static mi_status *named(mi_status *st, const char *name) {
-  const char *msg = mi_status_message(st);
-  const size_t len = strlen(name);
-  if (msg[0] == '\'' && !strncmp(msg + 1, name, len) && msg[len + 1] == '\'') return st;
-  return mi_error_prefix(st, "'%s'", name);
-}
-
 /* `owned`: the file behind data when the caller hands it over. */
 static mi_status *load(const void *data, size_t size, mi_file_bytes *owned, const char *base_dir,
                        const char *name, const mi_options *opt, mi_model **out) {
@@ -107,7 +99,7 @@ static mi_status *load(const void *data, size_t size, mi_file_bytes *owned, cons
   mi_status *st = mi_onnx_build_graph(data, size, owned, base_dir, name, m->opt.max_tensor_bytes, &m->g);
   if (st) {
     free(m);
-    return named(st, name);
+    return mi_error_named(st, name);
   }
   if (!st && m->opt.optimize) st = mi_graph_optimize(&m->g, m->opt.max_tensor_bytes);
   if (!st && m->opt.optimize && m->opt.device == MI_DEVICE_CPU) st = mi_graph_fuse_input_affine(&m->g);
@@ -128,7 +120,7 @@ static mi_status *load(const void *data, size_t size, mi_file_bytes *owned, cons
     st = mi_error(MI_ERR_INVALID_ARGUMENT, "unknown device %d", m->opt.device);
   if (st) {
     mi_model_free(m);
-    return named(st, name);
+    return mi_error_named(st, name);
   }
   *out = m;
   return NULL;

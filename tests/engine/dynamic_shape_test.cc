@@ -223,6 +223,17 @@ TEST(DynamicShapes, BadSubgraphsAreRefusedAtLoad) {
   EXPECT_EQ(m, nullptr);
   EXPECT_NE(err.find("else_branch"), std::string::npos) << err;
   mi_model_free(m);
+  // An error inside a branch names the model and the branch once, and the node.
+  Model bad_g;
+  bad_g.nodes.push_back({"LeakyRelu", "t_leaky", {"nowhere"}, {"t_out"}, {onnxb::attr_ints("alpha", {1})}});
+  bad_g.outputs.push_back({"t_out", 1, {-1}});
+  md.nodes[0].attrs = {onnxb::attr_graph("then_branch", bad_g), onnxb::attr_graph("else_branch", bad_g)};
+  m = load(md, nullptr, &err);
+  EXPECT_EQ(m, nullptr);
+  EXPECT_EQ(err.rfind("'dyn.onnx:if.", 0), 0u) << err;
+  EXPECT_EQ(err.find("dyn.onnx", 2), std::string::npos) << "named twice: " << err;
+  EXPECT_NE(err.find("_branch': node 't_leaky' (LeakyRelu): attribute 'alpha' is INTS"), std::string::npos) << err;
+  mi_model_free(m);
 }
 
 TEST(DynamicShapes, CudaRunsTheTailOnTheCpu) {
