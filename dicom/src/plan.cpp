@@ -38,15 +38,20 @@ bool normalize(double *v) {
 
 // Finite geometry and rescale; pixel spacing between 0.1 um and 10 m; a
 // rescale that keeps 32-bit stored values inside float's range.
-bool usable_plane(const Plane &p) {
-  for (double v : p.ipp)
-    if (!std::isfinite(v) || std::fabs(v) > 1e9) return false;
-  for (double v : p.iop)
-    if (!std::isfinite(v)) return false;
-  for (double v : p.spacing)
-    if (!(v == 0 || (v >= 1e-4 && v <= 1e4))) return false;  // 0: absent, reported below
-  return std::isfinite(p.slope) && std::isfinite(p.intercept) && std::fabs(p.slope) <= 1e20 &&
-         std::fabs(p.intercept) <= 1e30;
+// "" or which number no image has, with its value.
+std::string unusable_number(const Plane &p) {
+  bool ok = true;
+  for (double v : p.ipp) ok = ok && std::isfinite(v) && std::fabs(v) <= 1e9;
+  if (!ok) return fmt("ImagePositionPatient %g\\%g\\%g", p.ipp[0], p.ipp[1], p.ipp[2]);
+  for (double v : p.iop) ok = ok && std::isfinite(v);
+  if (!ok)
+    return fmt("ImageOrientationPatient %g\\%g\\%g\\%g\\%g\\%g", p.iop[0], p.iop[1], p.iop[2], p.iop[3], p.iop[4],
+               p.iop[5]);
+  for (double v : p.spacing) ok = ok && (v == 0 || (v >= 1e-4 && v <= 1e4));  // 0: absent, reported later
+  if (!ok) return fmt("PixelSpacing %g\\%g mm", p.spacing[0], p.spacing[1]);
+  if (!std::isfinite(p.slope) || std::fabs(p.slope) > 1e20) return fmt("RescaleSlope %g", p.slope);
+  if (!std::isfinite(p.intercept) || std::fabs(p.intercept) > 1e30) return fmt("RescaleIntercept %g", p.intercept);
+  return "";
 }
 
 std::string where(const std::vector<FileHeader> &files, const Plane &p) {
@@ -111,10 +116,8 @@ std::string plan_volume(const std::vector<FileHeader> &files, bool allow_irregul
         return fmt("slices disagree in orientation: %s has %g\\%g\\%g\\%g\\%g\\%g, %s has %g\\%g\\%g\\%g\\%g\\%g",
                    where(files, ref).c_str(), ref.iop[0], ref.iop[1], ref.iop[2], ref.iop[3], ref.iop[4], ref.iop[5],
                    where(files, p).c_str(), p.iop[0], p.iop[1], p.iop[2], p.iop[3], p.iop[4], p.iop[5]);
-    if (!usable_plane(p))
-      return where(files, p) + fmt(": position, orientation, pixel spacing (%g\\%g mm) or rescale (slope %g, "
-                                   "intercept %g) is not a usable number",
-                                   p.spacing[0], p.spacing[1], p.slope, p.intercept);
+    const std::string bad = unusable_number(p);
+    if (!bad.empty()) return where(files, p) + ": " + bad + " is not a usable number";
     for (int i = 0; i < 2; ++i)
       if (std::fabs(p.spacing[i] - ref.spacing[i]) > 1e-4 * std::max(1.0, ref.spacing[i]))
         return fmt("slices disagree in pixel spacing: %s has %g\\%g, %s has %g\\%g", where(files, ref).c_str(),

@@ -104,18 +104,21 @@ TEST(DicomBadInput, SlicesDisagreeInOrientation) {
 // each refused, naming the file, instead of a NaN volume or a grid of
 // 1e-30 mm voxels.
 TEST(DicomBadInput, UnusableNumbersAreRefused) {
-  const std::vector<void (*)(DcmDataset &)> edits = {
-      [](DcmDataset &d) { d.putAndInsertString(DCM_RescaleSlope, "NaN"); },
-      [](DcmDataset &d) { d.putAndInsertString(DCM_RescaleIntercept, "1e300"); },
-      [](DcmDataset &d) { d.putAndInsertString(DCM_PixelSpacing, "1e-30\\1e-30"); },
-      [](DcmDataset &d) { d.putAndInsertString(DCM_ImagePositionPatient, "0\\inf\\0"); },
+  const std::vector<std::pair<void (*)(DcmDataset &), const char *>> edits = {
+      {[](DcmDataset &d) { d.putAndInsertString(DCM_RescaleSlope, "NaN"); }, "RescaleSlope nan"},
+      {[](DcmDataset &d) { d.putAndInsertString(DCM_RescaleIntercept, "1e300"); }, "RescaleIntercept 1e+300"},
+      {[](DcmDataset &d) { d.putAndInsertString(DCM_PixelSpacing, "1e-30\\1e-30"); }, "PixelSpacing 1e-30\\1e-30 mm"},
+      {[](DcmDataset &d) { d.putAndInsertString(DCM_ImagePositionPatient, "0\\inf\\0"); },
+       "ImagePositionPatient 0\\inf\\0"},
+      {[](DcmDataset &d) { d.putAndInsertString(DCM_ImageOrientationPatient, "1\\0\\0\\0\\nan\\0"); },
+       "ImageOrientationPatient 1\\0\\0\\0\\nan\\0"},
   };
   for (size_t i = 0; i < edits.size(); ++i) {
     Scratch t("numbers");
     // every file, so that no consistency check between slices speaks first
-    for (const std::string &f : t.s.files) edit(f, edits[i]);
+    for (const std::string &f : t.s.files) edit(f, edits[i].first);
     std::string err = load_error(t.dir);
-    EXPECT_NE(err.find("is not a usable number"), std::string::npos) << i << ": " << err;
+    EXPECT_NE(err.find(std::string(edits[i].second) + " is not a usable number"), std::string::npos) << i << ": " << err;
     EXPECT_NE(err.find(t.dir), std::string::npos) << err;
   }
 }
