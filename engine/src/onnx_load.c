@@ -5,7 +5,7 @@
 #include <string.h>
 
 #include "model.h"
-#include "hugepages.h"
+#include "medinfer/hugepages.h"
 #include "onnx_internal.h"
 
 static char *xstrdup(const char *s) {

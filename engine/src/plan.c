@@ -7,7 +7,7 @@
 #include <malloc.h>
 #endif
 
-#include "hugepages.h"
+#include "medinfer/hugepages.h"
 #include "model.h"
 
 #define ARENA_ALIGN 64

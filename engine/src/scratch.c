@@ -13,7 +13,7 @@
  * instead of being held beside them between its uses.  A later request that
  * its room cannot hold takes a kept block. */
 #define _DEFAULT_SOURCE /* MAP_ANONYMOUS */
-#include "hugepages.h"
+#include "medinfer/hugepages.h"
 #include "internal.h"
 
 #include <stdlib.h>

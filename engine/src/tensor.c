@@ -3,7 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "hugepages.h"
+#include "medinfer/hugepages.h"
 #include "internal.h"
 
 size_t mi_dtype_size(mi_dtype dt) {

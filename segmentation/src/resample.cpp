@@ -12,6 +12,7 @@
 #include <exception>
 
 #include "itk_util.h"
+#include "medinfer/hugepages.h"
 #include "medinfer/segmentation.h"
 
 namespace {
@@ -123,7 +124,7 @@ extern "C" mi_status *mi_resample(const mi_geometry *gs, const float *src, const
     if (threads > 0) rs->SetNumberOfWorkUnits((itk::ThreadIdType)threads);
     rs->Update();
     const size_t n = (size_t)(gd->size[0] * gd->size[1] * gd->size[2]);
-    float *buf = static_cast<float *>(std::malloc(n * sizeof(float)));
+    float *buf = static_cast<float *>(mi_alloc_huge(n * sizeof(float)));
     if (!buf) return mi_error(MI_ERR_NO_MEMORY, "resample: cannot allocate %zu voxels", n);
     std::memcpy(buf, rs->GetOutput()->GetBufferPointer(), n * sizeof(float));
     *out = buf;

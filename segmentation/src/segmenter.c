@@ -7,6 +7,7 @@
 #include <time.h>
 
 #include "medinfer/engine.h"
+#include "medinfer/hugepages.h"
 #include "pipeline_internal.h"
 
 struct mi_segmenter {
@@ -138,7 +139,7 @@ static mi_status *run(mi_segmenter *s, const mi_geometry *g, const float *volume
     mi_decide_all(&d, probs, nm, ml, threads > 0 ? threads : 2);
     st = mi_postprocess_labels(c, gm, ml, probs, &d, threads);
   }
-  if (!st && !(r->labels = malloc((size_t)ns))) st = mi_error(MI_ERR_NO_MEMORY, "out of memory");
+  if (!st && !(r->labels = mi_alloc_huge((size_t)ns))) st = mi_error(MI_ERR_NO_MEMORY, "out of memory");
   if (!st) st = mi_labels_to_source(gm, probs, ml, &d, g, r->labels, threads);
   if (!st && s->opt.fractional) {
     r->probs = calloc(c->n_labels, sizeof *r->probs);

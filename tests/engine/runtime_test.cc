@@ -18,7 +18,7 @@
 #include <unistd.h>
 
 extern "C" {
-#include "hugepages.h"
+#include "medinfer/hugepages.h"
 #include "internal.h"
 #include "model.h"
 }

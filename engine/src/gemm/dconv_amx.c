@@ -8,7 +8,7 @@
  * apart each.  Compiled with -mamx-tile -mamx-bf16 -mavx512f; only called
  * when mi_dconv_amx_supported(). */
 #include "dconv.h"
-#include "../hugepages.h"
+#include "medinfer/hugepages.h"
 
 #include <stdlib.h>
 #include <string.h>

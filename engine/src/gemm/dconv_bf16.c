@@ -7,7 +7,7 @@
  * with -mavx512f -mfma -mavx512bf16; only called when CPUID reports
  * AVX512-BF16 (mi_dconv_bf16_supported). */
 #include "dconv.h"
-#include "../hugepages.h"
+#include "medinfer/hugepages.h"
 
 #include <string.h>
 

@@ -11,7 +11,7 @@
  * dconv_cv_bf16.c compiles the AVX-512 build again with CV_BF16: the
  * steps are channel pairs (vdpbf16ps). */
 #include "dconv.h"
-#include "../hugepages.h"
+#include "medinfer/hugepages.h"
 
 #ifdef MI_GEMM_X86
 #include <immintrin.h>

@@ -19,7 +19,7 @@
 #define _POSIX_C_SOURCE 200809L
 #include "gemm.h"
 #include "../pool.h"
-#include "../hugepages.h"
+#include "medinfer/hugepages.h"
 
 #include <stdatomic.h>
 #include <stdio.h>

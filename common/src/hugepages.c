@@ -1,5 +1,5 @@
 #define _DEFAULT_SOURCE
-#include "hugepages.h"
+#include "medinfer/hugepages.h"
 
 #include <stdatomic.h>
 #include <stdint.h>

@@ -1,9 +1,12 @@
-/* Transparent huge pages for the engine's large, long-lived buffers.
+/* Transparent huge pages for large buffers.
  *
  * A network's packed weights (ResNet-50: about 100 MB) and its activation
  * arena are read in long streams on every run; on 4 KB pages each page is a
- * TLB miss and a page walk per run, on 2 MB pages one per 2 MB.  Kernels set
- * to "madvise" (Debian's default) give huge pages only to memory that asks. */
+ * TLB miss and a page walk per run, on 2 MB pages one per 2 MB.  The
+ * pipeline's volumes (a CT's label map, the sliding window's accumulators)
+ * are written once, and on this kind of VM each 4 KB page's first-touch fault
+ * is dear.  Kernels set to "madvise" (Debian's default) give huge pages only
+ * to memory that asks. */
 #ifndef MEDINFER_HUGEPAGES_H
 #define MEDINFER_HUGEPAGES_H
 
