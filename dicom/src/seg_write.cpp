@@ -20,6 +20,7 @@
 #include <set>
 
 #include "internal.h"
+#include "seg_bits.h"
 #include "seg_frames.h"
 
 #ifndef MEDINFER_VERSION
@@ -31,45 +32,6 @@ using namespace mi_dicom;
 namespace {
 
 std::string ds(double v) { return format_ds(v); }
-
-// BINARY frames are one continuous bit stream (PS3.5 8.1.1), pixel i of the
-// stream at bit i % 8 of byte i / 8.  DCMTK 3.6.7 misaligns frames after the
-// first when rows*columns is not a multiple of 8, and packs a frame a pixel
-// at a time (0.2 ms for 512x512, whatever its content), holding a copy of
-// each.  So dcmseg is handed one-pixel blank frames (OnePixelFrames below),
-// and the encoded Pixel Data is packed over from the frame sources' bits, in
-// place.
-class BitWriter {
- public:
-  BitWriter(Uint8 *out, size_t bytes) : out_(out), bytes_(bytes) {}
-  // The first n bits of words (the rest zero) at the stream's end, ORed into
-  // zeroed bytes; false past the buffer's end.
-  bool append(const uint64_t *words, size_t n) {
-    if (n > bytes_ * 8 - bits_) return false;
-    for (size_t j = 0; 64 * j < n; ++j) {
-      const size_t nb = std::min<size_t>(64, n - 64 * j);
-      const uint64_t w = words[j];
-      const unsigned shift = (unsigned)(bits_ % 8);
-      Uint8 *b = out_ + bits_ / 8;
-      const size_t touched = (shift + nb + 7) / 8;  // bytes holding these bits: up to 9
-#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
-      if (shift == 0 && nb == 64) {
-        std::memcpy(b, &w, 8);
-        bits_ += 64;
-        continue;
-      }
-#endif
-      for (size_t i = 0; i < touched && i < 8; ++i) b[i] |= (Uint8)((w << shift) >> (8 * i));
-      if (touched > 8) b[8] |= (Uint8)(w >> (64 - shift));
-      bits_ += nb;
-    }
-    return true;
-  }
-
- private:
-  Uint8 *out_;
-  size_t bytes_, bits_ = 0;
-};
 
 mi_status *cond(const OFCondition &c, const char *what, const std::string &out) {
   if (c.good()) return nullptr;
@@ -165,12 +127,11 @@ mi_status *add_shared_groups(DcmSegmentation &seg, const mi_dicom_volume *src, c
   return nullptr;
 }
 
-// While BINARY frames are added, dcmseg sees 1x1 frames: its addFrame packs
-// and keeps rows x columns pixels a frame (DCMTK 3.6.7 segdoc.cc reads them
-// from the Image Pixel module at each call), and the frames' bits are
-// written later anyway.  On write dcmseg sizes Pixel Data from the restored
-// dimensions and the number of frames, and its blank one-byte frames leave
-// that zero.
+// While BINARY frames are added and the dataset encoded, dcmseg sees 1x1
+// frames (seg_bits.h): its addFrame packs and keeps rows x columns pixels a
+// frame (DCMTK 3.6.7 segdoc.cc reads them from the Image Pixel module at each
+// call), and writeDataset sizes Pixel Data from them and the frame count.
+// The writer then sets Rows, Columns and Pixel Data in the encoded dataset.
 class OnePixelFrames {
  public:
   // The module through the IOD base class's public accessor (dcmseg's own is protected).
@@ -189,12 +150,6 @@ class OnePixelFrames {
  private:
   IODImagePixelModule<Uint8> &px_;
   Uint16 rows_ = 0, cols_ = 0;
-};
-
-// One SEG frame: segment s at source slice k (k < 0: an empty segment's blank frame).
-struct FrameRef {
-  size_t s;
-  int64_t k;
 };
 
 mi_status *add_frames(DcmSegmentation &seg, const mi_dicom_volume *src, const FrameSource &frames, size_t n_segments,
@@ -219,7 +174,6 @@ mi_status *add_frames(DcmSegmentation &seg, const mi_dicom_volume *src, const Fr
       }
   const bool padding = total < n_segments;
   if (pad_k < 0) pad_k = 0;
-  std::unique_ptr<OnePixelFrames> one_pixel(binary ? new OnePixelFrames(seg) : nullptr);
   for (size_t s = 1; s <= n_segments; ++s) {  // segment-major, then position: the dimension order
     for (int64_t k = 0; k < g.size[2]; ++k) {
       const bool pad = padding && empty[s] && k == pad_k;
@@ -256,26 +210,23 @@ mi_status *add_frames(DcmSegmentation &seg, const mi_dicom_volume *src, const Fr
   return nullptr;
 }
 
-// The BINARY frames' bits over the encoded Pixel Data (DCMTK's, of blank
-// frames: the whole stream, rounded up to an even length).
-mi_status *pack_frames(DcmDataset &ds, const FrameSource &frames, const std::vector<FrameRef> &order, size_t plane,
-                       const std::string &out) {
-  DcmElement *px = nullptr;
-  Uint8 *data = nullptr;
-  const size_t need = (order.size() * plane + 7) / 8;
-  if (ds.findAndGetElement(DCM_PixelData, px).bad() || !px || px->getUint8Array(data).bad() || !data ||
-      px->getLength() < need)
-    return mi_error(MI_ERR_INTERNAL, "dicom: %s: the encoded Pixel Data cannot hold the frames' %zu bytes",
-                    out.c_str(), need);
-  std::memset(data, 0, px->getLength());
-  BitWriter w(data, px->getLength());
-  std::vector<uint64_t> words((plane + 63) / 64, 0);
-  for (const FrameRef &f : order) {
-    if (f.k >= 0) frames.bits(f.s, f.k, words.data());
-    else std::fill(words.begin(), words.end(), 0);
-    if (!w.append(words.data(), plane))
-      return mi_error(MI_ERR_INTERNAL, "dicom: %s: the frames overrun the encoded Pixel Data", out.c_str());
-  }
+// The encoded dataset's dimensions, and its Pixel Data as a stream of the
+// BINARY frames' bits, read while the file is written (seg_bits.h).
+mi_status *binary_pixel_data(DcmDataset &ds, const FrameSource &frames, const std::vector<FrameRef> &order,
+                             const mi_geometry &g, const std::string &out) {
+  const size_t plane = (size_t)g.size[0] * (size_t)g.size[1];
+  const size_t bytes = binary_pixel_data_bytes(order.size(), plane);
+  if (bytes > 0xFFFFFFFEu)
+    return mi_error(MI_ERR_UNSUPPORTED, "dicom: %s: %zu frames of %zu pixels exceed Pixel Data's 4 GB", out.c_str(),
+                    order.size(), plane);
+  MI_TRY(cond(ds.putAndInsertUint16(DCM_Rows, (Uint16)g.size[1]), "setting Rows", out));
+  MI_TRY(cond(ds.putAndInsertUint16(DCM_Columns, (Uint16)g.size[0]), "setting Columns", out));
+  std::unique_ptr<DcmPixelData> px(new DcmPixelData(DcmTag(DCM_PixelData, EVR_OB)));
+  MI_TRY(cond(px->createValueFromTempFile(binary_pixel_data_stream(frames, order, plane), (Uint32)bytes,
+                                          EBO_LittleEndian),
+              "streaming Pixel Data", out));
+  MI_TRY(cond(ds.insert(px.get(), OFTrue /* replace dcmseg's */), "inserting Pixel Data", out));
+  px.release();
   return nullptr;
 }
 
@@ -348,13 +299,15 @@ mi_status *write(const mi_dicom_volume *src, const FrameSource &frames, const mi
   const bool binary = !o.fractional;
   std::vector<FrameRef> order;
   std::vector<int32_t> source_frames;
-  MI_TRY(add_frames(*seg, src, frames, n, binary, order, source_frames, out));
-
-  // Atomic: a reader never sees a half-written SEG, a failure leaves nothing.
   DcmFileFormat ff;
-  MI_TRY(cond(seg->writeDataset(*ff.getDataset()), "encoding the segmentation", out));
-  if (binary) MI_TRY(pack_frames(*ff.getDataset(), frames, order, (size_t)g.size[0] * (size_t)g.size[1], out));
+  {
+    std::unique_ptr<OnePixelFrames> one_pixel(binary ? new OnePixelFrames(*seg) : nullptr);
+    MI_TRY(add_frames(*seg, src, frames, n, binary, order, source_frames, out));
+    MI_TRY(cond(seg->writeDataset(*ff.getDataset()), "encoding the segmentation", out));
+  }
+  if (binary) MI_TRY(binary_pixel_data(*ff.getDataset(), frames, order, g, out));
   MI_TRY(add_frame_numbers(*ff.getDataset(), source_frames, out));
+  // Atomic: a reader never sees a half-written SEG, a failure leaves nothing.
   return save_atomic(ff, out);
 }
 
