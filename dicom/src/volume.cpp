@@ -21,6 +21,11 @@ extern "C" {
 void mi_dicom_volume_free(mi_dicom_volume *v) { delete v; }
 const mi_geometry *mi_dicom_volume_geometry(const mi_dicom_volume *v) { return v ? &v->geometry : nullptr; }
 const float *mi_dicom_volume_data(const mi_dicom_volume *v) { return v ? v->data : nullptr; }
+void mi_dicom_volume_release_data(mi_dicom_volume *v) {
+  if (!v) return;
+  std::free(v->data);
+  v->data = nullptr;
+}
 unsigned mi_dicom_volume_issues(const mi_dicom_volume *v) { return v ? v->issues : 0; }
 size_t mi_dicom_volume_warning_count(const mi_dicom_volume *v) { return v ? v->warnings.size() : 0; }
 const char *mi_dicom_volume_warning(const mi_dicom_volume *v, size_t i) {

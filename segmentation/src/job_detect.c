@@ -130,7 +130,7 @@ static void add_results(mi_job *j, json_object *e, const mi_detections *r, doubl
                      t_write);
 }
 
-static mi_status *detect(mi_job *j, const mi_dicom_volume *v, const char *path, json_object *e, double t_read) {
+static mi_status *detect(mi_job *j, mi_dicom_volume *v, const char *path, json_object *e, double t_read) {
   mi_detections *r = NULL;
   MI_TRY(mi_detector_run(j->state, mi_dicom_volume_geometry(v), mi_dicom_volume_data(v), &r));
   if (mi_job_emit(j, NULL, NULL, 0.9, "write")) j->cancelled = 1;

@@ -24,8 +24,10 @@ typedef struct mi_job_task {
   /* Load the network (once, before the first series that needs it). */
   mi_status *(*open)(mi_job *j);
   /* Run on a loaded volume and write the output at `path` (atomically);
-   * add results to `e`.  A returned error is the series' error. */
-  mi_status *(*process)(mi_job *j, const mi_dicom_volume *v, const char *path, json_object *e, double t_read);
+   * add results to `e`.  A returned error is the series' error.  The task
+   * may release the voxels (mi_dicom_volume_release_data) once it no longer
+   * reads them. */
+  mi_status *(*process)(mi_job *j, mi_dicom_volume *v, const char *path, json_object *e, double t_read);
   void (*close)(mi_job *j);
 } mi_job_task;
 

@@ -94,9 +94,14 @@ static void close_segmenter(mi_job *j) {
   j->state = NULL;
 }
 
-static mi_status *segment(mi_job *j, const mi_dicom_volume *v, const char *path, json_object *e, double t_read) {
+static void release_voxels(void *v) { mi_dicom_volume_release_data(v); }
+
+static mi_status *segment(mi_job *j, mi_dicom_volume *v, const char *path, json_object *e, double t_read) {
   mi_segmentation *r = NULL;
-  MI_TRY(mi_segmenter_run(j->state, mi_dicom_volume_geometry(v), mi_dicom_volume_data(v), &r));
+  /* The SEG needs the series' geometry and references, not its voxels:
+   * they go once resampled (a 512x512x300 CT: 315 MB of 560 MB at peak). */
+  MI_TRY(mi_segmenter_run_releasing(j->state, mi_dicom_volume_geometry(v), mi_dicom_volume_data(v), release_voxels, v,
+                                    &r));
   mi_status *st = NULL;
   if (mi_job_emit(j, NULL, NULL, 0.9, "write")) j->cancelled = 1;
   int empty = 1;

@@ -94,7 +94,8 @@ static double det3(const double *d) {
   return d[0] * (d[4] * d[8] - d[5] * d[7]) - d[1] * (d[3] * d[8] - d[5] * d[6]) + d[2] * (d[3] * d[7] - d[4] * d[6]);
 }
 
-static mi_status *run(mi_segmenter *s, const mi_geometry *g, const float *volume, mi_segmentation *r) {
+static mi_status *run(mi_segmenter *s, const mi_geometry *g, const float *volume, void (*release)(void *),
+                      void *user, mi_segmentation *r) {
   const mi_card *c = s->card;
   const int threads = s->opt.threads;
   const int64_t ns = g->size[0] * g->size[1] * g->size[2];
@@ -103,6 +104,7 @@ static mi_status *run(mi_segmenter *s, const mi_geometry *g, const float *volume
   float *mv = NULL, bg = 0;
 
   MI_TRY(mi_card_model_volume(c, g, volume, threads, &r->model_geometry, &mv, &bg));
+  if (release) release(user);
   const mi_geometry *gm = &r->model_geometry;
   const int64_t nm = gm->size[0] * gm->size[1] * gm->size[2];
   double t1 = mi_now_seconds();
@@ -167,7 +169,8 @@ static mi_status *run(mi_segmenter *s, const mi_geometry *g, const float *volume
   return report(s, 1.0, "postprocess: done");
 }
 
-mi_status *mi_segmenter_run(mi_segmenter *s, const mi_geometry *g, const float *volume, mi_segmentation **out) {
+mi_status *mi_segmenter_run_releasing(mi_segmenter *s, const mi_geometry *g, const float *volume,
+                                      void (*release)(void *user), void *user, mi_segmentation **out) {
   if (!out) return mi_error(MI_ERR_INVALID_ARGUMENT, "mi_segmenter_run: out is NULL");
   *out = NULL;
   if (!s || !g || !volume) return mi_error(MI_ERR_INVALID_ARGUMENT, "mi_segmenter_run: NULL argument");
@@ -177,13 +180,17 @@ mi_status *mi_segmenter_run(mi_segmenter *s, const mi_geometry *g, const float *
   r->n_labels = s->card->n_labels;
   r->ml = calloc(r->n_labels, sizeof *r->ml);
   r->voxels = calloc(r->n_labels, sizeof *r->voxels);
-  mi_status *st = r->ml && r->voxels ? run(s, g, volume, r) : mi_error(MI_ERR_NO_MEMORY, "out of memory");
+  mi_status *st = r->ml && r->voxels ? run(s, g, volume, release, user, r) : mi_error(MI_ERR_NO_MEMORY, "out of memory");
   if (st) {
     mi_segmentation_free(r);
     return st;
   }
   *out = r;
   return NULL;
+}
+
+mi_status *mi_segmenter_run(mi_segmenter *s, const mi_geometry *g, const float *volume, mi_segmentation **out) {
+  return mi_segmenter_run_releasing(s, g, volume, NULL, NULL, out);
 }
 
 const uint8_t *mi_segmentation_labels(const mi_segmentation *r) { return r ? r->labels : NULL; }

@@ -109,6 +109,9 @@ void write_and_check(const Spec &spec, const char *tag, int fractional = 0) {
   mi_seg_options_init(&o);
   o.fractional = fractional;
   const std::string out = f.dir + "/seg.dcm";
+  // A SEG needs the series' geometry and references, not its voxels (the job releases them first).
+  mi_dicom_volume_release_data(f.vol.get());
+  EXPECT_EQ(mi_dicom_volume_data(f.vol.get()), nullptr);
   ASSERT_EQ(take(mi_dicom_write_seg_labelmap(f.vol.get(), labels.data(), kSegments, 3, &o, out.c_str())), "");
   EXPECT_EQ(segcheck::dciodvfy_errors(out), "");
   EXPECT_EQ(segcheck::pydicom_check(f.vol.get(), labels.data(), 3, out, f.dir), "");

@@ -41,7 +41,28 @@ struct Result {
   double ml = 0;
 };
 
-void run(const mi_phantom *p, const std::string &card_path, Result &out, int fractional = 0) {
+// Set by a releasing run: the callback's calls and the stage reported last before it.
+struct Released {
+  int calls = 0;
+  std::string stage, last;
+  std::vector<float> *volume = nullptr;
+};
+
+int note_stage(void *user, double, const char *message) {
+  if (message) static_cast<Released *>(user)->last = message;
+  return 0;
+}
+
+// The volume is overwritten when released: a read after that would change the result.
+void poison(void *user) {
+  Released *r = static_cast<Released *>(user);
+  ++r->calls;
+  r->stage = r->last;
+  std::fill(r->volume->begin(), r->volume->end(), std::nanf(""));
+}
+
+void run(const mi_phantom *p, const std::string &card_path, Result &out, int fractional = 0,
+         Released *released = nullptr) {
   mi_card *card = nullptr;
   mi_status *st = mi_card_load(card_path.c_str(), &card);
   ASSERT_EQ(st, nullptr) << mi_status_message(st);
@@ -56,7 +77,13 @@ void run(const mi_phantom *p, const std::string &card_path, Result &out, int fra
   const size_t n = (size_t)(g.size[0] * g.size[1] * g.size[2]);
   std::vector<float> v(p->values, p->values + n);
   mi_segmentation *r = nullptr;
-  st = mi_segmenter_run(s, &g, v.data(), &r);
+  if (released) {
+    released->volume = &v;
+    mi_segmenter_set_progress(s, note_stage, released);
+    st = mi_segmenter_run_releasing(s, &g, v.data(), poison, released, &r);
+  } else {
+    st = mi_segmenter_run(s, &g, v.data(), &r);
+  }
   ASSERT_EQ(st, nullptr) << mi_status_message(st);
   out.labels.assign(mi_segmentation_labels(r), mi_segmentation_labels(r) + n);
   out.ml = mi_segmentation_volume_ml(r, 0);
@@ -127,6 +154,23 @@ TEST(Pipeline, ThresholdNetworkMatchesSourceEveryOrientation) {
     EXPECT_NEAR(r.ml, voxels * voxel_ml, 1e-6 * r.ml + 1e-9) << v.name;
     mi_phantom_free(p);
   }
+}
+
+// A caller may free the volume once it is resampled: the release comes once,
+// before inference, and nothing reads the volume after it.
+TEST(Pipeline, VolumeIsReleasedOnceResampled) {
+  mi_phantom *p = make(MI_PHANTOM_OBLIQUE, 0, 0);
+  ASSERT_NE(p, nullptr);
+  const std::string card = identity_card(p->geometry.spacing[0], "LPS", false);
+  Result kept, freed;
+  Released released;
+  run(p, card, kept, 1);
+  run(p, card, freed, 1, &released);
+  EXPECT_EQ(released.calls, 1);
+  EXPECT_EQ(released.stage, "preprocess");
+  EXPECT_TRUE(kept.labels == freed.labels);
+  EXPECT_EQ(kept.ml, freed.ml);
+  mi_phantom_free(p);
 }
 
 TEST(Pipeline, LargestComponentAndFractional) {

@@ -98,6 +98,10 @@ const mi_geometry *mi_dicom_volume_geometry(const mi_dicom_volume *v);
  * i + cols*(j + rows*k).  MONOCHROME1 is a display convention and does not
  * change the values. */
 const float *mi_dicom_volume_data(const mi_dicom_volume *v);
+/* Frees the voxels early, keeping everything else (geometry, header, slice
+ * references: all a SEG or SR of the series needs); mi_dicom_volume_data is
+ * NULL after.  Accepts NULL. */
+void mi_dicom_volume_release_data(mi_dicom_volume *v);
 unsigned mi_dicom_volume_issues(const mi_dicom_volume *v); /* MI_DICOM_ISSUE_* */
 size_t mi_dicom_volume_warning_count(const mi_dicom_volume *v);
 const char *mi_dicom_volume_warning(const mi_dicom_volume *v, size_t i);

@@ -172,6 +172,13 @@ typedef struct mi_segmentation mi_segmentation;
  * included).  The result lies voxel for voxel on g.  The card's modality and
  * size rules are not checked here (see mi_card_applies). */
 mi_status *mi_segmenter_run(mi_segmenter *s, const mi_geometry *g, const float *volume, mi_segmentation **out);
+/* mi_segmenter_run, calling release(user) as soon as volume is no longer
+ * read (once it is resampled onto the model's grid, before inference): a
+ * caller that owns a large volume can free it there (a 512x512x300 CT is
+ * 315 MB of floats).  release is called at most once, and not when the run
+ * fails before that point. */
+mi_status *mi_segmenter_run_releasing(mi_segmenter *s, const mi_geometry *g, const float *volume,
+                                      void (*release)(void *user), void *user, mi_segmentation **out);
 void mi_segmentation_free(mi_segmentation *r);
 
 /* Label map on the source grid: 0 background, else a card label value. */
