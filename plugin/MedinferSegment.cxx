@@ -612,7 +612,9 @@ int run(const Args &a, Reporter &rep) {
     rc = EXIT_CANCELLED;
   } else {
     rep.stage(0.10, 0.95, "Segmenting");
-    if (mi_status *st = mi_segmenter_run(sg, &g, voxels.data(), &seg)) {
+    // The voxels go once resampled onto the model's grid: the rest of the run needs only g.
+    auto release = [](void *v) { std::vector<float>().swap(*static_cast<std::vector<float> *>(v)); };
+    if (mi_status *st = mi_segmenter_run_releasing(sg, &g, voxels.data(), release, &voxels, &seg)) {
       const bool cancelled = mi_status_code(st) == MI_ERR_CANCELLED;
       const std::string msg = status_text(st);
       if (cancelled) rc = EXIT_CANCELLED;
