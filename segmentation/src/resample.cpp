@@ -10,6 +10,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <exception>
+#include <memory>
 
 #include "itk_util.h"
 #include "medinfer/hugepages.h"
@@ -122,12 +123,18 @@ extern "C" mi_status *mi_resample(const mi_geometry *gs, const float *src, const
     rs->SetOutputDirection(dir);
     rs->SetDefaultPixelValue(outside);
     if (threads > 0) rs->SetNumberOfWorkUnits((itk::ThreadIdType)threads);
-    rs->Update();
+    // ITK writes into the caller's buffer: an image container holding an
+    // imported buffer of the right size keeps it when the filter allocates
+    // its output (ImportImageContainer::Reserve), which spares a copy and
+    // first-touch page faults on a second buffer.
     const size_t n = (size_t)(gd->size[0] * gd->size[1] * gd->size[2]);
-    float *buf = static_cast<float *>(mi_alloc_huge(n * sizeof(float)));
+    std::unique_ptr<float, void (*)(void *)> buf(static_cast<float *>(mi_alloc_huge(n * sizeof(float))), std::free);
     if (!buf) return mi_error(MI_ERR_NO_MEMORY, "resample: cannot allocate %zu voxels", n);
-    std::memcpy(buf, rs->GetOutput()->GetBufferPointer(), n * sizeof(float));
-    *out = buf;
+    rs->GetOutput()->GetPixelContainer()->SetImportPointer(buf.get(), n, false);
+    rs->Update();
+    const float *res = rs->GetOutput()->GetBufferPointer();
+    if (res != buf.get()) std::memcpy(buf.get(), res, n * sizeof(float));  // an ITK that reallocated after all
+    *out = buf.release();
     return nullptr;
   } catch (const std::bad_alloc &) {
     return mi_error(MI_ERR_NO_MEMORY, "resample: out of memory (%lldx%lldx%lld grid)", (long long)gd->size[0],
