@@ -61,7 +61,13 @@ std::string temp_path_for(const std::string &path) {
 // Atomic: a reader never sees a half-written file, a failure leaves nothing.
 mi_status *save_atomic(DcmFileFormat &ff, const std::string &out) {
   const std::string tmp = temp_path_for(out);
-  OFCondition c = ff.saveFile(tmp.c_str(), EXS_LittleEndianExplicit);
+  OFCondition c;
+  try {
+    c = ff.saveFile(tmp.c_str(), EXS_LittleEndianExplicit);
+  } catch (...) {  // DCMTK's own allocations: its stream stays open, but nothing is left on disk
+    std::remove(tmp.c_str());
+    throw;
+  }
   if (c.bad()) {
     std::remove(tmp.c_str());
     return mi_error(MI_ERR_IO, "dicom: %s: cannot write (%s)", out.c_str(), c.text());

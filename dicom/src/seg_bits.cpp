@@ -59,12 +59,22 @@ class FramesProducer : public DcmProducer {
   OFBool eos() override { return pos_ >= len_; }
   offile_off_t avail() override { return (offile_off_t)(len_ - pos_); }
 
+  // DCMTK calls this inside saveFile, which does not unwind: a failure
+  // (out of memory, a frame source that throws) becomes the stream's status,
+  // the write fails and the temporary file is removed.
   offile_off_t read(void *buf, offile_off_t buflen) override {
     Uint8 *out = static_cast<Uint8 *>(buf);
     size_t done = 0;
     while (done < (size_t)buflen && pos_ < len_ && status_.good()) {
       const size_t c = pos_ / chunk_bytes_;
-      if (c != chunk_) pack(c);
+      if (c != chunk_) {
+        try {
+          pack(c);
+        } catch (...) {
+          status_ = makeOFCondition(OFM_dcmdata, 2, OF_error, "packing SEG frames failed");
+        }
+        if (status_.bad()) break;
+      }
       const size_t off = pos_ - c * chunk_bytes_;
       const size_t n = std::min({(size_t)buflen - done, len_ - pos_, chunk_bytes_ - off});
       std::memcpy(out + done, buf_.data() + off, n);
@@ -85,10 +95,12 @@ class FramesProducer : public DcmProducer {
  private:
   // Chunk c's bytes (the last one's pad byte included), zero past the frames.
   void pack(size_t c) {
-    buf_.assign(chunk_bytes_ + 1, 0);
+    const size_t begin = std::min(order_.size(), c * chunk_frames_),
+                 end = std::min(order_.size(), (c + 1) * chunk_frames_);
+    // Whole chunks but the last, which may hold one frame of 8 (odd frame sizes).
+    buf_.assign(std::min(chunk_bytes_, ((end - begin) * plane_ + 7) / 8) + 1, 0);
     BitWriter w(buf_.data(), buf_.size());
-    const size_t end = std::min(order_.size(), (c + 1) * chunk_frames_);
-    for (size_t f = c * chunk_frames_; f < end; ++f) {
+    for (size_t f = begin; f < end; ++f) {
       const FrameRef &r = order_[f];
       if (r.k >= 0) frames_.bits(r.s, r.k, words_.data());
       else std::fill(words_.begin(), words_.end(), 0);
@@ -128,7 +140,14 @@ class FramesStreamFactory : public DcmInputStreamFactory {
  public:
   FramesStreamFactory(const FrameSource &frames, const std::vector<FrameRef> &order, size_t plane)
       : frames_(frames), order_(order), plane_(plane) {}
-  DcmInputStream *create() const override { return new FramesStream(frames_, order_, plane_); }
+  // NULL when out of memory, which DCMTK reports as an invalid stream.
+  DcmInputStream *create() const override {
+    try {
+      return new FramesStream(frames_, order_, plane_);
+    } catch (...) {
+      return nullptr;
+    }
+  }
   DcmInputStreamFactory *clone() const override { return new FramesStreamFactory(*this); }
   // Not a file: the nearest of the kinds DCMTK names, which it does not consult.
   DcmInputStreamFactoryType ident() const override { return DFT_DcmInputTempFileStreamFactory; }

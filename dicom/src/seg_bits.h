@@ -8,7 +8,8 @@
 // once).  So the writer hands dcmseg one-pixel frames and gives the encoded
 // Pixel Data element a stream instead of a value (DcmElement::
 // createValueFromTempFile): DCMTK reads it block by block while it writes the
-// file, and each block is packed from the frame sources' bits on demand.
+// file, and each block (about 1 MB, or 8 frames where that is more) is packed
+// from the frame sources' bits on demand.
 #ifndef MEDINFER_DICOM_SEG_BITS_H
 #define MEDINFER_DICOM_SEG_BITS_H
 
@@ -35,8 +36,10 @@ struct FrameRef {
 size_t binary_pixel_data_bytes(size_t n_frames, size_t plane);
 
 // A new factory of streams over the frames' packed bits (owned by the caller
-// until handed to createValueFromTempFile, which takes it).  frames and order
-// are read while the file is written: they must outlive the write.
+// until createValueFromTempFile succeeds, which then owns it).  frames and
+// order are read while the file is written: they must outlive the write.  A
+// failure while packing (out of memory, a frame source that throws) is the
+// stream's status, and fails DCMTK's write instead of unwinding through it.
 DcmInputStreamFactory *binary_pixel_data_stream(const FrameSource &frames, const std::vector<FrameRef> &order,
                                                 size_t plane);
 

@@ -222,9 +222,9 @@ mi_status *binary_pixel_data(DcmDataset &ds, const FrameSource &frames, const st
   MI_TRY(cond(ds.putAndInsertUint16(DCM_Rows, (Uint16)g.size[1]), "setting Rows", out));
   MI_TRY(cond(ds.putAndInsertUint16(DCM_Columns, (Uint16)g.size[0]), "setting Columns", out));
   std::unique_ptr<DcmPixelData> px(new DcmPixelData(DcmTag(DCM_PixelData, EVR_OB)));
-  MI_TRY(cond(px->createValueFromTempFile(binary_pixel_data_stream(frames, order, plane), (Uint32)bytes,
-                                          EBO_LittleEndian),
-              "streaming Pixel Data", out));
+  std::unique_ptr<DcmInputStreamFactory> stream(binary_pixel_data_stream(frames, order, plane));
+  MI_TRY(cond(px->createValueFromTempFile(stream.get(), (Uint32)bytes, EBO_LittleEndian), "streaming Pixel Data", out));
+  stream.release();  // the element's now
   MI_TRY(cond(ds.insert(px.get(), OFTrue /* replace dcmseg's */), "inserting Pixel Data", out));
   px.release();
   return nullptr;

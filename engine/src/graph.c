@@ -89,6 +89,7 @@ mi_status *mi_node_error(const mi_node *n, mi_code code, const char *fmt, ...) {
 
 mi_status *mi_error_named(mi_status *st, const char *name) {
   if (!st) return NULL;
+  if (!name) name = "";
   const char *msg = mi_status_message(st);
   const size_t len = strlen(name);
   if (msg[0] == '\'' && !strncmp(msg + 1, name, len) && (msg[len + 1] == '\'' || msg[len + 1] == ':')) return st;

@@ -458,7 +458,7 @@ static mi_status *build_graph(Onnx__ModelProto *mp, const char *base_dir, const 
                               size_t max_bytes, mi_graph *g) {
   Onnx__GraphProto *gp = mp->graph;
   if (!gp) return mi_error(MI_ERR_PARSE, "'%s' has no graph", name);
-  g->name = xstrdup(name);
+  if (!(g->name = xstrdup(name))) return mi_error(MI_ERR_NO_MEMORY, "out of memory");
   MI_TRY(read_versions(mp, name, &g->opset));
   if (gp->n_output == 0) return mi_error(MI_ERR_INVALID_MODEL, "'%s' declares no graph outputs", name);
   return build_body(gp, base_dir, name, max_bytes, 0, false, g);

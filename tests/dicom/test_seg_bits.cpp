@@ -3,10 +3,17 @@
 // its chunks, read as DCMTK reads it: in blocks, skipping, putting back.
 #include <gtest/gtest.h>
 
+#include <dcmtk/config/osconfig.h>
+#include <dcmtk/dcmdata/dctk.h>
+
 #include <algorithm>
+#include <filesystem>
 #include <memory>
+#include <new>
 #include <vector>
 
+#include "../common/temp_dir.h"
+#include "internal.h"
 #include "seg_bits.h"
 
 namespace {
@@ -92,6 +99,50 @@ TEST(DicomSegBits, StreamMatchesBitByBitPackingAcrossChunks) {
     EXPECT_EQ(tail[0], want[want.size() - 2]);
     EXPECT_EQ(tail[1], want[want.size() - 1]);
   }
+}
+
+// A frame source that fails at frame `at` (as an allocation would).
+class FailingFrames : public HashFrames {
+ public:
+  FailingFrames(size_t plane, int64_t at) : HashFrames(plane), at_(at) {}
+  void bits(size_t s, int64_t k, uint64_t *words) const override {
+    if (k == at_) throw std::bad_alloc();
+    HashFrames::bits(s, k, words);
+  }
+
+ private:
+  int64_t at_;
+};
+
+// DCMTK reads the stream inside saveFile, which does not unwind: a failure
+// while packing is the stream's status, the write fails naming the file, and
+// nothing is left behind.
+TEST(DicomSegBits, AFailureWhilePackingFailsTheWriteAndLeavesNothing) {
+  const size_t plane = 512 * 512;
+  std::vector<FrameRef> order;
+  for (int64_t f = 0; f < 100; ++f) order.push_back({1, f});
+  FailingFrames frames(plane, 40);  // in the second chunk
+
+  std::unique_ptr<DcmInputStreamFactory> factory(mi_dicom::binary_pixel_data_stream(frames, order, plane));
+  std::unique_ptr<DcmInputStream> in(factory->create());
+  std::vector<uint8_t> buf(mi_dicom::binary_pixel_data_bytes(order.size(), plane));
+  offile_off_t got = 0;
+  EXPECT_NO_THROW(got = in->read(buf.data(), (offile_off_t)buf.size()));
+  EXPECT_EQ((size_t)got, 32 * plane / 8);  // the first chunk's 32 frames
+  EXPECT_FALSE(in->good());
+
+  TempDir dir("seg-bits");
+  const std::string out = dir.path() + "/seg.dcm";
+  DcmFileFormat ff;
+  auto *px = new DcmPixelData(DcmTag(DCM_PixelData, EVR_OB));
+  ASSERT_TRUE(px->createValueFromTempFile(factory.release(), (Uint32)buf.size(), EBO_LittleEndian).good());
+  ASSERT_TRUE(ff.getDataset()->insert(px).good());
+  mi_status *st = nullptr;
+  EXPECT_NO_THROW(st = mi_dicom::save_atomic(ff, out));
+  EXPECT_NE(st, nullptr);
+  EXPECT_NE(std::string(mi_status_message(st)).find(out), std::string::npos) << mi_status_message(st);
+  mi_status_free(st);
+  EXPECT_TRUE(std::filesystem::is_empty(dir.path())) << "a temporary file was left";
 }
 
 }  // namespace
