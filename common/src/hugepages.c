@@ -7,7 +7,7 @@
 #include <string.h>
 #include <sys/mman.h>
 
-#define HUGE_BYTES ((uintptr_t)2 << 20)
+#define HUGE_BYTES ((uintptr_t)MI_HUGE_PAGE_BYTES)
 
 static int enabled(void) {
   static atomic_int v = -1;
@@ -21,9 +21,8 @@ static int enabled(void) {
 }
 
 void *mi_alloc_huge(size_t bytes) {
-  if (bytes < HUGE_BYTES) return malloc(bytes ? bytes : 1);
   void *p = NULL;
-  if (posix_memalign(&p, HUGE_BYTES, bytes)) return NULL;
+  if (posix_memalign(&p, bytes < HUGE_BYTES ? 64 : HUGE_BYTES, bytes ? bytes : 1)) return NULL;
   mi_advise_huge(p, bytes);
   return p;
 }

@@ -618,7 +618,7 @@ static mi_status *build_subgraph(const Onnx__GraphProto *gp, const char *base_di
  * 2-core VM).  free()-able: the tensors take the weights' blocks over. */
 static void *decoded_alloc(void *unused, size_t n) {
   (void)unused;
-  return mi_alloc_huge(n);
+  return n < MI_HUGE_PAGE_BYTES ? malloc(n ? n : 1) : mi_alloc_huge(n); /* small: no 64-byte padding */
 }
 static void decoded_free(void *unused, void *p) {
   (void)unused;

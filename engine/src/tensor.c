@@ -77,7 +77,7 @@ mi_status *mi_tensor_checked_nbytes(const mi_tensor *t, size_t max_bytes, size_t
  * would otherwise be faulted in 4 KB at a time by its first writer (the demo
  * model's 23 MB output: 94 ms of its first run on a 2-core VM). */
 static void *zeroed_bytes(size_t nb) {
-  if (nb < ((size_t)2 << 20)) return calloc(1, nb ? nb : 1);
+  if (nb < MI_HUGE_PAGE_BYTES) return calloc(1, nb ? nb : 1);
   void *p = mi_alloc_huge(nb);
   if (p) memset(p, 0, nb);
   return p;

@@ -16,6 +16,9 @@
 extern "C" {
 #endif
 
+/* A transparent huge page (x86-64). */
+#define MI_HUGE_PAGE_BYTES ((size_t)2 << 20)
+
 /* Asks for huge pages on the 2 MB-aligned part of [p, p + bytes) (no memory
  * beyond the buffer is claimed; a buffer without a whole aligned 2 MB in it is
  * left alone).  Call before the buffer is first written: pages are chosen when
@@ -23,9 +26,10 @@ extern "C" {
  * turns it off. */
 void mi_advise_huge(void *p, size_t bytes);
 
-/* malloc, but a block of 2 MB or more is 2 MB-aligned and advised as above,
- * so that its first writer faults it in 2 MB at a time.  free() releases it;
- * NULL when out of memory. */
+/* malloc, but 64-byte aligned (a vector kernel's), and a block of 2 MB or
+ * more 2 MB-aligned and advised as above, so that its first writer faults it
+ * in 2 MB at a time, its tail included.  free() releases it; NULL when out of
+ * memory. */
 void *mi_alloc_huge(size_t bytes);
 
 #ifdef __cplusplus

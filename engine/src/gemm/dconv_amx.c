@@ -47,10 +47,9 @@ bool mi_dconv_amx_pack(const float *w, int64_t M, int64_t C, int64_t ksz, bool l
   memset(out, 0, sizeof *out);
   const int64_t mb = (M + 31) / 32 * 2, pb = ((C + 1) / 2 + 15) / 16, K = C * ksz;
   const size_t n = (size_t)(mb * ksz * pb) * 512;
-  void *q = NULL;
-  if ((left && ksz != 1) || posix_memalign(&q, 64, n * sizeof(uint16_t))) return false;
-  mi_advise_huge(q, n * sizeof(uint16_t));
-  uint16_t *d = q;
+  if (left && ksz != 1) return false;
+  uint16_t *const q = mi_alloc_huge(n * sizeof(uint16_t)), *d = q;
+  if (!q) return false;
   /* [m block][tap][pair block][16 pairs][16 channels x 2]: a right operand;
    * left: [m block][pair block][16 channels][16 pairs x 2] */
   for (int64_t b = 0; b < mb; b++)

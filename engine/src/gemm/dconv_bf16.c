@@ -80,10 +80,8 @@ static uint32_t weight_pair(const float *w, int64_t C, int64_t ksz, int64_t m, i
 bool mi_dconv_bf16_pack(const float *w, int64_t M, int64_t C, int64_t ksz, mi_dconv_bf16_weights *out) {
   memset(out, 0, sizeof *out);
   const int64_t kp_n = (C + 1) / 2 * ksz, kc = 192, mp = (M + MR - 1) / MR * MR;
-  void *q = NULL;
-  if (posix_memalign(&q, 64, (size_t)(mp * kp_n) * sizeof(uint32_t))) return false;
-  mi_advise_huge(q, (size_t)(mp * kp_n) * sizeof(uint32_t));
-  uint32_t *d = q;
+  uint32_t *d = mi_alloc_huge((size_t)(mp * kp_n) * sizeof(uint32_t));
+  if (!d) return false;
   /* The SGEMM's packed layout (K blocks of kc rows, panels of MR rows), a
    * row being a channel pair at one tap. */
   for (int64_t pc = 0; pc < kp_n; pc += kc) {
@@ -94,7 +92,7 @@ bool mi_dconv_bf16_pack(const float *w, int64_t M, int64_t C, int64_t ksz, mi_dc
           d[pc * mp + ir * n + k * MR + i] = ir + i < M ? weight_pair(w, C, ksz, ir + i, pc + k) : 0;
   }
   out->data = d;
-  out->view = (mi_gemm_packed_view){(const float *)q, M, kp_n, mp, MR, (int)kc, "avx512-bf16", 0, NULL};
+  out->view = (mi_gemm_packed_view){(const float *)d, M, kp_n, mp, MR, (int)kc, "avx512-bf16", 0, NULL};
   return true;
 }
 

@@ -51,9 +51,8 @@
 bool mi_dconv_cv_pack(const float *w, int64_t M, int64_t K, int64_t taps, mi_dconv_cv_weights *out) {
   if (M <= 0 || M % 16 || K <= 0 || (taps > 1 && K % (16 * taps))) return false;
   const int vb = M % 64 == 0 ? 64 : M % 32 == 0 ? 32 : 16;
-  float *d = aligned_alloc(64, (size_t)(M * K) * sizeof(float));
+  float *d = mi_alloc_huge((size_t)(M * K) * sizeof(float));
   if (!d) return false;
-  mi_advise_huge(d, (size_t)(M * K) * sizeof(float));
   *out = (mi_dconv_cv_weights){d, M, K, vb, taps > 1 ? taps : 0};
   for (int64_t b = 0; b < M / vb; b++)
     for (int64_t i = 0; i < vb; i++) {

@@ -433,12 +433,11 @@ mi_gemm_packed_a *mi_gemm_packed_a_alloc(mi_isa isa, int64_t M, int64_t K) {
   p->K = K;
   p->mp = (M + p->kd->mr - 1) / p->kd->mr * p->kd->mr;
   p->kc = packed_kc(p->kd, K);
-  void *q = NULL;
-  if (posix_memalign(&q, 64, (size_t)p->mp * (size_t)K * sizeof(float))) {
+  void *q = mi_alloc_huge((size_t)p->mp * (size_t)K * sizeof(float));
+  if (!q) {
     free(p);
     return NULL;
   }
-  mi_advise_huge(q, (size_t)p->mp * (size_t)K * sizeof(float));
   p->data = q;
   return p;
 }

@@ -17,6 +17,7 @@
 #include "gemm/convt.h"
 #include "gemm/dconv.h"
 #include "gemm/gemm.h"
+#include "medinfer/hugepages.h"
 #include "ops.h"
 #include "spatial.h"
 
@@ -1378,7 +1379,7 @@ static void amx_pairs_items(void *vctx, int64_t b, int64_t e) {
  * it holds (SGEMM, channel-vector or Winograd); the caller frees it.  NULL
  * when out of memory. */
 static float *weights_rows(const conv_attr *a, int64_t M, int64_t K) {
-  float *wf = malloc((size_t)(M * K) * sizeof(float));
+  float *wf = mi_alloc_huge((size_t)(M * K) * sizeof(float));
   if (!wf) return NULL;
   if (a->wpack) {
     mi_gemm_packed_a_rows(a->wpack[0], 0, M, wf);
