@@ -27,6 +27,12 @@ void *mi_alloc_huge(size_t bytes) {
   return p;
 }
 
+void *mi_alloc_huge_zeroed(size_t bytes) {
+  void *p = mi_alloc_huge(bytes);
+  if (p) memset(p, 0, bytes);
+  return p;
+}
+
 void mi_advise_huge(void *p, size_t bytes) {
 #ifdef MADV_HUGEPAGE
   if (!p || bytes < HUGE_BYTES || !enabled()) return;

@@ -41,14 +41,22 @@ class BitWriter {
   size_t bytes_, bits_ = 0;
 };
 
+// What a stream packs: frames and order outlive the write (seg_bits.h).
+struct Frames {
+  const FrameSource &source;
+  const std::vector<FrameRef> &order;
+  size_t plane;
+};
+
 // The stream is cut into chunks of whole frames that start on a byte: a
 // multiple of the frames after which the bit offset is a whole byte again
 // (8 / gcd(plane, 8) of them), about 1 MB each.
 class FramesProducer : public DcmProducer {
  public:
-  FramesProducer(const FrameSource &frames, const std::vector<FrameRef> &order, size_t plane)
-      : frames_(frames), order_(order), plane_(plane), len_(binary_pixel_data_bytes(order.size(), plane)),
-        words_((plane + 63) / 64) {
+  explicit FramesProducer(const Frames &f)
+      : frames_(f.source), order_(f.order), plane_(f.plane), len_(binary_pixel_data_bytes(f.order.size(), f.plane)),
+        words_((f.plane + 63) / 64) {
+    const size_t plane = f.plane;
     const size_t align = plane % 8 == 0 ? 1 : plane % 4 == 0 ? 2 : plane % 2 == 0 ? 4 : 8;
     chunk_frames_ = std::max<size_t>(1, (size_t(8) << 20) / std::max<size_t>(plane, 1) / align) * align;
     chunk_bytes_ = chunk_frames_ * plane / 8;
@@ -125,25 +133,21 @@ class FramesStreamFactory;
 
 class FramesStream : public DcmInputStream {
  public:
-  FramesStream(const FrameSource &frames, const std::vector<FrameRef> &order, size_t plane)
-      : DcmInputStream(&producer_), producer_(frames, order, plane), frames_(frames), order_(order), plane_(plane) {}
+  explicit FramesStream(const Frames &f) : DcmInputStream(&producer_), producer_(f), frames_(f) {}
   DcmInputStreamFactory *newFactory() const override;
 
  private:
   FramesProducer producer_;
-  const FrameSource &frames_;
-  const std::vector<FrameRef> &order_;
-  const size_t plane_;
+  const Frames frames_;
 };
 
 class FramesStreamFactory : public DcmInputStreamFactory {
  public:
-  FramesStreamFactory(const FrameSource &frames, const std::vector<FrameRef> &order, size_t plane)
-      : frames_(frames), order_(order), plane_(plane) {}
+  explicit FramesStreamFactory(const Frames &f) : frames_(f) {}
   // NULL when out of memory, which DCMTK reports as an invalid stream.
   DcmInputStream *create() const override {
     try {
-      return new FramesStream(frames_, order_, plane_);
+      return new FramesStream(frames_);
     } catch (...) {
       return nullptr;
     }
@@ -153,12 +157,10 @@ class FramesStreamFactory : public DcmInputStreamFactory {
   DcmInputStreamFactoryType ident() const override { return DFT_DcmInputTempFileStreamFactory; }
 
  private:
-  const FrameSource &frames_;
-  const std::vector<FrameRef> &order_;
-  const size_t plane_;
+  const Frames frames_;
 };
 
-DcmInputStreamFactory *FramesStream::newFactory() const { return new FramesStreamFactory(frames_, order_, plane_); }
+DcmInputStreamFactory *FramesStream::newFactory() const { return new FramesStreamFactory(frames_); }
 
 }  // namespace
 
@@ -169,7 +171,7 @@ size_t binary_pixel_data_bytes(size_t n_frames, size_t plane) {
 
 DcmInputStreamFactory *binary_pixel_data_stream(const FrameSource &frames, const std::vector<FrameRef> &order,
                                                 size_t plane) {
-  return new FramesStreamFactory(frames, order, plane);
+  return new FramesStreamFactory(Frames{frames, order, plane});
 }
 
 }  // namespace mi_dicom

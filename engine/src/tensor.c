@@ -73,21 +73,14 @@ mi_status *mi_tensor_checked_nbytes(const mi_tensor *t, size_t max_bytes, size_t
   return checked_bytes(t->dtype, t->ndim, t->dims, max_bytes, nbytes);
 }
 
-/* Zeroed bytes; blocks of 2 MB or more on huge pages, where a fresh block
- * would otherwise be faulted in 4 KB at a time by its first writer (the demo
+/* Zeroed; blocks of 2 MB or more on huge pages, where a fresh block would
+ * otherwise be faulted in 4 KB at a time by its first writer (the demo
  * model's 23 MB output: 94 ms of its first run on a 2-core VM). */
-static void *zeroed_bytes(size_t nb) {
-  if (nb < MI_HUGE_PAGE_BYTES) return calloc(1, nb ? nb : 1);
-  void *p = mi_alloc_huge(nb);
-  if (p) memset(p, 0, nb);
-  return p;
-}
-
 mi_status *mi_tensor_alloc(mi_tensor *t, size_t max_bytes) {
   size_t nb = 0;
   MI_TRY(checked_bytes(t->dtype, t->ndim, t->dims, max_bytes, &nb));
   if (t->owns_data) free(t->data);
-  t->data = zeroed_bytes(nb);
+  t->data = mi_alloc_huge_zeroed(nb);
   t->owns_data = t->data != NULL;
   if (!t->data) return mi_error(MI_ERR_NO_MEMORY, "cannot allocate %zu bytes", nb);
   return NULL;

@@ -151,17 +151,6 @@ static void fill_input(const win *w, const batch *b, int f, mi_tensor *in, float
   }
 }
 
-/* Zeroed floats, each page faulted in by a write, on huge pages where the
- * kernel gives them (one fault per 2 MB instead of 512).  Untouched, zeroed
- * pages would be mapped to the shared zero page by blending's first read,
- * then copied on its write, each copy flushing the TLBs of the engine's
- * threads. */
-static float *zeroed_floats(int64_t n) {
-  float *p = mi_alloc_huge((size_t)n * sizeof *p);
-  if (p) memset(p, 0, (size_t)n * sizeof *p);
-  return p;
-}
-
 /* Rows [r0, r1) (row r: z = r / p[1], y = r % p[1]) of one patch's C
  * channels (src, scaled), Gaussian-weighted into the accumulators. */
 static void blend_rows(win *w, const int64_t o[3], const float *src, float scale, int64_t r0, int64_t r1) {
@@ -239,8 +228,9 @@ static mi_status *take_output(win *w, batch *b, int f, mi_tensor *out, int nrun,
   if (!w->C) {
     w->C = (int)od[1];
     const int64_t nvox = w->dims[0] * w->dims[1] * w->dims[2];
-    w->acc = zeroed_floats(nvox * w->C);
-    w->wsum = zeroed_floats(nvox);
+    /* written before blending reads them (hugepages.h), on huge pages */
+    w->acc = mi_alloc_huge_zeroed((size_t)(nvox * w->C) * sizeof(float));
+    w->wsum = mi_alloc_huge_zeroed((size_t)nvox * sizeof(float));
     if (!w->acc || !w->wsum)
       return mi_error(MI_ERR_NO_MEMORY, "sliding window: cannot allocate %d x %lld probabilities", w->C,
                       (long long)nvox);

@@ -32,6 +32,11 @@ void mi_advise_huge(void *p, size_t bytes);
  * memory. */
 void *mi_alloc_huge(size_t bytes);
 
+/* mi_alloc_huge, zeroed by writing: each page is faulted in by that write,
+ * not mapped to the shared zero page by a first read and copied on the next
+ * write (each copy a TLB flush on every thread of the process). */
+void *mi_alloc_huge_zeroed(size_t bytes);
+
 #ifdef __cplusplus
 }
 #endif
