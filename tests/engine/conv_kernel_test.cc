@@ -285,6 +285,73 @@ TEST(ConvKernel, RandomGeometryMatchesReference) {
   }
 }
 
+// Output rows of whole 16-position vectors on a padded grid (widths 16, 32
+// and 48, the grid two columns wider): the position-vector kernel runs its
+// vectors over the output rows alone, each vector inside one grid row, and
+// stores them in place.  3D layers of up to 16 output channels and 2D ones
+// of channel counts the channel-vector kernel does not take (not whole
+// vectors) run on it by the default rules; strided ones read stride
+// phases; with bias, a fused residual + ReLU and a BatchNorm prologue by
+// turns; in bf16 mode too where the CPU has it (within bf16's rounding).
+TEST(ConvKernel, WholeVectorRowsMatchReference) {
+  std::mt19937 rng(20261206);
+  struct Shape {
+    int nsp;
+    int64_t N, C, M, in[3], s;
+  };
+  const Shape shapes[] = {{3, 2, 16, 16, {5, 6, 32}, 1}, {3, 1, 5, 12, {3, 4, 48}, 1}, {3, 2, 8, 8, {4, 3, 16}, 1},
+                          {3, 1, 16, 16, {6, 10, 64}, 2}, {2, 2, 24, 40, {1, 7, 32}, 1}, {2, 1, 9, 24, {1, 5, 48}, 1},
+                          {2, 1, 16, 8, {1, 9, 96}, 2}};
+  const bool bf16 = mi_bf16_available();
+  int trial = 0;
+  for (const Shape &sh : shapes) {
+    Geo g{};
+    g.nsp = sh.nsp, g.N = sh.N, g.G = 1, g.C = sh.C, g.M = sh.M;
+    for (int j = 0; j < 3; j++) {
+      const bool live = j >= 3 - sh.nsp;
+      g.k[j] = live ? 3 : 1, g.d[j] = 1, g.pb[j] = g.pe[j] = live ? 1 : 0, g.in[j] = sh.in[j];
+      g.s[j] = live && j > 0 ? sh.s : 1;
+      g.out[j] = (g.in[j] + g.pb[j] + g.pe[j] - g.k[j]) / g.s[j] + 1;
+    }
+    check_conv(g, true, trial % 2 == 0, trial % 3 == 1, trial % 3 == 2, trial % 2 == 1, rng,
+               "shape " + std::to_string(trial));
+    if (HasFailure()) return;
+    if (bf16) {  // the bf16 build of the same kernel: within 2^-7 of the sum of |products|
+      const int64_t ksz = g.k[0] * g.k[1] * g.k[2];
+      const auto xd = shape(g, g.N, g.C, g.in), yd = shape(g, g.N, g.M, g.out);
+      std::vector<int64_t> wd = {g.M, g.C};
+      for (auto v : spatial(g, g.k)) wd.push_back(v);
+      auto x = rnd((size_t)numel(xd), rng), w = rnd((size_t)(g.M * g.C * ksz), rng), b = rnd((size_t)g.M, rng);
+      Model md;
+      md.inputs.push_back({"x", 1, xd});
+      md.inits.push_back(onnxb::float_tensor("w", wd, w));
+      md.inits.push_back(onnxb::float_tensor("b", {g.M}, b));
+      md.nodes.push_back({"Conv", "conv", {"x", "w", "b"}, {"y"},
+                          {onnxb::attr_ints("strides", spatial(g, g.s)), onnxb::attr_ints("pads", pads_of(g))}});
+      md.outputs.push_back({"y", 1, yd});
+      std::string err;
+      std::vector<std::vector<int64_t>> dims = {xd};
+      std::vector<std::vector<float>> data = {x};
+      g_bf16 = true;
+      auto got = run(md, dims, data, &err);
+      g_bf16 = false;
+      ASSERT_TRUE(err.empty()) << err;
+      auto want = conv_ref(g, x, w, b, {}, false);
+      std::vector<float> ax(x), aw(w), zb((size_t)g.M, 0.f);
+      for (auto &v : ax) v = std::fabs(v);
+      for (auto &v : aw) v = std::fabs(v);
+      auto mag = conv_ref(g, ax, aw, zb, {}, false);
+      int bad = 0;
+      for (size_t i = 0; i < got.size(); i++)
+        if (!(std::fabs(got[i] - want[i]) <= mag[i] / 128 + 1e-5f) && bad++ < 3)
+          ADD_FAILURE() << "bf16 shape " << trial << " (" << describe(g) << "): element " << i << " is " << got[i]
+                        << ", reference " << want[i];
+      if (HasFailure()) return;
+    }
+    trial++;
+  }
+}
+
 // A U-Net's stride-2 3x3x3 downsampling onto small volumes (the demo
 // model's: 16 -> 32 channels to 16^3, 32 -> 64 to 8^3, 64 -> 128 to 4^3, and
 // an odd-sized one), as the default rules run them: on AVX-512 and AVX2 the

@@ -97,12 +97,13 @@ typedef struct mi_dconv_prefetch {
 } mi_dconv_prefetch;
 static inline mi_dconv_prefetch mi_dconv_prefetch_of(const mi_dconv_job *j, const float *x, int64_t k_next,
                                                      int64_t kstep, int64_t it, int64_t end, int64_t nblk,
-                                                     int64_t ngrp, int64_t nvec, int vec) {
+                                                     int64_t ngrp, int64_t nvec, int vec, bool rows) {
   const int64_t K = j->a.K;
   if (k_next < K) return (mi_dconv_prefetch){x, j->toff + k_next, K - k_next < kstep ? K - k_next : kstep};
   if (it + 1 >= end || j->group_major) return (mi_dconv_prefetch){x, j->toff, 0};
-  const int64_t nb = (it + 1) / ngrp % nblk, nz = (it + 1) / (ngrp * nblk);
-  return (mi_dconv_prefetch){j->x + nz * j->x_plane + vec * (nb * nvec / nblk), j->toff, K < kstep ? K : kstep};
+  const int64_t nb = (it + 1) / ngrp % nblk, nz = (it + 1) / (ngrp * nblk), p = vec * (nb * nvec / nblk);
+  const int64_t q = rows ? p / j->cols * j->row + p % j->cols : p; /* rows: vectors over output rows */
+  return (mi_dconv_prefetch){j->x + nz * j->x_plane + q, j->toff, K < kstep ? K : kstep};
 }
 
 /* Rows [m0, m0 + mr) of a tile (positions [q0, q0 + n) of plane z) from

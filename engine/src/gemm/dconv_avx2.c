@@ -140,7 +140,7 @@ void mi_dconv_run_avx2(const mi_dconv_job *j, int64_t begin, int64_t end) {
       for (int64_t ks = 0; ks < kc; ks += KSTEP) {
         const int64_t kn = kc - ks < KSTEP ? kc - ks : KSTEP;
         const bool first = pc == 0 && ks == 0, last = pc + ks + kn >= K;
-        const mi_dconv_prefetch pf = mi_dconv_prefetch_of(j, x, pc + ks + kn, KSTEP, it, end, nblk, ngrp, nvec, 8);
+        const mi_dconv_prefetch pf = mi_dconv_prefetch_of(j, x, pc + ks + kn, KSTEP, it, end, nblk, ngrp, nvec, 8, false);
         for (int64_t ir = m0; ir < me; ir += TR) {
           const int mr = me - ir < TR ? (int)(me - ir) : TR;
           /* row r's weights: panel r / MR, lane r % MR; rows past the panels read row ir (not stored) */
