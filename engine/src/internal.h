@@ -262,6 +262,7 @@ typedef struct mi_scratch_block mi_scratch_block;
 typedef struct mi_scratch_stacked {
   void *p;
   size_t bytes, end; /* the block is [end - bytes, end) of the node's stack */
+  size_t mapped;     /* owned: the allocation's size (bytes or more) */
   bool busy;
   bool owned; /* allocated for it (while recording), not in the room */
 } mi_scratch_stacked;
@@ -282,6 +283,10 @@ struct mi_exec {
   size_t room_bytes;
   mi_scratch_stacked stack[MI_SCRATCH_STACK];
   int n_stack;
+  /* Recording: the largest mapped block given back, for the next request it
+   * holds (scratch.c); unmapped when recording ends. */
+  void *spare;
+  size_t spare_bytes;
 };
 
 /* Scratch buffer (64-byte aligned) valid until released, which the kernel
@@ -296,6 +301,8 @@ void mi_exec_scratch_release(mi_exec *ex, void *p);
 void mi_exec_scratch_node(mi_exec *ex, size_t *need, void *room, size_t room_bytes);
 /* Frees the blocks the exec keeps (all released). */
 void mi_exec_scratch_free(mi_exec *ex);
+/* A plan's first run is over: its recorded blocks' spare goes back. */
+void mi_exec_scratch_recorded(mi_exec *ex);
 
 /* Run fn(ctx, begin, end) over [0, n) split into chunks across the pool's
  * threads.  grain: minimum items per chunk. */

@@ -317,6 +317,7 @@ mi_status *mi_model_run(mi_model *m, mi_tensor *const *inputs, int n_inputs, mi_
       memcpy(outputs[i]->data, v->t.data, mi_tensor_nbytes(&v->t));
   }
   mi_graph_release_eager(g);
+  if (m->plan.recording) mi_exec_scratch_recorded(&m->ex);
   if (!st && m->plan.recording) m->plan.recording = false, m->plan.recorded = true;
   /* Leave no pointers to caller memory behind. */
   for (int i = 0; i < g->n_inputs; i++)

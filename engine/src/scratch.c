@@ -16,6 +16,7 @@
 #include "medinfer/hugepages.h"
 #include "internal.h"
 
+#include <stdint.h>
 #include <stdlib.h>
 #include <sys/mman.h>
 
@@ -38,20 +39,67 @@ static size_t stack_top(const mi_exec *ex) { return ex->n_stack ? ex->stack[ex->
  * release.  From the C library it would raise its mmap threshold when freed
  * (glibc: to the block's size), after which such blocks, and the model's
  * other allocations of up to that size, come from its heap and stay resident
- * when freed: peak memory then hangs on the order of requests. */
+ * when freed: peak memory then hangs on the order of requests.
+ *
+ * The largest block given back is kept mapped as the spare, for the next
+ * request it holds (a network's layers ask for their input copies one after
+ * another): each fresh mapping was faulted in again, and a 4 KB page's first
+ * touch costs about 10 us on these machines (the demo model's first run took
+ * a third of its page faults in its padded copies).  A request the spare
+ * cannot hold unmaps it first, so the recording run's peak stays as it was.
+ * Blocks of 2 MB or more are mapped 2 MB-aligned and whole 2 MB pages, all
+ * of them advised huge. */
 #define MAP_MIN ((size_t)128 << 10)
 
-static void *recorded_alloc(size_t bytes) {
-  if (bytes < MAP_MIN) return aligned_alloc(ALIGN, bytes);
-  void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+static size_t mapped_size(size_t bytes) {
+  return bytes >= MI_HUGE_PAGE_BYTES ? (bytes + MI_HUGE_PAGE_BYTES - 1) & ~(MI_HUGE_PAGE_BYTES - 1) : bytes;
+}
+
+static void *map_block(size_t size) {
+  const size_t extra = size >= MI_HUGE_PAGE_BYTES ? MI_HUGE_PAGE_BYTES : 0;
+  char *p = mmap(NULL, size + extra, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   if (p == MAP_FAILED) return NULL;
-  mi_advise_huge(p, bytes); /* its 2 MB-aligned part: one fault per 2 MB */
+  if (extra) { /* trim to a 2 MB-aligned block */
+    const size_t head = (MI_HUGE_PAGE_BYTES - (uintptr_t)p % MI_HUGE_PAGE_BYTES) % MI_HUGE_PAGE_BYTES;
+    if (head) munmap(p, head);
+    if (extra - head) munmap(p + head + size, extra - head);
+    p += head;
+  }
+  mi_advise_huge(p, size);
   return p;
 }
 
-static void recorded_free(void *p, size_t bytes) {
-  if (bytes < MAP_MIN) free(p);
-  else munmap(p, bytes);
+/* A block of bytes for the recording run; *mapped: the allocation's size. */
+static void *recorded_alloc(mi_exec *ex, size_t bytes, size_t *mapped) {
+  *mapped = bytes;
+  if (bytes < MAP_MIN) return aligned_alloc(ALIGN, bytes);
+  if (ex->spare && ex->spare_bytes >= bytes) {
+    void *p = ex->spare;
+    *mapped = ex->spare_bytes;
+    ex->spare = NULL;
+    return p;
+  }
+  mi_exec_scratch_recorded(ex);
+  *mapped = mapped_size(bytes);
+  return map_block(*mapped);
+}
+
+static void recorded_free(mi_exec *ex, void *p, size_t mapped) {
+  if (mapped < MAP_MIN) {
+    free(p);
+    return;
+  }
+  if (ex->spare && ex->spare_bytes >= mapped) { /* keep the larger */
+    munmap(p, mapped);
+    return;
+  }
+  mi_exec_scratch_recorded(ex);
+  ex->spare = p, ex->spare_bytes = mapped;
+}
+
+void mi_exec_scratch_recorded(mi_exec *ex) {
+  if (ex->spare) munmap(ex->spare, ex->spare_bytes);
+  ex->spare = NULL, ex->spare_bytes = 0;
 }
 
 /* A block of the running node's stack (recorded or in its room): false when
@@ -60,7 +108,7 @@ static bool release_stacked(mi_exec *ex, void *p) {
   int i = ex->n_stack - 1;
   while (i >= 0 && !(ex->stack[i].busy && ex->stack[i].p == p)) i--;
   if (i < 0) return false;
-  if (ex->stack[i].owned) recorded_free(p, ex->stack[i].bytes);
+  if (ex->stack[i].owned) recorded_free(ex, p, ex->stack[i].mapped);
   ex->stack[i].busy = false;
   while (ex->n_stack > 0 && !ex->stack[ex->n_stack - 1].busy) ex->n_stack--;
   return true;
@@ -92,15 +140,16 @@ void *mi_exec_scratch(mi_exec *ex, size_t bytes) {
   if (ex && (ex->need || ex->room)) {
     const size_t end = stack_top(ex) + bytes;
     if (ex->need && ex->n_stack < MI_SCRATCH_STACK) { /* recording */
-      void *p = recorded_alloc(bytes);
+      size_t mapped;
+      void *p = recorded_alloc(ex, bytes, &mapped);
       if (!p) return NULL;
-      ex->stack[ex->n_stack++] = (mi_scratch_stacked){p, bytes, end, true, true};
+      ex->stack[ex->n_stack++] = (mi_scratch_stacked){p, bytes, end, mapped, true, true};
       if (end > *ex->need) *ex->need = end;
       return p;
     }
     if (ex->need) *ex->need = SIZE_MAX; /* more blocks at once than the stack holds: no room */
     else if (end <= ex->room_bytes && end >= bytes && ex->n_stack < MI_SCRATCH_STACK) {
-      ex->stack[ex->n_stack++] = (mi_scratch_stacked){ex->room + end - bytes, bytes, end, true, false};
+      ex->stack[ex->n_stack++] = (mi_scratch_stacked){ex->room + end - bytes, bytes, end, bytes, true, false};
       return ex->room + end - bytes;
     }
   }
@@ -141,6 +190,7 @@ void mi_exec_scratch_release(mi_exec *ex, void *p) {
 }
 
 void mi_exec_scratch_free(mi_exec *ex) {
+  mi_exec_scratch_recorded(ex);
   for (int i = 0; i < ex->n_scratch; i++) free(ex->scratch[i].p);
   free(ex->scratch);
   ex->scratch = NULL;

@@ -197,6 +197,55 @@ TEST(Scratch, ReleasedBlocksAreKeptAndReused) {
   mi_exec_scratch_release(nullptr, e);
 }
 
+// While recording (a plan's first run), a large block given back stays
+// mapped as the spare and serves the next request it holds, in this node or
+// a later one (each fresh mapping is faulted in again); the spare is the
+// largest block given back, a request it cannot hold unmaps it first, and
+// the recording's end unmaps it.  Blocks of 2 MB or more are 2 MB-aligned.
+TEST(Scratch, RecordingReusesItsLargestBlock) {
+#ifdef __SANITIZE_ADDRESS__
+  GTEST_SKIP() << "under ASan nothing is recorded: every block is allocated and freed";
+#endif
+  const size_t MB = size_t(1) << 20;
+  mi_exec ex{};
+  size_t need = 0;
+  mi_exec_scratch_node(&ex, &need, nullptr, 0);
+  char *big = static_cast<char *>(mi_exec_scratch(&ex, 3 * MB));
+  ASSERT_NE(big, nullptr);
+  EXPECT_EQ(reinterpret_cast<uintptr_t>(big) % (2 * MB), 0u) << "not 2 MB-aligned";
+  std::memset(big, 1, 3 * MB);
+  mi_exec_scratch_release(&ex, big);
+  mi_exec_scratch_node(&ex, nullptr, nullptr, 0);
+  EXPECT_EQ(ex.spare, big) << "the block given back is not kept as the spare";
+
+  mi_exec_scratch_node(&ex, &need, nullptr, 0);
+  char *s = static_cast<char *>(mi_exec_scratch(&ex, MB));
+  EXPECT_EQ(s, big) << "the spare does not serve a request it holds";
+  EXPECT_EQ(ex.spare, nullptr);
+  char *t = static_cast<char *>(mi_exec_scratch(&ex, MB / 2));
+  ASSERT_NE(t, nullptr);
+  EXPECT_NE(t, big);
+  std::memset(s, 2, MB);
+  std::memset(t, 3, MB / 2);
+  mi_exec_scratch_release(&ex, t);
+  EXPECT_EQ(ex.spare, t);
+  mi_exec_scratch_release(&ex, s);
+  EXPECT_EQ(ex.spare, s) << "the spare is not the largest block given back";
+  char *u = static_cast<char *>(mi_exec_scratch(&ex, 5 * MB));
+  ASSERT_NE(u, nullptr);
+  EXPECT_EQ(ex.spare, nullptr) << "a request the spare cannot hold keeps it mapped";
+  std::memset(u, 4, 5 * MB);
+  mi_exec_scratch_release(&ex, u);
+  mi_exec_scratch_node(&ex, nullptr, nullptr, 0);
+  EXPECT_EQ(ex.spare, u);
+  EXPECT_EQ(need, 5 * MB) << "the most stacked at once";
+  mi_exec_scratch_recorded(&ex);
+  EXPECT_EQ(ex.spare, nullptr);
+  EXPECT_EQ(ex.spare_bytes, 0u);
+  EXPECT_EQ(ex.n_scratch, 0) << "recording keeps blocks";
+  mi_exec_scratch_free(&ex);
+}
+
 // Inside a node, blocks are stacked: each starts where the last one still
 // held ends, and releasing the top one pops every released block under it.
 // Recording keeps the most the node stacked; with a room, requests come from
