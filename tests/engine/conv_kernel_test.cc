@@ -190,6 +190,14 @@ std::vector<float> conv_ref(const Geo &g, const std::vector<float> &x, const std
   return y;
 }
 
+// Sum of |products| per output: the reference on |x|, |w| (no bias), the
+// scale of a rounding error.
+std::vector<float> abs_products(const Geo &g, std::vector<float> x, std::vector<float> w) {
+  for (auto &v : x) v = std::fabs(v);
+  for (auto &v : w) v = std::fabs(v);
+  return conv_ref(g, x, w, std::vector<float>((size_t)g.M, 0.f), {}, false);
+}
+
 void expect_close(const std::vector<float> &got, const std::vector<float> &want, const std::string &what,
                   float tol = 1e-4f) {
   ASSERT_EQ(got.size(), want.size()) << what;
@@ -337,10 +345,7 @@ TEST(ConvKernel, WholeVectorRowsMatchReference) {
       g_bf16 = false;
       ASSERT_TRUE(err.empty()) << err;
       auto want = conv_ref(g, x, w, b, {}, false);
-      std::vector<float> ax(x), aw(w), zb((size_t)g.M, 0.f);
-      for (auto &v : ax) v = std::fabs(v);
-      for (auto &v : aw) v = std::fabs(v);
-      auto mag = conv_ref(g, ax, aw, zb, {}, false);
+      auto mag = abs_products(g, x, w);
       int bad = 0;
       for (size_t i = 0; i < got.size(); i++)
         if (!(std::fabs(got[i] - want[i]) <= mag[i] / 128 + 1e-5f) && bad++ < 3)
@@ -666,11 +671,7 @@ TEST(ConvKernel, Bf16WithinRounding) {
     auto got = run(md, dims, data, &err);
     ASSERT_TRUE(err.empty()) << err;
     auto want = conv_ref(g, xin, w, b, r, fused);
-    // Sum of |products| per output: the reference on |x|, |w| (bias exact).
-    std::vector<float> ax(xin), aw(w), zb((size_t)g.M, 0.f);
-    for (auto &v : ax) v = std::fabs(v);
-    for (auto &v : aw) v = std::fabs(v);
-    auto mag = conv_ref(g, ax, aw, zb, {}, false);
+    auto mag = abs_products(g, xin, w);
     ASSERT_EQ(got.size(), want.size());
     double ab = 0, aa = 0, bb = 0;
     int bad = 0;
@@ -736,10 +737,7 @@ TEST(ConvKernel, Bf16TakesWinogradWhereItSavesMore) {
     const std::string what = std::to_string(hw) + "x" + std::to_string(hw);
     if (c.winograd && has_path) {
       auto want = conv_ref(g, x, w, b, {}, false);
-      std::vector<float> ax(x), aw(w), zb((size_t)g.M, 0.f);
-      for (auto &v : ax) v = std::fabs(v);
-      for (auto &v : aw) v = std::fabs(v);
-      auto mag = conv_ref(g, ax, aw, zb, {}, false);
+      auto mag = abs_products(g, x, w);
       double worst = 0;
       for (size_t i = 0; i < got.size(); i++) worst = std::max(worst, std::fabs(got[i] - want[i]) / (mag[i] + 1e-6));
       EXPECT_LT(worst, 4e-5) << what << ": not FP32 Winograd's rounding";
@@ -839,10 +837,7 @@ TEST(ConvKernel, WinogradWithinRounding) {
     auto want = conv_ref(g, xin, w, epi ? b : std::vector<float>(), r, epi == 2);
     if (epi == 3)
       for (auto &v : want) v = v < 0 ? 0.1f * v : v;
-    std::vector<float> ax(xin), aw(w), zb((size_t)g.M, 0.f);
-    for (auto &v : ax) v = std::fabs(v);
-    for (auto &v : aw) v = std::fabs(v);
-    auto mag = conv_ref(g, ax, aw, zb, {}, false);
+    auto mag = abs_products(g, xin, w);
     const std::string what = "trial " + std::to_string(trial) + " (" + describe(g) + ")";
     ASSERT_EQ(got.size(), want.size()) << what;
     double ab = 0, aa = 0, bb = 0;

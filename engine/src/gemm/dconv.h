@@ -9,7 +9,9 @@
  * a tap straight from the source.  Positions run along the padded grid,
  * rows included; the grid's extra columns are computed and dropped (a few
  * percent), which keeps tiles full on 7x7 and 14x14 layers where the
- * SGEMM's column panels are mostly edge.
+ * SGEMM's column panels are mostly edge.  Output rows of whole vectors
+ * (16, 32, 48.. columns) are the exception: the AVX-512 kernel's vectors
+ * then run over them alone (dconv_avx512.c).
  *
  * Only compiled for x86-64; call nothing here unless mi_isa_level() is
  * MI_ISA_AVX512 (the _avx2 functions: MI_ISA_AVX2) and the weights were
@@ -89,7 +91,8 @@ static inline void mi_dconv_item(const mi_dconv_job *j, int64_t it, int64_t nblk
  * panels: the next step's rows of this tile (x), or at the last step the
  * first kstep rows of the next item, which in tile-first order is likely the
  * next tile.  A map's channels lie pages apart, where the hardware
- * prefetchers do not follow.  vec: positions per vector, nvec a plane's. */
+ * prefetchers do not follow.  vec: positions per vector, nvec a plane's;
+ * rows: the vectors run over the output rows only (dconv_avx512.c). */
 typedef struct mi_dconv_prefetch {
   const float *x;
   const int32_t *toff;
