@@ -54,6 +54,11 @@ static size_t stack_top(const mi_exec *ex) { return ex->n_stack ? ex->stack[ex->
  * faults). */
 #define MAP_MIN ((size_t)128 << 10)
 
+static void drop_spare(mi_exec *ex) {
+  if (ex->spare) munmap(ex->spare, ex->spare_bytes);
+  ex->spare = NULL, ex->spare_bytes = 0;
+}
+
 static size_t mapped_size(size_t bytes) {
   return bytes >= MI_HUGE_PAGE_BYTES ? (bytes + MI_HUGE_PAGE_BYTES - 1) & ~(MI_HUGE_PAGE_BYTES - 1) : bytes;
 }
@@ -82,7 +87,7 @@ static void *recorded_alloc(mi_exec *ex, size_t bytes, size_t *mapped) {
     ex->spare = NULL;
     return p;
   }
-  mi_exec_scratch_recorded(ex);
+  drop_spare(ex);
   *mapped = mapped_size(bytes);
   return map_block(*mapped);
 }
@@ -96,14 +101,11 @@ static void recorded_free(mi_exec *ex, void *p, size_t mapped) {
     munmap(p, mapped);
     return;
   }
-  mi_exec_scratch_recorded(ex);
+  drop_spare(ex);
   ex->spare = p, ex->spare_bytes = mapped;
 }
 
-void mi_exec_scratch_recorded(mi_exec *ex) {
-  if (ex->spare) munmap(ex->spare, ex->spare_bytes);
-  ex->spare = NULL, ex->spare_bytes = 0;
-}
+void mi_exec_scratch_recorded(mi_exec *ex) { drop_spare(ex); }
 
 /* A block of the running node's stack (recorded or in its room): false when
  * p is none of them. */
@@ -193,7 +195,7 @@ void mi_exec_scratch_release(mi_exec *ex, void *p) {
 }
 
 void mi_exec_scratch_free(mi_exec *ex) {
-  mi_exec_scratch_recorded(ex);
+  drop_spare(ex);
   for (int i = 0; i < ex->n_scratch; i++) free(ex->scratch[i].p);
   free(ex->scratch);
   ex->scratch = NULL;

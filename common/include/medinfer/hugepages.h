@@ -28,8 +28,8 @@ void mi_advise_huge(void *p, size_t bytes);
 
 /* malloc, but 64-byte aligned (a vector kernel's), and a block of 2 MB or
  * more 2 MB-aligned and advised as above, so that its first writer faults it
- * in 2 MB at a time, its tail included.  free() releases it; NULL when out of
- * memory. */
+ * in 2 MB at a time (a last partial 2 MB, beyond the advice, 4 KB at a time).
+ * free() releases it; NULL when out of memory. */
 void *mi_alloc_huge(size_t bytes);
 
 /* mi_alloc_huge, zeroed by writing: each page is faulted in by that write,

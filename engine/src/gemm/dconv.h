@@ -87,6 +87,13 @@ static inline void mi_dconv_item(const mi_dconv_job *j, int64_t it, int64_t nblk
   else *g = it % ngrp, *b = (it / ngrp) % nblk, *z = it / (ngrp * nblk);
 }
 
+/* Grid position of position p of a plane (p a vector's first lane): the
+ * same where vectors run along the grid, else (rows: output rows of whole
+ * vectors, dconv_avx512.c) p's output row and column on the grid. */
+static inline int64_t mi_dconv_grid_q(const mi_dconv_job *j, bool rows, int64_t p) {
+  return rows ? p / j->cols * j->row + p % j->cols : p;
+}
+
 /* The source rows a K step prefetches into L2, shared out over the group's
  * panels: the next step's rows of this tile (x), or at the last step the
  * first kstep rows of the next item, which in tile-first order is likely the
@@ -104,9 +111,9 @@ static inline mi_dconv_prefetch mi_dconv_prefetch_of(const mi_dconv_job *j, cons
   const int64_t K = j->a.K;
   if (k_next < K) return (mi_dconv_prefetch){x, j->toff + k_next, K - k_next < kstep ? K - k_next : kstep};
   if (it + 1 >= end || j->group_major) return (mi_dconv_prefetch){x, j->toff, 0};
-  const int64_t nb = (it + 1) / ngrp % nblk, nz = (it + 1) / (ngrp * nblk), p = vec * (nb * nvec / nblk);
-  const int64_t q = rows ? p / j->cols * j->row + p % j->cols : p; /* rows: vectors over output rows */
-  return (mi_dconv_prefetch){j->x + nz * j->x_plane + q, j->toff, K < kstep ? K : kstep};
+  const int64_t nb = (it + 1) / ngrp % nblk, nz = (it + 1) / (ngrp * nblk);
+  return (mi_dconv_prefetch){j->x + nz * j->x_plane + mi_dconv_grid_q(j, rows, vec * (nb * nvec / nblk)), j->toff,
+                             K < kstep ? K : kstep};
 }
 
 /* Rows [m0, m0 + mr) of a tile (positions [q0, q0 + n) of plane z) from

@@ -34,11 +34,6 @@ static int64_t DC_NAME(plane_vectors)(const mi_dconv_job *j) {
   return DC_NAME(row_vectors)(j) ? ((j->q_end - j->cols) / j->row + 1) * (j->cols / 16) : (j->q_end + 15) / 16;
 }
 
-/* Grid position of vector v's first lane. */
-static int64_t DC_NAME(vector_q)(const mi_dconv_job *j, bool rows, int64_t v) {
-  return rows ? 16 * v / j->cols * j->row + 16 * v % j->cols : 16 * v;
-}
-
 /* A plane's positions as whole vectors, dealt evenly to tiles of at most
  * three: 61 positions are two tiles of two vectors, not 48 + 13. */
 static int64_t DC_NAME(plane_tiles)(const mi_dconv_job *j) { return (DC_NAME(plane_vectors)(j) + 2) / 3; }
@@ -151,9 +146,9 @@ void DC_NAME(mi_dconv_run)(const mi_dconv_job *j, int64_t begin, int64_t end) {
     const int64_t n = 16 * v1 < end_q ? 16 * v1 - q0 : end_q - q0;
     const int nv = (int)(v1 - v0), rem = (int)(n - 16 * (nv - 1));
     const __mmask16 lm = (__mmask16)(rem >= 16 ? 0xFFFFu : (1u << rem) - 1u);
-    const int64_t g0 = DC_NAME(vector_q)(j, rows, v0); /* its source: grid position g0 on */
+    const int64_t g0 = mi_dconv_grid_q(j, rows, q0); /* its source: grid position g0 on */
     int64_t vq[3];
-    for (int v = 0; v < 3; v++) vq[v] = DC_NAME(vector_q)(j, rows, v0 + v) - g0;
+    for (int v = 0; v < 3; v++) vq[v] = mi_dconv_grid_q(j, rows, q0 + 16 * v) - g0;
     const float *x = j->x + z * j->x_plane + g0;
     const int64_t m0 = g * grp, me = m0 + grp < M ? m0 + grp : M, panels = (me - m0 + MR - 1) / MR;
     /* A grid with extra columns and no epilogue: the tile's vectors go
