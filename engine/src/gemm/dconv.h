@@ -141,6 +141,10 @@ bool mi_dconv_bf16_supported(void); /* AVX-512F and AVX512-BF16 */
 /* f rounded to bf16 (nearest even; NaN stays NaN), and n of them. */
 uint16_t mi_bf16_round(float f);
 void mi_bf16_from_f32(const float *src, int64_t n, uint16_t *dst);
+/* n rows of 16 lanes of two channels (row e: lo[16 e + l], hi[16 e + l];
+ * hi NULL: zeros) as 16 pairs each, row e at dst + e * ds (Winograd's
+ * transformed inputs, conv_winograd.c). */
+void mi_bf16_pair_lanes(const float *lo, const float *hi, int n, float *dst, int64_t ds);
 /* W [M, C, taps] (ksz taps per channel) into *out; false on out of memory. */
 bool mi_dconv_bf16_pack(const float *w, int64_t M, int64_t C, int64_t ksz, mi_dconv_bf16_weights *out);
 /* Channel pairs [cp0, cp1) of x (C channels, channel c's n floats at

@@ -32,6 +32,9 @@ bool mi_dconv_bf16_pack(const float *w, int64_t M, int64_t C, int64_t ksz, mi_dc
   (void)w, (void)M, (void)C, (void)ksz, (void)out;
   return false;
 }
+void mi_bf16_pair_lanes(const float *lo, const float *hi, int n, float *dst, int64_t ds) {
+  (void)lo, (void)hi, (void)n, (void)dst, (void)ds;
+}
 void mi_dconv_bf16_pairs(const float *x, int64_t xstride, int64_t n, int64_t C, const float *pre, bool relu,
                          int64_t csz, float *dst, int64_t cp0, int64_t cp1) {
   (void)x, (void)xstride, (void)n, (void)C, (void)pre, (void)relu, (void)csz, (void)dst, (void)cp0, (void)cp1;
@@ -124,6 +127,12 @@ static inline __attribute__((always_inline)) float aff1(const bool AFF, float v,
 static inline __m512i pairs16(__m512 lo, __m512 hi) {
   return _mm512_or_si512(_mm512_cvtepu16_epi32((__m256i)_mm512_cvtneps_pbh(lo)),
                          _mm512_slli_epi32(_mm512_cvtepu16_epi32((__m256i)_mm512_cvtneps_pbh(hi)), 16));
+}
+
+void mi_bf16_pair_lanes(const float *lo, const float *hi, int n, float *dst, int64_t ds) {
+  for (int e = 0; e < n; e++)
+    _mm512_storeu_si512(dst + e * ds, pairs16(_mm512_loadu_ps(lo + 16 * e),
+                                              hi ? _mm512_loadu_ps(hi + 16 * e) : _mm512_setzero_ps()));
 }
 
 /* One row: a[i], b[i] (b NULL: zeros), each through its affine (AFF), as

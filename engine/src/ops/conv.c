@@ -1753,21 +1753,24 @@ static mi_status *conv_winograd(mi_node *n, mi_exec *ex, const geom *g, const fl
   wc.bf16 = direct_bf16(ex, C); /* the call's rival: bf16's kernels at twice the FP32 rate */
   if (wc.bf16 && direct_amx()) return NULL; /* AMX's bf16 outruns FP32 Winograd */
 #endif
-  const int tile = mi_wino_wanted(C, M, g->k[0], &wc);
-  if (!tile) return NULL;
+  const int scheme = mi_wino_wanted(C, M, g->k[0], &wc);
+  if (!scheme) return NULL;
   /* F(3x3) weights, made by an earlier call that did not pool (its scratch
    * path under MEDINFER_WINOGRAD=3): their 3x3 blocks straddle the 2x2 windows */
   if (pool2 && a->wino && mi_wino_weights_tile(a->wino) == 3) return NULL;
-  if (!a->wino) { /* in the first call's tile (a network's layer keeps its map size) */
+  if (!a->wino) { /* in the first call's scheme (a network's layer keeps its map size) */
     if (!a->wpack) return NULL; /* the channel-vector kernel's weights took their place: it keeps the layer */
-    if (!(a->wino = mi_wino_weights_make(a->wpack[0], C, g->k[0], tile))) {
+    if (!(a->wino = mi_wino_weights_make(a->wpack[0], C, g->k[0], scheme))) {
       a->wino_ok = false; /* no Winograd path on this kernel level (or no memory): the exact one */
       return NULL;
     }
-    /* held once: the exact weights come back from U if ever needed */
-    mi_gemm_packed_a_free(a->wpack[0]);
-    free(a->wpack);
-    a->wpack = NULL;
+    /* held once: the exact weights come back from U if ever needed (not
+     * from a bf16 U: then the packed ones stay) */
+    if (!mi_wino_weights_bf16(a->wino)) {
+      mi_gemm_packed_a_free(a->wpack[0]);
+      free(a->wpack);
+      a->wpack = NULL;
+    }
   }
   /* the input prologue, or the blocked input, on an NCHW copy: the transforms read the input once */
   float *xn = NULL, *yn = NULL;

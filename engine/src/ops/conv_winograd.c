@@ -9,13 +9,16 @@
  *   3. output transform A^T M A with the epilogue, stored to Y.
  * 2D layers fold the batch into the tile index; 3D layers run a slab of
  * output planes at a time, each reading kd consecutive transformed input
- * planes. */
+ * planes.  bf16 products (MI_WINO_BF16): pass 1 writes V as rows of
+ * channel pairs, pass 2 runs each element's product as a 1x1 layer of the
+ * bf16 direct kernel (bf16_job). */
 #include "conv_winograd.h"
 
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "../gemm/dconv.h"
 #include "../gemm/wino.h"
 
 #define NXI 36 /* the most transform elements: F(4x4)'s 6x6 */
@@ -23,22 +26,66 @@
 #define CHUNK_SHARED ((int64_t)16 << 20) /* V + M of a chunk all threads work on */
 
 struct mi_wino_weights {
-  mi_gemm_packed_a *u[NXI]; /* nxi of them */
+  mi_gemm_packed_a *u[NXI]; /* nxi of them (FP32 products) */
+#ifdef MI_GEMM_X86
+  mi_dconv_bf16_weights ub[NXI]; /* or, bf16: U_xi as a 1x1 layer's [M, C, kd] for the bf16 direct kernel */
+#endif
   int tile, nxi;            /* 4: F(4x4, 3x3), 36 elements; 3: F(3x3, 3x3), 25; 2: F(2x2, 3x3), 16 */
+  bool bf16;                /* the products in bf16 (MI_WINO_BF16): ub, not u */
   int64_t M, C, kd;
   mi_isa isa; /* the kernels U is packed for; the transforms of that level (AVX-512, AVX2), else portable */
 };
 
-mi_wino_weights *mi_wino_weights_make(const mi_gemm_packed_a *wp, int64_t C, int64_t kd, int tile) {
+/* bf16: each element's whole U_xi [M][C][kd] at once, as the pair packing
+ * takes it (the 2048 -> 512 head of an FCN: 64 MB for the 16, freed here;
+ * its FP32 F(4x4) U was 151 MB to keep), then packed. */
+static bool make_bf16(mi_wino_weights *r, const mi_gemm_packed_a *wp) {
+#ifdef MI_GEMM_X86
+  const int64_t M = r->M, C = r->C, kd = r->kd, K = C * kd, rows = 16;
+  float *u = malloc((size_t)(r->nxi * M * K) * sizeof(float)), *w = malloc((size_t)(rows * K * 9) * sizeof(float));
+  bool ok = u && w;
+  for (int64_t m0 = 0; ok && m0 < M; m0 += rows) {
+    const int64_t n = M - m0 < rows ? M - m0 : rows;
+    mi_gemm_packed_a_rows(wp, m0, n, w);
+    for (int64_t i = 0; i < n; i++)
+      for (int64_t k = 0; k < K; k++) { /* k = (c, kz): W's own order */
+        float t[NXI];
+        mi_wino_filter(r->tile, w + (i * K + k) * 9, t);
+        for (int xi = 0; xi < r->nxi; xi++) u[(xi * M + m0 + i) * K + k] = t[xi];
+      }
+  }
+  for (int xi = 0; ok && xi < r->nxi; xi++) ok = mi_dconv_bf16_pack(u + xi * M * K, M, C, kd, &r->ub[xi]);
+  free(u);
+  free(w);
+  return ok;
+#else
+  (void)r, (void)wp;
+  return false;
+#endif
+}
+
+mi_wino_weights *mi_wino_weights_make(const mi_gemm_packed_a *wp, int64_t C, int64_t kd, int scheme) {
   const mi_isa isa = mi_isa_level();
   const int64_t M = mi_gemm_packed_a_view(wp).M;
+  const bool bf16 = scheme & MI_WINO_BF16;
+  const int tile = scheme & ~MI_WINO_BF16;
   if (isa == MI_ISA_GENERIC || M < 1 || C < 1 || kd < 1 || mi_gemm_packed_a_view(wp).K != C * kd * 9) return NULL;
   if (tile < 2 || tile > 4) return NULL;
+#ifdef MI_GEMM_X86
+  if (bf16 && (tile != 2 || isa != MI_ISA_AVX512 || !mi_dconv_bf16_supported())) return NULL;
+#else
+  if (bf16) return NULL;
+#endif
   const int64_t K = kd * C;
   mi_wino_weights *r = calloc(1, sizeof *r);
   if (!r) return NULL;
-  r->M = M, r->C = C, r->kd = kd, r->isa = isa;
+  r->M = M, r->C = C, r->kd = kd, r->isa = isa, r->bf16 = bf16;
   r->tile = tile, r->nxi = (tile + 2) * (tile + 2);
+  if (bf16) {
+    if (make_bf16(r, wp)) return r;
+    mi_wino_weights_free(r);
+    return NULL;
+  }
   const int nxi = r->nxi;
   bool ok = true;
   for (int xi = 0; xi < nxi && ok; xi++) ok = (r->u[xi] = mi_gemm_packed_a_alloc(isa, M, K)) != NULL;
@@ -72,6 +119,7 @@ mi_wino_weights *mi_wino_weights_make(const mi_gemm_packed_a *wp, int64_t C, int
 }
 
 mi_gemm_packed_a *mi_wino_weights_exact(const mi_wino_weights *w) {
+  if (w->bf16) return NULL;
   const int64_t M = w->M, K = w->kd * w->C;
   const int pts = w->tile + 2; /* points per side: 6 or 4 */
   mi_gemm_packed_a *p = mi_gemm_packed_a_alloc(w->isa, M, 9 * K);
@@ -115,15 +163,26 @@ mi_gemm_packed_a *mi_wino_weights_exact(const mi_wino_weights *w) {
 
 void mi_wino_weights_free(mi_wino_weights *w) {
   if (!w) return;
-  for (int xi = 0; xi < NXI; xi++) mi_gemm_packed_a_free(w->u[xi]);
+  for (int xi = 0; xi < NXI; xi++) {
+    mi_gemm_packed_a_free(w->u[xi]);
+#ifdef MI_GEMM_X86
+    free(w->ub[xi].data); /* mi_alloc_huge's */
+#endif
+  }
   free(w);
 }
 
 int mi_wino_weights_tile(const mi_wino_weights *w) { return w->tile; }
+bool mi_wino_weights_bf16(const mi_wino_weights *w) { return w->bf16; }
 
 size_t mi_wino_weights_bytes(const mi_wino_weights *w) {
   size_t b = 0;
-  for (int xi = 0; w && xi < NXI; xi++) b += mi_gemm_packed_a_bytes(w->u[xi]);
+  for (int xi = 0; w && xi < NXI; xi++) {
+    b += mi_gemm_packed_a_bytes(w->u[xi]);
+#ifdef MI_GEMM_X86
+    if (w->ub[xi].data) b += (size_t)(w->ub[xi].view.mp * w->ub[xi].view.K) * sizeof(uint32_t);
+#endif
+  }
   return b;
 }
 
@@ -138,15 +197,42 @@ static int64_t tiles_plane(const mi_wino_conv *c, int tile) {
   return c->dy * c->dx * cdiv(cdiv(c->Ho, c->dy), tile) * tiles_x(c, tile);
 }
 
+/* bf16 mode: whether F(2x2) with its products in bf16 (MI_WINO_BF16) beats
+ * the rival the rules below leave, an FP32 tile (of cost best) or bf16's
+ * direct kernels, by a tenth: each counted in FP32 multiply-adds per
+ * channel pair and tile (a bf16 one is half), the transforms too, each
+ * value about TF_MACS multiply-adds' time, TF_MACS_BF16 where it also
+ * becomes a pair.  Those two fit VGG-16-BN's and ResNet-50's layers, per
+ * node against the FP32 tiles or bf16's kernels (ms): 64 -> 64 channels
+ * at 224x224 (F(4x4) 6.8, here 11.4), 256 at 56x56 (5.2, 6.0), 512 at
+ * 28x28 (5.2, 5.0), 512 at 14x14 (bf16's kernels 2.07, here 1.69), 256 at
+ * 14x14 (0.54, 0.50); the products, the bf16 direct kernel's on vectors of
+ * 16 tiles, ran slower on fewer than 32 tiles (a 512-channel 7x7 layer:
+ * 0.55, 0.71).  PSPNet's dilated 512-channel 24x24 layers, whose 6x6
+ * sub-grids F(4x4) fits badly: F(3x3) 5.5, here 4.3-4.6; its undilated
+ * 512-channel 24x24 head, 36 F(4x4) tiles: 4.8, here 5.7. */
+#define TF_MACS 15.0
+#define TF_MACS_BF16 28.0
+static bool bf16_products_pay(int64_t C, int64_t M, int64_t kd, int64_t tiles, int fp32_tile, int64_t fp32_cost,
+                              int64_t exact) {
+  if (tiles < 32 || kd * C < 16) return false;
+  const double per = (double)(C + M) / ((double)(kd * C) * (double)M); /* transform values per multiply-add */
+  const double mine = (double)(cdiv(tiles, 16) * 16) * (8 + 16 * TF_MACS_BF16 * per);
+  const double rival = fp32_tile ? (double)fp32_cost * (1 + TF_MACS * per) : (double)exact / 2;
+  return mine * 1.1 < rival;
+}
+
 int mi_wino_wanted(int64_t C, int64_t M, int64_t kd, const mi_wino_conv *c) {
   if (c->N * C * c->D * c->H * c->W >= INT32_MAX || c->N * M * c->Do * c->Ho * c->Wo >= INT32_MAX) return 0;
-  /* MEDINFER_WINOGRAD=0: none; =1: every call that can, in the tile the
+  /* MEDINFER_WINOGRAD=0: none; =1: every call that can, in the scheme the
    * rules below pick or else F(4x4); =4 / =3 / =2: every call, in that
-   * tile (tests).  Read per call, not cached: the choice is per layer and
-   * per call anyway. */
+   * tile; =5: every call in F(2x2), its products in bf16 where bf16 mode
+   * runs the call (tests).  Read per call, not cached: the choice is per
+   * layer and per call anyway. */
   const char *f = getenv("MEDINFER_WINOGRAD");
-  const int force = f && f[0] >= '0' && f[0] <= '4' && !f[1] ? f[0] - '0' : -1;
+  const int force = f && f[0] >= '0' && f[0] <= '5' && !f[1] ? f[0] - '0' : -1;
   if (c->pool2 && (kd != 1 || c->D != 1 || c->dy != 1 || c->dx != 1 || c->res || force == 3)) return 0;
+  if (force == 5) return c->bf16 ? 2 | MI_WINO_BF16 : 2;
   if (force == 0 || force >= 2) return force;
   const int64_t imgs = kd == 1 && c->D == 1 ? c->N : 1, exact = imgs * c->Ho * c->Wo * 9;
   /* Against bf16's kernels, only calls of 64M multiply-adds and more: below,
@@ -180,6 +266,7 @@ int mi_wino_wanted(int64_t C, int64_t M, int64_t kd, const mi_wino_conv *c) {
     if (n < 16 || exact * 20 < cost * need20 || (tile && cost >= best)) continue;
     tile = t, best = cost;
   }
+  if (c->bf16 && bf16_products_pay(C, M, kd, tiles_plane(c, 2) * imgs, tile, best, exact)) tile = 2 | MI_WINO_BF16;
   return force == 1 && !tile ? 4 : tile;
 }
 
@@ -206,6 +293,13 @@ typedef struct wino_run {
   float *v, *m;
   wino_in_fn in_tf; /* the transforms of U's kernel level: AVX-512, AVX2 or portable */
   wino_out_fn out_tf;
+  /* bf16 products (w->bf16): V holds rows of channel pairs, V_xi[s][pair][ps]
+   * (ps: the call's chunk tiles rounded to whole vectors), and each
+   * element's product is a 1x1 job of the bf16 direct kernel, toff its rows
+   * (pair, kz) -> (kz pairs + pair) ps; bitems: the job's work items */
+  bool bf16;
+  int64_t rows, ps, bitems; /* rows: V's per plane (C, or pairs) */
+  const int32_t *toff;
 } wino_run;
 
 /* Tile t of the tile space: its image, and its first output row/column
@@ -223,13 +317,16 @@ static void tile_pos(const wino_run *r, int64_t t, int64_t *n, int64_t *oy, int6
  * per element, all fall in one L1 set (F(2x2) on a 512-channel layer: the
  * output transform 13% of the layer's samples, on those loads). */
 #define SKEW 16
-static int64_t v_plane(const wino_run *r, int64_t np) { return r->pzn * np * r->w->C * r->NR + SKEW; }
+static int64_t v_plane(const wino_run *r, int64_t np) {
+  return r->pzn * (r->bf16 ? r->ps : np * r->NR) * r->rows + SKEW;
+}
 static int64_t m_plane(const wino_run *r, int64_t np) { return r->po * np * r->w->M * r->NR + SKEW; }
 
-/* Item it's input plane (3D: a padding plane reads nothing: NULL). */
-static const float *input_plane(const wino_run *r, int64_t it) {
+/* Channel ch's input plane s of the chunk (3D: a padding plane reads
+ * nothing: NULL). */
+static const float *input_plane(const wino_run *r, int64_t ch, int64_t s) {
   const mi_wino_conv *c = r->c;
-  const int64_t C = r->w->C, plane = c->H * c->W, ch = it % C, s = (it / C) % r->pzn;
+  const int64_t C = r->w->C, plane = c->H * c->W;
   if (r->fold) return c->x + ch * plane;
   const int64_t zi = r->z0 - c->pz + s;
   return zi < 0 || zi >= c->D ? NULL : c->x + ((r->img * C + ch) * c->D + zi) * plane;
@@ -249,13 +346,14 @@ static const float *input_plane(const wino_run *r, int64_t it) {
 static void input_items(void *vctx, int64_t b, int64_t e) {
   const wino_run *r = vctx;
   const mi_wino_conv *c = r->c;
-  const int64_t C = r->w->C, xs = v_plane(r, r->np);
+  const int64_t C = r->w->C, R = r->rows, xs = v_plane(r, r->np);
   static const mi_wino_in_lanes none; /* n = 0 */
   mi_wino_in_lanes T = {0};             /* the group's tiles, worked out once per group */
   int64_t tg = -1, ry0 = 0, ry1 = 0, cx0 = 0, cx1 = 0; /* the group's patches' rows and columns in a plane */
-  const int64_t P = r->tile + 2;
+  const int64_t P = r->tile + 2, per = r->bf16 ? 2 : 1; /* channels per row of V */
+  float pair[2][NXI * MI_WINO_LANES] __attribute__((aligned(64))); /* bf16: a pair's two transforms */
   for (int64_t it = b; it < e; it++) { /* group slowest: consecutive items share the tiles */
-    const int64_t ch = it % C, s = (it / C) % r->pzn, g = it / (C * r->pzn);
+    const int64_t row = it % R, s = (it / R) % r->pzn, g = it / (R * r->pzn);
     const int64_t lt = g * MI_WINO_LANES; /* first tile of the group, in the chunk */
     if (g != tg) {
       tg = g;
@@ -273,17 +371,31 @@ static void input_items(void *vctx, int64_t b, int64_t e) {
       ry1 = clamp(ry1 + (P - 1) * c->dy + 1, ry0, c->H), cx1 = clamp(cx1 + (P - 1) * c->dx + 1, cx0, c->W);
     }
     const int64_t ahead = it + PF_AHEAD;
-    const float *pf = (!r->fold || c->N == 1) && ahead < e && ahead / (C * r->pzn) == g ? input_plane(r, ahead) : NULL;
-    for (int64_t y = ry0; pf && y < ry1; y++)
-      for (int64_t x = cx0; x < cx1; x += 16) __builtin_prefetch(pf + y * c->W + x, 0, 2);
+    for (int64_t h = 0; h < per; h++) {
+      const int64_t ach = ahead % R * per + h;
+      const float *pf = (!r->fold || c->N == 1) && ahead < e && ahead / (R * r->pzn) == g && ach < C
+                            ? input_plane(r, ach, ahead / R % r->pzn)
+                            : NULL;
+      for (int64_t y = ry0; pf && y < ry1; y++)
+        for (int64_t x = cx0; x < cx1; x += 16) __builtin_prefetch(pf + y * c->W + x, 0, 2);
+    }
     /* The transforms load the lanes as vectors: from T, written a group
      * ago, not from a fresh per-item copy (a store-forwarding stall on
      * every call: 68% of F(2x2)'s input transform). */
-    const float *src = input_plane(r, it);
-    const mi_wino_in_lanes *lp = src ? &T : &none; /* padding plane: zeros */
-    if (!src) src = c->x;
-    float *dst = r->v + ((s * r->np + lt / r->NR) * C + ch) * r->NR + lt % r->NR;
-    r->in_tf(r->tile, src, c->H, c->W, c->dy, c->dx, lp, dst, xs);
+    for (int64_t h = 0; h < per; h++) {
+      const int64_t ch = row * per + h;
+      if (ch >= C) break; /* an odd C's last pair: its high half zeros */
+      const float *src = input_plane(r, ch, s);
+      const mi_wino_in_lanes *lp = src ? &T : &none; /* padding plane: zeros */
+      if (!src) src = c->x;
+      if (r->bf16) r->in_tf(r->tile, src, c->H, c->W, c->dy, c->dx, lp, pair[h], MI_WINO_LANES);
+      else r->in_tf(r->tile, src, c->H, c->W, c->dy, c->dx, lp,
+                    r->v + ((s * r->np + lt / r->NR) * C + ch) * r->NR + lt % r->NR, xs);
+    }
+#ifdef MI_GEMM_X86
+    if (r->bf16)
+      mi_bf16_pair_lanes(pair[0], row * 2 + 1 < C ? pair[1] : NULL, r->nxi, r->v + (s * R + row) * r->ps + lt, xs);
+#endif
   }
 }
 
@@ -319,6 +431,49 @@ static void product_items(void *vctx, int64_t b, int64_t e) {
     }
   }
 }
+
+#ifdef MI_GEMM_X86
+/* bf16: element xi's product for output plane o of the chunk, as a 1x1
+ * layer of the bf16 direct kernel: its positions the chunk's tiles, its
+ * input rows the element's pair rows of planes o .. o + kd - 1, its output
+ * the element's sums M_xi [m][tp]. */
+static mi_dconv_job bf16_job(const wino_run *r, int64_t xi, int64_t o) {
+  mi_dconv_job j = {0};
+  j.a = r->w->ub[xi].view;
+  j.x = r->v + xi * v_plane(r, r->np) + o * r->rows * r->ps;
+  j.toff = r->toff;
+  j.planes = 1, j.q_end = r->nt, j.row = j.cols = j.out_plane = r->tp;
+  j.y = r->m + xi * m_plane(r, r->np) + o * r->w->M * r->tp;
+  j.ldy = r->tp;
+  j.group_major = true; /* U_xi outweighs the chunk's V_xi: each thread reads its rows once */
+  return j;
+}
+
+/* Items: (transform element, output plane, the job's own items). */
+static void product_items_bf16(void *vctx, int64_t b, int64_t e) {
+  const wino_run *r = vctx;
+  for (int64_t it = b; it < e;) {
+    const int64_t job = it / r->bitems, j0 = it % r->bitems;
+    const int64_t j1 = r->bitems - j0 < e - it ? r->bitems : j0 + (e - it);
+    const mi_dconv_job j = bf16_job(r, job / r->po, job % r->po);
+    mi_dconv_run_bf16(&j, j0, j1);
+    it += j1 - j0;
+  }
+}
+#endif
+
+/* The products of the chunk, items [b, e) (product_items' or, bf16,
+ * product_items_bf16's). */
+static void products(void *vctx, int64_t b, int64_t e) {
+#ifdef MI_GEMM_X86
+  if (((const wino_run *)vctx)->bf16) {
+    product_items_bf16(vctx, b, e);
+    return;
+  }
+#endif
+  product_items(vctx, b, e);
+}
+static int64_t product_count(const wino_run *r) { return r->nxi * r->po * (r->bf16 ? r->bitems : r->nmb); }
 
 static void act_fn(const void *ctx, float *v, int64_t n) { mi_activation_apply(ctx, v, n); }
 
@@ -394,6 +549,12 @@ static void chunk_at(wino_run *r, int64_t idx) {
   r->np = cdiv(r->nt, r->NR);
   r->tp = r->np * r->NR;
   r->groups = cdiv(r->nt, MI_WINO_LANES);
+#ifdef MI_GEMM_X86
+  if (r->bf16) {
+    const mi_dconv_job j = bf16_job(r, 0, 0);
+    r->bitems = mi_dconv_items_bf16(&j);
+  }
+#endif
 }
 
 /* Many chunks: each thread takes whole chunks (its buffers stay in its
@@ -418,18 +579,31 @@ static void slot_items(void *vctx, int64_t b, int64_t e) {
   for (int64_t i = b; i < e; i++)
     for (int64_t idx; (idx = atomic_fetch_add(&s->next, 1)) < s->chunks;) {
       chunk_at(&r, idx);
-      input_items(&r, 0, r.pzn * r.w->C * r.groups);
-      product_items(&r, 0, r.nxi * r.po * r.nmb);
+      input_items(&r, 0, r.pzn * r.rows * r.groups);
+      products(&r, 0, product_count(&r));
       output_items(&r, 0, r.po * r.w->M * r.groups);
     }
   free(buf);
 }
 
+/* bf16: the pair rows' stride for chunks of r->tc tiles, and the products'
+ * row offsets, in scratch (NULL: out of memory). */
+static int32_t *bf16_rows(mi_exec *ex, wino_run *r) {
+  const int64_t kd = r->w->kd;
+  r->ps = cdiv(r->tc, MI_WINO_LANES) * MI_WINO_LANES;
+  int32_t *t = mi_exec_scratch(ex, (size_t)(r->rows * kd) * sizeof *t);
+  for (int64_t p = 0; t && p < r->rows; p++) /* row (pair p, kz) of U_xi's packing */
+    for (int64_t z = 0; z < kd; z++) t[p * kd + z] = (int32_t)((z * r->rows + p) * r->ps);
+  r->toff = t;
+  return t;
+}
+
 mi_status *mi_wino_conv_run(mi_exec *ex, const mi_node *n, const mi_wino_weights *w, const mi_wino_conv *c) {
-  wino_run r = {.w = w, .c = c, .n = n, .tile = w->tile, .nxi = w->nxi};
-  for (int xi = 0; xi < w->nxi; xi++) r.uv[xi] = mi_gemm_packed_a_view(w->u[xi]);
+  wino_run r = {.w = w, .c = c, .n = n, .tile = w->tile, .nxi = w->nxi, .bf16 = w->bf16};
+  for (int xi = 0; xi < w->nxi && !w->bf16; xi++) r.uv[xi] = mi_gemm_packed_a_view(w->u[xi]);
   const int64_t C = w->C, M = w->M, threads = ex->threads > 0 ? ex->threads : 1, nxi = w->nxi;
-  r.NR = r.uv[0].nr;
+  r.NR = w->bf16 ? MI_WINO_LANES : r.uv[0].nr;
+  r.rows = w->bf16 ? (C + 1) / 2 : C; /* bf16: a pair in one 32-bit word */
   r.in_tf = mi_wino_in_generic, r.out_tf = mi_wino_out_generic;
 #ifdef MI_GEMM_X86
   if (w->isa == MI_ISA_AVX512) r.in_tf = mi_wino_in_avx512, r.out_tf = mi_wino_out_avx512;
@@ -448,45 +622,56 @@ mi_status *mi_wino_conv_run(mi_exec *ex, const mi_node *n, const mi_wino_weights
    * first quartile; six planes no better). */
   r.slab = r.fold ? 1 : (c->Do < 4 ? c->Do : 4);
   const int64_t space = r.fold ? c->N * r.TP : r.TP, zin = r.fold ? 1 : r.slab + w->kd - 1;
-  int64_t tc = CHUNK_L2 / (nxi * (zin * C + r.slab * M) * (int64_t)sizeof(float));
+  int64_t tc = CHUNK_L2 / (nxi * (zin * r.rows + r.slab * M) * (int64_t)sizeof(float));
   tc = tc < r.NR ? r.NR : tc / r.NR * r.NR;
   int64_t nq = cdiv(space, tc);
   tc = cdiv(cdiv(space, nq), MI_WINO_LANES) * MI_WINO_LANES; /* even chunks */
   r.tc = tc, r.nq = r.fold ? 1 : nq, r.po = r.slab, r.pzn = zin;
   r.mb = M, r.nmb = 1;
   const int64_t chunks = r.fold ? nq : c->N * cdiv(c->Do, r.slab) * nq;
-  if (chunks >= 2 * threads || threads == 1) {
+  /* bf16: a U of more than a core's L2 is read once per chunk of the
+   * shared path below, not once per (smaller) chunk of each thread's own
+   * (PSPNet's dilated 512-channel 24x24 layers, 8 MB of U: nine chunks of
+   * 16 tiles each read it whole). */
+  const bool u_big = r.bf16 && (int64_t)mi_wino_weights_bytes(w) > CHUNK_L2;
+  int32_t *toff = NULL;
+  if (!u_big && (chunks >= 2 * threads || threads == 1)) {
+    if (r.bf16 && !(toff = bf16_rows(ex, &r))) return mi_node_error(n, MI_ERR_NO_MEMORY, "out of memory");
     slot_ctx sc = {&r, chunks, 0, false};
     mi_parallel_for(ex, threads, 1, slot_items, &sc);
+    if (toff) mi_exec_scratch_release(ex, toff);
     if (sc.oom) return mi_node_error(n, MI_ERR_NO_MEMORY, "out of memory for the Winograd transforms");
     return NULL;
   }
   /* Few chunks (small maps, wide layers): larger ones (each rereads the nxi
    * U matrices), one at a time, each pass split over the threads (the
    * products by transform element and blocks of U's rows: 16 items a
-   * thread at least). */
-  const int64_t mr = r.uv[0].mr, blocks = cdiv(16 * threads, nxi * r.slab);
+   * thread at least; bf16: by element and the job's own items). */
+  const int64_t mr = r.bf16 ? 1 : r.uv[0].mr, blocks = cdiv(16 * threads, nxi * r.slab);
   r.mb = cdiv(cdiv(M, blocks), mr) * mr, r.nmb = cdiv(M, r.mb);
-  tc = CHUNK_SHARED / (nxi * (zin * C + r.slab * M) * (int64_t)sizeof(float));
+  tc = CHUNK_SHARED / (nxi * (zin * r.rows + r.slab * M) * (int64_t)sizeof(float));
   tc = tc < r.NR ? r.NR : tc / r.NR * r.NR;
   nq = cdiv(space, tc);
   tc = cdiv(cdiv(space, nq), MI_WINO_LANES) * MI_WINO_LANES;
   r.tc = tc, r.nq = r.fold ? 1 : nq;
   const int64_t shared_chunks = r.fold ? nq : c->N * cdiv(c->Do, r.slab) * nq;
+  if (r.bf16 && !(toff = bf16_rows(ex, &r))) return mi_node_error(n, MI_ERR_NO_MEMORY, "out of memory");
   r.v = mi_exec_scratch(ex, (size_t)v_floats(&r, tc) * sizeof(float));
   r.m = mi_exec_scratch(ex, (size_t)m_floats(&r, tc) * sizeof(float));
   if (!r.v || !r.m) {
     if (r.v) mi_exec_scratch_release(ex, r.v);
     if (r.m) mi_exec_scratch_release(ex, r.m);
+    if (toff) mi_exec_scratch_release(ex, toff);
     return mi_node_error(n, MI_ERR_NO_MEMORY, "out of memory for the Winograd transforms");
   }
   for (int64_t idx = 0; idx < shared_chunks; idx++) {
     chunk_at(&r, idx);
-    mi_parallel_for(ex, r.pzn * C * r.groups, 4, input_items, &r);
-    mi_parallel_for(ex, nxi * r.po * r.nmb, 1, product_items, &r);
+    mi_parallel_for(ex, r.pzn * r.rows * r.groups, 4, input_items, &r);
+    mi_parallel_for(ex, product_count(&r), 1, products, &r);
     mi_parallel_for(ex, r.po * M * r.groups, 4, output_items, &r);
   }
   mi_exec_scratch_release(ex, r.m);
   mi_exec_scratch_release(ex, r.v);
+  if (toff) mi_exec_scratch_release(ex, toff);
   return NULL;
 }
