@@ -10,6 +10,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cmath>
+#include <functional>
 #include <random>
 #include <string>
 #include <vector>
@@ -753,6 +754,101 @@ TEST(ConvKernel, Bf16TakesWinogradWhereItSavesMore) {
   }
 }
 
+// A random 3x3 layer for the Winograd tests: 2D, or 3x3x3 every fourth
+// trial (1x3x3 every eighth), dilated in y and x every third, padded
+// anything from none to twice the dilation, 1-70 input and 1-90 output
+// channels (3D: 1-20, 1-24), batches of 1-3.
+Geo winograd_geometry(int trial, const std::function<int(int, int)> &pick) {
+  Geo g{};
+  g.nsp = trial % 4 == 3 ? 3 : 2;
+  g.N = pick(1, 3), g.G = 1, g.C = pick(1, 70), g.M = pick(1, 90);
+  if (g.nsp == 3) g.C = pick(1, 20), g.M = pick(1, 24);
+  for (int j = 0; j < 3; j++) {
+    const bool live = j >= 3 - g.nsp;
+    g.k[j] = live ? 3 : 1;
+    g.s[j] = 1;
+    g.d[j] = live && j > 0 && trial % 3 == 2 ? pick(2, 4) : 1;  // dilated in y and x (not in z)
+    g.pb[j] = live ? pick(0, 2 * (int)g.d[j]) : 0, g.pe[j] = live ? pick(0, 2 * (int)g.d[j]) : 0;
+    g.in[j] = live ? pick(j == 0 ? 3 : 4, j == 0 ? 7 : (g.nsp == 3 ? 20 : 37)) + 2 * (g.d[j] - 1) : 1;
+    g.out[j] = g.in[j] + g.pb[j] + g.pe[j] - (g.k[j] - 1) * g.d[j];
+  }
+  if (g.nsp == 3 && trial % 8 == 7) g.k[0] = 1, g.pb[0] = g.pe[0] = 0, g.out[0] = g.in[0];  // 1x3x3
+  return g;
+}
+
+// Layer g as a model with epilogue epi (0 none, 1 bias, 2 bias + residual +
+// ReLU, 3 bias + LeakyRelu) and, if bn_in, a BatchNormalization in front;
+// its inputs, and the double reference with the sum of |products| per
+// output.
+struct EpilogueCase {
+  Model md;
+  std::vector<std::vector<int64_t>> dims;
+  std::vector<std::vector<float>> data;
+  std::vector<float> want, mag;
+};
+EpilogueCase epilogue_case(const Geo &g, int epi, bool bn_in, std::mt19937 &rng) {
+  EpilogueCase k;
+  const auto xd = shape(g, g.N, g.C, g.in), yd = shape(g, g.N, g.M, g.out);
+  std::vector<int64_t> wd = {g.M, g.C};
+  for (auto v : spatial(g, g.k)) wd.push_back(v);
+  const int64_t ksz = g.k[0] * g.k[1] * g.k[2];
+  auto x = rnd((size_t)numel(xd), rng), w = rnd((size_t)(g.M * g.C * ksz), rng), b = rnd((size_t)g.M, rng);
+  auto r = epi == 2 ? rnd((size_t)numel(yd), rng) : std::vector<float>();
+  std::vector<float> xin = x;
+  k.md.inputs.push_back({"x", 1, xd});
+  k.md.inits.push_back(onnxb::float_tensor("w", wd, w));
+  std::vector<std::string> cin = {bn_in ? "xn" : "x", "w"};
+  if (bn_in) {  // scale and shift per channel (mean 0, variance 1 - eps)
+    auto scale = rnd((size_t)g.C, rng), shift = rnd((size_t)g.C, rng);
+    k.md.inits.push_back(onnxb::float_tensor("gamma", {g.C}, scale));
+    k.md.inits.push_back(onnxb::float_tensor("beta", {g.C}, shift));
+    k.md.inits.push_back(onnxb::float_tensor("mean", {g.C}, std::vector<float>((size_t)g.C, 0.f)));
+    k.md.inits.push_back(onnxb::float_tensor("var", {g.C}, std::vector<float>((size_t)g.C, 1.f - 1e-5f)));
+    k.md.nodes.push_back({"BatchNormalization", "bn", {"x", "gamma", "beta", "mean", "var"}, {"xn"}, {}});
+    const int64_t plane = numel(xd) / (g.N * g.C);
+    for (int64_t i = 0; i < numel(xd); i++) xin[i] = x[i] * scale[(i / plane) % g.C] + shift[(i / plane) % g.C];
+  }
+  if (epi) {
+    k.md.inits.push_back(onnxb::float_tensor("b", {g.M}, b));
+    cin.push_back("b");
+  }
+  k.md.nodes.push_back({"Conv", "conv", cin, {epi >= 2 ? "c" : "y"},
+                        {onnxb::attr_ints("pads", pads_of(g)), onnxb::attr_ints("dilations", spatial(g, g.d))}});
+  k.dims = {xd};
+  k.data = {x};
+  if (epi == 2) {
+    add_residual_relu(k.md, yd, r, k.dims, k.data);
+  } else if (epi == 3) {
+    k.md.nodes.push_back({"LeakyRelu", "leaky", {"c"}, {"y"}, {onnxb::attr_float("alpha", 0.1f)}});
+  }
+  k.md.outputs.push_back({"y", 1, yd});
+  // Reference before the activation (LeakyRelu applied here)
+  k.want = conv_ref(g, xin, w, epi ? b : std::vector<float>(), r, epi == 2);
+  if (epi == 3)
+    for (auto &v : k.want) v = v < 0 ? 0.1f * v : v;
+  k.mag = abs_products(g, xin, w);
+  return k;
+}
+
+// got against k's reference: each output within bound of its sum of
+// |products| (the first three misses reported), the largest such ratio
+// into *worst; returns the cosine of the two.
+double expect_within(const std::vector<float> &got, const EpilogueCase &k, double bound, const std::string &what,
+                     double *worst) {
+  EXPECT_EQ(got.size(), k.want.size()) << what;
+  double ab = 0, aa = 0, bb = 0;
+  int bad = 0;
+  for (size_t i = 0; i < got.size() && i < k.want.size(); i++) {
+    ab += (double)got[i] * k.want[i], aa += (double)got[i] * got[i], bb += (double)k.want[i] * k.want[i];
+    const double e = std::fabs(got[i] - k.want[i]) / (k.mag[i] + 1e-6);
+    *worst = std::max(*worst, e);
+    if (e > bound && bad++ < 3)
+      ADD_FAILURE() << what << ": element " << i << " is " << got[i] << ", reference " << k.want[i]
+                    << ", sum of |products| " << k.mag[i];
+  }
+  return ab / std::sqrt(aa * bb);
+}
+
 // Fast mode: 3x3 layers (2D, dilated too, and 3x3x3 / 1x3x3 in 3D), stride 1, group 1,
 // constant weights take the Winograd F(4x4, 3x3), F(2x2, 3x3) or F(3x3, 3x3) path (by turns, four trials
 // each), with every epilogue
@@ -773,93 +869,24 @@ TEST(ConvKernel, WinogradWithinRounding) {
     // every layer here, whatever the rules for when it pays
     static const char *const tiles[3] = {"4", "2", "3"};
     setenv("MEDINFER_WINOGRAD", tiles[trial / 4 % 3], 1);
-    Geo g{};
-    g.nsp = trial % 4 == 3 ? 3 : 2;
-    g.N = pick(1, 3), g.G = 1, g.C = pick(1, 70), g.M = pick(1, 90);
-    if (g.nsp == 3) g.C = pick(1, 20), g.M = pick(1, 24);
-    for (int j = 0; j < 3; j++) {
-      const bool live = j >= 3 - g.nsp;
-      g.k[j] = live ? 3 : 1;
-      g.s[j] = 1;
-      g.d[j] = live && j > 0 && trial % 3 == 2 ? pick(2, 4) : 1;  // dilated in y and x (not in z)
-      g.pb[j] = live ? pick(0, 2 * (int)g.d[j]) : 0, g.pe[j] = live ? pick(0, 2 * (int)g.d[j]) : 0;
-      g.in[j] = live ? pick(j == 0 ? 3 : 4, j == 0 ? 7 : (g.nsp == 3 ? 20 : 37)) + 2 * (g.d[j] - 1) : 1;
-      g.out[j] = g.in[j] + g.pb[j] + g.pe[j] - (g.k[j] - 1) * g.d[j];
-    }
-    if (g.nsp == 3 && trial % 8 == 7) g.k[0] = 1, g.pb[0] = g.pe[0] = 0, g.out[0] = g.in[0];  // 1x3x3
+    Geo g = winograd_geometry(trial, pick);
     const bool wide = g.d[2] == 1 && (trial % 5 == 0 || trial % 5 == 3);
     if (wide) {  // rows of 16 tiles and more: read and written as whole rows, not gathered
       g.C = pick(1, 12), g.M = pick(1, 12), g.in[2] = pick(66, 140);
       g.out[2] = g.in[2] + g.pb[2] + g.pe[2] - 2;
     }
-    const int epi = trial % 4;  // 0 none, 1 bias, 2 bias + residual + ReLU, 3 bias + LeakyRelu
-    const bool bn_in = trial % 5 == 1 || (wide && trial % 10 == 3);
-    const auto xd = shape(g, g.N, g.C, g.in), yd = shape(g, g.N, g.M, g.out);
-    std::vector<int64_t> wd = {g.M, g.C};
-    for (auto v : spatial(g, g.k)) wd.push_back(v);
-    const int64_t ksz = g.k[0] * g.k[1] * g.k[2];
-    auto x = rnd((size_t)numel(xd), rng), w = rnd((size_t)(g.M * g.C * ksz), rng), b = rnd((size_t)g.M, rng);
-    auto r = epi == 2 ? rnd((size_t)numel(yd), rng) : std::vector<float>();
-    std::vector<float> xin = x, scale((size_t)g.C), shift((size_t)g.C);
-    Model md;
-    md.inputs.push_back({"x", 1, xd});
-    md.inits.push_back(onnxb::float_tensor("w", wd, w));
-    std::vector<std::string> cin = {bn_in ? "xn" : "x", "w"};
-    if (bn_in) {  // scale and shift per channel (mean 0, variance 1 - eps)
-      scale = rnd((size_t)g.C, rng), shift = rnd((size_t)g.C, rng);
-      md.inits.push_back(onnxb::float_tensor("gamma", {g.C}, scale));
-      md.inits.push_back(onnxb::float_tensor("beta", {g.C}, shift));
-      md.inits.push_back(onnxb::float_tensor("mean", {g.C}, std::vector<float>((size_t)g.C, 0.f)));
-      md.inits.push_back(onnxb::float_tensor("var", {g.C}, std::vector<float>((size_t)g.C, 1.f - 1e-5f)));
-      md.nodes.push_back({"BatchNormalization", "bn", {"x", "gamma", "beta", "mean", "var"}, {"xn"}, {}});
-      const int64_t plane = numel(xd) / (g.N * g.C);
-      for (int64_t i = 0; i < numel(xd); i++) xin[i] = x[i] * scale[(i / plane) % g.C] + shift[(i / plane) % g.C];
-    }
-    if (epi) {
-      md.inits.push_back(onnxb::float_tensor("b", {g.M}, b));
-      cin.push_back("b");
-    }
-    const auto pads = pads_of(g);
-    md.nodes.push_back({"Conv", "conv", cin, {epi >= 2 ? "c" : "y"},
-                        {onnxb::attr_ints("pads", pads), onnxb::attr_ints("dilations", spatial(g, g.d))}});
-    std::vector<std::vector<int64_t>> dims = {xd};
-    std::vector<std::vector<float>> data = {x};
-    if (epi == 2) {
-      add_residual_relu(md, yd, r, dims, data);
-    } else if (epi == 3) {
-      md.nodes.push_back({"LeakyRelu", "leaky", {"c"}, {"y"}, {onnxb::attr_float("alpha", 0.1f)}});
-    }
-    md.outputs.push_back({"y", 1, yd});
+    EpilogueCase k = epilogue_case(g, trial % 4, trial % 5 == 1 || (wide && trial % 10 == 3), rng);
     std::string err;
     g_fast = true;
-    auto got = run(md, dims, data, &err);
+    auto got = run(k.md, k.dims, k.data, &err);
     g_fast = false;
     ASSERT_TRUE(err.empty()) << err;
-    auto exact = run(md, dims, data, &err);
+    auto exact = run(k.md, k.dims, k.data, &err);
     ASSERT_TRUE(err.empty()) << err;
-    // Reference before the activation (LeakyRelu applied here), and the
-    // sum of |products| per output.
-    auto want = conv_ref(g, xin, w, epi ? b : std::vector<float>(), r, epi == 2);
-    if (epi == 3)
-      for (auto &v : want) v = v < 0 ? 0.1f * v : v;
-    auto mag = abs_products(g, xin, w);
     const std::string what = "trial " + std::to_string(trial) + " (" + describe(g) + ")";
-    ASSERT_EQ(got.size(), want.size()) << what;
-    double ab = 0, aa = 0, bb = 0;
-    int bad = 0;
-    bool differs = false;
-    for (size_t i = 0; i < got.size(); i++) {
-      ab += (double)got[i] * want[i], aa += (double)got[i] * got[i], bb += (double)want[i] * want[i];
-      const double e = std::fabs(got[i] - want[i]) / (mag[i] + 1e-6);
-      worst = std::max(worst, e);
-      if (e > 4e-5 && bad++ < 3)
-        ADD_FAILURE() << what << ": element " << i << " is " << got[i] << ", reference " << want[i]
-                      << ", sum of |products| " << mag[i];
-      if (got[i] != exact[i]) differs = true;
-    }
-    EXPECT_GE(ab / std::sqrt(aa * bb), 0.999999) << what;
+    EXPECT_GE(expect_within(got, k, 4e-5, what, &worst), 0.999999) << what;
     if (has_path) {
-      EXPECT_TRUE(differs) << what << ": fast mode gave the exact path's bits (Winograd not taken?)";
+      EXPECT_NE(got, exact) << what << ": fast mode gave the exact path's bits (Winograd not taken?)";
     }
     if (HasFailure()) break;
   }
@@ -886,87 +913,23 @@ TEST(ConvKernel, Bf16WinogradWithinRounding) {
   auto pick = [&](int lo, int hi) { return std::uniform_int_distribution<int>(lo, hi)(rng); };
   double worst = 0;
   for (int trial = 0; trial < 32; trial++) {
-    Geo g{};
-    g.nsp = trial % 4 == 3 ? 3 : 2;
-    g.N = pick(1, 3), g.G = 1, g.C = pick(1, 70), g.M = pick(1, 90);
-    if (g.nsp == 3) g.C = pick(1, 20), g.M = pick(1, 24);
-    for (int j = 0; j < 3; j++) {
-      const bool live = j >= 3 - g.nsp;
-      g.k[j] = live ? 3 : 1;
-      g.s[j] = 1;
-      g.d[j] = live && j > 0 && trial % 3 == 2 ? pick(2, 4) : 1;  // dilated in y and x (not in z)
-      g.pb[j] = live ? pick(0, 2 * (int)g.d[j]) : 0, g.pe[j] = live ? pick(0, 2 * (int)g.d[j]) : 0;
-      g.in[j] = live ? pick(j == 0 ? 3 : 4, j == 0 ? 7 : (g.nsp == 3 ? 20 : 37)) + 2 * (g.d[j] - 1) : 1;
-      g.out[j] = g.in[j] + g.pb[j] + g.pe[j] - (g.k[j] - 1) * g.d[j];
-    }
-    if (g.nsp == 3 && trial % 8 == 7) g.k[0] = 1, g.pb[0] = g.pe[0] = 0, g.out[0] = g.in[0];  // 1x3x3
+    Geo g = winograd_geometry(trial, pick);
     if (trial % 8 == 5) {  // U of 16 x 256 x 256 bf16 pairs: 2 MB, the shared chunks
       g.nsp = 2, g.N = 1, g.C = 256 + pick(0, 1), g.M = 256 + pick(0, 8);
       for (int j = 1; j < 3; j++) g.d[j] = 1, g.pb[j] = g.pe[j] = 1, g.in[j] = g.out[j] = pick(10, 26);
     }
-    const int epi = trial % 4;  // 0 none, 1 bias, 2 bias + residual + ReLU, 3 bias + LeakyRelu
-    const bool bn_in = trial % 5 == 1;
-    const auto xd = shape(g, g.N, g.C, g.in), yd = shape(g, g.N, g.M, g.out);
-    std::vector<int64_t> wd = {g.M, g.C};
-    for (auto v : spatial(g, g.k)) wd.push_back(v);
-    const int64_t ksz = g.k[0] * g.k[1] * g.k[2];
-    auto x = rnd((size_t)numel(xd), rng), w = rnd((size_t)(g.M * g.C * ksz), rng), b = rnd((size_t)g.M, rng);
-    auto r = epi == 2 ? rnd((size_t)numel(yd), rng) : std::vector<float>();
-    std::vector<float> xin = x;
-    Model md;
-    md.inputs.push_back({"x", 1, xd});
-    md.inits.push_back(onnxb::float_tensor("w", wd, w));
-    std::vector<std::string> cin = {bn_in ? "xn" : "x", "w"};
-    if (bn_in) {  // scale and shift per channel (mean 0, variance 1 - eps)
-      auto scale = rnd((size_t)g.C, rng), shift = rnd((size_t)g.C, rng);
-      md.inits.push_back(onnxb::float_tensor("gamma", {g.C}, scale));
-      md.inits.push_back(onnxb::float_tensor("beta", {g.C}, shift));
-      md.inits.push_back(onnxb::float_tensor("mean", {g.C}, std::vector<float>((size_t)g.C, 0.f)));
-      md.inits.push_back(onnxb::float_tensor("var", {g.C}, std::vector<float>((size_t)g.C, 1.f - 1e-5f)));
-      md.nodes.push_back({"BatchNormalization", "bn", {"x", "gamma", "beta", "mean", "var"}, {"xn"}, {}});
-      const int64_t plane = numel(xd) / (g.N * g.C);
-      for (int64_t i = 0; i < numel(xd); i++) xin[i] = x[i] * scale[(i / plane) % g.C] + shift[(i / plane) % g.C];
-    }
-    if (epi) {
-      md.inits.push_back(onnxb::float_tensor("b", {g.M}, b));
-      cin.push_back("b");
-    }
-    md.nodes.push_back({"Conv", "conv", cin, {epi >= 2 ? "c" : "y"},
-                        {onnxb::attr_ints("pads", pads_of(g)), onnxb::attr_ints("dilations", spatial(g, g.d))}});
-    std::vector<std::vector<int64_t>> dims = {xd};
-    std::vector<std::vector<float>> data = {x};
-    if (epi == 2) {
-      add_residual_relu(md, yd, r, dims, data);
-    } else if (epi == 3) {
-      md.nodes.push_back({"LeakyRelu", "leaky", {"c"}, {"y"}, {onnxb::attr_float("alpha", 0.1f)}});
-    }
-    md.outputs.push_back({"y", 1, yd});
+    EpilogueCase k = epilogue_case(g, trial % 4, trial % 5 == 1, rng);
     std::string err;
     g_bf16 = true;
     setenv("MEDINFER_WINOGRAD", "5", 1);
-    auto got = run(md, dims, data, &err);
+    auto got = run(k.md, k.dims, k.data, &err);
     setenv("MEDINFER_WINOGRAD", "0", 1);
-    auto off = run(md, dims, data, &err);
+    auto off = run(k.md, k.dims, k.data, &err);
     unsetenv("MEDINFER_WINOGRAD");
     g_bf16 = false;
     ASSERT_TRUE(err.empty()) << err;
-    auto want = conv_ref(g, xin, w, epi ? b : std::vector<float>(), r, epi == 2);
-    if (epi == 3)
-      for (auto &v : want) v = v < 0 ? 0.1f * v : v;
-    auto mag = abs_products(g, xin, w);
     const std::string what = "trial " + std::to_string(trial) + " (" + describe(g) + ")";
-    ASSERT_EQ(got.size(), want.size()) << what;
-    double ab = 0, aa = 0, bb = 0;
-    int bad = 0;
-    for (size_t i = 0; i < got.size(); i++) {
-      ab += (double)got[i] * want[i], aa += (double)got[i] * got[i], bb += (double)want[i] * want[i];
-      const double e = std::fabs(got[i] - want[i]) / (mag[i] + 1e-6);
-      worst = std::max(worst, e);
-      if (e > 1.0 / 32 && bad++ < 3)
-        ADD_FAILURE() << what << ": element " << i << " is " << got[i] << ", reference " << want[i]
-                      << ", sum of |products| " << mag[i];
-    }
-    EXPECT_GE(ab / std::sqrt(aa * bb), 0.9999) << what;
+    EXPECT_GE(expect_within(got, k, 1.0 / 32, what, &worst), 0.9999) << what;
     if (has_path) {
       EXPECT_NE(got, off) << what << ": the bf16 Winograd path not taken";
     } else {

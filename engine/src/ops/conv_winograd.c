@@ -37,8 +37,8 @@ struct mi_wino_weights {
 };
 
 /* bf16: each element's whole U_xi [M][C][kd] at once, as the pair packing
- * takes it (the 2048 -> 512 head of an FCN: 64 MB for the 16, freed here;
- * its FP32 F(4x4) U was 151 MB to keep), then packed. */
+ * takes it, then packed (a 2048 -> 512 layer: 64 MB for the 16, freed here,
+ * where its FP32 F(4x4) U keeps 151 MB). */
 static bool make_bf16(mi_wino_weights *r, const mi_gemm_packed_a *wp) {
 #ifdef MI_GEMM_X86
   const int64_t M = r->M, C = r->C, kd = r->kd, K = C * kd, rows = 16;
@@ -209,8 +209,9 @@ static int64_t tiles_plane(const mi_wino_conv *c, int tile) {
  * 14x14 (0.54, 0.50); the products, the bf16 direct kernel's on vectors of
  * 16 tiles, ran slower on fewer than 32 tiles (a 512-channel 7x7 layer:
  * 0.55, 0.71).  PSPNet's dilated 512-channel 24x24 layers, whose 6x6
- * sub-grids F(4x4) fits badly: F(3x3) 5.5, here 4.3-4.6; its undilated
- * 512-channel 24x24 head, 36 F(4x4) tiles: 4.8, here 5.7. */
+ * sub-grids the FP32 tiles fit too badly to pass: bf16's kernels 5.5, here
+ * 4.3-4.6; its undilated 512-channel 24x24 head, 36 F(4x4) tiles: 4.8,
+ * here 5.7. */
 #define TF_MACS 15.0
 #define TF_MACS_BF16 28.0
 static bool bf16_products_pay(int64_t C, int64_t M, int64_t kd, int64_t tiles, int fp32_tile, int64_t fp32_cost,
@@ -636,7 +637,7 @@ mi_status *mi_wino_conv_run(mi_exec *ex, const mi_node *n, const mi_wino_weights
   const bool u_big = r.bf16 && (int64_t)mi_wino_weights_bytes(w) > CHUNK_L2;
   int32_t *toff = NULL;
   if (!u_big && (chunks >= 2 * threads || threads == 1)) {
-    if (r.bf16 && !(toff = bf16_rows(ex, &r))) return mi_node_error(n, MI_ERR_NO_MEMORY, "out of memory");
+    if (r.bf16 && !(toff = bf16_rows(ex, &r))) return mi_node_error(n, MI_ERR_NO_MEMORY, "out of memory for the Winograd transforms");
     slot_ctx sc = {&r, chunks, 0, false};
     mi_parallel_for(ex, threads, 1, slot_items, &sc);
     if (toff) mi_exec_scratch_release(ex, toff);
@@ -655,7 +656,7 @@ mi_status *mi_wino_conv_run(mi_exec *ex, const mi_node *n, const mi_wino_weights
   tc = cdiv(cdiv(space, nq), MI_WINO_LANES) * MI_WINO_LANES;
   r.tc = tc, r.nq = r.fold ? 1 : nq;
   const int64_t shared_chunks = r.fold ? nq : c->N * cdiv(c->Do, r.slab) * nq;
-  if (r.bf16 && !(toff = bf16_rows(ex, &r))) return mi_node_error(n, MI_ERR_NO_MEMORY, "out of memory");
+  if (r.bf16 && !(toff = bf16_rows(ex, &r))) return mi_node_error(n, MI_ERR_NO_MEMORY, "out of memory for the Winograd transforms");
   r.v = mi_exec_scratch(ex, (size_t)v_floats(&r, tc) * sizeof(float));
   r.m = mi_exec_scratch(ex, (size_t)m_floats(&r, tc) * sizeof(float));
   if (!r.v || !r.m) {
