@@ -945,8 +945,12 @@ TEST(ConvKernel, Bf16WinogradWithinRounding) {
 // for that path runs the exact convolution on weights rebuilt from them.
 // One model run on square maps of the given sizes in turn: a layer whose
 // weights a path replaced (Winograd's, the channel-vector kernel's) must give
-// exact results again on a map that path does not take, and after it.
-void maps_in_turn(uint32_t seed, int64_t C, int64_t M, bool fast, const std::vector<int64_t> &sizes) {
+// exact results again on a map that path does not take, and after it.  In
+// bf16 mode, results within bf16's rounding: 2^-5 of each output's sum of
+// |products| and a cosine of 0.9999, as Bf16WinogradWithinRounding holds
+// its path to.
+void maps_in_turn(uint32_t seed, int64_t C, int64_t M, bool fast, const std::vector<int64_t> &sizes,
+                  bool bf16 = false) {
   std::mt19937 rng(seed);
   auto w = rnd((size_t)(M * C * 9), rng), b = rnd((size_t)M, rng);
   Model md;
@@ -960,6 +964,7 @@ void maps_in_turn(uint32_t seed, int64_t C, int64_t M, bool fast, const std::vec
   mi_options_default(&o);
   o.threads = 2;
   o.fast_math = fast;
+  o.bf16 = bf16;
   mi_model *m = nullptr;
   ASSERT_EQ(mi_model_load_buffer(buf.data(), buf.size(), nullptr, "kernel.onnx", &o, &m), nullptr);
   for (int64_t hw : sizes) {
@@ -978,8 +983,22 @@ void maps_in_turn(uint32_t seed, int64_t C, int64_t M, bool fast, const std::vec
     ASSERT_EQ(st, nullptr) << mi_status_message(st);
     const float *p = static_cast<const float *>(mi_tensor_cdata(out));
     std::vector<float> got(p, p + mi_tensor_numel(out));
-    expect_close(got, conv_ref(g, x, w, b, {}, false),
-                 std::string(fast ? "fast mode, " : "") + std::to_string(hw) + "x" + std::to_string(hw));
+    const std::string what =
+        std::string(fast ? "fast mode, " : bf16 ? "bf16 mode, " : "") + std::to_string(hw) + "x" + std::to_string(hw);
+    const auto want = conv_ref(g, x, w, b, {}, false);
+    if (bf16) {
+      const auto mag = abs_products(g, x, w);
+      int bad = 0;
+      double ab = 0, aa = 0, bb = 0;
+      for (size_t i = 0; i < got.size(); i++) {
+        ab += (double)got[i] * want[i], aa += (double)got[i] * got[i], bb += (double)want[i] * want[i];
+        if (!(std::fabs(got[i] - want[i]) <= mag[i] / 32) && bad++ < 3)
+          ADD_FAILURE() << what << ": element " << i << " is " << got[i] << ", reference " << want[i];
+      }
+      EXPECT_GE(ab / std::sqrt(aa * bb), 0.9999) << what;
+    } else {
+      expect_close(got, want, what);
+    }
     mi_tensor_free(in);
     mi_tensor_free(out);
   }
@@ -989,6 +1008,13 @@ void maps_in_turn(uint32_t seed, int64_t C, int64_t M, bool fast, const std::vec
 // 20x20 takes F(4x4, 3x3); 7x7 runs in that tile too (its weights'), 5x5
 // (too few tiles) on exact weights rebuilt from them.
 TEST(ConvKernel, WinogradThenExactShape) { maps_in_turn(20261205, 24, 20, true, {20, 7, 20, 5}); }
+// bf16 mode: 256 channels at 14x14 take F(2x2) with bf16 products (a bf16
+// U, the layer's FP32 weights kept); 5x5 and 7x7 (too few tiles) run on
+// bf16's kernels from those kept weights, and 14x14 again on U.
+TEST(ConvKernel, Bf16WinogradThenOtherShapes) {
+  if (!mi_bf16_available()) GTEST_SKIP() << "bf16 tests skipped: no AVX512-BF16 (or MEDINFER_ISA below avx512)";
+  maps_in_turn(20261211, 256, 256, false, {14, 5, 14, 7}, true);
+}
 // A 12x12 map takes F(3x3, 3x3) (4x4 blocks would leave too few tiles), an
 // 8x8 map F(2x2, 3x3), so the 7x7, 5x5 and 3x3 maps run on weights rebuilt
 // from their 25 and 16 matrices.
