@@ -637,7 +637,8 @@ mi_status *mi_wino_conv_run(mi_exec *ex, const mi_node *n, const mi_wino_weights
   const bool u_big = r.bf16 && (int64_t)mi_wino_weights_bytes(w) > CHUNK_L2;
   int32_t *toff = NULL;
   if (!u_big && (chunks >= 2 * threads || threads == 1)) {
-    if (r.bf16 && !(toff = bf16_rows(ex, &r))) return mi_node_error(n, MI_ERR_NO_MEMORY, "out of memory for the Winograd transforms");
+    if (r.bf16 && !(toff = bf16_rows(ex, &r)))
+      return mi_node_error(n, MI_ERR_NO_MEMORY, "out of memory for the Winograd transforms");
     slot_ctx sc = {&r, chunks, 0, false};
     mi_parallel_for(ex, threads, 1, slot_items, &sc);
     if (toff) mi_exec_scratch_release(ex, toff);
@@ -656,7 +657,8 @@ mi_status *mi_wino_conv_run(mi_exec *ex, const mi_node *n, const mi_wino_weights
   tc = cdiv(cdiv(space, nq), MI_WINO_LANES) * MI_WINO_LANES;
   r.tc = tc, r.nq = r.fold ? 1 : nq;
   const int64_t shared_chunks = r.fold ? nq : c->N * cdiv(c->Do, r.slab) * nq;
-  if (r.bf16 && !(toff = bf16_rows(ex, &r))) return mi_node_error(n, MI_ERR_NO_MEMORY, "out of memory for the Winograd transforms");
+  if (r.bf16 && !(toff = bf16_rows(ex, &r)))
+    return mi_node_error(n, MI_ERR_NO_MEMORY, "out of memory for the Winograd transforms");
   r.v = mi_exec_scratch(ex, (size_t)v_floats(&r, tc) * sizeof(float));
   r.m = mi_exec_scratch(ex, (size_t)m_floats(&r, tc) * sizeof(float));
   if (!r.v || !r.m) {
