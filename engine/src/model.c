@@ -285,15 +285,14 @@ mi_status *mi_model_run(mi_model *m, mi_tensor *const *inputs, int n_inputs, mi_
     for (int i = 0; i < n->n_in; i++) in[i] = n->in[i] >= 0 ? &g->values[n->in[i]].t : NULL;
     in[n->n_in] = n->fused_add >= 0 ? &g->values[n->fused_add].t : NULL;
     memset(scratch, 0, sizeof(mi_tensor) * (size_t)n->n_out);
-    for (int i = 0; i < n->n_out && !st; i++) {
-      if (n->out[i] >= 0) {
-        out[i] = &g->values[n->out[i]].t;
-      } else { /* an output the graph drops: the kernel still needs room */
-        out[i] = &scratch[i];
-        st = n->op->infer(n, in, out); /* shapes for the dropped outputs */
-        if (!st) st = mi_tensor_alloc(&scratch[i], m->opt.max_tensor_bytes);
-      }
+    bool dropped = false; /* outputs the graph drops: the kernel still needs room */
+    for (int i = 0; i < n->n_out; i++) {
+      out[i] = n->out[i] >= 0 ? &g->values[n->out[i]].t : &scratch[i];
+      dropped = dropped || n->out[i] < 0;
     }
+    if (dropped) st = n->op->infer(n, in, out); /* their shapes, with every output bound (infer sets them all) */
+    for (int i = 0; i < n->n_out && !st; i++)
+      if (n->out[i] < 0) st = mi_tensor_alloc(&scratch[i], m->opt.max_tensor_bytes);
     if (!st) {
       const bool prof = m->prof_ms && m->prof_n == g->n_nodes;
       const double t0 = prof ? mi_now_ms() : 0;

@@ -292,6 +292,41 @@ TEST(EngineApi, WrongInputsAtRunTimeAreNamed) {
   mi_model_free(m);
 }
 
+// A node whose graph drops an output before the ones it keeps (an RNN's Y,
+// with Y_h kept): shape inference for the dropped one saw every output bound.
+// It once ran with the later outputs still pointing at the previous node's
+// (here the Split's second half), whose shape it then overwrote: the mean
+// read that half as 1x2x4 (the fuzzer's find, under UBSan and ASan).
+TEST(EngineApi, DroppedOutputBeforeKeptOnesLeavesOtherValuesAlone) {
+  Model md;
+  md.inputs.push_back({"x", 1, {1, 2, 6}});
+  md.outputs.push_back({"mean", 1, {1, 2, 1}});
+  md.outputs.push_back({"y_h", 1, {1, 2, 4}});
+  md.inits.push_back(onnxb::float_tensor("w", {1, 4, 3}, random_floats(12, 1)));
+  md.inits.push_back(onnxb::float_tensor("r", {1, 4, 4}, random_floats(16, 2)));
+  md.nodes.push_back({"Split", "split", {"x"}, {"a", "b"}, {onnxb::attr_int("axis", 2)}});
+  md.nodes.push_back({"RNN", "rnn", {"a", "w", "r"}, {"", "y_h"}, {onnxb::attr_int("hidden_size", 4)}});
+  md.nodes.push_back({"ReduceMean", "mean", {"b"}, {"mean"}, {onnxb::attr_ints("axes", {2})}});
+  mi_model *m = nullptr;
+  auto s = load(md.serialize(), &m);
+  ASSERT_EQ(s.code, MI_OK) << s.msg;
+  auto x = random_floats(12, 3);
+  const int64_t dims[3] = {1, 2, 6};
+  mi_tensor *in = nullptr, *out[2] = {nullptr, nullptr};
+  ASSERT_EQ(take(mi_tensor_wrap(MI_FLOAT, 3, dims, x.data(), &in)).code, MI_OK);
+  s = take(mi_model_run(m, &in, 1, out, 2));
+  ASSERT_EQ(s.code, MI_OK) << s.msg;
+  ASSERT_EQ(mi_tensor_numel(out[0]), 2);
+  const float *mean = static_cast<const float *>(mi_tensor_cdata(out[0]));
+  for (int r = 0; r < 2; r++)
+    EXPECT_NEAR(mean[r], (x[6 * r + 3] + x[6 * r + 4] + x[6 * r + 5]) / 3, 1e-6) << "row " << r;
+  EXPECT_EQ(mi_tensor_numel(out[1]), 8);
+  mi_tensor_free(in);
+  mi_tensor_free(out[0]);
+  mi_tensor_free(out[1]);
+  mi_model_free(m);
+}
+
 TEST(EngineBadInput, TruncatedModelsFailCleanly) {
   auto buf = conv_relu_model(random_floats(18, 1), random_floats(2, 2)).serialize();
   int failures = 0;

@@ -306,28 +306,28 @@ static inline __attribute__((always_inline)) void pool_sep_body(void *vctx, int6
         int64_t in_lo = (g->pb[2] + s2 - 1) / s2, in_hi = W - 1 - kx1 + g->pb[2] >= 0 ? (W - 1 - kx1 + g->pb[2]) / s2 + 1 : 0;
         if (in_hi > g->out[2]) in_hi = g->out[2];
         if (rows == 0 || in_hi < in_lo) in_lo = in_hi = 0;
-        const float *tb = t - g->pb[2];
+        const int64_t tb = -g->pb[2]; /* t[tb + x]: input column x (an index, not t - pb: that points before t) */
         const float n_taps = (float)((incl ? zc * yc : rows) * g->k[2]);
         if (!is_max && s2 == 2 && d2 == 1 && g->k[2] == 2)
-          for (int64_t ox = in_lo; ox < in_hi; ox++) yrow[ox] = (tb[2 * ox] + tb[2 * ox + 1]) / n_taps;
+          for (int64_t ox = in_lo; ox < in_hi; ox++) yrow[ox] = (t[tb + 2 * ox] + t[tb + 2 * ox + 1]) / n_taps;
         else if (!is_max)
           for (int64_t ox = in_lo; ox < in_hi; ox++) {
-            const float *q = tb + ox * s2;
+            const float *q = t + (tb + ox * s2);
             float sum = q[0];
             for (int64_t kx = d2; kx <= kx1; kx += d2) sum += q[kx];
             yrow[ox] = sum / n_taps;
           }
         else if (s2 == 2 && d2 == 1 && g->k[2] == 3)
           for (int64_t ox = in_lo; ox < in_hi; ox++) {
-            float best = tb[2 * ox]; /* the order of the general loop (NaN taps after the first lose) */
-            best = tb[2 * ox + 1] > best ? tb[2 * ox + 1] : best;
-            yrow[ox] = tb[2 * ox + 2] > best ? tb[2 * ox + 2] : best;
+            float best = t[tb + 2 * ox]; /* the order of the general loop (NaN taps after the first lose) */
+            best = t[tb + 2 * ox + 1] > best ? t[tb + 2 * ox + 1] : best;
+            yrow[ox] = t[tb + 2 * ox + 2] > best ? t[tb + 2 * ox + 2] : best;
           }
         else if (s2 == 2 && d2 == 1 && g->k[2] == 2)
-          for (int64_t ox = in_lo; ox < in_hi; ox++) yrow[ox] = tb[2 * ox + 1] > tb[2 * ox] ? tb[2 * ox + 1] : tb[2 * ox];
+          for (int64_t ox = in_lo; ox < in_hi; ox++) yrow[ox] = t[tb + 2 * ox + 1] > t[tb + 2 * ox] ? t[tb + 2 * ox + 1] : t[tb + 2 * ox];
         else
           for (int64_t ox = in_lo; ox < in_hi; ox++) {
-            const float *q = tb + ox * s2;
+            const float *q = t + (tb + ox * s2);
             float best = q[0];
             for (int64_t kx = d2; kx <= kx1; kx += d2) best = q[kx] > best ? q[kx] : best;
             yrow[ox] = best;
