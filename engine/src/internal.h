@@ -38,7 +38,24 @@ mi_status *mi_tensor_alloc(mi_tensor *t, size_t max_bytes);
 /* Read element i of an integer or float tensor as int64 / double. */
 int64_t mi_tensor_get_i64(const mi_tensor *t, int64_t i);
 double mi_tensor_get_f64(const mi_tensor *t, int64_t i);
+/* Element i set to v, converted as Cast converts (mi_f64_to_i64). */
 void mi_tensor_set_f64(mi_tensor *t, int64_t i, double v);
+/* A float to an integer: truncated toward zero, saturating out of range,
+ * NaN -> 0, so that no conversion is undefined (to an unsigned type, a
+ * negative value wraps like the signed path; narrower types then wrap like
+ * a two's-complement store). */
+static inline int64_t mi_f64_to_i64(double v) {
+  if (!(v == v)) return 0;
+  if (v >= 9223372036854775807.0) return INT64_MAX;
+  if (v <= -9223372036854775808.0) return INT64_MIN;
+  return (int64_t)v;
+}
+static inline uint64_t mi_f64_to_u64(double v) {
+  if (!(v == v)) return 0;
+  if (v >= 18446744073709551615.0) return UINT64_MAX;
+  if (v < 0) return (uint64_t)mi_f64_to_i64(v);
+  return (uint64_t)v;
+}
 /* Format dims as "1x3x224x224" into buf. */
 const char *mi_shape_str(const mi_tensor *t, char *buf, size_t n);
 /* Numpy broadcasting of a and b shapes into out. */

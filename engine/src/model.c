@@ -237,6 +237,10 @@ static bool plan_matches(const mi_model *m, mi_tensor *const *inputs) {
   return true;
 }
 
+/* Offset off into the plan's arena; NULL where the plan needs none (every
+ * value empty: no arena, and NULL + 0 is undefined). */
+static void *arena_at(const mi_model *m, int64_t off) { return m->plan.arena ? (char *)m->plan.arena + off : NULL; }
+
 mi_status *mi_model_run(mi_model *m, mi_tensor *const *inputs, int n_inputs, mi_tensor **outputs,
                         int n_outputs) {
   if (!m || (!inputs && n_inputs) || (!outputs && n_outputs))
@@ -265,7 +269,7 @@ mi_status *mi_model_run(mi_model *m, mi_tensor *const *inputs, int n_inputs, mi_
     if (!g->values[g->inputs[i]].folded) g->values[g->inputs[i]].t.data = inputs[i]->data;
   for (int v = 0; v < g->n_values; v++)
     if (g->values[v].arena_offset >= 0)
-      g->values[v].t.data = (char *)m->plan.arena + g->values[v].arena_offset;
+      g->values[v].t.data = arena_at(m, g->values[v].arena_offset);
   mi_status *st = NULL;
   for (int i = 0; i < g->n_outputs && !st; i++) {
     mi_value *v = &g->values[g->outputs[i]];
@@ -297,7 +301,7 @@ mi_status *mi_model_run(mi_model *m, mi_tensor *const *inputs, int n_inputs, mi_
       const bool prof = m->prof_ms && m->prof_n == g->n_nodes;
       const double t0 = prof ? mi_now_ms() : 0;
       mi_exec_scratch_node(&m->ex, m->plan.recording ? &n->scratch_need : NULL,
-                           n->room_off >= 0 ? (char *)m->plan.arena + n->room_off : NULL, n->scratch_need);
+                           n->room_off >= 0 ? arena_at(m, n->room_off) : NULL, n->scratch_need);
       st = n->op->run(n, &m->ex, in, out);
       mi_exec_scratch_node(&m->ex, NULL, NULL, 0);
       if (prof) m->prof_ms[g->n_nodes + k] = mi_now_ms() - t0;

@@ -158,15 +158,15 @@ void mi_tensor_set_f64(mi_tensor *t, int64_t i, double v) {
   switch (t->dtype) {
     case MI_FLOAT: ((float *)t->data)[i] = (float)v; break;
     case MI_DOUBLE: ((double *)t->data)[i] = v; break;
-    case MI_INT64: ((int64_t *)t->data)[i] = (int64_t)v; break;
-    case MI_INT32: ((int32_t *)t->data)[i] = (int32_t)v; break;
-    case MI_UINT32: ((uint32_t *)t->data)[i] = (uint32_t)v; break;
-    case MI_INT16: ((int16_t *)t->data)[i] = (int16_t)v; break;
-    case MI_UINT16: ((uint16_t *)t->data)[i] = (uint16_t)v; break;
-    case MI_INT8: ((int8_t *)t->data)[i] = (int8_t)v; break;
-    case MI_UINT8: ((uint8_t *)t->data)[i] = (uint8_t)v; break;
+    case MI_INT64: ((int64_t *)t->data)[i] = mi_f64_to_i64(v); break;
+    case MI_INT32: ((int32_t *)t->data)[i] = (int32_t)mi_f64_to_i64(v); break;
+    case MI_UINT32: ((uint32_t *)t->data)[i] = (uint32_t)mi_f64_to_u64(v); break;
+    case MI_INT16: ((int16_t *)t->data)[i] = (int16_t)mi_f64_to_i64(v); break;
+    case MI_UINT16: ((uint16_t *)t->data)[i] = (uint16_t)mi_f64_to_u64(v); break;
+    case MI_INT8: ((int8_t *)t->data)[i] = (int8_t)mi_f64_to_i64(v); break;
+    case MI_UINT8: ((uint8_t *)t->data)[i] = (uint8_t)mi_f64_to_u64(v); break;
     case MI_BOOL: ((uint8_t *)t->data)[i] = v != 0; break;
-    case MI_UINT64: ((uint64_t *)t->data)[i] = (uint64_t)v; break;
+    case MI_UINT64: ((uint64_t *)t->data)[i] = mi_f64_to_u64(v); break;
     default: break;
   }
 }

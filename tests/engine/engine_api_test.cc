@@ -327,6 +327,53 @@ TEST(EngineApi, DroppedOutputBeforeKeptOnesLeavesOtherValuesAlone) {
   mi_model_free(m);
 }
 
+// An empty name for an operator's first input (which none here takes as
+// optional) is refused at load, naming the node: Split, Resize and EyeLike
+// read it as a tensor and crashed on NULL (the fuzzer's finds).
+TEST(EngineBadInput, MissingFirstInputIsRefused) {
+  for (const char *op : {"Split", "Resize", "EyeLike", "Relu"}) {
+    Model md;
+    md.inputs.push_back({"x", 1, {2, 2}});
+    md.outputs.push_back({"y", 1, {2, 2}});
+    md.nodes.push_back({op, "the_node", {"", "x"}, {"y"}, {}});
+    if (!strcmp(op, "Relu")) md.nodes.back().in = {};
+    auto s = load_refused(md);
+    EXPECT_EQ(s.code, MI_ERR_INVALID_MODEL) << op;
+    EXPECT_NE(s.msg.find("the_node"), std::string::npos) << s.msg;
+    EXPECT_NE(s.msg.find("first input is required"), std::string::npos) << s.msg;
+  }
+}
+
+// An empty reduction's identity (-inf for ReduceLogSumExp, NaN for
+// ReduceMean) stored into an integer output converts as Cast converts:
+// saturated, NaN to 0, never an undefined float-to-integer conversion
+// (UBSan's float-cast-overflow, which the sanitizer build checks).
+TEST(EngineApi, EmptyIntegerReductionsSaturate) {
+  for (const char *op : {"ReduceLogSumExp", "ReduceMean"}) {
+    Model md;
+    md.inputs.push_back({"x", 7, {2, 0}});
+    md.outputs.push_back({"y", 7, {2}});
+    md.nodes.push_back({op, "r", {"x"}, {"y"}, {onnxb::attr_ints("axes", {1}), onnxb::attr_int("keepdims", 0)}});
+    mi_model *m = nullptr;
+    auto s = load(md.serialize(), &m);
+    ASSERT_EQ(s.code, MI_OK) << op << ": " << s.msg;
+    const int64_t dims[2] = {2, 0};
+    int64_t none = 0;
+    mi_tensor *in = nullptr, *out = nullptr;
+    ASSERT_EQ(take(mi_tensor_wrap(MI_INT64, 2, dims, &none, &in)).code, MI_OK);
+    s = take(mi_model_run(m, &in, 1, &out, 1));
+    ASSERT_EQ(s.code, MI_OK) << op << ": " << s.msg;
+    ASSERT_EQ(mi_tensor_numel(out), 2);
+    const int64_t *y = static_cast<const int64_t *>(mi_tensor_cdata(out));
+    const int64_t want = strcmp(op, "ReduceMean") ? INT64_MIN : 0;
+    EXPECT_EQ(y[0], want) << op;
+    EXPECT_EQ(y[1], want) << op;
+    mi_tensor_free(in);
+    mi_tensor_free(out);
+    mi_model_free(m);
+  }
+}
+
 TEST(EngineBadInput, TruncatedModelsFailCleanly) {
   auto buf = conv_relu_model(random_floats(18, 1), random_floats(2, 2)).serialize();
   int failures = 0;

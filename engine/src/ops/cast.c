@@ -1,28 +1,15 @@
 /* Cast and CastLike between every supported element type.
- * float -> integer truncates toward zero (saturating out of range, NaN -> 0,
- * so no conversion is undefined); integer -> narrower integer wraps like a
+ * float -> integer as mi_f64_to_i64 (internal.h: saturating, NaN -> 0, so
+ * no conversion is undefined); integer -> narrower integer wraps like a
  * two's-complement store; anything -> bool is (x != 0). */
 #include <math.h>
 #include <string.h>
 
 #include "shape_util.h"
 
-static inline int64_t f2i(double v) {
-  if (!(v == v)) return 0;
-  if (v >= 9223372036854775807.0) return INT64_MAX;
-  if (v <= -9223372036854775808.0) return INT64_MIN;
-  return (int64_t)v;
-}
-static inline uint64_t f2u(double v) {
-  if (!(v == v)) return 0;
-  if (v >= 18446744073709551615.0) return UINT64_MAX;
-  if (v < 0) return (uint64_t)f2i(v); /* wraps like the signed path */
-  return (uint64_t)v;
-}
-
-/* ISF: source is floating point (needs f2i/f2u for integer targets). */
-#define TO_INT(ISF, x) ((ISF) ? f2i((double)(x)) : (int64_t)(x))
-#define TO_UINT(ISF, x) ((ISF) ? f2u((double)(x)) : (uint64_t)(x))
+/* ISF: source is floating point (needs mi_f64_to_i64/u64 for integer targets). */
+#define TO_INT(ISF, x) ((ISF) ? mi_f64_to_i64((double)(x)) : (int64_t)(x))
+#define TO_UINT(ISF, x) ((ISF) ? mi_f64_to_u64((double)(x)) : (uint64_t)(x))
 
 #define LOOP(DT, EXPR)                                          \
   {                                                             \
