@@ -485,9 +485,11 @@ static mi_status *resolve_ops(mi_graph *g) {
     if (!n->op_type[0]) return mi_node_error(n, MI_ERR_INVALID_MODEL, "node has no operator type");
     n->op = mi_op_find(n->op_type, n->domain);
     /* Every operator here reads its first input (none has an optional one
-     * first, as Loop's M): an empty name there would reach its kernels */
+     * first, as Loop's M) and writes a first output (dropped, "", it still
+     * gets room): an empty name or none would reach its kernels */
     if (n->op && (n->n_in < 1 || n->in[0] < 0))
       return mi_node_error(n, MI_ERR_INVALID_MODEL, "its first input is required, and the model names none");
+    if (n->op && n->n_out < 1) return mi_node_error(n, MI_ERR_INVALID_MODEL, "it has no outputs");
     if (n->op) continue;
     char full[256];
     snprintf(full, sizeof full, "%s%s%s", n->domain[0] ? n->domain : "", n->domain[0] ? "." : "",

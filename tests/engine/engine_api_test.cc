@@ -328,9 +328,9 @@ TEST(EngineApi, DroppedOutputBeforeKeptOnesLeavesOtherValuesAlone) {
 }
 
 // An empty name for an operator's first input (which none here takes as
-// optional) is refused at load, naming the node: Split, Resize and EyeLike
-// read it as a tensor and crashed on NULL (the fuzzer's finds).
-TEST(EngineBadInput, MissingFirstInputIsRefused) {
+// optional), or no outputs at all, is refused at load, naming the node:
+// Split, Resize, EyeLike and MatMul crashed on NULL (the fuzzer's finds).
+TEST(EngineBadInput, MissingFirstInputOrOutputIsRefused) {
   for (const char *op : {"Split", "Resize", "EyeLike", "Relu"}) {
     Model md;
     md.inputs.push_back({"x", 1, {2, 2}});
@@ -342,6 +342,14 @@ TEST(EngineBadInput, MissingFirstInputIsRefused) {
     EXPECT_NE(s.msg.find("the_node"), std::string::npos) << s.msg;
     EXPECT_NE(s.msg.find("first input is required"), std::string::npos) << s.msg;
   }
+  Model md; /* and a node without outputs: MatMul's shape inference wrote through NULL */
+  md.inputs.push_back({"x", 1, {2, 2}});
+  md.outputs.push_back({"x", 1, {2, 2}});
+  md.nodes.push_back({"MatMul", "no_outputs", {"x", "x"}, {}, {}});
+  auto s = load_refused(md);
+  EXPECT_EQ(s.code, MI_ERR_INVALID_MODEL);
+  EXPECT_NE(s.msg.find("no_outputs"), std::string::npos) << s.msg;
+  EXPECT_NE(s.msg.find("no outputs"), std::string::npos) << s.msg;
 }
 
 // An empty reduction's identity (-inf for ReduceLogSumExp, NaN for
