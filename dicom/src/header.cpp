@@ -160,21 +160,49 @@ std::string parse_header(DcmItem &ds, const std::string &xfer_uid, FileHeader &h
   return "";
 }
 
+// An element claiming more bytes than its file holds: corrupt.  loadFile
+// leaves values over its limit on disk and reading one later allocates the
+// claimed length first (over a GB, from a 3 KB file).  What is wrong, or ""
+// where no element of item does.
+std::string oversized_element(DcmItem &item, size_t file_bytes) {
+  DcmStack stack;
+  while (item.nextObject(stack, OFTrue).good()) {
+    DcmObject *o = stack.top();
+    if (!o->isLeaf()) continue;
+    const Uint32 len = static_cast<DcmElement *>(o)->getLengthField();
+    if (len != DCM_UndefinedLength && len > file_bytes) {
+      char msg[128];
+      snprintf(msg, sizeof msg, "element (%04x,%04x) claims %lu bytes, the file has %zu", o->getGTag(), o->getETag(),
+               (unsigned long)len, file_bytes);
+      return msg;
+    }
+  }
+  return "";
+}
+
 std::string read_header_file(const std::string &path, FileHeader &out) {
   DcmFileFormat ff;
   // Values over 4 KiB (pixel data) stay on disk: headers of thousands of files
   // can then be read in seconds.
   OFCondition c = ff.loadFile(path.c_str(), EXS_Unknown, EGL_noChange, 4096, ERM_autoDetect);
   DcmDataset *ds = ff.getDataset();
+  const size_t file_bytes = OFStandard::getFileSize(path.c_str());
+  std::string oversized = oversized_element(*ff.getMetaInfo(), file_bytes);
+  if (oversized.empty()) oversized = oversized_element(*ds, file_bytes);
   if (c.bad()) {
     // A truncated or corrupt DICOM file usually still names its series: keep
-    // that so the series is reported broken instead of silently thinner.
+    // that so the series is reported broken instead of silently thinner (the
+    // UID read only where its length is sane).
+    DcmElement *e = nullptr;
     OFString uid;
-    if (ds->findAndGetOFString(DCM_SeriesInstanceUID, uid).good()) out.series_uid = uid.c_str();
-    if (out.series_uid.empty() && !has_dicm_magic(path)) return "not a DICOM file";
+    if (ds->findAndGetElement(DCM_SeriesInstanceUID, e).good() && e && e->getLengthField() <= file_bytes &&
+        e->getOFString(uid, 0).good())
+      out.series_uid = uid.c_str();
+    if (out.series_uid.empty() && oversized.empty() && !has_dicm_magic(path)) return "not a DICOM file";
     return std::string(out.series_uid.empty() ? "cannot read as DICOM (" : "truncated or corrupt DICOM file (") +
-           c.text() + ")";
+           (oversized.empty() ? c.text() : oversized) + ")";
   }
+  if (!oversized.empty()) return "corrupt DICOM file (" + oversized + ")";
   OFString xfer;
   if (ff.getMetaInfo()->findAndGetOFString(DCM_TransferSyntaxUID, xfer).bad() || xfer.empty())
     xfer = DcmXfer(ds->getOriginalXfer()).getXferID();

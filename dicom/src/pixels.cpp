@@ -1,6 +1,8 @@
 // Decodes a file's pixel data and writes real values (rescaled) into the slots
 // of the volume its frames were assigned to.
 #include <dcmtk/config/osconfig.h>
+#include <dcmtk/dcmdata/dcpixseq.h>
+#include <dcmtk/dcmdata/dcpxitem.h>
 #include <dcmtk/dcmdata/dctk.h>
 
 #include <cstring>
@@ -34,6 +36,44 @@ void convert(const T *__restrict src, size_t n, const FileHeader &h, const Plane
   }
 }
 
+// DCMTK's JPEG decoder (DJCodecDecoder::scanJpegDataForBitDepth, 3.6.7 and
+// later) walks a frame's marker segments to its SOF for the bit depth and
+// never steps past a TEM marker (FF01): a fragment with one before its SOF
+// hangs the load.  The same walk, so that such a file is refused instead;
+// true where it would reach a TEM.
+bool jpeg_walk_stalls(const uint8_t *d, size_t n) {
+  for (size_t off = 0; d && off + 4 < n;) {
+    if (d[off] != 0xff) return false; /* DCMTK: an invalid marker, it stops */
+    const uint8_t m = d[off + 1];
+    const size_t seg = ((size_t)d[off + 2] << 8 | d[off + 3]) + 2; /* a segment's length field, plus the marker */
+    if (m == 0x01) return true;
+    if (m >= 0xc0 && m <= 0xcf && m != 0xc4 && m != 0xc8 && m != 0xcc) return false; /* SOFn: found */
+    if (m == 0xff) off += 1;                                                         /* fill byte */
+    else if ((m >= 0xd0 && m <= 0xd9) || (m > 0x02 && m <= 0xbf)) off += 2;          /* RSTm, SOI, EOI, RES */
+    else if (m == 0xc4 || m == 0xc8 || m == 0xcc || m >= 0xda) off += seg;           /* DHT.., SOS.., APPn, COM */
+    else return false;                                                               /* FF00, FF02: invalid */
+  }
+  return false;
+}
+
+// Whether a JPEG (process 1 to 29) pixel sequence holds a fragment on which
+// DCMTK's decoder would not return (jpeg_walk_stalls).
+bool jpeg_fragments_stall(DcmDataset *ds, E_TransferSyntax xs) {
+  if (xs < EXS_JPEGProcess1 || xs > EXS_JPEGProcess14SV1) return false;
+  DcmElement *el = nullptr;
+  DcmPixelSequence *seq = nullptr;
+  if (ds->findAndGetElement(DCM_PixelData, el).bad() || !el ||
+      static_cast<DcmPixelData *>(el)->getEncapsulatedRepresentation(xs, nullptr, seq).bad() || !seq)
+    return false;
+  for (unsigned long i = 1; i < seq->card(); ++i) { /* item 0: the offset table */
+    DcmPixelItem *item = nullptr;
+    Uint8 *d = nullptr;
+    if (seq->getItem(item, i).good() && item && item->getUint8Array(d).good() && jpeg_walk_stalls(d, item->getLength()))
+      return true;
+  }
+  return false;
+}
+
 }  // namespace
 
 std::string decode_file(const FileHeader &h, const std::vector<FrameTarget> &targets, float *volume, size_t plane_size) {
@@ -45,6 +85,8 @@ std::string decode_file(const FileHeader &h, const std::vector<FrameTarget> &tar
   if (!bad.empty()) return h.path + ": " + bad;
   DcmXfer xfer(ds->getOriginalXfer());
   if (xfer.isEncapsulated()) {
+    if (jpeg_fragments_stall(ds, xfer.getXfer()))
+      return h.path + ": corrupt JPEG data (a TEM marker before the frame header, on which DCMTK's decoder would not return)";
     c = ds->chooseRepresentation(EXS_LittleEndianExplicit, nullptr);
     if (c.bad() || !ds->canWriteXfer(EXS_LittleEndianExplicit))
       return h.path + ": cannot decode " + xfer.getXferName() + " pixel data (" + c.text() + ")";

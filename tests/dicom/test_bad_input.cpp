@@ -5,8 +5,10 @@
 #include <dcmtk/config/osconfig.h>
 #include <dcmtk/dcmdata/dctk.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <memory>
 
 #include "helpers.h"
@@ -156,6 +158,67 @@ TEST(DicomBadInput, Jpeg2000IsUnsupportedAndNamed) {
   ASSERT_EQ(take(mi_dicom_index_series(idx, 0, &info)), "");
   EXPECT_FALSE(info.loadable);
   EXPECT_NE(std::string(info.reason).find("JPEG 2000"), std::string::npos);
+  mi_dicom_index_free(idx);
+}
+
+// Bytes of a file, and written back.
+std::vector<char> file_bytes(const std::string &path) {
+  std::ifstream f(path, std::ios::binary);
+  return std::vector<char>(std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>());
+}
+void put_bytes(const std::string &path, const std::vector<char> &b) {
+  std::ofstream(path, std::ios::binary | std::ios::trunc).write(b.data(), std::streamsize(b.size()));
+}
+
+// A JPEG fragment with a TEM marker (FF01) before its frame header: DCMTK's
+// decoder, walking the markers for the bit depth, never returns from it (a
+// fuzzer's find).  The file is refused, named, before DCMTK decodes it.
+TEST(DicomBadInput, JpegThatWouldHangTheDecoderIsRefused) {
+  Spec s;
+  s.transfer_syntax = "1.2.840.10008.1.2.4.70";
+  Scratch t("tem", s);
+  const std::string victim = t.s.files[2];
+  std::vector<char> b = file_bytes(victim);
+  const char soi[4] = {'\xff', '\xd8', '\xff', '\0'}; /* SOI, then the next marker */
+  auto at = std::search(b.begin(), b.end(), soi, soi + 3);
+  ASSERT_NE(at, b.end());
+  at[1] = '\x01'; /* SOI -> TEM */
+  put_bytes(victim, b);
+  mi_code code;
+  std::string err = load_error(t.dir, &code);
+  EXPECT_EQ(code, MI_ERR_PARSE) << err;
+  EXPECT_NE(err.find(victim), std::string::npos) << err;
+  EXPECT_NE(err.find("TEM marker"), std::string::npos) << err;
+}
+
+// An element whose length field claims more bytes than the file holds: the
+// header read left it on disk and reading it would first allocate the
+// claimed length (1.4 GB from a 3 KB file, a fuzzer's find).  Refused as
+// corrupt, naming the element, by the loader and in the index's skipped list.
+TEST(DicomBadInput, ElementLongerThanItsFileIsRefused) {
+  Scratch t("oversized");
+  const std::string victim = t.s.files[1];
+  edit(victim, [](DcmDataset &d) { d.putAndInsertString(DCM_StudyDescription, std::string(5000, 'x').c_str()); });
+  std::vector<char> b = file_bytes(victim);
+  const char tag[8] = {'\x08', '\0', '\x30', '\x10', 'L', 'O', '\x88', '\x13'}; /* (0008,1030) LO, length 5000 */
+  auto at = std::search(b.begin(), b.end(), tag, tag + 8);
+  ASSERT_NE(at, b.end());
+  at[6] = '\xff', at[7] = '\x7f'; /* its length field: 32767 bytes, in a file of about 7 KB */
+  put_bytes(victim, b);
+  const char *one[1] = {victim.c_str()};
+  mi_dicom_volume *v = nullptr;
+  std::string err = take(mi_dicom_load_files(one, 1, nullptr, &v));
+  EXPECT_EQ(v, nullptr);
+  mi_dicom_volume_free(v);
+  EXPECT_NE(err.find(victim), std::string::npos) << err;
+  EXPECT_NE(err.find("element (0008,1030) claims 32767 bytes"), std::string::npos) << err;
+  mi_dicom_index *idx = nullptr;
+  ASSERT_EQ(take(mi_dicom_index_scan(t.dir.c_str(), &idx)), "");
+  bool named = false;
+  for (size_t i = 0; i < mi_dicom_index_skipped_count(idx); i++)
+    named = named || (mi_dicom_index_skipped_path(idx, i) == victim &&
+                      std::string(mi_dicom_index_skipped_reason(idx, i)).find("(0008,1030) claims") != std::string::npos);
+  EXPECT_TRUE(named) << "the index does not list " << victim << " as skipped for its oversized element";
   mi_dicom_index_free(idx);
 }
 

@@ -15,13 +15,22 @@
 
 namespace {
 
-const std::string &work_dir() {
-  static const std::string dir = [] {
-    char t[] = "/tmp/medinfer-fuzz-dicom-XXXXXX";
-    if (!mkdtemp(t)) abort();
-    return std::string(t);
+char work[] = "/tmp/medinfer-fuzz-dicom-XXXXXX"; // this process's folder for the files
+
+void remove_work_dir() {
+  unlink((std::string(work) + "/a.dcm").c_str());
+  unlink((std::string(work) + "/b.dcm").c_str());
+  rmdir(work);
+}
+
+const char *work_dir() {
+  static const bool made = [] {
+    if (!mkdtemp(work)) abort();
+    atexit(remove_work_dir);
+    return true;
   }();
-  return dir;
+  (void)made;
+  return work;
 }
 
 void write_file(const std::string &path, const uint8_t *p, size_t n) {
@@ -49,7 +58,7 @@ void read_all(mi_dicom_volume *v) {
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   if (size < 3) return 0;
-  const std::string a = work_dir() + "/a.dcm", b = work_dir() + "/b.dcm";
+  const std::string a = std::string(work_dir()) + "/a.dcm", b = std::string(work_dir()) + "/b.dcm";
   const bool two = data[0] & 1;
   const size_t body = size - 3, cut = two ? (size_t(data[1]) << 8 | data[2]) % (body + 1) : body;
   write_file(a, data + 3, cut);
@@ -66,7 +75,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   check(st);
   mi_dicom_volume_free(v);
   mi_dicom_index *idx = nullptr;
-  st = mi_dicom_index_scan(work_dir().c_str(), &idx);
+  st = mi_dicom_index_scan(work_dir(), &idx);
   for (size_t i = 0; !st && i < mi_dicom_index_series_count(idx); i++) {
     mi_dicom_volume *s = nullptr;
     mi_status *ls = mi_dicom_load_series(idx, i, &opt, &s);
