@@ -86,7 +86,8 @@ std::string decode_file(const FileHeader &h, const std::vector<FrameTarget> &tar
   DcmXfer xfer(ds->getOriginalXfer());
   if (xfer.isEncapsulated()) {
     if (jpeg_fragments_stall(ds, xfer.getXfer()))
-      return h.path + ": corrupt JPEG data (a TEM marker before the frame header, on which DCMTK's decoder would not return)";
+      return h.path + ": corrupt JPEG data (a TEM marker before the frame header, on which DCMTK's decoder "
+                      "would not return)";
     c = ds->chooseRepresentation(EXS_LittleEndianExplicit, nullptr);
     if (c.bad() || !ds->canWriteXfer(EXS_LittleEndianExplicit))
       return h.path + ": cannot decode " + xfer.getXferName() + " pixel data (" + c.text() + ")";

@@ -324,7 +324,10 @@ static inline __attribute__((always_inline)) void pool_sep_body(void *vctx, int6
             yrow[ox] = t[tb + 2 * ox + 2] > best ? t[tb + 2 * ox + 2] : best;
           }
         else if (s2 == 2 && d2 == 1 && g->k[2] == 2)
-          for (int64_t ox = in_lo; ox < in_hi; ox++) yrow[ox] = t[tb + 2 * ox + 1] > t[tb + 2 * ox] ? t[tb + 2 * ox + 1] : t[tb + 2 * ox];
+          for (int64_t ox = in_lo; ox < in_hi; ox++) {
+            const float a = t[tb + 2 * ox], b = t[tb + 2 * ox + 1];
+            yrow[ox] = b > a ? b : a;
+          }
         else
           for (int64_t ox = in_lo; ox < in_hi; ox++) {
             const float *q = t + (tb + ox * s2);
