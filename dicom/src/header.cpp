@@ -188,7 +188,9 @@ std::string read_header_file(const std::string &path, FileHeader &out) {
   DcmDataset *ds = ff.getDataset();
   const size_t file_bytes = OFStandard::getFileSize(path.c_str());
   std::string oversized = oversized_element(*ff.getMetaInfo(), file_bytes);
-  if (oversized.empty()) oversized = oversized_element(*ds, file_bytes);
+  /* a deflated dataset's lengths are those of its inflated bytes */
+  if (oversized.empty() && ds->getOriginalXfer() != EXS_DeflatedLittleEndianExplicit)
+    oversized = oversized_element(*ds, file_bytes);
   if (c.bad()) {
     // A truncated or corrupt DICOM file usually still names its series: keep
     // that so the series is reported broken instead of silently thinner (the
