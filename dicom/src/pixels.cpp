@@ -36,11 +36,11 @@ void convert(const T *__restrict src, size_t n, const FileHeader &h, const Plane
   }
 }
 
-// DCMTK's JPEG decoder (DJCodecDecoder::scanJpegDataForBitDepth, 3.6.7 and
-// later) walks a frame's marker segments to its SOF for the bit depth and
-// never steps past a TEM marker (FF01): a fragment with one before its SOF
-// hangs the load.  The same walk, so that such a file is refused instead;
-// true where it would reach a TEM.
+// DCMTK's JPEG decoder (DJCodecDecoder::scanJpegDataForBitDepth: Debian's
+// 3.6.7, and a later snapshot of its source) walks a frame's marker segments
+// to its SOF for the bit depth and never steps past a TEM marker (FF01): a
+// fragment with one before its SOF hangs the load.  The same walk, so that
+// such a file is refused instead; true where it would reach a TEM.
 bool jpeg_walk_stalls(const uint8_t *d, size_t n) {
   for (size_t off = 0; d && off + 4 < n;) {
     if (d[off] != 0xff) return false; /* DCMTK: an invalid marker, it stops */
