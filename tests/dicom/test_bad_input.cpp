@@ -49,6 +49,15 @@ void edit(const std::string &path, void (*fn)(DcmDataset &)) {
   ASSERT_TRUE(ff.saveFile(path.c_str(), EXS_LittleEndianExplicit).good());
 }
 
+// Bytes of a file, and written back.
+std::vector<char> file_bytes(const std::string &path) {
+  std::ifstream f(path, std::ios::binary);
+  return std::vector<char>(std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>());
+}
+void put_bytes(const std::string &path, const std::vector<char> &b) {
+  std::ofstream(path, std::ios::binary | std::ios::trunc).write(b.data(), std::streamsize(b.size()));
+}
+
 }  // namespace
 
 TEST(DicomBadInput, TruncatedPixelDataNamesTheFile) {
@@ -159,15 +168,6 @@ TEST(DicomBadInput, Jpeg2000IsUnsupportedAndNamed) {
   EXPECT_FALSE(info.loadable);
   EXPECT_NE(std::string(info.reason).find("JPEG 2000"), std::string::npos);
   mi_dicom_index_free(idx);
-}
-
-// Bytes of a file, and written back.
-std::vector<char> file_bytes(const std::string &path) {
-  std::ifstream f(path, std::ios::binary);
-  return std::vector<char>(std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>());
-}
-void put_bytes(const std::string &path, const std::vector<char> &b) {
-  std::ofstream(path, std::ios::binary | std::ios::trunc).write(b.data(), std::streamsize(b.size()));
 }
 
 // A JPEG fragment with a TEM marker (FF01) before its frame header: DCMTK's
@@ -322,11 +322,7 @@ TEST(DicomBadInput, NullArguments) {
 TEST(DicomBadInput, CorruptedBytesNeverCrash) {
   Scratch t("corrupt");
   const std::string victim = t.s.files[0];
-  std::vector<char> original;
-  {
-    std::ifstream in(victim, std::ios::binary);
-    original.assign(std::istreambuf_iterator<char>(in), {});
-  }
+  const std::vector<char> original = file_bytes(victim);
   ASSERT_GT(original.size(), 1000u);
   unsigned seed = 12345, errors = 0;
   for (int trial = 0; trial < 60; ++trial) {
@@ -336,7 +332,7 @@ TEST(DicomBadInput, CorruptedBytesNeverCrash) {
       size_t at = 128 + (seed >> 8) % 900;  // preamble skipped: hit the header
       bytes[at] = (char)(seed >> 3);
     }
-    std::ofstream(victim, std::ios::binary | std::ios::trunc).write(bytes.data(), (std::streamsize)bytes.size());
+    put_bytes(victim, bytes);
     mi_dicom_volume *v = nullptr;
     mi_status *st = mi_dicom_load_dir(t.dir.c_str(), nullptr, nullptr, &v);
     if (st) {
