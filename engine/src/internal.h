@@ -261,6 +261,8 @@ unsigned mi_conv_layouts(const mi_node *n, const mi_exec *ex, mi_tensor *const *
 unsigned mi_maxpool_layouts(const mi_node *n, const mi_exec *ex, mi_tensor *const *in);
 
 const mi_op_def *mi_op_find(const char *op_type, const char *domain);
+/* How many of n's leading inputs ONNX requires (n->n_in for a variadic op). */
+int mi_op_required_inputs(const mi_node *n);
 /* Call every node's op init (once at load; subgraphs from their owner's init). */
 mi_status *mi_graph_init_ops(mi_graph *g);
 

@@ -484,11 +484,16 @@ static mi_status *resolve_ops(mi_graph *g) {
     }
     if (!n->op_type[0]) return mi_node_error(n, MI_ERR_INVALID_MODEL, "node has no operator type");
     n->op = mi_op_find(n->op_type, n->domain);
-    /* Every operator here reads its first input (none has an optional one
-     * first, as Loop's M) and writes a first output (dropped, "", it still
-     * gets room): an empty name or none would reach its kernels */
-    if (n->op && (n->n_in < 1 || n->in[0] < 0))
-      return mi_node_error(n, MI_ERR_INVALID_MODEL, "its first input is required, and the model names none");
+    /* The kernels read required inputs unchecked (none here has an optional
+     * one first, as Loop's M) and write a first output (dropped, "", it
+     * still gets room): an empty name or none would reach them as NULL */
+    if (n->op) {
+      int need = mi_op_required_inputs(n);
+      for (int i = 0; i < need; i++)
+        if (i >= n->n_in || n->in[i] < 0)
+          return mi_node_error(n, MI_ERR_INVALID_MODEL, "%s needs %d input%s, and input %d is %s", n->op_type,
+                               need, need > 1 ? "s" : "", i, i >= n->n_in ? "missing" : "omitted (named \"\")");
+    }
     if (n->op && n->n_out < 1) return mi_node_error(n, MI_ERR_INVALID_MODEL, "it has no outputs");
     if (n->op) continue;
     char full[256];
