@@ -365,6 +365,48 @@ TEST(EngineBadInput, MissingRequiredInputOrOutputIsRefused) {
   EXPECT_NE(s.msg.find("no outputs"), std::string::npos) << s.msg;
 }
 
+// Attribute values no model has, at which shape arithmetic overflowed:
+// DepthToSpace's blocksize^2 (a division by zero, a crash), and signed
+// overflow (undefined: the sanitizer build aborts) in GRU's gate rows,
+// Split's sizes and Pad's pads.  Refused at load, naming the node and why.  extreme_attributes tries
+// every conformance model so.
+TEST(EngineBadInput, AttributesThatOverflowShapesAreRefused) {
+  const int64_t big = (int64_t)1 << 62;
+  struct Case {
+    const char *op;
+    int64_t opset;
+    std::vector<int64_t> x;
+    std::vector<onnxb::Attr> attrs;
+    const char *why;
+  };
+  for (const Case &c : std::vector<Case>{
+           {"DepthToSpace", 13, {1, 4, 2, 2}, {onnxb::attr_int("blocksize", big)}, "blocksize"},
+           {"Split", 11, {4, 2}, {onnxb::attr_ints("split", {big, big}), onnxb::attr_int("axis", 0)}, "sum past 2^63"},
+           {"Pad", 2, {4, 2}, {onnxb::attr_ints("pads", {big, 0, big, 0})}, "past 2^63"}}) {
+    Model md;
+    md.opset = c.opset;
+    md.inputs.push_back({"x", 1, c.x});
+    md.outputs.push_back({"y", 1, {}});
+    md.nodes.push_back({c.op, "the_node", {"x"}, {"y"}, c.attrs});
+    if (!strcmp(c.op, "Split")) {
+      md.outputs.push_back({"y2", 1, {}});
+      md.nodes.back().out.push_back("y2");
+    }
+    auto s = load_refused(md);
+    EXPECT_NE(s.msg.find("the_node"), std::string::npos) << c.op << ": " << s.msg;
+    EXPECT_NE(s.msg.find(c.why), std::string::npos) << c.op << ": " << s.msg;
+  }
+  Model md; /* GRU: hidden_size rows times 3 gates */
+  md.inputs.push_back({"x", 1, {1, 1, 2}});
+  md.inputs.push_back({"w", 1, {1, 3, 2}});
+  md.inputs.push_back({"r", 1, {1, 3, 1}});
+  md.outputs.push_back({"y", 1, {}});
+  md.nodes.push_back({"GRU", "the_gru", {"x", "w", "r"}, {"y"}, {onnxb::attr_int("hidden_size", big)}});
+  auto s = load_refused(md);
+  EXPECT_NE(s.msg.find("the_gru"), std::string::npos) << s.msg;
+  EXPECT_NE(s.msg.find("hidden_size"), std::string::npos) << s.msg;
+}
+
 // An empty reduction's identity (-inf for ReduceLogSumExp, NaN for
 // ReduceMean) stored into an integer output converts as Cast converts:
 // saturated, NaN to 0, never an undefined float-to-integer conversion

@@ -67,7 +67,10 @@ static mi_status *pad_infer(mi_node *n, mi_tensor *const *in, mi_tensor **out) {
   MI_TRY(get_pads(n, in, pads));
   int r = in[0]->ndim;
   for (int i = 0; i < r; i++) {
-    dims[i] = in[0]->dims[i] + pads[i] + pads[r + i];
+    if (__builtin_add_overflow(in[0]->dims[i], pads[i], &dims[i]) ||
+        __builtin_add_overflow(dims[i], pads[r + i], &dims[i]))
+      return mi_node_error(n, MI_ERR_SHAPE, "pads %lld,%lld take axis %d past 2^63", (long long)pads[i],
+                           (long long)pads[r + i], i);
     if (dims[i] < 0)
       return mi_node_error(n, MI_ERR_SHAPE, "pads %lld,%lld crop axis %d of size %lld below zero",
                            (long long)pads[i], (long long)pads[r + i], i, (long long)in[0]->dims[i]);

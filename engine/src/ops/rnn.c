@@ -117,6 +117,8 @@ static mi_status *rnn_init(mi_node *n, mi_graph *g) {
   }
   a->H = mi_attr_int(n, "hidden_size", 0);
   if (a->H <= 0) return mi_node_error(n, MI_ERR_INVALID_MODEL, "hidden_size must be > 0");
+  /* R alone holds 4 H^2 values a direction: no model has H near this */
+  if (a->H > INT32_MAX) return mi_node_error(n, MI_ERR_INVALID_MODEL, "hidden_size %lld is too large", (long long)a->H);
   const char *dir = mi_attr_string(n, "direction", "forward");
   if (strcmp(dir, "forward") == 0) a->dirs = 1;
   else if (strcmp(dir, "reverse") == 0) a->dirs = 1, a->reverse = true;

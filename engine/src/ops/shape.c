@@ -339,7 +339,8 @@ static mi_status *split_sizes(mi_node *n, mi_tensor *const *in, int axis, int64_
     int64_t s = 0;
     for (int i = 0; i < no; i++) {
       if (sizes[i] < 0) return mi_node_error(n, MI_ERR_INVALID_MODEL, "negative split size");
-      s += sizes[i];
+      if (__builtin_add_overflow(s, sizes[i], &s))
+        return mi_node_error(n, MI_ERR_SHAPE, "split sizes sum past 2^63");
     }
     if (s != dim)
       return mi_node_error(n, MI_ERR_SHAPE, "split sizes sum to %lld, axis has %lld", (long long)s, (long long)dim);
@@ -573,6 +574,8 @@ static mi_status *tile_run(mi_node *n, mi_exec *ex, mi_tensor *const *in, mi_ten
 static mi_status *block_size(mi_node *n, const mi_tensor *x, int64_t *b) {
   *b = mi_attr_int(n, "blocksize", 0);
   if (*b < 1) return mi_node_error(n, MI_ERR_INVALID_MODEL, "blocksize must be >= 1");
+  /* beyond, blocksize^2 overflows (no map has so many rows, nor channels) */
+  if (*b > INT32_MAX) return mi_node_error(n, MI_ERR_INVALID_MODEL, "blocksize %lld is too large", (long long)*b);
   if (x->ndim != 4) return mi_node_error(n, MI_ERR_SHAPE, "input must be 4-D (N,C,H,W), got %d-D", x->ndim);
   return NULL;
 }

@@ -1,0 +1,219 @@
+/* Loads every model of the given conformance folders edited one node at a
+ * time, and runs those that load.  Passes when nothing crashes and every
+ * error says why.  Run under AddressSanitizer and UBSan in CI.
+ *   omit: each node input's name made empty (ONNX's "omitted") in turn: an
+ *         omitted required input must be refused at load, naming the node,
+ *         not reach a kernel as NULL;
+ *   attrs: each numeric attribute set to extremes in turn (0, -1, 2^31,
+ *         2^62, INT64_MIN; NaN, inf, -inf, 1e30; lists with every value
+ *         so, and emptied): hostile shapes, counts and axes. */
+#include <dirent.h>
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "medinfer/engine.h"
+#include "onnx.pb-c.h"
+#include "run_any_model.h"
+
+static uint8_t *read_all(const char *path, size_t *len) {
+  FILE *f = fopen(path, "rb");
+  if (!f) return NULL;
+  fseek(f, 0, SEEK_END);
+  long n = ftell(f);
+  rewind(f);
+  uint8_t *b = malloc(n > 0 ? (size_t)n : 1);
+  if (b && fread(b, 1, (size_t)n, f) != (size_t)n) {
+    free(b);
+    b = NULL;
+  }
+  fclose(f);
+  *len = n > 0 ? (size_t)n : 0;
+  return b;
+}
+
+typedef struct {
+  long tried, loaded, refused, failed;
+} tally;
+
+/* The edit being tried, named by the crash handler (a crash is the finding). */
+static const char *g_label = "";
+static void on_crash(int sig) {
+  static const char what[] = "edit_nodes: crashed on ";
+  if (write(2, what, sizeof what - 1) < 0 || write(2, g_label, strlen(g_label)) < 0 || write(2, "\n", 1) < 0) {
+  }
+  signal(sig, SIG_DFL);
+  raise(sig);
+}
+
+/* One mode (0 exact, 1 fast: the Winograd path, 2 bf16); false on an error
+ * without a message. */
+static bool try_mode(const uint8_t *buf, size_t len, const char *dir, const char *label, int mode, tally *t) {
+  mi_options opt;
+  mi_options_default(&opt);
+  opt.threads = 1;
+  opt.max_tensor_bytes = (size_t)256 << 20;
+  opt.fast_math = mode == 1;
+  opt.bf16 = mode == 2;
+  mi_model *m = NULL;
+  g_label = label;
+  mi_status *st = mi_model_load_buffer(buf, len, dir, label, &opt, &m);
+  t->tried++;
+  if (st) {
+    bool said = mi_status_message(st)[0] != 0;
+    if (!said) fprintf(stderr, "edit_nodes: %s: a load error without a message\n", label);
+    mi_status_free(st);
+    t->refused++;
+    return said;
+  }
+  t->loaded++;
+  bool ok = mi_test_run_any(m, (int64_t)1 << 22);
+  if (!ok) fprintf(stderr, "edit_nodes: %s: a run error without a message\n", label);
+  mi_model_free(m);
+  return ok;
+}
+
+/* The edited model in each mode; the failures counted in t. */
+static void try_model(const Onnx__ModelProto *mp, const char *dir, const char *label, tally *t) {
+  size_t len = onnx__model_proto__get_packed_size(mp);
+  uint8_t *buf = malloc(len ? len : 1);
+  if (!buf) {
+    t->failed++;
+    return;
+  }
+  onnx__model_proto__pack(mp, buf);
+  for (int mode = 0; mode < 3; mode++)
+    if (!try_mode(buf, len, dir, label, mode, t)) t->failed++;
+  free(buf);
+}
+
+static void omit_each(Onnx__ModelProto *mp, const char *dir, const char *path, tally *t) {
+  static char empty[] = "";
+  for (size_t k = 0; k < mp->graph->n_node; k++) {
+    Onnx__NodeProto *n = mp->graph->node[k];
+    for (size_t j = 0; j < n->n_input; j++) {
+      char *name = n->input[j];
+      if (!name[0]) continue;
+      n->input[j] = empty;
+      char label[4400];
+      snprintf(label, sizeof label, "%s (node %zu %s, input %zu omitted)", path, k, n->op_type, j);
+      try_model(mp, dir, label, t);
+      n->input[j] = name;
+    }
+  }
+}
+
+static const int64_t int_extremes[] = {0, -1, (int64_t)1 << 31, (int64_t)1 << 62, INT64_MIN};
+#define N_EXTREMES 5
+
+static void attrs_each(Onnx__ModelProto *mp, const char *dir, const char *path, tally *t) {
+  const float float_extremes[N_EXTREMES] = {NAN, INFINITY, -INFINITY, 1e30f, 0.f};
+  for (size_t k = 0; k < mp->graph->n_node; k++) {
+    Onnx__NodeProto *n = mp->graph->node[k];
+    for (size_t a = 0; a < n->n_attribute; a++) {
+      Onnx__AttributeProto *at = n->attribute[a];
+      const bool list = at->type == ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__INTS ||
+                        at->type == ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__FLOATS;
+      if (at->type != ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__INT &&
+          at->type != ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__FLOAT && !list)
+        continue;
+      const int64_t i0 = at->i;
+      const float f0 = at->f;
+      const size_t ni = at->n_ints, nf = at->n_floats;
+      int64_t *ints = at->ints;
+      float *floats = at->floats;
+      int64_t iv[8];
+      float fv[8];
+      /* each extreme, and (lists) the list emptied */
+      for (int e = 0; e < N_EXTREMES + (list ? 1 : 0); e++) {
+        const bool emptied = e == N_EXTREMES;
+        if (at->type == ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__INT) at->i = int_extremes[e];
+        if (at->type == ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__FLOAT) at->f = float_extremes[e];
+        if (at->type == ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__INTS) {
+          at->n_ints = emptied ? 0 : ni < 8 ? ni : 8;
+          for (size_t i = 0; i < at->n_ints; i++) iv[i] = int_extremes[e];
+          at->ints = iv;
+        }
+        if (at->type == ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__FLOATS) {
+          at->n_floats = emptied ? 0 : nf < 8 ? nf : 8;
+          for (size_t i = 0; i < at->n_floats; i++) fv[i] = float_extremes[e];
+          at->floats = fv;
+        }
+        char label[4400];
+        snprintf(label, sizeof label, "%s (node %zu %s, attribute %s, %s %d)", path, k, n->op_type, at->name,
+                 emptied ? "emptied" : "extreme", e);
+        try_model(mp, dir, label, t);
+      }
+      at->i = i0, at->f = f0, at->n_ints = ni, at->ints = ints, at->n_floats = nf, at->floats = floats;
+    }
+  }
+}
+
+/* false when the folder's model cannot be parsed */
+static bool edit_model(const char *dir, bool attrs, tally *t) {
+  char path[4200];
+  snprintf(path, sizeof path, "%s/model.onnx", dir);
+  size_t len;
+  uint8_t *b = read_all(path, &len);
+  if (!b) return true; /* a folder without a model */
+  Onnx__ModelProto *mp = onnx__model_proto__unpack(NULL, len, b);
+  free(b);
+  if (!mp || !mp->graph) {
+    fprintf(stderr, "edit_nodes: cannot parse %s\n", path);
+    if (mp) onnx__model_proto__free_unpacked(mp, NULL);
+    return false;
+  }
+  if (attrs) attrs_each(mp, dir, path, t);
+  else omit_each(mp, dir, path, t);
+  onnx__model_proto__free_unpacked(mp, NULL);
+  return true;
+}
+
+static int by_name(const void *a, const void *b) {
+  return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+int main(int argc, char **argv) {
+  if (argc < 3 || (strcmp(argv[1], "omit") && strcmp(argv[1], "attrs"))) {
+    fprintf(stderr, "usage: edit_nodes omit|attrs SUITE_FOLDER...\n");
+    return 2;
+  }
+  const bool attrs = !strcmp(argv[1], "attrs");
+  signal(SIGSEGV, on_crash);
+  signal(SIGFPE, on_crash);
+  signal(SIGBUS, on_crash);
+  signal(SIGABRT, on_crash);
+  tally t = {0};
+  int unreadable = 0;
+  for (int a = 2; a < argc; a++) {
+    DIR *d = opendir(argv[a]);
+    if (!d) {
+      fprintf(stderr, "edit_nodes: cannot open %s\n", argv[a]);
+      return 2;
+    }
+    char **names = NULL;
+    size_t n = 0, cap = 0;
+    for (struct dirent *e; (e = readdir(d));) {
+      if (e->d_name[0] == '.') continue;
+      if (n == cap && !(names = realloc(names, (cap = cap ? 2 * cap : 256) * sizeof *names))) return 2;
+      names[n++] = strdup(e->d_name);
+    }
+    closedir(d);
+    qsort(names, n, sizeof *names, by_name);
+    for (size_t i = 0; i < n; i++) {
+      char dir[4096];
+      snprintf(dir, sizeof dir, "%s/%s", argv[a], names[i]);
+      if (!edit_model(dir, attrs, &t)) unreadable++;
+      free(names[i]);
+    }
+    free(names);
+  }
+  printf("%ld model runs (exact, fast, bf16) with %s: %ld loaded and ran, %ld refused with a message\n", t.tried,
+         attrs ? "one attribute at an extreme" : "one input omitted", t.loaded, t.refused);
+  if (unreadable) fprintf(stderr, "edit_nodes: %d model files could not be parsed\n", unreadable);
+  printf("%ld passed, %ld failed\n", t.tried - t.failed, t.failed);
+  return t.failed || unreadable ? 1 : 0;
+}
