@@ -5,8 +5,12 @@
  *         omitted required input must be refused at load, naming the node,
  *         not reach a kernel as NULL;
  *   attrs: each numeric attribute set to extremes in turn (0, -1, 2^31,
- *         2^62, INT64_MIN; NaN, inf, -inf, 1e30; lists with every value
- *         so, and emptied): hostile shapes, counts and axes. */
+ *         2^62, INT64_MIN; NaN, inf, -inf, 1e30, -1; lists with every value
+ *         so, and emptied): hostile shapes, counts and axes;
+ *   consts: each small integer or float value (up to 8, an initializer or
+ *         a graph input of known shape: shapes, axes, pads, scales) made a
+ *         constant holding such extremes in turn.
+ * EDIT_NODES_VERBOSE=1 prints each refusal's message. */
 #include <dirent.h>
 #include <math.h>
 #include <signal.h>
@@ -64,6 +68,7 @@ static bool try_mode(const uint8_t *buf, size_t len, const char *dir, const char
   t->tried++;
   if (st) {
     bool said = mi_status_message(st)[0] != 0;
+    if (getenv("EDIT_NODES_VERBOSE")) fprintf(stderr, "%s: %s\n", label, mi_status_message(st));
     if (!said) fprintf(stderr, "edit_nodes: %s: a load error without a message\n", label);
     mi_status_free(st);
     t->refused++;
@@ -106,11 +111,13 @@ static void omit_each(Onnx__ModelProto *mp, const char *dir, const char *path, t
   }
 }
 
-static const int64_t int_extremes[] = {0, -1, (int64_t)1 << 31, (int64_t)1 << 62, INT64_MIN};
 #define N_EXTREMES 5
+static const int64_t int_extremes[N_EXTREMES] = {0, -1, (int64_t)1 << 31, (int64_t)1 << 62, INT64_MIN};
+static const int32_t int32_extremes[N_EXTREMES] = {0, -1, INT32_MAX, INT32_MIN, 1 << 16};
+#define FLOAT_EXTREMES {NAN, INFINITY, -INFINITY, 1e30f, -1.f}
 
 static void attrs_each(Onnx__ModelProto *mp, const char *dir, const char *path, tally *t) {
-  const float float_extremes[N_EXTREMES] = {NAN, INFINITY, -INFINITY, 1e30f, 0.f};
+  const float float_extremes[N_EXTREMES] = FLOAT_EXTREMES;
   for (size_t k = 0; k < mp->graph->n_node; k++) {
     Onnx__NodeProto *n = mp->graph->node[k];
     for (size_t a = 0; a < n->n_attribute; a++) {
@@ -152,8 +159,103 @@ static void attrs_each(Onnx__ModelProto *mp, const char *dir, const char *path, 
   }
 }
 
+/* The tensor's values set to extreme e (n of them, of its data type). */
+static void fill_extreme(Onnx__TensorProto *tp, size_t n, int e, int64_t *i64, int32_t *i32, float *f32) {
+  const float fe[N_EXTREMES] = FLOAT_EXTREMES;
+  tp->n_int64_data = tp->n_int32_data = tp->n_float_data = 0;
+  for (size_t i = 0; i < n; i++) i64[i] = int_extremes[e], i32[i] = int32_extremes[e], f32[i] = fe[e];
+  if (tp->data_type == ONNX__TENSOR_PROTO__DATA_TYPE__INT64) tp->n_int64_data = n, tp->int64_data = i64;
+  if (tp->data_type == ONNX__TENSOR_PROTO__DATA_TYPE__INT32) tp->n_int32_data = n, tp->int32_data = i32;
+  if (tp->data_type == ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT) tp->n_float_data = n, tp->float_data = f32;
+}
+
+static bool small_numeric(int32_t type, size_t ndim, const int64_t *dims, size_t *n) {
+  if (type != ONNX__TENSOR_PROTO__DATA_TYPE__INT64 && type != ONNX__TENSOR_PROTO__DATA_TYPE__INT32 &&
+      type != ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT)
+    return false;
+  if (ndim > 2) return false;
+  *n = 1;
+  for (size_t d = 0; d < ndim; d++) {
+    if (dims[d] < 1 || dims[d] > 8) return false;
+    *n *= (size_t)dims[d];
+  }
+  return *n <= 8;
+}
+
+/* Small integer and float values of the graph (up to 8 of known shape: the
+ * shapes, axes, counts, pads and scales operators read), initializers or
+ * graph inputs, each made a constant holding extremes in turn. */
+static void consts_each(Onnx__ModelProto *mp, const char *dir, const char *path, tally *t) {
+  Onnx__GraphProto *g = mp->graph;
+  const size_t n_in = g->n_input, n_init = g->n_initializer;
+  Onnx__ValueInfoProto **inputs = g->input;
+  Onnx__TensorProto **inits = g->initializer;
+  Onnx__ValueInfoProto **fewer = malloc((n_in ? n_in : 1) * sizeof *fewer);
+  Onnx__TensorProto **more = malloc((n_init + 1) * sizeof *more);
+  if (!fewer || !more) {
+    free(fewer), free(more);
+    t->failed++;
+    return;
+  }
+  if (n_init) memcpy(more, inits, n_init * sizeof *more);
+  for (size_t v = 0; v < n_in + n_init; v++) {
+    Onnx__TensorProto tp;
+    onnx__tensor_proto__init(&tp);
+    int64_t dims[2];
+    size_t ndim = 0, n = 0;
+    if (v < n_in) { /* a graph input (not also an initializer) of known shape */
+      const Onnx__ValueInfoProto *vi = inputs[v];
+      bool init = false;
+      for (size_t j = 0; j < n_init && !init; j++) init = !strcmp(inits[j]->name, vi->name);
+      if (init || !vi->type || vi->type->value_case != ONNX__TYPE_PROTO__VALUE_TENSOR_TYPE ||
+          !vi->type->tensor_type->shape || vi->type->tensor_type->shape->n_dim > 2)
+        continue;
+      const Onnx__TensorShapeProto *sh = vi->type->tensor_type->shape;
+      bool known = true;
+      for (size_t d = 0; d < sh->n_dim && known; d++) {
+        known = sh->dim[d]->value_case == ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_VALUE;
+        if (known) dims[d] = sh->dim[d]->dim_value;
+      }
+      ndim = sh->n_dim;
+      if (!known || !small_numeric(vi->type->tensor_type->elem_type, ndim, dims, &n)) continue;
+      tp.name = vi->name, tp.data_type = vi->type->tensor_type->elem_type, tp.has_data_type = 1;
+    } else {
+      const Onnx__TensorProto *old = inits[v - n_in];
+      if (old->n_dims > 2) continue;
+      for (size_t d = 0; d < old->n_dims; d++) dims[d] = old->dims[d];
+      ndim = old->n_dims;
+      if (!small_numeric(old->data_type, ndim, dims, &n)) continue;
+      tp.name = old->name, tp.data_type = old->data_type, tp.has_data_type = 1;
+    }
+    tp.n_dims = ndim, tp.dims = dims;
+    if (v < n_in) { /* the input goes, the constant joins the initializers */
+      memcpy(fewer, inputs, v * sizeof *fewer);
+      memcpy(fewer + v, inputs + v + 1, (n_in - v - 1) * sizeof *fewer);
+      g->input = fewer, g->n_input = n_in - 1;
+      more[n_init] = &tp;
+      g->initializer = more, g->n_initializer = n_init + 1;
+    } else {
+      more[v - n_in] = &tp;
+      g->initializer = more;
+    }
+    int64_t i64[8];
+    int32_t i32[8];
+    float f32[8];
+    for (int e = 0; e < N_EXTREMES; e++) {
+      fill_extreme(&tp, n, e, i64, i32, f32);
+      char label[4400];
+      snprintf(label, sizeof label, "%s (%s %s, extreme %d)", path, v < n_in ? "input" : "initializer", tp.name, e);
+      try_model(mp, dir, label, t);
+    }
+    if (v >= n_in) more[v - n_in] = inits[v - n_in];
+    g->input = inputs, g->n_input = n_in, g->initializer = inits, g->n_initializer = n_init;
+  }
+  free(fewer);
+  free(more);
+}
+
 /* false when the folder's model cannot be parsed */
-static bool edit_model(const char *dir, bool attrs, tally *t) {
+static bool edit_model(const char *dir, int mode, tally *t) {
   char path[4200];
   snprintf(path, sizeof path, "%s/model.onnx", dir);
   size_t len;
@@ -166,7 +268,8 @@ static bool edit_model(const char *dir, bool attrs, tally *t) {
     if (mp) onnx__model_proto__free_unpacked(mp, NULL);
     return false;
   }
-  if (attrs) attrs_each(mp, dir, path, t);
+  if (mode == 1) attrs_each(mp, dir, path, t);
+  else if (mode == 2) consts_each(mp, dir, path, t);
   else omit_each(mp, dir, path, t);
   onnx__model_proto__free_unpacked(mp, NULL);
   return true;
@@ -177,11 +280,11 @@ static int by_name(const void *a, const void *b) {
 }
 
 int main(int argc, char **argv) {
-  if (argc < 3 || (strcmp(argv[1], "omit") && strcmp(argv[1], "attrs"))) {
-    fprintf(stderr, "usage: edit_nodes omit|attrs SUITE_FOLDER...\n");
+  const int mode = argc < 3 ? -1 : !strcmp(argv[1], "omit") ? 0 : !strcmp(argv[1], "attrs") ? 1 : !strcmp(argv[1], "consts") ? 2 : -1;
+  if (mode < 0) {
+    fprintf(stderr, "usage: edit_nodes omit|attrs|consts SUITE_FOLDER...\n");
     return 2;
   }
-  const bool attrs = !strcmp(argv[1], "attrs");
   signal(SIGSEGV, on_crash);
   signal(SIGFPE, on_crash);
   signal(SIGBUS, on_crash);
@@ -206,13 +309,14 @@ int main(int argc, char **argv) {
     for (size_t i = 0; i < n; i++) {
       char dir[4096];
       snprintf(dir, sizeof dir, "%s/%s", argv[a], names[i]);
-      if (!edit_model(dir, attrs, &t)) unreadable++;
+      if (!edit_model(dir, mode, &t)) unreadable++;
       free(names[i]);
     }
     free(names);
   }
   printf("%ld model runs (exact, fast, bf16) with %s: %ld loaded and ran, %ld refused with a message\n", t.tried,
-         attrs ? "one attribute at an extreme" : "one input omitted", t.loaded, t.refused);
+         mode == 1 ? "one attribute at an extreme" : mode == 2 ? "one small value made an extreme constant" : "one input omitted",
+         t.loaded, t.refused);
   if (unreadable) fprintf(stderr, "edit_nodes: %d model files could not be parsed\n", unreadable);
   printf("%ld passed, %ld failed\n", t.tried - t.failed, t.failed);
   return t.failed || unreadable ? 1 : 0;

@@ -396,6 +396,16 @@ TEST(EngineBadInput, AttributesThatOverflowShapesAreRefused) {
     EXPECT_NE(s.msg.find("the_node"), std::string::npos) << c.op << ": " << s.msg;
     EXPECT_NE(s.msg.find(c.why), std::string::npos) << c.op << ": " << s.msg;
   }
+  {
+    Model md; /* Tile: a repeat (an input) that takes an axis past 2^63 */
+    md.inputs.push_back({"x", 1, {4, 2}});
+    md.inits.push_back(onnxb::int64_tensor("reps", {2}, {big, 1}));
+    md.outputs.push_back({"y", 1, {}});
+    md.nodes.push_back({"Tile", "the_tile", {"x", "reps"}, {"y"}, {}});
+    auto s = load_refused(md);
+    EXPECT_NE(s.msg.find("the_tile"), std::string::npos) << s.msg;
+    EXPECT_NE(s.msg.find("past 2^63"), std::string::npos) << s.msg;
+  }
   Model md; /* GRU: hidden_size rows times 3 gates */
   md.inputs.push_back({"x", 1, {1, 1, 2}});
   md.inputs.push_back({"w", 1, {1, 3, 2}});

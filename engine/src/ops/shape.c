@@ -545,7 +545,8 @@ static mi_status *tile_infer(mi_node *n, mi_tensor *const *in, mi_tensor **out) 
     return mi_node_error(n, MI_ERR_SHAPE, "%lld repeats for a %d-D input", (long long)nr, in[0]->ndim);
   for (int d = 0; d < in[0]->ndim; d++) {
     if (rep[d] < 0) return mi_node_error(n, MI_ERR_INVALID_MODEL, "negative repeat %lld", (long long)rep[d]);
-    dims[d] = in[0]->dims[d] * rep[d];
+    if (__builtin_mul_overflow(in[0]->dims[d], rep[d], &dims[d]))
+      return mi_node_error(n, MI_ERR_SHAPE, "repeat %lld takes axis %d past 2^63", (long long)rep[d], d);
   }
   mi_tensor_set_shape(out[0], in[0]->dtype, in[0]->ndim, dims);
   return NULL;
