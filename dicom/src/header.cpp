@@ -6,6 +6,7 @@
 #include <dcmtk/dcmdata/dcspchrs.h>
 #include <dcmtk/dcmdata/dctk.h>
 
+#include <climits>
 #include <cstdio>
 #include <cstring>
 
@@ -60,7 +61,10 @@ int get_int(DcmItem &item, const DcmTagKey &tag, int dflt) {
   Uint16 u;
   if (item.findAndGetUint16(tag, u).good()) return u;
   OFString str;  // IS strings such as NumberOfFrames
-  if (item.findAndGetOFString(tag, str).good() && !str.empty()) return atoi(str.c_str());
+  if (item.findAndGetOFString(tag, str).good() && !str.empty()) {
+    const long long v = strtoll(str.c_str(), nullptr, 10); /* saturates, where atoi's overflow is undefined */
+    return v > INT_MAX ? INT_MAX : v < INT_MIN ? INT_MIN : (int)v;
+  }
   return dflt;
 }
 
@@ -72,9 +76,18 @@ DcmItem *group(DcmItem *per_frame, DcmItem *shared, const DcmTagKey &seq) {
   return nullptr;
 }
 
-void read_functional_groups(DcmItem &ds, FileHeader &h) {
+// "" or what is wrong.  A multi-frame file has one per-frame item for each
+// frame (Part 3, C.7.6.16): NumberOfFrames alone could claim 2^31 frames
+// from a few bytes (the index then built a plane for each).
+std::string read_functional_groups(DcmItem &ds, FileHeader &h) {
   DcmItem *shared = nullptr;
   ds.findAndGetSequenceItem(DCM_SharedFunctionalGroupsSequence, shared, 0);
+  DcmSequenceOfItems *per_frame = nullptr;
+  const unsigned long items =
+      ds.findAndGetSequence(DCM_PerFrameFunctionalGroupsSequence, per_frame).good() && per_frame ? per_frame->card() : 0;
+  if (h.frames > 1 && items != (unsigned long)h.frames)
+    return "NumberOfFrames " + std::to_string(h.frames) + ", but " + std::to_string(items) +
+           " per-frame functional group items";
   for (int f = 0; f < h.frames; ++f) {
     DcmItem *pf = nullptr;
     ds.findAndGetSequenceItem(DCM_PerFrameFunctionalGroupsSequence, pf, f);
@@ -97,6 +110,7 @@ void read_functional_groups(DcmItem &ds, FileHeader &h) {
     }
     h.planes.push_back(p);
   }
+  return "";
 }
 
 // Part 10 files carry "DICM" after a 128-byte preamble.
@@ -143,7 +157,8 @@ std::string parse_header(DcmItem &ds, const std::string &xfer_uid, FileHeader &h
   if (ds.findAndGetFloat64(DCM_SpacingBetweenSlices, t).good()) h.spacing_between_slices = t;
 
   if (ds.tagExists(DCM_PerFrameFunctionalGroupsSequence) || ds.tagExists(DCM_SharedFunctionalGroupsSequence)) {
-    read_functional_groups(ds, h);
+    std::string err = read_functional_groups(ds, h);
+    if (!err.empty()) return err;
   } else {
     Plane p;
     p.frame = h.frames > 1 ? 1 : 0;
