@@ -23,22 +23,6 @@
 #include "onnx.pb-c.h"
 #include "run_any_model.h"
 
-static uint8_t *read_all(const char *path, size_t *len) {
-  FILE *f = fopen(path, "rb");
-  if (!f) return NULL;
-  fseek(f, 0, SEEK_END);
-  long n = ftell(f);
-  rewind(f);
-  uint8_t *b = malloc(n > 0 ? (size_t)n : 1);
-  if (b && fread(b, 1, (size_t)n, f) != (size_t)n) {
-    free(b);
-    b = NULL;
-  }
-  fclose(f);
-  *len = n > 0 ? (size_t)n : 0;
-  return b;
-}
-
 typedef struct {
   long tried, loaded, refused, failed;
 } tally;
@@ -259,7 +243,7 @@ static bool edit_model(const char *dir, int mode, tally *t) {
   char path[4200];
   snprintf(path, sizeof path, "%s/model.onnx", dir);
   size_t len;
-  uint8_t *b = read_all(path, &len);
+  uint8_t *b = mi_test_read_file(path, &len);
   if (!b) return true; /* a folder without a model */
   Onnx__ModelProto *mp = onnx__model_proto__unpack(NULL, len, b);
   free(b);

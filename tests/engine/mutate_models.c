@@ -17,22 +17,6 @@ static uint64_t rnd(void) {
   return rng_state;
 }
 
-static uint8_t *read_all(const char *path, size_t *len) {
-  FILE *f = fopen(path, "rb");
-  if (!f) return NULL;
-  fseek(f, 0, SEEK_END);
-  long n = ftell(f);
-  rewind(f);
-  uint8_t *b = malloc(n > 0 ? (size_t)n : 1);
-  if (b && fread(b, 1, (size_t)n, f) != (size_t)n) {
-    free(b);
-    b = NULL;
-  }
-  fclose(f);
-  *len = (size_t)n;
-  return b;
-}
-
 static void mutate(uint8_t *b, size_t *len) {
   int kind = (int)(rnd() % 4);
   size_t n = *len;
@@ -70,7 +54,7 @@ int main(int argc, char **argv) {
   for (long it = 0; it < iters; it++) {
     const char *path = argv[2 + it % nfiles];
     size_t len;
-    uint8_t *b = read_all(path, &len);
+    uint8_t *b = mi_test_read_file(path, &len);
     if (!b) {
       fprintf(stderr, "mutate_models: cannot read %s\n", path);
       return 2;

@@ -1,6 +1,8 @@
 #include "run_any_model.h"
 
 #include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
 
 /* st's message is non-empty (st NULL: no error); frees st. */
 static bool said_why(mi_status *st) {
@@ -43,4 +45,20 @@ bool mi_test_run_any(mi_model *m, int64_t max_numel) {
   for (int i = 0; i < nin; i++) mi_tensor_free(in[i]);
   for (int i = 0; i < nout; i++) mi_tensor_free(out[i]);
   return ok;
+}
+
+uint8_t *mi_test_read_file(const char *path, size_t *len) {
+  FILE *f = fopen(path, "rb");
+  if (!f) return NULL;
+  fseek(f, 0, SEEK_END);
+  long n = ftell(f);
+  rewind(f);
+  uint8_t *b = malloc(n > 0 ? (size_t)n : 1);
+  if (b && n > 0 && fread(b, 1, (size_t)n, f) != (size_t)n) {
+    free(b);
+    b = NULL;
+  }
+  fclose(f);
+  *len = n > 0 ? (size_t)n : 0;
+  return b;
 }
