@@ -1,5 +1,5 @@
-/* Loads every model of the given conformance folders edited one node at a
- * time, and runs those that load.  Passes when nothing crashes and every
+/* Loads every model of the given conformance folders edited in one place at
+ * a time, and runs those that load.  Passes when nothing crashes and every
  * error says why.  Run under AddressSanitizer and UBSan in CI.
  *   omit: each node input's name made empty (ONNX's "omitted") in turn: an
  *         omitted required input must be refused at load, naming the node,
