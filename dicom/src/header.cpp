@@ -89,8 +89,7 @@ std::string read_functional_groups(DcmItem &ds, FileHeader &h) {
     return "NumberOfFrames " + std::to_string(h.frames) + ", but " + std::to_string(items) +
            " per-frame functional group items";
   for (int f = 0; f < h.frames; ++f) {
-    DcmItem *pf = nullptr;
-    ds.findAndGetSequenceItem(DCM_PerFrameFunctionalGroupsSequence, pf, f);
+    DcmItem *pf = (unsigned long)f < items ? per_frame->getItem((unsigned long)f) : nullptr;
     Plane p;
     p.frame = f + 1;
     if (DcmItem *g = group(pf, shared, DCM_PlanePositionSequence))

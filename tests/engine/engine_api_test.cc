@@ -365,11 +365,12 @@ TEST(EngineBadInput, MissingRequiredInputOrOutputIsRefused) {
   EXPECT_NE(s.msg.find("no outputs"), std::string::npos) << s.msg;
 }
 
-// Attribute values no model has, at which shape arithmetic overflowed:
-// DepthToSpace's blocksize^2 (a division by zero, a crash), and signed
-// overflow (undefined: the sanitizer build aborts) in GRU's gate rows,
-// Split's sizes and Pad's pads.  Refused at load, naming the node and why.  extreme_attributes tries
-// every conformance model so.
+// Attribute (and constant input) values no model has, at which shape
+// arithmetic overflowed: DepthToSpace's blocksize^2 (a division by zero, a
+// crash), and signed overflow (undefined: the sanitizer build aborts) in
+// GRU's gate rows, Split's sizes, Pad's pads and Tile's repeats.  Refused at
+// load, naming the node and why.  extreme_attributes and extreme_constants
+// try every conformance model so.
 TEST(EngineBadInput, AttributesThatOverflowShapesAreRefused) {
   const int64_t big = (int64_t)1 << 62;
   struct Case {
