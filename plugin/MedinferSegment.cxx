@@ -54,6 +54,7 @@
 #include <itkNrrdImageIO.h>
 
 #include "medinfer/segmentation.h"
+#include "nifti_check.h"
 
 extern "C" {
 // Generated from MedinferSegment.xml.in (GenerateModuleDescription.cmake).
@@ -306,6 +307,20 @@ mi_status *find_card(const std::string &name_or_path, mi_card **out) {
   return mi_card_find(name_or_path.c_str(), out);
 }
 
+// ITK's message on one line: NRRD's come as several (teem's error stack, a
+// line per function), and the module's every error is one line of stderr.
+std::string one_line(const char *text) {
+  std::string out;
+  std::istringstream in(text ? text : "");
+  for (std::string line; std::getline(in, line);) {
+    const size_t b = line.find_first_not_of(" \t\r"), e = line.find_last_not_of(" \t\r");
+    if (b == std::string::npos) continue;
+    if (!out.empty()) out += out.back() == ':' ? " " : "; ";
+    out += line.substr(b, e - b + 1);
+  }
+  return out;
+}
+
 // Pick the ImageIO explicitly rather than through ITK's factory registry:
 // the registry is process-wide state, and Slicer's own ITK factories live in
 // the same process in library mode.
@@ -327,6 +342,8 @@ bool read_volume(const std::string &path, std::vector<float> &voxels, mi_geometr
   if (!S_ISREG(sb.st_mode)) { err = "input volume " + path + " is not a file"; return false; }
   itk::ImageIOBase::Pointer io = io_for_reading(path);
   if (!io) { err = "input volume " + path + " is not a NRRD or NIfTI file"; return false; }
+  const bool nifti = dynamic_cast<itk::NiftiImageIO *>(io.GetPointer()) != nullptr;
+  if (nifti && !nifti_check_header(path, err)) return false;
   try {
     io->SetFileName(path);
     io->ReadImageInformation();
@@ -344,6 +361,18 @@ bool read_volume(const std::string &path, std::vector<float> &voxels, mi_geometr
             " components per voxel; a scalar volume is needed";
       return false;
     }
+    // Refused before ITK allocates it: a header claiming 65536^3 voxels made
+    // it ask for a terabyte (a sanitizer build aborts there rather than
+    // throw).  2^31 voxels are 8 GB as floats, held twice here, and the
+    // model's grid has the same limit (mi_grid_for).
+    const double claimed = (double)io->GetDimensions(0) * io->GetDimensions(1) * io->GetDimensions(2);
+    if (claimed > 2147483648.0) {
+      err = "input volume " + path + " has " + std::to_string(io->GetDimensions(0)) + " x " +
+            std::to_string(io->GetDimensions(1)) + " x " + std::to_string(io->GetDimensions(2)) +
+            " voxels: more than 2^31 (8 GB as floats)";
+      return false;
+    }
+    if (nifti && !nifti_check_data(path, err)) return false;
     auto reader = itk::ImageFileReader<FloatImage>::New();
     reader->SetImageIO(io);
     reader->SetFileName(path);
@@ -362,7 +391,7 @@ bool read_volume(const std::string &path, std::vector<float> &voxels, mi_geometr
     for (float v : voxels)
       if (!std::isfinite(v)) { err = "input volume " + path + " has NaN or infinite voxels"; return false; }
   } catch (const itk::ExceptionObject &e) {
-    err = "cannot read input volume " + path + ": " + e.GetDescription();
+    err = "cannot read input volume " + path + ": " + one_line(e.GetDescription());
     return false;
   } catch (const std::bad_alloc &) {
     err = "out of memory reading " + path;
@@ -490,7 +519,7 @@ bool write_labels(const std::string &path, const mi_card *card, const mi_segment
     writer->Update();
   } catch (const itk::ExceptionObject &e) {
     unlink(tmp.c_str());
-    err = "cannot write " + path + ": " + e.GetDescription();
+    err = "cannot write " + path + ": " + one_line(e.GetDescription());
     return false;
   } catch (const std::bad_alloc &) {
     unlink(tmp.c_str());

@@ -19,10 +19,12 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstddef>
 #include <fstream>
+#include <functional>
 #include <iostream>
 #include <map>
 #include <set>
@@ -34,6 +36,8 @@
 #include <itkImageFileReader.h>
 #include <itkMetaDataObject.h>
 #include <itkNrrdImageIO.h>
+#include <nifti1.h>
+#include <znzlib.h>
 
 #include "medinfer/phantom.h"
 
@@ -487,6 +491,213 @@ TEST_F(Plugin, BadInputThroughBothForms) {
     EXPECT_NE(err.find(b.expect), std::string::npos) << b.what << " (executable): " << err;
     EXPECT_FALSE(exists(o)) << b.what;
   }
+}
+
+// ------------------------------------------------------------- volume headers
+// A 16 x 16 x 8 int16 volume (4 x 4 x 7.5 mm) as NRRD and as NIfTI-1, each
+// file with one header field at a value no scanner writes, or its voxel
+// data cut short, run through the library entry point as Slicer calls it:
+// the module never crashes or hangs (ITK's NIfTI reader called abort() on a
+// NaN sform and looped forever on one of 3e38 mm steps), refuses on one
+// line naming the file (NRRD's refusals came as teem's error stack, a line
+// per function), and never reads voxels the file lacks (niftilib filled
+// them with zeros).
+
+constexpr int kEdNx = 16, kEdNy = 16, kEdNz = 8;
+
+std::string edit_voxels() {
+  std::string v(kEdNx * kEdNy * kEdNz * sizeof(int16_t), '\0');
+  for (int i = 0; i < kEdNx * kEdNy * kEdNz; ++i) {
+    const int16_t x = (int16_t)(i % 900);
+    memcpy(&v[i * sizeof x], &x, sizeof x);
+  }
+  return v;
+}
+
+struct VolumeCase {
+  std::string what, path;
+  const char *refusal;  // the run must refuse, saying this (nullptr: it may read or refuse)
+  bool must_read;
+};
+
+// NRRD: the base header with field `key` set to `value` ("-": left out).
+void write_nrrd(const std::string &path, const std::string &key, const std::string &value, const std::string &data) {
+  const std::vector<std::pair<std::string, std::string>> base = {
+      {"type", "int16"},
+      {"dimension", "3"},
+      {"space", "left-posterior-superior"},
+      {"sizes", "16 16 8"},
+      {"space directions", "(4,0,0) (0,4,0) (0,0,7.5)"},
+      {"kinds", "domain domain domain"},
+      {"endian", "little"},
+      {"encoding", "raw"},
+      {"space origin", "(-30,-30,-30)"}};
+  std::ofstream f(path, std::ios::binary);
+  f << "NRRD0004\n";
+  bool found = false;
+  for (const auto &kv : base) {
+    const bool edited = kv.first == key;
+    found = found || edited;
+    if (!edited) f << kv.first << ": " << kv.second << "\n";
+    else if (value != "-") f << key << ": " << value << "\n";
+  }
+  if (!found && !key.empty()) f << key << ": " << value << "\n";
+  f << "\n" << data;
+}
+
+nifti_1_header nifti_base() {
+  nifti_1_header h;
+  memset(&h, 0, sizeof h);
+  h.sizeof_hdr = 348;
+  const short dim[8] = {3, kEdNx, kEdNy, kEdNz, 1, 1, 1, 1};
+  const float pixdim[8] = {1, 4, 4, 7.5f, 1, 1, 1, 1};
+  memcpy(h.dim, dim, sizeof dim);
+  memcpy(h.pixdim, pixdim, sizeof pixdim);
+  h.datatype = NIFTI_TYPE_INT16, h.bitpix = 16;
+  h.vox_offset = 352;
+  h.scl_slope = 1;
+  h.xyzt_units = NIFTI_UNITS_MM;
+  h.qform_code = h.sform_code = NIFTI_XFORM_SCANNER_ANAT;
+  h.qoffset_x = h.qoffset_y = h.qoffset_z = -30;
+  const float sx[4] = {4, 0, 0, -30}, sy[4] = {0, 4, 0, -30}, sz[4] = {0, 0, 7.5f, -30};
+  memcpy(h.srow_x, sx, sizeof sx), memcpy(h.srow_y, sy, sizeof sy), memcpy(h.srow_z, sz, sizeof sz);
+  memcpy(h.magic, "n+1", 4);
+  return h;
+}
+
+// NIfTI-1, one file: header, an empty extension flag, data; gzip'd by znzlib.
+void write_nifti(const std::string &path, const nifti_1_header &h, const std::string &data, bool gz) {
+  std::string bytes(reinterpret_cast<const char *>(&h), sizeof h);
+  bytes += std::string(4, '\0') + data;
+  znzFile f = znzopen(path.c_str(), "wb", gz ? 1 : 0);
+  ASSERT_FALSE(znz_isnull(f)) << path;
+  ASSERT_EQ(znzwrite(bytes.data(), 1, bytes.size(), f), bytes.size()) << path;
+  Xznzclose(&f);
+}
+
+std::vector<VolumeCase> volume_cases(const std::string &dir) {
+  const std::string vox = edit_voxels();
+  std::vector<VolumeCase> cases;
+  int n = 0;
+  auto nrrd = [&](const std::string &key, const std::string &value, const char *refusal = nullptr,
+                  const std::string *data = nullptr) {
+    const std::string path = dir + "/n" + std::to_string(n++) + ".nrrd";
+    write_nrrd(path, key, value, data ? *data : vox);
+    cases.push_back({"NRRD " + key + ": " + value, path, refusal, key.empty()});
+  };
+  nrrd("", "");  // as written, read
+  for (const char *v : {"0 16 8", "-1 16 8", "16 16", "16 16 8 3", "16 16 1", "4294967296 4294967296 4294967296",
+                        "nan 16 8"})
+    nrrd("sizes", v);
+  nrrd("sizes", "65536 65536 65536", "more than 2^31");
+  nrrd("sizes", "2048 1024 1025", "more than 2^31");
+  for (const char *v : {"(0,0,0) (0,4,0) (0,0,7.5)", "(nan,0,0) (0,4,0) (0,0,7.5)", "(inf,0,0) (0,4,0) (0,0,7.5)",
+                        "(4,0,0) (4,0,0) (0,0,7.5)", "(1e308,0,0) (0,1e308,0) (0,0,1e308)",
+                        "(-4,0,0) (0,-4,0) (0,0,-7.5)", "(4,0) (0,4) (0,7.5)", "none (0,4,0) (0,0,7.5)", "-"})
+    nrrd("space directions", v);
+  for (const char *v : {"(nan,0,0)", "(inf,-inf,0)", "(1e308,1e308,-1e308)", "(0,0)", "-"}) nrrd("space origin", v);
+  for (const char *v : {"uint8", "int32", "double", "block", "-"}) nrrd("type", v);
+  for (const char *v : {"0", "-1", "17", "4"}) nrrd("dimension", v);
+  for (const char *v : {"gzip", "bzip2", "hex", "zstd"}) nrrd("encoding", v);
+  nrrd("endian", "big");
+  nrrd("kinds", "vector domain domain");
+  nrrd("data file", "/nonexistent/voxels.raw");
+  nrrd("byte skip", "9223372036854775807");
+  nrrd("line skip", "2147483647");
+  nrrd("measurement frame", "(nan,0,0) (0,0,0) (0,0,0)");
+  const std::string cut = vox.substr(0, 1000), none;
+  nrrd("", "", "", &cut), cases.back().what = "NRRD data cut to 1000 bytes", cases.back().must_read = false;
+  nrrd("", "", "", &none), cases.back().what = "NRRD without data", cases.back().must_read = false;
+
+  using Edit = std::function<void(nifti_1_header &)>;
+  auto nifti = [&](const std::string &what, const Edit &edit, const char *refusal = nullptr,
+                   const std::string *data = nullptr, bool gz = false) {
+    const std::string path = dir + "/n" + std::to_string(n++) + (gz ? ".nii.gz" : ".nii");
+    nifti_1_header h = nifti_base();
+    if (edit) edit(h);
+    write_nifti(path, h, data ? *data : vox, gz);
+    cases.push_back({"NIfTI " + what, path, refusal, !edit && !data});
+  };
+  const float nan = NAN, inf = INFINITY;
+  nifti("as written", nullptr);
+  nifti("as written, gzip", nullptr, nullptr, nullptr, true);
+  nifti("dim[0] 0", [](nifti_1_header &h) { h.dim[0] = 0; });
+  nifti("dim[0] -1", [](nifti_1_header &h) { h.dim[0] = -1; });
+  nifti("dim[0] 8", [](nifti_1_header &h) { h.dim[0] = 8; });
+  nifti("dim[0] 2", [](nifti_1_header &h) { h.dim[0] = 2; });
+  nifti("dim[1] 0", [](nifti_1_header &h) { h.dim[1] = 0; });
+  nifti("dim[1] -16", [](nifti_1_header &h) { h.dim[1] = -16; });
+  nifti("dims 32767", [](nifti_1_header &h) { h.dim[1] = h.dim[2] = h.dim[3] = 32767; }, "more than 2^31");
+  nifti("dims 32, 32 KB short", [](nifti_1_header &h) { h.dim[1] = h.dim[2] = h.dim[3] = 32; }, "truncated");
+  nifti("dim[3] 1", [](nifti_1_header &h) { h.dim[3] = 1; });
+  nifti("4D of 2", [](nifti_1_header &h) { h.dim[0] = 4, h.dim[4] = 2; }, "more than 3 dimensions");
+  nifti("4D of 0", [](nifti_1_header &h) { h.dim[0] = 4, h.dim[4] = 0; });
+  for (short dt : {0, 1, 2, 16, 32, 64, 128, 512, 1536, 2304, 9999})
+    nifti("datatype " + std::to_string(dt), [dt](nifti_1_header &h) { h.datatype = dt; });
+  for (float v : {0.f, -4.f, nan, inf, 1e38f})
+    nifti("pixdim[1] " + std::to_string(v) + ", no transforms",
+          [v](nifti_1_header &h) { h.pixdim[1] = v, h.qform_code = h.sform_code = 0; });
+  nifti("pixdim[0] NaN, no transforms", [](nifti_1_header &h) { h.pixdim[0] = NAN, h.qform_code = h.sform_code = 0; });
+  for (float v : {0.f, -352.f, 351.f, nan, inf, 3.4e38f})
+    nifti("vox_offset " + std::to_string(v), [v](nifti_1_header &h) { h.vox_offset = v; });
+  nifti("vox_offset 353", [](nifti_1_header &h) { h.vox_offset = 353; }, "truncated");
+  nifti("vox_offset 1e9", [](nifti_1_header &h) { h.vox_offset = 1e9f; }, "truncated");
+  for (float v : {0.f, nan, inf, 1e38f})
+    nifti("scl_slope " + std::to_string(v), [v](nifti_1_header &h) { h.scl_slope = v; });
+  nifti("scl_inter NaN", [](nifti_1_header &h) { h.scl_inter = NAN; });
+  for (float v : {nan, inf, 2.f})
+    nifti("quatern_b " + std::to_string(v) + ", no sform", [v](nifti_1_header &h) { h.quatern_b = v, h.sform_code = 0; });
+  nifti("qoffset_x NaN, no sform", [](nifti_1_header &h) { h.qoffset_x = NAN, h.sform_code = 0; });
+  nifti("srow_x[0] NaN", [](nifti_1_header &h) { h.srow_x[0] = NAN; }, "sform");
+  nifti("srow_y[1] inf", [](nifti_1_header &h) { h.srow_y[1] = INFINITY; }, "sform");
+  nifti("srow_x[3] -inf", [](nifti_1_header &h) { h.srow_x[3] = -INFINITY; }, "sform");
+  nifti("srow NaN, sform_code 0", [](nifti_1_header &h) { h.srow_x[0] = NAN, h.sform_code = 0; });
+  nifti("srows 0", [](nifti_1_header &h) { memset(h.srow_x, 0, 12 * sizeof(float)); });
+  nifti("srows 1e38", [](nifti_1_header &h) { h.srow_x[0] = h.srow_y[1] = h.srow_z[2] = 1e38f; }, "sform");
+  nifti("srows 1e18", [](nifti_1_header &h) { h.srow_x[0] = h.srow_x[1] = h.srow_y[1] = h.srow_z[2] = 1e18f; });
+  nifti("srows 3e38", [](nifti_1_header &h) { h.srow_x[0] = h.srow_x[1] = h.srow_y[1] = h.srow_z[2] = 3e38f; }, "sform");
+  nifti("transform codes -1", [](nifti_1_header &h) { h.qform_code = h.sform_code = -1; });
+  nifti("transform codes 999", [](nifti_1_header &h) { h.qform_code = h.sform_code = 999; });
+  nifti("sizeof_hdr 0", [](nifti_1_header &h) { h.sizeof_hdr = 0; });
+  nifti("magic xxx", [](nifti_1_header &h) { memcpy(h.magic, "xxx", 4); });
+  nifti("data cut to 1000 bytes", nullptr, "truncated", &cut);
+  nifti("data cut to 1000 bytes, gzip", nullptr, "truncated", &cut, true);
+  nifti("without data", nullptr, "truncated", &none);
+  return cases;
+}
+
+TEST_F(Plugin, VolumeHeadersAtExtremesNeverCrash) {
+  Lib lib;
+  ASSERT_NE(lib.entry, nullptr);
+  const std::string dir = g_work + "/edited", out = dir + "/out/labels.nrrd";
+  system(("rm -rf '" + dir + "' && mkdir -p '" + dir + "/out'").c_str());
+  int refused = 0, read = 0;
+  for (const VolumeCase &v : volume_cases(dir)) {
+    SCOPED_TRACE(v.what + " (" + v.path + ")");
+    unlink(out.c_str());
+    Call c;
+    c.run(lib, {"--modelCard", card(), "--threads", "1", v.path, out});
+    if (c.rc != 0) {
+      ++refused;
+      const std::string file = v.path.substr(v.path.rfind('/') + 1);
+      EXPECT_NE(c.err.find(file), std::string::npos) << "the refusal names the file: " << c.err;
+      EXPECT_EQ(std::count(c.err.begin(), c.err.end(), '\n'), 1) << "one line: " << c.err;
+      EXPECT_FALSE(exists(out));
+      EXPECT_FALSE(v.must_read) << c.err;
+      if (v.refusal) {
+        EXPECT_NE(c.err.find(v.refusal), std::string::npos) << c.err;
+      }
+    } else {
+      ++read;
+      EXPECT_EQ(v.refusal, nullptr) << "read, but should be refused";
+      Vol labels;
+      EXPECT_TRUE(labels.read(out));
+    }
+  }
+  // Both outcomes occur: the edits reach the readers, and plain files still load.
+  EXPECT_GT(refused, 20);
+  EXPECT_GT(read, 20);
+  std::cout << "volume header edits: " << refused << " refused, " << read << " read\n";
 }
 
 // ------------------------------------------------------------- executable
