@@ -516,7 +516,7 @@ std::string edit_voxels() {
 
 struct VolumeCase {
   std::string what, path;
-  const char *refusal;  // the run must refuse, saying this (nullptr: it may read or refuse)
+  const char *refusal;  // the run must refuse, saying this ("": in any words; nullptr: it may read or refuse)
   bool must_read;
 };
 
@@ -579,10 +579,9 @@ std::vector<VolumeCase> volume_cases(const std::string &dir) {
   const std::string vox = edit_voxels();
   std::vector<VolumeCase> cases;
   int n = 0;
-  auto nrrd = [&](const std::string &key, const std::string &value, const char *refusal = nullptr,
-                  const std::string *data = nullptr) {
+  auto nrrd = [&](const std::string &key, const std::string &value, const char *refusal = nullptr) {
     const std::string path = dir + "/n" + std::to_string(n++) + ".nrrd";
-    write_nrrd(path, key, value, data ? *data : vox);
+    write_nrrd(path, key, value, vox);
     cases.push_back({"NRRD " + key + ": " + value, path, refusal, key.empty()});
   };
   nrrd("", "");  // as written, read
@@ -606,8 +605,11 @@ std::vector<VolumeCase> volume_cases(const std::string &dir) {
   nrrd("line skip", "2147483647");
   nrrd("measurement frame", "(nan,0,0) (0,0,0) (0,0,0)");
   const std::string cut = vox.substr(0, 1000), none;
-  nrrd("", "", "", &cut), cases.back().what = "NRRD data cut to 1000 bytes", cases.back().must_read = false;
-  nrrd("", "", "", &none), cases.back().what = "NRRD without data", cases.back().must_read = false;
+  for (const std::string *data : {&cut, &none}) {  // refused, whatever teem's words
+    const std::string path = dir + "/n" + std::to_string(n++) + ".nrrd";
+    write_nrrd(path, "", "", *data);
+    cases.push_back({"NRRD with " + std::to_string(data->size()) + " bytes of data", path, "", false});
+  }
 
   using Edit = std::function<void(nifti_1_header &)>;
   auto nifti = [&](const std::string &what, const Edit &edit, const char *refusal = nullptr,
@@ -628,7 +630,7 @@ std::vector<VolumeCase> volume_cases(const std::string &dir) {
   nifti("dim[1] 0", [](nifti_1_header &h) { h.dim[1] = 0; });
   nifti("dim[1] -16", [](nifti_1_header &h) { h.dim[1] = -16; });
   nifti("dims 32767", [](nifti_1_header &h) { h.dim[1] = h.dim[2] = h.dim[3] = 32767; }, "more than 2^31");
-  nifti("dims 32, 32 KB short", [](nifti_1_header &h) { h.dim[1] = h.dim[2] = h.dim[3] = 32; }, "truncated");
+  nifti("dims 32 (64 KB of voxels), 4 KB in the file", [](nifti_1_header &h) { h.dim[1] = h.dim[2] = h.dim[3] = 32; }, "truncated");
   nifti("dim[3] 1", [](nifti_1_header &h) { h.dim[3] = 1; });
   nifti("4D of 2", [](nifti_1_header &h) { h.dim[0] = 4, h.dim[4] = 2; }, "more than 3 dimensions");
   nifti("4D of 0", [](nifti_1_header &h) { h.dim[0] = 4, h.dim[4] = 0; });
