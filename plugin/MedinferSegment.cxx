@@ -585,6 +585,43 @@ bool writable_dir_of(const std::string &path, std::string &err) {
   return true;
 }
 
+// A path with its folder resolved (links, "..", "."): two names of one
+// file that need not exist yet compare equal.
+std::string resolved(const std::string &path) {
+  const size_t slash = path.rfind('/');
+  const std::string dir = slash == std::string::npos ? "." : (slash == 0 ? "/" : path.substr(0, slash));
+  char buf[PATH_MAX];
+  if (!realpath(dir.c_str(), buf)) return path;
+  return std::string(buf) + "/" + path.substr(slash == std::string::npos ? 0 : slash + 1);
+}
+
+// Whether a and b name one file: the same path, or one existing file
+// (hard or symbolic links followed).
+bool same_file(const std::string &a, const std::string &b) {
+  struct stat sa, sb;
+  if (stat(a.c_str(), &sa) == 0 && stat(b.c_str(), &sb) == 0) return sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
+  return resolved(a) == resolved(b);
+}
+
+// Outputs must not replace the input (the output's rename would, without a
+// word) nor each other.
+bool outputs_distinct(const Args &a, std::string &err) {
+  const std::string *outs[] = {&a.output, &a.seg_file, &a.color_table, &a.return_file};
+  for (size_t i = 0; i < 4; ++i) {
+    if (outs[i]->empty()) continue;
+    if (same_file(*outs[i], a.input)) {
+      err = "cannot write " + *outs[i] + ": it is the input volume (refusing to overwrite it)";
+      return false;
+    }
+    for (size_t j = 0; j < i; ++j)
+      if (!outs[j]->empty() && same_file(*outs[i], *outs[j])) {
+        err = "cannot write " + *outs[i] + ": it is named for two outputs";
+        return false;
+      }
+  }
+  return true;
+}
+
 struct Outputs {  // removes whatever was not committed (cancel or error)
   std::vector<std::string> written;
   bool keep = false;
@@ -602,6 +639,10 @@ int run(const Args &a, Reporter &rep) {
       std::cerr << kName << ": " << err << std::endl;
       return EXIT_FAIL;
     }
+  if (!outputs_distinct(a, err)) {
+    std::cerr << kName << ": " << err << std::endl;
+    return EXIT_FAIL;
+  }
 
   rep.stage(0.0, 0.05, "Reading the input volume");
   std::vector<float> voxels;

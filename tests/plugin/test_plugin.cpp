@@ -468,6 +468,9 @@ struct Bad {
 TEST_F(Plugin, BadInputThroughBothForms) {
   Lib lib;
   const std::string o = g_work + "/out/bad.nrrd";
+  // An input that an output names: it must come through unchanged.
+  const std::string own = g_work + "/own.nrrd", own_bytes = slurp(g_work + "/axial/image.nrrd");
+  std::ofstream(own, std::ios::binary) << own_bytes;
   const std::vector<Bad> cases = {
       {"unreadable", {"--modelCard", card(), g_work + "/missing.nrrd", o}, "missing.nrrd"},
       {"garbage", {"--modelCard", card(), g_work + "/garbage.nrrd", o}, "garbage.nrrd"},
@@ -479,6 +482,10 @@ TEST_F(Plugin, BadInputThroughBothForms) {
       {"bad device", {"--device", "tpu", "--modelCard", card(), g_work + "/axial/image.nrrd", o}, "--device"},
       {"bad threads", {"--threads", "many", "--modelCard", card(), g_work + "/axial/image.nrrd", o}, "--threads"},
       {"in-memory", {"--modelCard", card(), "slicer:0x1234#vtkMRMLScalarVolumeNode1", o}, "AllowInMemoryTransfer"},
+      {"output is the input", {"--modelCard", card(), own, own}, "input volume"},
+      {"output is the input, another name", {"--modelCard", card(), own, g_work + "/out/../own.nrrd"}, "input volume"},
+      {"segmentation file is the input", {"--modelCard", card(), "--outputSegmentationFile", own, own, o}, "input volume"},
+      {"two outputs one file", {"--modelCard", card(), "--outputColorTable", o, own, o}, "two outputs"},
   };
   for (const auto &b : cases) {
     Call c;
@@ -491,6 +498,7 @@ TEST_F(Plugin, BadInputThroughBothForms) {
     EXPECT_NE(err.find(b.expect), std::string::npos) << b.what << " (executable): " << err;
     EXPECT_FALSE(exists(o)) << b.what;
   }
+  EXPECT_TRUE(slurp(own) == own_bytes) << "an input was overwritten";
 }
 
 // ------------------------------------------------------------- volume headers
