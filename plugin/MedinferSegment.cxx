@@ -28,6 +28,7 @@
 #include <dirent.h>
 #include <dlfcn.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -39,6 +40,7 @@
 
 #include <algorithm>
 #include <array>
+#include <atomic>
 #include <cmath>
 #include <fstream>
 #include <iostream>
@@ -400,22 +402,34 @@ bool read_volume(const std::string &path, std::vector<float> &voxels, mi_geometr
   return true;
 }
 
-// Unique temporary name beside `path` (same filesystem, so rename is atomic),
-// keeping the extension; the file is created (0600) to reserve the name.
-bool temp_beside(const std::string &path, std::string &tmp, std::string &err) {
+// The folder a path names its file in ("." for a bare name).
+std::string folder_of(const std::string &path) {
   const size_t slash = path.rfind('/');
-  const std::string dir = slash == std::string::npos ? "." : path.substr(0, slash);
-  const std::string base = slash == std::string::npos ? path : path.substr(slash + 1);
+  return slash == std::string::npos ? "." : (slash == 0 ? "/" : path.substr(0, slash));
+}
+
+// Unique temporary name beside `path` (same filesystem, so rename is atomic),
+// keeping the extension; the file is created to reserve the name, with mode
+// 0666 less the umask, as ITK's writers and the DICOM outputs make theirs
+// (mkstemps made every output 0600, unreadable to a colleague).
+bool temp_beside(const std::string &path, std::string &tmp, std::string &err) {
+  static std::atomic<unsigned> counter{0};
+  const std::string dir = folder_of(path), base = path.substr(path.rfind('/') + 1);  // npos + 1: the whole name
   const size_t dot = base.find('.');
   const std::string ext = dot == std::string::npos ? "" : base.substr(dot);
-  const std::string pattern = dir + "/." + base + ".tmp-XXXXXX" + ext;
-  std::vector<char> t(pattern.begin(), pattern.end());
-  t.push_back(0);
-  const int fd = mkstemps(t.data(), (int)ext.size());
-  if (fd < 0) { err = "cannot write " + path + ": " + strerror(errno); return false; }
-  close(fd);
-  tmp = t.data();
-  return true;
+  for (int attempt = 0; attempt < 100; ++attempt) {
+    char tag[64];
+    snprintf(tag, sizeof tag, ".tmp-%ld-%u-%ld", (long)getpid(), counter++, (long)(clock() & 0xffff));
+    tmp = dir + "/." + base + tag + ext;
+    const int fd = open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
+    if (fd >= 0) {
+      close(fd);
+      return true;
+    }
+    if (errno != EEXIST) break;
+  }
+  err = "cannot write " + path + ": " + strerror(errno);
+  return false;
 }
 
 bool commit(const std::string &tmp, const std::string &path, std::string &err) {
@@ -576,8 +590,7 @@ bool write_return_parameters(const std::string &path, const mi_card *card, const
 }
 
 bool writable_dir_of(const std::string &path, std::string &err) {
-  const size_t slash = path.rfind('/');
-  const std::string dir = slash == std::string::npos ? "." : (slash == 0 ? "/" : path.substr(0, slash));
+  const std::string dir = folder_of(path);
   if (access(dir.c_str(), W_OK) != 0) {
     err = "cannot write " + path + ": folder " + dir + ": " + strerror(errno);
     return false;
@@ -588,11 +601,9 @@ bool writable_dir_of(const std::string &path, std::string &err) {
 // A path with its folder resolved (links, "..", "."): two names of one
 // file that need not exist yet compare equal.
 std::string resolved(const std::string &path) {
-  const size_t slash = path.rfind('/');
-  const std::string dir = slash == std::string::npos ? "." : (slash == 0 ? "/" : path.substr(0, slash));
   char buf[PATH_MAX];
-  if (!realpath(dir.c_str(), buf)) return path;
-  return std::string(buf) + "/" + path.substr(slash == std::string::npos ? 0 : slash + 1);
+  if (!realpath(folder_of(path).c_str(), buf)) return path;
+  return std::string(buf) + "/" + path.substr(path.rfind('/') + 1);  // npos + 1: the whole name
 }
 
 // Whether a and b name one file: the same path, or one existing file

@@ -437,6 +437,12 @@ TEST_F(Plugin, MultiLabelModel) {
   EXPECT_EQ(vout.meta["Segment1_Name"], "Spleen");
   EXPECT_EQ(vout.meta["Segment2_Name"], "Heart");
   EXPECT_EQ(vout.meta["Segment2_LabelValue"], "3");
+  // Made as any writer makes a file: 0666 less the umask (it was 0600).
+  const mode_t mask = umask(0);
+  umask(mask);
+  struct stat sb;
+  ASSERT_EQ(stat(outv.c_str(), &sb), 0);
+  EXPECT_EQ(sb.st_mode & 0777, 0666 & ~mask);
 }
 
 TEST_F(Plugin, AbortAt30PercentLeavesNothing) {
