@@ -42,6 +42,7 @@
 #include <array>
 #include <atomic>
 #include <cmath>
+#include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <sstream>
@@ -411,7 +412,8 @@ std::string folder_of(const std::string &path) {
 // Unique temporary name beside `path` (same filesystem, so rename is atomic),
 // keeping the extension; the file is created to reserve the name, with mode
 // 0666 less the umask, as ITK's writers and the DICOM outputs make theirs
-// (mkstemps made every output 0600, unreadable to a colleague).
+// (mkstemps made every output 0600, unreadable to a colleague); a name
+// taken by another host's process sharing the folder is passed over.
 bool temp_beside(const std::string &path, std::string &tmp, std::string &err) {
   static std::atomic<unsigned> counter{0};
   const std::string dir = folder_of(path), base = path.substr(path.rfind('/') + 1);  // npos + 1: the whole name
@@ -419,7 +421,7 @@ bool temp_beside(const std::string &path, std::string &tmp, std::string &err) {
   const std::string ext = dot == std::string::npos ? "" : base.substr(dot);
   for (int attempt = 0; attempt < 100; ++attempt) {
     char tag[64];
-    snprintf(tag, sizeof tag, ".tmp-%ld-%u-%ld", (long)getpid(), counter++, (long)(clock() & 0xffff));
+    snprintf(tag, sizeof tag, ".tmp-%ld-%u", (long)getpid(), counter++);
     tmp = dir + "/." + base + tag + ext;
     const int fd = open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
     if (fd >= 0) {
@@ -598,20 +600,14 @@ bool writable_dir_of(const std::string &path, std::string &err) {
   return true;
 }
 
-// A path with its folder resolved (links, "..", "."): two names of one
-// file that need not exist yet compare equal.
-std::string resolved(const std::string &path) {
-  char buf[PATH_MAX];
-  if (!realpath(folder_of(path).c_str(), buf)) return path;
-  return std::string(buf) + "/" + path.substr(path.rfind('/') + 1);  // npos + 1: the whole name
-}
-
-// Whether a and b name one file: the same path, or one existing file
-// (hard or symbolic links followed).
+// Whether a and b name one file: one existing file (hard or symbolic links
+// followed), or the same path once resolved (as dicom's check_output).
 bool same_file(const std::string &a, const std::string &b) {
-  struct stat sa, sb;
-  if (stat(a.c_str(), &sa) == 0 && stat(b.c_str(), &sb) == 0) return sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
-  return resolved(a) == resolved(b);
+  namespace fs = std::filesystem;
+  std::error_code ea, eb;
+  if (fs::equivalent(a, b, ea)) return true;
+  const fs::path ca = fs::weakly_canonical(fs::absolute(a), ea), cb = fs::weakly_canonical(fs::absolute(b), eb);
+  return !ea && !eb && ca == cb;
 }
 
 // Outputs must not replace the input (the output's rename would, without a
