@@ -96,7 +96,7 @@ constexpr const char *kName = "MedinferSegment";
 struct Args {
   std::string input, output, model, model_card, seg_file, color_table, return_file, device = "cpu";
   int threads = 0, gpu_index = 0;
-  bool fast_math = false;
+  bool fast_math = false, bf16 = false;
   bool allow_in_memory = false, xml = false, help = false, version = false;
   ModuleProcessInformation *info = nullptr;
 };
@@ -109,6 +109,8 @@ void usage(std::ostream &os) {
      << "  --gpuIndex N                  CUDA device for cuda and auto (default 0)\n"
      << "  --fastMath                    fast mode: Winograd 3x3 convolutions on the\n"
      << "                                CPU, TF32 on the GPU\n"
+     << "  --bf16                        bf16 convolutions (fp32 sums) on a CPU with\n"
+     << "                                AVX512-BF16; fp32 where it has none\n"
      << "  --threads N                   0 = every core (default)\n"
      << "  --outputSegmentationFile F    also write F (.seg.nrrd)\n"
      << "  --outputColorTable F          also write a Slicer color table (.ctbl)\n"
@@ -177,6 +179,8 @@ bool parse_args(int argc, char *argv[], Args &a, std::string &err) {
       }
     } else if (s == "--fastMath") {
       a.fast_math = true;
+    } else if (s == "--bf16") {
+      a.bf16 = true;
     } else if (s == "--gpuIndex") {
       if (!integer(s, 63, a.gpu_index)) return false;
     } else if (s == "--threads") {
@@ -674,6 +678,7 @@ int run(const Args &a, Reporter &rep) {
   o.device = a.device == "cuda" ? MI_SEG_DEVICE_CUDA : a.device == "auto" ? MI_SEG_DEVICE_AUTO : MI_SEG_DEVICE_CPU;
   o.device_index = a.gpu_index;
   o.fast_math = a.fast_math ? 1 : 0;
+  o.bf16 = a.bf16 ? 1 : 0;
   o.progress = on_pipeline_progress;
   o.progress_user = &rep;
   mi_segmenter *sg = nullptr;
