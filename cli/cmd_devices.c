@@ -29,8 +29,9 @@ int mi_cmd_devices(int argc, char **argv) {
     return MI_EXIT_USAGE;
   }
   const char *bf16 = mi_bf16_unit();
-  printf("cpu       %ld cores%s%s%s\n", sysconf(_SC_NPROCESSORS_ONLN), bf16 ? ", bf16 (" : "", bf16 ? bf16 : "",
-         bf16 ? ": segment/detect --bf16)" : "");
+  printf("cpu       %ld cores%s%s%s%s\n", sysconf(_SC_NPROCESSORS_ONLN),
+         mi_fast_available() ? ", fast (Winograd: segment/detect --fast)" : "", bf16 ? ", bf16 (" : "",
+         bf16 ? bf16 : "", bf16 ? ": segment/detect --bf16)" : "");
   int count = 0;
   mi_status *st = mi_cuda_device_count(&count);
   if (st) {

@@ -22,9 +22,10 @@ enum { MI_EXIT_PARTIAL = 4, MI_EXIT_INTERRUPTED = 130 };
   "  --device D          where the network runs: cpu (default), cuda, cuda:N (GPU\n" \
   "                      N), or auto (the GPU when one is usable, else the CPU,\n" \
   "                      saying why)\n" \
-  "  --fast              fast mode (default off): on the CPU, Winograd 3x3\n" \
-  "                      convolutions (about 1e-5 relative difference); on a\n" \
-  "                      GPU, TF32 matrix products (about 1e-2)\n" \
+  "  --fast              fast mode (default off): on a CPU with AVX2 or AVX-512,\n" \
+  "                      Winograd 3x3 convolutions (about 1e-5 relative\n" \
+  "                      difference); on a GPU, TF32 matrix products (about\n" \
+  "                      1e-2)\n" \
   "  --bf16              on a CPU with AVX512-BF16, bf16 convolutions with fp32\n" \
   "                      accumulation, or fast mode's Winograd where it is faster\n" \
   "                      (default off; FP32 where not available)\n"

@@ -26,6 +26,8 @@ void mi_options_default(mi_options *opt) {
   opt->optimize = 1;
 }
 
+int mi_fast_available(void) { return mi_isa_level() != MI_ISA_GENERIC; } /* mi_wino_weights_make's levels */
+
 int mi_bf16_available(void) {
 #ifdef MI_GEMM_X86
   return mi_isa_level() == MI_ISA_AVX512 && mi_dconv_bf16_supported();

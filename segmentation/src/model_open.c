@@ -33,8 +33,9 @@ mi_status *mi_card_open_model(const mi_card *card, const mi_segmenter_options *o
   eo.threads = o->threads;
   eo.bf16 = o->bf16;
   eo.fast_math = o->fast_math; /* CPU: Winograd 3x3 convolutions; GPU: TF32 */
-  const int bf16 = o->bf16 && mi_bf16_available();
-  const char *cpu_mode = bf16 && o->fast_math ? " (bf16, fast)" : bf16 ? " (bf16)" : o->fast_math ? " (fast)" : "";
+  /* the modes that take effect on this CPU */
+  const int bf16 = o->bf16 && mi_bf16_available(), fast = o->fast_math && mi_fast_available();
+  const char *cpu_mode = bf16 && fast ? " (bf16, fast)" : bf16 ? " (bf16)" : fast ? " (fast)" : "";
   snprintf(device, n, "cpu%s", cpu_mode);
   if (o->device != MI_SEG_DEVICE_CPU) {
     mi_status *why = cuda_unusable(o->device_index);

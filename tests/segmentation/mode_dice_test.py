@@ -4,7 +4,8 @@ SEG written in that mode and the one written without it (both read back with
 pydicom) must be at least --min-dice.
 
 usage: mode_dice_test.py MEDINFER CARD WORK_DIR --mode bf16|fast [--size CxRxS] [--min-dice D]
-Exit 77 (skipped) for bf16 where the CPU has no AVX512-BF16 ('medinfer devices')."""
+Exit 77 (skipped) where the CPU lacks the mode ('medinfer devices': bf16 needs
+AVX512-BF16, fast AVX2 or AVX-512)."""
 import argparse
 import glob
 import json
@@ -31,8 +32,9 @@ def main():
     ap.add_argument("--mode", choices=("bf16", "fast"), required=True)
     a = ap.parse_args()
     devs = subprocess.run([a.medinfer, "devices"], check=True, capture_output=True, text=True).stdout
-    if a.mode == "bf16" and "bf16" not in devs:
-        print("SKIPPED: no bf16 mode on this CPU:\n" + devs)
+    cpu = next((l for l in devs.splitlines() if l.startswith("cpu")), "")
+    if a.mode + " (" not in cpu:
+        print("SKIPPED: no %s mode on this CPU:\n%s" % (a.mode, devs))
         return 77
     shutil.rmtree(a.work, ignore_errors=True)
     card = json.load(open(a.card))

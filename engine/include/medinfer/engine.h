@@ -95,6 +95,10 @@ enum { MI_DEVICE_CPU = 0, MI_DEVICE_CUDA = 1 };
 
 void mi_options_default(mi_options *opt);
 
+/* 1 when mi_options.fast_math's Winograd convolutions run on this CPU (an
+ * x86-64 with AVX2 or AVX-512F, MEDINFER_ISA not set to generic), else 0:
+ * there fast mode runs the CPU's convolutions in FP32 as usual. */
+int mi_fast_available(void);
 /* 1 when mi_options.bf16 takes effect on this CPU (AVX-512F and AVX512-BF16,
  * not capped by MEDINFER_ISA), else 0. */
 int mi_bf16_available(void);
