@@ -45,6 +45,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <set>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -164,6 +165,14 @@ bool parse_args(int argc, char *argv[], Args &a, std::string &err) {
       out = (int)t;
       return true;
     };
+    // A switch takes no value (TCLAP's SwitchArg does not match
+    // "--fastMath=false"; ignoring the value would turn the mode on).
+    static const std::set<std::string> switches = {"--xml", "--help", "--version", "--echo",
+                                                   "--AllowInMemoryTransfer", "--fastMath", "--bf16"};
+    if (has_eq && switches.count(s)) {
+      err = s + " takes no value";
+      return false;
+    }
     if (s == "--xml") a.xml = true;
     else if (s == "--help") a.help = true;
     else if (s == "--version") a.version = true;

@@ -26,7 +26,9 @@ void mi_options_default(mi_options *opt) {
   opt->optimize = 1;
 }
 
-int mi_fast_available(void) { return mi_isa_level() != MI_ISA_GENERIC; } /* mi_wino_weights_make's levels */
+/* mi_wino_weights_make's levels: those whose SGEMM kernels' panels hold
+ * whole groups of MI_WINO_LANES tiles (AVX2 16 columns, AVX-512 48). */
+int mi_fast_available(void) { return mi_isa_level() != MI_ISA_GENERIC; }
 
 int mi_bf16_available(void) {
 #ifdef MI_GEMM_X86

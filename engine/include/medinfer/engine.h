@@ -80,7 +80,8 @@ typedef struct mi_options {
                           * or more where FP32 Winograd (see fast_math)
                           * saves at least 3x of them run so: faster than
                           * bf16 there, and far closer to FP32 */
-  int fast_math;         /* fast mode.  CPU: stride-1, single-group 3x3 (and
+  int fast_math;         /* fast mode.  CPU (where mi_fast_available()):
+                          * stride-1, single-group 3x3 (and
                           * kd x 3 x 3) convolutions with constant weights
                           * run as Winograd F(4x4, 3x3) (F(3x3, 3x3) or
                           * F(2x2, 3x3) where 4x4 blocks fit the map badly)
@@ -96,8 +97,8 @@ enum { MI_DEVICE_CPU = 0, MI_DEVICE_CUDA = 1 };
 void mi_options_default(mi_options *opt);
 
 /* 1 when mi_options.fast_math's Winograd convolutions run on this CPU (an
- * x86-64 with AVX2 or AVX-512F, MEDINFER_ISA not set to generic), else 0:
- * there fast mode runs the CPU's convolutions in FP32 as usual. */
+ * x86-64 with AVX2 and FMA, or AVX-512F; MEDINFER_ISA not set to generic),
+ * else 0: there fast mode runs the CPU's convolutions in FP32 as usual. */
 int mi_fast_available(void);
 /* 1 when mi_options.bf16 takes effect on this CPU (AVX-512F and AVX512-BF16,
  * not capped by MEDINFER_ISA), else 0. */
