@@ -45,7 +45,6 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
-#include <set>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -166,19 +165,19 @@ bool parse_args(int argc, char *argv[], Args &a, std::string &err) {
       out = (int)t;
       return true;
     };
-    // A switch takes no value (TCLAP's SwitchArg does not match
+    // A switch: set, taking no value (TCLAP's SwitchArg does not match
     // "--fastMath=false"; ignoring the value would turn the mode on).
-    static const std::set<std::string> switches = {"--xml", "--help", "--version", "--echo",
-                                                   "--AllowInMemoryTransfer", "--fastMath", "--bf16"};
-    if (has_eq && switches.count(s)) {
-      err = s + " takes no value";
-      return false;
-    }
-    if (s == "--xml") a.xml = true;
-    else if (s == "--help") a.help = true;
-    else if (s == "--version") a.version = true;
-    else if (s == "--echo") {}  // GenerateCLP's --echo: accepted, nothing to echo
-    else if (s == "--AllowInMemoryTransfer") a.allow_in_memory = true;
+    bool ignored = false;
+    auto on = [&](bool &out) {
+      if (has_eq) { err = s + " takes no value"; return false; }
+      out = true;
+      return true;
+    };
+    if (s == "--xml") { if (!on(a.xml)) return false; }
+    else if (s == "--help") { if (!on(a.help)) return false; }
+    else if (s == "--version") { if (!on(a.version)) return false; }
+    else if (s == "--echo") { if (!on(ignored)) return false; }  // GenerateCLP's --echo: nothing to echo
+    else if (s == "--AllowInMemoryTransfer") { if (!on(a.allow_in_memory)) return false; }
     else if (s == "--model") { if (!value(a.model)) return false; }
     else if (s == "--modelCard") { if (!value(a.model_card)) return false; }
     else if (s == "--device") {
@@ -188,9 +187,9 @@ bool parse_args(int argc, char *argv[], Args &a, std::string &err) {
         return false;
       }
     } else if (s == "--fastMath") {
-      a.fast_math = true;
+      if (!on(a.fast_math)) return false;
     } else if (s == "--bf16") {
-      a.bf16 = true;
+      if (!on(a.bf16)) return false;
     } else if (s == "--gpuIndex") {
       if (!integer(s, 63, a.gpu_index)) return false;
     } else if (s == "--threads") {

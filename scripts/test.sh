@@ -16,8 +16,8 @@ cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DMEDINFER_SANITIZE=O
 cmake --build build-asan -j "$jobs"
 (cd build-asan && ASAN_OPTIONS=detect_leaks=1 ctest --output-on-failure -j "$jobs" -L engine)
 # The Slicer module needs DICOM: its own sanitizer tree, building only what
-# the plugin tests use (about 7 CPU-minutes to build, 100 s to run, 86 of
-# them the demo model three times in ComputeModesAgreeWithFp32).
+# the plugin tests use (about 7 CPU-minutes to build, 80-100 s to run, 70-86
+# of them the demo model three times in ComputeModesAgreeWithFp32).
 cmake -S . -B build-asan-plugin -DCMAKE_BUILD_TYPE=RelWithDebInfo -DMEDINFER_SANITIZE=ON \
       -DMEDINFER_WITH_CUDA=OFF >/dev/null
 cmake --build build-asan-plugin -j "$jobs" --target test_plugin
