@@ -1,7 +1,9 @@
 #!/usr/bin/env node
 // ONNX Runtime side of the benchmark: the same measurement medinfer-bench makes.
-// usage: node ort_bench.js MODEL [--shape 1x3x224x224] [--threads N] [--runs N] [--warmup N] [--flush MB]
+// usage: node ort_bench.js MODEL [--shape 1x3x224x224] [--threads N] [--runs N] [--warmup N] [--flush MB] [--lockstep]
 // --flush MB writes that much memory before each run (weights out of the caches), as medinfer-bench's.
+// --lockstep: as medinfer-bench's: 'ready' after the warmup, then a run per line of standard input
+// ('t' timed, at most --runs; else untimed), 'ms TIME' after each, until the input ends.
 // Prints human-readable lines, then one machine-readable line starting with "RESULT".
 'use strict';
 
@@ -11,10 +13,10 @@ const baseRss = process.resourceUsage().maxRSS / 1024; // maxRSS is in KiB
 
 const ort = require('onnxruntime-node');
 
-const usage = 'usage: node ort_bench.js MODEL [--shape 1x3x224x224] [--threads N] [--runs N] [--warmup N] [--flush MB]';
+const usage = 'usage: node ort_bench.js MODEL [--shape 1x3x224x224] [--threads N] [--runs N] [--warmup N] [--flush MB] [--lockstep]';
 
 function parseArgs(argv) {
-  const a = { model: null, shape: null, threads: 2, runs: 10, warmup: 2, flush: 0 };
+  const a = { model: null, shape: null, threads: 2, runs: 10, warmup: 2, flush: 0, lockstep: false };
   for (let i = 0; i < argv.length; i++) {
     const k = argv[i];
     const v = argv[i + 1];
@@ -23,6 +25,7 @@ function parseArgs(argv) {
     else if (k === '--runs' && v) { a.runs = Number(v); i++; }
     else if (k === '--warmup' && v) { a.warmup = Number(v); i++; }
     else if (k === '--flush' && v) { a.flush = Number(v); i++; }
+    else if (k === '--lockstep') a.lockstep = true;
     else if (k.startsWith('-') || a.model) { console.error(`ort_bench: unexpected argument '${k}'\n${usage}`); process.exit(2); }
     else a.model = k;
   }
@@ -64,22 +67,37 @@ async function main() {
 
   const times = [];
   const flush = new Float32Array(a.flush * 262144);
-  for (let r = -a.warmup; r < a.runs; r++) {
+  const once = async () => {
     for (let i = 0; i < flush.length; i += 16) flush[i] += 1;
     t0 = performance.now();
     const out = await session.run(feeds);
     const ms = performance.now() - t0;
     for (const k of Object.keys(out)) if (out[k].dispose) out[k].dispose();
+    return ms;
+  };
+  for (let r = -a.warmup; r < (a.lockstep ? 0 : a.runs); r++) {
+    const ms = await once();
     if (r >= 0) times.push(ms);
   }
+  if (a.lockstep) {
+    process.stdout.write('ready\n');
+    const lines = require('readline').createInterface({ input: process.stdin, terminal: false });
+    for await (const line of lines) {
+      const ms = await once();
+      if (line.startsWith('t') && times.length < a.runs) times.push(ms);
+      process.stdout.write(`ms ${ms.toFixed(3)}\n`);
+    }
+    if (!times.length) throw new Error('no timed run (lockstep input ended first)');
+  }
+  const runs = times.length;
   times.sort((x, y) => x - y);
-  const median = times[Math.floor(a.runs / 2)]; // same convention as medinfer-bench
+  const median = times[Math.floor(runs / 2)]; // same convention as medinfer-bench
   const peak = process.resourceUsage().maxRSS / 1024;
   await session.release();
   console.log(`model: ${a.model}\nload: ${loadMs.toFixed(1)} ms\nmedian: ${median.toFixed(3)} ms\n` +
-              `min: ${times[0].toFixed(3)} ms\nruns: ${a.runs}\npeak_rss: ${peak.toFixed(1)} MB\n` +
+              `min: ${times[0].toFixed(3)} ms\nruns: ${runs}\npeak_rss: ${peak.toFixed(1)} MB\n` +
               `node_base_rss: ${baseRss.toFixed(1)} MB`);
-  console.log(`RESULT engine=ort version=${ort.env.versions.common} threads=${a.threads} runs=${a.runs} ` +
+  console.log(`RESULT engine=ort version=${ort.env.versions.common} threads=${a.threads} runs=${runs} ` +
               `median_ms=${median.toFixed(3)} min_ms=${times[0].toFixed(3)} load_ms=${loadMs.toFixed(1)} ` +
               `peak_rss_mb=${peak.toFixed(1)} node_base_rss_mb=${baseRss.toFixed(1)}`);
 }

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # medinfer vs ONNX Runtime 1.20 (CPU) on the same .onnx files, same thread count.
-# usage: bench/run.sh [--threads N] [--runs N] [--rounds N] [--only NAME]... [--mode M]... [--timeout S]
+# usage: bench/run.sh [--threads N] [--runs N] [--rounds N] [--only NAME]... [--mode M]... [--timeout S] [--lockstep]
 #   --mode exact (default), fast (Winograd 3x3) or bf16: medinfer's modes, each
 #   run in every round beside the same ONNX Runtime run
+#   --lockstep: in each round the engines take turns run by run (bench/lockstep.py)
 # See bench/README.md for what is measured and how to read it.
 set -euo pipefail
 
@@ -10,7 +11,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 root=$(dirname "$here")
 build=${MEDINFER_BENCH_BUILD:-$root/build-bench}
 out=$here/out
-threads=2 runs= rounds=3 timeout_s=1800
+threads=2 runs= rounds=3 timeout_s=1800 lockstep=0
 only=()
 modes=()
 
@@ -24,7 +25,8 @@ while [ $# -gt 0 ]; do
       case $2 in exact|fast|bf16) modes+=("$2") ;; *) echo "run.sh: unknown mode '$2' (exact, fast, bf16)" >&2; exit 2 ;; esac
       shift 2 ;;
     --timeout) timeout_s=$2; shift 2 ;;
-    -h|--help) sed -n '2,6p' "$0"; exit 0 ;;
+    --lockstep) lockstep=1; shift ;;
+    -h|--help) sed -n '2,7p' "$0"; exit 0 ;;
     *) echo "run.sh: unknown argument '$1'" >&2; exit 2 ;;
   esac
 done
@@ -67,11 +69,13 @@ stamp=$(date +%Y%m%d-%H%M%S)
 logs=$out/logs/$stamp
 mkdir -p "$logs"
 raw=$logs/raw.tsv
+pairs=$logs/pairs.tsv
+[ $lockstep = 1 ] && printf 'net\tround\tpair\tengine\tms\n' >"$pairs"
 printf 'net\tround\tengine\tstatus\tmedian_ms\tpeak_mb\tarena_mb\tloadavg\tmin_ms_or_error\n' >"$raw"
 
 echo "medinfer $(git -C "$root" describe --always --dirty 2>/dev/null || echo '?') vs onnxruntime-node" \
      "$(node -p "require('$here/node_modules/onnxruntime-node/package.json').version")," \
-     "threads=$threads rounds=$rounds modes=${modes[*]} OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-unset} cores=$(nproc)"
+     "threads=$threads rounds=$rounds modes=${modes[*]}$([ $lockstep = 1 ] && echo ' lockstep') OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-unset} cores=$(nproc)"
 echo "logs: $logs"
 
 for n in "${nets[@]}"; do
@@ -80,6 +84,12 @@ for n in "${nets[@]}"; do
   r=${runs:-$([ "$n" = unet3d ] && echo 3 || echo 10)}
   w=$([ "$n" = unet3d ] && echo 1 || echo 2)
   for ((k = 1; k <= rounds; k++)); do
+    if [ $lockstep = 1 ]; then
+      /usr/bin/python3 "$here/lockstep.py" --bin "$bin" --ort "$here/ort_bench.js" --net "$n" --model "$out/$n.onnx" \
+        --shape "$shape" --threads "$threads" --pairs "$r" --warmup "$w" --engines "$(IFS=,; echo "${engines[*]}")" \
+        --round "$k" --timeout "$timeout_s" --logs "$logs" --raw "$raw" --pairs-out "$pairs"
+      continue
+    fi
     # Alternate engines, each in its own process, so that peak RSS is per engine
     # and slow drifts in machine load hit both about equally.
     for eng in "${engines[@]}"; do
@@ -111,9 +121,14 @@ for n in "${nets[@]}"; do
 done
 
 # --- table: median over rounds of each round's median latency / peak RSS
-/usr/bin/python3 - "$raw" "$out" "${engines[*]}" "${nets[@]}" <<'EOF'
+/usr/bin/python3 - "$raw" "$out" "${engines[*]}" "$([ $lockstep = 1 ] && echo "$pairs")" "${nets[@]}" <<'EOF'
 import json, statistics, sys
-raw, out, engines, nets = sys.argv[1], sys.argv[2], sys.argv[3].split()[:-1], sys.argv[4:]
+raw, out, engines, pairs_tsv, nets = sys.argv[1], sys.argv[2], sys.argv[3].split()[:-1], sys.argv[4], sys.argv[5:]
+timed = {}  # lockstep: (net, round, pair) -> {engine: ms}
+if pairs_tsv:
+    for l in list(open(pairs_tsv))[1:]:
+        net, rnd, pair, eng, ms = l.split()
+        timed.setdefault((net, rnd, pair), {})[eng] = float(ms)
 rows = [l.rstrip("\n").split("\t") for l in open(raw)][1:]
 def med(xs): return statistics.median(xs) if xs else None
 def f(x, fmt): return "-" if x is None else fmt % x
@@ -124,6 +139,8 @@ print()
 # paired = median over rounds of that round's medinfer/ORT ratio: the two
 # processes of a round run back to back, so a drift in the machine's speed
 # (shared hosts) cancels out of it better than out of the ratio of medians.
+# With --lockstep it is the median over every pair of runs (each engine's
+# timed run of one pair, seconds apart) of their ratio.
 print("| network | mode | medinfer ms | ORT ms | latency ratio | paired ratio | min-latency ratio | medinfer peak MB | medinfer arena MB | ORT peak MB | memory ratio | GFLOP | medinfer GFLOP/s | ORT GFLOP/s |")
 print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
 errors = []
@@ -144,6 +161,8 @@ for n in nets:
         if x[0] == n and x[3] == "ok":
             by_round.setdefault(x[1], {})[x[2]] = float(x[4])
     paired = med([v[eng] / v["ort"] for v in by_round.values() if eng in v and "ort" in v])
+    if timed:
+        paired = med([v[eng] / v["ort"] for k, v in timed.items() if k[0] == n and eng in v and "ort" in v])
     gps = lambda ms: None if ms is None else gflop / (ms / 1e3)
     mode = "exact" if eng == "medinfer" else eng[len("medinfer-"):]
     print("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %.2f | %s | %s |" % (

@@ -1,5 +1,6 @@
 #define _POSIX_C_SOURCE 200809L
 /* medinfer-bench: median latency and peak memory of a model on random input. */
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,6 +14,7 @@
 static const char usage[] =
     "usage: medinfer-bench MODEL [--shape 1x3x224x224]... [--threads N] [--runs N] [--warmup N]\n"
     "       [--device cpu|cuda|cuda:N] [--fast] [--bf16] [--profile] [--peak GFLOPS] [--flush MB]\n"
+    "       [--lockstep]\n"
     "Runs MODEL on random float32 input (one --shape per graph input, in order;\n"
     "fixed declared shapes are used when omitted) and prints the median latency\n"
     "and the process's peak resident memory.  --profile then repeats the runs with\n"
@@ -21,7 +23,11 @@ static const char usage[] =
     "machine's FP32 FMA peak (measured on the same threads unless --peak gives it;\n"
     "on a GPU each node's device time, and a share only of a --peak).\n"
     "--flush MB writes that much memory before each run: the weights then come\n"
-    "from memory, as a layer's do inside a network larger than the caches.\n";
+    "from memory, as a layer's do inside a network larger than the caches.\n"
+    "--lockstep: after the warmup runs print 'ready', then run once per line read\n"
+    "from standard input and print 'ms TIME' after each; lines 't' are the timed\n"
+    "runs (at most --runs), others untimed; end of input ends them (bench/lockstep.py\n"
+    "takes turns with ONNX Runtime's ort_bench.js this way).\n";
 
 static double now_ms(void) {
   struct timespec ts;
@@ -52,7 +58,7 @@ int main(int argc, char **argv) {
   const char *model = NULL;
   int threads = 0, runs = 10, warmup = 2, nshapes = 0;
   size_t flush_n = 0; /* floats */
-  int device = MI_DEVICE_CPU, device_index = 0, fast_math = 0, bf16 = 0, profile = 0;
+  int device = MI_DEVICE_CPU, device_index = 0, fast_math = 0, bf16 = 0, profile = 0, lockstep = 0;
   double peak = 0;
   int64_t shapes[16][MI_MAX_DIMS];
   int ranks[16];
@@ -72,6 +78,7 @@ int main(int argc, char **argv) {
     else if (!strcmp(argv[i], "--fast") || !strcmp(argv[i], "--fast-math")) fast_math = 1;
     else if (!strcmp(argv[i], "--bf16")) bf16 = 1;
     else if (!strcmp(argv[i], "--profile")) profile = 1;
+    else if (!strcmp(argv[i], "--lockstep")) lockstep = 1;
     else if (!strcmp(argv[i], "--peak") && i + 1 < argc) peak = atof(argv[++i]);
     else if (!strcmp(argv[i], "--device") && i + 1 < argc) {
       const char *d = argv[++i];
@@ -162,15 +169,35 @@ int main(int argc, char **argv) {
     fprintf(stderr, "medinfer-bench: out of memory for --flush (%zu MB)\n", flush_n >> 18);
     goto done;
   }
-  for (int r = -warmup; r < runs; r++) {
+  int timed = 0; /* runs timed: --runs, or in lockstep those asked for */
+  for (int r = -warmup; lockstep || r < runs; r++) {
+    bool keep = r >= 0;
+    if (lockstep && r == 0) {
+      puts("ready");
+      fflush(stdout);
+    }
+    if (lockstep && r >= 0) { /* a line per run: 't' timed, else untimed; end of input: done */
+      char line[64];
+      if (!fgets(line, sizeof line, stdin)) break;
+      keep = line[0] == 't' && timed < runs;
+    }
     for (size_t i = 0; i < flush_n; i += 16) flush[i] += 1.f;
     double s = now_ms();
     st = mi_model_run(m, in, nin, out, nout);
     double e = now_ms() - s;
     if (st) goto done;
     for (int i = 0; i < nout; i++) mi_tensor_free(out[i]);
-    if (r >= 0) times[r] = e;
+    if (keep) times[timed++] = e;
+    if (lockstep && r >= 0) {
+      printf("ms %.3f\n", e);
+      fflush(stdout);
+    }
   }
+  if (timed == 0) {
+    fprintf(stderr, "medinfer-bench: no timed run (lockstep input ended first)\n");
+    goto done;
+  }
+  runs = timed;
   qsort(times, (size_t)runs, sizeof *times, cmp_d);
   struct rusage ru;
   getrusage(RUSAGE_SELF, &ru);
