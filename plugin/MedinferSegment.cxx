@@ -56,7 +56,6 @@
 #include <itkNiftiImageIO.h>
 #include <itkNrrdImageIO.h>
 
-#include "medinfer/engine.h"
 #include "medinfer/segmentation.h"
 #include "nifti_check.h"
 
@@ -697,15 +696,8 @@ int run(const Args &a, Reporter &rep) {
     return EXIT_FAIL;
   }
   const std::string device = mi_segmenter_device(sg);
+  // A mode ticked that this CPU lacks runs FP32; the device line says so and why.
   std::cout << kName << ": device: " << device << std::endl;
-  // A mode ticked that this CPU lacks runs fp32: said, for the device line
-  // only leaves the mode out.
-  if (device.rfind("cpu", 0) == 0) {
-    if (a.fast_math && !mi_fast_available())
-      std::cout << kName << ": note: fast mode needs a CPU with AVX2 or AVX-512; fp32 on this one" << std::endl;
-    if (a.bf16 && !mi_bf16_available())
-      std::cout << kName << ": note: bf16 mode needs a CPU with AVX512-BF16; fp32 on this one" << std::endl;
-  }
   int rc = EXIT_OK;
   mi_segmentation *seg = nullptr;
   if (rep.aborted()) {

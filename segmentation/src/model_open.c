@@ -23,6 +23,21 @@ static mi_status *cuda_unusable(int index) {
 #endif
 }
 
+/* The CPU's compute modes for the device line, " (bf16, fast)" and the
+ * like: those that take effect, and for each one asked for that this CPU
+ * lacks (it then runs FP32) what it needs, so that the command line's
+ * report and the Slicer module's log say why the mode did not run; "" for
+ * plain FP32. */
+static void cpu_modes(const mi_segmenter_options *o, char *s, size_t n) {
+  const int bf16 = o->bf16 && mi_bf16_available(), fast = o->fast_math && mi_fast_available();
+  const int no_fast = o->fast_math && !fast, no_bf16 = o->bf16 && !bf16;
+  *s = '\0';
+  if (!bf16 && !fast && !no_fast && !no_bf16) return;
+  snprintf(s, n, " (%s%s%s)", bf16 && fast ? "bf16, fast" : bf16 ? "bf16" : fast ? "fast" : "fp32",
+           no_fast ? "; fast mode needs a CPU with AVX2 or AVX-512" : "",
+           no_bf16 ? "; bf16 mode needs a CPU with AVX512-BF16" : "");
+}
+
 mi_status *mi_card_open_model(const mi_card *card, const mi_segmenter_options *o, mi_model **out, char *device,
                               size_t n) {
   *out = NULL;
@@ -33,9 +48,8 @@ mi_status *mi_card_open_model(const mi_card *card, const mi_segmenter_options *o
   eo.threads = o->threads;
   eo.bf16 = o->bf16;
   eo.fast_math = o->fast_math; /* CPU: Winograd 3x3 convolutions; GPU: TF32 */
-  /* the modes that take effect on this CPU */
-  const int bf16 = o->bf16 && mi_bf16_available(), fast = o->fast_math && mi_fast_available();
-  const char *cpu_mode = bf16 && fast ? " (bf16, fast)" : bf16 ? " (bf16)" : fast ? " (fast)" : "";
+  char cpu_mode[160];
+  cpu_modes(o, cpu_mode, sizeof cpu_mode);
   snprintf(device, n, "cpu%s", cpu_mode);
   if (o->device != MI_SEG_DEVICE_CPU) {
     mi_status *why = cuda_unusable(o->device_index);

@@ -175,6 +175,16 @@ def main():
         check("--device cuda:0: no usable CUDA device" in p.stderr, "--device cuda without a GPU: %s" % p.stderr)
         check(not os.path.exists(os.path.join(work, "out-cuda", "report.json")) or
               not glob.glob(os.path.join(work, "out-cuda", "*.seg.dcm")), "no SEG without a device")
+    # A mode asked for that the CPU lacks runs FP32, and the device line (the
+    # progress log and report.json) says why: at the portable level neither
+    # fast nor bf16 mode is there, on any CPU.
+    out_modes = os.path.join(work, "out-modes")
+    p = run([medinfer, "segment", "--model", "tiny-unet", "--input", src, "--output", out_modes, "--fast", "--bf16"],
+            dict(env, MEDINFER_ISA="generic"), 0)
+    want = "cpu (fp32; fast mode needs a CPU with AVX2 or AVX-512; bf16 mode needs a CPU with AVX512-BF16)"
+    dev = json.load(open(os.path.join(out_modes, "report.json")))["device"]
+    check(dev == want and ("device: " + want + "\n") in p.stderr,
+          "modes this CPU lacks must be named with why: %s / %s" % (dev, p.stderr))
     # Refusals leave nothing behind: no folder made inside the input (also
     # through a link to it, also several levels deep), none for a mistyped input.
     p = run([medinfer, "segment", "--model", "tiny-unet", "--input", src, "--output", os.path.join(src, "segs")], env, 1)

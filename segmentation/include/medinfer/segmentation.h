@@ -289,7 +289,10 @@ typedef struct mi_detector mi_detector;
 mi_status *mi_detector_create(const mi_card *card, const mi_segmenter_options *opts, mi_detector **out);
 void mi_detector_free(mi_detector *d);
 /* Where the network runs: "cpu", "cuda:N", or for MI_SEG_DEVICE_AUTO without
- * a usable GPU "cpu (--device auto: ...why...)".  Owned by the detector. */
+ * a usable GPU "cpu (--device auto: ...why...)".  On the CPU the compute
+ * modes follow, "cpu (bf16, fast)", and a mode asked for that the CPU lacks
+ * is named with what it needs: "cpu (fp32; bf16 mode needs a CPU with
+ * AVX512-BF16)".  Owned by the detector. */
 const char *mi_detector_device(const mi_detector *d);
 void mi_detector_set_progress(mi_detector *d, mi_progress_fn fn, void *user);
 
