@@ -140,7 +140,7 @@ print()
 # processes of a round run back to back, so a drift in the machine's speed
 # (shared hosts) cancels out of it better than out of the ratio of medians.
 # With --lockstep it is the median over every pair of runs (each engine's
-# timed run of one pair, seconds apart) of their ratio.
+# timed run of one pair, seconds apart) of their ratio, its quartiles after it.
 print("| network | mode | medinfer ms | ORT ms | latency ratio | paired ratio | min-latency ratio | medinfer peak MB | medinfer arena MB | ORT peak MB | memory ratio | GFLOP | medinfer GFLOP/s | ORT GFLOP/s |")
 print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
 errors = []
@@ -161,12 +161,19 @@ for n in nets:
         if x[0] == n and x[3] == "ok":
             by_round.setdefault(x[1], {})[x[2]] = float(x[4])
     paired = med([v[eng] / v["ort"] for v in by_round.values() if eng in v and "ort" in v])
+    paired_s = f(paired, "%.2f")
     if timed:
-        paired = med([v[eng] / v["ort"] for k, v in timed.items() if k[0] == n and eng in v and "ort" in v])
+        rs = sorted(v[eng] / v["ort"] for k, v in timed.items() if k[0] == n and eng in v and "ort" in v)
+        paired = med(rs)
+        if len(rs) >= 4:
+            q = statistics.quantiles(rs, n=4)
+            paired_s = "%.2f (%.2f-%.2f)" % (paired, q[0], q[2])
+        else:
+            paired_s = f(paired, "%.2f")
     gps = lambda ms: None if ms is None else gflop / (ms / 1e3)
     mode = "exact" if eng == "medinfer" else eng[len("medinfer-"):]
     print("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %.2f | %s | %s |" % (
-        n, mode, f(mt, "%.1f"), f(ot, "%.1f"), f(ratio(mt, ot), "%.2f"), f(paired, "%.2f"), f(ratio(mmin, omin), "%.2f"),
+        n, mode, f(mt, "%.1f"), f(ot, "%.1f"), f(ratio(mt, ot), "%.2f"), paired_s, f(ratio(mmin, omin), "%.2f"),
         f(mp, "%.0f"), f(ma, "%.0f"),
         f(op, "%.0f"), f(ratio(mp, op), "%.2f"), gflop, f(gps(mt), "%.1f"), f(gps(ot), "%.1f")))
 for e in errors:
