@@ -695,9 +695,8 @@ int run(const Args &a, Reporter &rep) {
     mi_card_free(card);
     return EXIT_FAIL;
   }
-  const std::string device = mi_segmenter_device(sg);
   // A mode ticked that this CPU lacks runs FP32; the device line says so and why.
-  std::cout << kName << ": device: " << device << std::endl;
+  std::cout << kName << ": device: " << mi_segmenter_device(sg) << std::endl;
   int rc = EXIT_OK;
   mi_segmentation *seg = nullptr;
   if (rep.aborted()) {
