@@ -122,11 +122,13 @@ static int64_t chunk_floats(void) { return __builtin_cpu_is("amd") ? CHUNK_FLOAT
  * finds the chunk's lines still in L1 only when the chunk is short: 128
  * steps (at vb 64 its weights 32 KB).  AMD Zen 3 (32 KB L1, 512 KB L2),
  * ResNet-50's 1x1 layers, per-node minimums of interleaved runs: 2048 ->
- * 512 channels at 7x7 0.98 -> 0.73-0.78 ms, 1024 -> 256 at 14x14 0.75 ->
- * 0.65-0.69, the network 53.3 -> 52.0 ms in all; 64 and 96 steps lost on
- * its 3x3 layers, 192 gained less.  Channel-blocked sources (a line holds
- * 16 channels) keep the chunk below: with 128 steps PSPNet's dilated 24x24
- * layers lost 3-5 %. */
+ * 512 channels at 7x7 0.98-1.00 -> 0.73-0.78 ms, 1024 -> 256 at 14x14
+ * 0.73-0.76 -> 0.65-0.75 (the whole network's sum within the runs' noise);
+ * 64 and 96 steps did worse, 192 gained less.  The 3D U-Net's 3x3x3 layers
+ * alone (64 channels at 48^3, 128 at 24^3, 32 at 48^3), whole-layer medians
+ * in one process: -3, -2 and +1 %.  Channel-blocked sources (a line holds
+ * 16 channels) keep the chunk below: with 128 steps there PSPNet's dilated
+ * 24x24 layers lost 3-5 %. */
 #define CV_AVX2_PLAIN_STEPS 128
 static int64_t chunk_k(const mi_dconv_cv_weights *w) {
   return w->taps ? chunk_floats() / w->vb : CV_AVX2_PLAIN_STEPS;
